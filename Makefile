@@ -1,0 +1,29 @@
+# wasmtask: `make test` is what CI runs (.ci/run); `make bench` measures.
+GO ?= go
+BENCHTIME ?= 2s
+
+.PHONY: test vet unit bench fuzz build clean
+
+test: vet unit
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# Benchmarks of the WAL, side by side with a raw write+fsync baseline on the
+# same disk. Set BENCHDIR to measure another filesystem (default: the OS temp dir).
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -benchmem ./segwal/
+
+# Short run of the frame-reader fuzzer; FUZZTIME=10m for a longer one.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzReader -fuzztime=$(FUZZTIME) ./segwal/
+
+build:
+	$(GO) build -o bin/wasmtask ./cmd/wasmtask
+
+clean:
+	rm -rf bin

@@ -1,0 +1,168 @@
+package segwal
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"time"
+)
+
+// Append writes records as one frame at the end of the log and returns the
+// sequence of the last one (the first is last-len(records)+1). Under
+// SyncAlways the frame is on disk when Append returns nil. Append with no
+// records writes nothing and returns Last().
+//
+// A failed write or fsync poisons the log: that call and every later Append
+// return the error, since the file's state is unknown. Reopen to recover.
+func (l *Log) Append(records ...[]byte) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, ErrClosed
+	}
+	if l.err != nil {
+		return 0, l.err
+	}
+	if len(records) == 0 {
+		return l.last, nil
+	}
+	frame, h, err := l.encodeFrame(records)
+	if err != nil {
+		return 0, err
+	}
+	active := &l.segs[len(l.segs)-1]
+	if active.size > segmentHeaderSize && active.size+int64(len(frame)) > l.opts.SegmentSize {
+		if err := l.rotate(); err != nil {
+			l.err = fmt.Errorf("segwal: rotate: %w", err)
+			return 0, l.err
+		}
+		active = &l.segs[len(l.segs)-1]
+	}
+	if _, err := l.active.Write(frame); err != nil {
+		l.err = fmt.Errorf("segwal: write %s: %w", active.path, err)
+		return 0, l.err
+	}
+	active.size += int64(len(frame))
+	if l.opts.Sync == SyncAlways {
+		if err := l.sync(); err != nil {
+			return 0, l.err
+		}
+	}
+	l.last = h.last()
+	l.stats.Appends++
+	l.stats.Records += uint64(h.count)
+	l.stats.FrameBytes += uint64(len(frame))
+	if h.compressed() {
+		l.stats.CompressedFrames++
+	}
+	return l.last, nil
+}
+
+// Sync forces appended frames to disk; only needed under SyncNone.
+func (l *Log) Sync() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if l.err != nil {
+		return l.err
+	}
+	return l.sync()
+}
+
+func (l *Log) sync() error {
+	start := time.Now()
+	if err := l.active.Sync(); err != nil {
+		l.err = fmt.Errorf("segwal: sync %s: %w", l.segs[len(l.segs)-1].path, err)
+		return l.err
+	}
+	l.stats.Syncs++
+	l.stats.SyncTime += time.Since(start)
+	return nil
+}
+
+// encodeFrame builds the frame for records in a reused buffer. The header
+// is reserved in front of the payload so that nothing is copied twice.
+func (l *Log) encodeFrame(records [][]byte) ([]byte, frameHeader, error) {
+	rawLen := 0
+	for _, r := range records {
+		rawLen += uvarintLen(uint64(len(r))) + len(r)
+	}
+	if rawLen > MaxFrameBytes || len(records) > MaxFrameBytes {
+		return nil, frameHeader{}, fmt.Errorf("%w: %d records of %d bytes in one Append, the limit is %d bytes", ErrFrameTooLarge, len(records), rawLen, MaxFrameBytes)
+	}
+	buf := l.buf[:0]
+	if cap(buf) < frameHeaderSize+rawLen {
+		buf = make([]byte, 0, frameHeaderSize+rawLen)
+	}
+	buf = buf[:frameHeaderSize]
+	var recordBytes int
+	for _, r := range records {
+		buf = binary.AppendUvarint(buf, uint64(len(r)))
+		buf = append(buf, r...)
+		recordBytes += len(r)
+	}
+	if cap(buf) <= 4<<20 {
+		l.buf = buf // keep buffers of ordinary size for the next call
+	}
+	l.stats.RecordBytes += uint64(recordBytes)
+
+	h := frameHeader{count: uint32(len(records)), first: l.last + 1, raw: uint32(rawLen), stored: uint32(rawLen)}
+	frame := buf
+	if l.enc != nil && rawLen >= compressMinBytes {
+		zb := l.zbuf
+		if cap(zb) < frameHeaderSize+rawLen {
+			zb = make([]byte, 0, frameHeaderSize+rawLen)
+		}
+		z := l.enc.EncodeAll(buf[frameHeaderSize:], zb[:frameHeaderSize])
+		if stored := len(z) - frameHeaderSize; stored <= rawLen-rawLen/8 {
+			h.flags |= flagZstd
+			h.stored = uint32(stored)
+			frame = z
+		}
+		if cap(z) <= 4<<20 {
+			l.zbuf = z
+		}
+	}
+	putFrameHeader(frame, h)
+	crc := crc32.Update(0, castagnoli, frame[:24])
+	h.crc = crc32.Update(crc, castagnoli, frame[frameHeaderSize:])
+	binary.LittleEndian.PutUint32(frame[24:], h.crc)
+	return frame, h, nil
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// rotate seals the active segment and starts a new one named after the next
+// sequence.
+func (l *Log) rotate() error {
+	if l.opts.Sync == SyncNone {
+		if err := l.active.Sync(); err != nil {
+			return err
+		}
+	}
+	if err := l.active.Close(); err != nil {
+		return err
+	}
+	l.active = nil
+	seg, err := createSegment(l.dir, l.last+1)
+	if err != nil {
+		return err
+	}
+	f, err := l.opts.openFile(seg.path)
+	if err != nil {
+		return err
+	}
+	l.segs = append(l.segs, seg)
+	l.active = f
+	l.stats.Rotations++
+	return nil
+}
