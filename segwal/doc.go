@@ -1,0 +1,63 @@
+// Package segwal is wasmtask's write-ahead log: a sequence of opaque records,
+// numbered from 1, stored in segment files of CRC32C-checked, optionally
+// zstd-compressed frames. It knows bytes and sequence numbers, nothing about
+// tasks; the dispatch engine is its only writer.
+//
+// # Usage
+//
+//	log, err := segwal.Open(dir, segwal.Options{})
+//	if err != nil { ... }              // *CorruptionError, ErrLocked, I/O
+//	if cut := log.Recovery().TornTail; cut != nil { ... } // also logged
+//	err = log.Replay(snapshotSeq+1, func(seq uint64, rec []byte) error { ... })
+//	last, err := log.Append(ev1, ev2, ev3) // one frame, one fsync
+//	err = log.TruncateFront(snapshotSeq+1) // after a snapshot
+//	err = log.Close()
+//
+// # Contract
+//
+//  1. One Append is one frame and, under the default SyncAlways, one fsync.
+//     When Append returns nil its records survive a crash or power loss;
+//     the frame is whole or absent after a crash, never half-applied.
+//  2. Sequences are contiguous: the records of an Append get Last()+1 up to
+//     the returned last. Replay and Reader deliver them in order, each once.
+//  3. A failed write or fsync poisons the Log: every later Append returns
+//     that error (no retry, since the file's state is unknown). Reopen.
+//  4. Open checks every frame. It cuts only a torn tail: damage in the
+//     newest segment with no valid frame after it (an interrupted write,
+//     whose records were never acknowledged). It reports the cut in
+//     Recovery().TornTail and in a log line.
+//  5. Any other damage (a bad frame followed by good ones, a damaged or
+//     truncated older segment, a missing segment, a sequence gap) makes Open
+//     fail with a *CorruptionError naming the file and offset, and nothing
+//     is changed on disk. With Options.Repair, Open keeps the longest valid
+//     prefix instead and lists what it removed in Recovery().Removed.
+//  6. The directory is locked with flock for the life of the Log; a second
+//     Open fails with ErrLocked. The kernel drops the lock when the process
+//     dies.
+//  7. Methods are safe for concurrent use. A Reader sees the records that
+//     existed when it was created; a record slice is valid until the next
+//     call to Next (or the end of the Replay callback).
+//
+// # Errors
+//
+// Damage on disk is a *CorruptionError{Segment, Offset, Err} whose Err wraps
+// one of ErrShortFrame, ErrBadHeader, ErrChecksum, ErrBadPayload,
+// ErrSequenceGap, ErrBadSegmentHeader (use errors.Is). Misuse gives
+// ErrClosed, ErrLocked, ErrCompacted, ErrOutOfRange or ErrFrameTooLarge.
+//
+// # Format
+//
+// FORMAT.md describes the files byte by byte: segments named by the first
+// sequence they hold (20 digits, so lexical order is numeric), a 16-byte
+// segment header, then frames with a 28-byte header (type, flags, count,
+// first sequence, stored and raw length, CRC32C) and a payload of
+// length-prefixed records. A frame never crosses a segment, so a torn write
+// can only damage the newest segment.
+//
+// # Deviations from the style guide
+//
+// Stats are plain counters (no metrics import), as STYLE.md asks. The
+// logger is log/slog rather than hclog so that this package depends only on
+// the standard library and klauspost/compress, as ARCHITECTURE.md requires;
+// cmd/wasmtask bridges it to hclog.
+package segwal
