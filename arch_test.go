@@ -1,0 +1,68 @@
+package wasmtask_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// allowedImports is the dependency graph of ARCHITECTURE.md: for each
+// package, the project packages it may import (directly or not).
+var allowedImports = map[string][]string{
+	"segwal":       {},
+	"dispatch":     {"segwal"},
+	"host":         {"dispatch", "segwal"},
+	"plugins":      {"host", "dispatch", "segwal"},
+	"api":          {"plugins", "host", "dispatch", "segwal"},
+	"cmd/wasmtask": {"api", "plugins", "host", "dispatch", "segwal"},
+}
+
+// externalAllowed lists third-party modules a package may reach, where the
+// architecture restricts them.
+var externalAllowed = map[string][]string{
+	"segwal":   {"github.com/klauspost/compress"},
+	"dispatch": {"github.com/klauspost/compress", "github.com/fxamacker/cbor", "github.com/x448/float16", "github.com/robfig/cron", "github.com/oklog/ulid"},
+}
+
+func TestArchitecture(t *testing.T) {
+	const module = "github.com/wasmtask/wasmtask/"
+	for pkg, allowed := range allowedImports {
+		t.Run(pkg, func(t *testing.T) {
+			out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
+			if err != nil {
+				t.Fatalf("go list -deps ./%s: %v", pkg, err)
+			}
+			for _, dep := range strings.Fields(string(out)) {
+				if dep == module+pkg {
+					continue
+				}
+				if rest, ok := strings.CutPrefix(dep, module); ok {
+					if !contains(allowed, rest) {
+						t.Errorf("%s imports %s; ARCHITECTURE.md allows only %v", pkg, rest, allowed)
+					}
+					continue
+				}
+				ext, restricted := externalAllowed[pkg]
+				if !restricted || !strings.Contains(strings.SplitN(dep, "/", 2)[0], ".") {
+					continue // unrestricted package, or standard library
+				}
+				ok := false
+				for _, prefix := range ext {
+					ok = ok || strings.HasPrefix(dep, prefix)
+				}
+				if !ok {
+					t.Errorf("%s depends on %s, which ARCHITECTURE.md does not allow there", pkg, dep)
+				}
+			}
+		})
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
