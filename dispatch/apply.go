@@ -1,0 +1,233 @@
+package dispatch
+
+import (
+	"fmt"
+	"slices"
+)
+
+// apply is the reducer: the only code that changes a State, used for live
+// ticks and for recovery alike. It is deterministic (no clock, no random, no
+// map-order dependence) and checks every event against the state: a
+// mismatch is an *InvariantError and leaves s unchanged.
+func apply(s *State, e *Event) error {
+	switch e.Type {
+	case EvTaskSubmitted:
+		return applySubmitted(s, e)
+	case EvRunCreated:
+		return applyRunCreated(s, e)
+	case EvRunTransition:
+		return applyTransition(s, e)
+	case EvLeaseAcquired:
+		r, err := runIn(s, e, RunReady)
+		if err != nil {
+			return err
+		}
+		if e.Attempt != len(r.Attempts)+1 {
+			return violation(e, r, "attempt %d, want %d", e.Attempt, len(r.Attempts)+1)
+		}
+		r.Attempts = append(r.Attempts, Attempt{Number: e.Attempt, Worker: e.Worker, LeasedAt: e.At})
+		r.LeaseExp = e.LeaseExp
+		setState(s, r, RunLeased, e.At)
+	case EvAttemptStarted:
+		r, err := runIn(s, e, RunLeased)
+		if err != nil {
+			return err
+		}
+		if err := checkAttempt(e, r); err != nil {
+			return err
+		}
+		r.current().StartedAt = e.At
+		setState(s, r, RunRunning, e.At)
+	case EvLeaseRenewed:
+		r, err := runIn(s, e, RunLeased, RunRunning)
+		if err != nil {
+			return err
+		}
+		if err := checkAttempt(e, r); err != nil {
+			return err
+		}
+		r.LeaseExp = e.LeaseExp
+		s.index(r)
+	case EvAttemptFinished, EvLeaseExpired:
+		return applyFinished(s, e)
+	case EvTaskCanceled:
+		t, ok := s.Tasks[e.Task]
+		if !ok {
+			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "unknown task"}
+		}
+		t.Canceled, t.CancelNote = true, e.Reason
+	case EvEnginePaused:
+		s.Paused = true
+	case EvEngineResumed:
+		s.Paused = false
+	case EvTaskDropped:
+		t, ok := s.Tasks[e.Task]
+		if !ok {
+			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "unknown task"}
+		}
+		if t.finalRuns != len(t.Runs) {
+			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "task is not final"}
+		}
+		for _, id := range t.Runs {
+			s.counts[s.Runs[id].State]--
+			delete(s.Runs, id)
+		}
+		delete(s.Tasks, e.Task)
+		if i := slices.Index(s.finals, e.Task); i >= 0 {
+			s.finals = slices.Delete(s.finals, i, i+1)
+		}
+	default:
+		return &InvariantError{Event: e.Type, Reason: "unknown event type"}
+	}
+	return nil
+}
+
+func applySubmitted(s *State, e *Event) error {
+	if e.Spec == nil || e.Task == "" || e.Spec.ID != e.Task {
+		return &InvariantError{Event: e.Type, Task: e.Task, Reason: "missing spec or id"}
+	}
+	if _, ok := s.Tasks[e.Task]; ok {
+		return &InvariantError{Event: e.Type, Task: e.Task, Reason: "task already exists"}
+	}
+	s.Tasks[e.Task] = &Task{Spec: *e.Spec, SubmitSeq: s.NextSubmitSeq, SubmittedAt: e.At}
+	s.NextSubmitSeq++
+	return nil
+}
+
+func applyRunCreated(s *State, e *Event) error {
+	t, ok := s.Tasks[e.Task]
+	if !ok {
+		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: "unknown task"}
+	}
+	if _, ok := s.Runs[e.Run]; ok {
+		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: "run already exists"}
+	}
+	if e.To != RunScheduled && e.To != RunReady {
+		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: fmt.Sprintf("a run starts scheduled or ready, not %s", e.To)}
+	}
+	if e.Index != len(t.Runs)+1 || e.Run != runID(e.Task, e.Index) {
+		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: fmt.Sprintf("run index %d, want %d", e.Index, len(t.Runs)+1)}
+	}
+	r := &Run{ID: e.Run, Task: e.Task, Index: e.Index, DueAt: e.DueAt}
+	s.Runs[r.ID] = r
+	t.Runs = append(t.Runs, r.ID)
+	r.State = e.To
+	r.UpdateAt = e.At
+	s.counts[r.State]++
+	s.index(r)
+	return nil
+}
+
+// legalTransitions are the moves EvRunTransition may make.
+var legalTransitions = map[RunState][]RunState{
+	RunScheduled: {RunReady, RunCanceled},
+	RunRetryWait: {RunReady, RunCanceled},
+	RunReady:     {RunCanceled},
+}
+
+func applyTransition(s *State, e *Event) error {
+	r, err := runIn(s, e, e.From)
+	if err != nil {
+		return err
+	}
+	legal := false
+	for _, to := range legalTransitions[e.From] {
+		legal = legal || to == e.To
+	}
+	if !legal {
+		return violation(e, r, "illegal transition %s -> %s", e.From, e.To)
+	}
+	if e.To == RunReady {
+		r.DueAt = e.DueAt
+	}
+	setState(s, r, e.To, e.At)
+	return nil
+}
+
+// finishTargets are the states an attempt may leave its run in.
+var finishTargets = map[RunState]bool{RunCompleted: true, RunFailed: true, RunRetryWait: true, RunCanceled: true}
+
+func applyFinished(s *State, e *Event) error {
+	r, err := runIn(s, e, RunLeased, RunRunning)
+	if err != nil {
+		return err
+	}
+	if err := checkAttempt(e, r); err != nil {
+		return err
+	}
+	if e.From != r.State {
+		return violation(e, r, "event says from %s, run is %s", e.From, r.State)
+	}
+	if !finishTargets[e.To] {
+		return violation(e, r, "an attempt cannot leave its run %s", e.To)
+	}
+	if e.Type == EvLeaseExpired && e.Outcome != OutcomeLost {
+		return violation(e, r, "an expired lease ends the attempt as lost, not %s", e.Outcome)
+	}
+	if e.To == RunCompleted && e.Outcome != OutcomeOK {
+		return violation(e, r, "completed with outcome %s", e.Outcome)
+	}
+	t := s.Tasks[r.Task]
+	if e.To == RunRetryWait && e.Attempt >= t.Spec.MaxAttempts {
+		return violation(e, r, "retry after attempt %d of max %d", e.Attempt, t.Spec.MaxAttempts)
+	}
+	a := r.current()
+	a.FinishedAt, a.Outcome, a.Retryable, a.Error, a.Output, a.Module = e.At, e.Outcome, e.Retryable, e.Error, e.Output, e.Module
+	if e.Worker != "" {
+		a.Worker = e.Worker
+	}
+	r.LeaseExp = 0
+	if e.To == RunRetryWait {
+		r.DueAt = e.DueAt
+	}
+	setState(s, r, e.To, e.At)
+	return nil
+}
+
+// setState moves r to state to and maintains counts, indexes and the
+// task's final bookkeeping.
+func setState(s *State, r *Run, to RunState, at int64) {
+	from := r.State
+	s.counts[from]--
+	s.counts[to]++
+	if from == RunLeased || from == RunRunning {
+		s.inflight--
+	}
+	if to == RunLeased || to == RunRunning {
+		s.inflight++
+	}
+	r.State, r.UpdateAt = to, at
+	s.index(r)
+	if to.Final() && !from.Final() {
+		t := s.Tasks[r.Task]
+		t.finalRuns++
+		if t.finalRuns == len(t.Runs) {
+			t.FinalAt = at
+			s.finals = append(s.finals, t.Spec.ID)
+		}
+	}
+}
+
+func runIn(s *State, e *Event, states ...RunState) (*Run, error) {
+	r, ok := s.Runs[e.Run]
+	if !ok {
+		return nil, &InvariantError{Event: e.Type, Run: e.Run, Task: e.Task, Reason: "unknown run"}
+	}
+	for _, st := range states {
+		if r.State == st {
+			return r, nil
+		}
+	}
+	return nil, violation(e, r, "run is %s, event needs %v", r.State, states)
+}
+
+func checkAttempt(e *Event, r *Run) error {
+	if len(r.Attempts) == 0 || e.Attempt != len(r.Attempts) {
+		return violation(e, r, "attempt %d is not the open attempt %d", e.Attempt, len(r.Attempts))
+	}
+	return nil
+}
+
+func violation(e *Event, r *Run, format string, args ...any) error {
+	return &InvariantError{Event: e.Type, Run: r.ID, Task: r.Task, Reason: fmt.Sprintf(format, args...)}
+}

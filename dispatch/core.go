@@ -1,0 +1,501 @@
+package dispatch
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// Errors returned to callers through acknowledgements.
+var (
+	// ErrConflict: a task with this id exists with a different spec.
+	ErrConflict = errors.New("dispatch: a task with this id exists with a different spec")
+	// ErrNotFound: no task with this id.
+	ErrNotFound = errors.New("dispatch: task not found")
+	// ErrStopped: the engine is closed or stopped after a fatal error.
+	ErrStopped = errors.New("dispatch: engine stopped")
+)
+
+// Job is one attempt handed to an Executor.
+type Job struct {
+	Task        TaskID
+	Run         RunID
+	Handler     string
+	Input       []byte
+	Attempt     int // 1-based
+	MaxAttempts int
+	DeadlineMs  int64 // unix ms; the context given to Execute ends then too
+	Worker      string
+	Labels      map[string]string
+	// Heartbeat tells the engine the attempt is alive and extends its
+	// lease (timeout + grace from now). Safe to call from any goroutine;
+	// nil outside an Engine.
+	Heartbeat func()
+}
+
+// Result is what an Executor reports for one attempt.
+type Result struct {
+	Outcome   Outcome
+	Retryable bool // for OutcomeFailed: may the attempt be retried
+	Error     string
+	Output    []byte
+	Module    string // module version the attempt ran on (sha256:<hex>)
+}
+
+// SubmitResult acknowledges a submission once it is durable.
+type SubmitResult struct {
+	Task      TaskID
+	Duplicate bool // the same spec was already submitted under this id: nothing was written
+}
+
+// reply is what the loop sends back to a caller after the tick's fsync.
+type reply struct {
+	submit SubmitResult
+	err    error
+}
+
+// Inputs to Core.Step. The loop builds them from its channels.
+type (
+	submitInput struct {
+		spec  TaskSpec
+		reply chan reply
+	}
+	startedInput struct {
+		run     RunID
+		attempt int
+	}
+	resultInput struct {
+		run     RunID
+		attempt int
+		res     Result
+	}
+	heartbeatInput struct {
+		run     RunID
+		attempt int
+	}
+	cancelInput struct {
+		task   TaskID
+		reason string
+		reply  chan reply
+	}
+	pauseInput struct {
+		pause bool
+		reply chan reply
+	}
+)
+
+// ack is a reply released only after the tick's events are durable.
+type ack struct {
+	to chan reply
+	r  reply
+}
+
+// Batch is what one Step decided: events to append (already applied to the
+// state), replies to release after the fsync, attempts to start after it,
+// running attempts to cancel, and when to wake up next (0: no timer).
+type Batch struct {
+	Events   []Event
+	acks     []ack
+	Starts   []Job
+	Cancels  []RunID
+	NextWake int64
+}
+
+// Core is the deterministic engine: fed inputs and the time, it derives
+// events, applies them through the reducer, and returns what the loop must
+// persist and do. It does no I/O, reads no clock and starts no goroutine.
+type Core struct {
+	s       *State
+	cfg     coreConfig
+	slots   []RunID       // worker slot -> run holding it ("" = free)
+	slotOf  map[RunID]int // inverse of slots
+	batch   *Batch
+	lost    bool // in-flight attempts of a previous process are still open
+	drain   bool
+	entropy io.Reader
+}
+
+type coreConfig struct {
+	workers     int
+	node        string
+	leaseGrace  int64
+	retainMs    int64
+	retainCount int
+	rand        func() float64 // uniform [0,1), for backoff jitter
+}
+
+func newCore(s *State, cfg coreConfig, entropy io.Reader) *Core {
+	return &Core{s: s, cfg: cfg, slots: make([]RunID, cfg.workers), slotOf: map[RunID]int{}, lost: true, entropy: entropy}
+}
+
+// Step runs one tick at time now (unix ms) over inputs.
+func (c *Core) Step(now int64, inputs []any) (Batch, error) {
+	c.batch = &Batch{}
+	defer func() { c.batch = nil }()
+	if c.lost {
+		if err := c.closeLostAttempts(now); err != nil {
+			return Batch{}, err
+		}
+		c.lost = false
+	}
+	for _, in := range inputs {
+		var err error
+		switch in := in.(type) {
+		case submitInput:
+			err = c.handleSubmit(now, in)
+		case startedInput:
+			err = c.handleStarted(now, in)
+		case resultInput:
+			err = c.handleResult(now, in)
+		case heartbeatInput:
+			err = c.handleHeartbeat(now, in)
+		case cancelInput:
+			err = c.handleCancel(now, in)
+		case pauseInput:
+			err = c.handlePause(now, in)
+		default:
+			err = fmt.Errorf("dispatch: unknown input %T", in)
+		}
+		if err != nil {
+			return Batch{}, err
+		}
+	}
+	if err := c.expireLeases(now); err != nil {
+		return Batch{}, err
+	}
+	if err := c.promoteDue(now); err != nil {
+		return Batch{}, err
+	}
+	if err := c.leaseReady(now); err != nil {
+		return Batch{}, err
+	}
+	if err := c.dropRetained(now); err != nil {
+		return Batch{}, err
+	}
+	c.batch.NextWake = c.nextWake()
+	return *c.batch, nil
+}
+
+// emit applies e and records it for the WAL. The loop appends the batch
+// before releasing anything that depends on it; a failed append stops the
+// engine, so state that got ahead of the disk is never observed by a
+// caller that was acknowledged.
+func (c *Core) emit(e Event) error {
+	if err := apply(c.s, &e); err != nil {
+		return err
+	}
+	c.batch.Events = append(c.batch.Events, e)
+	return nil
+}
+
+func (c *Core) reply(to chan reply, r reply) {
+	if to != nil {
+		c.batch.acks = append(c.batch.acks, ack{to: to, r: r})
+	}
+}
+
+func (c *Core) handleSubmit(now int64, in submitInput) error {
+	spec := in.spec
+	if err := spec.Normalize(); err != nil {
+		c.reply(in.reply, reply{err: err})
+		return nil
+	}
+	if spec.ID == "" {
+		id, err := ulid.New(uint64(now), c.entropy)
+		if err != nil {
+			c.reply(in.reply, reply{err: fmt.Errorf("dispatch: generate task id: %w", err)})
+			return nil
+		}
+		spec.ID = TaskID(id.String())
+	}
+	if t, ok := c.s.Tasks[spec.ID]; ok {
+		if t.Spec.equal(&spec) {
+			c.reply(in.reply, reply{submit: SubmitResult{Task: spec.ID, Duplicate: true}})
+		} else {
+			c.reply(in.reply, reply{err: fmt.Errorf("%w: %q", ErrConflict, spec.ID)})
+		}
+		return nil
+	}
+	if err := c.emit(Event{Type: EvTaskSubmitted, At: now, Task: spec.ID, Spec: &spec}); err != nil {
+		return err
+	}
+	base := max(now, spec.NotBeforeMs)
+	for i := 1; i <= spec.runCount(); i++ {
+		due := base + int64(i-1)*spec.Policy.EveryMs
+		to := RunReady
+		if due > now {
+			to = RunScheduled
+		}
+		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: spec.ID, Run: runID(spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
+			return err
+		}
+	}
+	c.reply(in.reply, reply{submit: SubmitResult{Task: spec.ID}})
+	return nil
+}
+
+// liveAttempt returns the run if attempt is its open attempt; results of
+// attempts already closed (a lease that expired, a restart) are stale.
+func (c *Core) liveAttempt(id RunID, attempt int, states ...RunState) *Run {
+	r, ok := c.s.Runs[id]
+	if !ok || len(r.Attempts) != attempt || !slices.Contains(states, r.State) {
+		return nil
+	}
+	return r
+}
+
+func (c *Core) handleStarted(now int64, in startedInput) error {
+	if r := c.liveAttempt(in.run, in.attempt, RunLeased); r != nil {
+		return c.emit(Event{Type: EvAttemptStarted, At: now, Task: r.Task, Run: r.ID, Attempt: in.attempt})
+	}
+	return nil
+}
+
+func (c *Core) handleHeartbeat(now int64, in heartbeatInput) error {
+	r := c.liveAttempt(in.run, in.attempt, RunLeased, RunRunning)
+	if r == nil {
+		return nil
+	}
+	exp := now + c.s.Tasks[r.Task].Spec.TimeoutMs + c.cfg.leaseGrace
+	if exp-r.LeaseExp < 1000 {
+		return nil // renewing by less than a second is not worth a WAL record
+	}
+	return c.emit(Event{Type: EvLeaseRenewed, At: now, Task: r.Task, Run: r.ID, Attempt: in.attempt, LeaseExp: exp})
+}
+
+func (c *Core) handleResult(now int64, in resultInput) error {
+	r := c.liveAttempt(in.run, in.attempt, RunLeased, RunRunning)
+	if r == nil {
+		return nil
+	}
+	res := in.res
+	if res.Outcome == "" {
+		res.Outcome, res.Error = OutcomeFailed, "executor returned no outcome"
+	}
+	e := Event{Type: EvAttemptFinished, At: now, Task: r.Task, Run: r.ID, From: r.State, Attempt: in.attempt,
+		Outcome: res.Outcome, Retryable: res.Outcome.retryable(res.Retryable), Error: res.Error,
+		Output: res.Output, Module: res.Module}
+	c.decideAfterAttempt(now, r, &e)
+	c.freeSlot(r.ID)
+	return c.emit(e)
+}
+
+// decideAfterAttempt sets e.To (and e.DueAt for a retry) for the attempt
+// that e closes.
+func (c *Core) decideAfterAttempt(now int64, r *Run, e *Event) {
+	t := c.s.Tasks[r.Task]
+	switch {
+	case e.Outcome == OutcomeOK:
+		e.To = RunCompleted
+	case t.Canceled:
+		e.To = RunCanceled
+	case e.Retryable && e.Attempt < t.Spec.MaxAttempts:
+		e.To = RunRetryWait
+		e.DueAt = now + t.Spec.Backoff.delay(e.Attempt, c.cfg.rand())
+	default:
+		e.To = RunFailed
+	}
+}
+
+func (c *Core) handleCancel(now int64, in cancelInput) error {
+	t, ok := c.s.Tasks[in.task]
+	if !ok {
+		c.reply(in.reply, reply{err: fmt.Errorf("%w: %q", ErrNotFound, in.task)})
+		return nil
+	}
+	if !t.Canceled && t.finalRuns < len(t.Runs) {
+		if err := c.emit(Event{Type: EvTaskCanceled, At: now, Task: in.task, Reason: in.reason}); err != nil {
+			return err
+		}
+		for _, id := range t.Runs {
+			r := c.s.Runs[id]
+			switch r.State {
+			case RunScheduled, RunReady, RunRetryWait:
+				if err := c.emit(Event{Type: EvRunTransition, At: now, Task: r.Task, Run: r.ID, From: r.State, To: RunCanceled, Reason: in.reason}); err != nil {
+					return err
+				}
+			case RunLeased, RunRunning:
+				c.batch.Cancels = append(c.batch.Cancels, r.ID)
+			}
+		}
+	}
+	c.reply(in.reply, reply{submit: SubmitResult{Task: in.task}})
+	return nil
+}
+
+func (c *Core) handlePause(now int64, in pauseInput) error {
+	if in.pause != c.s.Paused {
+		typ := EvEngineResumed
+		if in.pause {
+			typ = EvEnginePaused
+		}
+		if err := c.emit(Event{Type: typ, At: now}); err != nil {
+			return err
+		}
+	}
+	c.reply(in.reply, reply{})
+	return nil
+}
+
+// closeLostAttempts ends, as lost, every attempt that was leased or running
+// when the previous process stopped, in submission order.
+func (c *Core) closeLostAttempts(now int64) error {
+	var open []*Run
+	for _, r := range c.s.Runs {
+		if r.State == RunLeased || r.State == RunRunning {
+			open = append(open, r)
+		}
+	}
+	slices.SortFunc(open, func(a, b *Run) int {
+		sa, sb := c.s.Tasks[a.Task].SubmitSeq, c.s.Tasks[b.Task].SubmitSeq
+		if sa != sb {
+			return cmpInt(sa, sb)
+		}
+		return cmpInt(a.Index, b.Index)
+	})
+	for _, r := range open {
+		if err := c.closeAsLost(now, r, EvAttemptFinished, "the engine stopped while the attempt ran"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Core) closeAsLost(now int64, r *Run, typ EventType, why string) error {
+	e := Event{Type: typ, At: now, Task: r.Task, Run: r.ID, From: r.State, Attempt: len(r.Attempts),
+		Outcome: OutcomeLost, Retryable: true, Error: why}
+	c.decideAfterAttempt(now, r, &e)
+	c.freeSlot(r.ID)
+	return c.emit(e)
+}
+
+func (c *Core) expireLeases(now int64) error {
+	for {
+		e, ok := c.s.leases.peekValid()
+		if !ok || e.at > now {
+			return nil
+		}
+		heap.Pop(&c.s.leases)
+		if err := c.closeAsLost(now, e.run, EvLeaseExpired, "lease expired: the worker did not finish or renew in time"); err != nil {
+			return err
+		}
+		c.batch.Cancels = append(c.batch.Cancels, e.run.ID)
+	}
+}
+
+func (c *Core) promoteDue(now int64) error {
+	for {
+		e, ok := c.s.timers.peekValid()
+		if !ok || e.at > now {
+			return nil
+		}
+		heap.Pop(&c.s.timers)
+		r := e.run
+		if err := c.emit(Event{Type: EvRunTransition, At: now, Task: r.Task, Run: r.ID, From: r.State, To: RunReady, DueAt: r.DueAt}); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *Core) leaseReady(now int64) error {
+	if c.s.Paused || c.drain {
+		return nil
+	}
+	for c.s.inflight < c.cfg.workers {
+		e, ok := c.s.ready.peekValid()
+		if !ok {
+			return nil
+		}
+		heap.Pop(&c.s.ready)
+		r := e.run
+		t := c.s.Tasks[r.Task]
+		slot := c.takeSlot(r.ID)
+		worker := c.cfg.node + "/w" + strconv.Itoa(slot)
+		attempt := len(r.Attempts) + 1
+		exp := now + t.Spec.TimeoutMs + c.cfg.leaseGrace
+		if err := c.emit(Event{Type: EvLeaseAcquired, At: now, Task: r.Task, Run: r.ID, From: RunReady, Attempt: attempt, Worker: worker, LeaseExp: exp}); err != nil {
+			return err
+		}
+		c.batch.Starts = append(c.batch.Starts, Job{
+			Task: r.Task, Run: r.ID, Handler: t.Spec.Handler, Input: t.Spec.Input, Attempt: attempt,
+			MaxAttempts: t.Spec.MaxAttempts, DeadlineMs: now + t.Spec.TimeoutMs, Worker: worker, Labels: t.Spec.Labels,
+		})
+	}
+	return nil
+}
+
+func (c *Core) takeSlot(id RunID) int {
+	for i, held := range c.slots {
+		if held == "" {
+			c.slots[i] = id
+			c.slotOf[id] = i
+			return i + 1
+		}
+	}
+	return 0 // unreachable while inflight <= workers
+}
+
+func (c *Core) freeSlot(id RunID) {
+	if i, ok := c.slotOf[id]; ok {
+		c.slots[i] = ""
+		delete(c.slotOf, id)
+	}
+}
+
+// dropRetained removes final tasks older than the retention time, and the
+// oldest final tasks beyond the retention count.
+func (c *Core) dropRetained(now int64) error {
+	for len(c.s.finals) > 0 {
+		id := c.s.finals[0]
+		t, ok := c.s.Tasks[id]
+		if !ok {
+			c.s.finals = c.s.finals[1:] // already dropped
+			continue
+		}
+		over := c.cfg.retainCount > 0 && len(c.s.finals) > c.cfg.retainCount
+		old := c.cfg.retainMs > 0 && t.FinalAt+c.cfg.retainMs <= now
+		if !over && !old {
+			return nil
+		}
+		if err := c.emit(Event{Type: EvTaskDropped, At: now, Task: id}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Core) nextWake() int64 {
+	var next int64
+	consider := func(at int64) {
+		if next == 0 || at < next {
+			next = at
+		}
+	}
+	if e, ok := c.s.timers.peekValid(); ok {
+		consider(e.at)
+	}
+	if e, ok := c.s.leases.peekValid(); ok {
+		consider(e.at)
+	}
+	if len(c.s.finals) > 0 && c.cfg.retainMs > 0 {
+		if t, ok := c.s.Tasks[c.s.finals[0]]; ok {
+			consider(t.FinalAt + c.cfg.retainMs)
+		}
+	}
+	return next
+}
+
+func cmpInt[T int | uint64 | int64](a, b T) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

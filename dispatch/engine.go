@@ -1,0 +1,626 @@
+package dispatch
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/wasmtask/wasmtask/segwal"
+)
+
+// Config configures an Engine. Zero values are defaults.
+type Config struct {
+	// Dir is the data directory: the WAL lives in Dir/wal, snapshots in
+	// Dir/snapshots. Required.
+	Dir string
+	// Executor runs attempts. Required.
+	Executor Executor
+	// Workers bounds the attempts in flight. Default 2 x GOMAXPROCS.
+	Workers int
+	// Clock defaults to SystemClock.
+	Clock Clock
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Node names this process in attempts' worker ids. Default "pid<pid>".
+	Node string
+	// LeaseGrace is added to an attempt's timeout to form its lease. Default 5s.
+	LeaseGrace time.Duration
+	// RetainFor keeps final tasks this long before dropping them. Default 24h.
+	RetainFor time.Duration
+	// RetainCount keeps at most this many final tasks. Default 100,000.
+	RetainCount int
+	// SnapshotEvery writes a snapshot after this many events. Default 100,000;
+	// negative disables snapshots.
+	SnapshotEvery int
+	// SnapshotRetain keeps this many snapshots. Default 2.
+	SnapshotRetain int
+	// WAL options (segment size, compression, sync policy, repair).
+	WAL segwal.Options
+	// Rand draws backoff jitter; tests inject a seeded source. Default: random.
+	Rand func() float64
+	// MaxBatch bounds the inputs one tick drains. Default 4096.
+	MaxBatch int
+}
+
+func (c *Config) normalize() error {
+	if c.Dir == "" {
+		return errors.New("dispatch: Config.Dir is required")
+	}
+	if c.Executor == nil {
+		return errors.New("dispatch: Config.Executor is required")
+	}
+	if c.Workers < 0 {
+		return fmt.Errorf("dispatch: Config.Workers must be positive, got %d", c.Workers)
+	}
+	if c.Workers == 0 {
+		c.Workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	if c.Clock == nil {
+		c.Clock = SystemClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Node == "" {
+		c.Node = fmt.Sprintf("pid%d", os.Getpid())
+	}
+	if c.LeaseGrace == 0 {
+		c.LeaseGrace = 5 * time.Second
+	}
+	if c.RetainFor == 0 {
+		c.RetainFor = 24 * time.Hour
+	}
+	if c.RetainCount == 0 {
+		c.RetainCount = 100_000
+	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = 100_000
+	}
+	if c.SnapshotRetain <= 0 {
+		c.SnapshotRetain = 2
+	}
+	if c.Rand == nil {
+		c.Rand = mrand.Float64
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 4096
+	}
+	if c.WAL.Logger == nil {
+		c.WAL.Logger = c.Logger
+	}
+	return nil
+}
+
+// RecoveryInfo reports what Open did to rebuild the state.
+type RecoveryInfo struct {
+	SnapshotSeq    uint64 // WAL sequence covered by the snapshot loaded (0: none)
+	SnapshotErrors []error
+	EventsReplayed uint64
+	Duration       time.Duration
+	WAL            segwal.Recovery
+}
+
+// Engine runs the dispatch loop: the only goroutine that changes state and
+// the only writer of the WAL.
+type Engine struct {
+	cfg  Config
+	wal  *segwal.Log
+	core *Core
+	log  *slog.Logger
+
+	mu    sync.RWMutex // guards state for readers; the loop writes under it
+	state *State
+
+	inbox   chan any
+	results chan any
+	stop    chan struct{}
+	done    chan struct{}
+
+	changedMu sync.Mutex
+	changed   chan struct{} // closed and replaced after every tick
+
+	cancels  map[RunID]context.CancelFunc // loop-owned
+	workers  sync.WaitGroup
+	err      error // fatal error that stopped the loop (set before done closes)
+	recovery RecoveryInfo
+
+	sinceSnapshot int
+	snapshots     *snapshotter
+	stats         engineCounters
+}
+
+type engineCounters struct {
+	ticks, events, appends atomic.Uint64
+}
+
+// Open recovers the state in cfg.Dir (newest valid snapshot plus the WAL
+// tail, through the same reducer as live ticks) and starts the loop.
+func Open(cfg Config) (*Engine, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("dispatch: %w", err)
+	}
+	wal, err := segwal.Open(filepath.Join(cfg.Dir, "wal"), cfg.WAL)
+	if err != nil {
+		return nil, fmt.Errorf("dispatch: open WAL: %w", err)
+	}
+	e := &Engine{
+		cfg: cfg, wal: wal, log: cfg.Logger,
+		inbox: make(chan any, cfg.MaxBatch), results: make(chan any, 4*cfg.Workers+64),
+		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
+		cancels:   map[RunID]context.CancelFunc{},
+		snapshots: &snapshotter{dir: filepath.Join(cfg.Dir, "snapshots"), retain: cfg.SnapshotRetain},
+	}
+	e.recovery.WAL = wal.Recovery()
+	state, err := e.recover()
+	if err != nil {
+		wal.Close()
+		return nil, err
+	}
+	e.state = state
+	e.core = newCore(state, coreConfig{
+		workers: cfg.Workers, node: cfg.Node, leaseGrace: cfg.LeaseGrace.Milliseconds(),
+		retainMs: cfg.RetainFor.Milliseconds(), retainCount: cfg.RetainCount, rand: cfg.Rand,
+	}, ulidEntropy())
+	e.recovery.Duration = time.Since(start)
+	e.log.Info("dispatch: recovered", "snapshot_seq", e.recovery.SnapshotSeq,
+		"events_replayed", e.recovery.EventsReplayed, "tasks", len(state.Tasks),
+		"duration", e.recovery.Duration, "torn_tail", e.recovery.WAL.TornTail != nil)
+	go e.loop()
+	return e, nil
+}
+
+// recover loads the newest valid snapshot and replays the WAL after it.
+func (e *Engine) recover() (*State, error) {
+	state, errs := e.snapshots.loadNewest(e.wal.First())
+	e.recovery.SnapshotErrors = errs
+	for _, err := range errs {
+		e.log.Warn("dispatch: skipped a damaged snapshot", "err", err)
+	}
+	if state == nil {
+		if first := e.wal.First(); first > 1 {
+			return nil, fmt.Errorf("dispatch: no usable snapshot, and the WAL starts at %d (older records were compacted): cannot recover %s", first, e.cfg.Dir)
+		}
+		state = NewState()
+	}
+	e.recovery.SnapshotSeq = state.Applied
+	err := e.wal.Replay(state.Applied+1, func(seq uint64, rec []byte) error {
+		ev, err := decodeEvent(rec)
+		if err != nil {
+			return fmt.Errorf("WAL record %d: %w", seq, err)
+		}
+		if err := apply(state, &ev); err != nil {
+			return fmt.Errorf("WAL record %d: %w", seq, err)
+		}
+		state.Applied = seq
+		e.recovery.EventsReplayed++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dispatch: replay %s: %w", e.cfg.Dir, err)
+	}
+	return state, nil
+}
+
+func ulidEntropy() *ulid.MonotonicEntropy { return ulid.Monotonic(rand.Reader, 0) }
+
+// loop is the engine's goroutine. Per tick: wait for an input or the timer,
+// drain what else is queued, Step, append the events as one WAL frame
+// (one fsync), then release replies, start attempts and cancel attempts.
+// Nothing leaves the loop before its events are durable.
+func (e *Engine) loop() {
+	defer close(e.done)
+	var timer Timer
+	var timerC <-chan time.Time
+	inputs := make([]any, 0, e.cfg.MaxBatch)
+	var records [][]byte
+	var buf []byte
+	first := true
+	for {
+		if !first {
+			select {
+			case in := <-e.inbox:
+				inputs = append(inputs, in)
+			case in := <-e.results:
+				inputs = append(inputs, in)
+			case <-timerC:
+				timerC = nil
+			case <-e.stop:
+				e.shutdown(nil)
+				return
+			}
+		}
+		first = false
+	drain:
+		for len(inputs) < e.cfg.MaxBatch {
+			select {
+			case in := <-e.results:
+				inputs = append(inputs, in)
+			case in := <-e.inbox:
+				inputs = append(inputs, in)
+			default:
+				break drain
+			}
+		}
+		var probes []chan idleReply
+		kept := inputs[:0]
+		for _, in := range inputs {
+			if p, ok := in.(idleProbe); ok {
+				probes = append(probes, p.reply)
+				continue
+			}
+			if d, ok := in.(drainInput); ok {
+				e.core.drain = d.on
+				close(d.reply)
+				continue
+			}
+			kept = append(kept, in)
+		}
+		inputs = kept
+
+		now := unixMs(e.cfg.Clock.Now())
+		e.mu.Lock()
+		batch, err := e.core.Step(now, inputs)
+		e.mu.Unlock()
+		if err != nil {
+			e.shutdown(fmt.Errorf("dispatch: engine stopped: %w", err))
+			return
+		}
+		if len(batch.Events) > 0 {
+			records, buf = records[:0], buf[:0]
+			for i := range batch.Events {
+				start := len(buf)
+				if buf, err = appendEvent(buf, &batch.Events[i]); err != nil {
+					break
+				}
+				records = append(records, buf[start:len(buf):len(buf)])
+			}
+			var last uint64
+			if err == nil {
+				last, err = e.wal.Append(records...)
+			}
+			if err != nil {
+				for _, a := range batch.acks {
+					a.to <- reply{err: fmt.Errorf("%w: %v", ErrStopped, err)}
+				}
+				e.shutdown(fmt.Errorf("dispatch: engine stopped: write WAL: %w", err))
+				return
+			}
+			e.mu.Lock()
+			e.state.Applied = last
+			e.mu.Unlock()
+			e.stats.appends.Add(1)
+			e.stats.events.Add(uint64(len(batch.Events)))
+			e.sinceSnapshot += len(batch.Events)
+		}
+		e.stats.ticks.Add(1)
+		for _, a := range batch.acks {
+			a.to <- a.r
+		}
+		for _, id := range batch.Cancels {
+			if cancel, ok := e.cancels[id]; ok {
+				cancel()
+			}
+		}
+		for _, job := range batch.Starts {
+			e.start(job)
+		}
+		for _, in := range inputs {
+			if r, ok := in.(resultInput); ok {
+				if cancel, ok := e.cancels[r.run]; ok && cancelOwner(e, r) {
+					cancel()
+					delete(e.cancels, r.run)
+				}
+			}
+		}
+		inputs = inputs[:0]
+		if e.cfg.SnapshotEvery > 0 && e.sinceSnapshot >= e.cfg.SnapshotEvery {
+			e.snapshot()
+		}
+		if timer != nil {
+			timer.Stop()
+			timerC = nil
+		}
+		if batch.NextWake > 0 {
+			timer = e.cfg.Clock.NewTimer(time.Duration(batch.NextWake-now) * time.Millisecond)
+			timerC = timer.C()
+		}
+		e.broadcast()
+		for _, p := range probes {
+			p <- idleReply{idle: e.idle(now, batch), next: e.changedCh()}
+		}
+	}
+}
+
+// cancelOwner reports whether the finished attempt r is the one whose
+// context is registered (a stale result must not cancel a newer attempt).
+func cancelOwner(e *Engine, r resultInput) bool {
+	run, ok := e.state.Runs[r.run]
+	return !ok || len(run.Attempts) == r.attempt
+}
+
+func (e *Engine) idle(now int64, b Batch) bool {
+	if len(e.inbox) > 0 || len(e.results) > 0 || len(b.Events) > 0 || e.state.inflight > 0 {
+		return false
+	}
+	return b.NextWake == 0 || b.NextWake > now || e.state.Paused
+}
+
+// start runs job on a new goroutine. The number in flight is bounded by
+// Config.Workers through the core's lease accounting.
+func (e *Engine) start(job Job) {
+	deadline := time.UnixMilli(job.DeadlineMs)
+	timeout := time.Until(deadline)
+	if _, manual := e.cfg.Clock.(*ManualClock); manual {
+		timeout = time.Duration(job.DeadlineMs-unixMs(e.cfg.Clock.Now())) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	e.cancels[job.Run] = cancel
+	job.Heartbeat = func() {
+		select {
+		case e.results <- heartbeatInput{run: job.Run, attempt: job.Attempt}:
+		default: // the loop is busy; the next heartbeat renews the lease
+		}
+	}
+	e.workers.Add(1)
+	go func() {
+		defer e.workers.Done()
+		select {
+		case e.results <- startedInput{run: job.Run, attempt: job.Attempt}:
+		case <-e.done:
+		}
+		res := safeExecute(ctx, e.cfg.Executor, job)
+		if ctx.Err() == context.DeadlineExceeded && res.Outcome != OutcomeOK && res.Outcome != OutcomeTimeout {
+			res.Outcome, res.Error = OutcomeTimeout, fmt.Sprintf("attempt timed out (%s)", res.Error)
+		}
+		select {
+		case e.results <- resultInput{run: job.Run, attempt: job.Attempt, res: res}:
+		case <-e.done:
+		}
+	}()
+}
+
+func (e *Engine) broadcast() {
+	e.changedMu.Lock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.changedMu.Unlock()
+}
+
+func (e *Engine) changedCh() chan struct{} {
+	e.changedMu.Lock()
+	defer e.changedMu.Unlock()
+	return e.changed
+}
+
+// shutdown ends the loop: cancels running attempts, fails queued callers.
+func (e *Engine) shutdown(err error) {
+	e.err = err
+	if err != nil {
+		e.log.Error("dispatch: loop stopped", "err", err)
+	}
+	for _, cancel := range e.cancels {
+		cancel()
+	}
+	e.broadcast()
+	for {
+		select {
+		case in := <-e.inbox:
+			failInput(in, err)
+		default:
+			return
+		}
+	}
+}
+
+func failInput(in any, err error) {
+	if err == nil {
+		err = ErrStopped
+	} else {
+		err = fmt.Errorf("%w: %v", ErrStopped, err)
+	}
+	switch in := in.(type) {
+	case submitInput:
+		in.reply <- reply{err: err}
+	case cancelInput:
+		in.reply <- reply{err: err}
+	case pauseInput:
+		in.reply <- reply{err: err}
+	case idleProbe:
+		in.reply <- idleReply{idle: true}
+	case drainInput:
+		close(in.reply)
+	}
+}
+
+type (
+	idleProbe struct{ reply chan idleReply }
+	idleReply struct {
+		idle bool
+		next chan struct{} // closed by the next tick
+	}
+	drainInput struct {
+		on    bool
+		reply chan struct{}
+	}
+)
+
+// send delivers an input to the loop, or fails when the engine stopped.
+func (e *Engine) send(ctx context.Context, in any) error {
+	select {
+	case e.inbox <- in:
+		return nil
+	case <-e.done:
+		return e.stoppedErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *Engine) stoppedErr() error {
+	if e.err != nil {
+		return fmt.Errorf("%w: %v", ErrStopped, e.err)
+	}
+	return ErrStopped
+}
+
+func (e *Engine) await(ctx context.Context, ch chan reply) (reply, error) {
+	select {
+	case r := <-ch:
+		return r, r.err
+	case <-e.done:
+		select {
+		case r := <-ch:
+			return r, r.err
+		default:
+		}
+		return reply{}, e.stoppedErr()
+	case <-ctx.Done():
+		return reply{}, ctx.Err()
+	}
+}
+
+// Submit validates and stores a task. It returns once the task is durable
+// (fsynced). Resubmitting the same spec under the same id is a no-op
+// (Duplicate); a different spec under an existing id is ErrConflict. An
+// invalid spec is a *ValidationError naming the field.
+func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (SubmitResult, error) {
+	ch := make(chan reply, 1)
+	if err := e.send(ctx, submitInput{spec: spec, reply: ch}); err != nil {
+		return SubmitResult{}, err
+	}
+	r, err := e.await(ctx, ch)
+	return r.submit, err
+}
+
+// Cancel cancels a task: its scheduled, ready and retry-waiting runs at
+// once (durably, before Cancel returns); running attempts get their
+// context cancelled and end as canceled. Canceling a final task is a no-op.
+func (e *Engine) Cancel(ctx context.Context, id TaskID, reason string) error {
+	ch := make(chan reply, 1)
+	if err := e.send(ctx, cancelInput{task: id, reason: reason, reply: ch}); err != nil {
+		return err
+	}
+	_, err := e.await(ctx, ch)
+	return err
+}
+
+// Pause stops dispatching new attempts (durably); running ones go on.
+func (e *Engine) Pause(ctx context.Context) error { return e.setPaused(ctx, true) }
+
+// Resume undoes Pause.
+func (e *Engine) Resume(ctx context.Context) error { return e.setPaused(ctx, false) }
+
+func (e *Engine) setPaused(ctx context.Context, p bool) error {
+	ch := make(chan reply, 1)
+	if err := e.send(ctx, pauseInput{pause: p, reply: ch}); err != nil {
+		return err
+	}
+	_, err := e.await(ctx, ch)
+	return err
+}
+
+// Drain stops starting attempts and waits until none is in flight or the
+// timeout passes. It returns the number of attempts still running.
+func (e *Engine) Drain(timeout time.Duration) (int, error) {
+	ch := make(chan struct{})
+	if err := e.send(context.Background(), drainInput{on: true, reply: ch}); err != nil {
+		return 0, err
+	}
+	<-ch
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		changed := e.changedCh()
+		e.mu.RLock()
+		n := e.state.inflight
+		e.mu.RUnlock()
+		if n == 0 {
+			return 0, nil
+		}
+		select {
+		case <-changed:
+		case <-e.done:
+			return n, e.stoppedErr()
+		case <-deadline.C:
+			return n, nil
+		}
+	}
+}
+
+// RunUntilIdle waits until the engine has nothing to do at the current
+// time: no queued input, no attempt in flight, nothing due. For tests with
+// a ManualClock: advance the clock, then RunUntilIdle.
+func (e *Engine) RunUntilIdle(ctx context.Context) error {
+	for {
+		ch := make(chan idleReply, 1)
+		if err := e.send(ctx, idleProbe{reply: ch}); err != nil {
+			return err
+		}
+		var r idleReply
+		select {
+		case r = <-ch:
+		case <-e.done:
+			return e.stoppedErr()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if r.idle {
+			return nil
+		}
+		select {
+		case <-r.next:
+		case <-e.done:
+			return e.stoppedErr()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Close stops the loop, cancels running attempts, waits for the workers
+// and closes the WAL. Attempts cut short are closed as lost on the next
+// Open and retried under their policy.
+func (e *Engine) Close() error {
+	select {
+	case <-e.done:
+	default:
+		select {
+		case e.stop <- struct{}{}:
+		case <-e.done:
+		}
+		<-e.done
+	}
+	e.workers.Wait()
+	err := e.wal.Close()
+	if e.err != nil {
+		return e.err
+	}
+	return err
+}
+
+// Err returns the fatal error that stopped the loop, if any.
+func (e *Engine) Err() error {
+	select {
+	case <-e.done:
+		return e.err
+	default:
+		return nil
+	}
+}
+
+// Recovery reports what Open did.
+func (e *Engine) Recovery() RecoveryInfo { return e.recovery }

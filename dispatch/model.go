@@ -1,0 +1,302 @@
+package dispatch
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+)
+
+// TaskID names a task: chosen by the client or generated (a ULID).
+type TaskID string
+
+// RunID names one run of a task: "<task>#<index>", index from 1.
+type RunID string
+
+func runID(task TaskID, index int) RunID { return RunID(fmt.Sprintf("%s#%d", task, index)) }
+
+// RunState is the state of one run. The JSON names are part of the API.
+type RunState string
+
+const (
+	RunScheduled RunState = "scheduled"  // waiting for its due time (not_before, repeat interval)
+	RunReady     RunState = "ready"      // due; waits for a worker
+	RunLeased    RunState = "leased"     // handed to a worker, not yet started
+	RunRunning   RunState = "running"    // an attempt is executing
+	RunRetryWait RunState = "retry_wait" // last attempt failed retryably; waits for its backoff
+	RunCompleted RunState = "completed"  // final: an attempt succeeded
+	RunFailed    RunState = "failed"     // final: attempts exhausted or a permanent failure
+	RunCanceled  RunState = "canceled"   // final: canceled
+	RunSuspended RunState = "suspended"  // reserved
+)
+
+// Final reports whether no further change can happen to a run in s.
+func (s RunState) Final() bool { return s == RunCompleted || s == RunFailed || s == RunCanceled }
+
+// Outcome is how an attempt ended (see ABI.md, "Outcomes recorded on an attempt").
+type Outcome string
+
+const (
+	OutcomeOK             Outcome = "ok"
+	OutcomeFailed         Outcome = "failed"
+	OutcomeTrap           Outcome = "trap"
+	OutcomeTimeout        Outcome = "timeout"
+	OutcomeCancelled      Outcome = "cancelled"
+	OutcomeOOM            Outcome = "oom"
+	OutcomeOutputTooLarge Outcome = "output_too_large"
+	OutcomeABIViolation   Outcome = "abi_violation"
+	OutcomeLost           Outcome = "lost" // the process died (or the lease expired) while the attempt ran
+)
+
+// retryable reports whether an attempt ending in o may be retried. For
+// OutcomeFailed the executor's Retryable flag decides.
+func (o Outcome) retryable(flag bool) bool {
+	switch o {
+	case OutcomeFailed:
+		return flag
+	case OutcomeTrap, OutcomeTimeout, OutcomeLost:
+		return true
+	}
+	return false // ok, cancelled, and deterministic limits: oom, output_too_large, abi_violation
+}
+
+// PolicyKind selects how many runs a task has and when.
+type PolicyKind string
+
+const (
+	PolicyOnce   PolicyKind = "once"
+	PolicyRepeat PolicyKind = "repeat"
+	PolicyCron   PolicyKind = "cron" // reserved for the workflow issue
+)
+
+// RunPolicy says how many runs a task has and when they are due.
+type RunPolicy struct {
+	Kind PolicyKind `cbor:"1,keyasint" json:"kind"`
+	// Count of runs for PolicyRepeat, 1..MaxRepeatCount.
+	Count int `cbor:"2,keyasint,omitempty" json:"count,omitempty"`
+	// EveryMs between the due times of consecutive repeat runs.
+	EveryMs int64 `cbor:"3,keyasint,omitempty" json:"every_ms,omitempty"`
+}
+
+// BackoffKind selects how the wait before a retry grows.
+type BackoffKind string
+
+const (
+	BackoffFixed       BackoffKind = "fixed"
+	BackoffExponential BackoffKind = "exponential"
+)
+
+// Backoff is the wait before attempt n+1 after a retryable failure of
+// attempt n: fixed BaseMs, or BaseMs*2^(n-1) capped at MaxMs; then reduced
+// by a random fraction of up to Jitter (0..1) so retries spread out.
+type Backoff struct {
+	Kind   BackoffKind `cbor:"1,keyasint" json:"kind"`
+	BaseMs int64       `cbor:"2,keyasint" json:"base_ms"`
+	MaxMs  int64       `cbor:"3,keyasint,omitempty" json:"max_ms,omitempty"`
+	Jitter float64     `cbor:"4,keyasint,omitempty" json:"jitter,omitempty"`
+}
+
+// delay returns the backoff before the attempt after attempt n (1-based),
+// given a uniform random draw u in [0,1).
+func (b Backoff) delay(n int, u float64) int64 {
+	d := b.BaseMs
+	if b.Kind == BackoffExponential {
+		for i := 1; i < n && (b.MaxMs == 0 || d < b.MaxMs); i++ {
+			d *= 2
+		}
+		if b.MaxMs > 0 && d > b.MaxMs {
+			d = b.MaxMs
+		}
+	}
+	return d - int64(float64(d)*b.Jitter*u)
+}
+
+// TaskSpec is what a client submits. The engine stores it as given, after
+// Normalize filled in the defaults.
+type TaskSpec struct {
+	ID TaskID `cbor:"1,keyasint,omitempty" json:"id,omitempty"`
+	// Handler is the plugin name, optionally pinned: name@sha256:<hex>.
+	Handler     string            `cbor:"2,keyasint" json:"handler"`
+	Input       []byte            `cbor:"3,keyasint,omitempty" json:"input,omitempty"`
+	Policy      RunPolicy         `cbor:"4,keyasint" json:"run_policy"`
+	MaxAttempts int               `cbor:"5,keyasint" json:"max_attempts"`
+	TimeoutMs   int64             `cbor:"6,keyasint" json:"timeout_ms"`
+	Backoff     Backoff           `cbor:"7,keyasint" json:"backoff"`
+	Priority    int               `cbor:"8,keyasint,omitempty" json:"priority,omitempty"`
+	NotBeforeMs int64             `cbor:"9,keyasint,omitempty" json:"not_before_ms,omitempty"` // unix ms; 0 = now
+	Labels      map[string]string `cbor:"10,keyasint,omitempty" json:"labels,omitempty"`
+}
+
+// Limits and defaults of a TaskSpec.
+const (
+	DefaultMaxAttempts = 1
+	MaxMaxAttempts     = 100
+	DefaultTimeoutMs   = 30_000
+	MaxTimeoutMs       = 24 * 3600_000
+	MaxRepeatCount     = 10_000
+	MaxInputBytes      = 16 << 20
+	DefaultBackoffMs   = 1_000
+	DefaultBackoffMax  = 60_000
+	DefaultJitter      = 0.1
+)
+
+var (
+	idPattern      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$`)
+	handlerPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_\-]{0,62}(@sha256:[0-9a-f]{64})?$`)
+)
+
+// ValidationError names the field of a spec that is wrong and says why.
+type ValidationError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Reason }
+
+func invalid(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Normalize fills defaults and checks every field, returning a
+// *ValidationError naming the first bad one. An empty ID stays empty (the
+// engine generates one).
+func (s *TaskSpec) Normalize() error {
+	if s.ID != "" && !idPattern.MatchString(string(s.ID)) {
+		return invalid("id", "must be 1-128 characters of letters, digits, '.', '_', ':' or '-' (starting with a letter or digit), got %q", s.ID)
+	}
+	if !handlerPattern.MatchString(s.Handler) {
+		return invalid("handler", "must be a plugin name of lower-case letters, digits, '_' or '-' (optionally @sha256:<64 hex>), got %q", s.Handler)
+	}
+	if len(s.Input) > MaxInputBytes {
+		return invalid("input", "is %d bytes, the limit is %d", len(s.Input), MaxInputBytes)
+	}
+	switch s.Policy.Kind {
+	case "", PolicyOnce:
+		s.Policy = RunPolicy{Kind: PolicyOnce}
+	case PolicyRepeat:
+		if s.Policy.Count < 1 || s.Policy.Count > MaxRepeatCount {
+			return invalid("run_policy.repeat.count", "must be between 1 and %d, got %d", MaxRepeatCount, s.Policy.Count)
+		}
+		if s.Policy.EveryMs < 0 {
+			return invalid("run_policy.repeat.every", "must not be negative, got %dms", s.Policy.EveryMs)
+		}
+	case PolicyCron:
+		return invalid("run_policy.cron", "is not supported yet (it arrives with workflows)")
+	default:
+		return invalid("run_policy", "unknown kind %q (want once or repeat)", s.Policy.Kind)
+	}
+	if s.MaxAttempts == 0 {
+		s.MaxAttempts = DefaultMaxAttempts
+	}
+	if s.MaxAttempts < 1 || s.MaxAttempts > MaxMaxAttempts {
+		return invalid("max_attempts", "must be between 1 and %d, got %d", MaxMaxAttempts, s.MaxAttempts)
+	}
+	if s.TimeoutMs == 0 {
+		s.TimeoutMs = DefaultTimeoutMs
+	}
+	if s.TimeoutMs < 1 || s.TimeoutMs > MaxTimeoutMs {
+		return invalid("timeout", "must be between 1ms and 24h, got %dms", s.TimeoutMs)
+	}
+	switch s.Backoff.Kind {
+	case "":
+		if s.Backoff.BaseMs == 0 && s.Backoff.MaxMs == 0 && s.Backoff.Jitter == 0 {
+			s.Backoff = Backoff{Kind: BackoffExponential, BaseMs: DefaultBackoffMs, MaxMs: DefaultBackoffMax, Jitter: DefaultJitter}
+		} else {
+			s.Backoff.Kind = BackoffExponential
+		}
+	case BackoffFixed, BackoffExponential:
+	default:
+		return invalid("backoff.kind", "unknown kind %q (want fixed or exponential)", s.Backoff.Kind)
+	}
+	if s.Backoff.BaseMs < 0 || s.Backoff.MaxMs < 0 {
+		return invalid("backoff", "base and max must not be negative")
+	}
+	if s.Backoff.MaxMs > 0 && s.Backoff.MaxMs < s.Backoff.BaseMs {
+		return invalid("backoff.max", "must be at least backoff.base (%dms), got %dms", s.Backoff.BaseMs, s.Backoff.MaxMs)
+	}
+	if s.Backoff.Jitter < 0 || s.Backoff.Jitter > 1 {
+		return invalid("backoff.jitter", "must be between 0 and 1, got %g", s.Backoff.Jitter)
+	}
+	if s.NotBeforeMs < 0 {
+		return invalid("not_before", "must not be negative")
+	}
+	for k := range s.Labels {
+		if k == "" || len(k) > 128 || len(s.Labels[k]) > 1024 {
+			return invalid("labels", "keys must be 1-128 bytes and values at most 1024 bytes (key %q)", k)
+		}
+	}
+	return nil
+}
+
+// equal reports whether two normalized specs are the same submission.
+func (s *TaskSpec) equal(o *TaskSpec) bool {
+	return s.ID == o.ID && s.Handler == o.Handler && string(s.Input) == string(o.Input) &&
+		s.Policy == o.Policy && s.MaxAttempts == o.MaxAttempts && s.TimeoutMs == o.TimeoutMs &&
+		s.Backoff == o.Backoff && s.Priority == o.Priority && s.NotBeforeMs == o.NotBeforeMs &&
+		maps.Equal(s.Labels, o.Labels)
+}
+
+// runCount is how many runs the policy creates.
+func (s *TaskSpec) runCount() int {
+	if s.Policy.Kind == PolicyRepeat {
+		return s.Policy.Count
+	}
+	return 1
+}
+
+// Attempt is one execution of a run.
+type Attempt struct {
+	Number     int     `cbor:"1,keyasint" json:"number"`
+	Worker     string  `cbor:"2,keyasint,omitempty" json:"worker,omitempty"`
+	LeasedAt   int64   `cbor:"3,keyasint" json:"leased_at_ms"`
+	StartedAt  int64   `cbor:"4,keyasint,omitempty" json:"started_at_ms,omitempty"`
+	FinishedAt int64   `cbor:"5,keyasint,omitempty" json:"finished_at_ms,omitempty"`
+	Outcome    Outcome `cbor:"6,keyasint,omitempty" json:"outcome,omitempty"`
+	Retryable  bool    `cbor:"7,keyasint,omitempty" json:"retryable,omitempty"`
+	Error      string  `cbor:"8,keyasint,omitempty" json:"error,omitempty"`
+	Output     []byte  `cbor:"9,keyasint,omitempty" json:"output,omitempty"`
+	Module     string  `cbor:"10,keyasint,omitempty" json:"module,omitempty"`
+}
+
+// Run is one occurrence of a task. Retries are attempts of the same run.
+type Run struct {
+	ID       RunID     `cbor:"1,keyasint" json:"id"`
+	Task     TaskID    `cbor:"2,keyasint" json:"task"`
+	Index    int       `cbor:"3,keyasint" json:"index"`
+	State    RunState  `cbor:"4,keyasint" json:"state"`
+	DueAt    int64     `cbor:"5,keyasint" json:"due_at_ms"` // when scheduled/retry_wait becomes ready; ready order
+	LeaseExp int64     `cbor:"6,keyasint,omitempty" json:"lease_expires_at_ms,omitempty"`
+	Attempts []Attempt `cbor:"7,keyasint,omitempty" json:"attempts"`
+	UpdateAt int64     `cbor:"8,keyasint" json:"updated_at_ms"`
+	gen      uint64    // bumped on every state change; invalidates index entries
+}
+
+// current returns the open or last attempt, or nil.
+func (r *Run) current() *Attempt {
+	if len(r.Attempts) == 0 {
+		return nil
+	}
+	return &r.Attempts[len(r.Attempts)-1]
+}
+
+// Task is a submitted spec and its runs.
+type Task struct {
+	Spec        TaskSpec `cbor:"1,keyasint" json:"spec"`
+	SubmitSeq   uint64   `cbor:"2,keyasint" json:"submit_seq"` // submission order, ties in dispatch order
+	SubmittedAt int64    `cbor:"3,keyasint" json:"submitted_at_ms"`
+	Runs        []RunID  `cbor:"4,keyasint" json:"runs"`
+	Canceled    bool     `cbor:"5,keyasint,omitempty" json:"canceled,omitempty"`
+	CancelNote  string   `cbor:"6,keyasint,omitempty" json:"cancel_reason,omitempty"`
+	FinalAt     int64    `cbor:"7,keyasint,omitempty" json:"final_at_ms,omitempty"` // when the last run became final
+	finalRuns   int
+}
+
+// TaskState summarizes a task for views (INTERFACE.md).
+type TaskState string
+
+const (
+	TaskPending   TaskState = "pending"
+	TaskRunning   TaskState = "running"
+	TaskCompleted TaskState = "completed"
+	TaskFailed    TaskState = "failed"
+	TaskCanceled  TaskState = "canceled"
+)

@@ -1,0 +1,292 @@
+package dispatch
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/wasmtask/wasmtask/segwal"
+)
+
+// Snapshot file: snap-<20-digit WAL sequence>.snap
+//
+//	off size
+//	  0    8 magic "WTSNAP01"
+//	  8    8 applied: the WAL sequence the snapshot covers
+//	 16    8 payload length
+//	 24    4 CRC32C of the payload
+//	 28    … payload: zstd of the CBOR of snapshotBody
+//
+// Written to a .tmp file, fsynced, renamed, and the directory fsynced.
+const (
+	snapMagic      = "WTSNAP01"
+	snapHeaderSize = 28
+	snapPrefix     = "snap-"
+	snapSuffix     = ".snap"
+	maxSnapBytes   = 4 << 30
+)
+
+var snapCRC = crc32.MakeTable(crc32.Castagnoli)
+
+type snapshotBody struct {
+	Version       int     `cbor:"1,keyasint"`
+	Applied       uint64  `cbor:"2,keyasint"`
+	NextSubmitSeq uint64  `cbor:"3,keyasint"`
+	Paused        bool    `cbor:"4,keyasint,omitempty"`
+	Tasks         []*Task `cbor:"5,keyasint"`
+	Runs          []*Run  `cbor:"6,keyasint"`
+}
+
+type snapshotter struct {
+	dir     string
+	retain  int
+	running atomic.Bool
+}
+
+// encodeState captures s as CBOR, tasks and runs in submission order so the
+// bytes do not depend on map order. Called in the loop.
+func encodeState(s *State) ([]byte, error) {
+	body := snapshotBody{Version: 1, Applied: s.Applied, NextSubmitSeq: s.NextSubmitSeq, Paused: s.Paused}
+	for _, t := range s.Tasks {
+		body.Tasks = append(body.Tasks, t)
+	}
+	slices.SortFunc(body.Tasks, func(a, b *Task) int { return cmpInt(a.SubmitSeq, b.SubmitSeq) })
+	for _, t := range body.Tasks {
+		for _, id := range t.Runs {
+			body.Runs = append(body.Runs, s.Runs[id])
+		}
+	}
+	return encMode.Marshal(&body)
+}
+
+func decodeState(b []byte) (*State, error) {
+	var body snapshotBody
+	if err := decMode.Unmarshal(b, &body); err != nil {
+		return nil, err
+	}
+	if body.Version != 1 {
+		return nil, fmt.Errorf("snapshot version %d, this build reads 1", body.Version)
+	}
+	s := NewState()
+	s.Applied, s.NextSubmitSeq, s.Paused = body.Applied, body.NextSubmitSeq, body.Paused
+	for _, t := range body.Tasks {
+		s.Tasks[t.Spec.ID] = t
+	}
+	for _, r := range body.Runs {
+		if _, ok := s.Tasks[r.Task]; !ok {
+			return nil, fmt.Errorf("run %s of unknown task %s", r.ID, r.Task)
+		}
+		s.Runs[r.ID] = r
+	}
+	for _, t := range s.Tasks {
+		for _, id := range t.Runs {
+			if _, ok := s.Runs[id]; !ok {
+				return nil, fmt.Errorf("task %s lists unknown run %s", t.Spec.ID, id)
+			}
+		}
+	}
+	s.reindex()
+	return s, nil
+}
+
+func snapName(seq uint64) string { return fmt.Sprintf("%s%020d%s", snapPrefix, seq, snapSuffix) }
+
+// write persists cbor (the state at applied) atomically and removes
+// snapshots beyond retain. It returns the oldest sequence still covered by
+// a kept snapshot, which bounds what the WAL may drop.
+func (sn *snapshotter) write(applied uint64, cborBytes []byte) (uint64, error) {
+	if err := os.MkdirAll(sn.dir, 0o750); err != nil {
+		return 0, err
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false))
+	if err != nil {
+		return 0, err
+	}
+	payload := enc.EncodeAll(cborBytes, make([]byte, snapHeaderSize, snapHeaderSize+len(cborBytes)/3))
+	enc.Close()
+	copy(payload, snapMagic)
+	binary.LittleEndian.PutUint64(payload[8:], applied)
+	binary.LittleEndian.PutUint64(payload[16:], uint64(len(payload)-snapHeaderSize))
+	binary.LittleEndian.PutUint32(payload[24:], crc32.Checksum(payload[snapHeaderSize:], snapCRC))
+
+	final := filepath.Join(sn.dir, snapName(applied))
+	tmp := final + ".tmp"
+	if err := writeFileSync(tmp, payload); err != nil {
+		os.Remove(tmp)
+		return 0, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return 0, err
+	}
+	if err := syncDir(sn.dir); err != nil {
+		return 0, err
+	}
+	seqs, _ := sn.list()
+	for len(seqs) > sn.retain {
+		os.Remove(filepath.Join(sn.dir, snapName(seqs[0])))
+		seqs = seqs[1:]
+	}
+	if len(seqs) == 0 {
+		return 0, nil
+	}
+	return seqs[0], nil
+}
+
+// list returns snapshot sequences, oldest first, and removes leftover .tmp files.
+func (sn *snapshotter) list() ([]uint64, error) {
+	entries, err := os.ReadDir(sn.dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var seqs []uint64
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasSuffix(name, ".tmp") {
+			os.Remove(filepath.Join(sn.dir, name))
+			continue
+		}
+		digits, ok := strings.CutPrefix(name, snapPrefix)
+		if !ok {
+			continue
+		}
+		digits, ok = strings.CutSuffix(digits, snapSuffix)
+		if !ok {
+			continue
+		}
+		if seq, err := strconv.ParseUint(digits, 10, 64); err == nil {
+			seqs = append(seqs, seq)
+		}
+	}
+	slices.Sort(seqs)
+	return seqs, nil
+}
+
+// loadNewest returns the newest snapshot that is intact and that the WAL
+// can continue (its sequence is at least walFirst-1), or nil. Damaged
+// snapshots are reported, not fatal: recovery falls back to an older one
+// or to the WAL alone.
+func (sn *snapshotter) loadNewest(walFirst uint64) (*State, []error) {
+	seqs, err := sn.list()
+	if err != nil {
+		return nil, []error{err}
+	}
+	var errs []error
+	for i := len(seqs) - 1; i >= 0; i-- {
+		path := filepath.Join(sn.dir, snapName(seqs[i]))
+		s, err := readSnapshot(path, seqs[i])
+		if err == nil && s.Applied+1 < walFirst {
+			err = fmt.Errorf("covers up to %d but the WAL starts at %d", s.Applied, walFirst)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("snapshot %s: %w", path, err))
+			continue
+		}
+		return s, errs
+	}
+	return nil, errs
+}
+
+func readSnapshot(path string, seq uint64) (*State, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < snapHeaderSize || string(b[:8]) != snapMagic {
+		return nil, errors.New("not a snapshot file (bad magic or short header)")
+	}
+	applied := binary.LittleEndian.Uint64(b[8:])
+	n := binary.LittleEndian.Uint64(b[16:])
+	if applied != seq || n != uint64(len(b)-snapHeaderSize) || n > maxSnapBytes {
+		return nil, fmt.Errorf("header says sequence %d and %d payload bytes, file name says %d and holds %d", applied, n, seq, len(b)-snapHeaderSize)
+	}
+	if got, want := crc32.Checksum(b[snapHeaderSize:], snapCRC), binary.LittleEndian.Uint32(b[24:]); got != want {
+		return nil, fmt.Errorf("checksum mismatch: stored %08x, computed %08x", want, got)
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxSnapBytes))
+	if err != nil {
+		return nil, err
+	}
+	defer dec.Close()
+	raw, err := dec.DecodeAll(b[snapHeaderSize:], nil)
+	if err != nil {
+		return nil, fmt.Errorf("decompress: %w", err)
+	}
+	s, err := decodeState(raw)
+	if err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if s.Applied != seq {
+		return nil, fmt.Errorf("body covers %d, header %d", s.Applied, seq)
+	}
+	return s, nil
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// snapshot captures the state in the loop and persists it on another
+// goroutine; then the WAL drops segments the oldest kept snapshot covers.
+// One snapshot at a time; a tick that finds one running skips.
+func (e *Engine) snapshot() {
+	if !e.snapshots.running.CompareAndSwap(false, true) {
+		return
+	}
+	b, err := encodeState(e.state)
+	applied := e.state.Applied
+	e.sinceSnapshot = 0
+	if err != nil {
+		e.snapshots.running.Store(false)
+		e.log.Error("dispatch: snapshot encode failed", "err", err)
+		return
+	}
+	e.workers.Add(1)
+	go func() {
+		defer e.workers.Done()
+		defer e.snapshots.running.Store(false)
+		oldest, err := e.snapshots.write(applied, b)
+		if err != nil {
+			e.log.Error("dispatch: snapshot write failed", "seq", applied, "err", err)
+			return
+		}
+		// TruncateFront only removes sealed segments, which the loop no
+		// longer writes, so it is safe beside the loop's appends.
+		if err := e.wal.TruncateFront(oldest + 1); err != nil && !errors.Is(err, segwal.ErrClosed) {
+			e.log.Error("dispatch: WAL truncate after snapshot failed", "err", err)
+		}
+	}()
+}

@@ -1,0 +1,180 @@
+package dispatch
+
+import (
+	"container/heap"
+	"fmt"
+)
+
+// State is everything the engine knows, rebuilt on recovery by applying the
+// WAL (after the newest snapshot) to an empty State. Only apply mutates it.
+type State struct {
+	Tasks         map[TaskID]*Task
+	Runs          map[RunID]*Run
+	Paused        bool
+	NextSubmitSeq uint64
+	Applied       uint64 // sequence of the last WAL record applied
+
+	// Indexes derived from the maps; rebuilt by reindex after a snapshot
+	// load. Heap entries are invalidated lazily through Run.gen.
+	ready    readyHeap
+	timers   dueHeap // scheduled and retry_wait runs by DueAt
+	leases   dueHeap // leased and running runs by LeaseExp
+	finals   []TaskID
+	counts   map[RunState]int
+	inflight int // leased + running
+}
+
+// NewState returns an empty State.
+func NewState() *State {
+	return &State{Tasks: map[TaskID]*Task{}, Runs: map[RunID]*Run{}, NextSubmitSeq: 1, counts: map[RunState]int{}}
+}
+
+// InvariantError is returned by apply for an event that does not fit the
+// state: a transition from a state the run is not in, an unknown run, a
+// wrong attempt number. It means a bug or a damaged log; the engine stops.
+type InvariantError struct {
+	Event  EventType
+	Run    RunID
+	Task   TaskID
+	Reason string
+}
+
+func (e *InvariantError) Error() string {
+	return fmt.Sprintf("dispatch: invariant violated by %v (task %q, run %q): %s", e.Event, e.Task, e.Run, e.Reason)
+}
+
+// readyEntry orders ready runs: priority desc, due time, submission order, run index.
+type readyEntry struct {
+	run      *Run
+	gen      uint64
+	priority int
+	due      int64
+	seq      uint64
+}
+
+type readyHeap []readyEntry
+
+func (h readyHeap) Len() int { return len(h) }
+func (h readyHeap) Less(i, j int) bool {
+	a, b := &h[i], &h[j]
+	if a.priority != b.priority {
+		return a.priority > b.priority
+	}
+	if a.due != b.due {
+		return a.due < b.due
+	}
+	if a.seq != b.seq {
+		return a.seq < b.seq
+	}
+	return a.run.Index < b.run.Index
+}
+func (h readyHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *readyHeap) Push(x any)   { *h = append(*h, x.(readyEntry)) }
+func (h *readyHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+type dueEntry struct {
+	run *Run
+	gen uint64
+	at  int64
+}
+
+type dueHeap []dueEntry
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueEntry)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// peekValid drops stale entries and returns the first live one.
+func (h *dueHeap) peekValid() (dueEntry, bool) {
+	for h.Len() > 0 {
+		e := (*h)[0]
+		if e.run.gen == e.gen {
+			return e, true
+		}
+		heap.Pop(h)
+	}
+	return dueEntry{}, false
+}
+
+func (h *readyHeap) peekValid() (readyEntry, bool) {
+	for h.Len() > 0 {
+		e := (*h)[0]
+		if e.run.gen == e.gen {
+			return e, true
+		}
+		heap.Pop(h)
+	}
+	return readyEntry{}, false
+}
+
+// index records run r, which just entered its current state, in the
+// indexes that state needs. The previous entries become stale via gen.
+func (s *State) index(r *Run) {
+	r.gen++
+	switch r.State {
+	case RunReady:
+		t := s.Tasks[r.Task]
+		heap.Push(&s.ready, readyEntry{run: r, gen: r.gen, priority: t.Spec.Priority, due: r.DueAt, seq: t.SubmitSeq})
+	case RunScheduled, RunRetryWait:
+		heap.Push(&s.timers, dueEntry{run: r, gen: r.gen, at: r.DueAt})
+	case RunLeased, RunRunning:
+		heap.Push(&s.leases, dueEntry{run: r, gen: r.gen, at: r.LeaseExp})
+	}
+}
+
+// reindex rebuilds the derived indexes from the maps (after a snapshot load).
+func (s *State) reindex() {
+	s.ready, s.timers, s.leases, s.finals = nil, nil, nil, nil
+	s.counts = map[RunState]int{}
+	s.inflight = 0
+	type fin struct {
+		at  int64
+		seq uint64
+		id  TaskID
+	}
+	var fins []fin
+	for _, t := range s.Tasks {
+		t.finalRuns = 0
+		for _, id := range t.Runs {
+			r := s.Runs[id]
+			s.counts[r.State]++
+			if r.State == RunLeased || r.State == RunRunning {
+				s.inflight++
+			}
+			if r.State.Final() {
+				t.finalRuns++
+			}
+			s.index(r)
+		}
+		if t.finalRuns == len(t.Runs) {
+			fins = append(fins, fin{t.FinalAt, t.SubmitSeq, t.Spec.ID})
+		}
+	}
+	sortFunc(fins, func(a, b fin) bool { return a.at < b.at || a.at == b.at && a.seq < b.seq })
+	for _, f := range fins {
+		s.finals = append(s.finals, f.id)
+	}
+}
+
+// Counts returns the number of runs in each state.
+func (s *State) Counts() map[RunState]int {
+	m := make(map[RunState]int, len(s.counts))
+	for k, v := range s.counts {
+		if v != 0 {
+			m[k] = v
+		}
+	}
+	return m
+}

@@ -1,0 +1,155 @@
+package dispatch
+
+import (
+	"context"
+	"slices"
+)
+
+// TaskView is a read-only copy of a task and its runs.
+type TaskView struct {
+	ID          TaskID    `json:"id"`
+	Handler     string    `json:"handler"`
+	State       TaskState `json:"state"`
+	Spec        TaskSpec  `json:"spec"`
+	SubmittedAt int64     `json:"submitted_at_ms"`
+	FinalAt     int64     `json:"final_at_ms,omitempty"`
+	Canceled    bool      `json:"canceled,omitempty"`
+	Runs        []Run     `json:"runs"`
+	// Output of the last successful attempt, if any.
+	Output []byte `json:"output,omitempty"`
+	seq    uint64
+}
+
+// Final reports whether the task can no longer change.
+func (v TaskView) Final() bool {
+	return v.State == TaskCompleted || v.State == TaskFailed || v.State == TaskCanceled
+}
+
+func viewOf(s *State, t *Task) TaskView {
+	v := TaskView{ID: t.Spec.ID, Handler: t.Spec.Handler, Spec: t.Spec, SubmittedAt: t.SubmittedAt,
+		FinalAt: t.FinalAt, Canceled: t.Canceled, seq: t.SubmitSeq}
+	var running, failed, canceled, completed int
+	for _, id := range t.Runs {
+		r := *s.Runs[id]
+		r.Attempts = slices.Clone(r.Attempts)
+		v.Runs = append(v.Runs, r)
+		switch r.State {
+		case RunLeased, RunRunning:
+			running++
+		case RunFailed:
+			failed++
+		case RunCanceled:
+			canceled++
+		case RunCompleted:
+			completed++
+			if a := r.current(); a != nil {
+				v.Output = a.Output
+			}
+		}
+	}
+	final := failed + canceled + completed
+	switch {
+	case final < len(t.Runs) && running > 0:
+		v.State = TaskRunning
+	case final < len(t.Runs):
+		v.State = TaskPending
+	case failed > 0:
+		v.State = TaskFailed
+	case canceled > 0:
+		v.State = TaskCanceled
+	default:
+		v.State = TaskCompleted
+	}
+	return v
+}
+
+// Task returns a copy of task id, or false.
+func (e *Engine) Task(id TaskID) (TaskView, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	t, ok := e.state.Tasks[id]
+	if !ok {
+		return TaskView{}, false
+	}
+	return viewOf(e.state, t), true
+}
+
+// ListFilter selects tasks for List; zero fields match everything.
+type ListFilter struct {
+	State   TaskState
+	Handler string
+	Limit   int // default 100
+	// Before returns only tasks submitted before this one (for paging).
+	Before TaskID
+}
+
+// List returns tasks newest first.
+func (e *Engine) List(f ListFilter) []TaskView {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	var before uint64
+	if t, ok := e.state.Tasks[f.Before]; ok {
+		before = t.SubmitSeq
+	}
+	var out []TaskView
+	for _, t := range e.state.Tasks {
+		if before != 0 && t.SubmitSeq >= before || f.Handler != "" && t.Spec.Handler != f.Handler {
+			continue
+		}
+		v := viewOf(e.state, t)
+		if f.State != "" && v.State != f.State {
+			continue
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b TaskView) int { return cmpInt(b.seq, a.seq) })
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out
+}
+
+// Wait blocks until task id is final or ctx ends, and returns its view.
+func (e *Engine) Wait(ctx context.Context, id TaskID) (TaskView, error) {
+	for {
+		changed := e.changedCh()
+		v, ok := e.Task(id)
+		if !ok {
+			return v, ErrNotFound
+		}
+		if v.Final() {
+			return v, nil
+		}
+		select {
+		case <-changed:
+		case <-e.done:
+			return v, e.stoppedErr()
+		case <-ctx.Done():
+			return v, ctx.Err()
+		}
+	}
+}
+
+// Stats are engine counters for status and metrics.
+type Stats struct {
+	Tasks       int
+	RunsByState map[RunState]int
+	InFlight    int
+	Paused      bool
+	Applied     uint64 // last WAL sequence
+	Ticks       uint64
+	Events      uint64
+	WALAppends  uint64
+}
+
+// Stats returns counters; it never blocks the loop for long.
+func (e *Engine) Stats() Stats {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return Stats{Tasks: len(e.state.Tasks), RunsByState: e.state.Counts(), InFlight: e.state.inflight,
+		Paused: e.state.Paused, Applied: e.state.Applied,
+		Ticks: e.stats.ticks.Load(), Events: e.stats.events.Load(), WALAppends: e.stats.appends.Load()}
+}
