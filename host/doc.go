@@ -1,8 +1,45 @@
-// Package host will run each attempt in a wazero sandbox through the guest
-// ABI wasmtask_v1: compiled-module cache keyed by sha256, the wasmtask_v1
-// host module, WASI wiring with captured stdout and stderr, per-plugin limits
-// and outcome classification. It implements dispatch.Executor and imports
-// dispatch for its types only.
+// Package host runs handler attempts in a wazero sandbox through the guest
+// ABI wasmtask_v1 (sdk/ABI.md). Handlers are untrusted: a module gets
+// exactly the imports of the ABI plus WASI preview1 with real clocks, crypto
+// random and captured stdout/stderr, and no filesystem, environment or
+// network. It implements dispatch.Executor (Executor) and imports dispatch
+// for its types only; dispatch never imports host.
 //
-// Not written yet: see issue 4 ("The WebAssembly host").
+// # Usage
+//
+//	h, err := host.New(ctx, host.Config{CacheDir: filepath.Join(dataDir, "wazero")})
+//	m, err := h.Load(ctx, wasm, 0)        // validate + compile once per sha256
+//	res := h.Run(ctx, m, host.Attempt{Input: in, Limits: host.DefaultLimits()})
+//	// res.Outcome: ok, failed, trap, timeout, cancelled, oom, output_too_large, abi_violation
+//
+// # Contract
+//
+//  1. Load compiles a module once per (content hash, memory limit) and
+//     keeps it; concurrent loads of the same module wait for one compile.
+//     wazero's file cache under Config.CacheDir makes a restart cheap.
+//  2. Load rejects, naming the import or export: an import the host does
+//     not provide (or with another signature), an imported memory, no
+//     exported "memory", no entry point (wasmtask_handle, or _start for
+//     command mode), a declared minimum memory above the limit.
+//  3. Run uses one fresh anonymous instance per attempt, closed afterwards:
+//     _initialize first when exported, then wasmtask_handle. Command-mode
+//     modules (_start, no wasmtask_handle) read stdin and write stdout.
+//  4. Limits (memory pages, timeout, output bytes, log bytes, children per
+//     attempt) come from the plugin and are clamped to the operator's
+//     maxima. The runtime closes the guest at its deadline
+//     (WithCloseOnContextDone); cancelled() and heartbeat() report a stop
+//     Limits.Grace before that, and a grace period after a cancel.
+//  5. Every way an attempt can end has an outcome (outcome.go, classify).
+//     Guest memory is only touched through one bounds-checked path; an
+//     out-of-range pointer ends the attempt as abi_violation. A panic in a
+//     host function is recovered by wazero and becomes an outcome, never a
+//     crash of the process.
+//  6. Children submitted by the guest are staged in Result.Children with
+//     ids derived from (run, ordinal) and only returned on success.
+//
+// # Memory limits
+//
+// wazero sets the memory limit per runtime, so the Host keeps one runtime
+// per distinct limit (usually one or two), each with the host modules
+// instantiated once.
 package host

@@ -1,0 +1,245 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+)
+
+// TaskInfo is what task_info returns to the guest (as JSON).
+type TaskInfo struct {
+	TaskID      string            `json:"task_id"`
+	RunID       string            `json:"run_id"`
+	Attempt     int               `json:"attempt"`
+	MaxAttempts int               `json:"max_attempts"`
+	Handler     string            `json:"handler"`
+	Module      string            `json:"module"`
+	DeadlineMs  int64             `json:"deadline_ms"`
+	ParentID    string            `json:"parent_id"`
+	Labels      map[string]string `json:"labels"`
+}
+
+// Attempt is one execution request.
+type Attempt struct {
+	Input  []byte
+	Info   TaskInfo // Module and DeadlineMs are filled in by Run
+	Config map[string]string
+	Limits Limits // clamped to the host's maxima by Run
+	// Heartbeat is called by the heartbeat import (extends the lease).
+	Heartbeat func()
+}
+
+// Child is a task submitted by the guest, staged until the attempt succeeds.
+type Child struct {
+	ID   string
+	Spec []byte // the task spec JSON as the guest wrote it
+}
+
+// Result is how an attempt ended.
+type Result struct {
+	Outcome    dispatch.Outcome
+	Retryable  bool
+	Error      string
+	Output     []byte
+	Log        []byte
+	LogDropped int // bytes of log dropped past the quota
+	Children   []Child
+	Module     string
+	Duration   time.Duration
+}
+
+// attemptState is everything the host functions of one attempt touch. One
+// goroutine runs the guest, so it needs no lock, except stop flags set from
+// outside.
+type attemptState struct {
+	input      []byte
+	info       []byte
+	config     map[string]string
+	limits     Limits
+	output     bytes.Buffer
+	outputOver bool
+	log        logBuffer
+	failKind   int // -1 none, 0 permanent, 1 retryable
+	failMsg    string
+	children   []Child
+	childBase  string
+	violation  *abiViolation
+	heartbeat  func()
+
+	softDeadline time.Time
+	canceled     atomic.Bool // the caller canceled the attempt
+}
+
+func (st *attemptState) violate(fn, reason string) {
+	v := abiViolation{fn: fn, reason: reason}
+	st.violation = &v
+	panic(v)
+}
+
+func (st *attemptState) stopRequested() bool {
+	return st.canceled.Load() || !time.Now().Before(st.softDeadline)
+}
+
+// childID derives a child's id from the parent run and the ordinal, so a
+// retried parent that submits the same children creates no duplicates.
+func (st *attemptState) childID(ordinal int) string {
+	return fmt.Sprintf("%s-c%d", st.childBase, ordinal)
+}
+
+// Run executes one attempt of m in a fresh, anonymous instance, closed
+// afterwards. It always returns an outcome: every way an attempt can end is
+// classified (see classify).
+func (h *Host) Run(ctx context.Context, m *Module, a Attempt) Result {
+	start := time.Now()
+	lim := a.Limits.Clamp(h.cfg.Max)
+	deadline := start.Add(lim.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	a.Info.Module, a.Info.DeadlineMs = m.Hash, deadline.UnixMilli()
+	if a.Info.Labels == nil {
+		a.Info.Labels = map[string]string{}
+	}
+	info, _ := json.Marshal(a.Info)
+	st := &attemptState{
+		input: a.Input, info: info, config: a.Config, limits: lim, failKind: -1,
+		childBase: childBase(a.Info), heartbeat: a.Heartbeat,
+		softDeadline: deadline.Add(-lim.Grace),
+	}
+	st.log.max = lim.LogBytes
+	st.log.init()
+
+	// The guest is stopped at the deadline, or a grace period after the
+	// caller cancels; cancelled() and heartbeat() report the stop first.
+	hard, cancelHard := context.WithDeadline(context.Background(), deadline)
+	defer cancelHard()
+	stopWatch := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			st.canceled.Store(true)
+			time.AfterFunc(lim.Grace, cancelHard)
+		}
+	})
+	defer stopWatch()
+	callCtx := context.WithValue(hard, stateKey{}, st)
+
+	res := h.execute(callCtx, m, st)
+	res.Module, res.Duration = m.Hash, time.Since(start)
+	res.Log, res.LogDropped = st.log.buf.Bytes(), st.log.dropped
+	if res.Outcome == dispatch.OutcomeOK {
+		res.Output = st.output.Bytes()
+		res.Children = st.children
+	}
+	return res
+}
+
+func childBase(info TaskInfo) string {
+	// Run ids look like "<task>#<n>"; '#' is not allowed in task ids.
+	return strings.ReplaceAll(info.RunID, "#", "-r")
+}
+
+func (h *Host) execute(ctx context.Context, m *Module, st *attemptState) Result {
+	cfg := wazero.NewModuleConfig().
+		WithName(""). // anonymous: one compiled module, many instances
+		WithSysWalltime().WithSysNanotime().
+		WithRandSource(rand.Reader).
+		WithStderr(&st.log.stderr)
+	if m.Mode == ModeCommand {
+		cfg = cfg.WithStdin(bytes.NewReader(st.input)).
+			WithStdout(&boundedWriter{st: st}).
+			WithStartFunctions("_start")
+	} else {
+		cfg = cfg.WithStdout(&st.log.stdout).WithStartFunctions()
+	}
+	mod, err := m.rt.rt.InstantiateModule(ctx, m.compiled, cfg)
+	if mod != nil {
+		defer mod.Close(context.Background())
+	}
+	if m.Mode == ModeCommand {
+		code := int64(0)
+		var exit *sys.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() < sys.ExitCodeDeadlineExceeded {
+			code, err = int64(exit.ExitCode()), nil
+		}
+		return classify(ctx, st, memoryOf(mod), code, err)
+	}
+	if err != nil {
+		return classify(ctx, st, nil, 0, err)
+	}
+	if m.hasInit {
+		if _, err := mod.ExportedFunction("_initialize").Call(ctx); err != nil {
+			return classify(ctx, st, mod.Memory(), 0, fmt.Errorf("_initialize: %w", err))
+		}
+	}
+	ret, err := mod.ExportedFunction(handleExport).Call(ctx)
+	code := int64(0)
+	if err == nil {
+		code = int64(api.DecodeI32(ret[0]))
+	}
+	return classify(ctx, st, mod.Memory(), code, err)
+}
+
+func memoryOf(mod api.Module) api.Memory {
+	if mod == nil {
+		return nil
+	}
+	return mod.Memory()
+}
+
+// boundedWriter is stdout in command mode: the output, up to the limit.
+type boundedWriter struct{ st *attemptState }
+
+func (w *boundedWriter) Write(p []byte) (int, error) {
+	if w.st.output.Len()+len(p) > w.st.limits.OutputBytes {
+		w.st.outputOver = true
+		return 0, errors.New("output limit reached")
+	}
+	return w.st.output.Write(p)
+}
+
+// logBuffer captures log lines, stdout and stderr up to a quota.
+type logBuffer struct {
+	buf     bytes.Buffer
+	max     int
+	dropped int
+	stdout  streamWriter
+	stderr  streamWriter
+}
+
+type streamWriter struct {
+	lb   *logBuffer
+	name string
+}
+
+func (l *logBuffer) init() {
+	l.stdout = streamWriter{lb: l, name: "stdout"}
+	l.stderr = streamWriter{lb: l, name: "stderr"}
+}
+
+func (w *streamWriter) Write(p []byte) (int, error) {
+	w.lb.add(p)
+	return len(p), nil
+}
+
+func (l *logBuffer) line(level string, msg []byte) {
+	l.add([]byte("[" + level + "] " + string(msg) + "\n"))
+}
+
+func (l *logBuffer) add(p []byte) {
+	if room := l.max - l.buf.Len(); len(p) > room {
+		l.dropped += len(p) - max(room, 0)
+		p = p[:max(room, 0)]
+	}
+	l.buf.Write(p)
+}

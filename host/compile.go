@@ -1,0 +1,185 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// Mode is how a module is called.
+type Mode string
+
+const (
+	// ModeHandler: the module exports wasmtask_handle (and maybe
+	// _initialize); input and output go through the wasmtask_v1 imports.
+	ModeHandler Mode = "handler"
+	// ModeCommand: the module exports _start and no wasmtask_handle; stdin
+	// is the input, stdout the output, stderr the log, exit code 0 success.
+	ModeCommand Mode = "command"
+)
+
+// Module is a validated, compiled module, shared by all its attempts.
+type Module struct {
+	Hash     string // "sha256:<hex>" of the module bytes
+	Size     int
+	Mode     Mode
+	MinPages uint32
+	Imports  []string // "module.name"
+	Exports  []string // function exports
+
+	hasInit  bool
+	compiled wazero.CompiledModule
+	rt       *runtime
+}
+
+// ValidationError says why a module was rejected, naming the import or
+// export at fault.
+type ValidationError struct {
+	Module string // sha256:<hex>
+	Reason string
+}
+
+func (e *ValidationError) Error() string { return "module " + e.Module + ": " + e.Reason }
+
+// Hash returns the content hash of a module as "sha256:<hex>".
+func Hash(wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Load validates and compiles wasm for the given memory limit (pages;
+// 0 = default), once per content hash and limit: concurrent loads of the
+// same module wait for one compilation.
+func (h *Host) Load(ctx context.Context, wasm []byte, memoryPages uint32) (*Module, error) {
+	if memoryPages == 0 {
+		memoryPages = Limits{}.Clamp(h.cfg.Max).MemoryPages
+	}
+	key := moduleKey{hash: Hash(wasm), pages: memoryPages}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if e, ok := h.modules[key]; ok {
+		h.mu.Unlock()
+		select {
+		case <-e.ready:
+			return e.mod, e.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	e := &moduleEntry{ready: make(chan struct{})}
+	h.modules[key] = e
+	h.mu.Unlock()
+
+	e.mod, e.err = h.compile(ctx, wasm, key)
+	if e.err != nil {
+		h.mu.Lock()
+		delete(h.modules, key) // a failed load is not cached: the next may succeed (e.g. ctx canceled)
+		h.mu.Unlock()
+	}
+	close(e.ready)
+	return e.mod, e.err
+}
+
+func (h *Host) compile(ctx context.Context, wasm []byte, key moduleKey) (*Module, error) {
+	rt, err := h.runtimeFor(ctx, key.pages)
+	if err != nil {
+		return nil, err
+	}
+	compiled, err := rt.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, &ValidationError{Module: key.hash, Reason: "not a valid WebAssembly module: " + err.Error()}
+	}
+	m := &Module{Hash: key.hash, Size: len(wasm), compiled: compiled, rt: rt}
+	if err := m.inspect(rt, key.pages); err != nil {
+		compiled.Close(ctx)
+		return nil, err
+	}
+	return m, nil
+}
+
+// inspect checks imports, memory and entry points.
+func (m *Module) inspect(rt *runtime, maxPages uint32) error {
+	bad := func(format string, args ...any) error {
+		return &ValidationError{Module: m.Hash, Reason: fmt.Sprintf(format, args...)}
+	}
+	for _, def := range m.compiled.ImportedFunctions() {
+		mod, name, _ := def.Import()
+		full := mod + "." + name
+		m.Imports = append(m.Imports, full)
+		want, ok := rt.provided[full]
+		if !ok {
+			if mod == abiModule {
+				return bad("import %s is not provided by this host (it provides %s of ABI %s)", full, strings.Join(abiFunctionNames(), ", "), abiModule)
+			}
+			return bad("import %s is not provided by this host (only %s and wasi_snapshot_preview1 are)", full, abiModule)
+		}
+		if got := sigOf(def); !got.equal(want) {
+			return bad("import %s has signature %s, the host provides %s", full, got, want)
+		}
+	}
+	if len(m.compiled.ImportedMemories()) > 0 {
+		return bad("imports a memory; a module must define and export its own memory")
+	}
+	mem, ok := m.compiled.ExportedMemories()["memory"]
+	if !ok {
+		return bad("does not export a memory named \"memory\"")
+	}
+	m.MinPages = mem.Min()
+	if m.MinPages > maxPages {
+		return bad("declares a minimum memory of %d pages (%d KiB), above the limit of %d pages", m.MinPages, m.MinPages*64, maxPages)
+	}
+	exports := m.compiled.ExportedFunctions()
+	for name := range exports {
+		m.Exports = append(m.Exports, name)
+	}
+	slices.Sort(m.Exports)
+	if def, ok := exports[handleExport]; ok {
+		if got := sigOf(def); !got.equal(funcSig{results: []api.ValueType{api.ValueTypeI32}}) {
+			return bad("export %s has signature %s, want () -> (i32)", handleExport, got)
+		}
+		m.Mode = ModeHandler
+	} else if _, ok := exports["_start"]; ok {
+		m.Mode = ModeCommand
+	} else {
+		return bad("exports neither %s (handler mode) nor _start (command mode)", handleExport)
+	}
+	if def, ok := exports["_initialize"]; ok {
+		if got := sigOf(def); !got.equal(funcSig{}) {
+			return bad("export _initialize has signature %s, want () -> ()", got)
+		}
+		m.hasInit = m.Mode == ModeHandler
+	}
+	return nil
+}
+
+const handleExport = "wasmtask_handle"
+
+type funcSig struct{ params, results []api.ValueType }
+
+func sigOf(def api.FunctionDefinition) funcSig {
+	return funcSig{params: def.ParamTypes(), results: def.ResultTypes()}
+}
+
+func (s funcSig) equal(o funcSig) bool {
+	return slices.Equal(s.params, o.params) && slices.Equal(s.results, o.results)
+}
+
+func (s funcSig) String() string {
+	names := func(ts []api.ValueType) string {
+		var out []string
+		for _, t := range ts {
+			out = append(out, api.ValueTypeName(t))
+		}
+		return "(" + strings.Join(out, ", ") + ")"
+	}
+	return names(s.params) + " -> " + names(s.results)
+}

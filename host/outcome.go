@@ -1,0 +1,97 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+)
+
+// classify turns how the guest call ended into an outcome. Precedence: an
+// ABI violation, then output past its limit (sticky, whatever the guest
+// returns afterwards), then a forced stop (timeout or cancel), then memory
+// exhaustion, a trap, and finally the return code.
+//
+//	err == nil, code 0      ok
+//	err == nil, code 1      failed (retryable unless fail(0, ...) was called)
+//	err == nil, other code  abi_violation
+//	abiViolation panic      abi_violation
+//	context deadline        timeout
+//	context canceled        cancelled
+//	trap at the memory cap  oom
+//	wasm trap               trap, with the wasm stack trace
+//	proc_exit(n)            as return code n, but n != 0 is a retryable failure
+func classify(ctx context.Context, st *attemptState, mem api.Memory, code int64, err error) Result {
+	var v abiViolation
+	switch {
+	case st.violation != nil:
+		return Result{Outcome: dispatch.OutcomeABIViolation, Error: st.violation.Error()}
+	case errors.As(err, &v):
+		return Result{Outcome: dispatch.OutcomeABIViolation, Error: v.Error()}
+	case st.outputOver:
+		return Result{Outcome: dispatch.OutcomeOutputTooLarge,
+			Error: fmt.Sprintf("output exceeded the limit of %d bytes", st.limits.OutputBytes)}
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			return Result{Outcome: dispatch.OutcomeTimeout, Retryable: true,
+				Error: fmt.Sprintf("stopped at the attempt deadline (timeout %s)", st.limits.Timeout)}
+		case sys.ExitCodeContextCanceled:
+			return Result{Outcome: dispatch.OutcomeCancelled, Error: "attempt canceled"}
+		case 0:
+			err, code = nil, 0
+		default:
+			return failure(st, fmt.Sprintf("guest exited with code %d", exit.ExitCode()))
+		}
+	}
+	if err != nil {
+		if mem != nil && st.limits.MemoryPages > 0 && mem.Size() >= st.limits.MemoryPages*65536 {
+			return Result{Outcome: dispatch.OutcomeOOM,
+				Error: fmt.Sprintf("memory limit of %d pages (%d MiB) reached: %v", st.limits.MemoryPages, st.limits.MemoryPages/16, firstLine(err))}
+		}
+		if strings.HasPrefix(err.Error(), "wasm error:") || strings.Contains(err.Error(), ": wasm error:") {
+			return Result{Outcome: dispatch.OutcomeTrap, Retryable: true, Error: err.Error()}
+		}
+		// A host function failed in a way that is not the guest's fault
+		// (recovered by wazero): retry, and keep the message for the operator.
+		return Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: "host error: " + err.Error()}
+	}
+	if st.canceled.Load() && code != 0 {
+		return Result{Outcome: dispatch.OutcomeCancelled, Error: "attempt canceled; the guest stopped"}
+	}
+	switch code {
+	case 0:
+		return Result{Outcome: dispatch.OutcomeOK}
+	case 1:
+		msg := st.failMsg
+		if msg == "" {
+			msg = "handler returned 1"
+		}
+		if ctx.Err() == nil && st.stopRequested() && !st.canceled.Load() {
+			return Result{Outcome: dispatch.OutcomeTimeout, Retryable: true, Error: "stopped near the deadline: " + msg}
+		}
+		return failure(st, msg)
+	default:
+		return Result{Outcome: dispatch.OutcomeABIViolation,
+			Error: fmt.Sprintf("%s returned %d; it must return 0 (success) or 1 (failure)", handleExport, code)}
+	}
+}
+
+func failure(st *attemptState, msg string) Result {
+	if st.failMsg != "" && !strings.Contains(msg, st.failMsg) {
+		msg = st.failMsg
+	}
+	return Result{Outcome: dispatch.OutcomeFailed, Retryable: st.failKind != 0, Error: msg}
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
