@@ -2,7 +2,7 @@
 GO ?= go
 BENCHTIME ?= 2s
 
-.PHONY: test vet unit bench fuzz build clean
+.PHONY: test vet unit bench fuzz build clean wasm toolchains
 
 test: vet unit
 
@@ -27,3 +27,12 @@ build:
 
 clean:
 	rm -rf bin
+
+# Guest toolchains for non-Go examples and test modules (idempotent).
+toolchains:
+	scripts/toolchains.sh
+
+# Regenerates the checked-in test modules from their .wat sources.
+wasm:
+	scripts/toolchains.sh wat
+	for f in host/testdata/*.wat; do wat2wasm --enable-all "$$f" -o "$${f%.wat}.wasm"; done

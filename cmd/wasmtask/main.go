@@ -1,15 +1,17 @@
-// Command wasmtask is the wasmtask binary: the server and its client commands.
-//
-// Only a placeholder so far; the CLI (urfave/cli/v2) arrives with issues 4
-// ("wasmtask call") and 6 ("wasmtask serve").
+// Command wasmtask is the wasmtask binary: the server and its client
+// commands. main only wires the process to run (app.go).
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "wasmtask: no commands yet; see README.md")
-	os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
