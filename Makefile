@@ -35,4 +35,4 @@ toolchains:
 # Regenerates the checked-in test modules from their .wat sources.
 wasm:
 	scripts/toolchains.sh wat
-	for f in host/testdata/*.wat; do wat2wasm --enable-all "$$f" -o "$${f%.wat}.wasm"; done
+	for f in host/testdata/*.wat; do wat2wasm "$$f" -o "$${f%.wat}.wasm"; done
