@@ -54,12 +54,10 @@ func Hash(wasm []byte) string {
 }
 
 // Load validates and compiles wasm for the given memory limit (pages;
-// 0 = default), once per content hash and limit: concurrent loads of the
-// same module wait for one compilation.
+// 0 = default; clamped to the operator maximum), once per content hash and
+// limit: concurrent loads of the same module wait for one compilation.
 func (h *Host) Load(ctx context.Context, wasm []byte, memoryPages uint32) (*Module, error) {
-	if memoryPages == 0 {
-		memoryPages = Limits{}.Clamp(h.cfg.Max).MemoryPages
-	}
+	memoryPages = Limits{MemoryPages: memoryPages}.Clamp(h.cfg.Max).MemoryPages
 	key := moduleKey{hash: Hash(wasm), pages: memoryPages}
 	h.mu.Lock()
 	if h.closed {
