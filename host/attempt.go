@@ -13,7 +13,6 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmtask/wasmtask/dispatch"
 )
@@ -104,6 +103,7 @@ func (st *attemptState) childID(ordinal int) string {
 func (h *Host) Run(ctx context.Context, m *Module, a Attempt) Result {
 	start := time.Now()
 	lim := a.Limits.Clamp(h.cfg.Max)
+	lim.MemoryPages = m.rt.pages // the limit the runtime enforces, set at Load
 	deadline := start.Add(lim.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -167,12 +167,9 @@ func (h *Host) execute(ctx context.Context, m *Module, st *attemptState) Result 
 		defer mod.Close(context.Background())
 	}
 	if m.Mode == ModeCommand {
-		code := int64(0)
-		var exit *sys.ExitError
-		if errors.As(err, &exit) && exit.ExitCode() < sys.ExitCodeDeadlineExceeded {
-			code, err = int64(exit.ExitCode()), nil
-		}
-		return classify(ctx, st, memoryOf(mod), code, err)
+		// The exit code stays a *sys.ExitError: classify makes any code but
+		// 0 a retryable failure (a return code of 3 would be an ABI violation).
+		return classify(ctx, st, memoryOf(mod), 0, err)
 	}
 	if err != nil {
 		return classify(ctx, st, nil, 0, err)
