@@ -1,0 +1,53 @@
+package host
+
+import (
+	"context"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// newTestHost returns a Host closed when the test ends.
+func newTestHost(t testing.TB, cfg Config) *Host {
+	t.Helper()
+	h, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return h
+}
+
+// readWasm returns testdata/<name>.wasm.
+func readWasm(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name+".wasm"))
+	if err != nil {
+		t.Fatalf("read test module (run `make wasm` after editing a .wat): %v", err)
+	}
+	return b
+}
+
+// mustLoad loads wasm for the given memory limit.
+func mustLoad(t testing.TB, h *Host, wasm []byte, pages uint32) *Module {
+	t.Helper()
+	m, err := h.Load(context.Background(), wasm, pages)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return m
+}
+
+// le32 encodes the i32 results the test guests output, little-endian.
+func le32(vs ...int32) string {
+	var b []byte
+	for _, v := range vs {
+		b = binary.LittleEndian.AppendUint32(b, uint32(v))
+	}
+	return string(b)
+}

@@ -1,0 +1,104 @@
+package host
+
+import (
+	"context"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+)
+
+// TestTimeoutStopsRunawayGuest: an infinite loop that never calls the host
+// is stopped at its deadline, and Run returns within 50 ms of it. The
+// machine is shared, so the bound is asserted on the median of five runs;
+// every run must still end within half a second of its deadline.
+func TestTimeoutStopsRunawayGuest(t *testing.T) {
+	const (
+		timeout  = 100 * time.Millisecond
+		slack    = 50 * time.Millisecond
+		runs     = 5
+		maxSlack = 500 * time.Millisecond
+	)
+	h := newTestHost(t, Config{})
+	m := mustLoad(t, h, readWasm(t, "loop"), 0)
+	var over []time.Duration
+	for range runs {
+		start := time.Now()
+		res := h.Run(context.Background(), m, Attempt{Limits: Limits{Timeout: timeout}})
+		elapsed := time.Since(start)
+		if res.Outcome != dispatch.OutcomeTimeout || !res.Retryable {
+			t.Fatalf("Outcome, Retryable = %s, %v (%s), want timeout, true", res.Outcome, res.Retryable, res.Error)
+		}
+		if elapsed < timeout {
+			t.Errorf("Run returned after %v, before the %v deadline", elapsed, timeout)
+		}
+		if elapsed > timeout+maxSlack {
+			t.Errorf("Run returned %v after the deadline, want within %v", elapsed-timeout, maxSlack)
+		}
+		over = append(over, elapsed-timeout)
+	}
+	slices.Sort(over)
+	t.Logf("Run returned after the deadline by %v", over)
+	if median := over[runs/2]; median > slack {
+		t.Errorf("median time from the deadline to Run's return = %v, want <= %v (all: %v)", median, slack, over)
+	}
+}
+
+// TestTimeoutFromCallerDeadline: a deadline on the context given to Run
+// that is earlier than Limits.Timeout stops the guest too, as a timeout.
+func TestTimeoutFromCallerDeadline(t *testing.T) {
+	h := newTestHost(t, Config{})
+	m := mustLoad(t, h, readWasm(t, "loop"), 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	res := h.Run(ctx, m, Attempt{Limits: Limits{Timeout: time.Hour}})
+	if res.Outcome != dispatch.OutcomeTimeout || !res.Retryable {
+		t.Fatalf("Outcome, Retryable = %s, %v (%s), want timeout, true", res.Outcome, res.Retryable, res.Error)
+	}
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("Run took %v, want it stopped at the caller's 100ms deadline", elapsed)
+	}
+}
+
+// TestMemoryBombStaysBounded: a guest growing its memory until it fails
+// ends as oom, and the host heap grows by a bounded amount: the 16-page
+// (1 MiB) limit holds. (The same guest at 256 pages allocates ~100 MiB.)
+func TestMemoryBombStaysBounded(t *testing.T) {
+	const pages = 16
+	h := newTestHost(t, Config{})
+	m := mustLoad(t, h, readWasm(t, "grow"), pages)
+	var before, after goruntime.MemStats
+	goruntime.GC()
+	goruntime.ReadMemStats(&before)
+	res := h.Run(context.Background(), m, Attempt{Limits: Limits{MemoryPages: pages}})
+	goruntime.ReadMemStats(&after)
+	if res.Outcome != dispatch.OutcomeOOM || res.Retryable {
+		t.Fatalf("Outcome, Retryable = %s, %v (%s), want oom, false", res.Outcome, res.Retryable, res.Error)
+	}
+	const bound = 16 << 20
+	if d := after.TotalAlloc - before.TotalAlloc; d > bound {
+		t.Errorf("the attempt allocated %d KiB, want <= %d KiB", d>>10, bound>>10)
+	}
+	if after.HeapSys > before.HeapSys+bound {
+		t.Errorf("HeapSys grew by %d KiB, want <= %d KiB", (after.HeapSys-before.HeapSys)>>10, bound>>10)
+	}
+}
+
+// TestAttemptLimitsDoNotWidenMemory: the memory limit is the one the
+// module was loaded with; a larger Attempt.Limits.MemoryPages neither lifts
+// it nor changes how the stop is classified.
+func TestAttemptLimitsDoNotWidenMemory(t *testing.T) {
+	h := newTestHost(t, Config{})
+	m := mustLoad(t, h, readWasm(t, "grow"), 16)
+	res := h.Run(context.Background(), m, Attempt{Limits: Limits{MemoryPages: 1024}})
+	if res.Outcome != dispatch.OutcomeOOM {
+		t.Fatalf("Outcome = %s (%s), want oom", res.Outcome, res.Error)
+	}
+	if want := "memory limit of 16 pages"; !strings.Contains(res.Error, want) {
+		t.Errorf("Error = %q, want it to contain %q", res.Error, want)
+	}
+}

@@ -1,0 +1,7 @@
+;; bigmemory: declares a minimum memory of 300 pages (18.75 MiB), above the
+;; default limit of 256 pages.
+;; Build: wat2wasm bigmemory.wat -o bigmemory.wasm (make wasm)
+(module
+  (memory (export "memory") 300)
+  (func (export "wasmtask_handle") (result i32)
+    (i32.const 0)))
