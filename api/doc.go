@@ -1,5 +1,22 @@
-// Package api will hold the HTTP JSON API of INTERFACE.md (routes under /v1)
-// and the Go client the CLI uses. It imports dispatch and plugins.
+// Package api is the HTTP JSON API of INTERFACE.md and the Go client the
+// CLI uses. It imports dispatch (the engine) and plugins (the registry).
 //
-// Not written yet: see issue 6 ("wasmtask serve").
+// # Routes
+//
+//	POST /v1/tasks                  submit (201 once durable, 200 identical resubmit, 409, 400)
+//	POST /v1/tasks/batch            {"tasks": [spec...]} -> per-task results
+//	GET  /v1/tasks/{id}             task view
+//	GET  /v1/tasks/{id}/wait        long-poll until final (?timeout=30s, at most 5m)
+//	GET  /v1/tasks                  ?state=&handler=&limit=&cursor= newest first
+//	POST /v1/tasks/{id}/cancel      cancel the task (and its subtree)
+//	POST /v1/tasks/{id}/after       add prerequisites (workflows)
+//	PUT  /v1/plugins/{name}         deploy a module (raw body + X-Wasmtask-Manifest, or multipart)
+//	GET  /v1/plugins[/{name}]       active version, history, attempt counts
+//	POST /v1/plugins/{name}/rollback
+//	POST /v1/engine/pause|resume, GET /v1/engine
+//	GET  /metrics, /healthz, /readyz
+//
+// Errors are {"error": {"code", "message", "field"}} with a fitting status;
+// an invalid spec names the field. With a token, every route but /healthz
+// needs "Authorization: Bearer <token>". Bodies are size-limited.
 package api

@@ -624,3 +624,6 @@ func (e *Engine) Err() error {
 
 // Recovery reports what Open did.
 func (e *Engine) Recovery() RecoveryInfo { return e.recovery }
+
+// WALStats returns the WAL's counters since Open (appends, fsyncs, bytes).
+func (e *Engine) WALStats() segwal.Stats { return e.wal.Stats() }

@@ -135,6 +135,7 @@ func (e *Engine) Wait(ctx context.Context, id TaskID) (TaskView, error) {
 
 // Stats are engine counters for status and metrics.
 type Stats struct {
+	Submitted   uint64 // tasks ever accepted (retention does not lower it)
 	Tasks       int
 	RunsByState map[RunState]int
 	InFlight    int
@@ -149,7 +150,11 @@ type Stats struct {
 func (e *Engine) Stats() Stats {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	return Stats{Tasks: len(e.state.Tasks), RunsByState: e.state.Counts(), InFlight: e.state.inflight,
+	return Stats{Submitted: e.state.NextSubmitSeq - 1, Tasks: len(e.state.Tasks), RunsByState: e.state.Counts(), InFlight: e.state.inflight,
 		Paused: e.state.Paused, Applied: e.state.Applied,
 		Ticks: e.stats.ticks.Load(), Events: e.stats.events.Load(), WALAppends: e.stats.appends.Load()}
 }
+
+// Done is closed when the loop has stopped: after Close, or on its own
+// after a fatal error (see Err).
+func (e *Engine) Done() <-chan struct{} { return e.done }

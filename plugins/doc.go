@@ -1,6 +1,34 @@
-// Package plugins will hold the handler registry: a content-addressed module
-// store, manifests, validation before activation, history and rollback, and a
-// watched plugin directory for hot-loading. It imports host, never api.
+// Package plugins is the handler registry: it maps plugin names to module
+// versions, stores modules content-addressed, validates a module before it
+// becomes active, keeps history for rollback, and hot-loads modules from a
+// watched directory. It imports host (to compile and trial modules), never
+// api.
 //
-// Not written yet: see issue 6 ("wasmtask serve").
+// # Usage
+//
+//	reg, err := plugins.Open(ctx, filepath.Join(dataDir, "plugins"), h, plugins.Options{})
+//	res, err := reg.Deploy(ctx, "resize", wasm, manifest, "http")
+//	err = reg.Watch(ctx, pluginDir, 0)         // NAME.wasm (+ NAME.json) files
+//	exec := host.NewExecutor(h, reg.Resolve)   // dispatch.Executor
+//
+// # Contract
+//
+//  1. Modules are stored as sha256/<hex>.wasm, written atomically (tmp,
+//     fsync, rename, dir fsync) and never modified; reads verify the hash.
+//  2. Deploy validates (size, compile, import/export check, memory minimum,
+//     trial instantiation) and only then flips the name's pointer in
+//     registry.json (written atomically). A rejected module changes
+//     nothing; its error is kept as the plugin's LastError.
+//  3. Resolve("name") returns the active version at the moment of the call:
+//     each attempt resolves once, so a new version never changes code under
+//     a running attempt, and queued tasks pick it up at dispatch.
+//     Resolve("name@sha256:<hex>") returns that version from the history.
+//  4. Rollback re-activates the previous version (or a named one).
+//  5. Watch debounces file events and checks that a file is stable before
+//     reading it, so a half-written module is never deployed.
+//
+// # Errors
+//
+// *ValidationError{Plugin, Field, Reason} for a rejected deploy, ErrNotFound
+// for an unknown plugin or version.
 package plugins

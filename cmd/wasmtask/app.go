@@ -33,7 +33,7 @@ func fail(code int, format string, args ...any) error {
 // run builds the app and runs it with args; it returns the exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, reorderArgs(app, args))
 	if err == nil {
 		return exitOK
 	}
@@ -61,6 +61,15 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			return fail(exitUsage, "%v (see %s --help)", err, c.Command.HelpName)
 		},
 		Commands: []*cli.Command{
+			serveCommand(),
+			submitCommand(),
+			getCommand(),
+			listCommand(),
+			waitCommand(),
+			cancelCommand(),
+			afterCommand(),
+			pluginCommand(),
+			engineCommand(),
 			callCommand(),
 		},
 	}

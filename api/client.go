@@ -1,0 +1,272 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/wasmtask/wasmtask/plugins"
+)
+
+// Client talks to a wasmtask server; the CLI uses it.
+type Client struct {
+	BaseURL string // e.g. http://127.0.0.1:7070
+	Token   string
+	HTTP    *http.Client
+}
+
+// NewClient returns a client for base (default http://127.0.0.1:7070).
+func NewClient(base, token string) *Client {
+	if base == "" {
+		base = "http://127.0.0.1:7070"
+	}
+	return &Client{BaseURL: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{}}
+}
+
+// UnreachableError means the server could not be reached at all.
+type UnreachableError struct {
+	URL string
+	Err error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach the wasmtask server at %s: %v (is `wasmtask serve` running? set --server or WASMTASK_SERVER)", e.URL, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return 0, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, &UnreachableError{URL: c.BaseURL, Err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, &UnreachableError{URL: c.BaseURL, Err: err}
+	}
+	if resp.StatusCode >= 400 {
+		return resp.StatusCode, decodeError(resp.StatusCode, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode %s %s response: %w", method, path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) (int, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, err
+		}
+		body = bytes.NewReader(b)
+	}
+	return c.do(ctx, method, path, body, "application/json", out)
+}
+
+// SubmitResult is what Submit returns.
+type SubmitResult struct {
+	Task      TaskView
+	Duplicate bool // the same spec was already submitted under this id
+}
+
+// Submit submits a task; it returns once the task is durable.
+func (c *Client) Submit(ctx context.Context, spec TaskSpec) (*SubmitResult, error) {
+	var v TaskView
+	status, err := c.doJSON(ctx, "POST", "/v1/tasks", spec, &v)
+	if err != nil {
+		return nil, err
+	}
+	return &SubmitResult{Task: v, Duplicate: status == http.StatusOK}, nil
+}
+
+// SubmitBatch submits several tasks in one request.
+func (c *Client) SubmitBatch(ctx context.Context, specs []TaskSpec) ([]BatchResult, error) {
+	var out struct {
+		Results []BatchResult `json:"results"`
+	}
+	_, err := c.doJSON(ctx, "POST", "/v1/tasks/batch", map[string]any{"tasks": specs}, &out)
+	return out.Results, err
+}
+
+// TaskGet returns a task view.
+func (c *Client) TaskGet(ctx context.Context, id string) (TaskView, error) {
+	var v TaskView
+	_, err := c.doJSON(ctx, "GET", "/v1/tasks/"+url.PathEscape(id), nil, &v)
+	return v, err
+}
+
+// TaskWait blocks on the server until the task is final or timeout passes.
+func (c *Client) TaskWait(ctx context.Context, id string, timeout time.Duration) (TaskView, error) {
+	var v TaskView
+	_, err := c.doJSON(ctx, "GET", "/v1/tasks/"+url.PathEscape(id)+"/wait?timeout="+timeout.String(), nil, &v)
+	return v, err
+}
+
+// TaskListParams filter TaskList.
+type TaskListParams struct {
+	State, Handler, Cursor string
+	Limit                  int
+}
+
+// TaskList lists tasks, newest first.
+func (c *Client) TaskList(ctx context.Context, p *TaskListParams) (TaskList, error) {
+	q := url.Values{}
+	if p != nil {
+		if p.State != "" {
+			q.Set("state", p.State)
+		}
+		if p.Handler != "" {
+			q.Set("handler", p.Handler)
+		}
+		if p.Cursor != "" {
+			q.Set("cursor", p.Cursor)
+		}
+		if p.Limit > 0 {
+			q.Set("limit", fmt.Sprint(p.Limit))
+		}
+	}
+	var out TaskList
+	path := "/v1/tasks"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	_, err := c.doJSON(ctx, "GET", path, nil, &out)
+	return out, err
+}
+
+// TaskCancel cancels a task and its subtree.
+func (c *Client) TaskCancel(ctx context.Context, id string) (TaskView, error) {
+	var v TaskView
+	_, err := c.doJSON(ctx, "POST", "/v1/tasks/"+url.PathEscape(id)+"/cancel", nil, &v)
+	return v, err
+}
+
+// TaskAfter adds prerequisites to a task that has not started.
+func (c *Client) TaskAfter(ctx context.Context, id string, after []string) (TaskView, error) {
+	var v TaskView
+	_, err := c.doJSON(ctx, "POST", "/v1/tasks/"+url.PathEscape(id)+"/after", map[string][]string{"after": after}, &v)
+	return v, err
+}
+
+// PluginDeploy uploads a module (and an optional manifest) as plugin name.
+func (c *Client) PluginDeploy(ctx context.Context, name string, wasm, manifest []byte) (plugins.DeployResult, error) {
+	var out plugins.DeployResult
+	req := func() (*http.Request, error) {
+		r, err := http.NewRequestWithContext(ctx, "PUT", c.BaseURL+"/v1/plugins/"+url.PathEscape(name), bytes.NewReader(wasm))
+		if err != nil {
+			return nil, err
+		}
+		r.Header.Set("Content-Type", "application/wasm")
+		if len(manifest) > 0 {
+			r.Header.Set("X-Wasmtask-Manifest", string(compactJSON(manifest)))
+		}
+		return r, nil
+	}
+	r, err := req()
+	if err != nil {
+		return out, err
+	}
+	if c.Token != "" {
+		r.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(r)
+	if err != nil {
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+		return out, &UnreachableError{URL: c.BaseURL, Err: err}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 400 {
+		return out, decodeError(resp.StatusCode, b)
+	}
+	return out, json.Unmarshal(b, &out)
+}
+
+func compactJSON(b []byte) []byte {
+	var buf bytes.Buffer
+	if json.Compact(&buf, b) != nil {
+		return b
+	}
+	return buf.Bytes()
+}
+
+// PluginList lists plugins.
+func (c *Client) PluginList(ctx context.Context) ([]plugins.Info, error) {
+	var out struct {
+		Plugins []plugins.Info `json:"plugins"`
+	}
+	_, err := c.doJSON(ctx, "GET", "/v1/plugins", nil, &out)
+	return out.Plugins, err
+}
+
+// PluginGet describes one plugin.
+func (c *Client) PluginGet(ctx context.Context, name string) (plugins.Info, error) {
+	var out plugins.Info
+	_, err := c.doJSON(ctx, "GET", "/v1/plugins/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// PluginRollback re-activates the previous (or the given) version.
+func (c *Client) PluginRollback(ctx context.Context, name, version string) (plugins.DeployResult, error) {
+	var out plugins.DeployResult
+	var in any
+	if version != "" {
+		in = map[string]string{"version": version}
+	}
+	_, err := c.doJSON(ctx, "POST", "/v1/plugins/"+url.PathEscape(name)+"/rollback", in, &out)
+	return out, err
+}
+
+// EnginePause pauses dispatch.
+func (c *Client) EnginePause(ctx context.Context) (EngineStatus, error) {
+	var out EngineStatus
+	_, err := c.doJSON(ctx, "POST", "/v1/engine/pause", nil, &out)
+	return out, err
+}
+
+// EngineResume resumes dispatch.
+func (c *Client) EngineResume(ctx context.Context) (EngineStatus, error) {
+	var out EngineStatus
+	_, err := c.doJSON(ctx, "POST", "/v1/engine/resume", nil, &out)
+	return out, err
+}
+
+// EngineStatus returns engine status and counters.
+func (c *Client) EngineStatus(ctx context.Context) (EngineStatus, error) {
+	var out EngineStatus
+	_, err := c.doJSON(ctx, "GET", "/v1/engine", nil, &out)
+	return out, err
+}
+
+// IsUnreachable reports whether err means the server could not be reached.
+func IsUnreachable(err error) bool {
+	var u *UnreachableError
+	return errors.As(err, &u)
+}

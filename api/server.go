@@ -1,0 +1,487 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/plugins"
+)
+
+// Config configures the HTTP API.
+type Config struct {
+	Engine  *dispatch.Engine
+	Plugins *plugins.Registry
+	// Token, when set, is required as "Authorization: Bearer <token>" on
+	// every route except /healthz.
+	Token string
+	// Metrics serves GET /metrics (a Prometheus handler); nil: 404.
+	Metrics http.Handler
+	Logger  *slog.Logger
+	// MaxTaskBytes bounds a task submission body. Default 24 MiB (a 16 MiB
+	// input in base64).
+	MaxTaskBytes int64
+	// MaxModuleBytes bounds a plugin upload. Default 64 MiB.
+	MaxModuleBytes int64
+	// MaxWait bounds the timeout of a wait request. Default 5m.
+	MaxWait time.Duration
+}
+
+// Server is the HTTP API of INTERFACE.md.
+type Server struct {
+	cfg   Config
+	mux   *http.ServeMux
+	ready atomic.Bool
+}
+
+// New returns the API server; SetReady(true) once recovery is done.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxTaskBytes <= 0 {
+		cfg.MaxTaskBytes = 24 << 20
+	}
+	if cfg.MaxModuleBytes <= 0 {
+		cfg.MaxModuleBytes = 64 << 20
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 5 * time.Minute
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	for _, r := range s.routes() {
+		s.mux.HandleFunc(r.pattern, r.handler)
+	}
+	return s
+}
+
+// SetReady flips /readyz.
+func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
+
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+func (s *Server) routes() []route {
+	return []route{
+		{"POST /v1/tasks", s.submitTask},
+		{"POST /v1/tasks/batch", s.submitBatch},
+		{"GET /v1/tasks", s.listTasks},
+		{"GET /v1/tasks/{id}", s.getTask},
+		{"GET /v1/tasks/{id}/wait", s.waitTask},
+		{"POST /v1/tasks/{id}/cancel", s.cancelTask},
+		{"POST /v1/tasks/{id}/after", s.addAfter},
+		{"PUT /v1/plugins/{name}", s.deployPlugin},
+		{"GET /v1/plugins", s.listPlugins},
+		{"GET /v1/plugins/{name}", s.getPlugin},
+		{"POST /v1/plugins/{name}/rollback", s.rollbackPlugin},
+		{"POST /v1/engine/pause", s.pauseEngine},
+		{"POST /v1/engine/resume", s.resumeEngine},
+		{"GET /v1/engine", s.engineStatus},
+		{"GET /metrics", s.metrics},
+		{"GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) }},
+		{"GET /readyz", s.readyz},
+		{"/", func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, &Error{Status: 404, Code: "not_found", Message: fmt.Sprintf("no route for %s %s (see INTERFACE.md)", r.Method, r.URL.Path)})
+		}},
+	}
+}
+
+// ServeHTTP checks the token, then routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Token != "" && r.URL.Path != "/healthz" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="wasmtask"`)
+			writeError(w, &Error{Status: 401, Code: "unauthorized", Message: "missing or wrong bearer token (set --token or WASMTASK_TOKEN)"})
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &Error{Status: 413, Code: "too_large", Message: fmt.Sprintf("request body exceeds %d bytes", limit)}
+		}
+		return nil, &Error{Status: 400, Code: "bad_request", Message: "read body: " + err.Error()}
+	}
+	return b, nil
+}
+
+// specFromBody decodes, converts and checks a task spec, including that
+// its handler is deployed.
+func (s *Server) specFromBody(b []byte) (dispatch.TaskSpec, error) {
+	js, err := DecodeTaskSpec(b)
+	if err != nil {
+		return dispatch.TaskSpec{}, err
+	}
+	spec, err := js.ToDispatch()
+	if err != nil {
+		return spec, err
+	}
+	if s.cfg.Plugins != nil {
+		if err := s.cfg.Plugins.Check(spec.Handler); err != nil {
+			return spec, &FieldError{Field: "handler", Reason: strings.TrimPrefix(err.Error(), "plugins: not found: ")}
+		}
+	}
+	return spec, nil
+}
+
+func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
+	b, err := readBody(w, r, s.cfg.MaxTaskBytes)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	spec, err := s.specFromBody(b)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := s.cfg.Engine.Submit(r.Context(), spec)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	v, _ := s.cfg.Engine.Task(res.Task)
+	status := http.StatusCreated
+	if res.Duplicate {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, viewFrom(v))
+}
+
+// BatchResult is one entry of a batch submit response.
+type BatchResult struct {
+	ID        string `json:"id,omitempty"`
+	Status    int    `json:"status"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	Error     *Error `json:"error,omitempty"`
+}
+
+// submitBatch takes {"tasks": [spec, ...]} and submits them together (they
+// share WAL frames); each gets its own status.
+func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
+	b, err := readBody(w, r, 4*s.cfg.MaxTaskBytes)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req struct {
+		Tasks []json.RawMessage `json:"tasks"`
+	}
+	if err := json.Unmarshal(b, &req); err != nil {
+		writeError(w, jsonFieldError(err))
+		return
+	}
+	if len(req.Tasks) > 10_000 {
+		writeError(w, &FieldError{Field: "tasks", Reason: fmt.Sprintf("at most 10000 tasks per batch, got %d", len(req.Tasks))})
+		return
+	}
+	results := make([]BatchResult, len(req.Tasks))
+	done := make(chan struct{}, len(req.Tasks))
+	for i, raw := range req.Tasks {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			spec, err := s.specFromBody(raw)
+			if err == nil {
+				var res dispatch.SubmitResult
+				res, err = s.cfg.Engine.Submit(r.Context(), spec)
+				if err == nil {
+					results[i] = BatchResult{ID: string(res.Task), Status: 201, Duplicate: res.Duplicate}
+					if res.Duplicate {
+						results[i].Status = 200
+					}
+					return
+				}
+			}
+			e := toError(err)
+			results[i] = BatchResult{ID: string(spec.ID), Status: e.Status, Error: e}
+		}()
+	}
+	for range req.Tasks {
+		<-done
+	}
+	writeJSON(w, 200, map[string]any{"results": results})
+}
+
+func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
+	id := dispatch.TaskID(r.PathValue("id"))
+	v, ok := s.cfg.Engine.Task(id)
+	if !ok {
+		writeError(w, fmt.Errorf("%w: %q", dispatch.ErrNotFound, id))
+		return
+	}
+	writeJSON(w, 200, viewFrom(v))
+}
+
+func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) {
+	id := dispatch.TaskID(r.PathValue("id"))
+	timeout := 30 * time.Second
+	if t := r.URL.Query().Get("timeout"); t != "" {
+		d, err := time.ParseDuration(t)
+		if err != nil || d < 0 {
+			writeError(w, &FieldError{Field: "timeout", Reason: fmt.Sprintf("want a Go duration such as \"30s\", got %q", t)})
+			return
+		}
+		timeout = min(d, s.cfg.MaxWait)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	v, err := s.cfg.Engine.Wait(ctx, id)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, viewFrom(v))
+}
+
+// TaskList is the response of GET /v1/tasks.
+type TaskList struct {
+	Tasks      []TaskView `json:"tasks"`
+	NextCursor string     `json:"next_cursor,omitempty"`
+}
+
+func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := dispatch.ListFilter{State: dispatch.TaskState(q.Get("state")), Handler: q.Get("handler"), Before: dispatch.TaskID(q.Get("cursor")), Limit: 100}
+	switch f.State {
+	case "", dispatch.TaskPending, dispatch.TaskRunning, dispatch.TaskCompleted, dispatch.TaskFailed, dispatch.TaskCanceled:
+	default:
+		writeError(w, &FieldError{Field: "state", Reason: fmt.Sprintf("unknown state %q (want pending, running, completed, failed or canceled)", f.State)})
+		return
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, &FieldError{Field: "limit", Reason: fmt.Sprintf("must be between 1 and 1000, got %q", l)})
+			return
+		}
+		f.Limit = n
+	}
+	if f.Before != "" {
+		if _, ok := s.cfg.Engine.Task(f.Before); !ok {
+			writeError(w, &FieldError{Field: "cursor", Reason: fmt.Sprintf("unknown task %q (a cursor is the id of the last task of the previous page)", f.Before)})
+			return
+		}
+	}
+	f.Limit++ // one more to know whether there is a next page
+	views := s.cfg.Engine.List(f)
+	out := TaskList{Tasks: []TaskView{}}
+	for i, v := range views {
+		if i == f.Limit-1 {
+			out.NextCursor = out.Tasks[len(out.Tasks)-1].ID
+			break
+		}
+		out.Tasks = append(out.Tasks, viewFrom(v))
+	}
+	writeJSON(w, 200, out)
+}
+
+func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) {
+	id := dispatch.TaskID(r.PathValue("id"))
+	if err := s.cfg.Engine.Cancel(r.Context(), id, "canceled through the API"); err != nil {
+		writeError(w, err)
+		return
+	}
+	v, _ := s.cfg.Engine.Task(id)
+	writeJSON(w, 200, viewFrom(v))
+}
+
+func (s *Server) addAfter(w http.ResponseWriter, r *http.Request) {
+	writeError(w, &Error{Status: 501, Code: "not_implemented", Field: "after", Message: "after: declaring dependencies is not supported yet (arrives with workflows)"})
+}
+
+// deployPlugin takes the module as the raw body (application/wasm or
+// octet-stream) with an optional manifest in the X-Wasmtask-Manifest
+// header, or as multipart/form-data with parts "module" and "manifest".
+func (s *Server) deployPlugin(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var wasm, manifest []byte
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "multipart/form-data" {
+		mr := multipart.NewReader(http.MaxBytesReader(w, r.Body, s.cfg.MaxModuleBytes+1<<20), params["boundary"])
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				writeError(w, &Error{Status: 400, Code: "bad_request", Message: "read multipart body: " + err.Error()})
+				return
+			}
+			b, err := io.ReadAll(p)
+			if err != nil {
+				writeError(w, &Error{Status: 413, Code: "too_large", Message: fmt.Sprintf("upload exceeds %d bytes", s.cfg.MaxModuleBytes)})
+				return
+			}
+			switch p.FormName() {
+			case "module":
+				wasm = b
+			case "manifest":
+				manifest = b
+			default:
+				writeError(w, &FieldError{Field: p.FormName(), Reason: "unknown part (want module and optionally manifest)"})
+				return
+			}
+		}
+	} else {
+		b, err := readBody(w, r, s.cfg.MaxModuleBytes)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		wasm = b
+		if h := r.Header.Get("X-Wasmtask-Manifest"); h != "" {
+			manifest = []byte(h)
+		}
+	}
+	var m *plugins.Manifest
+	if len(manifest) > 0 {
+		var err error
+		if m, err = plugins.ParseManifest(manifest); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	res, err := s.cfg.Plugins.Deploy(r.Context(), name, wasm, m, "http")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	status := 200
+	if res.Changed {
+		status = 201
+	}
+	writeJSON(w, status, res)
+}
+
+func (s *Server) listPlugins(w http.ResponseWriter, _ *http.Request) {
+	list := s.cfg.Plugins.List()
+	if list == nil {
+		list = []plugins.Info{}
+	}
+	writeJSON(w, 200, map[string]any{"plugins": list})
+}
+
+func (s *Server) getPlugin(w http.ResponseWriter, r *http.Request) {
+	info, err := s.cfg.Plugins.Get(r.PathValue("name"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, info)
+}
+
+func (s *Server) rollbackPlugin(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Version string `json:"version"`
+	}
+	b, err := readBody(w, r, 1<<16)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(strings.TrimSpace(string(b))) > 0 {
+		if err := json.Unmarshal(b, &req); err != nil {
+			writeError(w, jsonFieldError(err))
+			return
+		}
+	}
+	res, err := s.cfg.Plugins.Rollback(r.Context(), r.PathValue("name"), req.Version)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, res)
+}
+
+func (s *Server) pauseEngine(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.Engine.Pause(r.Context()); err != nil {
+		writeError(w, err)
+		return
+	}
+	s.engineStatus(w, r)
+}
+
+func (s *Server) resumeEngine(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.Engine.Resume(r.Context()); err != nil {
+		writeError(w, err)
+		return
+	}
+	s.engineStatus(w, r)
+}
+
+// EngineStatus is the response of GET /v1/engine.
+type EngineStatus struct {
+	Paused   bool           `json:"paused"`
+	Tasks    int            `json:"tasks"`
+	Runs     map[string]int `json:"runs"`
+	InFlight int            `json:"in_flight"`
+	WALSeq   uint64         `json:"wal_seq"`
+	Events   uint64         `json:"events"`
+	Recovery RecoveryStatus `json:"recovery"`
+}
+
+type RecoveryStatus struct {
+	EventsReplayed uint64  `json:"events_replayed"`
+	SnapshotSeq    uint64  `json:"snapshot_seq"`
+	Seconds        float64 `json:"seconds"`
+	TornTailBytes  int64   `json:"torn_tail_bytes"`
+}
+
+func (s *Server) engineStatus(w http.ResponseWriter, _ *http.Request) {
+	st := s.cfg.Engine.Stats()
+	rec := s.cfg.Engine.Recovery()
+	out := EngineStatus{Paused: st.Paused, Tasks: st.Tasks, Runs: map[string]int{}, InFlight: st.InFlight,
+		WALSeq: st.Applied, Events: st.Events,
+		Recovery: RecoveryStatus{EventsReplayed: rec.EventsReplayed, SnapshotSeq: rec.SnapshotSeq, Seconds: rec.Duration.Seconds()}}
+	if rec.WAL.TornTail != nil {
+		out.Recovery.TornTailBytes = rec.WAL.TornTail.Bytes
+	}
+	for k, v := range st.RunsByState {
+		out.Runs[string(k)] = v
+	}
+	writeJSON(w, 200, out)
+}
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Metrics == nil {
+		writeError(w, &Error{Status: 404, Code: "not_found", Message: "metrics are not enabled"})
+		return
+	}
+	s.cfg.Metrics.ServeHTTP(w, r)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready.Load() {
+		writeError(w, &Error{Status: 503, Code: "not_ready", Message: "recovering"})
+		return
+	}
+	writeJSON(w, 200, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/plugins"
+)
+
+// metrics are the server's Prometheus metrics (prometheus/client_golang:
+// the reference implementation, well kept).
+type metrics struct {
+	reg         *prometheus.Registry
+	attempts    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	activations *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmtask_attempts_total",
+			Help: "Attempts by plugin, module version and outcome."}, []string{"plugin", "module", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wasmtask_attempt_duration_seconds",
+			Help: "Attempt duration by plugin.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 12)}, []string{"plugin"}),
+		activations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmtask_plugin_activations_total",
+			Help: "Plugin versions activated (deploys, hot-loads, rollbacks)."}, []string{"plugin"}),
+	}
+	m.reg.MustRegister(m.attempts, m.duration, m.activations,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// watchEngine registers the metrics read from the engine at scrape time.
+func (m *metrics) watchEngine(e *dispatch.Engine) {
+	m.reg.MustRegister(&engineCollector{e: e})
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+var (
+	descSubmitted = prometheus.NewDesc("wasmtask_tasks_submitted_total", "Tasks submitted (accepted and durable).", nil, nil)
+	descRuns      = prometheus.NewDesc("wasmtask_runs", "Runs by state.", []string{"state"}, nil)
+	descQueue     = prometheus.NewDesc("wasmtask_queue_depth", "Runs ready and waiting for a worker.", nil, nil)
+	descInFlight  = prometheus.NewDesc("wasmtask_attempts_in_flight", "Attempts leased or running.", nil, nil)
+	descWALBytes  = prometheus.NewDesc("wasmtask_wal_bytes_total", "Bytes written to the WAL (frames, headers included).", nil, nil)
+	descWALRecs   = prometheus.NewDesc("wasmtask_wal_records_total", "Records (events) appended to the WAL.", nil, nil)
+	descFsyncs    = prometheus.NewDesc("wasmtask_wal_fsyncs_total", "WAL fsyncs.", nil, nil)
+	descFsyncSec  = prometheus.NewDesc("wasmtask_wal_fsync_seconds_total", "Time spent in WAL fsyncs; divide by wasmtask_wal_fsyncs_total for the mean latency.", nil, nil)
+	descRecovery  = prometheus.NewDesc("wasmtask_recovery_seconds", "Time the last start spent recovering state.", nil, nil)
+	descReplayed  = prometheus.NewDesc("wasmtask_recovery_events_replayed", "WAL events replayed at the last start.", nil, nil)
+)
+
+type engineCollector struct{ e *dispatch.Engine }
+
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSubmitted, descRuns, descQueue, descInFlight, descWALBytes, descWALRecs, descFsyncs, descFsyncSec, descRecovery, descReplayed} {
+		ch <- d
+	}
+}
+
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.e.Stats()
+	ch <- prometheus.MustNewConstMetric(descSubmitted, prometheus.CounterValue, float64(st.Submitted))
+	for _, s := range []dispatch.RunState{dispatch.RunScheduled, dispatch.RunReady, dispatch.RunLeased, dispatch.RunRunning,
+		dispatch.RunRetryWait, dispatch.RunCompleted, dispatch.RunFailed, dispatch.RunCanceled} {
+		ch <- prometheus.MustNewConstMetric(descRuns, prometheus.GaugeValue, float64(st.RunsByState[s]), string(s))
+	}
+	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(st.RunsByState[dispatch.RunReady]))
+	ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(st.InFlight))
+	w := c.e.WALStats()
+	ch <- prometheus.MustNewConstMetric(descWALBytes, prometheus.CounterValue, float64(w.FrameBytes))
+	ch <- prometheus.MustNewConstMetric(descWALRecs, prometheus.CounterValue, float64(w.Records))
+	ch <- prometheus.MustNewConstMetric(descFsyncs, prometheus.CounterValue, float64(w.Syncs))
+	ch <- prometheus.MustNewConstMetric(descFsyncSec, prometheus.CounterValue, w.SyncTime.Seconds())
+	rec := c.e.Recovery()
+	ch <- prometheus.MustNewConstMetric(descRecovery, prometheus.GaugeValue, rec.Duration.Seconds())
+	ch <- prometheus.MustNewConstMetric(descReplayed, prometheus.GaugeValue, float64(rec.EventsReplayed))
+}
+
+// observedExecutor records attempt metrics and per-plugin counts around
+// the host's executor.
+type observedExecutor struct {
+	next dispatch.Executor
+	m    *metrics
+	reg  *plugins.Registry
+}
+
+func (o *observedExecutor) Execute(ctx context.Context, job dispatch.Job) dispatch.Result {
+	start := time.Now()
+	res := o.next.Execute(ctx, job)
+	name, _, _ := strings.Cut(job.Handler, "@")
+	o.m.attempts.WithLabelValues(name, res.Module, string(res.Outcome)).Inc()
+	o.m.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	o.reg.RecordAttempt(job.Handler, res.Module, res.Outcome)
+	return res
+}

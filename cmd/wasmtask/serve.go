@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/wasmtask/wasmtask/api"
+	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/host"
+	"github.com/wasmtask/wasmtask/plugins"
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the engine and the HTTP API",
+		Description: "Recovers the data directory (snapshot + WAL), loads the deployed plugins, watches --plugins\n" +
+			"for NAME.wasm (+ NAME.json manifest) files, and serves the API. SIGTERM or SIGINT drains:\n" +
+			"no new attempts start, running ones get --drain-timeout to finish, then the server stops.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Value: "wasmtask-data", EnvVars: []string{"WASMTASK_DATA_DIR"}, Usage: "data directory (WAL, snapshots, plugin store)"},
+			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7070", EnvVars: []string{"WASMTASK_ADDR"}, Usage: "listen address (port 0 picks a free port)"},
+			&cli.StringFlag{Name: "plugins", Usage: "directory of NAME.wasm modules to load and watch"},
+			&cli.IntFlag{Name: "workers", Value: 2 * runtime.GOMAXPROCS(0), Usage: "attempts run at once"},
+			&cli.StringFlag{Name: "token", EnvVars: []string{"WASMTASK_TOKEN"}, Usage: "require this bearer token on every route but /healthz"},
+			&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "how long running attempts may take to finish on shutdown"},
+			&cli.UintFlag{Name: "max-memory-pages", Value: uint(host.DefaultMaxLimits().MemoryPages), Usage: "operator maximum of a plugin's memory (64 KiB pages)"},
+			&cli.DurationFlag{Name: "max-timeout", Value: host.DefaultMaxLimits().Timeout, Usage: "operator maximum of an attempt's timeout"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.BoolFlag{Name: "log-json", Usage: "log as JSON"},
+		},
+		Action: runServe,
+	}
+}
+
+func runServe(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return fail(exitUsage, "serve takes no arguments, got %q", c.Args().Slice())
+	}
+	hl, logger := newLogger(c.App.ErrWriter, c.String("log-level"), c.Bool("log-json"))
+	dataDir := c.String("data-dir")
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return fail(exitFailed, "data dir: %v", err)
+	}
+	if c.Int("workers") < 1 {
+		return fail(exitUsage, "--workers must be at least 1, got %d", c.Int("workers"))
+	}
+	ctx := c.Context
+	maxLimits := host.Limits{MemoryPages: uint32(c.Uint("max-memory-pages")), Timeout: c.Duration("max-timeout")}
+	h, err := host.New(ctx, host.Config{CacheDir: filepath.Join(dataDir, "wazero-cache"), Max: maxLimits, Logger: logger})
+	if err != nil {
+		return fail(exitFailed, "%v", err)
+	}
+	defer h.Close(context.Background())
+
+	m := newMetrics()
+	reg, err := plugins.Open(ctx, filepath.Join(dataDir, "plugins"), h, plugins.Options{Max: maxLimits, Logger: logger,
+		OnActivate: func(name, _, _ string) { m.activations.WithLabelValues(name).Inc() }})
+	if err != nil {
+		return fail(exitFailed, "%v", err)
+	}
+	exec := &observedExecutor{next: host.NewExecutor(h, reg.Resolve), m: m, reg: reg}
+	engine, err := dispatch.Open(dispatch.Config{Dir: filepath.Join(dataDir, "engine"), Executor: exec,
+		Workers: c.Int("workers"), Logger: logger})
+	if err != nil {
+		return fail(exitFailed, "%v", err)
+	}
+	m.watchEngine(engine)
+	rec := engine.Recovery()
+	args := []any{"events_replayed", rec.EventsReplayed, "snapshot_seq", rec.SnapshotSeq,
+		"duration", rec.Duration.Round(time.Microsecond), "tasks", engine.Stats().Tasks}
+	if t := rec.WAL.TornTail; t != nil {
+		args = append(args, "torn_tail_cut_bytes", t.Bytes, "torn_tail_segment", t.Segment)
+	}
+	hl.Info("recovered", args...)
+
+	if dir := c.String("plugins"); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			engine.Close()
+			return fail(exitFailed, "--plugins: %v", err)
+		}
+		if err := reg.Watch(ctx, dir, 0); err != nil {
+			engine.Close()
+			return fail(exitFailed, "%v", err)
+		}
+		hl.Info("watching plugins", "dir", dir)
+	}
+
+	srv := api.New(api.Config{Engine: engine, Plugins: reg, Token: c.String("token"), Metrics: m.handler(), Logger: logger})
+	ln, err := net.Listen("tcp", c.String("addr"))
+	if err != nil {
+		engine.Close()
+		return fail(exitFailed, "listen on %s: %v (is another wasmtask running? use --addr)", c.String("addr"), err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	srv.SetReady(true)
+	hl.Info("listening", "addr", "http://"+ln.Addr().String(), "data_dir", dataDir, "workers", c.Int("workers"))
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+
+	select {
+	case <-ctx.Done():
+		hl.Info("shutting down: draining", "timeout", c.Duration("drain-timeout"))
+	case err := <-serveErr:
+		engine.Close()
+		return fail(exitFailed, "http server: %v", err)
+	case <-engine.Done():
+		hs.Close()
+		return fail(exitFailed, "%v", engine.Err())
+	}
+	srv.SetReady(false)
+	left, _ := engine.Drain(c.Duration("drain-timeout"))
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		hl.Warn("http shutdown", "err", err)
+	}
+	if left > 0 {
+		hl.Warn("drain timeout: attempts still running are closed as lost and retried at the next start", "attempts", left)
+	}
+	if err := engine.Close(); err != nil {
+		return fail(exitFailed, "close engine: %v", err)
+	}
+	hl.Info("stopped")
+	return nil
+}
+

@@ -1,0 +1,429 @@
+package plugins
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/host"
+)
+
+// ErrNotFound: no plugin (or version) by that name.
+var ErrNotFound = errors.New("plugins: not found")
+
+// ValidationError says why a deploy was rejected, naming the plugin and
+// the field (name, module, manifest...).
+type ValidationError struct {
+	Plugin string
+	Field  string
+	Reason string
+}
+
+func (e *ValidationError) Error() string {
+	if e.Plugin == "" {
+		return e.Field + ": " + e.Reason
+	}
+	return fmt.Sprintf("plugin %q: %s: %s", e.Plugin, e.Field, e.Reason)
+}
+
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_\-]{0,62}$`)
+
+// Options configure a Registry.
+type Options struct {
+	// MaxModuleBytes rejects larger modules. Default 64 MiB.
+	MaxModuleBytes int
+	// Limits are the operator maxima; a manifest's limits are clamped to them.
+	Max host.Limits
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// OnActivate is called after a version becomes active (metrics).
+	OnActivate func(name, version, source string)
+}
+
+// Registry maps plugin names to an active module version, with history and
+// rollback. Modules are stored content-addressed under its directory; the
+// name -> version pointers live in registry.json, replaced atomically.
+type Registry struct {
+	dir   string
+	host  *host.Host
+	opts  Options
+	store store
+	log   *slog.Logger
+
+	mu      sync.RWMutex
+	state   registryFile
+	active  map[string]*loaded // name -> active version, loaded
+	pinned  map[string]*loaded // "name@version" -> loaded
+	lastErr map[string]string  // name -> last failed deploy
+	counts  map[string]map[string]map[dispatch.Outcome]int
+}
+
+type loaded struct {
+	version  string
+	module   *host.Module
+	limits   host.Limits
+	config   map[string]string
+	manifest *Manifest
+}
+
+type registryFile struct {
+	Plugins map[string]*pluginRecord `json:"plugins"`
+}
+
+type pluginRecord struct {
+	Active  string       `json:"active"`
+	History []Activation `json:"history"`
+}
+
+// Activation is one entry of a plugin's history.
+type Activation struct {
+	Version     string    `json:"version"`
+	ActivatedAt time.Time `json:"activated_at"`
+	Source      string    `json:"source"` // http, watch:<file>, rollback, cli
+	Manifest    *Manifest `json:"manifest,omitempty"`
+	Size        int       `json:"size"`
+}
+
+// Open loads the registry in dir and compiles every active module.
+func Open(ctx context.Context, dir string, h *host.Host, opts Options) (*Registry, error) {
+	if opts.MaxModuleBytes <= 0 {
+		opts.MaxModuleBytes = 64 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("plugins: %w", err)
+	}
+	r := &Registry{dir: dir, host: h, opts: opts, store: store{dir: dir}, log: opts.Logger,
+		active: map[string]*loaded{}, pinned: map[string]*loaded{}, lastErr: map[string]string{},
+		counts: map[string]map[string]map[dispatch.Outcome]int{},
+		state:  registryFile{Plugins: map[string]*pluginRecord{}}}
+	b, err := os.ReadFile(r.statePath())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("plugins: %w", err)
+	default:
+		if err := json.Unmarshal(b, &r.state); err != nil {
+			return nil, fmt.Errorf("plugins: %s is damaged: %v (move it away to start with an empty registry)", r.statePath(), err)
+		}
+		if r.state.Plugins == nil {
+			r.state.Plugins = map[string]*pluginRecord{}
+		}
+	}
+	for name, rec := range r.state.Plugins {
+		act := rec.find(rec.Active)
+		if act == nil {
+			continue
+		}
+		l, err := r.load(ctx, name, act.Version, act.Manifest)
+		if err != nil {
+			r.lastErr[name] = err.Error()
+			r.log.Error("plugins: cannot load active version", "plugin", name, "version", act.Version, "err", err)
+			continue
+		}
+		r.active[name] = l
+	}
+	return r, nil
+}
+
+func (r *Registry) statePath() string { return filepath.Join(r.dir, "registry.json") }
+
+func (p *pluginRecord) find(version string) *Activation {
+	for i := len(p.History) - 1; i >= 0; i-- {
+		if p.History[i].Version == version {
+			return &p.History[i]
+		}
+	}
+	return nil
+}
+
+// load compiles a stored version with its manifest's limits.
+func (r *Registry) load(ctx context.Context, name, version string, m *Manifest) (*loaded, error) {
+	wasm, err := r.store.get(version)
+	if err != nil {
+		return nil, err
+	}
+	return r.compile(ctx, name, wasm, m)
+}
+
+func (r *Registry) compile(ctx context.Context, name string, wasm []byte, m *Manifest) (*loaded, error) {
+	lim, err := m.limits()
+	if err != nil {
+		return nil, err
+	}
+	lim = lim.Clamp(r.opts.Max)
+	mod, err := r.host.Load(ctx, wasm, lim.MemoryPages)
+	if err != nil {
+		return nil, &ValidationError{Plugin: name, Field: "module", Reason: err.Error()}
+	}
+	var config map[string]string
+	if m != nil {
+		config = m.Config
+	}
+	return &loaded{version: mod.Hash, module: mod, limits: lim, config: config, manifest: m}, nil
+}
+
+// DeployResult reports a deploy.
+type DeployResult struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Previous string `json:"previous,omitempty"`
+	// Changed is false when this version and manifest were already active.
+	Changed bool `json:"changed"`
+}
+
+// Deploy validates wasm (size, compile, imports and exports, memory
+// minimum, a trial instantiation), stores it and makes it the active
+// version of name. On any error the active version stays. Queued tasks
+// pick the new version at dispatch; running attempts keep theirs.
+func (r *Registry) Deploy(ctx context.Context, name string, wasm []byte, m *Manifest, source string) (DeployResult, error) {
+	if !namePattern.MatchString(name) {
+		return DeployResult{}, &ValidationError{Plugin: name, Field: "name", Reason: "must be 1-63 lower-case letters, digits, '_' or '-', starting with a letter or digit"}
+	}
+	if len(wasm) == 0 {
+		return DeployResult{}, r.failed(name, &ValidationError{Plugin: name, Field: "module", Reason: "is empty"})
+	}
+	if len(wasm) > r.opts.MaxModuleBytes {
+		return DeployResult{}, r.failed(name, &ValidationError{Plugin: name, Field: "module",
+			Reason: fmt.Sprintf("is %d bytes, the limit is %d", len(wasm), r.opts.MaxModuleBytes)})
+	}
+	l, err := r.compile(ctx, name, wasm, m)
+	if err != nil {
+		return DeployResult{}, r.failed(name, err)
+	}
+	if err := r.host.Trial(ctx, l.module, 5*time.Second); err != nil {
+		return DeployResult{}, r.failed(name, &ValidationError{Plugin: name, Field: "module", Reason: err.Error()})
+	}
+	if err := r.store.put(l.version, wasm); err != nil {
+		return DeployResult{}, fmt.Errorf("plugins: store %s: %w", name, err)
+	}
+	return r.activate(name, l, len(wasm), source)
+}
+
+func (r *Registry) failed(name string, err error) error {
+	r.mu.Lock()
+	r.lastErr[name] = err.Error()
+	r.mu.Unlock()
+	return err
+}
+
+func (r *Registry) activate(name string, l *loaded, size int, source string) (DeployResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec := r.state.Plugins[name]
+	if rec == nil {
+		rec = &pluginRecord{}
+		r.state.Plugins[name] = rec
+	}
+	res := DeployResult{Name: name, Version: l.version, Previous: rec.Active}
+	if cur := r.active[name]; cur != nil && cur.version == l.version && manifestEqual(cur.manifest, l.manifest) {
+		delete(r.lastErr, name)
+		return res, nil
+	}
+	prev := *rec
+	rec.History = append(slices.Clone(rec.History), Activation{Version: l.version, ActivatedAt: time.Now().UTC(), Source: source, Manifest: l.manifest, Size: size})
+	rec.Active = l.version
+	if err := r.persist(); err != nil {
+		*rec = prev
+		return DeployResult{}, fmt.Errorf("plugins: save registry: %w", err)
+	}
+	r.active[name] = l
+	delete(r.lastErr, name)
+	res.Changed = true
+	r.log.Info("plugins: activated", "plugin", name, "version", l.version, "previous", res.Previous, "source", source)
+	if r.opts.OnActivate != nil {
+		r.opts.OnActivate(name, l.version, source)
+	}
+	return res, nil
+}
+
+func manifestEqual(a, b *Manifest) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Limits == b.Limits && maps.Equal(a.Config, b.Config)
+}
+
+func (r *Registry) persist() error {
+	b, err := json.MarshalIndent(&r.state, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(r.statePath(), b)
+}
+
+// Rollback re-activates version (or, when empty, the version active before
+// the current one) of name.
+func (r *Registry) Rollback(ctx context.Context, name, version string) (DeployResult, error) {
+	r.mu.RLock()
+	rec := r.state.Plugins[name]
+	var target *Activation
+	if rec != nil {
+		if version != "" {
+			if a := rec.find(version); a != nil {
+				c := *a
+				target = &c
+			}
+		} else {
+			for i := len(rec.History) - 1; i >= 0; i-- {
+				if rec.History[i].Version != rec.Active {
+					c := rec.History[i]
+					target = &c
+					break
+				}
+			}
+		}
+	}
+	r.mu.RUnlock()
+	switch {
+	case rec == nil:
+		return DeployResult{}, fmt.Errorf("%w: no plugin named %q", ErrNotFound, name)
+	case target == nil && version != "":
+		return DeployResult{}, fmt.Errorf("%w: plugin %q never had version %s", ErrNotFound, name, version)
+	case target == nil:
+		return DeployResult{}, &ValidationError{Plugin: name, Field: "version", Reason: "no earlier version to roll back to"}
+	}
+	l, err := r.load(ctx, name, target.Version, target.Manifest)
+	if err != nil {
+		return DeployResult{}, err
+	}
+	return r.activate(name, l, target.Size, "rollback")
+}
+
+// Resolve returns the plugin for a handler: "name" (the active version) or
+// "name@sha256:<hex>" (a version from the plugin's history). It implements
+// host.Resolver.
+func (r *Registry) Resolve(ctx context.Context, handler string) (host.Plugin, error) {
+	name, version, pinned := strings.Cut(handler, "@")
+	r.mu.RLock()
+	var l *loaded
+	if pinned {
+		l = r.pinned[handler]
+		if l == nil && r.active[name] != nil && r.active[name].version == version {
+			l = r.active[name]
+		}
+	} else {
+		l = r.active[name]
+	}
+	var act *Activation
+	if l == nil && pinned {
+		if rec := r.state.Plugins[name]; rec != nil {
+			if a := rec.find(version); a != nil {
+				c := *a
+				act = &c
+			}
+		}
+	}
+	r.mu.RUnlock()
+	if l == nil && act != nil {
+		var err error
+		if l, err = r.load(ctx, name, act.Version, act.Manifest); err != nil {
+			return host.Plugin{}, err
+		}
+		r.mu.Lock()
+		r.pinned[handler] = l
+		r.mu.Unlock()
+	}
+	if l == nil {
+		if pinned {
+			return host.Plugin{}, fmt.Errorf("%w: plugin %q has no version %s", ErrNotFound, name, version)
+		}
+		return host.Plugin{}, fmt.Errorf("%w: no plugin named %q is deployed", ErrNotFound, name)
+	}
+	return host.Plugin{Module: l.module, Limits: l.limits, Config: l.config}, nil
+}
+
+// Check reports whether handler names a deployed plugin (and version).
+func (r *Registry) Check(handler string) error {
+	name, version, pinned := strings.Cut(handler, "@")
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	rec := r.state.Plugins[name]
+	switch {
+	case rec == nil || rec.Active == "":
+		return fmt.Errorf("%w: no plugin named %q is deployed", ErrNotFound, name)
+	case pinned && rec.find(version) == nil:
+		return fmt.Errorf("%w: plugin %q has no version %s", ErrNotFound, name, version)
+	}
+	return nil
+}
+
+// RecordAttempt counts an attempt's outcome per plugin version.
+func (r *Registry) RecordAttempt(handler, version string, outcome dispatch.Outcome) {
+	name, _, _ := strings.Cut(handler, "@")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	byVersion := r.counts[name]
+	if byVersion == nil {
+		byVersion = map[string]map[dispatch.Outcome]int{}
+		r.counts[name] = byVersion
+	}
+	if byVersion[version] == nil {
+		byVersion[version] = map[dispatch.Outcome]int{}
+	}
+	byVersion[version][outcome]++
+}
+
+// Info describes a plugin.
+type Info struct {
+	Name      string                              `json:"name"`
+	Active    string                              `json:"active"`
+	Mode      host.Mode                           `json:"mode,omitempty"`
+	Imports   []string                            `json:"imports,omitempty"`
+	History   []Activation                        `json:"history"`
+	LastError string                              `json:"last_error,omitempty"`
+	Attempts  map[string]map[dispatch.Outcome]int `json:"attempts,omitempty"` // version -> outcome -> count
+}
+
+// Get describes one plugin.
+func (r *Registry) Get(name string) (Info, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	rec, ok := r.state.Plugins[name]
+	if !ok {
+		if e, failed := r.lastErr[name]; failed {
+			return Info{Name: name, LastError: e}, nil
+		}
+		return Info{}, fmt.Errorf("%w: no plugin named %q", ErrNotFound, name)
+	}
+	return r.info(name, rec), nil
+}
+
+func (r *Registry) info(name string, rec *pluginRecord) Info {
+	in := Info{Name: name, Active: rec.Active, History: slices.Clone(rec.History), LastError: r.lastErr[name]}
+	if l := r.active[name]; l != nil {
+		in.Mode, in.Imports = l.module.Mode, l.module.Imports
+	}
+	if c := r.counts[name]; c != nil {
+		in.Attempts = map[string]map[dispatch.Outcome]int{}
+		for v, m := range c {
+			in.Attempts[v] = maps.Clone(m)
+		}
+	}
+	return in
+}
+
+// List describes every plugin, by name.
+func (r *Registry) List() []Info {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []Info
+	for name, rec := range r.state.Plugins {
+		out = append(out, r.info(name, rec))
+	}
+	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}

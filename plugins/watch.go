@@ -1,0 +1,132 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Watch deploys NAME.wasm files from dir (with NAME.json as manifest when
+// present) at start and whenever one is created or changed, once the file
+// has been quiet for debounce (default 300ms), so a half-copied module is
+// never deployed. A bad module is logged and recorded as the plugin's
+// LastError; the running version stays. Watch returns when ctx ends.
+func (r *Registry) Watch(ctx context.Context, dir string, debounce time.Duration) error {
+	if debounce <= 0 {
+		debounce = 300 * time.Millisecond
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("plugins: watch %s: %w", dir, err)
+	}
+	if err := w.Add(dir); err != nil {
+		w.Close()
+		return fmt.Errorf("plugins: watch %s: %w", dir, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("plugins: watch %s: %w", dir, err)
+	}
+	var mu sync.Mutex
+	timers := map[string]*time.Timer{}
+	var wg sync.WaitGroup
+	schedule := func(name string, after time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		if t, ok := timers[name]; ok {
+			t.Stop()
+		}
+		wg.Add(1)
+		timers[name] = time.AfterFunc(after, func() {
+			defer wg.Done()
+			if ctx.Err() == nil {
+				r.deployFile(ctx, dir, name)
+			}
+		})
+	}
+	for _, e := range entries {
+		if name, ok := moduleName(e.Name()); ok {
+			schedule(name, 0)
+		}
+	}
+	go func() {
+		defer w.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				mu.Lock()
+				for _, t := range timers {
+					if t.Stop() {
+						wg.Done()
+					}
+				}
+				mu.Unlock()
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if ev.Op&(fsnotify.Create|fsnotify.Write|fsnotify.Rename) == 0 {
+					continue
+				}
+				base := filepath.Base(ev.Name)
+				if name, ok := moduleName(base); ok {
+					schedule(name, debounce)
+				} else if name, ok := strings.CutSuffix(base, ".json"); ok && namePattern.MatchString(name) {
+					schedule(name, debounce) // a changed manifest redeploys its module
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				r.log.Error("plugins: watch error", "dir", dir, "err", err)
+			}
+		}
+	}()
+	return nil
+}
+
+func moduleName(file string) (string, bool) {
+	name, ok := strings.CutSuffix(file, ".wasm")
+	return name, ok && namePattern.MatchString(name)
+}
+
+// deployFile deploys dir/name.wasm once its size and mtime are stable.
+func (r *Registry) deployFile(ctx context.Context, dir, name string) {
+	path := filepath.Join(dir, name+".wasm")
+	before, err := os.Stat(path)
+	if err != nil {
+		return // removed meanwhile
+	}
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		r.log.Error("plugins: read module", "file", path, "err", err)
+		return
+	}
+	if after, err := os.Stat(path); err != nil || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) || int64(len(wasm)) != after.Size() {
+		return // still being written: the next event reschedules
+	}
+	var m *Manifest
+	if b, err := os.ReadFile(filepath.Join(dir, name+".json")); err == nil {
+		if m, err = ParseManifest(b); err != nil {
+			err = fmt.Errorf("%s.json: %w", name, err)
+			r.failed(name, err)
+			r.log.Error("plugins: bad manifest; the active version stays", "plugin", name, "err", err)
+			return
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		r.log.Error("plugins: read manifest", "plugin", name, "err", err)
+		return
+	}
+	if _, err := r.Deploy(ctx, name, wasm, m, "watch:"+path); err != nil {
+		r.log.Error("plugins: rejected module; the active version stays", "plugin", name, "file", path, "err", err)
+	}
+}
