@@ -2,7 +2,7 @@
 GO ?= go
 BENCHTIME ?= 2s
 
-.PHONY: test vet unit bench fuzz build clean wasm toolchains
+.PHONY: test vet unit bench fuzz build clean wasm toolchains demo examples
 
 test: vet unit
 
@@ -36,3 +36,11 @@ toolchains:
 wasm:
 	scripts/toolchains.sh wat
 	for f in host/testdata/*.wat; do wat2wasm "$$f" -o "$${f%.wat}.wasm"; done
+
+# The quick start: build, serve the examples, run tasks, stop.
+demo:
+	scripts/demo.sh
+
+# Every example plugin, in every language, into examples/out.
+examples:
+	scripts/build-examples.sh
