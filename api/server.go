@@ -140,7 +140,7 @@ func (s *Server) specFromBody(b []byte) (dispatch.TaskSpec, error) {
 	if err != nil {
 		return dispatch.TaskSpec{}, err
 	}
-	spec, err := js.ToDispatch()
+	spec, err := js.ToSpec()
 	if err != nil {
 		return spec, err
 	}

@@ -75,6 +75,14 @@ type RunPolicy struct {
 	Count int `cbor:"2,keyasint,omitempty" json:"count,omitempty"`
 	// EveryMs between the due times of consecutive repeat runs.
 	EveryMs int64 `cbor:"3,keyasint,omitempty" json:"every_ms,omitempty"`
+	// CronExpr for PolicyCron: 6 fields with seconds, or 5 without.
+	CronExpr string `cbor:"4,keyasint,omitempty" json:"cron,omitempty"`
+	// TimeZone of the cron expression (IANA name); default UTC.
+	TimeZone string `cbor:"5,keyasint,omitempty" json:"time_zone,omitempty"`
+	// MaxRuns caps the runs of a cron task; 0 = no cap.
+	MaxRuns int `cbor:"6,keyasint,omitempty" json:"max_runs,omitempty"`
+	// Misfire is MisfireSkip (default) or MisfireCatchUp.
+	Misfire string `cbor:"7,keyasint,omitempty" json:"misfire,omitempty"`
 }
 
 // BackoffKind selects how the wait before a retry grows.

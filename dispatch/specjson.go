@@ -1,0 +1,199 @@
+package dispatch
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+)
+
+// SpecJSON is the JSON task spec of INTERFACE.md: the same shape over HTTP,
+// in the CLI and in the submit host import.
+type SpecJSON struct {
+	ID             string            `json:"id,omitempty"`
+	Handler        string            `json:"handler"`
+	Input          *string           `json:"input,omitempty"`
+	InputB64       *string           `json:"input_b64,omitempty"`
+	RunPolicy      *RunPolicyJSON    `json:"run_policy,omitempty"`
+	MaxAttempts    int               `json:"max_attempts,omitempty"`
+	Timeout        string            `json:"timeout,omitempty"`
+	Backoff        *BackoffJSON      `json:"backoff,omitempty"`
+	Priority       int               `json:"priority,omitempty"`
+	ConcurrencyKey string            `json:"concurrency_key,omitempty"`
+	NotBefore      string            `json:"not_before,omitempty"`
+	After          []string          `json:"after,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+}
+
+// RunPolicyJSON is exactly one of once, repeat, cron.
+type RunPolicyJSON struct {
+	Once   *struct{}   `json:"once,omitempty"`
+	Repeat *RepeatJSON `json:"repeat,omitempty"`
+	Cron   *CronJSON   `json:"cron,omitempty"`
+}
+
+type RepeatJSON struct {
+	Count int    `json:"count"`
+	Every string `json:"every,omitempty"`
+}
+
+type CronJSON struct {
+	Expr     string `json:"expr"`
+	MaxRuns  int    `json:"max_runs,omitempty"`
+	TimeZone string `json:"time_zone,omitempty"`
+	Misfire  string `json:"misfire,omitempty"`
+}
+
+type BackoffJSON struct {
+	Kind   string   `json:"kind,omitempty"`
+	Base   string   `json:"base,omitempty"`
+	Max    string   `json:"max,omitempty"`
+	Jitter *float64 `json:"jitter,omitempty"`
+}
+
+func fieldErr(field, format string, args ...any) error { return invalid(field, format, args...) }
+
+// DecodeSpecJSON parses a JSON task spec strictly: unknown fields and
+// trailing data are errors naming them.
+func DecodeSpecJSON(b []byte) (SpecJSON, error) {
+	var s SpecJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return s, JSONFieldError(err)
+	}
+	if dec.More() {
+		return s, fieldErr("body", "unexpected data after the task spec")
+	}
+	return s, nil
+}
+
+// JSONFieldError turns encoding/json errors into ValidationErrors naming the field.
+func JSONFieldError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fieldErr(te.Field, "want %s, got JSON %s", te.Type, te.Value)
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return fieldErr(strings.Trim(f, `"`), "unknown field (see INTERFACE.md for the task spec)")
+	}
+	return fieldErr("body", "invalid JSON: %s", msg)
+}
+
+func parseDuration(field, s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fieldErr(field, "want a Go duration such as \"30s\" or \"1m\", got %q", s)
+	}
+	if d > 0 && d < time.Millisecond {
+		return 0, fieldErr(field, "must be at least 1ms, got %q", s)
+	}
+	return d.Milliseconds(), nil
+}
+
+// ToSpec converts a JSON spec into the engine's spec and validates it
+// (Normalize), returning a *ValidationError naming the field.
+func (s SpecJSON) ToSpec() (TaskSpec, error) {
+	d := TaskSpec{ID: TaskID(s.ID), Handler: s.Handler, MaxAttempts: s.MaxAttempts,
+		Priority: s.Priority, Labels: s.Labels}
+	if s.Handler == "" {
+		return d, fieldErr("handler", "is required: the name of a deployed plugin")
+	}
+	switch {
+	case s.Input != nil && s.InputB64 != nil:
+		return d, fieldErr("input", "give exactly one of input and input_b64")
+	case s.Input != nil:
+		d.Input = []byte(*s.Input)
+	case s.InputB64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*s.InputB64)
+		if err != nil {
+			return d, fieldErr("input_b64", "is not valid base64: %v", err)
+		}
+		d.Input = b
+	}
+	if p := s.RunPolicy; p != nil {
+		n := 0
+		for _, set := range []bool{p.Once != nil, p.Repeat != nil, p.Cron != nil} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			return d, fieldErr("run_policy", "give exactly one of once, repeat, cron")
+		}
+		switch {
+		case p.Once != nil:
+			d.Policy = RunPolicy{Kind: PolicyOnce}
+		case p.Repeat != nil:
+			every, err := parseDuration("run_policy.repeat.every", p.Repeat.Every)
+			if err != nil {
+				return d, err
+			}
+			d.Policy = RunPolicy{Kind: PolicyRepeat, Count: p.Repeat.Count, EveryMs: every}
+		case p.Cron != nil:
+			return d, fieldErr("run_policy.cron", "is not supported yet (cron arrives with workflows)")
+		}
+	}
+	var err error
+	if d.TimeoutMs, err = parseDuration("timeout", s.Timeout); err != nil {
+		return d, err
+	}
+	if s.Timeout != "" && d.TimeoutMs == 0 {
+		return d, fieldErr("timeout", "must be positive, got %q", s.Timeout)
+	}
+	if b := s.Backoff; b != nil {
+		d.Backoff.Kind = BackoffKind(b.Kind)
+		if d.Backoff.BaseMs, err = parseDuration("backoff.base", b.Base); err != nil {
+			return d, err
+		}
+		if d.Backoff.MaxMs, err = parseDuration("backoff.max", b.Max); err != nil {
+			return d, err
+		}
+		if b.Jitter != nil {
+			d.Backoff.Jitter = *b.Jitter
+		} else {
+			d.Backoff.Jitter = DefaultJitter
+		}
+		if d.Backoff.BaseMs == 0 {
+			d.Backoff.BaseMs = DefaultBackoffMs
+		}
+		if d.Backoff.Kind == "" {
+			d.Backoff.Kind = BackoffExponential
+		}
+		if d.Backoff.Kind == BackoffExponential && d.Backoff.MaxMs == 0 {
+			d.Backoff.MaxMs = max(DefaultBackoffMax, d.Backoff.BaseMs)
+		}
+	}
+	if s.NotBefore != "" {
+		t, err := time.Parse(time.RFC3339Nano, s.NotBefore)
+		if err != nil {
+			return d, fieldErr("not_before", "want an RFC 3339 time such as \"2026-01-02T15:04:05Z\", got %q", s.NotBefore)
+		}
+		d.NotBeforeMs = t.UnixMilli()
+	}
+	if s.ConcurrencyKey != "" {
+		return d, fieldErr("concurrency_key", "is not supported yet (concurrency keys arrive with workflows)")
+	}
+	if len(s.After) > 0 {
+		return d, fieldErr("after", "is not supported yet (dependencies arrive with workflows)")
+	}
+	if err := d.Normalize(); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// ParseSpecJSON decodes and validates a JSON task spec in one step.
+func ParseSpecJSON(b []byte) (TaskSpec, error) {
+	js, err := DecodeSpecJSON(b)
+	if err != nil {
+		return TaskSpec{}, err
+	}
+	return js.ToSpec()
+}
