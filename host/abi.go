@@ -30,8 +30,12 @@ type hostFunc struct {
 	name    string
 	params  []string // all i32
 	results int      // 0 or 1 i32
-	fn      func(ctx context.Context, st *attemptState, mem api.Memory, p []uint32) int32
+	fn      func(ctx context.Context, st *attemptState, mem api.Memory, p args) int32
 }
+
+// args are the i32 parameters of an import call, by value so that a call
+// allocates nothing; parameters past the import's count are 0.
+type args [4]uint32
 
 // abiFunctions lists the imports in the order of ABI.md.
 var abiFunctions = []hostFunc{
@@ -73,11 +77,11 @@ func exportFunctions(b wazero.HostModuleBuilder) wazero.HostModuleBuilder {
 				if !ok {
 					panic(abiViolation{fn: f.name, reason: "called outside an attempt"})
 				}
-				var p [4]uint32
+				var p args
 				for i := range f.params {
 					p[i] = api.DecodeU32(stack[i])
 				}
-				r := f.fn(ctx, st, mod.Memory(), p[:len(f.params)])
+				r := f.fn(ctx, st, mod.Memory(), p)
 				if f.results == 1 {
 					stack[0] = api.EncodeI32(r)
 				}
@@ -134,14 +138,14 @@ func fitsOrNothing(st *attemptState, mem api.Memory, fn string, b []byte, buf, l
 }
 
 // input_len() -> i32: the size of the task input in bytes.
-func inputLen(_ context.Context, st *attemptState, _ api.Memory, _ []uint32) int32 {
+func inputLen(_ context.Context, st *attemptState, _ api.Memory, _ args) int32 {
 	return int32(len(st.input))
 }
 
 // input_read(offset, buf, limit) -> i32: copies up to limit bytes of the
 // input starting at offset into buf; returns the bytes copied, 0 at the
 // end, -1 when offset is past the end.
-func inputRead(_ context.Context, st *attemptState, mem api.Memory, p []uint32) int32 {
+func inputRead(_ context.Context, st *attemptState, mem api.Memory, p args) int32 {
 	offset, buf, limit := p[0], p[1], p[2]
 	if uint64(offset) > uint64(len(st.input)) {
 		return errInvalid
@@ -153,7 +157,7 @@ func inputRead(_ context.Context, st *attemptState, mem api.Memory, p []uint32) 
 
 // output_write(ptr, len) -> i32: appends to the output; -3 past the output
 // limit (and the attempt will end as output_too_large).
-func outputWrite(_ context.Context, st *attemptState, mem api.Memory, p []uint32) int32 {
+func outputWrite(_ context.Context, st *attemptState, mem api.Memory, p args) int32 {
 	b := read(st, mem, "output_write", p[0], p[1])
 	if st.output.Len()+len(b) > st.limits.OutputBytes {
 		st.outputOver = true
@@ -165,7 +169,7 @@ func outputWrite(_ context.Context, st *attemptState, mem api.Memory, p []uint32
 
 // fail(kind, ptr, len): records the failure message; kind 0 permanent,
 // 1 retryable. Takes effect when wasmtask_handle returns 1.
-func fail(_ context.Context, st *attemptState, mem api.Memory, p []uint32) int32 {
+func fail(_ context.Context, st *attemptState, mem api.Memory, p args) int32 {
 	kind := int32(p[0])
 	msg := read(st, mem, "fail", p[1], p[2])
 	if kind != 0 && kind != 1 {
@@ -178,7 +182,7 @@ func fail(_ context.Context, st *attemptState, mem api.Memory, p []uint32) int32
 
 // log(level, ptr, len): one log line; level -1 debug, 0 info, 1 warn,
 // 2 error. Dropped (and counted) past the log quota.
-func logLine(_ context.Context, st *attemptState, mem api.Memory, p []uint32) int32 {
+func logLine(_ context.Context, st *attemptState, mem api.Memory, p args) int32 {
 	msg := read(st, mem, "log", p[1], p[2])
 	level := "info"
 	switch int32(p[0]) {
@@ -195,13 +199,13 @@ func logLine(_ context.Context, st *attemptState, mem api.Memory, p []uint32) in
 
 // task_info(buf, limit) -> i32: the attempt's JSON description, fits or
 // nothing; the same bytes for the whole attempt.
-func taskInfo(_ context.Context, st *attemptState, mem api.Memory, p []uint32) int32 {
-	return fitsOrNothing(st, mem, "task_info", st.info, p[0], p[1])
+func taskInfo(_ context.Context, st *attemptState, mem api.Memory, p args) int32 {
+	return fitsOrNothing(st, mem, "task_info", st.taskInfo(), p[0], p[1])
 }
 
 // config_get(key_ptr, key_len, buf, limit) -> i32: a manifest config
 // value, fits or nothing; -2 when absent.
-func configGet(_ context.Context, st *attemptState, mem api.Memory, p []uint32) int32 {
+func configGet(_ context.Context, st *attemptState, mem api.Memory, p args) int32 {
 	key := read(st, mem, "config_get", p[0], p[1])
 	v, ok := st.config[string(key)]
 	if !ok {
@@ -214,7 +218,7 @@ func configGet(_ context.Context, st *attemptState, mem api.Memory, p []uint32) 
 // (committed with the attempt's success) and writes its id, fits or
 // nothing (nothing is staged when the id does not fit: -3). -1 for a spec
 // that is not a JSON object with a handler, -6 past the children limit.
-func submit(_ context.Context, st *attemptState, mem api.Memory, p []uint32) int32 {
+func submit(_ context.Context, st *attemptState, mem api.Memory, p args) int32 {
 	spec := read(st, mem, "submit", p[0], p[1])
 	var probe struct {
 		ID      string `json:"id"`
@@ -241,7 +245,7 @@ func submit(_ context.Context, st *attemptState, mem api.Memory, p []uint32) int
 
 // heartbeat(ptr, len) -> i32: reports progress and extends the lease;
 // 0 go on, 1 stop requested.
-func heartbeat(_ context.Context, st *attemptState, mem api.Memory, p []uint32) int32 {
+func heartbeat(_ context.Context, st *attemptState, mem api.Memory, p args) int32 {
 	read(st, mem, "heartbeat", p[0], p[1])
 	if st.heartbeat != nil {
 		st.heartbeat()
@@ -254,7 +258,7 @@ func heartbeat(_ context.Context, st *attemptState, mem api.Memory, p []uint32) 
 
 // cancelled() -> i32: 1 when the attempt should stop (canceled, or its
 // deadline is within the grace period).
-func cancelled(_ context.Context, st *attemptState, _ api.Memory, _ []uint32) int32 {
+func cancelled(_ context.Context, st *attemptState, _ api.Memory, _ args) int32 {
 	if st.stopRequested() {
 		return 1
 	}

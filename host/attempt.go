@@ -64,7 +64,8 @@ type Result struct {
 // outside.
 type attemptState struct {
 	input      []byte
-	info       []byte
+	task       TaskInfo
+	info       []byte // task as JSON, built at the first task_info call
 	config     map[string]string
 	limits     Limits
 	output     bytes.Buffer
@@ -85,6 +86,15 @@ func (st *attemptState) violate(fn, reason string) {
 	v := abiViolation{fn: fn, reason: reason}
 	st.violation = &v
 	panic(v)
+}
+
+// taskInfo returns the attempt's task_info JSON, the same bytes for the
+// whole attempt. It is built on first use: most handlers never ask.
+func (st *attemptState) taskInfo() []byte {
+	if st.info == nil {
+		st.info, _ = json.Marshal(st.task)
+	}
+	return st.info
 }
 
 func (st *attemptState) stopRequested() bool {
@@ -112,9 +122,8 @@ func (h *Host) Run(ctx context.Context, m *Module, a Attempt) Result {
 	if a.Info.Labels == nil {
 		a.Info.Labels = map[string]string{}
 	}
-	info, _ := json.Marshal(a.Info)
 	st := &attemptState{
-		input: a.Input, info: info, config: a.Config, limits: lim, failKind: -1,
+		input: a.Input, task: a.Info, config: a.Config, limits: lim, failKind: -1,
 		childBase: childBase(a.Info), heartbeat: a.Heartbeat,
 		softDeadline: deadline.Add(-lim.Grace),
 	}
@@ -125,13 +134,15 @@ func (h *Host) Run(ctx context.Context, m *Module, a Attempt) Result {
 	// caller cancels; cancelled() and heartbeat() report the stop first.
 	hard, cancelHard := context.WithDeadline(context.Background(), deadline)
 	defer cancelHard()
-	stopWatch := context.AfterFunc(ctx, func() {
-		if errors.Is(ctx.Err(), context.Canceled) {
-			st.canceled.Store(true)
-			time.AfterFunc(lim.Grace, cancelHard)
-		}
-	})
-	defer stopWatch()
+	if ctx.Done() != nil {
+		stopWatch := context.AfterFunc(ctx, func() {
+			if errors.Is(ctx.Err(), context.Canceled) {
+				st.canceled.Store(true)
+				time.AfterFunc(lim.Grace, cancelHard)
+			}
+		})
+		defer stopWatch()
+	}
 	callCtx := context.WithValue(hard, stateKey{}, st)
 
 	res := h.execute(callCtx, m, st)
@@ -149,18 +160,26 @@ func childBase(info TaskInfo) string {
 	return strings.ReplaceAll(info.RunID, "#", "-r")
 }
 
-func (h *Host) execute(ctx context.Context, m *Module, st *attemptState) Result {
+// moduleConfig is the instance config of a module's attempts, but for
+// stdin, stdout and stderr, which execute adds per attempt. Built once per
+// module: every With* call copies the config.
+func moduleConfig(mode Mode) wazero.ModuleConfig {
 	cfg := wazero.NewModuleConfig().
 		WithName(""). // anonymous: one compiled module, many instances
 		WithSysWalltime().WithSysNanotime().
-		WithRandSource(rand.Reader).
-		WithStderr(&st.log.stderr)
+		WithRandSource(rand.Reader)
+	if mode == ModeCommand {
+		return cfg.WithStartFunctions("_start")
+	}
+	return cfg.WithStartFunctions()
+}
+
+func (h *Host) execute(ctx context.Context, m *Module, st *attemptState) Result {
+	cfg := m.cfg.WithStderr(&st.log.stderr)
 	if m.Mode == ModeCommand {
-		cfg = cfg.WithStdin(bytes.NewReader(st.input)).
-			WithStdout(&boundedWriter{st: st}).
-			WithStartFunctions("_start")
+		cfg = cfg.WithStdin(bytes.NewReader(st.input)).WithStdout(&boundedWriter{st: st})
 	} else {
-		cfg = cfg.WithStdout(&st.log.stdout).WithStartFunctions()
+		cfg = cfg.WithStdout(&st.log.stdout)
 	}
 	mod, err := m.rt.rt.InstantiateModule(ctx, m.compiled, cfg)
 	if mod != nil {

@@ -35,6 +35,7 @@ type Module struct {
 
 	hasInit  bool
 	compiled wazero.CompiledModule
+	cfg      wazero.ModuleConfig // see moduleConfig
 	rt       *runtime
 }
 
@@ -101,6 +102,7 @@ func (h *Host) compile(ctx context.Context, wasm []byte, key moduleKey) (*Module
 		compiled.Close(ctx)
 		return nil, err
 	}
+	m.cfg = moduleConfig(m.Mode)
 	return m, nil
 }
 
