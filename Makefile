@@ -14,8 +14,9 @@ unit:
 
 # Benchmarks of the WAL, side by side with a raw write+fsync baseline on the
 # same disk. Set BENCHDIR to measure another filesystem (default: the OS temp dir).
+# Benchmarks of the host: one attempt side by side with bare wazero (host/bench_test.go).
 bench:
-	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -benchmem ./segwal/
+	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -benchmem ./segwal/ ./host/
 
 # Short run of the frame-reader fuzzer; FUZZTIME=10m for a longer one.
 FUZZTIME ?= 30s

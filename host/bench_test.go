@@ -1,0 +1,211 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+)
+
+// BenchmarkAttempt measures one attempt end to end (instantiate,
+// _initialize, wasmtask_handle reading a 100-byte input and writing it
+// back, close) on the Host, side by side with a bare-wazero baseline doing
+// the same work with the same runtime config and a minimal host module:
+//
+//	host            Host.Run
+//	bare            wazero alone, the call under a per-attempt deadline
+//	                context as Run's is (WithCloseOnContextDone watches it)
+//	bare-nodeadline wazero alone under context.Background: no deadline, so
+//	                no watcher goroutine per call (a guest cannot be stopped)
+//	paired          host and bare (with deadline) alternating, with their
+//	                ratio host/bare: robust to the load of a shared machine
+//
+// for the WAT guest (testdata/bench.wat) and the Go guest (testdata/goecho).
+// Reproduce: go test -run='^$' -bench=Attempt -benchmem ./host/
+func BenchmarkAttempt(b *testing.B) {
+	input := bytes.Repeat([]byte("0123456789"), 10)
+	want := bytes.ToUpper(input)
+	guests := []struct {
+		name string
+		wasm func(testing.TB) []byte
+		want []byte
+	}{
+		{name: "wat", wasm: func(tb testing.TB) []byte { return readWasm(tb, "bench") }, want: input},
+		{name: "go", wasm: goEchoWasm, want: want},
+	}
+	for _, g := range guests {
+		b.Run(g.name, func(b *testing.B) {
+			wasm := g.wasm(b)
+			b.Run("host", func(b *testing.B) {
+				h := newTestHost(b, Config{})
+				m := mustLoad(b, h, wasm, 0)
+				a := Attempt{Input: input, Info: TaskInfo{TaskID: "t", RunID: "t#1", Attempt: 1, MaxAttempts: 3, Handler: "bench"}}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					res := h.Run(context.Background(), m, a)
+					if res.Outcome != dispatch.OutcomeOK || !bytes.Equal(res.Output, g.want) {
+						b.Fatalf("Outcome %s (%s), Output %q", res.Outcome, res.Error, res.Output)
+					}
+				}
+			})
+			// paired alternates host and bare attempts (in both orders) so
+			// that both see the same machine load; it reports the mean of
+			// each and their ratio, the figure to trust on a shared machine.
+			b.Run("paired", func(b *testing.B) {
+				h := newTestHost(b, Config{})
+				m := mustLoad(b, h, wasm, 0)
+				br := newBare(b, wasm)
+				a := Attempt{Input: input, Info: TaskInfo{TaskID: "t", RunID: "t#1", Attempt: 1, MaxAttempts: 3, Handler: "bench"}}
+				var hostT, bareT time.Duration
+				n := 0
+				runHost := func() {
+					t0 := time.Now()
+					res := h.Run(context.Background(), m, a)
+					hostT += time.Since(t0)
+					if res.Outcome != dispatch.OutcomeOK || !bytes.Equal(res.Output, g.want) {
+						b.Fatalf("Outcome %s (%s), Output %q", res.Outcome, res.Error, res.Output)
+					}
+				}
+				runBare := func() {
+					t0 := time.Now()
+					out, err := br.run(input, true)
+					bareT += time.Since(t0)
+					if err != nil || !bytes.Equal(out, g.want) {
+						b.Fatalf("bare: %v, output %q", err, out)
+					}
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					if n%2 == 0 {
+						runHost()
+						runBare()
+					} else {
+						runBare()
+						runHost()
+					}
+					n++
+				}
+				b.ReportMetric(float64(hostT.Nanoseconds())/float64(n), "host-ns/attempt")
+				b.ReportMetric(float64(bareT.Nanoseconds())/float64(n), "bare-ns/attempt")
+				b.ReportMetric(float64(hostT)/float64(bareT), "host/bare")
+			})
+			for _, deadline := range []bool{true, false} {
+				name := "bare"
+				if !deadline {
+					name = "bare-nodeadline"
+				}
+				b.Run(name, func(b *testing.B) {
+					bare := newBare(b, wasm)
+					b.ReportAllocs()
+					b.ResetTimer()
+					for b.Loop() {
+						out, err := bare.run(input, deadline)
+						if err != nil || !bytes.Equal(out, g.want) {
+							b.Fatalf("bare: %v, output %q", err, out)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+// bare runs a module on wazero alone: the Host's runtime config, WASI, and
+// a host module with just input_read and output_write.
+type bare struct {
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	cfg      wazero.ModuleConfig
+	hasInit  bool
+}
+
+type bareState struct {
+	input  []byte
+	output []byte
+}
+
+type bareKey struct{}
+
+func newBare(tb testing.TB, wasm []byte) *bare {
+	tb.Helper()
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(DefaultLimits().MemoryPages).
+		WithCompilationCache(wazero.NewCompilationCache()))
+	tb.Cleanup(func() { rt.Close(ctx) })
+	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+	_, err := rt.NewHostModuleBuilder(abiModule).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+		st := ctx.Value(bareKey{}).(*bareState)
+		off, buf, limit := uint32(stack[0]), uint32(stack[1]), uint32(stack[2])
+		if int(off) > len(st.input) {
+			stack[0] = api.EncodeI32(-1)
+			return
+		}
+		n := min(int(limit), len(st.input)-int(off))
+		if !mod.Memory().Write(buf, st.input[off:int(off)+n]) {
+			panic("input_read: out of range")
+		}
+		stack[0] = api.EncodeI32(int32(n))
+	}), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}).
+		Export("input_read").
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+		st := ctx.Value(bareKey{}).(*bareState)
+		b, ok := mod.Memory().Read(uint32(stack[0]), uint32(stack[1]))
+		if !ok {
+			panic("output_write: out of range")
+		}
+		st.output = append(st.output, b...)
+		stack[0] = api.EncodeI32(int32(len(b)))
+	}), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}).
+		Export("output_write").
+		Instantiate(ctx)
+	if err != nil {
+		tb.Fatalf("bare host module: %v", err)
+	}
+	compiled, err := rt.CompileModule(ctx, wasm)
+	if err != nil {
+		tb.Fatalf("bare compile: %v", err)
+	}
+	_, hasInit := compiled.ExportedFunctions()["_initialize"]
+	return &bare{rt: rt, compiled: compiled, hasInit: hasInit,
+		// The same instance config as the Host's, stdout and stderr aside:
+		// wazero's defaults (fake clocks, seeded random) cost more.
+		cfg: wazero.NewModuleConfig().WithName("").WithStartFunctions().
+			WithSysWalltime().WithSysNanotime().WithRandSource(rand.Reader)}
+}
+
+func (br *bare) run(input []byte, deadline bool) ([]byte, error) {
+	ctx := context.Background()
+	if deadline {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	st := &bareState{input: input}
+	ctx = context.WithValue(ctx, bareKey{}, st)
+	mod, err := br.rt.InstantiateModule(ctx, br.compiled, br.cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer mod.Close(context.Background())
+	if br.hasInit {
+		if _, err := mod.ExportedFunction("_initialize").Call(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := mod.ExportedFunction(handleExport).Call(ctx); err != nil {
+		return nil, err
+	}
+	return st.output, nil
+}
