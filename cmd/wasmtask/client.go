@@ -40,7 +40,11 @@ func apiFail(err error) error {
 		if e.Field != "" && !strings.HasPrefix(msg, e.Field) {
 			msg = e.Field + ": " + msg
 		}
-		return &exitError{code: exitFailed, err: errors.New(msg)}
+		code := exitFailed
+		if e.Status == 400 {
+			code = exitUsage // the request was invalid: fix the arguments
+		}
+		return &exitError{code: code, err: errors.New(msg)}
 	}
 	return &exitError{code: exitFailed, err: err}
 }
