@@ -1,0 +1,233 @@
+package e2e
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/wasmtask/wasmtask/api"
+)
+
+// TestCLITasks drives submit, get, list, wait and cancel through the
+// binary and checks stdout and the exit codes of INTERFACE.md.
+func TestCLITasks(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{})
+	s.mustCLI(0, "plugin", "deploy", "echo", "../host/testdata/echo.wasm")
+	s.mustCLI(0, "plugin", "deploy", "fail", "../host/testdata/fail.wasm")
+
+	// submit prints the id; get shows it.
+	r := s.mustCLI(0, "submit", "echo", "--input", "hello")
+	id := strings.TrimSpace(r.stdout)
+	if id == "" || strings.ContainsAny(id, " \n\t") {
+		t.Fatalf("submit: want a task id on stdout, got %q", r.stdout)
+	}
+	s.waitFinal(id, 30e9)
+	r = s.mustCLI(0, "get", id)
+	if !strings.HasPrefix(r.stdout, "task "+id+"  completed  handler=echo") || !strings.Contains(r.stdout, "output: HELLO\n") ||
+		!regexp.MustCompile(`attempt 1  ok  module=sha256:`).MatchString(r.stdout) {
+		t.Errorf("get %s:\n%s", id, r.stdout)
+	}
+	var v api.TaskView
+	r = s.mustCLI(0, "get", id, "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.ID != id || v.State != "completed" {
+		t.Errorf("get --json: %v %+v", err, v)
+	}
+
+	// submit --wait prints the final task; exit 0 only when it completed.
+	r = s.mustCLI(0, "submit", "echo", "--input", "wait for it", "--id", "c1", "--wait")
+	if !strings.HasPrefix(r.stdout, "task c1  completed") || !strings.Contains(r.stdout, "output: WAIT FOR IT") {
+		t.Errorf("submit --wait:\n%s", r.stdout)
+	}
+	// The same spec again is a no-op that prints the same id.
+	if r := s.mustCLI(0, "submit", "echo", "--input", "wait for it", "--id", "c1"); strings.TrimSpace(r.stdout) != "c1" {
+		t.Errorf("identical resubmit: %q", r.stdout)
+	}
+	r = s.mustCLI(1, "submit", "echo", "--input", "changed", "--id", "c1")
+	if !strings.Contains(r.stderr, "different spec") {
+		t.Errorf("conflicting resubmit: %s", r)
+	}
+	r = s.mustCLI(1, "submit", "fail", "--input", "0", "--wait")
+	if !strings.Contains(r.stdout, "failed") || !strings.Contains(r.stdout, "permanent: bad input") || !strings.Contains(r.stderr, "did not complete") {
+		t.Errorf("submit --wait of a failing task: %s", r)
+	}
+	r = s.mustCLI(1, "submit", "fail", "--input", "1", "--max-attempts", "2", "--backoff", "fixed:10ms", "--wait", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.State != "failed" || len(attempts(v)) != 2 || !attempts(v)[0].Retryable {
+		t.Errorf("retryable failure, 2 attempts: %v %s", err, r.stdout)
+	}
+
+	// Invalid requests: exit 2 with a message naming the field.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"submit", "nope"}, `handler: no plugin named "nope"`},
+		{[]string{"submit", "echo", "--timeout", "xx"}, "timeout"},
+		{[]string{"submit", "echo", "--max-attempts", "1000"}, "max_attempts"},
+		{[]string{"submit", "echo", "--backoff", "fixed:later"}, "backoff.base"},
+		{[]string{"list", "--state", "done"}, "state"},
+		{[]string{"list", "--limit", "5000"}, "limit"},
+		{[]string{"plugin", "deploy", "bad", "../host/testdata/unknownimport.wasm"}, "wasmtask_v1.fetch"},
+	} {
+		r := s.cli(tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("wasmtask %s: want exit 2 naming %q, got %s", strings.Join(tc.args, " "), tc.want, r)
+		}
+	}
+	// Usage errors: exit 2.
+	for _, args := range [][]string{
+		{"submit"},
+		{"submit", "a", "b"},
+		{"submit", "echo", "--every", "1s"},
+		{"submit", "echo", "--no-such-flag"},
+		{"get"},
+		{"cancel"},
+		{"wait"},
+		{"plugin", "deploy", "x"},
+		{"plugin", "rollback"},
+		{"no-such-command"},
+	} {
+		if r := s.cli(args...); r.code != 2 {
+			t.Errorf("wasmtask %s: want exit 2 (usage), got %s", strings.Join(args, " "), r)
+		}
+	}
+	// Failed operations: exit 1.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "nope"}, "not found"},
+		{[]string{"cancel", "nope"}, "not found"},
+		{[]string{"wait", "nope"}, "not found"},
+		{[]string{"plugin", "rollback", "nope"}, "nope"},
+		{[]string{"plugin", "deploy", "x", "no-such-file.wasm"}, "no-such-file.wasm"},
+	} {
+		r := s.cli(tc.args...)
+		if r.code != 1 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("wasmtask %s: want exit 1 mentioning %q, got %s", strings.Join(tc.args, " "), tc.want, r)
+		}
+	}
+
+	// wait on several tasks: one line each; exit 1 when one did not complete.
+	ok1 := strings.TrimSpace(s.mustCLI(0, "submit", "echo", "--input", "a").stdout)
+	ok2 := strings.TrimSpace(s.mustCLI(0, "submit", "echo", "--input", "b").stdout)
+	bad := strings.TrimSpace(s.mustCLI(0, "submit", "fail", "--input", "0").stdout)
+	r = s.mustCLI(0, "wait", ok1, ok2)
+	if r.stdout != ok1+"\tcompleted\n"+ok2+"\tcompleted\n" {
+		t.Errorf("wait %s %s: %q", ok1, ok2, r.stdout)
+	}
+	r = s.mustCLI(1, "wait", ok1, bad)
+	if !strings.Contains(r.stdout, bad+"\tfailed") || !strings.Contains(r.stderr, "1 of 2 tasks did not complete") {
+		t.Errorf("wait with a failed task: %s", r)
+	}
+
+	// list, newest first, with a cursor line.
+	r = s.mustCLI(0, "list", "--limit", "2")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") || !strings.HasPrefix(lines[1], bad+" ") || !strings.HasPrefix(lines[2], ok2+" ") {
+		t.Fatalf("list --limit 2:\n%s", r.stdout)
+	}
+	cursor, ok := strings.CutPrefix(lines[3], "more: wasmtask list --cursor ")
+	if !ok || cursor != ok2 {
+		t.Fatalf("list --limit 2: last line %q", lines[3])
+	}
+	r = s.mustCLI(0, "list", "--limit", "1", "--cursor", cursor)
+	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) < 2 || !strings.HasPrefix(lines[1], ok1+" ") {
+		t.Errorf("list --cursor %s:\n%s", cursor, r.stdout)
+	}
+	var list api.TaskList
+	r = s.mustCLI(0, "list", "--handler", "fail", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list.Tasks) != 3 {
+		t.Errorf("list --handler fail --json: %v, %d tasks", err, len(list.Tasks))
+	}
+
+	// cancel a task that cannot start (the engine is paused).
+	s.mustCLI(0, "engine", "pause")
+	held := strings.TrimSpace(s.mustCLI(0, "submit", "echo", "--input", "never").stdout)
+	r = s.mustCLI(0, "cancel", held)
+	if r.stdout != held+"\tcanceled\n" {
+		t.Errorf("cancel: %q", r.stdout)
+	}
+	s.mustCLI(0, "engine", "resume")
+	r = s.mustCLI(1, "wait", held)
+	if !strings.Contains(r.stdout, "canceled") {
+		t.Errorf("wait on a canceled task: %s", r)
+	}
+	if v := s.waitFinal(held, 30e9); v.State != "canceled" || len(attempts(v)) != 0 {
+		t.Errorf("canceled task: %s with %d attempts", v.State, len(attempts(v)))
+	}
+}
+
+// TestCLIUnreachable checks exit 3 when no server listens.
+func TestCLIUnreachable(t *testing.T) {
+	t.Parallel()
+	env := []string{"WASMTASK_SERVER=http://" + freePort(t)}
+	for _, args := range [][]string{
+		{"submit", "echo", "--input", "x"},
+		{"get", "x"},
+		{"list"},
+		{"wait", "x"},
+		{"cancel", "x"},
+		{"plugin", "list"},
+		{"plugin", "deploy", "echo", "../host/testdata/echo.wasm"},
+		{"plugin", "rollback", "echo"},
+		{"engine", "status"},
+	} {
+		r := runCLI(t, env, args...)
+		if r.code != 3 || !strings.Contains(r.stderr, "cannot reach the wasmtask server") {
+			t.Errorf("wasmtask %s: want exit 3, got %s", strings.Join(args, " "), r)
+		}
+	}
+	// --server overrides the environment.
+	if r := runCLI(t, nil, "list", "--server", "http://"+freePort(t)); r.code != 3 {
+		t.Errorf("list --server: %s", r)
+	}
+}
+
+// TestCLIPlugins deploys, lists and rolls back through the CLI.
+func TestCLIPlugins(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{})
+	r := s.mustCLI(0, "plugin", "deploy", "p", "../host/testdata/echo.wasm")
+	m := regexp.MustCompile(`^p (sha256:[0-9a-f]{64}) \(activated\)\n$`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("plugin deploy: %q", r.stdout)
+	}
+	v1 := m[1]
+	if r := s.mustCLI(0, "plugin", "deploy", "p", "../host/testdata/echo.wasm"); r.stdout != "p "+v1+" (already active)\n" {
+		t.Errorf("redeploy: %q", r.stdout)
+	}
+	r = s.mustCLI(0, "plugin", "deploy", "p", "testdata/swap_v1.wasm", "--json")
+	var dep struct{ Name, Version, Previous string }
+	if err := json.Unmarshal([]byte(r.stdout), &dep); err != nil || dep.Previous != v1 || dep.Version == v1 {
+		t.Fatalf("plugin deploy --json: %v %s", err, r.stdout)
+	}
+	v2 := dep.Version
+	r = s.mustCLI(0, "plugin", "list")
+	if !regexp.MustCompile(`(?m)^p +` + v2 + ` +handler +2 *$`).MatchString(r.stdout) {
+		t.Errorf("plugin list:\n%s", r.stdout)
+	}
+	// A rejected module leaves v2 active and shows as the last error.
+	r = s.mustCLI(2, "plugin", "deploy", "p", "../host/testdata/nohandle.wasm")
+	if !strings.Contains(r.stderr, "wasmtask_handle") {
+		t.Errorf("deploy nohandle: %s", r)
+	}
+	r = s.mustCLI(0, "plugin", "list")
+	if !strings.Contains(r.stdout, v2) || !strings.Contains(r.stdout, "wasmtask_handle") {
+		t.Errorf("plugin list after a rejected deploy:\n%s", r.stdout)
+	}
+	r = s.mustCLI(0, "plugin", "rollback", "p")
+	if r.stdout != "p "+v1+" (active; was "+v2+")\n" {
+		t.Errorf("plugin rollback: %q", r.stdout)
+	}
+	r = s.mustCLI(0, "submit", "p", "--input", "back on v1", "--wait", "--json")
+	var v api.TaskView
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || *v.Output != "BACK ON V1" || attempts(v)[0].Module != v1 {
+		t.Errorf("task after rollback: %v %s", err, r.stdout)
+	}
+	r = s.mustCLI(0, "plugin", "rollback", "p", "--version", v2)
+	if r.stdout != "p "+v2+" (active; was "+v1+")\n" {
+		t.Errorf("plugin rollback --version: %q", r.stdout)
+	}
+}
