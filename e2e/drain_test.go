@@ -1,0 +1,65 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmtask/wasmtask/api"
+)
+
+// TestSIGTERMDrains stops a busy server with SIGTERM: running attempts
+// finish (none is lost), the process exits 0, and after a restart the
+// rest of the queue completes.
+func TestSIGTERMDrains(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{})
+	ctx := context.Background()
+	s.deploy("flaky", module(t, "flaky"))
+	specs := make([]api.TaskSpec, 300)
+	for i := range specs {
+		specs[i] = api.TaskSpec{ID: fmt.Sprintf("d%03d", i), Handler: "flaky", Input: ptr("spin")}
+	}
+	res, err := s.client.SubmitBatch(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Status != 201 {
+			t.Fatalf("batch: %+v", r)
+		}
+	}
+	// Stop once attempts are running and some have finished.
+	var atStop api.EngineStatus
+	waitFor(t, 30*time.Second, "attempts in flight", func() bool {
+		atStop, err = s.client.EngineStatus(ctx)
+		return err == nil && atStop.InFlight > 0 && atStop.Runs["completed"] > 0
+	})
+	if code := s.stop(30 * time.Second); code != 0 {
+		t.Fatalf("exit code after SIGTERM: %d", code)
+	}
+	log := s.log.String()
+	for _, want := range []string{"shutting down: draining", "stopped"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log has no %q line", want)
+		}
+	}
+	if strings.Contains(log, "drain timeout") {
+		t.Errorf("the drain timed out")
+	}
+
+	s.start()
+	t.Logf("SIGTERM with %d attempts in flight and %d of %d runs completed", atStop.InFlight, atStop.Runs["completed"], len(specs))
+	for _, sp := range specs {
+		v := s.waitFinal(sp.ID, time.Minute)
+		a := attempts(v)
+		if v.State != "completed" || len(a) != 1 || a[0].Outcome != "ok" {
+			t.Errorf("task %s: %s, attempts %+v; want completed on its only attempt (no attempt lost by the drain)", v.ID, v.State, a)
+		}
+	}
+	if st, err := s.client.EngineStatus(ctx); err != nil || st.Runs["completed"] != len(specs) {
+		t.Errorf("completed runs after the restart: %d (%v), want %d", st.Runs["completed"], err, len(specs))
+	}
+}
