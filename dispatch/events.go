@@ -46,24 +46,24 @@ func (t EventType) String() string {
 // the constants). Every decision (next state, retry time, jitter, generated
 // ids) is made before the event is written, so applying it is pure.
 type Event struct {
-	Type      EventType `cbor:"-"`
-	At        int64     `cbor:"1,keyasint,omitempty"` // unix ms of the tick that decided it
-	Task      TaskID    `cbor:"2,keyasint,omitempty"`
-	Run       RunID     `cbor:"3,keyasint,omitempty"`
-	From      RunState  `cbor:"4,keyasint,omitempty"`
-	To        RunState  `cbor:"5,keyasint,omitempty"`
-	Spec      *TaskSpec `cbor:"6,keyasint,omitempty"`
-	Index     int       `cbor:"7,keyasint,omitempty"`
-	DueAt     int64     `cbor:"8,keyasint,omitempty"`
-	Attempt   int       `cbor:"9,keyasint,omitempty"`
-	Worker    string    `cbor:"10,keyasint,omitempty"`
-	LeaseExp  int64     `cbor:"11,keyasint,omitempty"`
-	Outcome   Outcome   `cbor:"12,keyasint,omitempty"`
-	Retryable bool      `cbor:"13,keyasint,omitempty"`
-	Error     string    `cbor:"14,keyasint,omitempty"`
-	Output    []byte    `cbor:"15,keyasint,omitempty"`
-	Module    string    `cbor:"16,keyasint,omitempty"`
-	Reason    string    `cbor:"17,keyasint,omitempty"`
+	Type      EventType `cbor:"-" json:"-"`
+	At        int64     `cbor:"1,keyasint,omitempty" json:"at,omitempty"` // unix ms of the tick that decided it
+	Task      TaskID    `cbor:"2,keyasint,omitempty" json:"task,omitempty"`
+	Run       RunID     `cbor:"3,keyasint,omitempty" json:"run,omitempty"`
+	From      RunState  `cbor:"4,keyasint,omitempty" json:"from,omitempty"`
+	To        RunState  `cbor:"5,keyasint,omitempty" json:"to,omitempty"`
+	Spec      *TaskSpec `cbor:"6,keyasint,omitempty" json:"spec,omitempty"`
+	Index     int       `cbor:"7,keyasint,omitempty" json:"index,omitempty"`
+	DueAt     int64     `cbor:"8,keyasint,omitempty" json:"due_at,omitempty"`
+	Attempt   int       `cbor:"9,keyasint,omitempty" json:"attempt,omitempty"`
+	Worker    string    `cbor:"10,keyasint,omitempty" json:"worker,omitempty"`
+	LeaseExp  int64     `cbor:"11,keyasint,omitempty" json:"lease_exp,omitempty"`
+	Outcome   Outcome   `cbor:"12,keyasint,omitempty" json:"outcome,omitempty"`
+	Retryable bool      `cbor:"13,keyasint,omitempty" json:"retryable,omitempty"`
+	Error     string    `cbor:"14,keyasint,omitempty" json:"error,omitempty"`
+	Output    []byte    `cbor:"15,keyasint,omitempty" json:"output,omitempty"`
+	Module    string    `cbor:"16,keyasint,omitempty" json:"module,omitempty"`
+	Reason    string    `cbor:"17,keyasint,omitempty" json:"reason,omitempty"`
 }
 
 var (

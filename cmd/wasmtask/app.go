@@ -71,6 +71,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			pluginCommand(),
 			engineCommand(),
 			callCommand(),
+			walCommand(),
 		},
 	}
 }

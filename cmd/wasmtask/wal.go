@@ -1,0 +1,102 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/segwal"
+)
+
+func walCommand() *cli.Command {
+	dataDir := &cli.StringFlag{Name: "data-dir", Value: "wasmtask-data", EnvVars: []string{"WASMTASK_DATA_DIR"}, Usage: "data directory of a stopped server"}
+	return &cli.Command{
+		Name:  "wal",
+		Usage: "check and inspect a data directory offline (the server must be stopped)",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "verify",
+				Usage: "check every WAL frame; exit 0 when the log is intact",
+				Description: "Reports what the server would do at start: cut a torn tail (an interrupted write,\n" +
+					"never acknowledged), or refuse damage elsewhere. Changes nothing.",
+				Flags: []cli.Flag{dataDir, jsonFlag},
+				Action: func(c *cli.Context) error {
+					dir := walDir(c)
+					rep, err := segwal.Verify(dir)
+					if err != nil {
+						return walFail(err)
+					}
+					if c.Bool("json") {
+						out := map[string]any{"dir": dir, "segments": rep.Segments, "first": rep.First, "last": rep.Last,
+							"bytes": rep.Bytes, "ok": rep.OK(), "temp_files": rep.TempFiles}
+						if rep.TornTail != nil {
+							out["torn_tail"] = map[string]any{"segment": rep.TornTail.Segment, "offset": rep.TornTail.Offset, "bytes": rep.TornTail.Bytes, "reason": rep.TornTail.Reason.Error()}
+						}
+						if rep.Damage != nil {
+							out["damage"] = rep.Damage.Error()
+							out["bytes_after_damage"] = rep.DamageSize
+						}
+						printJSON(c.App.Writer, out)
+					} else {
+						w := c.App.Writer
+						fmt.Fprintf(w, "%s: %d segments, records %d..%d, %d bytes\n", dir, rep.Segments, rep.First, rep.Last, rep.Bytes)
+						for _, t := range rep.TempFiles {
+							fmt.Fprintf(w, "leftover temporary file %s (removed at the next start)\n", t)
+						}
+						if t := rep.TornTail; t != nil {
+							fmt.Fprintf(w, "torn tail: %d bytes at %s offset %d (%v); the next start cuts it: those records were never acknowledged\n", t.Bytes, t.Segment, t.Offset, t.Reason)
+						}
+						if rep.Damage != nil {
+							fmt.Fprintf(w, "DAMAGE: %v\n%d bytes follow the damage. The server refuses to start; to keep the longest valid prefix and drop them, start it once with repair (not automatic: records after the damage may have been acknowledged)\n", rep.Damage, rep.DamageSize)
+						}
+						if rep.OK() {
+							fmt.Fprintln(w, "ok")
+						}
+					}
+					if rep.Damage != nil {
+						return &exitError{code: exitFailed, err: errors.New("the WAL is damaged")}
+					}
+					return nil
+				},
+			},
+			{
+				Name:  "dump",
+				Usage: "print every WAL record as JSON lines",
+				Flags: []cli.Flag{dataDir, &cli.Uint64Flag{Name: "from", Usage: "first sequence to print"}},
+				Action: func(c *cli.Context) error {
+					enc := json.NewEncoder(c.App.Writer)
+					from := c.Uint64("from")
+					err := segwal.ReadDir(walDir(c), func(seq uint64, rec []byte) error {
+						if seq < from {
+							return nil
+						}
+						ev, err := dispatch.DecodeEvent(rec)
+						if err != nil {
+							return enc.Encode(map[string]any{"seq": seq, "error": err.Error(), "bytes": len(rec)})
+						}
+						return enc.Encode(map[string]any{"seq": seq, "type": ev.Type.String(), "event": ev})
+					})
+					if err != nil {
+						return walFail(err)
+					}
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func walDir(c *cli.Context) string {
+	return dispatch.WALDir(filepath.Clean(c.String("data-dir")) + "/engine")
+}
+
+func walFail(err error) error {
+	if errors.Is(err, segwal.ErrLocked) {
+		return &exitError{code: exitFailed, err: fmt.Errorf("%v", err)}
+	}
+	return &exitError{code: exitFailed, err: err}
+}
