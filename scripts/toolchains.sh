@@ -1,19 +1,80 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what building non-Go guests needs on a fresh Debian
-# machine (see ../shared/design/FACTS.md). Usage: scripts/toolchains.sh [wat] [c] [rust] [as]
-# With no argument it installs everything. Each part is skipped when present.
+# machine (sdk/README.md, sdk/<lang>/README.md):
+#
+#   scripts/toolchains.sh [c] [rust] [as] [wat]    # no argument: all four
+#
+#   c     clang-14, lld-14, wasi-libc, libclang-rt-14-dev-wasm32 (apt)
+#   rust  Debian's rustc 1.63 and its wasm32-wasi std (apt; use /usr/bin/rustc)
+#   as    AssemblyScript 0.28.20 into sdk/assemblyscript/node_modules (npm ci,
+#         project-local, never global; nodejs and npm from apt when missing)
+#   wat   wabt (wat2wasm)
+#
+# A part whose packages are present is skipped; apt-get update runs at most
+# once, and only when the package lists are older than a day. The versions in
+# use are printed and written to build/toolchains.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want() { [ $# -eq 0 ] && return 0; for w in "${@:2}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(c rust as wat)
+for p in "${parts[@]}"; do
+	case "$p" in
+	c | rust | as | wat) ;;
+	*) echo "toolchains: unknown part '$p' (want c, rust, as, wat)" >&2; exit 2 ;;
+	esac
+done
+want() { for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
+
 sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 apt_updated=0
 apt_install() {
-	if [ $apt_updated = 0 ]; then sudo_if apt-get update -qq; apt_updated=1; fi
-	sudo_if env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+	local missing=()
+	for pkg in "$@"; do installed "$pkg" || missing+=("$pkg"); done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	command -v apt-get >/dev/null || { echo "toolchains: apt-get not found: install ${missing[*]} by hand (Debian 12 package names)" >&2; exit 1; }
+	if [ $apt_updated = 0 ] && ! find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | grep -q .; then
+		echo "toolchains: apt-get update"
+		sudo_if apt-get update -qq
+	fi
+	apt_updated=1
+	echo "toolchains: apt-get install ${missing[*]}"
+	sudo_if env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+pkgver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
 
-parts=("$@")
-if want wat "${parts[@]}" && ! command -v wat2wasm >/dev/null; then
-	echo "toolchains: installing wabt (wat2wasm)"; apt_install wabt
+versions=()
+if want c; then
+	apt_install clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32
+	versions+=("c: clang-14 $(pkgver clang-14), lld-14 $(pkgver lld-14), wasi-libc $(pkgver wasi-libc)")
 fi
+if want rust; then
+	apt_install rustc libstd-rust-dev-wasm32
+	versions+=("rust: $(/usr/bin/rustc --version) (Debian $(pkgver rustc)), libstd-rust-dev-wasm32 $(pkgver libstd-rust-dev-wasm32)")
+fi
+if want as; then
+	command -v npm >/dev/null || apt_install nodejs npm
+	asdir=sdk/assemblyscript
+	if [ "$(cd "$asdir" && node -p 'try{require("assemblyscript/package.json").version}catch(e){""}' 2>/dev/null)" != 0.28.20 ]; then
+		echo "toolchains: npm ci in $asdir (assemblyscript 0.28.20, project-local)"
+		(cd "$asdir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+	fi
+	versions+=("as: assemblyscript $(cd "$asdir" && node -p 'require("assemblyscript/package.json").version'), node $(node --version)")
+fi
+if want wat; then
+	apt_install wabt
+	versions+=("wat: wabt $(wat2wasm --version)")
+fi
+
+# build/toolchains.txt keeps one line per part, the other parts' lines included.
+mkdir -p build
+touch build/toolchains.txt
+{
+	for p in "${parts[@]}"; do echo "^$p: "; done >build/toolchains.keep
+	grep -v -f build/toolchains.keep build/toolchains.txt || true
+	for v in "${versions[@]}"; do echo "$v"; done
+} | sort >build/toolchains.txt.tmp
+rm -f build/toolchains.keep
+mv build/toolchains.txt.tmp build/toolchains.txt
+for v in "${versions[@]}"; do echo "toolchains: $v"; done
