@@ -325,9 +325,9 @@ func (l *Log) closeQuietly() {
 	if l.enc != nil {
 		l.enc.Close()
 	}
-	if l.dec != nil {
-		l.dec.Close()
-	}
+	// l.dec is not closed: a Reader created before Close may still be
+	// decoding with it (zstd.Decoder.Close is not safe concurrently with
+	// DecodeAll), and it holds no goroutine, only memory for the GC.
 	if l.lock != nil {
 		l.lock.Close() // releases the flock
 		l.lock = nil
