@@ -260,7 +260,7 @@ func TestAPIRollback(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, serverOpts{})
 	ctx := context.Background()
-	v1 := s.deploy("p", hostModule(t, "echo"))  // upper-cases
+	v1 := s.deploy("p", hostModule(t, "echo")) // upper-cases
 	if r := s.do("POST", "/v1/plugins/p/rollback", nil); r.status != 400 || r.apiError(t).Field != "version" {
 		t.Errorf("rollback with a single version: %d %s", r.status, r.body)
 	}
