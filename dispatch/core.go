@@ -1,7 +1,6 @@
 package dispatch
 
 import (
-	"container/heap"
 	"errors"
 	"fmt"
 	"io"
@@ -380,7 +379,7 @@ func (c *Core) expireLeases(now int64) error {
 		if !ok || e.at > now {
 			return nil
 		}
-		heap.Pop(&c.s.leases)
+		c.s.leases.pop()
 		if err := c.closeAsLost(now, e.run, EvLeaseExpired, "lease expired: the worker did not finish or renew in time"); err != nil {
 			return err
 		}
@@ -394,7 +393,7 @@ func (c *Core) promoteDue(now int64) error {
 		if !ok || e.at > now {
 			return nil
 		}
-		heap.Pop(&c.s.timers)
+		c.s.timers.pop()
 		r := e.run
 		if err := c.emit(Event{Type: EvRunTransition, At: now, Task: r.Task, Run: r.ID, From: r.State, To: RunReady, DueAt: r.DueAt}); err != nil {
 			return err
@@ -411,7 +410,7 @@ func (c *Core) leaseReady(now int64) error {
 		if !ok {
 			return nil
 		}
-		heap.Pop(&c.s.ready)
+		c.s.ready.pop()
 		r := e.run
 		t := c.s.Tasks[r.Task]
 		slot := c.takeSlot(r.ID)

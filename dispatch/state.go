@@ -96,25 +96,128 @@ func (h *dueHeap) Pop() any {
 	return x
 }
 
+// The heaps are used through the typed push/pop below rather than
+// container/heap, whose any-typed Push and Pop allocate for every entry.
+// heapLess is the part of heap.Interface that sifting needs.
+type heapLess interface {
+	Len() int
+	Less(i, j int) bool
+	Swap(i, j int)
+}
+
+func siftUp(h heapLess, j int) {
+	for {
+		i := (j - 1) / 2 // parent
+		if i == j || !h.Less(j, i) {
+			break
+		}
+		h.Swap(i, j)
+		j = i
+	}
+}
+
+func siftDown(h heapLess, i0, n int) {
+	i := i0
+	for {
+		j1 := 2*i + 1
+		if j1 >= n || j1 < 0 {
+			break
+		}
+		j := j1 // left child
+		if j2 := j1 + 1; j2 < n && h.Less(j2, j1) {
+			j = j2
+		}
+		if !h.Less(j, i) {
+			break
+		}
+		h.Swap(i, j)
+		i = j
+	}
+}
+
+func (h *dueHeap) push(e dueEntry) {
+	*h = append(*h, e)
+	siftUp(h, len(*h)-1)
+}
+
+// pop removes the first entry (as heap.Pop does).
+func (h *dueHeap) pop() {
+	n := len(*h) - 1
+	h.Swap(0, n)
+	siftDown(h, 0, n)
+	(*h)[n] = dueEntry{}
+	*h = (*h)[:n]
+}
+
+func (h *readyHeap) push(e readyEntry) {
+	*h = append(*h, e)
+	siftUp(h, len(*h)-1)
+}
+
+func (h *readyHeap) pop() {
+	n := len(*h) - 1
+	h.Swap(0, n)
+	siftDown(h, 0, n)
+	(*h)[n] = readyEntry{}
+	*h = (*h)[:n]
+}
+
+// Stale entries leave a heap only when they reach its top, which for a
+// lease is its expiry (timeout + grace) and during a replay never. So that
+// they do not pile up (2 lease entries per attempt, each pinning its Run),
+// a heap holding more than twice its live entries (plus some slack) is
+// rebuilt from the live ones: amortized O(1) per push, deterministic.
+const heapSlack = 1024
+
+func (h *dueHeap) compact(live int) {
+	if len(*h) <= 2*live+heapSlack {
+		return
+	}
+	kept := (*h)[:0]
+	for _, e := range *h {
+		if e.run.gen == e.gen {
+			kept = append(kept, e)
+		}
+	}
+	clear((*h)[len(kept):])
+	*h = kept
+	heap.Init(h)
+}
+
+func (h *readyHeap) compact(live int) {
+	if len(*h) <= 2*live+heapSlack {
+		return
+	}
+	kept := (*h)[:0]
+	for _, e := range *h {
+		if e.run.gen == e.gen {
+			kept = append(kept, e)
+		}
+	}
+	clear((*h)[len(kept):])
+	*h = kept
+	heap.Init(h)
+}
+
 // peekValid drops stale entries and returns the first live one.
 func (h *dueHeap) peekValid() (dueEntry, bool) {
-	for h.Len() > 0 {
+	for len(*h) > 0 {
 		e := (*h)[0]
 		if e.run.gen == e.gen {
 			return e, true
 		}
-		heap.Pop(h)
+		h.pop()
 	}
 	return dueEntry{}, false
 }
 
 func (h *readyHeap) peekValid() (readyEntry, bool) {
-	for h.Len() > 0 {
+	for len(*h) > 0 {
 		e := (*h)[0]
 		if e.run.gen == e.gen {
 			return e, true
 		}
-		heap.Pop(h)
+		h.pop()
 	}
 	return readyEntry{}, false
 }
@@ -126,11 +229,14 @@ func (s *State) index(r *Run) {
 	switch r.State {
 	case RunReady:
 		t := s.Tasks[r.Task]
-		heap.Push(&s.ready, readyEntry{run: r, gen: r.gen, priority: t.Spec.Priority, due: r.DueAt, seq: t.SubmitSeq})
+		s.ready.push(readyEntry{run: r, gen: r.gen, priority: t.Spec.Priority, due: r.DueAt, seq: t.SubmitSeq})
+		s.ready.compact(s.counts[RunReady])
 	case RunScheduled, RunRetryWait:
-		heap.Push(&s.timers, dueEntry{run: r, gen: r.gen, at: r.DueAt})
+		s.timers.push(dueEntry{run: r, gen: r.gen, at: r.DueAt})
+		s.timers.compact(s.counts[RunScheduled] + s.counts[RunRetryWait])
 	case RunLeased, RunRunning:
-		heap.Push(&s.leases, dueEntry{run: r, gen: r.gen, at: r.LeaseExp})
+		s.leases.push(dueEntry{run: r, gen: r.gen, at: r.LeaseExp})
+		s.leases.compact(s.inflight)
 	}
 }
 
