@@ -73,7 +73,11 @@ func apply(s *State, e *Event) error {
 			delete(s.Runs, id)
 		}
 		delete(s.Tasks, e.Task)
-		if i := slices.Index(s.finals, e.Task); i >= 0 {
+		// Retention drops the oldest final task: pop it in O(1) rather
+		// than shifting the whole list.
+		if len(s.finals) > 0 && s.finals[0] == e.Task {
+			s.finals = s.finals[1:]
+		} else if i := slices.Index(s.finals, e.Task); i >= 0 {
 			s.finals = slices.Delete(s.finals, i, i+1)
 		}
 	default:
