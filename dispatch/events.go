@@ -1,8 +1,12 @@
 package dispatch
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -94,17 +98,19 @@ func init() {
 var ErrUnknownEvent = errors.New("dispatch: unknown event type")
 
 // appendEvent appends the WAL record of e to dst: the type byte, then the
-// CBOR body.
+// CBOR body. The body is built by appendEventBody, which writes exactly
+// the bytes encMode.Marshal(e) would (canonical CBOR), without reflection.
 func appendEvent(dst []byte, e *Event) ([]byte, error) {
 	if e.Type == evInvalid || int(e.Type) >= len(eventNames) {
 		return dst, fmt.Errorf("dispatch: encode %v: %w", e.Type, ErrUnknownEvent)
 	}
+	start := len(dst)
 	dst = append(dst, byte(e.Type))
-	body, err := encMode.Marshal(e)
+	dst, err := appendEventBody(dst, e)
 	if err != nil {
-		return dst, fmt.Errorf("dispatch: encode %v: %w", e.Type, err)
+		return dst[:start], fmt.Errorf("dispatch: encode %v: %w", e.Type, err)
 	}
-	return append(dst, body...), nil
+	return dst, nil
 }
 
 // decodeEvent parses one WAL record. Unknown types and trailing bytes are
@@ -118,13 +124,276 @@ func decodeEvent(rec []byte) (Event, error) {
 	if t == evInvalid || int(t) >= len(eventNames) {
 		return e, fmt.Errorf("%w %d", ErrUnknownEvent, rec[0])
 	}
-	rest, err := decMode.UnmarshalFirst(rec[1:], &e)
-	if err != nil {
-		return e, fmt.Errorf("dispatch: decode %v: %w", t, err)
+	rest, ok := decodeEventBody(rec[1:], &e)
+	if !ok {
+		// Anything the fast path does not fully understand (and every
+		// error) goes through the CBOR library, which decides.
+		e = Event{}
+		var err error
+		rest, err = decMode.UnmarshalFirst(rec[1:], &e)
+		if err != nil {
+			return e, fmt.Errorf("dispatch: decode %v: %w", t, err)
+		}
 	}
 	if len(rest) != 0 {
 		return e, fmt.Errorf("dispatch: decode %v: %d unexpected bytes after the event", t, len(rest))
 	}
 	e.Type = t
 	return e, nil
+}
+
+// The event codec's fast path. Every event of every tick is encoded, and
+// every event of the log decoded at recovery, so the body of an Event
+// (a CBOR map with small integer keys) is written and read here by hand.
+// The bytes are those of encMode (CoreDetEncOptions): keys in ascending
+// order, zero fields omitted, shortest heads. The nested TaskSpec of
+// EvTaskSubmitted still goes through the library both ways.
+
+const (
+	cborUint  = 0 << 5
+	cborNeg   = 1 << 5
+	cborBytes = 2 << 5
+	cborText  = 3 << 5
+	cborMap   = 5 << 5
+	cborFalse = 0xf4
+	cborTrue  = 0xf5
+)
+
+// appendHead appends a CBOR head of major type major (already shifted)
+// and argument v in its shortest form.
+func appendHead(dst []byte, major byte, v uint64) []byte {
+	switch {
+	case v < 24:
+		return append(dst, major|byte(v))
+	case v <= 0xff:
+		return append(dst, major|24, byte(v))
+	case v <= 0xffff:
+		return append(dst, major|25, byte(v>>8), byte(v))
+	case v <= 0xffffffff:
+		return append(dst, major|26, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	}
+	return append(dst, major|27, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+}
+
+func appendInt(dst []byte, key byte, v int64) []byte {
+	dst = append(dst, key)
+	if v < 0 {
+		return appendHead(dst, cborNeg, uint64(-(v + 1)))
+	}
+	return appendHead(dst, cborUint, uint64(v))
+}
+
+func appendText(dst []byte, key byte, s string) []byte {
+	dst = appendHead(append(dst, key), cborText, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// appendEventBody appends the CBOR map of e's fields.
+func appendEventBody(dst []byte, e *Event) ([]byte, error) {
+	n := 0
+	for _, set := range [...]bool{e.At != 0, e.Task != "", e.Run != "", e.From != "", e.To != "", e.Spec != nil,
+		e.Index != 0, e.DueAt != 0, e.Attempt != 0, e.Worker != "", e.LeaseExp != 0, e.Outcome != "",
+		e.Retryable, e.Error != "", len(e.Output) > 0, e.Module != "", e.Reason != ""} {
+		if set {
+			n++
+		}
+	}
+	dst = appendHead(dst, cborMap, uint64(n))
+	if e.At != 0 {
+		dst = appendInt(dst, 1, e.At)
+	}
+	if e.Task != "" {
+		dst = appendText(dst, 2, string(e.Task))
+	}
+	if e.Run != "" {
+		dst = appendText(dst, 3, string(e.Run))
+	}
+	if e.From != "" {
+		dst = appendText(dst, 4, string(e.From))
+	}
+	if e.To != "" {
+		dst = appendText(dst, 5, string(e.To))
+	}
+	if e.Spec != nil {
+		spec, err := encMode.Marshal(e.Spec)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(append(dst, 6), spec...)
+	}
+	if e.Index != 0 {
+		dst = appendInt(dst, 7, int64(e.Index))
+	}
+	if e.DueAt != 0 {
+		dst = appendInt(dst, 8, e.DueAt)
+	}
+	if e.Attempt != 0 {
+		dst = appendInt(dst, 9, int64(e.Attempt))
+	}
+	if e.Worker != "" {
+		dst = appendText(dst, 10, e.Worker)
+	}
+	if e.LeaseExp != 0 {
+		dst = appendInt(dst, 11, e.LeaseExp)
+	}
+	if e.Outcome != "" {
+		dst = appendText(dst, 12, string(e.Outcome))
+	}
+	if e.Retryable {
+		dst = append(dst, 13, cborTrue)
+	}
+	if e.Error != "" {
+		dst = appendText(dst, 14, e.Error)
+	}
+	if len(e.Output) > 0 {
+		dst = appendHead(append(dst, 15), cborBytes, uint64(len(e.Output)))
+		dst = append(dst, e.Output...)
+	}
+	if e.Module != "" {
+		dst = appendText(dst, 16, e.Module)
+	}
+	if e.Reason != "" {
+		dst = appendText(dst, 17, e.Reason)
+	}
+	return dst, nil
+}
+
+// readHead reads a CBOR head with a definite argument in its shortest
+// form; ok is false for anything else (the library then decides).
+func readHead(b []byte) (major byte, v uint64, rest []byte, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, nil, false
+	}
+	major, info := b[0]&0xe0, b[0]&0x1f
+	switch {
+	case info < 24:
+		return major, uint64(info), b[1:], true
+	case info == 24 && len(b) >= 2:
+		v = uint64(b[1])
+		return major, v, b[2:], v >= 24
+	case info == 25 && len(b) >= 3:
+		v = uint64(binary.BigEndian.Uint16(b[1:]))
+		return major, v, b[3:], v > 0xff
+	case info == 26 && len(b) >= 5:
+		v = uint64(binary.BigEndian.Uint32(b[1:]))
+		return major, v, b[5:], v > 0xffff
+	case info == 27 && len(b) >= 9:
+		v = binary.BigEndian.Uint64(b[1:])
+		return major, v, b[9:], v > 0xffffffff
+	}
+	return 0, 0, nil, false
+}
+
+func readInt(b []byte) (int64, []byte, bool) {
+	major, v, rest, ok := readHead(b)
+	if !ok || v > math.MaxInt64 {
+		return 0, nil, false
+	}
+	switch major {
+	case cborUint:
+		return int64(v), rest, true
+	case cborNeg:
+		return -1 - int64(v), rest, true
+	}
+	return 0, nil, false
+}
+
+// readString reads a definite string of the given major type whose bytes
+// are valid UTF-8 when it is text.
+func readString(b []byte, want byte) ([]byte, []byte, bool) {
+	major, n, rest, ok := readHead(b)
+	if !ok || major != want || n > uint64(len(rest)) {
+		return nil, nil, false
+	}
+	s := rest[:n]
+	if want == cborText && !utf8.Valid(s) {
+		return nil, nil, false
+	}
+	return s, rest[n:], true
+}
+
+// decodeEventBody decodes the CBOR map of an event in the form
+// appendEventBody writes: ascending keys 1..17, shortest heads, definite
+// lengths. It returns ok false, having decided nothing, for any other
+// input, valid or not: the caller then hands it to the library, so this
+// path never accepts what the library would reject or read differently.
+func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
+	major, n, b, ok := readHead(b)
+	if !ok || major != cborMap || n > 17 {
+		return nil, false
+	}
+	prev := byte(0)
+	for range n {
+		if len(b) == 0 || b[0] <= prev || b[0] > 17 {
+			return nil, false // not a known key in ascending order
+		}
+		key := b[0]
+		prev, b = key, b[1:]
+		var iv int64
+		var sv []byte
+		switch key {
+		case 1, 7, 8, 9, 11:
+			iv, b, ok = readInt(b)
+			if ok && (key == 7 || key == 9) && int64(int(iv)) != iv {
+				ok = false
+			}
+		case 15:
+			sv, b, ok = readString(b, cborBytes)
+			ok = ok && len(sv) > 0
+		case 13:
+			ok = len(b) > 0 && (b[0] == cborTrue || b[0] == cborFalse)
+			if ok {
+				e.Retryable = b[0] == cborTrue
+				b = b[1:]
+			}
+		case 6:
+			if len(b) == 0 || b[0]&0xe0 != cborMap {
+				return nil, false
+			}
+			spec := new(TaskSpec)
+			var err error
+			if b, err = decMode.UnmarshalFirst(b, spec); err != nil {
+				return nil, false
+			}
+			e.Spec = spec
+		default:
+			sv, b, ok = readString(b, cborText)
+		}
+		if !ok {
+			return nil, false
+		}
+		switch key {
+		case 1:
+			e.At = iv
+		case 2:
+			e.Task = TaskID(sv)
+		case 3:
+			e.Run = RunID(sv)
+		case 4:
+			e.From = RunState(sv)
+		case 5:
+			e.To = RunState(sv)
+		case 7:
+			e.Index = int(iv)
+		case 8:
+			e.DueAt = iv
+		case 9:
+			e.Attempt = int(iv)
+		case 10:
+			e.Worker = string(sv)
+		case 11:
+			e.LeaseExp = iv
+		case 12:
+			e.Outcome = Outcome(sv)
+		case 14:
+			e.Error = string(sv)
+		case 15:
+			e.Output = bytes.Clone(sv)
+		case 16:
+			e.Module = string(sv)
+		case 17:
+			e.Reason = string(sv)
+		}
+	}
+	return b, true
 }
