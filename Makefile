@@ -2,7 +2,7 @@
 GO ?= go
 BENCHTIME ?= 2s
 
-.PHONY: test vet unit bench fuzz build clean wasm toolchains demo examples
+.PHONY: test vet unit bench bench-server fuzz build clean wasm toolchains demo examples
 
 test: vet unit
 
@@ -17,6 +17,11 @@ unit:
 # Benchmarks of the host: one attempt side by side with bare wazero (host/bench_test.go).
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -benchmem ./segwal/ ./host/
+
+# The whole server through its HTTP API (scripts/bench-server.sh, `wasmtask bench`):
+# tasks/s with 1 and 32 clients and with batch submits, latency at 200/s and 1000/s.
+bench-server:
+	scripts/bench-server.sh
 
 # Short run of the frame-reader fuzzer; FUZZTIME=10m for a longer one.
 FUZZTIME ?= 30s
@@ -36,7 +41,7 @@ toolchains:
 # Regenerates the checked-in test modules from their .wat sources.
 wasm:
 	scripts/toolchains.sh wat
-	for f in host/testdata/*.wat; do wat2wasm "$$f" -o "$${f%.wat}.wasm"; done
+	for f in host/testdata/*.wat e2e/testdata/*.wat; do wat2wasm "$$f" -o "$${f%.wat}.wasm"; done
 
 # The quick start: build, serve the examples, run tasks, stop.
 demo:

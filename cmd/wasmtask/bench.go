@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/wasmtask/wasmtask/api"
+)
+
+// noopModule is a handler that does nothing and succeeds, deployed as
+// plugin "bench-noop" when bench is given no --handler:
+//
+//	(module
+//	  (memory (export "memory") 1)
+//	  (func (export "wasmtask_handle") (result i32) (i32.const 0)))
+var noopModule = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60,
+	0x00, 0x01, 0x7f, 0x03, 0x02, 0x01, 0x00, 0x05, 0x03, 0x01, 0x00, 0x01,
+	0x07, 0x1c, 0x02, 0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72, 0x79, 0x02, 0x00,
+	0x0f, 0x77, 0x61, 0x73, 0x6d, 0x74, 0x61, 0x73, 0x6b, 0x5f, 0x68, 0x61,
+	0x6e, 0x64, 0x6c, 0x65, 0x00, 0x00, 0x0a, 0x06, 0x01, 0x04, 0x00, 0x41,
+	0x00, 0x0b,
+}
+
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "measure a running server through the HTTP API",
+		Description: "Throughput: --tasks tasks submitted one per request by each number of --clients, then in\n" +
+			"batches of --batch; the clock runs from the first submit until the engine counts them all final.\n" +
+			"Latency: for each of --rates, tasks submitted at that steady rate for --duration, each followed\n" +
+			"by a long-poll wait; the latency is from the submit request to the wait's answer.\n" +
+			"Without --handler it deploys a built-in no-op module as plugin bench-noop. Other tasks on the\n" +
+			"server disturb the throughput figures, which read the engine's counters.",
+		Flags: clientFlags(
+			&cli.StringFlag{Name: "handler", Usage: "handler to run (default: deploy and use the built-in no-op)"},
+			&cli.IntFlag{Name: "tasks", Value: 5000, Usage: "tasks per throughput scenario"},
+			&cli.StringFlag{Name: "clients", Value: "1,32", Usage: "concurrent clients of the throughput scenarios (comma-separated)"},
+			&cli.IntFlag{Name: "batch", Value: 500, Usage: "tasks per POST /v1/tasks/batch (0: skip the batch scenario)"},
+			&cli.StringFlag{Name: "rates", Value: "200,1000", Usage: "offered rates of the latency scenarios, tasks/s (comma-separated; empty: skip)"},
+			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "length of each latency scenario"},
+		),
+		Action: runBench,
+	}
+}
+
+func parseInts(flag, s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fail(exitUsage, "--%s: want positive integers separated by commas, got %q", flag, s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func runBench(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return fail(exitUsage, "bench takes no arguments, got %q", c.Args().Slice())
+	}
+	clients, err := parseInts("clients", c.String("clients"))
+	if err != nil {
+		return err
+	}
+	rates, err := parseInts("rates", c.String("rates"))
+	if err != nil {
+		return err
+	}
+	if c.Int("tasks") < 1 {
+		return fail(exitUsage, "--tasks must be at least 1")
+	}
+	cl := clientFrom(c)
+	// Many requests in flight: keep their connections for reuse.
+	cl.HTTP = &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}}
+	defer cl.HTTP.CloseIdleConnections()
+	b := &bench{ctx: c.Context, cl: cl, out: c.App.Writer, handler: c.String("handler")}
+	if b.handler == "" {
+		res, err := cl.PluginDeploy(c.Context, "bench-noop", noopModule, nil)
+		if err != nil {
+			return apiFail(err)
+		}
+		b.handler = "bench-noop"
+		fmt.Fprintf(b.out, "handler bench-noop %s (built-in no-op)\n", res.Version)
+	}
+	if _, err := cl.EngineStatus(c.Context); err != nil {
+		return apiFail(err)
+	}
+	fmt.Fprintf(b.out, "server %s\n\n", cl.BaseURL)
+
+	tw := tabwriter.NewWriter(b.out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\ttasks\tseconds\tsubmitted/s\tcompleted/s\t")
+	// Rows are printed when a table is done; progress goes to stderr.
+	progress := func(format string, args ...any) { fmt.Fprintf(c.App.ErrWriter, "bench: "+format+"\n", args...) }
+	for _, n := range clients {
+		progress("%d tasks, one per request, from %d clients", c.Int("tasks"), n)
+		r, err := b.throughput(c.Int("tasks"), n, 1)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "POST /v1/tasks, %d clients\t%d\t%.2f\t%.0f\t%.0f\t\n", n, r.tasks, r.total.Seconds(), r.submitRate(), r.completeRate())
+	}
+	if size := c.Int("batch"); size > 0 {
+		progress("%d tasks in batches of %d", c.Int("tasks"), size)
+		r, err := b.throughput(c.Int("tasks"), 1, size)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "POST /v1/tasks/batch of %d, 1 client\t%d\t%.2f\t%.0f\t%.0f\t\n", size, r.tasks, r.total.Seconds(), r.submitRate(), r.completeRate())
+	}
+	tw.Flush()
+	if len(rates) > 0 {
+		fmt.Fprintln(b.out)
+		tw = tabwriter.NewWriter(b.out, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "offered rate\tachieved/s\ttasks\terrors\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
+		for _, rate := range rates {
+			progress("%d tasks/s for %v, each waited for", rate, c.Duration("duration"))
+			r, err := b.latency(rate, c.Duration("duration"))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(tw, "%d/s\t%.0f\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t\n", rate, r.achieved, len(r.lat), r.errors,
+				ms(r.pct(0.50)), ms(r.pct(0.90)), ms(r.pct(0.99)), ms(r.pct(1)))
+		}
+		tw.Flush()
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+type bench struct {
+	ctx     context.Context
+	cl      *api.Client
+	out     io.Writer
+	handler string
+}
+
+type throughputResult struct {
+	tasks  int
+	submit time.Duration // first submit to last acknowledgment
+	total  time.Duration // first submit to all final
+}
+
+func (r throughputResult) submitRate() float64   { return float64(r.tasks) / r.submit.Seconds() }
+func (r throughputResult) completeRate() float64 { return float64(r.tasks) / r.total.Seconds() }
+
+// finalRuns counts the engine's completed and failed runs.
+func (b *bench) finalRuns() (int, error) {
+	st, err := b.cl.EngineStatus(b.ctx)
+	if err != nil {
+		return 0, apiFail(err)
+	}
+	return st.Runs["completed"] + st.Runs["failed"], nil
+}
+
+// throughput submits n tasks from clients goroutines, size tasks per
+// request (1: POST /v1/tasks, more: the batch endpoint), and waits until
+// the engine counts n more final runs.
+func (b *bench) throughput(n, clients, size int) (throughputResult, error) {
+	base, err := b.finalRuns()
+	if err != nil {
+		return throughputResult{}, err
+	}
+	reqs := make(chan int, n/size+1)
+	for left := n; left > 0; left -= size {
+		reqs <- min(size, left)
+	}
+	close(reqs)
+	start := time.Now()
+	var firstErr atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range reqs {
+				if firstErr.Load() != nil {
+					return
+				}
+				if err := b.submit(k); err != nil {
+					firstErr.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if p := firstErr.Load(); p != nil {
+		return throughputResult{}, apiFail(*p)
+	}
+	r := throughputResult{tasks: n, submit: time.Since(start)}
+	for {
+		done, err := b.finalRuns()
+		if err != nil {
+			return r, err
+		}
+		if done >= base+n {
+			break
+		}
+		select {
+		case <-b.ctx.Done():
+			return r, b.ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	r.total = time.Since(start)
+	return r, nil
+}
+
+func (b *bench) submit(k int) error {
+	if k == 1 {
+		_, err := b.cl.Submit(b.ctx, api.TaskSpec{Handler: b.handler})
+		return err
+	}
+	specs := make([]api.TaskSpec, k)
+	for i := range specs {
+		specs[i] = api.TaskSpec{Handler: b.handler}
+	}
+	res, err := b.cl.SubmitBatch(b.ctx, specs)
+	if err != nil {
+		return err
+	}
+	for _, r := range res {
+		if r.Error != nil {
+			return r.Error
+		}
+	}
+	return nil
+}
+
+type latencyResult struct {
+	lat      []time.Duration // sorted
+	errors   int
+	achieved float64 // submits started per second
+}
+
+func (r latencyResult) pct(q float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	return r.lat[int(q*float64(len(r.lat)-1))]
+}
+
+// latency offers rate tasks/s for d, open loop: each task is submitted at
+// its scheduled time whatever the previous ones are doing, then waited
+// for; its latency runs from the submit request to the wait's answer.
+func (b *bench) latency(rate int, d time.Duration) (latencyResult, error) {
+	n := int(float64(rate) * d.Seconds())
+	interval := time.Second / time.Duration(rate)
+	var (
+		mu     sync.Mutex
+		res    latencyResult
+		wg     sync.WaitGroup
+		errMsg error
+	)
+	start := time.Now()
+	for i := range n {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			time.Sleep(wait) // pacing the offered load
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			err := b.submitAndWait()
+			el := time.Since(t0)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.errors++
+				if errMsg == nil {
+					errMsg = err
+				}
+				return
+			}
+			res.lat = append(res.lat, el)
+		}()
+	}
+	res.achieved = float64(n) / time.Since(start).Seconds()
+	wg.Wait()
+	if errMsg != nil && api.IsUnreachable(errMsg) {
+		return res, apiFail(errMsg)
+	}
+	if errMsg != nil {
+		fmt.Fprintf(b.out, "rate %d/s: %d errors, the first: %v\n", rate, res.errors, errMsg)
+	}
+	slices.Sort(res.lat)
+	return res, nil
+}
+
+func (b *bench) submitAndWait() error {
+	res, err := b.cl.Submit(b.ctx, api.TaskSpec{Handler: b.handler})
+	if err != nil {
+		return err
+	}
+	v := res.Task
+	for !isFinal(v.State) {
+		if v, err = b.cl.TaskWait(b.ctx, v.ID, time.Minute); err != nil {
+			return err
+		}
+	}
+	if v.State != "completed" {
+		return errors.New("task " + v.ID + " " + v.State)
+	}
+	return nil
+}
