@@ -53,6 +53,21 @@ func TestAPISubmitStatusCodes(t *testing.T) {
 		t.Errorf("resubmit of a completed task: %d %s", r.status, r.body)
 	}
 
+	// Cancel a task that cannot start (the engine is paused).
+	if r := s.do("POST", "/v1/engine/pause", nil); r.status != 200 {
+		t.Fatalf("pause: %d %s", r.status, r.body)
+	}
+	if r := s.do("POST", "/v1/tasks", map[string]any{"id": "c1", "handler": "echo"}); r.status != 201 || r.view(t).State != "pending" {
+		t.Fatalf("submit c1 while paused: %d %s", r.status, r.body)
+	}
+	if r := s.do("POST", "/v1/tasks/c1/cancel", nil); r.status != 200 || r.view(t).State != "canceled" {
+		t.Errorf("cancel c1: %d %s", r.status, r.body)
+	}
+	s.do("POST", "/v1/engine/resume", nil)
+	if v := s.waitFinal("c1", 30*time.Second); v.State != "canceled" || len(attempts(v)) != 0 {
+		t.Errorf("c1 after resume: %s with %d attempts", v.State, len(attempts(v)))
+	}
+
 	for _, tc := range []struct{ method, path string }{
 		{"GET", "/v1/tasks/nope"},
 		{"GET", "/v1/tasks/nope/wait?timeout=1s"},

@@ -234,8 +234,9 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	t.Logf("%d acknowledged tasks: states %v; attempt outcomes %v; %d of %d unacknowledged submissions were kept",
 		len(acked), states, outcomes, present, len(unacked))
-	if outcomes["lost"] == 0 {
-		t.Errorf("no attempt was cut by a kill: the test did not kill the server mid-attempt")
+	// Each kill cuts at most one attempt per worker.
+	if lost, most := outcomes["lost"], cycles*s.opts.workers; lost == 0 || lost > most {
+		t.Errorf("%d attempts lost; want 1..%d (%d kills, %d workers)", lost, most, cycles, s.opts.workers)
 	}
 	if len(acked) < 3000 {
 		t.Errorf("only %d tasks acknowledged; want several thousand", len(acked))
