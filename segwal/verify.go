@@ -16,9 +16,9 @@ type VerifyReport struct {
 	Last       uint64 // last valid sequence
 	Bytes      int64  // bytes of valid data
 	TempFiles  []string
-	TornTail   *Cut   // damage Open would cut (the newest segment's tail)
-	Damage     error  // damage Open would refuse (a *CorruptionError), if any
-	DamageSize int64  // bytes after the damage, Open with Repair would remove
+	TornTail   *Cut  // damage Open would cut (the newest segment's tail)
+	Damage     error // damage Open would refuse (a *CorruptionError), if any
+	DamageSize int64 // bytes after the damage, Open with Repair would remove
 }
 
 // OK reports whether Open would succeed without changing anything.

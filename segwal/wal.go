@@ -299,7 +299,6 @@ func (l *Log) TruncateFront(seq uint64) error {
 	return nil
 }
 
-
 // Close syncs and closes the active segment and releases the directory lock.
 // Close is idempotent.
 func (l *Log) Close() error {
