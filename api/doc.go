@@ -6,7 +6,7 @@
 //	POST /v1/tasks                  submit (201 once durable, 200 identical resubmit, 409, 400)
 //	POST /v1/tasks/batch            {"tasks": [spec...]} -> per-task results
 //	GET  /v1/tasks/{id}             task view
-//	GET  /v1/tasks/{id}/wait        long-poll until final (?timeout=30s, at most 5m)
+//	GET  /v1/tasks/{id}/wait        long-poll until final (?timeout=30s, at most 5m; 503 once StopWaits)
 //	GET  /v1/tasks                  ?state=&handler=&limit=&cursor= newest first
 //	POST /v1/tasks/{id}/cancel      cancel the task (and its subtree)
 //	POST /v1/tasks/{id}/after       add prerequisites (workflows)

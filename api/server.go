@@ -44,6 +44,9 @@ type Server struct {
 	cfg   Config
 	mux   *http.ServeMux
 	ready atomic.Bool
+	// stopping ends long-poll waits when the server shuts down.
+	stopping     context.Context
+	stopWaitsNow context.CancelFunc
 }
 
 // New returns the API server; SetReady(true) once recovery is done.
@@ -61,6 +64,7 @@ func New(cfg Config) *Server {
 		cfg.MaxWait = 5 * time.Minute
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s.stopping, s.stopWaitsNow = context.WithCancel(context.Background())
 	for _, r := range s.routes() {
 		s.mux.HandleFunc(r.pattern, r.handler)
 	}
@@ -69,6 +73,11 @@ func New(cfg Config) *Server {
 
 // SetReady flips /readyz.
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
+
+// StopWaits answers every pending and later long-poll wait at once with
+// 503 "shutting down", so that http.Server.Shutdown need not wait for
+// them. Call it when the server starts draining.
+func (s *Server) StopWaits() { s.stopWaitsNow() }
 
 type route struct {
 	pattern string
@@ -253,8 +262,14 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
+	defer context.AfterFunc(s.stopping, cancel)()
 	v, err := s.cfg.Engine.Wait(ctx, id)
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case err == nil:
+	case s.stopping.Err() != nil && !errors.Is(err, dispatch.ErrNotFound):
+		writeError(w, &Error{Status: 503, Code: "unavailable", Message: "the server is shutting down; wait again once it is back"})
+		return
+	case !errors.Is(err, context.DeadlineExceeded):
 		writeError(w, err)
 		return
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -61,5 +62,48 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	if st, err := s.client.EngineStatus(ctx); err != nil || st.Runs["completed"] != len(specs) {
 		t.Errorf("completed runs after the restart: %d (%v), want %d", st.Runs["completed"], err, len(specs))
+	}
+}
+
+// TestSIGTERMWithOpenWaits stops a server while clients long-poll tasks
+// that cannot finish (the engine is paused): the waits are answered (503,
+// the CLI exits 1 saying why) and the server exits at once, not after the
+// HTTP shutdown grace.
+func TestSIGTERMWithOpenWaits(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{})
+	ctx := context.Background()
+	s.deploy("echo", hostModule(t, "echo"))
+	if _, err := s.client.EnginePause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.client.Submit(ctx, api.TaskSpec{ID: "held", Handler: "echo"}); err != nil {
+		t.Fatal(err)
+	}
+	cliDone := make(chan cliResult, 1)
+	go func() { cliDone <- runCLI(t, []string{"WASMTASK_SERVER=" + s.URL}, "wait", "held") }()
+	apiDone := make(chan error, 1)
+	go func() {
+		_, err := s.client.TaskWait(ctx, "held", time.Minute)
+		apiDone <- err
+	}()
+	// Both waits are open once the server has two requests in flight; the
+	// metric is not exposed, so give them a moment (not synchronization:
+	// the test passes either way, it only measures less if they are late).
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	if code := s.stop(30 * time.Second); code != 0 {
+		t.Fatalf("exit code after SIGTERM: %d", code)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("the server took %v to stop with open waits", el)
+	}
+	err := <-apiDone
+	var e *api.Error
+	if !errors.As(err, &e) || e.Status != 503 || !strings.Contains(e.Message, "shutting down") {
+		t.Errorf("API wait during shutdown: %v, want 503 shutting down", err)
+	}
+	if r := <-cliDone; r.code != 1 || !strings.Contains(r.stderr, "shutting down") {
+		t.Errorf("wasmtask wait during shutdown: %s", r)
 	}
 }

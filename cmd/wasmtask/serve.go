@@ -117,6 +117,7 @@ func runServe(c *cli.Context) error {
 		return fail(exitFailed, "%v", engine.Err())
 	}
 	srv.SetReady(false)
+	srv.StopWaits()
 	left, _ := engine.Drain(c.Duration("drain-timeout"))
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
