@@ -10,8 +10,9 @@ if ! command -v clang-14 >/dev/null || ! command -v wasm-ld-14 >/dev/null || [ !
 fi
 for src in examples/c/*/*.c; do
 	name=c-$(basename "$src" .c)
-	# reactor: exports _initialize (constructors); --strip-all drops wasi-libc's debug info
+	# reactor: exports _initialize (constructors); --stack-first: a stack overflow traps
+	# instead of overwriting data; --strip-all drops wasi-libc's debug info
 	clang-14 --target=wasm32-wasi -O2 -mexec-model=reactor -Wall -Wextra -Werror -I sdk/c \
-		-Wl,-z,stack-size=65536 -Wl,--strip-all -o "$OUT/$name.wasm.tmp" "$src"
+		-Wl,-z,stack-size=65536 -Wl,--stack-first -Wl,--strip-all -o "$OUT/$name.wasm.tmp" "$src"
 	mv "$OUT/$name.wasm.tmp" "$OUT/$name.wasm"
 done
