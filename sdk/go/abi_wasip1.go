@@ -52,10 +52,10 @@ func (wasmHost) inputLen() int32 { return inputLen() }
 func (wasmHost) inputRead(off uint32, buf []byte) int32 {
 	return inputRead(off, ptr(buf), uint32(len(buf)))
 }
-func (wasmHost) outputWrite(b []byte) int32    { return outputWrite(ptr(b), uint32(len(b))) }
-func (wasmHost) fail(kind int32, msg []byte)    { fail(kind, ptr(msg), uint32(len(msg))) }
-func (wasmHost) log(level int32, msg []byte)    { logLine(level, ptr(msg), uint32(len(msg))) }
-func (wasmHost) taskInfo(buf []byte) int32      { return taskInfo(ptr(buf), uint32(len(buf))) }
+func (wasmHost) outputWrite(b []byte) int32  { return outputWrite(ptr(b), uint32(len(b))) }
+func (wasmHost) fail(kind int32, msg []byte) { fail(kind, ptr(msg), uint32(len(msg))) }
+func (wasmHost) log(level int32, msg []byte) { logLine(level, ptr(msg), uint32(len(msg))) }
+func (wasmHost) taskInfo(buf []byte) int32   { return taskInfo(ptr(buf), uint32(len(buf))) }
 func (wasmHost) configGet(key, buf []byte) int32 {
 	return configGet(ptr(key), uint32(len(key)), ptr(buf), uint32(len(buf)))
 }
