@@ -1,10 +1,15 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wasmtask/wasmtask/api"
 )
@@ -23,7 +28,7 @@ func TestCLITasks(t *testing.T) {
 	if id == "" || strings.ContainsAny(id, " \n\t") {
 		t.Fatalf("submit: want a task id on stdout, got %q", r.stdout)
 	}
-	s.waitFinal(id, 30e9)
+	s.waitFinal(id, 30*time.Second)
 	r = s.mustCLI(0, "get", id)
 	if !strings.HasPrefix(r.stdout, "task "+id+"  completed  handler=echo") || !strings.Contains(r.stdout, "output: HELLO\n") ||
 		!regexp.MustCompile(`attempt 1  ok  module=sha256:`).MatchString(r.stdout) {
@@ -154,7 +159,7 @@ func TestCLITasks(t *testing.T) {
 	if !strings.Contains(r.stdout, "canceled") {
 		t.Errorf("wait on a canceled task: %s", r)
 	}
-	if v := s.waitFinal(held, 30e9); v.State != "canceled" || len(attempts(v)) != 0 {
+	if v := s.waitFinal(held, 30*time.Second); v.State != "canceled" || len(attempts(v)) != 0 {
 		t.Errorf("canceled task: %s with %d attempts", v.State, len(attempts(v)))
 	}
 }
@@ -229,5 +234,56 @@ func TestCLIPlugins(t *testing.T) {
 	r = s.mustCLI(0, "plugin", "rollback", "p", "--version", v2)
 	if r.stdout != "p "+v2+" (active; was "+v1+")\n" {
 		t.Errorf("plugin rollback --version: %q", r.stdout)
+	}
+}
+
+// TestCLISpecOptions checks the submit flags that shape the spec: binary
+// input from a file, repeat, labels, priority, not_before (through the API).
+func TestCLISpecOptions(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{})
+	s.mustCLI(0, "plugin", "deploy", "raw", "../host/testdata/bench.wasm") // echoes its input as is
+	bin := filepath.Join(t.TempDir(), "in.bin")
+	data := []byte{0xff, 0x00, 0xfe, 'a'}
+	if err := os.WriteFile(bin, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := s.mustCLI(0, "submit", "raw", "--input-file", bin, "--wait", "--json")
+	var v api.TaskView
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.OutputB64 == nil || v.Output != nil {
+		t.Fatalf("binary input: %v %s", err, r.stdout)
+	}
+	if got, _ := base64.StdEncoding.DecodeString(*v.OutputB64); !bytes.Equal(got, data) {
+		t.Errorf("binary round trip: %x, want %x", got, data)
+	}
+	if r := s.mustCLI(0, "get", v.ID); !strings.Contains(r.stdout, "output_b64: "+*v.OutputB64) {
+		t.Errorf("get of a binary output:\n%s", r.stdout)
+	}
+
+	r = s.mustCLI(0, "submit", "raw", "--input", "again", "--repeat", "3", "--every", "20ms", "--label", "team=e2e", "--priority", "5", "--wait", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.State != "completed" || len(v.Runs) != 3 || v.Labels["team"] != "e2e" || v.Priority != 5 {
+		t.Errorf("repeat 3, label, priority: %s, %d runs, labels %v, priority %d", v.State, len(v.Runs), v.Labels, v.Priority)
+	}
+	for i, run := range v.Runs {
+		if run.Index != i+1 || run.State != "completed" || len(run.Attempts) != 1 {
+			t.Errorf("run %d: %+v", i+1, run)
+		}
+	}
+	if r := s.cli("submit", "raw", "--label", "novalue"); r.code != 2 {
+		t.Errorf("--label without =: %s", r)
+	}
+
+	notBefore := time.Now().Add(700 * time.Millisecond).UTC()
+	res := s.do("POST", "/v1/tasks", map[string]any{"id": "later", "handler": "raw", "not_before": notBefore.Format(time.RFC3339Nano)})
+	if res.status != 201 {
+		t.Fatalf("not_before: %d %s", res.status, res.body)
+	}
+	v = s.waitFinal("later", 30*time.Second)
+	started, err := time.Parse(time.RFC3339Nano, attempts(v)[0].StartedAt)
+	if err != nil || v.State != "completed" || started.Before(notBefore.Truncate(time.Millisecond)) {
+		t.Errorf("not_before %s: %s, started %v (%v)", notBefore, v.State, started, err)
 	}
 }
