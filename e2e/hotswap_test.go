@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -143,8 +144,4 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	}
 }
 
-var errUnchanged = errorString("deploy of v2 reported no change")
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
+var errUnchanged = errors.New("deploy of v2 reported no change")
