@@ -352,8 +352,11 @@ func cancelOwner(e *Engine, r resultInput) bool {
 	return !ok || len(run.Attempts) == r.attempt
 }
 
+// idle judges the state after the tick, not whether the tick did work: a
+// tick with events but nothing in flight or due is followed by no other
+// (its timer was re-armed for the future), so waiting for one would hang.
 func (e *Engine) idle(now int64, b Batch) bool {
-	if len(e.inbox) > 0 || len(e.results) > 0 || len(b.Events) > 0 || e.state.inflight > 0 {
+	if len(e.inbox) > 0 || len(e.results) > 0 || e.state.inflight > 0 {
 		return false
 	}
 	return b.NextWake == 0 || b.NextWake > now || e.state.Paused
