@@ -207,7 +207,21 @@ func setState(s *State, r *Run, to RunState, at int64) {
 		t.finalRuns++
 		if t.finalRuns == len(t.Runs) {
 			t.FinalAt = at
-			s.finals = append(s.finals, t.Spec.ID)
+			// Keep finals in (FinalAt, SubmitSeq) order, the order reindex
+			// rebuilds from a snapshot: otherwise tasks final in the same
+			// tick are dropped by retention in a different order after a
+			// restart than without one.
+			if n := len(s.finals); n == 0 || finalBefore(s.Tasks[s.finals[n-1]], t) {
+				s.finals = append(s.finals, t.Spec.ID)
+			} else {
+				i, _ := slices.BinarySearchFunc(s.finals, t, func(id TaskID, t *Task) int {
+					if finalBefore(s.Tasks[id], t) {
+						return -1
+					}
+					return 1
+				})
+				s.finals = slices.Insert(s.finals, i, t.Spec.ID)
+			}
 		}
 	}
 }
@@ -234,4 +248,9 @@ func checkAttempt(e *Event, r *Run) error {
 
 func violation(e *Event, r *Run, format string, args ...any) error {
 	return &InvariantError{Event: e.Type, Run: r.ID, Task: r.Task, Reason: fmt.Sprintf(format, args...)}
+}
+
+// finalBefore orders final tasks for retention: by FinalAt, then submission.
+func finalBefore(a, b *Task) bool {
+	return a.FinalAt < b.FinalAt || a.FinalAt == b.FinalAt && a.SubmitSeq < b.SubmitSeq
 }
