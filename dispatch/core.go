@@ -114,6 +114,7 @@ type Core struct {
 	slots   []RunID       // worker slot -> run holding it ("" = free)
 	slotOf  map[RunID]int // inverse of slots
 	batch   *Batch
+	spare   []Event // events of a batch the loop is done with, for reuse
 	lost    bool // in-flight attempts of a previous process are still open
 	drain   bool
 	entropy io.Reader
@@ -134,7 +135,8 @@ func newCore(s *State, cfg coreConfig, entropy io.Reader) *Core {
 
 // Step runs one tick at time now (unix ms) over inputs.
 func (c *Core) Step(now int64, inputs []any) (Batch, error) {
-	c.batch = &Batch{}
+	c.batch = &Batch{Events: c.spare}
+	c.spare = nil
 	defer func() { c.batch = nil }()
 	if c.lost {
 		if err := c.closeLostAttempts(now); err != nil {
@@ -178,6 +180,13 @@ func (c *Core) Step(now int64, inputs []any) (Batch, error) {
 	}
 	c.batch.NextWake = c.nextWake()
 	return *c.batch, nil
+}
+
+// recycle hands back the events of a batch whose caller is done with them
+// (the loop, once they are in the WAL), so the next Step reuses the array.
+func (c *Core) recycle(events []Event) {
+	clear(events)
+	c.spare = events[:0]
 }
 
 // emit applies e and records it for the WAL. The loop appends the batch

@@ -305,6 +305,7 @@ func (e *Engine) loop() {
 			e.stats.appends.Add(1)
 			e.stats.events.Add(uint64(len(batch.Events)))
 			e.sinceSnapshot += len(batch.Events)
+			e.core.recycle(batch.Events)
 		}
 		e.stats.ticks.Add(1)
 		for _, a := range batch.acks {
