@@ -55,6 +55,9 @@ if want rust; then
 fi
 if want as; then
 	command -v npm >/dev/null || apt_install nodejs npm
+	if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+		echo "toolchains: warning: AssemblyScript 0.28 wants Node.js 20 or newer, this is $(node --version)" >&2
+	fi
 	asdir=sdk/assemblyscript
 	if [ "$(cd "$asdir" && node -p 'try{require("assemblyscript/package.json").version}catch(e){""}' 2>/dev/null)" != 0.28.20 ]; then
 		echo "toolchains: npm ci in $asdir (assemblyscript 0.28.20, project-local)"
