@@ -10,7 +10,7 @@ export function wasmtask_handle(): i32 {
 function upper(t: Task): Failure | null {
   const input = t.input();
   t.log(Level.Info, "upper-casing " + input.length.toString() + " bytes");
-  if (t.inputString() == "!fail") return Failure.permanent("the input asked to fail");
+  if (input.length == 5 && t.inputString() == "!fail") return Failure.permanent("the input asked to fail");
   const out = new Uint8Array(input.length);
   for (let i = 0; i < input.length; i++) {
     const c = input[i];
