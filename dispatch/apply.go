@@ -115,6 +115,7 @@ func applyRunCreated(s *State, e *Event) error {
 	r := &Run{ID: e.Run, Task: e.Task, Index: e.Index, DueAt: e.DueAt}
 	s.Runs[r.ID] = r
 	t.Runs = append(t.Runs, r.ID)
+	t.runs = append(t.runs, r)
 	r.State = e.To
 	r.UpdateAt = e.At
 	s.counts[r.State]++

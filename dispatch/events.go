@@ -146,47 +146,8 @@ func decodeEvent(rec []byte) (Event, error) {
 // every event of the log decoded at recovery, so the body of an Event
 // (a CBOR map with small integer keys) is written and read here by hand.
 // The bytes are those of encMode (CoreDetEncOptions): keys in ascending
-// order, zero fields omitted, shortest heads. The nested TaskSpec of
-// EvTaskSubmitted still goes through the library both ways.
-
-const (
-	cborUint  = 0 << 5
-	cborNeg   = 1 << 5
-	cborBytes = 2 << 5
-	cborText  = 3 << 5
-	cborMap   = 5 << 5
-	cborFalse = 0xf4
-	cborTrue  = 0xf5
-)
-
-// appendHead appends a CBOR head of major type major (already shifted)
-// and argument v in its shortest form.
-func appendHead(dst []byte, major byte, v uint64) []byte {
-	switch {
-	case v < 24:
-		return append(dst, major|byte(v))
-	case v <= 0xff:
-		return append(dst, major|24, byte(v))
-	case v <= 0xffff:
-		return append(dst, major|25, byte(v>>8), byte(v))
-	case v <= 0xffffffff:
-		return append(dst, major|26, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	}
-	return append(dst, major|27, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-}
-
-func appendInt(dst []byte, key byte, v int64) []byte {
-	dst = append(dst, key)
-	if v < 0 {
-		return appendHead(dst, cborNeg, uint64(-(v + 1)))
-	}
-	return appendHead(dst, cborUint, uint64(v))
-}
-
-func appendText(dst []byte, key byte, s string) []byte {
-	dst = appendHead(append(dst, key), cborText, uint64(len(s)))
-	return append(dst, s...)
-}
+// order, zero fields omitted, shortest heads (helpers in cbor.go). The
+// nested TaskSpec of EvTaskSubmitted is decoded by the library.
 
 // appendEventBody appends the CBOR map of e's fields.
 func appendEventBody(dst []byte, e *Event) ([]byte, error) {
@@ -215,11 +176,10 @@ func appendEventBody(dst []byte, e *Event) ([]byte, error) {
 		dst = appendText(dst, 5, string(e.To))
 	}
 	if e.Spec != nil {
-		spec, err := encMode.Marshal(e.Spec)
-		if err != nil {
+		var err error
+		if dst, err = appendSpec(append(dst, 6), e.Spec); err != nil {
 			return dst, err
 		}
-		dst = append(append(dst, 6), spec...)
 	}
 	if e.Index != 0 {
 		dst = appendInt(dst, 7, int64(e.Index))

@@ -296,6 +296,7 @@ type Task struct {
 	CancelNote  string   `cbor:"6,keyasint,omitempty" json:"cancel_reason,omitempty"`
 	FinalAt     int64    `cbor:"7,keyasint,omitempty" json:"final_at_ms,omitempty"` // when the last run became final
 	finalRuns   int
+	runs        []*Run // the runs named by Runs, in the same order: an index kept by apply and reindex
 }
 
 // TaskState summarizes a task for views (INTERFACE.md).

@@ -52,19 +52,135 @@ type snapshotter struct {
 }
 
 // encodeState captures s as CBOR, tasks and runs in submission order so the
-// bytes do not depend on map order. Called in the loop.
-func encodeState(s *State) ([]byte, error) {
-	body := snapshotBody{Version: 1, Applied: s.Applied, NextSubmitSeq: s.NextSubmitSeq, Paused: s.Paused}
+// bytes do not depend on map order.
+func encodeState(s *State) ([]byte, error) { return captureState(s).encode() }
+
+// stateCapture is what a snapshot holds, taken in the loop and encoded
+// outside it. Taking it costs a fraction of encoding it: a final task and
+// its runs never change again (apply only changes runs that are not final,
+// and the loop never cancels a final task), so they are captured by
+// pointer; only tasks still in progress are copied.
+type stateCapture struct {
+	applied, nextSubmitSeq uint64
+	paused                 bool
+	tasks                  []capturedTask
+	runs                   []*Run // a task's runs are runs[first:first+len(task.Runs)]
+}
+
+type capturedTask struct {
+	t     *Task
+	seq   uint64 // t.SubmitSeq, read here so that sorting does not chase t
+	first int
+}
+
+// captureState is called in the loop.
+func captureState(s *State) *stateCapture {
+	c := &stateCapture{applied: s.Applied, nextSubmitSeq: s.NextSubmitSeq, paused: s.Paused,
+		tasks: make([]capturedTask, 0, len(s.Tasks)), runs: make([]*Run, 0, len(s.Runs))}
 	for _, t := range s.Tasks {
-		body.Tasks = append(body.Tasks, t)
-	}
-	slices.SortFunc(body.Tasks, func(a, b *Task) int { return cmpInt(a.SubmitSeq, b.SubmitSeq) })
-	for _, t := range body.Tasks {
-		for _, id := range t.Runs {
-			body.Runs = append(body.Runs, s.Runs[id])
+		final := t.finalRuns == len(t.Runs)
+		if !final {
+			cp := *t // Runs is only ever appended to: the copy's prefix stays valid
+			t = &cp
+		}
+		c.tasks = append(c.tasks, capturedTask{t: t, seq: t.SubmitSeq, first: len(c.runs)})
+		if final && len(t.runs) == len(t.Runs) {
+			c.runs = append(c.runs, t.runs...)
+			continue
+		}
+		for i, id := range t.Runs {
+			var r *Run
+			if len(t.runs) == len(t.Runs) {
+				r = t.runs[i]
+			} else {
+				r = s.Runs[id] // a State not built by apply
+			}
+			if r != nil && !r.State.Final() {
+				cp := *r
+				cp.Attempts = slices.Clone(r.Attempts)
+				r = &cp
+			}
+			c.runs = append(c.runs, r)
 		}
 	}
-	return encMode.Marshal(&body)
+	return c
+}
+
+// encode writes the capture as the CBOR of snapshotBody (what
+// encMode.Marshal would write for it), tasks in submission order and each
+// task's runs after the tasks in the same order.
+func (c *stateCapture) encode() ([]byte, error) {
+	tasks := sortBySeq(c.tasks)
+	dst := make([]byte, 0, 64+len(tasks)*200+len(c.runs)*120)
+	dst = appendHead(dst, cborMap, 5+count(c.paused))
+	dst = appendInt(dst, 1, 1) // Version
+	dst = appendUint(dst, 2, c.applied)
+	dst = appendUint(dst, 3, c.nextSubmitSeq)
+	if c.paused {
+		dst = append(dst, 4, cborTrue)
+	}
+	dst = append(dst, 5)
+	if len(tasks) == 0 {
+		dst = append(dst, cborNull)
+	} else {
+		dst = appendHead(dst, cborArray, uint64(len(tasks)))
+		for _, ct := range tasks {
+			var err error
+			if dst, err = appendTask(dst, ct.t); err != nil {
+				return nil, err
+			}
+		}
+	}
+	dst = append(dst, 6)
+	if len(c.runs) == 0 {
+		dst = append(dst, cborNull)
+	} else {
+		dst = appendHead(dst, cborArray, uint64(len(c.runs)))
+		for _, ct := range tasks {
+			for _, r := range c.runs[ct.first : ct.first+len(ct.t.Runs)] {
+				if r == nil {
+					dst = append(dst, cborNull) // a damaged state: as the library writes a nil *Run
+					continue
+				}
+				dst = appendRun(dst, r)
+			}
+		}
+	}
+	return dst, nil
+}
+
+// sortBySeq orders tasks by submission. Sequences are unique and, with
+// retention dropping the oldest, mostly dense: then each task goes
+// straight to its place; otherwise they are sorted.
+func sortBySeq(tasks []capturedTask) []capturedTask {
+	if len(tasks) == 0 {
+		return tasks
+	}
+	lo, hi := tasks[0].seq, tasks[0].seq
+	for _, ct := range tasks {
+		lo, hi = min(lo, ct.seq), max(hi, ct.seq)
+	}
+	if span := hi - lo; span < 2*uint64(len(tasks)) {
+		slots := make([]capturedTask, span+1)
+		placed := 0
+		for _, ct := range tasks {
+			if slots[ct.seq-lo].t == nil {
+				slots[ct.seq-lo] = ct
+				placed++
+			}
+		}
+		if placed == len(tasks) { // no two tasks with one sequence (a State not built by apply)
+			out := tasks[:0]
+			for _, ct := range slots {
+				if ct.t != nil {
+					out = append(out, ct)
+				}
+			}
+			return out
+		}
+	}
+	slices.SortFunc(tasks, func(a, b capturedTask) int { return cmpInt(a.seq, b.seq) })
+	return tasks
 }
 
 func decodeState(b []byte) (*State, error) {
@@ -259,25 +375,25 @@ func syncDir(dir string) error {
 	return err
 }
 
-// snapshot captures the state in the loop and persists it on another
-// goroutine; then the WAL drops segments the oldest kept snapshot covers.
+// snapshot copies the state in the loop, and encodes and persists it on
+// another goroutine; then the WAL drops segments the oldest kept snapshot covers.
 // One snapshot at a time; a tick that finds one running skips.
 func (e *Engine) snapshot() {
 	if !e.snapshots.running.CompareAndSwap(false, true) {
 		return
 	}
-	b, err := encodeState(e.state)
+	capture := captureState(e.state)
 	applied := e.state.Applied
 	e.sinceSnapshot = 0
-	if err != nil {
-		e.snapshots.running.Store(false)
-		e.log.Error("dispatch: snapshot encode failed", "err", err)
-		return
-	}
 	e.workers.Add(1)
 	go func() {
 		defer e.workers.Done()
 		defer e.snapshots.running.Store(false)
+		b, err := capture.encode()
+		if err != nil {
+			e.log.Error("dispatch: snapshot encode failed", "err", err)
+			return
+		}
 		oldest, err := e.snapshots.write(applied, b)
 		if err != nil {
 			e.log.Error("dispatch: snapshot write failed", "seq", applied, "err", err)

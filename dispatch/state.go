@@ -253,8 +253,10 @@ func (s *State) reindex() {
 	var fins []fin
 	for _, t := range s.Tasks {
 		t.finalRuns = 0
+		t.runs = t.runs[:0]
 		for _, id := range t.Runs {
 			r := s.Runs[id]
+			t.runs = append(t.runs, r)
 			s.counts[r.State]++
 			if r.State == RunLeased || r.State == RunRunning {
 				s.inflight++

@@ -1,0 +1,185 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The hand-written encoders of cbor.go against the library they stand in
+// for: the same bytes for random values, edge cases included.
+
+func randomCBORSpec(r *rand.Rand) *TaskSpec {
+	ints := []int64{0, 1, -1, 23, 24, -25, 255, 256, 65536, 1 << 40, math.MaxInt64, math.MinInt64}
+	i := func() int64 { return ints[r.IntN(len(ints))] }
+	strs := []string{"", "a", "ü", strings.Repeat("k", 24), strings.Repeat("l", 300)}
+	str := func() string { return strs[r.IntN(len(strs))] }
+	floats := []float64{0, 0.1, 0.25, 0.5, 1, 1e-10, 3.4e38, 1e300, -0.0, math.NaN(), math.Inf(1), math.Inf(-1), 0.3333333333, 65504, 65505, 1.0 / 3}
+	s := &TaskSpec{ID: TaskID(str()), Handler: str(), Policy: RunPolicy{Kind: PolicyKind(str()), Count: int(i()), EveryMs: i()},
+		MaxAttempts: int(i()), TimeoutMs: i(), Backoff: Backoff{Kind: BackoffKind(str()), BaseMs: i(), MaxMs: i(), Jitter: floats[r.IntN(len(floats))]},
+		Priority: int(i()), NotBeforeMs: i()}
+	if r.IntN(2) == 0 {
+		s.Input = []byte(str())
+	}
+	switch r.IntN(3) {
+	case 0:
+		s.Labels = map[string]string{}
+	case 1:
+		s.Labels = map[string]string{}
+		for range r.IntN(6) {
+			s.Labels[str()+str()] = str()
+		}
+	}
+	return s
+}
+
+func randomCBORRun(r *rand.Rand, task TaskID, index int) *Run {
+	run := &Run{ID: runID(task, index), Task: task, Index: index, State: []RunState{RunReady, RunRunning, RunCompleted, RunFailed, ""}[r.IntN(5)],
+		DueAt: r.Int64N(1 << 42), UpdateAt: r.Int64N(1<<42) - 1<<41}
+	if r.IntN(2) == 0 {
+		run.LeaseExp = r.Int64N(1 << 42)
+	}
+	switch r.IntN(3) {
+	case 0:
+		run.Attempts = []Attempt{}
+	case 1:
+		for n := range 1 + r.IntN(3) {
+			a := Attempt{Number: n + 1, LeasedAt: r.Int64N(1 << 42)}
+			if r.IntN(2) == 0 {
+				a = Attempt{Number: n + 1, Worker: "pid1/w2", LeasedAt: 5, StartedAt: 6, FinishedAt: 7, Outcome: OutcomeTrap,
+					Retryable: true, Error: "boom ü", Output: []byte{0, 1, 2}, Module: "sha256:00"}
+			}
+			run.Attempts = append(run.Attempts, a)
+		}
+	}
+	return run
+}
+
+func randomCBORState(r *rand.Rand, tasks int) *State {
+	s := NewState()
+	s.Applied, s.NextSubmitSeq, s.Paused = r.Uint64(), uint64(tasks+1), r.IntN(2) == 0
+	for i := range tasks {
+		id := TaskID(fmt.Sprintf("t%05d", i))
+		t := &Task{Spec: *randomCBORSpec(r), SubmitSeq: uint64(tasks - i), SubmittedAt: r.Int64N(1 << 42)}
+		t.Spec.ID = id
+		if r.IntN(3) == 0 {
+			t.Canceled, t.CancelNote = true, "why"
+		}
+		if r.IntN(2) == 0 {
+			t.FinalAt = r.Int64N(1 << 42)
+		}
+		for k := range 1 + r.IntN(3) {
+			run := randomCBORRun(r, id, k+1)
+			t.Runs = append(t.Runs, run.ID)
+			s.Runs[run.ID] = run
+			if run.State.Final() {
+				t.finalRuns++
+			}
+		}
+		s.Tasks[id] = t
+	}
+	return s
+}
+
+// encodeStateLibrary is encodeState as the library writes it.
+func encodeStateLibrary(s *State) ([]byte, error) {
+	body := snapshotBody{Version: 1, Applied: s.Applied, NextSubmitSeq: s.NextSubmitSeq, Paused: s.Paused}
+	for _, t := range s.Tasks {
+		body.Tasks = append(body.Tasks, t)
+	}
+	slices.SortFunc(body.Tasks, func(a, b *Task) int { return cmpInt(a.SubmitSeq, b.SubmitSeq) })
+	for _, t := range body.Tasks {
+		for _, id := range t.Runs {
+			body.Runs = append(body.Runs, s.Runs[id])
+		}
+	}
+	return encMode.Marshal(&body)
+}
+
+func TestCBOREncodersMatchLibrary(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	check := func(what string, v any, got []byte, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		want, err := encMode.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s %+v:\nfast    %x\nlibrary %x", what, v, got, want)
+		}
+	}
+	for range 3000 {
+		spec := randomCBORSpec(r)
+		got, err := appendSpec(nil, spec)
+		check("spec", spec, got, err)
+		task := &Task{Spec: *spec, SubmitSeq: r.Uint64(), SubmittedAt: -r.Int64N(9), Runs: []RunID{"a#1", "a#2"}[:r.IntN(3)],
+			Canceled: r.IntN(2) == 0, CancelNote: []string{"", "n"}[r.IntN(2)], FinalAt: r.Int64N(3)}
+		if r.IntN(4) == 0 {
+			task.Runs = nil
+		}
+		got, err = appendTask(nil, task)
+		check("task", task, got, err)
+		run := randomCBORRun(r, "a", 1+r.IntN(30))
+		check("run", run, appendRun(nil, run), nil)
+	}
+	for _, n := range []int{0, 1, 7, 300} {
+		s := randomCBORState(r, n)
+		s.Paused = n%2 == 0
+		got, err := encodeState(s)
+		want, _ := encodeStateLibrary(s)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("state of %d tasks: err %v, fast %d bytes, library %d bytes", n, err, len(got), len(want))
+		}
+	}
+}
+
+// TestCaptureIsolated: a capture taken in the loop encodes the state as it
+// was, whatever the loop changes afterwards.
+func TestCaptureIsolated(t *testing.T) {
+	e, err := Open(Config{Dir: t.TempDir(), Executor: noopExecutor, Workers: 2, Logger: benchQuiet,
+		Clock: NewManualClock(time.Unix(1_700_000_000, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	for i := range 20 {
+		if _, err := e.Submit(ctx, TaskSpec{ID: TaskID(fmt.Sprint("c", i)), Handler: "h", Labels: map[string]string{"i": "x"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.RunUntilIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := e.Submit(ctx, TaskSpec{ID: TaskID(fmt.Sprint("p", i)), Handler: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.mu.Lock()
+	c := captureState(e.state)
+	want, _ := encodeStateLibrary(e.state)
+	e.mu.Unlock()
+	if err := e.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.RunUntilIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.encode()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("capture changed after the loop went on (err %v)", err)
+	}
+}
