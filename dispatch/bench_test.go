@@ -1,0 +1,287 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wasmtask/wasmtask/segwal"
+)
+
+// Benchmarks of the whole engine (make bench):
+//
+//	BenchmarkEngineNoop/submit-wait   one caller, Submit then Wait, one task at a time
+//	BenchmarkEngineNoop/submitters=N  N callers submit b.N tasks; ends when all completed
+//	                                  (256 workers; /workers=default: 2 x GOMAXPROCS)
+//	BenchmarkRecovery                 Open over a log of ~1M events (full replay)
+//
+// Every task goes Submit -> WAL -> dispatch -> no-op executor -> WAL ->
+// completion, with the default WAL options (zstd, fsync on every tick), on
+// the OS temp dir unless BENCHDIR says otherwise. Reported per task:
+// tasks/s, fsyncs/task and walB/task (frame bytes written, headers included).
+
+var benchQuiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func benchDir(b *testing.B) string {
+	if d := os.Getenv("BENCHDIR"); d != "" {
+		dir, err := os.MkdirTemp(d, "dispatch-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(dir) })
+		return dir
+	}
+	return b.TempDir()
+}
+
+var noopExecutor = ExecutorFunc(func(context.Context, Job) Result { return Result{Outcome: OutcomeOK} })
+
+func BenchmarkEngineNoop(b *testing.B) {
+	b.Run("submit-wait", func(b *testing.B) { benchNoop(b, 1, 0, true) })
+	for _, n := range []int{1, 64, 256} {
+		b.Run(fmt.Sprintf("submitters=%d", n), func(b *testing.B) { benchNoop(b, n, noopWorkers, false) })
+	}
+	// With the default pool (2 x GOMAXPROCS) the number of slots, each
+	// held for at least one fsync, bounds the rate, not the engine.
+	b.Run("submitters=256/workers=default", func(b *testing.B) { benchNoop(b, 256, 0, false) })
+}
+
+// noopWorkers: no-op attempts take no time, so the pool is sized for
+// throughput (the executor pool of a real server is sized for its handlers).
+const noopWorkers = 256
+
+// benchNoop submits b.N no-op tasks from submitters goroutines (each waits
+// for its task to finish before the next when wait is set) to an engine
+// with workers executors (0: the default), and stops the clock when every
+// task is completed.
+func benchNoop(b *testing.B, submitters, workers int, wait bool) {
+	e, err := Open(Config{Dir: benchDir(b), Executor: noopExecutor, Logger: benchQuiet, Workers: workers})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	spec := TaskSpec{Handler: "noop"}
+	// Warm up: the first tick, buffers, the zstd encoder.
+	for range 100 {
+		if _, err := e.Submit(ctx, spec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := waitCompleted(e, 100, 100); err != nil {
+		b.Fatal(err)
+	}
+	w0, s0 := e.WALStats(), e.Stats()
+	baseTasks := s0.Tasks
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	for range submitters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				res, err := e.Submit(ctx, spec)
+				if err == nil && wait {
+					_, err = e.Wait(ctx, res.Task)
+				}
+				if err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if p := failed.Load(); p != nil {
+		b.Fatal(*p)
+	}
+	if err := waitCompleted(e, baseTasks+b.N, s0.RunsByState[RunCompleted]+b.N); err != nil {
+		b.Fatal(err)
+	}
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	b.StopTimer()
+
+	w1 := e.WALStats()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+	b.ReportMetric(float64(w1.Syncs-w0.Syncs)/float64(b.N), "fsyncs/task")
+	b.ReportMetric(float64(w1.FrameBytes-w0.FrameBytes)/float64(b.N), "walB/task")
+	b.ReportMetric(float64(w1.Records-w0.Records)/float64(b.N), "events/task")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/task")
+}
+
+// cpuTime is the CPU time (user + system) the process used so far. Per
+// task it tells the engine's cost apart from waiting for the disk, and
+// from other processes competing for the cores.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// waitCompleted waits until total tasks were submitted and completed of
+// them are completed. Final tasks beyond Config.RetainCount are dropped,
+// so the dropped ones (all completed: the executor never fails) count as
+// completed too.
+func waitCompleted(e *Engine, total, completed int) error {
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		changed := e.changedCh()
+		st := e.Stats()
+		if st.RunsByState[RunCompleted]+(total-st.Tasks) >= completed {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out: %+v", st)
+		}
+		select {
+		case <-changed:
+		case <-e.done:
+			return e.stoppedErr()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// recoveryTasks no-op tasks make ~1M events: submitted, run created,
+// lease acquired, attempt started, attempt finished.
+const recoveryTasks = 200_000
+
+// buildRecoveryLog writes a log of recoveryTasks completed no-op tasks in
+// dir, without fsync and without snapshots, and returns its event count.
+func buildRecoveryLog(dir string) (uint64, error) {
+	e, err := Open(recoveryConfig(dir, segwal.SyncNone))
+	if err != nil {
+		return 0, err
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 256 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= recoveryTasks {
+				if _, err := e.Submit(ctx, TaskSpec{Handler: "noop", Input: []byte("input")}); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	err = waitCompleted(e, recoveryTasks, recoveryTasks)
+	events := e.WALStats().Records
+	if cerr := e.Close(); err == nil {
+		err = cerr
+	}
+	return events, err
+}
+
+func recoveryConfig(dir string, sync segwal.SyncPolicy) Config {
+	return Config{Dir: dir, Executor: noopExecutor, Logger: benchQuiet, SnapshotEvery: -1,
+		RetainCount: 1 << 30, WAL: segwal.Options{Sync: sync}}
+}
+
+// BenchmarkRecovery times Open over a log of ~1M events with no snapshot:
+// segwal checks every frame, then every event is decoded and applied.
+func BenchmarkRecovery(b *testing.B) {
+	dir := benchDir(b) // the parent runs once: the log is built once
+	events, err := buildRecoveryLog(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run(fmt.Sprintf("events=%d", events), func(b *testing.B) {
+		b.ReportAllocs()
+		var total time.Duration
+		for range b.N {
+			start := time.Now()
+			e, err := Open(recoveryConfig(dir, segwal.SyncAlways))
+			elapsed := time.Since(start)
+			if err != nil {
+				b.Fatal(err)
+			}
+			total += elapsed
+			b.StopTimer()
+			replayed := e.Recovery().EventsReplayed
+			if err := e.Close(); err != nil {
+				b.Fatal(err)
+			}
+			if written := e.WALStats().Records; replayed != events || written != 0 {
+				b.Fatalf("replayed %d events, the log holds %d; %d written on reopen", replayed, events, written)
+			}
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(events)*float64(b.N)/total.Seconds(), "events/s")
+		b.ReportMetric(total.Seconds()/float64(b.N), "s/open")
+	})
+}
+
+// snapshotBenchState is the state a server keeps by default: RetainCount
+// (100,000) completed no-op tasks, built through apply.
+func snapshotBenchState(b *testing.B, n int) *State {
+	s := NewState()
+	at := int64(1_700_000_000_000)
+	for i := range n {
+		id := TaskID(fmt.Sprintf("01HF8X2J9K7Q3V5W6Y%08d", i))
+		spec := TaskSpec{ID: id, Handler: "noop"}
+		if err := spec.Normalize(); err != nil {
+			b.Fatal(err)
+		}
+		run := runID(id, 1)
+		for _, e := range []Event{
+			{Type: EvTaskSubmitted, At: at, Task: id, Spec: &spec},
+			{Type: EvRunCreated, At: at, Task: id, Run: run, Index: 1, To: RunReady, DueAt: at},
+			{Type: EvLeaseAcquired, At: at, Task: id, Run: run, From: RunReady, Attempt: 1, Worker: "pid1/w3", LeaseExp: at + 35_000},
+			{Type: EvAttemptStarted, At: at, Task: id, Run: run, Attempt: 1},
+			{Type: EvAttemptFinished, At: at, Task: id, Run: run, From: RunRunning, To: RunCompleted, Attempt: 1, Outcome: OutcomeOK},
+		} {
+			if err := apply(s, &e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	return s
+}
+
+// BenchmarkSnapshot: what a snapshot of 100k retained tasks costs the
+// loop (capture) and the goroutine that writes it (encode; the library's
+// reflection-based encoding of the same body for comparison).
+func BenchmarkSnapshot(b *testing.B) {
+	s := snapshotBenchState(b, 100_000)
+	b.Run("capture", func(b *testing.B) {
+		for range b.N {
+			captureState(s)
+		}
+	})
+	b.Run("encode", func(b *testing.B) {
+		var n int
+		for range b.N {
+			out, err := captureState(s).encode()
+			if err != nil {
+				b.Fatal(err)
+			}
+			n = len(out)
+		}
+		b.ReportMetric(float64(n), "bytes")
+	})
+	b.Run("encode-library", func(b *testing.B) {
+		for range b.N {
+			if _, err := encodeStateLibrary(s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
