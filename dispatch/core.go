@@ -115,7 +115,7 @@ type Core struct {
 	slotOf  map[RunID]int // inverse of slots
 	batch   *Batch
 	spare   []Event // events of a batch the loop is done with, for reuse
-	lost    bool // in-flight attempts of a previous process are still open
+	lost    bool    // in-flight attempts of a previous process are still open
 	drain   bool
 	entropy io.Reader
 }
