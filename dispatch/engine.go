@@ -372,6 +372,9 @@ func (e *Engine) start(job Job) {
 		timeout = time.Duration(job.DeadlineMs-unixMs(e.cfg.Clock.Now())) * time.Millisecond
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	if prev, ok := e.cancels[job.Run]; ok {
+		prev() // the run's previous attempt is closed: release its context
+	}
 	e.cancels[job.Run] = cancel
 	job.Heartbeat = func() {
 		select {
@@ -544,7 +547,11 @@ func (e *Engine) Drain(timeout time.Duration) (int, error) {
 	if err := e.send(context.Background(), drainInput{on: true, reply: ch}); err != nil {
 		return 0, err
 	}
-	<-ch
+	select {
+	case <-ch:
+	case <-e.done: // send may queue into the inbox of a loop that already ended
+		return 0, e.stoppedErr()
+	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
