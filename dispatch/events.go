@@ -311,9 +311,14 @@ func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
 				return nil, false
 			}
 			spec := new(TaskSpec)
-			var err error
-			if b, err = decMode.UnmarshalFirst(b, spec); err != nil {
-				return nil, false
+			if rest, ok := decodeSpec(b, spec); ok {
+				b = rest
+			} else {
+				*spec = TaskSpec{}
+				var err error
+				if b, err = decMode.UnmarshalFirst(b, spec); err != nil {
+					return nil, false
+				}
 			}
 			e.Spec = spec
 		default:
@@ -356,4 +361,132 @@ func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
 		}
 	}
 	return b, true
+}
+
+// mapKeys reads the head of a map of at most max pairs whose keys are the
+// integers 1..max in ascending order, and calls field for each pair with
+// the bytes at its value; field returns the bytes after the value. Like
+// decodeEventBody, it reports false for anything else.
+func mapKeys(b []byte, max byte, field func(key byte, b []byte) ([]byte, bool)) ([]byte, bool) {
+	major, n, b, ok := readHead(b)
+	if !ok || major != cborMap || n > uint64(max) {
+		return nil, false
+	}
+	prev := byte(0)
+	for range n {
+		if len(b) == 0 || b[0] <= prev || b[0] > max {
+			return nil, false
+		}
+		prev = b[0]
+		if b, ok = field(prev, b[1:]); !ok {
+			return nil, false
+		}
+	}
+	return b, true
+}
+
+func readIntField(b []byte, dst *int64) ([]byte, bool) {
+	v, rest, ok := readInt(b)
+	*dst = v
+	return rest, ok
+}
+
+func readIntField32(b []byte, dst *int) ([]byte, bool) {
+	v, rest, ok := readInt(b)
+	*dst = int(v)
+	return rest, ok && int64(int(v)) == v
+}
+
+func readTextField(b []byte, dst *string) ([]byte, bool) {
+	v, rest, ok := readString(b, cborText)
+	*dst = string(v)
+	return rest, ok
+}
+
+// decodeSpec decodes a TaskSpec in the form appendSpec writes, with the
+// same rule as decodeEventBody: anything else is reported, not decided.
+// Floats are read only as float64 (what a jitter like 0.1 needs); labels
+// only with keys in the encoded order, which rules out duplicates.
+func decodeSpec(b []byte, s *TaskSpec) ([]byte, bool) {
+	return mapKeys(b, 10, func(key byte, b []byte) ([]byte, bool) {
+		switch key {
+		case 1:
+			var id string
+			b, ok := readTextField(b, &id)
+			s.ID = TaskID(id)
+			return b, ok
+		case 2:
+			return readTextField(b, &s.Handler)
+		case 3:
+			v, rest, ok := readString(b, cborBytes)
+			s.Input = bytes.Clone(v)
+			return rest, ok && len(v) > 0
+		case 4:
+			return mapKeys(b, 3, func(key byte, b []byte) ([]byte, bool) {
+				switch key {
+				case 1:
+					var kind string
+					b, ok := readTextField(b, &kind)
+					s.Policy.Kind = PolicyKind(kind)
+					return b, ok
+				case 2:
+					return readIntField32(b, &s.Policy.Count)
+				default:
+					return readIntField(b, &s.Policy.EveryMs)
+				}
+			})
+		case 5:
+			return readIntField32(b, &s.MaxAttempts)
+		case 6:
+			return readIntField(b, &s.TimeoutMs)
+		case 7:
+			return mapKeys(b, 4, func(key byte, b []byte) ([]byte, bool) {
+				switch key {
+				case 1:
+					var kind string
+					b, ok := readTextField(b, &kind)
+					s.Backoff.Kind = BackoffKind(kind)
+					return b, ok
+				case 2:
+					return readIntField(b, &s.Backoff.BaseMs)
+				case 3:
+					return readIntField(b, &s.Backoff.MaxMs)
+				default:
+					if len(b) < 9 || b[0] != 0xfb {
+						return nil, false
+					}
+					f := math.Float64frombits(binary.BigEndian.Uint64(b[1:]))
+					if math.IsNaN(f) || math.IsInf(f, 0) {
+						return nil, false
+					}
+					s.Backoff.Jitter = f
+					return b[9:], true
+				}
+			})
+		case 8:
+			return readIntField32(b, &s.Priority)
+		case 9:
+			return readIntField(b, &s.NotBeforeMs)
+		default:
+			major, n, b, ok := readHead(b)
+			if !ok || major != cborMap || n == 0 || n > uint64(len(b)) || n > 1<<16 { // decMode's MaxMapPairs
+				return nil, false
+			}
+			s.Labels = make(map[string]string, n)
+			var prev []byte
+			for i := range n {
+				k, rest, ok := readString(b, cborText)
+				if !ok || i > 0 && (len(k) < len(prev) || len(k) == len(prev) && string(k) <= string(prev)) {
+					return nil, false
+				}
+				v, rest, ok := readString(rest, cborText)
+				if !ok {
+					return nil, false
+				}
+				s.Labels[string(k)] = string(v)
+				prev, b = k, rest
+			}
+			return b, true
+		}
+	})
 }

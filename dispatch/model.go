@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
+	"strconv"
 )
 
 // TaskID names a task: chosen by the client or generated (a ULID).
@@ -12,7 +13,7 @@ type TaskID string
 // RunID names one run of a task: "<task>#<index>", index from 1.
 type RunID string
 
-func runID(task TaskID, index int) RunID { return RunID(fmt.Sprintf("%s#%d", task, index)) }
+func runID(task TaskID, index int) RunID { return RunID(string(task) + "#" + strconv.Itoa(index)) }
 
 // RunState is the state of one run. The JSON names are part of the API.
 type RunState string
