@@ -17,7 +17,8 @@ func TestBenchCommand(t *testing.T) {
 		`(?m)POST /v1/tasks, 1 clients +200 `,
 		`(?m)POST /v1/tasks, 4 clients +200 `,
 		`(?m)POST /v1/tasks/batch of 50, 1 client +200 `,
-		`(?m)^ +100/s +\d+ +100 +0 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ *$`,
+		`(?m)^ +100/s +finished_at +\d+ +100 +0 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ *$`,
+		`(?m)^ +100/s +wait +\d+ +100 +0 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ *$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(r.stdout) {
 			t.Errorf("bench output does not match %s:\n%s", re, r.stdout)

@@ -40,8 +40,10 @@ func benchCommand() *cli.Command {
 		Usage: "measure a running server through the HTTP API",
 		Description: "Throughput: --tasks tasks submitted one per request by each number of --clients, then in\n" +
 			"batches of --batch; the clock runs from the first submit until the engine counts them all final.\n" +
-			"Latency: for each of --rates, tasks submitted at that steady rate for --duration, each followed\n" +
-			"by a long-poll wait; the latency is from the submit request to the wait's answer.\n" +
+			"Latency: for each of --rates, tasks submitted at that steady rate for --duration, measured two\n" +
+			"ways: \"wait\", each task followed by a long-poll wait, from the submit request to the wait's\n" +
+			"answer (what a waiting client sees); \"finished_at\", no waits, from the submit request to the\n" +
+			"task's finished_at read afterwards (the engine alone; millisecond resolution).\n" +
 			"Without --handler it deploys a built-in no-op module as plugin bench-noop. Other tasks on the\n" +
 			"server disturb the throughput figures, which read the engine's counters.",
 		Flags: clientFlags(
@@ -128,15 +130,21 @@ func runBench(c *cli.Context) error {
 	if len(rates) > 0 {
 		fmt.Fprintln(b.out)
 		tw = tabwriter.NewWriter(b.out, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "offered rate\tachieved/s\ttasks\terrors\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
+		fmt.Fprintln(tw, "offered rate\tmeasured by\tachieved/s\ttasks\terrors\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
 		for _, rate := range rates {
-			progress("%d tasks/s for %v, each waited for", rate, c.Duration("duration"))
-			r, err := b.latency(rate, c.Duration("duration"))
-			if err != nil {
-				return err
+			for _, wait := range []bool{false, true} {
+				mode := "finished_at"
+				if wait {
+					mode = "wait"
+				}
+				progress("%d tasks/s for %v, latency by %s", rate, c.Duration("duration"), mode)
+				r, err := b.latency(rate, c.Duration("duration"), wait)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(tw, "%d/s\t%s\t%.0f\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t\n", rate, mode, r.achieved, len(r.lat), r.errors,
+					ms(r.pct(0.50)), ms(r.pct(0.90)), ms(r.pct(0.99)), ms(r.pct(1)))
 			}
-			fmt.Fprintf(tw, "%d/s\t%.0f\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t\n", rate, r.achieved, len(r.lat), r.errors,
-				ms(r.pct(0.50)), ms(r.pct(0.90)), ms(r.pct(0.99)), ms(r.pct(1)))
 		}
 		tw.Flush()
 	}
@@ -259,38 +267,48 @@ func (r latencyResult) pct(q float64) time.Duration {
 }
 
 // latency offers rate tasks/s for d, open loop: each task is submitted at
-// its scheduled time whatever the previous ones are doing, then waited
-// for; its latency runs from the submit request to the wait's answer.
-func (b *bench) latency(rate int, d time.Duration) (latencyResult, error) {
+// its scheduled time whatever the previous ones are doing. With wait, each
+// is then long-polled and its latency runs from the submit request to the
+// wait's answer; without, it runs from the submit request to the task's
+// finished_at, read once all are final.
+func (b *bench) latency(rate int, d time.Duration, wait bool) (latencyResult, error) {
 	n := int(float64(rate) * d.Seconds())
 	interval := time.Second / time.Duration(rate)
+	base, err := b.finalRuns()
+	if err != nil {
+		return latencyResult{}, err
+	}
 	var (
-		mu     sync.Mutex
-		res    latencyResult
-		wg     sync.WaitGroup
-		errMsg error
+		mu        sync.Mutex
+		res       latencyResult
+		wg        sync.WaitGroup
+		errMsg    error
+		submitted = map[string]time.Time{} // without wait: id -> submit time
 	)
 	start := time.Now()
 	for i := range n {
-		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-			time.Sleep(wait) // pacing the offered load
+		if pause := time.Until(start.Add(time.Duration(i) * interval)); pause > 0 {
+			time.Sleep(pause) // pacing the offered load
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			t0 := time.Now()
-			err := b.submitAndWait()
+			id, err := b.submitAndWait(wait)
 			el := time.Since(t0)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
+			switch {
+			case err != nil:
 				res.errors++
 				if errMsg == nil {
 					errMsg = err
 				}
-				return
+			case wait:
+				res.lat = append(res.lat, el)
+			default:
+				submitted[id] = t0
 			}
-			res.lat = append(res.lat, el)
 		}()
 	}
 	res.achieved = float64(n) / time.Since(start).Seconds()
@@ -301,23 +319,73 @@ func (b *bench) latency(rate int, d time.Duration) (latencyResult, error) {
 	if errMsg != nil {
 		fmt.Fprintf(b.out, "rate %d/s: %d errors, the first: %v\n", rate, res.errors, errMsg)
 	}
+	if !wait {
+		if err := b.finishedAt(base+len(submitted), submitted, &res); err != nil {
+			return res, err
+		}
+	}
 	slices.Sort(res.lat)
 	return res, nil
 }
 
-func (b *bench) submitAndWait() error {
-	res, err := b.cl.Submit(b.ctx, api.TaskSpec{Handler: b.handler})
-	if err != nil {
-		return err
-	}
-	v := res.Task
-	for !isFinal(v.State) {
-		if v, err = b.cl.TaskWait(b.ctx, v.ID, time.Minute); err != nil {
+// finishedAt waits until the engine counts want final runs, then reads
+// the finished_at of the submitted tasks (newest first, through the list).
+func (b *bench) finishedAt(want int, submitted map[string]time.Time, res *latencyResult) error {
+	for {
+		done, err := b.finalRuns()
+		if err != nil {
 			return err
 		}
+		if done >= want {
+			break
+		}
+		select {
+		case <-b.ctx.Done():
+			return b.ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	if v.State != "completed" {
-		return errors.New("task " + v.ID + " " + v.State)
+	left := len(submitted)
+	cursor := ""
+	for left > 0 {
+		page, err := b.cl.TaskList(b.ctx, &api.TaskListParams{Handler: b.handler, Limit: 1000, Cursor: cursor})
+		if err != nil {
+			return apiFail(err)
+		}
+		for _, v := range page.Tasks {
+			t0, ok := submitted[v.ID]
+			if !ok {
+				continue
+			}
+			left--
+			fin, err := time.Parse(time.RFC3339Nano, v.FinishedAt)
+			if err != nil || v.State != "completed" {
+				res.errors++
+				continue
+			}
+			res.lat = append(res.lat, max(0, fin.Sub(t0)))
+		}
+		if cursor = page.NextCursor; cursor == "" {
+			break
+		}
 	}
+	res.errors += left // not found
 	return nil
+}
+
+func (b *bench) submitAndWait(wait bool) (string, error) {
+	res, err := b.cl.Submit(b.ctx, api.TaskSpec{Handler: b.handler})
+	if err != nil {
+		return "", err
+	}
+	v := res.Task
+	for wait && !isFinal(v.State) {
+		if v, err = b.cl.TaskWait(b.ctx, v.ID, time.Minute); err != nil {
+			return v.ID, err
+		}
+	}
+	if wait && v.State != "completed" {
+		return v.ID, errors.New("task " + v.ID + " " + v.State)
+	}
+	return v.ID, nil
 }
