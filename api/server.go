@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -286,9 +287,9 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := dispatch.ListFilter{State: dispatch.TaskState(q.Get("state")), Handler: q.Get("handler"), Before: dispatch.TaskID(q.Get("cursor")), Limit: 100}
 	switch f.State {
-	case "", dispatch.TaskPending, dispatch.TaskRunning, dispatch.TaskCompleted, dispatch.TaskFailed, dispatch.TaskCanceled:
+	case "", dispatch.TaskPending, dispatch.TaskRunning, dispatch.TaskWaitingChildren, dispatch.TaskCompleted, dispatch.TaskFailed, dispatch.TaskCanceled:
 	default:
-		writeError(w, &FieldError{Field: "state", Reason: fmt.Sprintf("unknown state %q (want pending, running, completed, failed or canceled)", f.State)})
+		writeError(w, &FieldError{Field: "state", Reason: fmt.Sprintf("unknown state %q (want pending, running, waiting_children, completed, failed or canceled)", f.State)})
 		return
 	}
 	if l := q.Get("limit"); l != "" {
@@ -329,7 +330,39 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) addAfter(w http.ResponseWriter, r *http.Request) {
-	writeError(w, &Error{Status: 501, Code: "not_implemented", Field: "after", Message: "after: declaring dependencies is not supported yet (arrives with workflows)"})
+	id := dispatch.TaskID(r.PathValue("id"))
+	b, err := readBody(w, r, 1<<20)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req struct {
+		After []string `json:"after"`
+	}
+	if err := decodeStrict(b, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	after := make([]dispatch.TaskID, len(req.After))
+	for i, a := range req.After {
+		after[i] = dispatch.TaskID(a)
+	}
+	if err := s.cfg.Engine.After(r.Context(), id, after); err != nil {
+		writeError(w, err)
+		return
+	}
+	v, _ := s.cfg.Engine.Task(id)
+	writeJSON(w, 200, viewFrom(v))
+}
+
+// decodeStrict decodes a small JSON body, rejecting unknown fields.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonFieldError(err)
+	}
+	return nil
 }
 
 // deployPlugin takes the module as the raw body (application/wasm or

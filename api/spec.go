@@ -28,20 +28,22 @@ func jsonFieldError(err error) error { return dispatch.JSONFieldError(err) }
 
 // TaskView is the JSON view of a task (INTERFACE.md).
 type TaskView struct {
-	ID          string            `json:"id"`
-	Handler     string            `json:"handler"`
-	State       string            `json:"state"`
-	Runs        []RunView         `json:"runs"`
-	Output      *string           `json:"output,omitempty"`
-	OutputB64   *string           `json:"output_b64,omitempty"`
-	Children    []string          `json:"children"`
-	Parent      string            `json:"parent"`
-	SubmittedAt string            `json:"submitted_at"`
-	FinishedAt  string            `json:"finished_at,omitempty"`
-	MaxAttempts int               `json:"max_attempts"`
-	Priority    int               `json:"priority"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	CancelNote  string            `json:"cancel_reason,omitempty"`
+	ID             string            `json:"id"`
+	Handler        string            `json:"handler"`
+	State          string            `json:"state"`
+	Runs           []RunView         `json:"runs"`
+	Output         *string           `json:"output,omitempty"`
+	OutputB64      *string           `json:"output_b64,omitempty"`
+	Children       []string          `json:"children"`
+	Parent         string            `json:"parent"`
+	SubmittedAt    string            `json:"submitted_at"`
+	FinishedAt     string            `json:"finished_at,omitempty"`
+	MaxAttempts    int               `json:"max_attempts"`
+	Priority       int               `json:"priority"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	CancelNote     string            `json:"cancel_reason,omitempty"`
+	After          []string          `json:"after,omitempty"`
+	ConcurrencyKey string            `json:"concurrency_key,omitempty"`
 }
 
 type RunView struct {
@@ -86,7 +88,8 @@ func textOrB64(b []byte) (*string, *string) {
 
 // viewFrom renders an engine task view.
 func viewFrom(v dispatch.TaskView) TaskView {
-	out := TaskView{ID: string(v.ID), Handler: v.Handler, State: string(v.State), Children: []string{},
+	out := TaskView{ID: string(v.ID), Handler: v.Handler, State: string(v.State), Children: []string{}, Parent: string(v.Parent),
+		CancelNote:  v.CancelNote,
 		SubmittedAt: msTime(v.SubmittedAt), FinishedAt: msTime(v.FinalAt), MaxAttempts: v.Spec.MaxAttempts,
 		Priority: v.Spec.Priority, Labels: v.Spec.Labels, Runs: []RunView{}}
 	if v.State == dispatch.TaskCompleted || v.Output != nil {
@@ -95,6 +98,15 @@ func viewFrom(v dispatch.TaskView) TaskView {
 			b = []byte{}
 		}
 		out.Output, out.OutputB64 = textOrB64(b)
+	}
+	for _, c := range v.Children {
+		out.Children = append(out.Children, string(c))
+	}
+	for _, a := range v.After {
+		out.After = append(out.After, string(a))
+	}
+	if k := v.Spec.ConcurrencyKey; k != "" {
+		out.ConcurrencyKey = k
 	}
 	for _, r := range v.Runs {
 		rv := RunView{ID: string(r.ID), Index: r.Index, State: string(r.State), Attempts: []AttemptView{}}

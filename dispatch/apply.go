@@ -25,6 +25,12 @@ func apply(s *State, e *Event) error {
 		if e.Attempt != len(r.Attempts)+1 {
 			return violation(e, r, "attempt %d, want %d", e.Attempt, len(r.Attempts)+1)
 		}
+		if k := s.Tasks[r.Task].Spec.ConcurrencyKey; k != "" {
+			if h, held := s.keyHolder[k]; held && h != r.ID {
+				return violation(e, r, "concurrency key %q is held by run %s", k, h)
+			}
+			s.keyHolder[k] = r.ID
+		}
 		r.Attempts = append(r.Attempts, Attempt{Number: e.Attempt, Worker: e.Worker, LeasedAt: e.At})
 		r.LeaseExp = e.LeaseExp
 		setState(s, r, RunLeased, e.At)
@@ -56,6 +62,7 @@ func apply(s *State, e *Event) error {
 			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "unknown task"}
 		}
 		t.Canceled, t.CancelNote = true, e.Reason
+		s.maybeFinalize(t, e.At) // a cron task with no open run ends here
 	case EvEnginePaused:
 		s.Paused = true
 	case EvEngineResumed:
@@ -65,7 +72,7 @@ func apply(s *State, e *Event) error {
 		if !ok {
 			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "unknown task"}
 		}
-		if t.finalRuns != len(t.Runs) {
+		if !t.final {
 			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "task is not final"}
 		}
 		for _, id := range t.Runs {
@@ -80,8 +87,35 @@ func apply(s *State, e *Event) error {
 		} else if i := slices.Index(s.finals, e.Task); i >= 0 {
 			s.finals = slices.Delete(s.finals, i, i+1)
 		}
+	case EvDependencyAdded:
+		return applyDependencyAdded(s, e)
 	default:
 		return &InvariantError{Event: e.Type, Reason: "unknown event type"}
+	}
+	return nil
+}
+
+func applyDependencyAdded(s *State, e *Event) error {
+	t, ok := s.Tasks[e.Task]
+	if !ok {
+		return &InvariantError{Event: e.Type, Task: e.Task, Reason: "unknown task"}
+	}
+	if t.final {
+		return &InvariantError{Event: e.Type, Task: e.Task, Reason: "task is final"}
+	}
+	for _, r := range t.runs {
+		if len(r.Attempts) > 0 || (r.State != RunScheduled && r.State != RunReady) {
+			return &InvariantError{Event: e.Type, Task: e.Task, Run: r.ID, Reason: "a run already started"}
+		}
+	}
+	for _, id := range e.After {
+		if _, ok := s.Tasks[id]; !ok || id == e.Task || slices.Contains(t.prereqs(), id) {
+			return &InvariantError{Event: e.Type, Task: e.Task, Reason: fmt.Sprintf("prerequisite %q unknown, the task itself, or already listed", id)}
+		}
+	}
+	for _, id := range e.After {
+		t.AddedAfter = append(t.AddedAfter, id)
+		s.addPrereq(t, id)
 	}
 	return nil
 }
@@ -93,8 +127,15 @@ func applySubmitted(s *State, e *Event) error {
 	if _, ok := s.Tasks[e.Task]; ok {
 		return &InvariantError{Event: e.Type, Task: e.Task, Reason: "task already exists"}
 	}
-	s.Tasks[e.Task] = &Task{Spec: *e.Spec, SubmitSeq: s.NextSubmitSeq, SubmittedAt: e.At}
+	for _, id := range e.Spec.After {
+		if _, ok := s.Tasks[id]; !ok && id == e.Task {
+			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "a task cannot wait for itself"}
+		}
+	}
+	t := &Task{Spec: *e.Spec, SubmitSeq: s.NextSubmitSeq, SubmittedAt: e.At}
+	s.Tasks[e.Task] = t
 	s.NextSubmitSeq++
+	s.link(t)
 	return nil
 }
 
@@ -127,7 +168,7 @@ func applyRunCreated(s *State, e *Event) error {
 var legalTransitions = map[RunState][]RunState{
 	RunScheduled: {RunReady, RunCanceled},
 	RunRetryWait: {RunReady, RunCanceled},
-	RunReady:     {RunCanceled},
+	RunReady:     {RunCanceled, RunScheduled}, // back to scheduled: gated by a prerequisite declared later
 }
 
 func applyTransition(s *State, e *Event) error {
@@ -141,6 +182,9 @@ func applyTransition(s *State, e *Event) error {
 	}
 	if !legal {
 		return violation(e, r, "illegal transition %s -> %s", e.From, e.To)
+	}
+	if e.From == RunReady && e.To == RunScheduled && s.Tasks[r.Task].waiting == 0 {
+		return violation(e, r, "ready -> scheduled needs an unfinished prerequisite")
 	}
 	if e.To == RunReady {
 		r.DueAt = e.DueAt
@@ -206,24 +250,8 @@ func setState(s *State, r *Run, to RunState, at int64) {
 	if to.Final() && !from.Final() {
 		t := s.Tasks[r.Task]
 		t.finalRuns++
-		if t.finalRuns == len(t.Runs) {
-			t.FinalAt = at
-			// Keep finals in (FinalAt, SubmitSeq) order, the order reindex
-			// rebuilds from a snapshot: otherwise tasks final in the same
-			// tick are dropped by retention in a different order after a
-			// restart than without one.
-			if n := len(s.finals); n == 0 || finalBefore(s.Tasks[s.finals[n-1]], t) {
-				s.finals = append(s.finals, t.Spec.ID)
-			} else {
-				i, _ := slices.BinarySearchFunc(s.finals, t, func(id TaskID, t *Task) int {
-					if finalBefore(s.Tasks[id], t) {
-						return -1
-					}
-					return 1
-				})
-				s.finals = slices.Insert(s.finals, i, t.Spec.ID)
-			}
-		}
+		s.releaseKey(r, t.Spec.ConcurrencyKey)
+		s.maybeFinalize(t, at)
 	}
 }
 

@@ -91,6 +91,10 @@ func count(set ...bool) uint64 {
 }
 
 func appendSpec(dst []byte, s *TaskSpec) ([]byte, error) {
+	if s.workflowFields() {
+		b, err := encMode.Marshal(s)
+		return append(dst, b...), err
+	}
 	dst = appendHead(dst, cborMap, 5+count(s.ID != "", len(s.Input) > 0, s.Priority != 0, s.NotBeforeMs != 0, len(s.Labels) > 0))
 	if s.ID != "" {
 		dst = appendText(dst, 1, string(s.ID))
@@ -156,6 +160,10 @@ func appendSpec(dst []byte, s *TaskSpec) ([]byte, error) {
 }
 
 func appendTask(dst []byte, t *Task) ([]byte, error) {
+	if len(t.AddedAfter) > 0 {
+		b, err := encMode.Marshal(t)
+		return append(dst, b...), err
+	}
 	dst = appendHead(dst, cborMap, 4+count(t.Canceled, t.CancelNote != "", t.FinalAt != 0))
 	var err error
 	if dst, err = appendSpec(append(dst, 1), &t.Spec); err != nil {

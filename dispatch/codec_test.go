@@ -31,6 +31,8 @@ func sampleEvents() []Event {
 		{Type: EvEnginePaused, At: 9},
 		{Type: EvEngineResumed, At: 10},
 		{Type: EvTaskDropped, At: 11, Task: "task-1"},
+		{Type: EvDependencyAdded, At: 12, Task: "task-1", After: []TaskID{"a", "b"}},
+		{Type: EvTaskSubmitted, At: 13, Task: "child", Spec: &TaskSpec{ID: "child", Handler: "h", Policy: RunPolicy{Kind: PolicyCron, CronExpr: "*/5 * * * * *", MaxRuns: 3, Misfire: MisfireSkip}, MaxAttempts: 1, TimeoutMs: 1000, Backoff: Backoff{Kind: BackoffFixed, BaseMs: 5}, After: []TaskID{"task-1"}, ConcurrencyKey: "k", Parent: "p", TolerateChildFailures: true}},
 	}
 }
 

@@ -31,6 +31,7 @@ type Job struct {
 	DeadlineMs  int64 // unix ms; the context given to Execute ends then too
 	Worker      string
 	Labels      map[string]string
+	Parent      TaskID // the task whose handler submitted this one, if any
 	// Heartbeat tells the engine the attempt is alive and extends its
 	// lease (timeout + grace from now). Safe to call from any goroutine;
 	// nil outside an Engine.
@@ -44,6 +45,11 @@ type Result struct {
 	Error     string
 	Output    []byte
 	Module    string // module version the attempt ran on (sha256:<hex>)
+	// Children are task specs (JSON, the spec of INTERFACE.md) the handler
+	// submitted; they are committed with the attempt's success, in the same
+	// WAL frame, and dropped otherwise. Each needs an id derived from the
+	// run and its ordinal, so a retried attempt creates no duplicates.
+	Children [][]byte
 }
 
 // SubmitResult acknowledges a submission once it is durable.
@@ -82,6 +88,11 @@ type (
 		reason string
 		reply  chan reply
 	}
+	afterInput struct {
+		task  TaskID
+		after []TaskID
+		reply chan reply
+	}
 	pauseInput struct {
 		pause bool
 		reply chan reply
@@ -117,6 +128,7 @@ type Core struct {
 	spare   []Event // events of a batch the loop is done with, for reuse
 	lost    bool    // in-flight attempts of a previous process are still open
 	drain   bool
+	dooming bool // cancelDoomed is running: nested emits leave doomed to it
 	entropy io.Reader
 }
 
@@ -127,6 +139,8 @@ type coreConfig struct {
 	retainMs    int64
 	retainCount int
 	rand        func() float64 // uniform [0,1), for backoff jitter
+	// validateHandler checks a handler name (deployed plugin); nil accepts any.
+	validateHandler func(handler string) error
 }
 
 func newCore(s *State, cfg coreConfig, entropy io.Reader) *Core {
@@ -159,6 +173,8 @@ func (c *Core) Step(now int64, inputs []any) (Batch, error) {
 			err = c.handleCancel(now, in)
 		case pauseInput:
 			err = c.handlePause(now, in)
+		case afterInput:
+			err = c.handleAfter(now, in)
 		default:
 			err = fmt.Errorf("dispatch: unknown input %T", in)
 		}
@@ -198,6 +214,9 @@ func (c *Core) emit(e Event) error {
 		return err
 	}
 	c.batch.Events = append(c.batch.Events, e)
+	if len(c.s.doomed) > 0 && !c.dooming {
+		return c.cancelDoomed(e.At)
+	}
 	return nil
 }
 
@@ -229,19 +248,16 @@ func (c *Core) handleSubmit(now int64, in submitInput) error {
 		}
 		return nil
 	}
-	if err := c.emit(Event{Type: EvTaskSubmitted, At: now, Task: spec.ID, Spec: &spec}); err != nil {
-		return err
+	if spec.Parent != "" {
+		c.reply(in.reply, reply{err: invalid("parent", "is set by the engine for tasks submitted by handlers")})
+		return nil
 	}
-	base := max(now, spec.NotBeforeMs)
-	for i := 1; i <= spec.runCount(); i++ {
-		due := base + int64(i-1)*spec.Policy.EveryMs
-		to := RunReady
-		if due > now {
-			to = RunScheduled
-		}
-		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: spec.ID, Run: runID(spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
-			return err
-		}
+	if err := c.checkSubmission(&spec); err != nil {
+		c.reply(in.reply, reply{err: err})
+		return nil
+	}
+	if err := c.submitTask(now, &spec); err != nil {
+		return err
 	}
 	c.reply(in.reply, reply{submit: SubmitResult{Task: spec.ID}})
 	return nil
@@ -285,6 +301,15 @@ func (c *Core) handleResult(now int64, in resultInput) error {
 	if res.Outcome == "" {
 		res.Outcome, res.Error = OutcomeFailed, "executor returned no outcome"
 	}
+	if res.Outcome == OutcomeOK && len(res.Children) > 0 {
+		if err := c.commitChildren(now, r, res.Children); err != nil {
+			var inv *InvariantError
+			if errors.As(err, &inv) {
+				return err
+			}
+			res = Result{Outcome: OutcomeFailed, Error: "submitted children rejected: " + err.Error(), Module: res.Module}
+		}
+	}
 	e := Event{Type: EvAttemptFinished, At: now, Task: r.Task, Run: r.ID, From: r.State, Attempt: in.attempt,
 		Outcome: res.Outcome, Retryable: res.Outcome.retryable(res.Retryable), Error: res.Error,
 		Output: res.Output, Module: res.Module}
@@ -316,21 +341,8 @@ func (c *Core) handleCancel(now int64, in cancelInput) error {
 		c.reply(in.reply, reply{err: fmt.Errorf("%w: %q", ErrNotFound, in.task)})
 		return nil
 	}
-	if !t.Canceled && t.finalRuns < len(t.Runs) {
-		if err := c.emit(Event{Type: EvTaskCanceled, At: now, Task: in.task, Reason: in.reason}); err != nil {
-			return err
-		}
-		for _, id := range t.Runs {
-			r := c.s.Runs[id]
-			switch r.State {
-			case RunScheduled, RunReady, RunRetryWait:
-				if err := c.emit(Event{Type: EvRunTransition, At: now, Task: r.Task, Run: r.ID, From: r.State, To: RunCanceled, Reason: in.reason}); err != nil {
-					return err
-				}
-			case RunLeased, RunRunning:
-				c.batch.Cancels = append(c.batch.Cancels, r.ID)
-			}
-		}
+	if err := c.cancelTask(now, t, in.reason, true); err != nil {
+		return err
 	}
 	c.reply(in.reply, reply{submit: SubmitResult{Task: in.task}})
 	return nil
@@ -404,6 +416,12 @@ func (c *Core) promoteDue(now int64) error {
 		}
 		c.s.timers.pop()
 		r := e.run
+		if t := c.s.Tasks[r.Task]; t.Spec.Policy.Kind == PolicyCron && r.State == RunScheduled {
+			if err := c.promoteCron(now, r, t); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := c.emit(Event{Type: EvRunTransition, At: now, Task: r.Task, Run: r.ID, From: r.State, To: RunReady, DueAt: r.DueAt}); err != nil {
 			return err
 		}
@@ -422,6 +440,19 @@ func (c *Core) leaseReady(now int64) error {
 		c.s.ready.pop()
 		r := e.run
 		t := c.s.Tasks[r.Task]
+		if k := t.Spec.ConcurrencyKey; k != "" {
+			if h, held := c.s.keyHolder[k]; held && h != r.ID {
+				// Park it with its key so it does not block other runs;
+				// releaseKey brings the best one back.
+				b := c.s.blocked[k]
+				if b == nil {
+					b = &readyHeap{}
+					c.s.blocked[k] = b
+				}
+				b.push(e)
+				continue
+			}
+		}
 		slot := c.takeSlot(r.ID)
 		worker := c.cfg.node + "/w" + strconv.Itoa(slot)
 		attempt := len(r.Attempts) + 1
@@ -432,6 +463,7 @@ func (c *Core) leaseReady(now int64) error {
 		c.batch.Starts = append(c.batch.Starts, Job{
 			Task: r.Task, Run: r.ID, Handler: t.Spec.Handler, Input: t.Spec.Input, Attempt: attempt,
 			MaxAttempts: t.Spec.MaxAttempts, DeadlineMs: now + t.Spec.TimeoutMs, Worker: worker, Labels: t.Spec.Labels,
+			Parent: t.Spec.Parent,
 		})
 	}
 	return nil

@@ -50,6 +50,10 @@ type Config struct {
 	Rand func() float64
 	// MaxBatch bounds the inputs one tick drains. Default 4096.
 	MaxBatch int
+	// ValidateHandler checks a task's handler at submission (for tasks from
+	// clients and children from handlers): the plugin registry's check that
+	// the plugin is deployed. nil accepts any name.
+	ValidateHandler func(handler string) error
 }
 
 func (c *Config) normalize() error {
@@ -174,6 +178,7 @@ func Open(cfg Config) (*Engine, error) {
 	e.core = newCore(state, coreConfig{
 		workers: cfg.Workers, node: cfg.Node, leaseGrace: cfg.LeaseGrace.Milliseconds(),
 		retainMs: cfg.RetainFor.Milliseconds(), retainCount: cfg.RetainCount, rand: cfg.Rand,
+		validateHandler: cfg.ValidateHandler,
 	}, ulidEntropy())
 	e.recovery.Duration = time.Since(start)
 	e.log.Info("dispatch: recovered", "snapshot_seq", e.recovery.SnapshotSeq,
@@ -212,6 +217,7 @@ func (e *Engine) recover() (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: replay %s: %w", e.cfg.Dir, err)
 	}
+	state.doomed = nil // their cancellations were written in the same ticks and replayed
 	return state, nil
 }
 
@@ -272,10 +278,12 @@ func (e *Engine) loop() {
 		inputs = kept
 
 		now := unixMs(e.cfg.Clock.Now())
+		// Readers (Task, List, Wait, Stats) take e.mu for reading: holding it
+		// from Step through the fsync means they only ever see durable state.
 		e.mu.Lock()
 		batch, err := e.core.Step(now, inputs)
-		e.mu.Unlock()
 		if err != nil {
+			e.mu.Unlock()
 			e.shutdown(fmt.Errorf("dispatch: engine stopped: %w", err))
 			return
 		}
@@ -293,20 +301,20 @@ func (e *Engine) loop() {
 				last, err = e.wal.Append(records...)
 			}
 			if err != nil {
+				e.mu.Unlock()
 				for _, a := range batch.acks {
 					a.to <- reply{err: fmt.Errorf("%w: %v", ErrStopped, err)}
 				}
 				e.shutdown(fmt.Errorf("dispatch: engine stopped: write WAL: %w", err))
 				return
 			}
-			e.mu.Lock()
 			e.state.Applied = last
-			e.mu.Unlock()
 			e.stats.appends.Add(1)
 			e.stats.events.Add(uint64(len(batch.Events)))
 			e.sinceSnapshot += len(batch.Events)
 			e.core.recycle(batch.Events)
 		}
+		e.mu.Unlock()
 		e.stats.ticks.Add(1)
 		for _, a := range batch.acks {
 			a.to <- a.r
@@ -445,6 +453,8 @@ func failInput(in any, err error) {
 	case cancelInput:
 		in.reply <- reply{err: err}
 	case pauseInput:
+		in.reply <- reply{err: err}
+	case afterInput:
 		in.reply <- reply{err: err}
 	case idleProbe:
 		in.reply <- idleReply{idle: true}

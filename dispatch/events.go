@@ -29,6 +29,7 @@ const (
 	EvEnginePaused    EventType = 10 // At
 	EvEngineResumed   EventType = 11 // At
 	EvTaskDropped     EventType = 12 // Task, At: removed by retention
+	EvDependencyAdded EventType = 13 // Task, After, At: prerequisites declared after submission
 )
 
 var eventNames = [...]string{
@@ -36,7 +37,7 @@ var eventNames = [...]string{
 	EvRunTransition: "run_transition", EvLeaseAcquired: "lease_acquired", EvAttemptStarted: "attempt_started",
 	EvLeaseRenewed: "lease_renewed", EvAttemptFinished: "attempt_finished", EvLeaseExpired: "lease_expired",
 	EvTaskCanceled: "task_canceled", EvEnginePaused: "engine_paused", EvEngineResumed: "engine_resumed",
-	EvTaskDropped: "task_dropped",
+	EvTaskDropped: "task_dropped", EvDependencyAdded: "dependency_added",
 }
 
 func (t EventType) String() string {
@@ -68,6 +69,7 @@ type Event struct {
 	Output    []byte    `cbor:"15,keyasint,omitempty" json:"output,omitempty"`
 	Module    string    `cbor:"16,keyasint,omitempty" json:"module,omitempty"`
 	Reason    string    `cbor:"17,keyasint,omitempty" json:"reason,omitempty"`
+	After     []TaskID  `cbor:"18,keyasint,omitempty" json:"after,omitempty"`
 }
 
 var (
@@ -151,6 +153,12 @@ func decodeEvent(rec []byte) (Event, error) {
 
 // appendEventBody appends the CBOR map of e's fields.
 func appendEventBody(dst []byte, e *Event) ([]byte, error) {
+	if len(e.After) > 0 || e.Spec != nil && e.Spec.workflowFields() {
+		// Workflow fields are rarer: the CBOR library encodes them (the
+		// same canonical form the fast path writes).
+		b, err := encMode.Marshal(e)
+		return append(dst, b...), err
+	}
 	n := 0
 	for _, set := range [...]bool{e.At != 0, e.Task != "", e.Run != "", e.From != "", e.To != "", e.Spec != nil,
 		e.Index != 0, e.DueAt != 0, e.Attempt != 0, e.Worker != "", e.LeaseExp != 0, e.Outcome != "",

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 )
 
@@ -133,6 +134,26 @@ type TaskSpec struct {
 	Priority    int               `cbor:"8,keyasint,omitempty" json:"priority,omitempty"`
 	NotBeforeMs int64             `cbor:"9,keyasint,omitempty" json:"not_before_ms,omitempty"` // unix ms; 0 = now
 	Labels      map[string]string `cbor:"10,keyasint,omitempty" json:"labels,omitempty"`
+	// After lists tasks this one waits for: its runs become ready only once
+	// all of them completed; if one fails or is canceled, this task is
+	// canceled too.
+	After []TaskID `cbor:"11,keyasint,omitempty" json:"after,omitempty"`
+	// ConcurrencyKey: at most one run with this key is leased or running
+	// (held through retry_wait) at a time.
+	ConcurrencyKey string `cbor:"12,keyasint,omitempty" json:"concurrency_key,omitempty"`
+	// Parent is the task whose handler submitted this one (set by the
+	// engine when it commits a child; never by clients).
+	Parent TaskID `cbor:"13,keyasint,omitempty" json:"parent,omitempty"`
+	// TolerateChildFailures lets this task complete even when a child
+	// failed or was canceled.
+	TolerateChildFailures bool `cbor:"14,keyasint,omitempty" json:"tolerate_child_failures,omitempty"`
+}
+
+// workflowFields reports whether s uses fields the hand-written encoder
+// leaves to the CBOR library.
+func (s *TaskSpec) workflowFields() bool {
+	return len(s.After) > 0 || s.ConcurrencyKey != "" || s.Parent != "" || s.TolerateChildFailures ||
+		s.Policy.CronExpr != "" || s.Policy.TimeZone != "" || s.Policy.MaxRuns != 0 || s.Policy.Misfire != ""
 }
 
 // Limits and defaults of a TaskSpec.
@@ -146,6 +167,9 @@ const (
 	DefaultBackoffMs   = 1_000
 	DefaultBackoffMax  = 60_000
 	DefaultJitter      = 0.1
+	MaxAfter           = 1000 // prerequisites per task
+	MaxDepth           = 16   // nesting of child tasks
+	MaxChildren        = 10_000
 )
 
 var (
@@ -189,9 +213,40 @@ func (s *TaskSpec) Normalize() error {
 			return invalid("run_policy.repeat.every", "must not be negative, got %dms", s.Policy.EveryMs)
 		}
 	case PolicyCron:
-		return invalid("run_policy.cron", "is not supported yet (it arrives with workflows)")
+		if _, err := parseCron(s.Policy.CronExpr, s.Policy.TimeZone); err != nil {
+			return err
+		}
+		if s.Policy.MaxRuns < 0 {
+			return invalid("run_policy.cron.max_runs", "must not be negative, got %d", s.Policy.MaxRuns)
+		}
+		switch s.Policy.Misfire {
+		case "":
+			s.Policy.Misfire = MisfireSkip
+		case MisfireSkip, MisfireCatchUp:
+		default:
+			return invalid("run_policy.cron.misfire", "want %q or %q, got %q", MisfireSkip, MisfireCatchUp, s.Policy.Misfire)
+		}
 	default:
-		return invalid("run_policy", "unknown kind %q (want once or repeat)", s.Policy.Kind)
+		return invalid("run_policy", "unknown kind %q (want once, repeat or cron)", s.Policy.Kind)
+	}
+	if s.Policy.Kind != PolicyCron && (s.Policy.CronExpr != "" || s.Policy.MaxRuns != 0 || s.Policy.Misfire != "" || s.Policy.TimeZone != "") {
+		return invalid("run_policy", "cron fields given for a %s policy", s.Policy.Kind)
+	}
+	if len(s.After) > MaxAfter {
+		return invalid("after", "at most %d prerequisites, got %d", MaxAfter, len(s.After))
+	}
+	seen := make(map[TaskID]bool, len(s.After))
+	for _, id := range s.After {
+		if !idPattern.MatchString(string(id)) {
+			return invalid("after", "%q is not a task id", id)
+		}
+		if seen[id] {
+			return invalid("after", "lists %q twice", id)
+		}
+		seen[id] = true
+	}
+	if len(s.ConcurrencyKey) > 256 {
+		return invalid("concurrency_key", "is %d bytes, the limit is 256", len(s.ConcurrencyKey))
 	}
 	if s.MaxAttempts == 0 {
 		s.MaxAttempts = DefaultMaxAttempts
@@ -241,7 +296,8 @@ func (s *TaskSpec) equal(o *TaskSpec) bool {
 	return s.ID == o.ID && s.Handler == o.Handler && string(s.Input) == string(o.Input) &&
 		s.Policy == o.Policy && s.MaxAttempts == o.MaxAttempts && s.TimeoutMs == o.TimeoutMs &&
 		s.Backoff == o.Backoff && s.Priority == o.Priority && s.NotBeforeMs == o.NotBeforeMs &&
-		maps.Equal(s.Labels, o.Labels)
+		maps.Equal(s.Labels, o.Labels) && slices.Equal(s.After, o.After) && s.ConcurrencyKey == o.ConcurrencyKey &&
+		s.Parent == o.Parent && s.TolerateChildFailures == o.TolerateChildFailures
 }
 
 // runCount is how many runs the policy creates.
@@ -295,18 +351,31 @@ type Task struct {
 	Runs        []RunID  `cbor:"4,keyasint" json:"runs"`
 	Canceled    bool     `cbor:"5,keyasint,omitempty" json:"canceled,omitempty"`
 	CancelNote  string   `cbor:"6,keyasint,omitempty" json:"cancel_reason,omitempty"`
-	FinalAt     int64    `cbor:"7,keyasint,omitempty" json:"final_at_ms,omitempty"` // when the last run became final
-	finalRuns   int
-	runs        []*Run // the runs named by Runs, in the same order: an index kept by apply and reindex
+	FinalAt     int64    `cbor:"7,keyasint,omitempty" json:"final_at_ms,omitempty"` // when the task became final
+	// AddedAfter are prerequisites declared after submission.
+	AddedAfter []TaskID `cbor:"8,keyasint,omitempty" json:"added_after,omitempty"`
+	finalRuns  int
+
+	// Derived by apply and reindex (workflow.go), never encoded.
+	final           bool
+	result          TaskState // when final: completed, failed or canceled
+	waiting         int       // prerequisites not yet completed
+	dependents      []TaskID  // tasks that wait for this one
+	children        []TaskID
+	pendingChildren int    // children not yet final
+	depth           int    // 0 for a root task
+	runs            []*Run // the runs named by Runs, in the same order: an index kept by apply and reindex
 }
 
 // TaskState summarizes a task for views (INTERFACE.md).
 type TaskState string
 
 const (
-	TaskPending   TaskState = "pending"
-	TaskRunning   TaskState = "running"
-	TaskCompleted TaskState = "completed"
-	TaskFailed    TaskState = "failed"
-	TaskCanceled  TaskState = "canceled"
+	TaskPending TaskState = "pending"
+	TaskRunning TaskState = "running"
+	// TaskWaitingChildren: the task's own runs completed; some child is not final.
+	TaskWaitingChildren TaskState = "waiting_children"
+	TaskCompleted       TaskState = "completed"
+	TaskFailed          TaskState = "failed"
+	TaskCanceled        TaskState = "canceled"
 )

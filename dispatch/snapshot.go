@@ -78,7 +78,7 @@ func captureState(s *State) *stateCapture {
 	c := &stateCapture{applied: s.Applied, nextSubmitSeq: s.NextSubmitSeq, paused: s.Paused,
 		tasks: make([]capturedTask, 0, len(s.Tasks)), runs: make([]*Run, 0, len(s.Runs))}
 	for _, t := range s.Tasks {
-		final := t.finalRuns == len(t.Runs)
+		final := t.final
 		if !final {
 			cp := *t // Runs is only ever appended to: the copy's prefix stays valid
 			t = &cp

@@ -25,6 +25,8 @@ type SpecJSON struct {
 	NotBefore      string            `json:"not_before,omitempty"`
 	After          []string          `json:"after,omitempty"`
 	Labels         map[string]string `json:"labels,omitempty"`
+	// TolerateChildFailures lets the task complete when a child failed.
+	TolerateChildFailures bool `json:"tolerate_child_failures,omitempty"`
 }
 
 // RunPolicyJSON is exactly one of once, repeat, cron.
@@ -137,7 +139,10 @@ func (s SpecJSON) ToSpec() (TaskSpec, error) {
 			}
 			d.Policy = RunPolicy{Kind: PolicyRepeat, Count: p.Repeat.Count, EveryMs: every}
 		case p.Cron != nil:
-			return d, fieldErr("run_policy.cron", "is not supported yet (cron arrives with workflows)")
+			if p.Cron.Expr == "" {
+				return d, fieldErr("run_policy.cron.expr", "is required, e.g. \"0 */5 * * * *\" (6 fields with seconds) or \"*/5 * * * *\"")
+			}
+			d.Policy = RunPolicy{Kind: PolicyCron, CronExpr: p.Cron.Expr, MaxRuns: p.Cron.MaxRuns, TimeZone: p.Cron.TimeZone, Misfire: p.Cron.Misfire}
 		}
 	}
 	var err error
@@ -177,11 +182,10 @@ func (s SpecJSON) ToSpec() (TaskSpec, error) {
 		}
 		d.NotBeforeMs = t.UnixMilli()
 	}
-	if s.ConcurrencyKey != "" {
-		return d, fieldErr("concurrency_key", "is not supported yet (concurrency keys arrive with workflows)")
-	}
-	if len(s.After) > 0 {
-		return d, fieldErr("after", "is not supported yet (dependencies arrive with workflows)")
+	d.ConcurrencyKey = s.ConcurrencyKey
+	d.TolerateChildFailures = s.TolerateChildFailures
+	for _, id := range s.After {
+		d.After = append(d.After, TaskID(id))
 	}
 	if err := d.Normalize(); err != nil {
 		return d, err

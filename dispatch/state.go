@@ -22,11 +22,17 @@ type State struct {
 	finals   []TaskID
 	counts   map[RunState]int
 	inflight int // leased + running
+
+	// Workflow indexes (workflow.go).
+	keyHolder map[string]RunID      // concurrency key -> the run holding it
+	blocked   map[string]*readyHeap // ready runs waiting for a key, by key
+	doomed    []doom                // tasks to cancel because a prerequisite failed; drained by Core
 }
 
 // NewState returns an empty State.
 func NewState() *State {
-	return &State{Tasks: map[TaskID]*Task{}, Runs: map[RunID]*Run{}, NextSubmitSeq: 1, counts: map[RunState]int{}}
+	return &State{Tasks: map[TaskID]*Task{}, Runs: map[RunID]*Run{}, NextSubmitSeq: 1, counts: map[RunState]int{},
+		keyHolder: map[string]RunID{}, blocked: map[string]*readyHeap{}}
 }
 
 // InvariantError is returned by apply for an event that does not fit the
@@ -232,6 +238,9 @@ func (s *State) index(r *Run) {
 		s.ready.push(readyEntry{run: r, gen: r.gen, priority: t.Spec.Priority, due: r.DueAt, seq: t.SubmitSeq})
 		s.ready.compact(s.counts[RunReady])
 	case RunScheduled, RunRetryWait:
+		if t := s.Tasks[r.Task]; r.State == RunScheduled && t != nil && t.waiting > 0 {
+			return // gated by prerequisites: indexed again when the last one completes
+		}
 		s.timers.push(dueEntry{run: r, gen: r.gen, at: r.DueAt})
 		s.timers.compact(s.counts[RunScheduled] + s.counts[RunRetryWait])
 	case RunLeased, RunRunning:
@@ -243,6 +252,7 @@ func (s *State) index(r *Run) {
 // reindex rebuilds the derived indexes from the maps (after a snapshot load).
 func (s *State) reindex() {
 	s.ready, s.timers, s.leases, s.finals = nil, nil, nil, nil
+	s.keyHolder, s.blocked, s.doomed = map[string]RunID{}, map[string]*readyHeap{}, nil
 	s.counts = map[RunState]int{}
 	s.inflight = 0
 	type fin struct {
@@ -264,9 +274,19 @@ func (s *State) reindex() {
 			if r.State.Final() {
 				t.finalRuns++
 			}
-			s.index(r)
 		}
-		if t.finalRuns == len(t.Runs) {
+	}
+	s.reindexWorkflow() // before indexing runs: gating decides what is indexed
+	for _, t := range s.Tasks {
+		for _, r := range t.runs {
+			s.index(r)
+			if k := t.Spec.ConcurrencyKey; k != "" && len(r.Attempts) > 0 && !r.State.Final() {
+				s.keyHolder[k] = r.ID
+			}
+		}
+	}
+	for _, t := range s.Tasks {
+		if t.final {
 			fins = append(fins, fin{t.FinalAt, t.SubmitSeq, t.Spec.ID})
 		}
 	}

@@ -14,6 +14,10 @@ type TaskView struct {
 	SubmittedAt int64     `json:"submitted_at_ms"`
 	FinalAt     int64     `json:"final_at_ms,omitempty"`
 	Canceled    bool      `json:"canceled,omitempty"`
+	CancelNote  string    `json:"cancel_reason,omitempty"`
+	Parent      TaskID    `json:"parent,omitempty"`
+	Children    []TaskID  `json:"children,omitempty"`
+	After       []TaskID  `json:"after,omitempty"`
 	Runs        []Run     `json:"runs"`
 	// Output of the last successful attempt, if any.
 	Output []byte `json:"output,omitempty"`
@@ -27,38 +31,17 @@ func (v TaskView) Final() bool {
 
 func viewOf(s *State, t *Task) TaskView {
 	v := TaskView{ID: t.Spec.ID, Handler: t.Spec.Handler, Spec: t.Spec, SubmittedAt: t.SubmittedAt,
-		FinalAt: t.FinalAt, Canceled: t.Canceled, seq: t.SubmitSeq}
-	var running, failed, canceled, completed int
+		FinalAt: t.FinalAt, Canceled: t.Canceled, CancelNote: t.CancelNote, Parent: t.Spec.Parent,
+		Children: slices.Clone(t.children), After: t.prereqs(), seq: t.SubmitSeq, State: s.stateOf(t)}
 	for _, id := range t.Runs {
 		r := *s.Runs[id]
 		r.Attempts = slices.Clone(r.Attempts)
 		v.Runs = append(v.Runs, r)
-		switch r.State {
-		case RunLeased, RunRunning:
-			running++
-		case RunFailed:
-			failed++
-		case RunCanceled:
-			canceled++
-		case RunCompleted:
-			completed++
+		if r.State == RunCompleted {
 			if a := r.current(); a != nil {
 				v.Output = a.Output
 			}
 		}
-	}
-	final := failed + canceled + completed
-	switch {
-	case final < len(t.Runs) && running > 0:
-		v.State = TaskRunning
-	case final < len(t.Runs):
-		v.State = TaskPending
-	case failed > 0:
-		v.State = TaskFailed
-	case canceled > 0:
-		v.State = TaskCanceled
-	default:
-		v.State = TaskCompleted
 	}
 	return v
 }
@@ -110,6 +93,18 @@ func (e *Engine) List(f ListFilter) []TaskView {
 		out = out[:f.Limit]
 	}
 	return out
+}
+
+// After adds prerequisites to task id, which must not have started: all or
+// nothing, durable when it returns. Unknown ids and cycles (checked against
+// the whole graph) are *ValidationErrors naming the cycle.
+func (e *Engine) After(ctx context.Context, id TaskID, after []TaskID) error {
+	ch := make(chan reply, 1)
+	if err := e.send(ctx, afterInput{task: id, after: after, reply: ch}); err != nil {
+		return err
+	}
+	_, err := e.await(ctx, ch)
+	return err
 }
 
 // Wait blocks until task id is final or ctx ends, and returns its view.

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/wasmtask/wasmtask/dispatch"
 )
@@ -41,9 +42,30 @@ func (x *Executor) Execute(ctx context.Context, job dispatch.Job) dispatch.Resul
 		Config: p.Config,
 		Limits: p.Limits,
 		Info: TaskInfo{TaskID: string(job.Task), RunID: string(job.Run), Attempt: job.Attempt,
-			MaxAttempts: job.MaxAttempts, Handler: job.Handler, Labels: job.Labels},
+			MaxAttempts: job.MaxAttempts, Handler: job.Handler, Labels: job.Labels, ParentID: string(job.Parent)},
 		Heartbeat: job.Heartbeat,
 	})
-	return dispatch.Result{Outcome: res.Outcome, Retryable: res.Retryable, Error: res.Error,
+	out := dispatch.Result{Outcome: res.Outcome, Retryable: res.Retryable, Error: res.Error,
 		Output: res.Output, Module: res.Module}
+	for _, c := range res.Children {
+		out.Children = append(out.Children, withID(c))
+	}
+	return out
+}
+
+// withID makes sure a staged child spec carries the id the guest was given
+// (derived from the run and the ordinal unless the spec chose one), so the
+// engine commits exactly that id.
+func withID(c Child) []byte {
+	var spec map[string]json.RawMessage
+	if json.Unmarshal(c.Spec, &spec) != nil {
+		return c.Spec // the engine rejects it, naming the child
+	}
+	id, _ := json.Marshal(c.ID)
+	spec["id"] = id
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return c.Spec
+	}
+	return b
 }

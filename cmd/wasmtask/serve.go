@@ -69,7 +69,7 @@ func runServe(c *cli.Context) error {
 	}
 	exec := &observedExecutor{next: host.NewExecutor(h, reg.Resolve), m: m, reg: reg}
 	engine, err := dispatch.Open(dispatch.Config{Dir: filepath.Join(dataDir, "engine"), Executor: exec,
-		Workers: c.Int("workers"), Logger: logger})
+		Workers: c.Int("workers"), Logger: logger, ValidateHandler: reg.Check})
 	if err != nil {
 		return fail(exitFailed, "%v", err)
 	}
@@ -133,4 +133,3 @@ func runServe(c *cli.Context) error {
 	hl.Info("stopped")
 	return nil
 }
-

@@ -1,0 +1,195 @@
+package dispatch
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Workflows: prerequisites (after), parent/child hierarchy, concurrency
+// keys. Everything here is derived from durable state: apply maintains it
+// event by event and reindex rebuilds it after a snapshot load, so gating,
+// failure propagation and key holds survive a restart.
+
+// doom is a task to cancel because a prerequisite failed or was canceled.
+// apply records it; Core turns it into events in the same tick.
+type doom struct {
+	task   TaskID
+	reason string
+}
+
+// prereqs returns every prerequisite of t (submitted and declared later).
+func (t *Task) prereqs() []TaskID {
+	if len(t.AddedAfter) == 0 {
+		return t.Spec.After
+	}
+	return append(slices.Clone(t.Spec.After), t.AddedAfter...)
+}
+
+// link registers a new task with its parent and prerequisites.
+func (s *State) link(t *Task) {
+	if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {
+		p.children = append(p.children, t.Spec.ID)
+		p.pendingChildren++
+		t.depth = p.depth + 1
+	}
+	for _, id := range t.Spec.After {
+		s.addPrereq(t, id)
+	}
+}
+
+// addPrereq makes t wait for prerequisite id.
+func (s *State) addPrereq(t *Task, id TaskID) {
+	p, ok := s.Tasks[id]
+	if !ok {
+		return // dropped by retention after it completed
+	}
+	switch {
+	case !p.final:
+		t.waiting++
+		p.dependents = append(p.dependents, t.Spec.ID)
+	case p.result != TaskCompleted:
+		s.doomed = append(s.doomed, doom{task: t.Spec.ID, reason: fmt.Sprintf("prerequisite %s %s", id, p.result)})
+	}
+}
+
+// maybeFinalize marks t final when its runs are final, no more runs will
+// be created (cron), and its children are final; then it tells its parent
+// and its dependents.
+func (s *State) maybeFinalize(t *Task, at int64) {
+	if t.final || t.finalRuns < len(t.Runs) || len(t.Runs) == 0 || t.pendingChildren > 0 || !t.runsComplete() {
+		return
+	}
+	t.final, t.FinalAt, t.result = true, at, s.resultOf(t)
+	s.addFinal(t)
+	if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {
+		p.pendingChildren--
+		s.maybeFinalize(p, at)
+	}
+	for _, id := range t.dependents {
+		d, ok := s.Tasks[id]
+		if !ok || d.final {
+			continue
+		}
+		if t.result == TaskCompleted {
+			d.waiting--
+			if d.waiting == 0 {
+				for _, r := range d.runs {
+					if r.State == RunScheduled {
+						s.index(r) // now due: the timer heap promotes it
+					}
+				}
+			}
+		} else {
+			s.doomed = append(s.doomed, doom{task: id, reason: fmt.Sprintf("prerequisite %s %s", t.Spec.ID, t.result)})
+		}
+	}
+}
+
+// runsComplete reports whether the policy will create no more runs.
+func (t *Task) runsComplete() bool {
+	if t.Spec.Policy.Kind != PolicyCron || t.Canceled {
+		return true
+	}
+	return t.Spec.Policy.MaxRuns > 0 && len(t.Runs) >= t.Spec.Policy.MaxRuns
+}
+
+// resultOf decides a final task's result from its runs and children.
+func (s *State) resultOf(t *Task) TaskState {
+	failed, canceled := false, false
+	for _, r := range t.runs {
+		failed = failed || r.State == RunFailed
+		canceled = canceled || r.State == RunCanceled
+	}
+	switch {
+	case failed:
+		return TaskFailed
+	case canceled:
+		return TaskCanceled
+	}
+	if !t.Spec.TolerateChildFailures {
+		for _, id := range t.children {
+			if c, ok := s.Tasks[id]; ok && c.final && c.result != TaskCompleted {
+				return TaskFailed
+			}
+		}
+	}
+	return TaskCompleted
+}
+
+// addFinal records t in the retention order (FinalAt, SubmitSeq).
+func (s *State) addFinal(t *Task) {
+	if n := len(s.finals); n == 0 || finalBefore(s.Tasks[s.finals[n-1]], t) {
+		s.finals = append(s.finals, t.Spec.ID)
+		return
+	}
+	i, _ := slices.BinarySearchFunc(s.finals, t, func(id TaskID, t *Task) int {
+		if finalBefore(s.Tasks[id], t) {
+			return -1
+		}
+		return 1
+	})
+	s.finals = slices.Insert(s.finals, i, t.Spec.ID)
+}
+
+// reindexWorkflow rebuilds links, gating and finality from the tasks and
+// runs of a snapshot, in submission order so that the result does not
+// depend on map order.
+func (s *State) reindexWorkflow() {
+	tasks := make([]*Task, 0, len(s.Tasks))
+	for _, t := range s.Tasks {
+		t.final, t.result, t.waiting, t.dependents, t.children, t.pendingChildren, t.depth = false, "", 0, nil, nil, 0, 0
+		tasks = append(tasks, t)
+	}
+	slices.SortFunc(tasks, func(a, b *Task) int { return cmpInt(a.SubmitSeq, b.SubmitSeq) })
+	// Finality, children first: a child is always submitted after its
+	// parent, so walking backwards settles children before parents.
+	for _, t := range tasks {
+		if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {
+			p.children = append(p.children, t.Spec.ID)
+			t.depth = p.depth + 1
+		}
+	}
+	for i := len(tasks) - 1; i >= 0; i-- {
+		t := tasks[i]
+		for _, id := range t.children {
+			if !s.Tasks[id].final {
+				t.pendingChildren++
+			}
+		}
+		if t.FinalAt != 0 && t.finalRuns == len(t.Runs) && t.pendingChildren == 0 && t.runsComplete() {
+			t.final, t.result = true, s.resultOf(t)
+		}
+	}
+	for _, t := range tasks {
+		if t.final {
+			continue
+		}
+		for _, id := range t.prereqs() {
+			if p, ok := s.Tasks[id]; ok && !p.final {
+				t.waiting++
+				p.dependents = append(p.dependents, t.Spec.ID)
+			}
+		}
+	}
+	s.doomed = nil
+}
+
+// releaseKey frees r's concurrency key when r became final and moves the
+// best run blocked on the key back to the ready heap.
+func (s *State) releaseKey(r *Run, key string) {
+	if key == "" || s.keyHolder[key] != r.ID {
+		return
+	}
+	delete(s.keyHolder, key)
+	h := s.blocked[key]
+	if h == nil {
+		return
+	}
+	if e, ok := h.peekValid(); ok {
+		h.pop()
+		s.ready.push(e)
+	}
+	if len(*h) == 0 {
+		delete(s.blocked, key)
+	}
+}

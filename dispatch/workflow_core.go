@@ -1,0 +1,342 @@
+package dispatch
+
+import (
+	"fmt"
+	"slices"
+)
+
+// checkSubmission validates what Normalize cannot: the handler (through
+// Config.ValidateHandler) and prerequisites against the current state.
+// Nothing of a rejected submission is written.
+func (c *Core) checkSubmission(spec *TaskSpec) error {
+	if c.cfg.validateHandler != nil {
+		if err := c.cfg.validateHandler(spec.Handler); err != nil {
+			return invalid("handler", "%v", err)
+		}
+	}
+	for _, id := range spec.After {
+		if id == spec.ID {
+			return invalid("after", "cycle: %s waits for itself (%s -> %s)", id, id, id)
+		}
+		if _, ok := c.s.Tasks[id]; !ok {
+			return invalid("after", "unknown task %q (a prerequisite must be submitted first)", id)
+		}
+	}
+	return nil
+}
+
+// submitTask writes a validated spec and its first runs.
+func (c *Core) submitTask(now int64, spec *TaskSpec) error {
+	if err := c.emit(Event{Type: EvTaskSubmitted, At: now, Task: spec.ID, Spec: spec}); err != nil {
+		return err
+	}
+	t := c.s.Tasks[spec.ID]
+	if t == nil {
+		return nil // canceled and dropped in the same tick: cannot happen, but do not crash
+	}
+	if spec.Policy.Kind == PolicyCron {
+		return c.refillCron(now, t)
+	}
+	base := max(now, spec.NotBeforeMs)
+	for i := 1; i <= spec.runCount(); i++ {
+		due := base + int64(i-1)*spec.Policy.EveryMs
+		to := RunReady
+		if due > now || t.waiting > 0 || t.Canceled {
+			to = RunScheduled
+		}
+		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: spec.ID, Run: runID(spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
+			return err
+		}
+	}
+	if t.Canceled { // a prerequisite had already failed: cancel the new runs too
+		return c.cancelRuns(now, t, t.CancelNote)
+	}
+	return nil
+}
+
+// cancelDoomed cancels every task whose prerequisite failed or was
+// canceled, transitively (canceling one may doom its dependents).
+func (c *Core) cancelDoomed(now int64) error {
+	c.dooming = true
+	defer func() { c.dooming = false }()
+	for len(c.s.doomed) > 0 {
+		d := c.s.doomed[0]
+		c.s.doomed = c.s.doomed[1:]
+		t, ok := c.s.Tasks[d.task]
+		if !ok || t.final {
+			continue
+		}
+		if err := c.cancelTask(now, t, d.reason, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cancelTask cancels t (and, with subtree, its children): its waiting runs
+// at once, its running attempts through their contexts.
+func (c *Core) cancelTask(now int64, t *Task, reason string, subtree bool) error {
+	if t.final {
+		return nil
+	}
+	if !t.Canceled {
+		if err := c.emit(Event{Type: EvTaskCanceled, At: now, Task: t.Spec.ID, Reason: reason}); err != nil {
+			return err
+		}
+	}
+	if err := c.cancelRuns(now, t, reason); err != nil {
+		return err
+	}
+	if subtree {
+		for _, id := range slices.Clone(t.children) {
+			if ch, ok := c.s.Tasks[id]; ok {
+				if err := c.cancelTask(now, ch, "parent "+string(t.Spec.ID)+" canceled", true); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Core) cancelRuns(now int64, t *Task, reason string) error {
+	for _, r := range slices.Clone(t.runs) {
+		switch r.State {
+		case RunScheduled, RunReady, RunRetryWait:
+			if err := c.emit(Event{Type: EvRunTransition, At: now, Task: r.Task, Run: r.ID, From: r.State, To: RunCanceled, Reason: reason}); err != nil {
+				return err
+			}
+		case RunLeased, RunRunning:
+			c.batch.Cancels = append(c.batch.Cancels, r.ID)
+		}
+	}
+	return nil
+}
+
+// handleAfter adds prerequisites to a task that has not started, all or
+// nothing: unknown ids and cycles (against the whole graph) are rejected.
+func (c *Core) handleAfter(now int64, in afterInput) error {
+	t, ok := c.s.Tasks[in.task]
+	if !ok {
+		c.reply(in.reply, reply{err: fmt.Errorf("%w: %q", ErrNotFound, in.task)})
+		return nil
+	}
+	fail := func(err error) error { c.reply(in.reply, reply{err: err}); return nil }
+	if t.final || t.Canceled {
+		return fail(invalid("after", "task %s is already %s", in.task, c.s.stateOf(t)))
+	}
+	for _, r := range t.runs {
+		if len(r.Attempts) > 0 || (r.State != RunScheduled && r.State != RunReady) {
+			return fail(invalid("after", "task %s already started (run %s is %s); prerequisites can only be added before its first attempt", in.task, r.ID, r.State))
+		}
+	}
+	if len(in.after) == 0 {
+		return fail(invalid("after", "give at least one prerequisite"))
+	}
+	var add []TaskID
+	seen := map[TaskID]bool{}
+	for _, id := range in.after {
+		p, ok := c.s.Tasks[id]
+		switch {
+		case !ok:
+			return fail(invalid("after", "unknown task %q", id))
+		case seen[id] || slices.Contains(t.prereqs(), id):
+			continue // already a prerequisite: idempotent
+		case p.final && p.result != TaskCompleted:
+			return fail(invalid("after", "prerequisite %s is already %s", id, p.result))
+		}
+		seen[id] = true
+		add = append(add, id)
+	}
+	if cyc := findCycle(in.task, add, func(id TaskID) []TaskID {
+		if x, ok := c.s.Tasks[id]; ok {
+			return x.prereqs()
+		}
+		return nil
+	}); cyc != nil {
+		return fail(invalid("after", "cycle: %s", renderCycle(cyc)))
+	}
+	if len(add) > 0 {
+		if len(t.prereqs())+len(add) > MaxAfter {
+			return fail(invalid("after", "at most %d prerequisites", MaxAfter))
+		}
+		if err := c.emit(Event{Type: EvDependencyAdded, At: now, Task: in.task, After: add}); err != nil {
+			return err
+		}
+		if t.waiting > 0 {
+			for _, r := range slices.Clone(t.runs) {
+				if r.State == RunReady {
+					if err := c.emit(Event{Type: EvRunTransition, At: now, Task: r.Task, Run: r.ID, From: RunReady, To: RunScheduled, Reason: "waits for a prerequisite declared later"}); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	c.reply(in.reply, reply{submit: SubmitResult{Task: in.task}})
+	return nil
+}
+
+// commitChildren validates the children an attempt submitted and writes
+// them before the attempt's success, so the parent cannot become final
+// before it has them. A bad child fails the attempt permanently instead,
+// naming the child and the field; then nothing of it is written.
+func (c *Core) commitChildren(now int64, r *Run, children [][]byte) error {
+	parent := c.s.Tasks[r.Task]
+	if parent.depth+1 > MaxDepth {
+		return fmt.Errorf("children: task depth would exceed %d", MaxDepth)
+	}
+	if len(children) > MaxChildren {
+		return fmt.Errorf("children: %d submitted, the limit per attempt is %d", len(children), MaxChildren)
+	}
+	specs := make([]TaskSpec, 0, len(children))
+	ids := map[TaskID]bool{}
+	for i, raw := range children {
+		spec, err := ParseSpecJSON(raw)
+		if err != nil {
+			return fmt.Errorf("child %d: %w", i+1, err)
+		}
+		if spec.ID == "" {
+			return fmt.Errorf("child %d: id: the host must derive an id", i+1)
+		}
+		spec.Parent = r.Task
+		if err := c.checkChild(&spec, ids); err != nil {
+			return fmt.Errorf("child %d (%s): %w", i+1, spec.ID, err)
+		}
+		ids[spec.ID] = true
+		specs = append(specs, spec)
+	}
+	for i := range specs {
+		spec := &specs[i]
+		if t, ok := c.s.Tasks[spec.ID]; ok && t.Spec.equal(spec) {
+			continue // committed by an earlier attempt of this run
+		}
+		if err := c.submitTask(now, spec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkChild validates a child against the state and its earlier siblings.
+func (c *Core) checkChild(spec *TaskSpec, siblings map[TaskID]bool) error {
+	if t, ok := c.s.Tasks[spec.ID]; ok && !t.Spec.equal(spec) {
+		return fmt.Errorf("%w: %q", ErrConflict, spec.ID)
+	}
+	if c.cfg.validateHandler != nil {
+		if err := c.cfg.validateHandler(spec.Handler); err != nil {
+			return invalid("handler", "%v", err)
+		}
+	}
+	for _, id := range spec.After {
+		if id == spec.ID {
+			return invalid("after", "cycle: %s -> %s", id, id)
+		}
+		if _, ok := c.s.Tasks[id]; !ok && !siblings[id] {
+			return invalid("after", "unknown task %q (name an existing task or an earlier sibling)", id)
+		}
+	}
+	return nil
+}
+
+// refillCron keeps CronWindow future runs of a cron task scheduled, and
+// handles occurrences missed while the engine was down: skip creates one
+// run for the latest missed occurrence, catch_up one per occurrence (at
+// most MaxCatchUp at a time).
+func (c *Core) refillCron(now int64, t *Task) error {
+	if t.Canceled || t.final {
+		return nil
+	}
+	sched := cronOf(&t.Spec)
+	pol := t.Spec.Policy
+	last := max(t.SubmittedAt, t.Spec.NotBeforeMs) - 1
+	future := 0
+	for _, r := range t.runs {
+		last = max(last, r.DueAt)
+		if r.State == RunScheduled && r.DueAt > now {
+			future++
+		}
+	}
+	caughtUp := 0
+	for future < CronWindow && (pol.MaxRuns == 0 || len(t.Runs) < pol.MaxRuns) {
+		due := sched.next(last)
+		if due == 0 {
+			break // the expression has no further occurrence
+		}
+		if due <= now {
+			if pol.Misfire == MisfireCatchUp {
+				if caughtUp >= MaxCatchUp {
+					break
+				}
+				caughtUp++
+			} else {
+				due = latestOccurrence(sched, due, now)
+			}
+		} else {
+			future++
+		}
+		i := len(t.Runs) + 1
+		to := RunScheduled
+		if due <= now && t.waiting == 0 {
+			to = RunReady
+		}
+		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: t.Spec.ID, Run: runID(t.Spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
+			return err
+		}
+		last = due
+	}
+	return nil
+}
+
+// latestOccurrence returns the last occurrence <= now, starting from
+// first (an occurrence <= now).
+func latestOccurrence(sched cronSchedule, first, now int64) int64 {
+	at := first
+	for i := 0; i < 1_000_000; i++ {
+		n := sched.next(at)
+		if n == 0 || n > now {
+			break
+		}
+		at = n
+	}
+	return at
+}
+
+// promoteCron decides what a due cron run becomes: ready, or canceled as a
+// skipped misfire when a later occurrence is also due.
+func (c *Core) promoteCron(now int64, r *Run, t *Task) error {
+	if t.Spec.Policy.Misfire != MisfireCatchUp {
+		if next := cronOf(&t.Spec).next(r.DueAt); next != 0 && next <= now {
+			if err := c.emit(Event{Type: EvRunTransition, At: now, Task: r.Task, Run: r.ID, From: r.State, To: RunCanceled,
+				Reason: "misfire: skipped, a later occurrence is already due"}); err != nil {
+				return err
+			}
+			return c.refillCron(now, t)
+		}
+	}
+	if err := c.emit(Event{Type: EvRunTransition, At: now, Task: r.Task, Run: r.ID, From: r.State, To: RunReady, DueAt: r.DueAt}); err != nil {
+		return err
+	}
+	return c.refillCron(now, t)
+}
+
+// stateOf summarizes a task as TaskView does.
+func (s *State) stateOf(t *Task) TaskState {
+	if t.final {
+		return t.result
+	}
+	running, done := false, 0
+	for _, r := range t.runs {
+		running = running || r.State == RunLeased || r.State == RunRunning
+		if r.State.Final() {
+			done++
+		}
+	}
+	switch {
+	case running:
+		return TaskRunning
+	case done == len(t.runs) && len(t.runs) > 0 && t.pendingChildren > 0:
+		return TaskWaitingChildren
+	}
+	return TaskPending
+}
