@@ -41,11 +41,11 @@ echo "server at $ADDR"
 
 # The watched folder is loaded in the background: wait for both plugins.
 for _ in $(seq 1 200); do
-	n=$("$BIN" plugin list | awk '$1=="uppercase"||$1=="retry"{print $1}' | sort -u | wc -l)
-	[ "$n" = 2 ] && break
+	n=$("$BIN" plugin list | awk '$1=="uppercase"||$1=="retry"||$1=="coordinator"{print $1}' | sort -u | wc -l)
+	[ "$n" = 3 ] && break
 	sleep 0.1
 done
-"$BIN" plugin list
+"$BIN" plugin list | awk 'NR==1 || $1=="uppercase" || $1=="retry" || $1=="coordinator"'
 
 step "submit uppercase --input 'hello from wasmtask' --wait"
 "$BIN" submit uppercase --input "hello from wasmtask" --wait
@@ -58,6 +58,19 @@ ids=()
 for i in $(seq 1 20); do ids+=("$("$BIN" submit uppercase --input "task $i" --priority $((i % 3)))"); done
 "$BIN" wait "${ids[@]}" | tail -3
 echo "... all ${#ids[@]} completed"
+
+step "a workflow from a handler: coordinator fans out 10 children and a fan-in that runs after them"
+"$BIN" submit coordinator --id demo-workflow --input '{"items": 10}' >/dev/null
+while :; do
+	line=$("$BIN" list --limit 20 | awk 'NR>1 && $1 ~ /^demo-workflow/ {n++; if ($2=="completed") d++} END {printf "%d/%d", d, n}')
+	printf '\r  workflow progress: %s tasks completed' "$line"
+	state=$("$BIN" get demo-workflow --json | sed -n 's/^  "state": "\(.*\)",/\1/p')
+	case "$state" in completed|failed|canceled) break ;; esac
+	sleep 0.2
+done
+echo
+"$BIN" get demo-workflow | head -4
+echo "  children: $("$BIN" get demo-workflow --json | tr -d ' \n' | sed -n 's/.*"children":\[\([^]]*\)\].*/\1/p' | tr ',' '\n' | wc -l), state: $state"
 
 step "wasmtask list --limit 5"
 "$BIN" list --limit 5
