@@ -46,8 +46,33 @@
 // same tick depend on earlier ones (a run created by a submission is leased
 // in the same tick). Nothing decided leaves the loop before step 4
 // succeeds, and a failed append stops the engine, so no caller can act on
-// state that is not durable. Readers (Task, List, Stats) may see a tick's
-// state up to one fsync early.
+// state that is not durable. The loop holds the state lock from Step through
+// the fsync, so readers (Task, List, Wait, Stats) only ever see durable
+// state; they wait at most one fsync.
+//
+// # Workflows
+//
+//   - after: a task's runs stay scheduled until every prerequisite
+//     completed. A prerequisite that fails or is canceled cancels its
+//     dependents, transitively, in the same tick. Engine.After declares more
+//     prerequisites before the first attempt, all or nothing, checked for
+//     cycles against the whole graph (findCycle names the path).
+//   - children: specs in Result.Children are committed before the attempt's
+//     success, in the same frame; ids derive from (run, ordinal), so a
+//     retried parent creates none twice. A parent is waiting_children until
+//     its children are final; it fails if one failed, unless it set
+//     tolerate_child_failures. Cancel cancels the subtree. Depth is at most
+//     MaxDepth, children per attempt at most MaxChildren.
+//   - cron: a rolling window of CronWindow scheduled runs; max_runs ends the
+//     task; after downtime, misfire "skip" (default) runs only the latest
+//     missed occurrence, "catch_up" every one (at most MaxCatchUp).
+//   - concurrency keys: a key is held by one run from its lease until the
+//     run is final (so through retry_wait); ready runs blocked on a held key
+//     are parked beside the key and do not block other runs.
+//
+// Gating, hierarchy, finality and key holds are derived from durable state
+// by apply and rebuilt by reindex after a snapshot load (workflow.go), so
+// they hold after a restart.
 //
 // # Recovery
 //
