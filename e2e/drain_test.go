@@ -107,3 +107,29 @@ func TestSIGTERMWithOpenWaits(t *testing.T) {
 		t.Errorf("wasmtask wait during shutdown: %s", r)
 	}
 }
+
+// TestServeRefuses checks that serve refuses a data directory in use by
+// another server (exit 1 naming the lock) and bad flags (exit 2).
+func TestServeRefuses(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{})
+	r := runCLI(t, nil, "serve", "--data-dir", s.opts.dataDir, "--addr", "127.0.0.1:0")
+	if r.code != 1 || !strings.Contains(r.stderr, "locked by another process") {
+		t.Errorf("a second serve on the same data dir: %s", r)
+	}
+	if r := s.cli("list"); r.code != 0 {
+		t.Errorf("the first server after the refused second one: %s", r)
+	}
+	for _, args := range [][]string{
+		{"serve", "--data-dir", t.TempDir(), "--workers", "0"},
+		{"serve", "--data-dir", t.TempDir(), "--no-such-flag"},
+		{"serve", "extra-argument"},
+	} {
+		if r := runCLI(t, nil, args...); r.code != 2 {
+			t.Errorf("wasmtask %s: want exit 2, got %s", strings.Join(args, " "), r)
+		}
+	}
+	if r := runCLI(t, nil, "serve", "--data-dir", t.TempDir(), "--addr", strings.TrimPrefix(s.URL, "http://")); r.code != 1 || !strings.Contains(r.stderr, "listen") {
+		t.Errorf("serve on a port in use: %s", r)
+	}
+}
