@@ -1,10 +1,12 @@
 package dispatch
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -106,12 +108,36 @@ func captureState(s *State) *stateCapture {
 	return c
 }
 
-// encode writes the capture as the CBOR of snapshotBody (what
-// encMode.Marshal would write for it), tasks in submission order and each
-// task's runs after the tasks in the same order.
+// encode returns the CBOR of snapshotBody (what encMode.Marshal would
+// write for it) for the capture: tasks in submission order, then each
+// task's runs in the same order.
 func (c *stateCapture) encode() ([]byte, error) {
+	var w sliceWriter
+	err := c.encodeTo(&w)
+	return w, err
+}
+
+type sliceWriter []byte
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	*w = append(*w, p...)
+	return len(p), nil
+}
+
+// encodeTo writes the encoding to w in chunks of about snapChunk bytes,
+// so that a snapshot never needs a buffer of its size.
+func (c *stateCapture) encodeTo(w io.Writer) error {
+	const snapChunk = 256 << 10
 	tasks := sortBySeq(c.tasks)
-	dst := make([]byte, 0, 64+len(tasks)*200+len(c.runs)*120)
+	dst := make([]byte, 0, snapChunk+4<<10)
+	flush := func(force bool) error {
+		if len(dst) < snapChunk && !force {
+			return nil
+		}
+		_, err := w.Write(dst)
+		dst = dst[:0]
+		return err
+	}
 	dst = appendHead(dst, cborMap, 5+count(c.paused))
 	dst = appendInt(dst, 1, 1) // Version
 	dst = appendUint(dst, 2, c.applied)
@@ -127,7 +153,10 @@ func (c *stateCapture) encode() ([]byte, error) {
 		for _, ct := range tasks {
 			var err error
 			if dst, err = appendTask(dst, ct.t); err != nil {
-				return nil, err
+				return err
+			}
+			if err := flush(false); err != nil {
+				return err
 			}
 		}
 	}
@@ -144,9 +173,12 @@ func (c *stateCapture) encode() ([]byte, error) {
 				}
 				dst = appendRun(dst, r)
 			}
+			if err := flush(false); err != nil {
+				return err
+			}
 		}
 	}
-	return dst, nil
+	return flush(true)
 }
 
 // sortBySeq orders tasks by submission. Sequences are unique and, with
@@ -215,27 +247,26 @@ func decodeState(b []byte) (*State, error) {
 
 func snapName(seq uint64) string { return fmt.Sprintf("%s%020d%s", snapPrefix, seq, snapSuffix) }
 
-// write persists cbor (the state at applied) atomically and removes
+// write persists cborBytes (the state at applied) atomically and removes
 // snapshots beyond retain. It returns the oldest sequence still covered by
 // a kept snapshot, which bounds what the WAL may drop.
 func (sn *snapshotter) write(applied uint64, cborBytes []byte) (uint64, error) {
+	return sn.writeFrom(applied, func(w io.Writer) error {
+		_, err := w.Write(cborBytes)
+		return err
+	})
+}
+
+// writeFrom is write for a state that fill writes out as CBOR: it is
+// compressed on its way to the file, so no copy of the whole snapshot is
+// ever held in memory.
+func (sn *snapshotter) writeFrom(applied uint64, fill func(io.Writer) error) (uint64, error) {
 	if err := os.MkdirAll(sn.dir, 0o750); err != nil {
 		return 0, err
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false))
-	if err != nil {
-		return 0, err
-	}
-	payload := enc.EncodeAll(cborBytes, make([]byte, snapHeaderSize, snapHeaderSize+len(cborBytes)/3))
-	enc.Close()
-	copy(payload, snapMagic)
-	binary.LittleEndian.PutUint64(payload[8:], applied)
-	binary.LittleEndian.PutUint64(payload[16:], uint64(len(payload)-snapHeaderSize))
-	binary.LittleEndian.PutUint32(payload[24:], crc32.Checksum(payload[snapHeaderSize:], snapCRC))
-
 	final := filepath.Join(sn.dir, snapName(applied))
 	tmp := final + ".tmp"
-	if err := writeFileSync(tmp, payload); err != nil {
+	if err := writeSnapshotFile(tmp, applied, fill); err != nil {
 		os.Remove(tmp)
 		return 0, err
 	}
@@ -254,6 +285,65 @@ func (sn *snapshotter) write(applied uint64, cborBytes []byte) (uint64, error) {
 		return 0, nil
 	}
 	return seqs[0], nil
+}
+
+// writeSnapshotFile writes the snapshot file format at path: the header
+// (its length and CRC filled in once the payload is written), then the
+// zstd-compressed CBOR that fill writes; then fsyncs it.
+func writeSnapshotFile(path string, applied uint64, fill func(io.Writer) error) (err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	var header [snapHeaderSize]byte
+	if _, err := f.Write(header[:]); err != nil {
+		return err
+	}
+	payload := &payloadWriter{w: bufio.NewWriterSize(f, 1<<20)}
+	enc, err := zstd.NewWriter(payload, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false),
+		zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	if err := fill(enc); err != nil {
+		enc.Close()
+		return err
+	}
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	if err := payload.w.Flush(); err != nil {
+		return err
+	}
+	if payload.n > maxSnapBytes {
+		return fmt.Errorf("snapshot of %d bytes exceeds the %d byte limit", payload.n, uint64(maxSnapBytes))
+	}
+	copy(header[:], snapMagic)
+	binary.LittleEndian.PutUint64(header[8:], applied)
+	binary.LittleEndian.PutUint64(header[16:], payload.n)
+	binary.LittleEndian.PutUint32(header[24:], payload.crc)
+	if _, err := f.WriteAt(header[:], 0); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// payloadWriter counts and checksums the payload on its way to the file.
+type payloadWriter struct {
+	w   *bufio.Writer
+	n   uint64
+	crc uint32
+}
+
+func (p *payloadWriter) Write(b []byte) (int, error) {
+	p.crc = crc32.Update(p.crc, snapCRC, b)
+	p.n += uint64(len(b))
+	return p.w.Write(b)
 }
 
 // list returns snapshot sequences, oldest first, and removes leftover .tmp files.
@@ -348,21 +438,6 @@ func readSnapshot(path string, seq uint64) (*State, error) {
 	return s, nil
 }
 
-func writeFileSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -389,12 +464,7 @@ func (e *Engine) snapshot() {
 	go func() {
 		defer e.workers.Done()
 		defer e.snapshots.running.Store(false)
-		b, err := capture.encode()
-		if err != nil {
-			e.log.Error("dispatch: snapshot encode failed", "err", err)
-			return
-		}
-		oldest, err := e.snapshots.write(applied, b)
+		oldest, err := e.snapshots.writeFrom(applied, capture.encodeTo)
 		if err != nil {
 			e.log.Error("dispatch: snapshot write failed", "seq", applied, "err", err)
 			return
