@@ -117,6 +117,13 @@ func applyDependencyAdded(s *State, e *Event) error {
 		t.AddedAfter = append(t.AddedAfter, id)
 		s.addPrereq(t, id)
 	}
+	if t.waiting > 0 {
+		for _, r := range t.runs {
+			if r.State == RunScheduled {
+				s.index(r) // gated now: its timer entry goes stale
+			}
+		}
+	}
 	return nil
 }
 
