@@ -192,8 +192,15 @@ func (c *Core) commitChildren(now int64, r *Run, children [][]byte) error {
 	specs := make([]TaskSpec, 0, len(children))
 	ids := map[TaskID]bool{}
 	for i, raw := range children {
-		spec, err := ParseSpecJSON(raw)
+		js, err := DecodeSpecJSON(raw)
 		if err != nil {
+			return fmt.Errorf("child %d: %w", i+1, err)
+		}
+		spec, err := js.ToSpec()
+		if err != nil {
+			if js.ID != "" {
+				return fmt.Errorf("child %d (%s): %w", i+1, js.ID, err)
+			}
 			return fmt.Errorf("child %d: %w", i+1, err)
 		}
 		if spec.ID == "" {
