@@ -25,6 +25,21 @@ func (t *Task) prereqs() []TaskID {
 	return append(slices.Clone(t.Spec.After), t.AddedAfter...)
 }
 
+// waitsFor returns what task id waits for before it can be final: its
+// prerequisites and its children (a final task waits for nothing). A
+// cycle of these edges would never end, so declarations that close one
+// are rejected.
+func (s *State) waitsFor(id TaskID) []TaskID {
+	t, ok := s.Tasks[id]
+	if !ok || t.final {
+		return nil
+	}
+	if len(t.children) == 0 {
+		return t.prereqs()
+	}
+	return append(slices.Clip(t.prereqs()), t.children...)
+}
+
 // link registers a new task with its parent and prerequisites.
 func (s *State) link(t *Task) {
 	if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {

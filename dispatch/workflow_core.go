@@ -148,12 +148,7 @@ func (c *Core) handleAfter(now int64, in afterInput) error {
 		seen[id] = true
 		add = append(add, id)
 	}
-	if cyc := findCycle(in.task, add, func(id TaskID) []TaskID {
-		if x, ok := c.s.Tasks[id]; ok {
-			return x.prereqs()
-		}
-		return nil
-	}); cyc != nil {
+	if cyc := findCycle(in.task, add, c.s.waitsFor); cyc != nil {
 		return fail(invalid("after", "cycle: %s", renderCycle(cyc)))
 	}
 	if len(add) > 0 {
@@ -239,8 +234,16 @@ func (c *Core) checkChild(spec *TaskSpec, siblings map[TaskID]bool) error {
 		if id == spec.ID {
 			return invalid("after", "cycle: %s -> %s", id, id)
 		}
-		if _, ok := c.s.Tasks[id]; !ok && !siblings[id] {
-			return invalid("after", "unknown task %q (name an existing task or an earlier sibling)", id)
+		if _, ok := c.s.Tasks[id]; !ok {
+			if !siblings[id] {
+				return invalid("after", "unknown task %q (name an existing task or an earlier sibling)", id)
+			}
+			continue // new, like this child: it waits for nothing that waits for the parent
+		}
+		// The parent waits for this child, so a prerequisite that waits
+		// (transitively) for the parent would wait for ever.
+		if cyc := findCycle(spec.Parent, []TaskID{id}, c.s.waitsFor); cyc != nil {
+			return invalid("after", "cycle: %s -> %s -> %s (a task waits for its prerequisites and its children)", spec.ID, renderCycle(cyc[1:]), spec.ID)
 		}
 	}
 	return nil
