@@ -124,6 +124,9 @@ func (s *State) resultOf(t *Task) TaskState {
 	if !t.Spec.TolerateChildFailures {
 		for _, id := range t.children {
 			if c, ok := s.Tasks[id]; ok && c.final && c.result != TaskCompleted {
+				if t.Canceled {
+					return TaskCanceled // its subtree was canceled with it
+				}
 				return TaskFailed
 			}
 		}
