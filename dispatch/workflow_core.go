@@ -216,6 +216,13 @@ func (c *Core) commitChildren(now int64, r *Run, children [][]byte) error {
 		if err := c.submitTask(now, spec); err != nil {
 			return err
 		}
+		if child := c.s.Tasks[spec.ID]; parent.Canceled && child != nil {
+			// The parent was canceled while this attempt ran: its subtree
+			// is canceled, including what the attempt submitted.
+			if err := c.cancelTask(now, child, "parent "+string(parent.Spec.ID)+" canceled", true); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
