@@ -31,8 +31,8 @@ func (s *store) put(version string, wasm []byte) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(p); err == nil {
-		return nil // immutable: already stored
+	if _, err := s.get(version); err == nil {
+		return nil // immutable: already stored (a damaged copy is rewritten)
 	}
 	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 		return err
