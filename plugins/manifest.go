@@ -30,14 +30,17 @@ type ManifestLimits struct {
 	Children    int    `json:"children,omitempty"`
 }
 
-// ParseManifest decodes a manifest, rejecting unknown fields with an error
-// naming them.
+// ParseManifest decodes a manifest, rejecting unknown fields and trailing
+// data with an error naming them.
 func ParseManifest(b []byte) (*Manifest, error) {
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
 		return nil, &ValidationError{Field: "manifest", Reason: err.Error()}
+	}
+	if dec.More() {
+		return nil, &ValidationError{Field: "manifest", Reason: "unexpected data after the manifest object"}
 	}
 	if _, err := m.limits(); err != nil {
 		return nil, err
