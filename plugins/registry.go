@@ -162,6 +162,10 @@ func (r *Registry) load(ctx context.Context, name, version string, m *Manifest) 
 func (r *Registry) compile(ctx context.Context, name string, wasm []byte, m *Manifest) (*loaded, error) {
 	lim, err := m.limits()
 	if err != nil {
+		var ve *ValidationError
+		if errors.As(err, &ve) && ve.Plugin == "" {
+			ve.Plugin = name
+		}
 		return nil, err
 	}
 	lim = lim.Clamp(r.opts.Max)
