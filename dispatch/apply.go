@@ -254,6 +254,9 @@ func setState(s *State, r *Run, to RunState, at int64) {
 	}
 	r.State, r.UpdateAt = to, at
 	s.index(r)
+	if from == RunReady && to != RunLeased {
+		s.leftReady(r)
+	}
 	if to.Final() && !from.Final() {
 		t := s.Tasks[r.Task]
 		t.finalRuns++

@@ -199,6 +199,25 @@ func (s *State) releaseKey(r *Run, key string) {
 		return
 	}
 	delete(s.keyHolder, key)
+	s.unpark(key)
+}
+
+// leftReady is called when r left the ready state other than by a lease
+// (canceled, or gated by a prerequisite declared later). If its key is
+// free, r may be the run releaseKey moved back to the ready heap, so the
+// next run parked on the key gets its chance; otherwise that run would
+// stay parked while nothing holds the key.
+func (s *State) leftReady(r *Run) {
+	if k := s.Tasks[r.Task].Spec.ConcurrencyKey; k != "" {
+		if _, held := s.keyHolder[k]; !held {
+			s.unpark(k)
+		}
+	}
+}
+
+// unpark moves the best run parked on key back to the ready heap (where
+// leaseReady parks it again if the key is held by then).
+func (s *State) unpark(key string) {
 	h := s.blocked[key]
 	if h == nil {
 		return
