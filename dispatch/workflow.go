@@ -3,6 +3,7 @@ package dispatch
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Workflows: prerequisites (after), parent/child hierarchy, concurrency
@@ -63,8 +64,23 @@ func (s *State) addPrereq(t *Task, id TaskID) {
 		t.waiting++
 		p.dependents = append(p.dependents, t.Spec.ID)
 	case p.result != TaskCompleted:
-		s.doomed = append(s.doomed, doom{task: t.Spec.ID, reason: fmt.Sprintf("prerequisite %s %s", id, p.result)})
+		s.doomed = append(s.doomed, doom{task: t.Spec.ID, reason: doomReason(p)})
 	}
+}
+
+// doomReason says why a dependent of p is canceled: p did not complete
+// and, when p was canceled, why it was, by the root cause rather than the
+// whole chain: "prerequisite C canceled (prerequisite A failed)".
+func doomReason(p *Task) string {
+	reason := fmt.Sprintf("prerequisite %s %s", p.Spec.ID, p.result)
+	if p.result != TaskCanceled || p.CancelNote == "" {
+		return reason
+	}
+	cause := p.CancelNote
+	if head, inner, ok := strings.Cut(cause, " ("); ok && strings.HasPrefix(head, "prerequisite ") && strings.HasSuffix(inner, ")") {
+		cause = strings.TrimSuffix(inner, ")") // p was canceled for a prerequisite: keep the root
+	}
+	return reason + " (" + cause + ")"
 }
 
 // maybeFinalize marks t final when its runs are final, no more runs will
@@ -95,7 +111,7 @@ func (s *State) maybeFinalize(t *Task, at int64) {
 				}
 			}
 		} else {
-			s.doomed = append(s.doomed, doom{task: id, reason: fmt.Sprintf("prerequisite %s %s", t.Spec.ID, t.result)})
+			s.doomed = append(s.doomed, doom{task: id, reason: doomReason(t)})
 		}
 	}
 }
