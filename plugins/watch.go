@@ -17,7 +17,10 @@ import (
 // present) at start and whenever one is created or changed, once the file
 // has been quiet for debounce (default 300ms), so a half-copied module is
 // never deployed. A bad module is logged and recorded as the plugin's
-// LastError; the running version stays. Watch returns when ctx ends.
+// LastError; the running version stays. Watch returns once dir is
+// watched; the watch runs until ctx ends, and its goroutine ends only after
+// a deploy in progress has finished. Deploys run one at a time, so the
+// newest content of a file is the one that stays active.
 func (r *Registry) Watch(ctx context.Context, dir string, debounce time.Duration) error {
 	if debounce <= 0 {
 		debounce = 300 * time.Millisecond
@@ -35,18 +38,20 @@ func (r *Registry) Watch(ctx context.Context, dir string, debounce time.Duration
 		w.Close()
 		return fmt.Errorf("plugins: watch %s: %w", dir, err)
 	}
-	var mu sync.Mutex
+	var mu, deploying sync.Mutex
 	timers := map[string]*time.Timer{}
-	var wg sync.WaitGroup
+	var wg sync.WaitGroup // timers whose callback has not returned
 	schedule := func(name string, after time.Duration) {
 		mu.Lock()
 		defer mu.Unlock()
-		if t, ok := timers[name]; ok {
-			t.Stop()
+		if t, ok := timers[name]; ok && t.Stop() {
+			wg.Done() // its callback will not run
 		}
 		wg.Add(1)
 		timers[name] = time.AfterFunc(after, func() {
 			defer wg.Done()
+			deploying.Lock()
+			defer deploying.Unlock()
 			if ctx.Err() == nil {
 				r.deployFile(ctx, dir, name)
 			}
@@ -59,16 +64,19 @@ func (r *Registry) Watch(ctx context.Context, dir string, debounce time.Duration
 	}
 	go func() {
 		defer w.Close()
+		defer func() {
+			mu.Lock()
+			for _, t := range timers {
+				if t.Stop() {
+					wg.Done()
+				}
+			}
+			mu.Unlock()
+			wg.Wait() // a deploy in progress finishes before the watch ends
+		}()
 		for {
 			select {
 			case <-ctx.Done():
-				mu.Lock()
-				for _, t := range timers {
-					if t.Stop() {
-						wg.Done()
-					}
-				}
-				mu.Unlock()
 				return
 			case ev, ok := <-w.Events:
 				if !ok {
