@@ -80,6 +80,7 @@ func apply(s *State, e *Event) error {
 			delete(s.Runs, id)
 		}
 		delete(s.Tasks, e.Task)
+		s.justFinal = append(s.justFinal, e.Task) // wakes Wait, which then reports it gone
 		// Retention drops the oldest final task: pop it in O(1) rather
 		// than shifting the whole list.
 		if len(s.finals) > 0 && s.finals[0] == e.Task {

@@ -138,6 +138,7 @@ type Engine struct {
 	err      error // fatal error that stopped the loop (set before done closes)
 	recovery RecoveryInfo
 
+	waits         waiters
 	sinceSnapshot int
 	snapshots     *snapshotter
 	stats         engineCounters
@@ -218,6 +219,7 @@ func (e *Engine) recover() (*State, error) {
 		return nil, fmt.Errorf("dispatch: replay %s: %w", e.cfg.Dir, err)
 	}
 	state.doomed = nil // their cancellations were written in the same ticks and replayed
+	state.justFinal = nil
 	return state, nil
 }
 
@@ -348,6 +350,11 @@ func (e *Engine) loop() {
 			timerC = timer.C()
 		}
 		e.broadcast()
+		e.mu.Lock()
+		finished := e.state.justFinal
+		e.state.justFinal = nil
+		e.mu.Unlock()
+		e.wakeFinal(finished)
 		for _, p := range probes {
 			p <- idleReply{idle: e.idle(now, batch), next: e.changedCh()}
 		}

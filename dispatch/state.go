@@ -27,6 +27,7 @@ type State struct {
 	keyHolder map[string]RunID      // concurrency key -> the run holding it
 	blocked   map[string]*readyHeap // ready runs waiting for a key, by key
 	doomed    []doom                // tasks to cancel because a prerequisite failed; drained by Core
+	justFinal []TaskID              // tasks that became final since the loop last looked (to wake Wait)
 }
 
 // NewState returns an empty State.

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"slices"
+	"sync"
 )
 
 // TaskView is a read-only copy of a task and its runs.
@@ -110,20 +111,83 @@ func (e *Engine) After(ctx context.Context, id TaskID, after []TaskID) error {
 // Wait blocks until task id is final or ctx ends, and returns its view.
 func (e *Engine) Wait(ctx context.Context, id TaskID) (TaskView, error) {
 	for {
-		changed := e.changedCh()
+		// Register before looking, so a task that becomes final in between
+		// still wakes us; the loop closes the channel of each task that
+		// became final in its tick (not on every tick: many waiters would
+		// otherwise all wake at every fsync).
+		ch := e.waiter(id)
 		v, ok := e.Task(id)
 		if !ok {
+			e.unwait(id, ch)
 			return v, ErrNotFound
 		}
 		if v.Final() {
+			e.unwait(id, ch)
 			return v, nil
 		}
 		select {
-		case <-changed:
+		case <-ch:
 		case <-e.done:
+			e.unwait(id, ch)
 			return v, e.stoppedErr()
 		case <-ctx.Done():
+			e.unwait(id, ch)
 			return v, ctx.Err()
+		}
+	}
+}
+
+// waiters are the channels of Wait calls by task; the loop closes them.
+type waiters struct {
+	mu sync.Mutex
+	m  map[TaskID]chan struct{}
+	n  map[TaskID]int // Wait calls sharing the channel
+}
+
+func (e *Engine) waiter(id TaskID) chan struct{} {
+	w := &e.waits
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m, w.n = map[TaskID]chan struct{}{}, map[TaskID]int{}
+	}
+	ch, ok := w.m[id]
+	if !ok {
+		ch = make(chan struct{})
+		w.m[id] = ch
+	}
+	w.n[id]++
+	return ch
+}
+
+// unwait forgets a Wait call that returned without its channel closing.
+func (e *Engine) unwait(id TaskID, ch chan struct{}) {
+	w := &e.waits
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m[id] != ch {
+		return // already closed and removed by the loop
+	}
+	if w.n[id]--; w.n[id] <= 0 {
+		delete(w.m, id)
+		delete(w.n, id)
+	}
+}
+
+// wakeFinal closes the channels of tasks that became final (or were
+// dropped) in the last tick.
+func (e *Engine) wakeFinal(ids []TaskID) {
+	if len(ids) == 0 {
+		return
+	}
+	w := &e.waits
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, id := range ids {
+		if ch, ok := w.m[id]; ok {
+			close(ch)
+			delete(w.m, id)
+			delete(w.n, id)
 		}
 	}
 }

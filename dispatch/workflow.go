@@ -92,6 +92,7 @@ func (s *State) maybeFinalize(t *Task, at int64) {
 	}
 	t.final, t.FinalAt, t.result = true, at, s.resultOf(t)
 	s.addFinal(t)
+	s.justFinal = append(s.justFinal, t.Spec.ID)
 	if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {
 		p.pendingChildren--
 		s.maybeFinalize(p, at)
