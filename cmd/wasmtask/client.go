@@ -26,7 +26,9 @@ func clientFlags(extra ...cli.Flag) []cli.Flag {
 
 var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON"}
 
-func clientFrom(c *cli.Context) *api.Client { return api.NewClient(c.String("server"), c.String("token")) }
+func clientFrom(c *cli.Context) *api.Client {
+	return api.NewClient(c.String("server"), c.String("token"))
+}
 
 // apiFail maps a client error to an exit code: 3 unreachable, 2 invalid
 // request, 1 otherwise.
