@@ -259,7 +259,7 @@ func (c *Core) checkChild(spec *TaskSpec, siblings map[TaskID]bool) error {
 // refillCron keeps CronWindow future runs of a cron task scheduled, and
 // handles occurrences missed while the engine was down: skip creates one
 // run for the latest missed occurrence, catch_up one per occurrence (at
-// most MaxCatchUp at a time).
+// most MaxCatchUp; the occurrences missed beyond are dropped).
 func (c *Core) refillCron(now int64, t *Task) error {
 	if t.Canceled || t.final {
 		return nil
@@ -283,7 +283,11 @@ func (c *Core) refillCron(now int64, t *Task) error {
 		if due <= now {
 			if pol.Misfire == MisfireCatchUp {
 				if caughtUp >= MaxCatchUp {
-					break
+					// Drop the rest of the missed occurrences and go on
+					// from now: no later refill would get to them (a
+					// refill follows the promotion of a scheduled run).
+					last = now
+					continue
 				}
 				caughtUp++
 			} else {
