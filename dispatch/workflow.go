@@ -130,7 +130,9 @@ func (s *State) resultOf(t *Task) TaskState {
 	failed, canceled := false, false
 	for _, r := range t.runs {
 		failed = failed || r.State == RunFailed
-		canceled = canceled || r.State == RunCanceled
+		// A run is canceled without its task only as a skipped cron
+		// misfire (promoteCron): that does not make the task canceled.
+		canceled = canceled || r.State == RunCanceled && t.Canceled
 	}
 	switch {
 	case failed:
