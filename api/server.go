@@ -383,8 +383,8 @@ func (s *Server) deployPlugin(w http.ResponseWriter, r *http.Request) {
 				writeError(w, &Error{Status: 400, Code: "bad_request", Message: "read multipart body: " + err.Error()})
 				return
 			}
-			b, err := io.ReadAll(p)
-			if err != nil {
+			b, err := io.ReadAll(io.LimitReader(p, s.cfg.MaxModuleBytes+1))
+			if err != nil || int64(len(b)) > s.cfg.MaxModuleBytes {
 				writeError(w, &Error{Status: 413, Code: "too_large", Message: fmt.Sprintf("upload exceeds %d bytes", s.cfg.MaxModuleBytes)})
 				return
 			}
