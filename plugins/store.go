@@ -60,14 +60,18 @@ func (s *store) get(version string) ([]byte, error) {
 }
 
 // writeAtomic writes b to path through a synced temporary file, a rename
-// and a directory sync.
+// and a directory sync. The temporary file's name is unique, so concurrent
+// writes of one path (two deploys of the same module) do not collide.
 func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(b)
+	tmp := f.Name()
+	err = f.Chmod(0o640)
+	if err == nil {
+		_, err = f.Write(b)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
