@@ -542,3 +542,65 @@ func TestStoreIntegrity(t *testing.T) {
 		})
 	}
 }
+
+func TestConcurrentDeployAndResolve(t *testing.T) {
+	t.Parallel()
+	reg, b := setup(t, plugins.Options{})
+	mods := [][]byte{module(t, "echo"), module(t, "config")}
+	versions := []string{host.Hash(mods[0]), host.Hash(mods[1])}
+	if _, err := reg.Deploy(b.ctx, "p", mods[0], nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			for i := range 10 {
+				if g%2 == 0 {
+					if _, err := reg.Deploy(b.ctx, "p", mods[(g/2+i)%2], nil, "test"); err != nil {
+						done <- err
+						return
+					}
+					continue
+				}
+				p, err := reg.Resolve(b.ctx, "p")
+				if err != nil || !slices.Contains(versions, p.Module.Hash) {
+					done <- errors.Join(err, errors.New("resolved to an unknown version"))
+					return
+				}
+				reg.RecordAttempt("p", p.Module.Hash, "ok")
+				_ = reg.List()
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	info, _ := reg.Get("p")
+	n := 0
+	for _, byOutcome := range info.Attempts {
+		n += byOutcome["ok"]
+	}
+	if n != 20 {
+		t.Errorf("%d attempts recorded, want 20: %v", n, info.Attempts)
+	}
+}
+
+func TestRecordAttempt(t *testing.T) {
+	t.Parallel()
+	reg, b := setup(t, plugins.Options{})
+	echo := module(t, "echo")
+	v := host.Hash(echo)
+	if _, err := reg.Deploy(b.ctx, "p", echo, nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	reg.RecordAttempt("p", v, "ok")
+	reg.RecordAttempt("p@"+v, v, "ok") // a pinned handler counts for its plugin
+	reg.RecordAttempt("p", v, "trap")
+	info, _ := reg.Get("p")
+	if got := info.Attempts[v]; got["ok"] != 2 || got["trap"] != 1 || len(info.Attempts) != 1 {
+		t.Errorf("Attempts = %v, want %s: ok 2, trap 1", info.Attempts, v)
+	}
+}

@@ -80,8 +80,15 @@ func TestWatchDeploys(t *testing.T) {
 	if len(info.History) != 2 || info.History[0].Version != host.Hash(echo) {
 		t.Errorf("history after a replace: %+v, want echo then config", info.History)
 	}
-	if list := reg.List(); len(list) != 2 {
-		t.Errorf("List = %+v, want present and copied only", list)
+	// A module written under another name and renamed in is deployed.
+	part := filepath.Join(dir, "moved.wasm.part")
+	writeFile(t, part, echo)
+	if err := os.Rename(part, filepath.Join(dir, "moved.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	activeIs(t, reg, "moved", host.Hash(echo))
+	if list := reg.List(); len(list) != 3 {
+		t.Errorf("List = %+v, want present, copied and moved only", list)
 	}
 }
 
