@@ -205,8 +205,8 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Tasks []json.RawMessage `json:"tasks"`
 	}
-	if err := json.Unmarshal(b, &req); err != nil {
-		writeError(w, jsonFieldError(err))
+	if err := decodeStrict(b, &req); err != nil {
+		writeError(w, err)
 		return
 	}
 	if len(req.Tasks) > 10_000 {
@@ -456,8 +456,8 @@ func (s *Server) rollbackPlugin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(strings.TrimSpace(string(b))) > 0 {
-		if err := json.Unmarshal(b, &req); err != nil {
-			writeError(w, jsonFieldError(err))
+		if err := decodeStrict(b, &req); err != nil {
+			writeError(w, err)
 			return
 		}
 	}

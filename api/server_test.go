@@ -403,6 +403,7 @@ func TestBatch(t *testing.T) {
 	for _, tc := range []struct{ name, body, wantField string }{
 		{name: "not JSON", body: `{"tasks": [`, wantField: "body"},
 		{name: "tasks not a list", body: `{"tasks": {}}`, wantField: "tasks"},
+		{name: "misspelt member", body: `{"taks": [{"handler": "echo"}]}`, wantField: "taks"},
 	} {
 		r := b.do(t, "POST", "/v1/tasks/batch", tc.body)
 		if e := r.apiError(t); r.status != 400 || e.Field != tc.wantField {
@@ -471,6 +472,7 @@ func TestPlugins(t *testing.T) {
 		{name: "rollback to an unknown version", method: "POST", path: "/v1/plugins/up/rollback", body: `{"version": "sha256:` + strings.Repeat("1", 64) + `"}`, wantStatus: 404},
 		{name: "rollback without an earlier version", method: "POST", path: "/v1/plugins/echo/rollback", wantStatus: 400, wantField: "version"},
 		{name: "rollback with a bad body", method: "POST", path: "/v1/plugins/up/rollback", body: `{"version": 1}`, wantStatus: 400, wantField: "version"},
+		{name: "rollback with a misspelt member", method: "POST", path: "/v1/plugins/up/rollback", body: `{"verison": "` + host.Hash(echo) + `"}`, wantStatus: 400, wantField: "verison"},
 	}
 	for _, st := range steps {
 		r := b.do(t, st.method, st.path, st.body, st.header...)
