@@ -1,0 +1,195 @@
+package examples_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/host"
+	"github.com/wasmtask/wasmtask/segwal"
+)
+
+// The Go coordinator example through the real host: dispatch cannot import
+// host, so this end-to-end workflow test lives beside the examples.
+
+var guests struct {
+	once sync.Once
+	wasm map[string][]byte
+	err  error
+}
+
+// goGuests builds examples/go/{coordinator,uppercase} once per test binary.
+func goGuests(t *testing.T) map[string][]byte {
+	t.Helper()
+	guests.once.Do(func() {
+		dir := t.TempDir()
+		guests.wasm = map[string][]byte{}
+		for _, name := range []string{"coordinator", "uppercase"} {
+			out := filepath.Join(dir, name+".wasm")
+			cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./go/"+name)
+			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0", "GOFLAGS=")
+			if b, err := cmd.CombinedOutput(); err != nil {
+				guests.err = fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, b)
+				return
+			}
+			if guests.wasm[name], guests.err = os.ReadFile(out); guests.err != nil {
+				return
+			}
+		}
+	})
+	if guests.err != nil {
+		t.Fatalf("build the Go guests: %v", guests.err)
+	}
+	return guests.wasm
+}
+
+// event is an attempt starting or finishing, in the order the executor saw.
+type event struct {
+	task   dispatch.TaskID
+	finish bool
+}
+
+// orderRecorder wraps an executor and records the start and finish of
+// every attempt in one sequence.
+type orderRecorder struct {
+	next   dispatch.Executor
+	mu     sync.Mutex
+	events []event
+}
+
+func (o *orderRecorder) Execute(ctx context.Context, j dispatch.Job) dispatch.Result {
+	o.record(event{task: j.Task})
+	res := o.next.Execute(ctx, j)
+	o.record(event{task: j.Task, finish: true})
+	return res
+}
+
+func (o *orderRecorder) record(e event) {
+	o.mu.Lock()
+	o.events = append(o.events, e)
+	o.mu.Unlock()
+}
+
+func TestWorkflowCoordinatorFanOutFanIn(t *testing.T) {
+	const items = 100
+	t0 := time.Now()
+	wasm := goGuests(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	quiet := slog.New(slog.DiscardHandler)
+	// Compiled code is kept in the user's cache folder (as sdk's conformance
+	// test does): a Go guest takes tens of seconds to compile under -race on
+	// a busy 2-core machine, and milliseconds to load from the cache.
+	cfg := host.Config{Logger: quiet}
+	if dir, err := os.UserCacheDir(); err == nil {
+		cfg.CacheDir = filepath.Join(dir, "wasmtask", "examples-workflow")
+	}
+	h, err := host.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	plugins := map[string]host.Plugin{}
+	for name, b := range wasm {
+		m, err := h.Load(ctx, b, 0)
+		if err != nil {
+			t.Fatalf("load %s: %v", name, err)
+		}
+		// The coordinator stages items children plus the fan-in.
+		plugins[name] = host.Plugin{Module: m, Limits: host.DefaultLimits().WithChildren(items + 1)}
+	}
+	t.Logf("guests built and loaded in %s", time.Since(t0))
+	rec := &orderRecorder{next: host.NewExecutor(h, func(_ context.Context, handler string) (host.Plugin, error) {
+		p, ok := plugins[handler]
+		if !ok {
+			return host.Plugin{}, fmt.Errorf("no plugin %q", handler)
+		}
+		return p, nil
+	})}
+	e, err := dispatch.Open(dispatch.Config{Dir: t.TempDir(), Executor: rec, Workers: 8, Logger: quiet,
+		WAL: segwal.Options{Sync: segwal.SyncNone}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
+
+	input := fmt.Sprintf(`{"items": %d}`, items)
+	if _, err := e.Submit(ctx, dispatch.TaskSpec{ID: "coord", Handler: "coordinator", Input: []byte(input)}); err != nil {
+		t.Fatal(err)
+	}
+	coord, err := e.Wait(ctx, "coord")
+	if err != nil {
+		t.Fatalf("Wait: %v (%+v)", err, coord)
+	}
+	t.Logf("workflow final after %s", time.Since(t0))
+	if coord.State != dispatch.TaskCompleted {
+		t.Fatalf("coordinator %s: %+v", coord.State, coord.Runs)
+	}
+	var out struct {
+		Children int    `json:"children"`
+		FanIn    string `json:"fanin"`
+	}
+	if err := json.Unmarshal(coord.Output, &out); err != nil || out.Children != items {
+		t.Fatalf("coordinator output %q: %v", coord.Output, err)
+	}
+	fanin := dispatch.TaskID(out.FanIn)
+	if len(coord.Children) != items+1 || coord.Children[items] != fanin {
+		t.Fatalf("coordinator has %d children (last %v), want %d then the fan-in %s", len(coord.Children), coord.Children[len(coord.Children)-1:], items+1, fanin)
+	}
+	children := coord.Children[:items]
+
+	// Every child completed with its output; the fan-in waited for all.
+	var lastFinish int64
+	for i, id := range children {
+		v, ok := e.Task(id)
+		if !ok || v.State != dispatch.TaskCompleted || v.Parent != "coord" {
+			t.Fatalf("child %s: %+v", id, v)
+		}
+		if want := fmt.Sprintf("ITEM %d", i+1); string(v.Output) != want {
+			t.Errorf("child %s output %q, want %q", id, v.Output, want)
+		}
+		a := v.Runs[0].Attempts
+		lastFinish = max(lastFinish, a[len(a)-1].FinishedAt)
+	}
+	fv, ok := e.Task(fanin)
+	if !ok || fv.State != dispatch.TaskCompleted || len(fv.After) != items {
+		t.Fatalf("fan-in %s: %+v", fanin, fv)
+	}
+	if len(fv.Runs[0].Attempts) != 1 {
+		t.Errorf("fan-in ran %d attempts", len(fv.Runs[0].Attempts))
+	}
+	if a := fv.Runs[0].Attempts[0]; a.LeasedAt < lastFinish {
+		t.Errorf("fan-in leased at %d, before the last child finished at %d", a.LeasedAt, lastFinish)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	finished := map[dispatch.TaskID]bool{}
+	for _, ev := range rec.events {
+		switch {
+		case ev.finish:
+			finished[ev.task] = true
+		case ev.task == fanin:
+			for _, id := range children {
+				if !finished[id] {
+					t.Fatalf("the fan-in started before child %s finished", id)
+				}
+			}
+		}
+	}
+	if !finished[fanin] {
+		t.Errorf("the fan-in never ran")
+	}
+}
