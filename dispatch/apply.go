@@ -276,7 +276,9 @@ func runIn(s *State, e *Event, states ...RunState) (*Run, error) {
 			return r, nil
 		}
 	}
-	return nil, violation(e, r, "run is %s, event needs %v", r.State, states)
+	// A copy, so that states (the caller's variadic arguments) does not
+	// escape and cost an allocation on every call.
+	return nil, violation(e, r, "run is %s, event needs %v", r.State, slices.Clone(states))
 }
 
 func checkAttempt(e *Event, r *Run) error {

@@ -50,7 +50,7 @@ func BenchmarkEngineNoop(b *testing.B) {
 	}
 	// With the default pool (2 x GOMAXPROCS) the number of slots, each
 	// held for at least one fsync, bounds the rate, not the engine.
-	b.Run("submitters=256/workers=default", func(b *testing.B) { benchNoop(b, 256, 0, false) })
+	b.Run("workers=default/submitters=256", func(b *testing.B) { benchNoop(b, 256, 0, false) })
 }
 
 // noopWorkers: no-op attempts take no time, so the pool is sized for

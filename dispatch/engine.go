@@ -203,19 +203,7 @@ func (e *Engine) recover() (*State, error) {
 		state = NewState()
 	}
 	e.recovery.SnapshotSeq = state.Applied
-	err := e.wal.Replay(state.Applied+1, func(seq uint64, rec []byte) error {
-		ev, err := decodeEvent(rec)
-		if err != nil {
-			return fmt.Errorf("WAL record %d: %w", seq, err)
-		}
-		if err := apply(state, &ev); err != nil {
-			return fmt.Errorf("WAL record %d: %w", seq, err)
-		}
-		state.Applied = seq
-		e.recovery.EventsReplayed++
-		return nil
-	})
-	if err != nil {
+	if err := e.replay(state); err != nil {
 		return nil, fmt.Errorf("dispatch: replay %s: %w", e.cfg.Dir, err)
 	}
 	state.doomed = nil // their cancellations were written in the same ticks and replayed

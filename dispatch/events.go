@@ -130,9 +130,12 @@ func decodeEvent(rec []byte) (Event, error) {
 	if !ok {
 		// Anything the fast path does not fully understand (and every
 		// error) goes through the CBOR library, which decides.
-		e = Event{}
+		// (A variable of its own: e, whose address the library keeps,
+		// would otherwise be allocated for every record.)
+		var le Event
 		var err error
-		rest, err = decMode.UnmarshalFirst(rec[1:], &e)
+		rest, err = decMode.UnmarshalFirst(rec[1:], &le)
+		e = le
 		if err != nil {
 			return e, fmt.Errorf("dispatch: decode %v: %w", t, err)
 		}
@@ -343,9 +346,9 @@ func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
 		case 3:
 			e.Run = RunID(sv)
 		case 4:
-			e.From = RunState(sv)
+			e.From = runStateOf(sv)
 		case 5:
-			e.To = RunState(sv)
+			e.To = runStateOf(sv)
 		case 7:
 			e.Index = int(iv)
 		case 8:
@@ -357,7 +360,7 @@ func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
 		case 11:
 			e.LeaseExp = iv
 		case 12:
-			e.Outcome = Outcome(sv)
+			e.Outcome = outcomeOf(sv)
 		case 14:
 			e.Error = string(sv)
 		case 15:
@@ -497,4 +500,44 @@ func decodeSpec(b []byte, s *TaskSpec) ([]byte, bool) {
 			return b, true
 		}
 	})
+}
+
+// runStateOf and outcomeOf return the constant for a known name, so that
+// decoding the same few names a million times allocates none of them.
+func runStateOf(b []byte) RunState {
+	switch string(b) {
+	case "scheduled":
+		return RunScheduled
+	case "ready":
+		return RunReady
+	case "leased":
+		return RunLeased
+	case "running":
+		return RunRunning
+	case "retry_wait":
+		return RunRetryWait
+	case "completed":
+		return RunCompleted
+	case "failed":
+		return RunFailed
+	case "canceled":
+		return RunCanceled
+	}
+	return RunState(b)
+}
+
+func outcomeOf(b []byte) Outcome {
+	switch string(b) {
+	case "ok":
+		return OutcomeOK
+	case "failed":
+		return OutcomeFailed
+	case "trap":
+		return OutcomeTrap
+	case "timeout":
+		return OutcomeTimeout
+	case "lost":
+		return OutcomeLost
+	}
+	return Outcome(b)
 }

@@ -167,3 +167,16 @@ func BenchmarkEventCodec(b *testing.B) {
 		}
 	})
 }
+
+func TestDecodedNamesKeepTheirValue(t *testing.T) {
+	for _, s := range []RunState{RunScheduled, RunReady, RunLeased, RunRunning, RunRetryWait, RunCompleted, RunFailed, RunCanceled, RunSuspended, "x"} {
+		if got := runStateOf([]byte(s)); got != s {
+			t.Errorf("runStateOf(%q) = %q", s, got)
+		}
+	}
+	for _, o := range []Outcome{OutcomeOK, OutcomeFailed, OutcomeTrap, OutcomeTimeout, OutcomeCancelled, OutcomeOOM, OutcomeOutputTooLarge, OutcomeABIViolation, OutcomeLost, ""} {
+		if got := outcomeOf([]byte(o)); got != o {
+			t.Errorf("outcomeOf(%q) = %q", o, got)
+		}
+	}
+}
