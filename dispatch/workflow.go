@@ -159,13 +159,23 @@ func (s *State) addFinal(t *Task) {
 		s.finals = append(s.finals, t.Spec.ID)
 		return
 	}
-	i, _ := slices.BinarySearchFunc(s.finals, t, func(id TaskID, t *Task) int {
+	// Tasks final in one tick share FinalAt and arrive out of submission
+	// order, so the place is near the end: gallop back from there, then
+	// search the last stride (each probe is a map lookup).
+	hi, step := len(s.finals)-1, 1 // finals[hi] is not before t
+	lo := hi - step
+	for lo >= 0 && !finalBefore(s.Tasks[s.finals[lo]], t) {
+		hi, step = lo, step*2
+		lo = hi - step
+	}
+	lo = max(lo, -1) // finals[lo] is before t, or lo is -1
+	i, _ := slices.BinarySearchFunc(s.finals[lo+1:hi], t, func(id TaskID, t *Task) int {
 		if finalBefore(s.Tasks[id], t) {
 			return -1
 		}
 		return 1
 	})
-	s.finals = slices.Insert(s.finals, i, t.Spec.ID)
+	s.finals = slices.Insert(s.finals, lo+1+i, t.Spec.ID)
 }
 
 // reindexWorkflow rebuilds links, gating and finality from the tasks and
