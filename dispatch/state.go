@@ -287,7 +287,7 @@ func (s *State) reindex() {
 		}
 	}
 	for _, t := range s.Tasks {
-		if t.final {
+		if s.retainable(t) {
 			fins = append(fins, fin{t.FinalAt, t.SubmitSeq, t.Spec.ID})
 		}
 	}

@@ -91,11 +91,14 @@ func (s *State) maybeFinalize(t *Task, at int64) {
 		return
 	}
 	t.final, t.FinalAt, t.result = true, at, s.resultOf(t)
-	s.addFinal(t)
 	s.justFinal = append(s.justFinal, t.Spec.ID)
 	if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {
 		p.pendingChildren--
 		s.maybeFinalize(p, at)
+	} else {
+		// Retention may drop a subtree only once its root is final: the
+		// parent's result still depends on its children.
+		s.addFinalTree(t)
 	}
 	for _, id := range t.dependents {
 		d, ok := s.Tasks[id]
@@ -151,6 +154,29 @@ func (s *State) resultOf(t *Task) TaskState {
 		}
 	}
 	return TaskCompleted
+}
+
+// addFinalTree records t and its descendants (all final) for retention.
+func (s *State) addFinalTree(t *Task) {
+	s.addFinal(t)
+	for _, id := range t.children {
+		if c, ok := s.Tasks[id]; ok {
+			s.addFinalTree(c)
+		}
+	}
+}
+
+// retainable reports whether retention may drop t: t and every ancestor
+// is final.
+func (s *State) retainable(t *Task) bool {
+	for t.final {
+		p, ok := s.Tasks[t.Spec.Parent]
+		if !ok || t.Spec.Parent == "" {
+			return true
+		}
+		t = p
+	}
+	return false
 }
 
 // addFinal records t in the retention order (FinalAt, SubmitSeq).
