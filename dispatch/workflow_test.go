@@ -1290,3 +1290,33 @@ func TestWorkflowConcurrencyKeyHandOff(t *testing.T) {
 		})
 	}
 }
+
+// TestWorkflowRetentionKeepsSubtree: retention drops the final children of
+// a parent only once the parent is final, so a child that failed long
+// before its siblings ended still fails the parent.
+func TestWorkflowRetentionKeepsSubtree(t *testing.T) {
+	later := rigEpoch.Add(time.Hour).Format(time.RFC3339Nano)
+	kids := []TaskID{childID("P#1", 1), childID("P#1", 2), childID("P#1", 3), childID("P#1", 4)}
+	for _, mode := range restartModes {
+		t.Run(mode.name, func(t *testing.T) {
+			r, _ := newWorkflowRig(t, planExec(t, map[TaskID]plan{
+				"P":     {children: []SpecJSON{{Handler: "h"}, {Handler: "h", NotBefore: later}, {Handler: "h"}, {Handler: "h"}}},
+				kids[0]: {result: Result{Outcome: OutcomeFailed, Error: "child failed"}},
+			}), func(c *Config) {
+				c.RetainCount = 2
+				c.SnapshotEvery = mode.snapshotEvery
+			})
+			r.submit(TaskSpec{ID: "P"})
+			r.idle()
+			r.checkStates(map[TaskID]TaskState{"P": TaskWaitingChildren, kids[0]: TaskFailed, kids[1]: TaskPending,
+				kids[2]: TaskCompleted, kids[3]: TaskCompleted})
+			if mode.snapshotEvery > 0 {
+				r.settleSnapshots()
+			}
+			r.reopen()
+			r.advance(time.Hour)
+			// P is final, so retention keeps only the 2 newest final tasks.
+			r.checkStates(map[TaskID]TaskState{"P": TaskFailed, kids[1]: TaskCompleted, kids[0]: absent, kids[2]: absent, kids[3]: absent})
+		})
+	}
+}
