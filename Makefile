@@ -15,8 +15,11 @@ unit:
 # Benchmarks of the WAL, side by side with a raw write+fsync baseline on the
 # same disk. Set BENCHDIR to measure another filesystem (default: the OS temp dir).
 # Benchmarks of the host: one attempt side by side with bare wazero (host/bench_test.go).
+# Benchmarks of the engine (dispatch/bench_test.go): no-op tasks end to end
+# with fsync on (tasks/s, fsyncs and WAL bytes per task), recovery of a
+# 1M-event log, snapshots, the event codec.
 bench:
-	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -benchmem ./segwal/ ./host/
+	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -benchmem ./segwal/ ./host/ ./dispatch/
 
 # The whole server through its HTTP API (scripts/bench-server.sh, `wasmtask bench`):
 # tasks/s with 1 and 32 clients and with batch submits, latency at 200/s and 1000/s.
