@@ -19,13 +19,17 @@ import (
 //
 //	BenchmarkEngineNoop/submit-wait   one caller, Submit then Wait, one task at a time
 //	BenchmarkEngineNoop/submitters=N  N callers submit b.N tasks; ends when all completed
-//	                                  (256 workers; /workers=default: 2 x GOMAXPROCS)
+//	                                  (256 workers; workers=default/...: 2 x GOMAXPROCS)
 //	BenchmarkRecovery                 Open over a log of ~1M events (full replay)
+//	BenchmarkSnapshot                 a snapshot of 100k tasks: the loop's part, the writer's
+//	BenchmarkEventCodec               one event through the hand-written codec and the library
 //
 // Every task goes Submit -> WAL -> dispatch -> no-op executor -> WAL ->
 // completion, with the default WAL options (zstd, fsync on every tick), on
 // the OS temp dir unless BENCHDIR says otherwise. Reported per task:
-// tasks/s, fsyncs/task and walB/task (frame bytes written, headers included).
+// tasks/s, fsyncs/task and walB/task (frame bytes written, headers included),
+// and cpu-us/task, the process's CPU time, which other load on the machine
+// disturbs less than the rate.
 
 var benchQuiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -205,11 +209,12 @@ func BenchmarkRecovery(b *testing.B) {
 	}
 	b.Run(fmt.Sprintf("events=%d", events), func(b *testing.B) {
 		b.ReportAllocs()
-		var total time.Duration
+		var total, cpu time.Duration
 		for range b.N {
-			start := time.Now()
+			start, cpu0 := time.Now(), cpuTime()
 			e, err := Open(recoveryConfig(dir, segwal.SyncAlways))
 			elapsed := time.Since(start)
+			cpu += cpuTime() - cpu0
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -226,6 +231,7 @@ func BenchmarkRecovery(b *testing.B) {
 		}
 		b.ReportMetric(float64(events)*float64(b.N)/total.Seconds(), "events/s")
 		b.ReportMetric(total.Seconds()/float64(b.N), "s/open")
+		b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/open")
 	})
 }
 
