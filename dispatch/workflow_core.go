@@ -229,6 +229,10 @@ func (c *Core) commitChildren(now int64, r *Run, children [][]byte) error {
 
 // checkChild validates a child against the state and its earlier siblings.
 func (c *Core) checkChild(spec *TaskSpec, siblings map[TaskID]bool) error {
+	if siblings[spec.ID] {
+		// Committing it twice would stop the engine (the task exists).
+		return invalid("id", "%q is also the id of an earlier child of this attempt", spec.ID)
+	}
 	if t, ok := c.s.Tasks[spec.ID]; ok && !t.Spec.equal(spec) {
 		return fmt.Errorf("%w: %q", ErrConflict, spec.ID)
 	}
