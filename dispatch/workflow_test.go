@@ -1157,6 +1157,57 @@ func TestWorkflowConcurrencyKeyParallel(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	if got := maxConcurrent(x.all()); got != 2 {
+		t.Errorf("at most %d attempts at once, want 2 (one per key)", got)
+	}
+}
+
+// TestWorkflowValidateHandler: Config.ValidateHandler checks the handlers
+// of submitted tasks and of children alike.
+func TestWorkflowValidateHandler(t *testing.T) {
+	tests := []struct {
+		name    string
+		spec    TaskSpec
+		wantErr string // of Submit ("": accepted)
+		want    map[TaskID]TaskState
+		errs    []string // of P's attempt
+	}{
+		{name: "a task with an unknown handler is rejected", spec: TaskSpec{ID: "X", Handler: "missing"}, wantErr: "handler: no plugin"},
+		{name: "a child with an unknown handler fails the parent attempt", spec: TaskSpec{ID: "P", Handler: "h"},
+			want: map[TaskID]TaskState{"P": TaskFailed, childID("P#1", 1): absent},
+			errs: []string{"child 1 (" + string(childID("P#1", 1)) + ")", "handler: no plugin"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := newWorkflowRig(t, planExec(t, map[TaskID]plan{"P": {children: []SpecJSON{{Handler: "missing"}}}}), func(c *Config) {
+				c.ValidateHandler = func(h string) error {
+					if h == "missing" {
+						return errors.New("no plugin \"missing\" is deployed")
+					}
+					return nil
+				}
+			})
+			_, err := r.e.Submit(r.ctx(), tc.spec)
+			if tc.wantErr != "" {
+				var ve *ValidationError
+				if !errors.As(err, &ve) || !strings.Contains(ve.Error(), tc.wantErr) {
+					t.Fatalf("Submit: %v, want a *ValidationError containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.idle()
+			r.checkStates(tc.want)
+			a := r.view("P").Runs[0].Attempts
+			for _, s := range tc.errs {
+				if !strings.Contains(a[len(a)-1].Error, s) {
+					t.Errorf("error %q does not contain %q", a[len(a)-1].Error, s)
+				}
+			}
+		})
+	}
 }
 
 func TestWorkflowConcurrencyKeyDoesNotBlockOthers(t *testing.T) {
