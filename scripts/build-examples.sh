@@ -17,6 +17,8 @@ for lang in "${langs[@]}"; do
 			GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o "$OUT/$name.wasm.tmp" "./$dir"
 			# rename: the server's watch never sees a half-written module
 			mv "$OUT/$name.wasm.tmp" "$OUT/$name.wasm"
+			# a manifest beside the source (NAME/NAME.json) goes beside the module
+			if [ -f "$dir/$name.json" ]; then cp "$dir/$name.json" "$OUT/$name.json"; fi
 		done
 		;;
 	*)

@@ -8,6 +8,12 @@
 //
 // Input (JSON, every field optional): {"items": 10, "worker": "uppercase", "fanin": "uppercase"}
 //
+// items is at most 1000: the fan-in's after lists every child (the engine's
+// MaxAfter), and the host's default of 100 children per attempt is raised
+// to 1001 by the manifest coordinator.json (build-examples.sh copies it
+// beside the module; deploy it with `wasmtask plugin deploy coordinator
+// coordinator.wasm --manifest coordinator.json`).
+//
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o coordinator.wasm ./examples/go/coordinator
 //	wasmtask submit coordinator --input '{"items": 5}' --wait
 package main
@@ -33,8 +39,8 @@ func coordinate(t *wasmtask.Task) error {
 			return err
 		}
 	}
-	if req.Items < 1 || req.Items > 10_000 {
-		return wasmtask.Permanent(fmt.Errorf("items must be between 1 and 10000, got %d", req.Items))
+	if req.Items < 1 || req.Items > 1000 {
+		return wasmtask.Permanent(fmt.Errorf("items must be between 1 and 1000, got %d", req.Items))
 	}
 	ids := make([]string, 0, req.Items)
 	for i := 1; i <= req.Items; i++ {
