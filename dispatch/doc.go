@@ -85,8 +85,10 @@
 //
 // # Snapshots and retention
 //
-// Every Config.SnapshotEvery events the loop encodes the state; another
-// goroutine compresses it and writes snap-<seq>.snap atomically (tmp, fsync,
+// Every Config.SnapshotEvery events the loop captures the state (final
+// tasks by pointer, as they no longer change; the others by copy); another
+// goroutine encodes it, compresses it as it goes and writes
+// snap-<seq>.snap atomically (tmp, fsync,
 // rename, dir fsync, CRC32C checked on load), keeps Config.SnapshotRetain of
 // them, and truncates WAL segments that the oldest kept snapshot covers.
 // Final tasks are dropped (EvTaskDropped) after Config.RetainFor or beyond
