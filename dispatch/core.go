@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/oklog/ulid/v2"
 )
@@ -298,6 +300,9 @@ func (c *Core) handleResult(now int64, in resultInput) error {
 		return nil
 	}
 	res := in.res
+	// The WAL holds text as CBOR text strings, which must be valid UTF-8:
+	// an executor's error or module string from a guest may not be.
+	res.Error, res.Module = validUTF8(res.Error), validUTF8(res.Module)
 	if res.Outcome == "" {
 		res.Outcome, res.Error = OutcomeFailed, "executor returned no outcome"
 	}
@@ -335,7 +340,15 @@ func (c *Core) decideAfterAttempt(now int64, r *Run, e *Event) {
 	}
 }
 
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
 func (c *Core) handleCancel(now int64, in cancelInput) error {
+	in.reason = validUTF8(in.reason)
 	t, ok := c.s.Tasks[in.task]
 	if !ok {
 		c.reply(in.reply, reply{err: fmt.Errorf("%w: %q", ErrNotFound, in.task)})

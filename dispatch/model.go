@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 )
 
 // TaskID names a task: chosen by the client or generated (a ULID).
@@ -283,7 +284,13 @@ func (s *TaskSpec) Normalize() error {
 	if s.NotBeforeMs < 0 {
 		return invalid("not_before", "must not be negative")
 	}
+	if !utf8.ValidString(s.ConcurrencyKey) {
+		return invalid("concurrency_key", "must be valid UTF-8")
+	}
 	for k := range s.Labels {
+		if !utf8.ValidString(k) || !utf8.ValidString(s.Labels[k]) {
+			return invalid("labels", "keys and values must be valid UTF-8 (key %q)", k)
+		}
 		if k == "" || len(k) > 128 || len(s.Labels[k]) > 1024 {
 			return invalid("labels", "keys must be 1-128 bytes and values at most 1024 bytes (key %q)", k)
 		}
