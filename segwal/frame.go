@@ -17,6 +17,12 @@ const (
 	frameTypeBatch  = 1 // the only frame type; 0 is never valid
 
 	flagZstd = 1 << 0
+	// flagS2: payload is S2-compressed (klauspost/compress/s2), used for
+	// large frames, where zstd's CPU time before the fsync would cost more
+	// than its better ratio saves. Bit 1 stays unused.
+	flagS2 = 1 << 2
+
+	knownFlags = flagZstd | flagS2
 
 	// MaxFrameBytes bounds the decoded payload of one frame, so every length
 	// read from disk is checked before anything is allocated. One Append may
@@ -48,7 +54,7 @@ type frameHeader struct {
 
 func (h frameHeader) size() int64      { return frameHeaderSize + int64(h.stored) }
 func (h frameHeader) last() uint64     { return h.first + uint64(h.count) - 1 }
-func (h frameHeader) compressed() bool { return h.flags&flagZstd != 0 }
+func (h frameHeader) compressed() bool { return h.flags&(flagZstd|flagS2) != 0 }
 
 // putFrameHeader writes h into b[:frameHeaderSize] without the CRC.
 func putFrameHeader(b []byte, h frameHeader) {
@@ -79,7 +85,7 @@ func parseFrameHeader(b []byte, room int64) (frameHeader, error) {
 	switch {
 	case b[0] != frameTypeBatch:
 		return h, fmt.Errorf("%w: frame type %d", ErrBadHeader, b[0])
-	case h.flags&^flagZstd != 0:
+	case h.flags&^knownFlags != 0 || h.flags == knownFlags:
 		return h, fmt.Errorf("%w: unknown flags %#x", ErrBadHeader, h.flags)
 	case b[2] != 0 || b[3] != 0:
 		return h, fmt.Errorf("%w: reserved bytes %#x %#x", ErrBadHeader, b[2], b[3])
@@ -174,7 +180,7 @@ func (w *window) nextValidFrame(start int64) int64 {
 		if err != nil {
 			return -1
 		}
-		if b[0] != frameTypeBatch || b[1]&^flagZstd != 0 || b[2] != 0 || b[3] != 0 {
+		if b[0] != frameTypeBatch || b[1]&^knownFlags != 0 || b[2] != 0 || b[3] != 0 {
 			continue // cheap rejection before the CRC
 		}
 		if _, _, err := w.readFrame(off); err == nil {

@@ -169,9 +169,13 @@ func (r *Reader) nextFrame() bool {
 			if cap(r.zbuf) < int(h.raw) {
 				r.zbuf = make([]byte, 0, h.raw)
 			}
-			data, err = r.dec.DecodeAll(payload, r.zbuf[:0])
+			if h.flags&flagS2 != 0 {
+				data, err = decodeS2(payload, r.zbuf[:h.raw], int(h.raw))
+			} else {
+				data, err = r.dec.DecodeAll(payload, r.zbuf[:0])
+			}
 			if err != nil {
-				return r.fail(r.off-h.size(), fmt.Errorf("%w: zstd: %v", ErrBadPayload, err))
+				return r.fail(r.off-h.size(), fmt.Errorf("%w: decompress: %v", ErrBadPayload, err))
 			}
 			if len(data) != int(h.raw) {
 				return r.fail(r.off-h.size(), fmt.Errorf("%w: decompressed to %d bytes, header says %d", ErrBadPayload, len(data), h.raw))
