@@ -254,7 +254,7 @@ func (c *Core) handleSubmit(now int64, in submitInput) error {
 		c.reply(in.reply, reply{err: invalid("parent", "is set by the engine for tasks submitted by handlers")})
 		return nil
 	}
-	if err := c.checkSubmission(&spec); err != nil {
+	if err := c.checkSubmission(now, &spec); err != nil {
 		c.reply(in.reply, reply{err: err})
 		return nil
 	}

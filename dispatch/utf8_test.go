@@ -48,3 +48,23 @@ func TestInvalidUTF8SurvivesRestart(t *testing.T) {
 		t.Errorf("a label with invalid UTF-8: %v, want a ValidationError on labels", err)
 	}
 }
+
+// A cron expression that never fires again would leave a task with no run
+// that is never final: it is rejected at submission instead.
+func TestCronWithoutFutureOccurrence(t *testing.T) {
+	ctx := context.Background()
+	e, err := Open(Config{Dir: t.TempDir(), Executor: ExecutorFunc(func(context.Context, Job) Result { return Result{Outcome: OutcomeOK} })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	// February 30th never happens.
+	_, err = e.Submit(ctx, TaskSpec{ID: "never", Handler: "h", Policy: RunPolicy{Kind: PolicyCron, CronExpr: "0 0 0 30 2 *"}})
+	var ve *ValidationError
+	if !errors.As(err, &ve) || ve.Field != "run_policy.cron.expr" {
+		t.Fatalf("submit: %v, want a ValidationError on run_policy.cron.expr", err)
+	}
+	if _, ok := e.Task("never"); ok {
+		t.Fatal("the rejected task was stored")
+	}
+}

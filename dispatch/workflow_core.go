@@ -8,7 +8,12 @@ import (
 // checkSubmission validates what Normalize cannot: the handler (through
 // Config.ValidateHandler) and prerequisites against the current state.
 // Nothing of a rejected submission is written.
-func (c *Core) checkSubmission(spec *TaskSpec) error {
+func (c *Core) checkSubmission(now int64, spec *TaskSpec) error {
+	if spec.Policy.Kind == PolicyCron {
+		if cronOf(spec).next(max(now, spec.NotBeforeMs)-1) == 0 {
+			return invalid("run_policy.cron.expr", "%q has no future occurrence", spec.Policy.CronExpr)
+		}
+	}
 	if c.cfg.validateHandler != nil {
 		if err := c.cfg.validateHandler(spec.Handler); err != nil {
 			return invalid("handler", "%v", err)
