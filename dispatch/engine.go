@@ -140,6 +140,7 @@ type Engine struct {
 
 	waits         waiters
 	sinceSnapshot int
+	snapFinished  chan struct{} // closed when the snapshot being written is done (loop-owned)
 	snapshots     *snapshotter
 	stats         engineCounters
 }
@@ -252,6 +253,7 @@ func (e *Engine) loop() {
 			}
 		}
 		var probes []chan idleReply
+		var snapReqs []chan error
 		kept := inputs[:0]
 		for _, in := range inputs {
 			if p, ok := in.(idleProbe); ok {
@@ -261,6 +263,10 @@ func (e *Engine) loop() {
 			if d, ok := in.(drainInput); ok {
 				e.core.drain = d.on
 				close(d.reply)
+				continue
+			}
+			if sn, ok := in.(snapshotInput); ok {
+				snapReqs = append(snapReqs, sn.reply)
 				continue
 			}
 			kept = append(kept, in)
@@ -326,7 +332,9 @@ func (e *Engine) loop() {
 			}
 		}
 		inputs = inputs[:0]
-		if e.cfg.SnapshotEvery > 0 && e.sinceSnapshot >= e.cfg.SnapshotEvery {
+		if len(snapReqs) > 0 {
+			e.snapshotNow(snapReqs)
+		} else if e.cfg.SnapshotEvery > 0 && e.sinceSnapshot >= e.cfg.SnapshotEvery {
 			e.snapshot()
 		}
 		if timer != nil {
@@ -455,6 +463,8 @@ func failInput(in any, err error) {
 		in.reply <- idleReply{idle: true}
 	case drainInput:
 		close(in.reply)
+	case snapshotInput:
+		in.reply <- err
 	}
 }
 

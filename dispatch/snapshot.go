@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -453,20 +454,24 @@ func syncDir(dir string) error {
 // snapshot copies the state in the loop, and encodes and persists it on
 // another goroutine; then the WAL drops segments the oldest kept snapshot covers.
 // One snapshot at a time; a tick that finds one running skips.
-func (e *Engine) snapshot() {
+func (e *Engine) snapshot() chan error {
 	if !e.snapshots.running.CompareAndSwap(false, true) {
-		return
+		return nil
 	}
 	capture := captureState(e.state)
 	applied := e.state.Applied
 	e.sinceSnapshot = 0
+	done, finished := make(chan error, 1), make(chan struct{})
+	e.snapFinished = finished
 	e.workers.Add(1)
 	go func() {
 		defer e.workers.Done()
+		defer close(finished)
 		defer e.snapshots.running.Store(false)
 		oldest, err := e.snapshots.writeFrom(applied, capture.encodeTo)
 		if err != nil {
 			e.log.Error("dispatch: snapshot write failed", "seq", applied, "err", err)
+			done <- fmt.Errorf("dispatch: snapshot %d: %w", applied, err)
 			return
 		}
 		// TruncateFront only removes sealed segments, which the loop no
@@ -474,5 +479,47 @@ func (e *Engine) snapshot() {
 		if err := e.wal.TruncateFront(oldest + 1); err != nil && !errors.Is(err, segwal.ErrClosed) {
 			e.log.Error("dispatch: WAL truncate after snapshot failed", "err", err)
 		}
+		done <- nil
+	}()
+	return done
+}
+
+// snapshotNow serves Engine.Snapshot in the loop: it waits for a snapshot
+// being written (an explicit request may block the loop that long), then
+// writes one of the current state and answers once it is on disk.
+func (e *Engine) snapshotNow(replies []chan error) {
+	if e.snapshots.running.Load() && e.snapFinished != nil {
+		<-e.snapFinished
+	}
+	done := e.snapshot()
+	go func() {
+		var err error
+		if done == nil {
+			err = errors.New("dispatch: a snapshot is already being written")
+		} else {
+			err = <-done
+		}
+		for _, r := range replies {
+			r <- err
+		}
 	}()
 }
+
+// Snapshot writes a snapshot of the current state now (for a backup, or
+// before a planned restart) and returns once it is on disk.
+func (e *Engine) Snapshot(ctx context.Context) error {
+	ch := make(chan error, 1)
+	if err := e.send(ctx, snapshotInput{reply: ch}); err != nil {
+		return err
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-e.done:
+		return e.stoppedErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type snapshotInput struct{ reply chan error }

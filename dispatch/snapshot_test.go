@@ -190,9 +190,29 @@ func snapshotSeqs(t *testing.T, dir string) []uint64 {
 	return seqs
 }
 
+// ensureSnapshots makes sure n snapshots exist. How many a workload leaves
+// depends on timing (a due snapshot is skipped while the previous one is
+// still being written), so a test that needs n forces the missing ones
+// with Engine.Snapshot, each after one more event so it gets its own
+// sequence.
+func ensureSnapshots(t *testing.T, r *engineRig, n int) {
+	t.Helper()
+	for i := 0; len(snapshotSeqs(t, r.cfg.Dir)) < n; i++ {
+		if i > n {
+			t.Fatalf("snapshots %v after %d forced ones, want %d", snapshotSeqs(t, r.cfg.Dir), i, n)
+		}
+		r.submit(TaskSpec{ID: TaskID(fmt.Sprintf("forced-snapshot-%d", i)), Input: []byte("ok")})
+		r.idle()
+		if err := r.e.Snapshot(r.ctx()); err != nil {
+			t.Fatalf("Snapshot: %v", err)
+		}
+	}
+}
+
 func TestSnapshotRecoveryEqualsFullReplay(t *testing.T) {
 	r := snapshotRig(t, 0, 2) // one WAL segment: nothing is truncated
 	runWorkload(t, r, 60)
+	ensureSnapshots(t, r, 2)
 	live := liveState(t, r.e)
 	applied := r.e.Stats().Applied
 	r.close()
@@ -328,6 +348,7 @@ func TestDamagedSnapshot(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := snapshotRig(t, tc.segmentSize, 2)
 			runWorkload(t, r, 40)
+			ensureSnapshots(t, r, 2)
 			live := liveState(t, r.e)
 			if tc.segmentSize != 0 && r.e.wal.First() <= 1 {
 				t.Fatalf("setup: the WAL was not truncated (first %d)", r.e.wal.First())
