@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/base64"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -65,6 +66,7 @@ type AttemptView struct {
 	FinishedAt string  `json:"finished_at,omitempty"`
 	Output     *string `json:"output,omitempty"`
 	OutputB64  *string `json:"output_b64,omitempty"`
+	Log        string  `json:"log,omitempty"`
 }
 
 func msTime(ms int64) string {
@@ -120,6 +122,7 @@ func viewFrom(v dispatch.TaskView) TaskView {
 				av.StartedAt = msTime(a.LeasedAt)
 			}
 			av.Output, av.OutputB64 = textOrB64(a.Output)
+			av.Log = strings.ToValidUTF8(string(a.Log), "\uFFFD")
 			rv.Attempts = append(rv.Attempts, av)
 		}
 		out.Runs = append(out.Runs, rv)

@@ -229,7 +229,7 @@ func applyFinished(s *State, e *Event) error {
 		return violation(e, r, "retry after attempt %d of max %d", e.Attempt, t.Spec.MaxAttempts)
 	}
 	a := r.current()
-	a.FinishedAt, a.Outcome, a.Retryable, a.Error, a.Output, a.Module = e.At, e.Outcome, e.Retryable, e.Error, e.Output, e.Module
+	a.FinishedAt, a.Outcome, a.Retryable, a.Error, a.Output, a.Module, a.Log = e.At, e.Outcome, e.Retryable, e.Error, e.Output, e.Module, e.Log
 	if e.Worker != "" {
 		a.Worker = e.Worker
 	}

@@ -214,7 +214,7 @@ func appendRun(dst []byte, r *Run) []byte {
 
 func appendAttempt(dst []byte, a *Attempt) []byte {
 	dst = appendHead(dst, cborMap, 2+count(a.Worker != "", a.StartedAt != 0, a.FinishedAt != 0, a.Outcome != "",
-		a.Retryable, a.Error != "", len(a.Output) > 0, a.Module != ""))
+		a.Retryable, a.Error != "", len(a.Output) > 0, a.Module != "", len(a.Log) > 0))
 	dst = appendInt(dst, 1, int64(a.Number))
 	if a.Worker != "" {
 		dst = appendText(dst, 2, a.Worker)
@@ -240,6 +240,9 @@ func appendAttempt(dst []byte, a *Attempt) []byte {
 	}
 	if a.Module != "" {
 		dst = appendText(dst, 10, a.Module)
+	}
+	if len(a.Log) > 0 {
+		dst = appendByteString(dst, 11, a.Log)
 	}
 	return dst
 }

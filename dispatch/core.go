@@ -52,6 +52,9 @@ type Result struct {
 	// WAL frame, and dropped otherwise. Each needs an id derived from the
 	// run and its ordinal, so a retried attempt creates no duplicates.
 	Children [][]byte
+	// Log is what the handler logged; kept on the attempt (bounded by the
+	// executor: the host's per-plugin log quota).
+	Log []byte
 }
 
 // SubmitResult acknowledges a submission once it is durable.
@@ -317,7 +320,7 @@ func (c *Core) handleResult(now int64, in resultInput) error {
 	}
 	e := Event{Type: EvAttemptFinished, At: now, Task: r.Task, Run: r.ID, From: r.State, Attempt: in.attempt,
 		Outcome: res.Outcome, Retryable: res.Outcome.retryable(res.Retryable), Error: res.Error,
-		Output: res.Output, Module: res.Module}
+		Output: res.Output, Module: res.Module, Log: res.Log}
 	c.decideAfterAttempt(now, r, &e)
 	c.freeSlot(r.ID)
 	return c.emit(e)

@@ -70,6 +70,7 @@ type Event struct {
 	Module    string    `cbor:"16,keyasint,omitempty" json:"module,omitempty"`
 	Reason    string    `cbor:"17,keyasint,omitempty" json:"reason,omitempty"`
 	After     []TaskID  `cbor:"18,keyasint,omitempty" json:"after,omitempty"`
+	Log       []byte    `cbor:"19,keyasint,omitempty" json:"log,omitempty"`
 }
 
 var (
@@ -156,7 +157,7 @@ func decodeEvent(rec []byte) (Event, error) {
 
 // appendEventBody appends the CBOR map of e's fields.
 func appendEventBody(dst []byte, e *Event) ([]byte, error) {
-	if len(e.After) > 0 || e.Spec != nil && e.Spec.workflowFields() {
+	if len(e.After) > 0 || len(e.Log) > 0 || e.Spec != nil && e.Spec.workflowFields() {
 		// Workflow fields are rarer: the CBOR library encodes them (the
 		// same canonical form the fast path writes).
 		b, err := encMode.Marshal(e)

@@ -327,6 +327,9 @@ type Attempt struct {
 	Error      string  `cbor:"8,keyasint,omitempty" json:"error,omitempty"`
 	Output     []byte  `cbor:"9,keyasint,omitempty" json:"output,omitempty"`
 	Module     string  `cbor:"10,keyasint,omitempty" json:"module,omitempty"`
+	// Log is what the handler logged (log import, stdout, stderr), bounded
+	// by the plugin's log quota.
+	Log []byte `cbor:"11,keyasint,omitempty" json:"log,omitempty"`
 }
 
 // Run is one occurrence of a task. Retries are attempts of the same run.

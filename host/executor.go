@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/wasmtask/wasmtask/dispatch"
 )
@@ -46,7 +47,10 @@ func (x *Executor) Execute(ctx context.Context, job dispatch.Job) dispatch.Resul
 		Heartbeat: job.Heartbeat,
 	})
 	out := dispatch.Result{Outcome: res.Outcome, Retryable: res.Retryable, Error: res.Error,
-		Output: res.Output, Module: res.Module}
+		Output: res.Output, Module: res.Module, Log: res.Log}
+	if res.LogDropped > 0 {
+		out.Log = append(out.Log, fmt.Sprintf("[%d bytes of log dropped past the quota]\n", res.LogDropped)...)
+	}
 	for _, c := range res.Children {
 		out.Children = append(out.Children, withID(c))
 	}

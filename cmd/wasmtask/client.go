@@ -187,6 +187,11 @@ func printTask(c *cli.Context, v api.TaskView) {
 				fmt.Fprintf(w, "  error=%q", first)
 			}
 			fmt.Fprintln(w)
+			for _, line := range strings.Split(strings.TrimRight(a.Log, "\n"), "\n") {
+				if line != "" {
+					fmt.Fprintf(w, "      | %s\n", line)
+				}
+			}
 		}
 	}
 	if v.Output != nil {
