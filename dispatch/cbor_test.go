@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -93,7 +94,7 @@ func encodeStateLibrary(s *State) ([]byte, error) {
 	for _, t := range s.Tasks {
 		body.Tasks = append(body.Tasks, t)
 	}
-	slices.SortFunc(body.Tasks, func(a, b *Task) int { return cmpInt(a.SubmitSeq, b.SubmitSeq) })
+	slices.SortFunc(body.Tasks, func(a, b *Task) int { return cmp.Compare(a.SubmitSeq, b.SubmitSeq) })
 	for _, t := range body.Tasks {
 		for _, id := range t.Runs {
 			body.Runs = append(body.Runs, s.Runs[id])

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -390,9 +391,9 @@ func (c *Core) closeLostAttempts(now int64) error {
 	slices.SortFunc(open, func(a, b *Run) int {
 		sa, sb := c.s.Tasks[a.Task].SubmitSeq, c.s.Tasks[b.Task].SubmitSeq
 		if sa != sb {
-			return cmpInt(sa, sb)
+			return cmp.Compare(sa, sb)
 		}
-		return cmpInt(a.Index, b.Index)
+		return cmp.Compare(a.Index, b.Index)
 	})
 	for _, r := range open {
 		if err := c.closeAsLost(now, r, EvAttemptFinished, "the engine stopped while the attempt ran"); err != nil {
@@ -544,14 +545,4 @@ func (c *Core) nextWake() int64 {
 		}
 	}
 	return next
-}
-
-func cmpInt[T int | uint64 | int64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -1119,3 +1119,16 @@ func TestCoreRetention(t *testing.T) {
 		}
 	})
 }
+
+// sortFunc sorts by a less function: the naive model's ordering.
+func sortFunc[T any](s []T, less func(a, b T) bool) {
+	slices.SortFunc(s, func(a, b T) int {
+		switch {
+		case less(a, b):
+			return -1
+		case less(b, a):
+			return 1
+		}
+		return 0
+	})
+}

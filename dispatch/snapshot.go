@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -212,7 +213,7 @@ func sortBySeq(tasks []capturedTask) []capturedTask {
 			return out
 		}
 	}
-	slices.SortFunc(tasks, func(a, b capturedTask) int { return cmpInt(a.seq, b.seq) })
+	slices.SortFunc(tasks, func(a, b capturedTask) int { return cmp.Compare(a.seq, b.seq) })
 	return tasks
 }
 

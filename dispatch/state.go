@@ -1,8 +1,10 @@
 package dispatch
 
 import (
+	"cmp"
 	"container/heap"
 	"fmt"
+	"slices"
 )
 
 // State is everything the engine knows, rebuilt on recovery by applying the
@@ -177,33 +179,30 @@ func (h *readyHeap) pop() {
 const heapSlack = 1024
 
 func (h *dueHeap) compact(live int) {
-	if len(*h) <= 2*live+heapSlack {
-		return
+	if len(*h) > 2*live+heapSlack {
+		*h = keepLive(*h, func(e dueEntry) bool { return e.run.gen == e.gen })
+		heap.Init(h)
 	}
-	kept := (*h)[:0]
-	for _, e := range *h {
-		if e.run.gen == e.gen {
-			kept = append(kept, e)
-		}
-	}
-	clear((*h)[len(kept):])
-	*h = kept
-	heap.Init(h)
 }
 
 func (h *readyHeap) compact(live int) {
-	if len(*h) <= 2*live+heapSlack {
-		return
+	if len(*h) > 2*live+heapSlack {
+		*h = keepLive(*h, func(e readyEntry) bool { return e.run.gen == e.gen })
+		heap.Init(h)
 	}
-	kept := (*h)[:0]
-	for _, e := range *h {
-		if e.run.gen == e.gen {
+}
+
+// keepLive filters s in place, clearing the tail so that dropped entries
+// do not pin their runs.
+func keepLive[E any](s []E, live func(E) bool) []E {
+	kept := s[:0]
+	for _, e := range s {
+		if live(e) {
 			kept = append(kept, e)
 		}
 	}
-	clear((*h)[len(kept):])
-	*h = kept
-	heap.Init(h)
+	clear(s[len(kept):])
+	return kept
 }
 
 // peekValid drops stale entries and returns the first live one.
@@ -256,12 +255,7 @@ func (s *State) reindex() {
 	s.keyHolder, s.blocked, s.doomed = map[string]RunID{}, map[string]*readyHeap{}, nil
 	s.counts = map[RunState]int{}
 	s.inflight = 0
-	type fin struct {
-		at  int64
-		seq uint64
-		id  TaskID
-	}
-	var fins []fin
+	var fins []*Task
 	for _, t := range s.Tasks {
 		t.finalRuns = 0
 		t.runs = t.runs[:0]
@@ -288,12 +282,14 @@ func (s *State) reindex() {
 	}
 	for _, t := range s.Tasks {
 		if s.retainable(t) {
-			fins = append(fins, fin{t.FinalAt, t.SubmitSeq, t.Spec.ID})
+			fins = append(fins, t)
 		}
 	}
-	sortFunc(fins, func(a, b fin) bool { return a.at < b.at || a.at == b.at && a.seq < b.seq })
-	for _, f := range fins {
-		s.finals = append(s.finals, f.id)
+	slices.SortFunc(fins, func(a, b *Task) int {
+		return cmp.Or(cmp.Compare(a.FinalAt, b.FinalAt), cmp.Compare(a.SubmitSeq, b.SubmitSeq))
+	})
+	for _, t := range fins {
+		s.finals = append(s.finals, t.Spec.ID)
 	}
 }
 

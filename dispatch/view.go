@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -89,7 +90,7 @@ func (e *Engine) List(f ListFilter) []TaskView {
 		}
 		out = append(out, v)
 	}
-	slices.SortFunc(out, func(a, b TaskView) int { return cmpInt(b.seq, a.seq) })
+	slices.SortFunc(out, func(a, b TaskView) int { return cmp.Compare(b.seq, a.seq) })
 	if len(out) > f.Limit {
 		out = out[:f.Limit]
 	}

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -213,7 +214,7 @@ func (s *State) reindexWorkflow() {
 		t.final, t.result, t.waiting, t.dependents, t.children, t.pendingChildren, t.depth = false, "", 0, nil, nil, 0, 0
 		tasks = append(tasks, t)
 	}
-	slices.SortFunc(tasks, func(a, b *Task) int { return cmpInt(a.SubmitSeq, b.SubmitSeq) })
+	slices.SortFunc(tasks, func(a, b *Task) int { return cmp.Compare(a.SubmitSeq, b.SubmitSeq) })
 	// Finality, children first: a child is always submitted after its
 	// parent, so walking backwards settles children before parents.
 	for _, t := range tasks {

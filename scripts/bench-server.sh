@@ -10,27 +10,9 @@ cd "$(dirname "$0")/.."
 BIN=$PWD/bin/wasmtask
 go build -o "$BIN" ./cmd/wasmtask
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/wasmtask-bench.XXXXXX")
-LOG=$WORK/serve.log
-cleanup() {
-	if [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-		kill -TERM "$SERVER_PID" 2>/dev/null || true
-		wait "$SERVER_PID" 2>/dev/null || true
-	fi
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
+# shellcheck source=scripts/serverlib.sh
+. scripts/serverlib.sh
 # shellcheck disable=SC2086
-"$BIN" serve --data-dir "$WORK/data" --addr 127.0.0.1:0 ${SERVE_FLAGS:-} >"$LOG" 2>&1 &
-SERVER_PID=$!
-ADDR=""
-for _ in $(seq 1 200); do
-	ADDR=$(sed -n 's/.*listening: addr=\(http:[^ ]*\).*/\1/p' "$LOG" | head -1)
-	[ -n "$ADDR" ] && break
-	kill -0 "$SERVER_PID" 2>/dev/null || { cat "$LOG"; echo "bench: the server exited"; exit 1; }
-	sleep 0.05
-done
-[ -n "$ADDR" ] || { cat "$LOG"; echo "bench: the server did not start"; exit 1; }
+start_server bench ${SERVE_FLAGS:-}
 echo "wasmtask serve ${SERVE_FLAGS:-} on $(nproc) CPUs, data dir on $(df -P "$WORK" | awk 'NR==2{print $1}')"
 "$BIN" bench --server "$ADDR" "$@"

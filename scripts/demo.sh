@@ -14,28 +14,10 @@ step "building wasmtask and the Go example plugins"
 go build -o "$BIN" ./cmd/wasmtask
 scripts/build-examples.sh go
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/wasmtask-demo.XXXXXX")
-LOG=$WORK/serve.log
-cleanup() {
-	if [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-		kill -TERM "$SERVER_PID" 2>/dev/null || true
-		wait "$SERVER_PID" 2>/dev/null || true
-	fi
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-step "starting: wasmtask serve --data-dir $WORK/data --plugins examples/out"
-"$BIN" serve --data-dir "$WORK/data" --addr 127.0.0.1:0 --plugins "$OUT" --workers 4 >"$LOG" 2>&1 &
-SERVER_PID=$!
-ADDR=""
-for _ in $(seq 1 200); do
-	ADDR=$(sed -n 's/.*listening: addr=\(http:[^ ]*\).*/\1/p' "$LOG" | head -1)
-	[ -n "$ADDR" ] && break
-	kill -0 "$SERVER_PID" 2>/dev/null || { cat "$LOG"; echo "demo: the server exited"; exit 1; }
-	sleep 0.05
-done
-[ -n "$ADDR" ] || { cat "$LOG"; echo "demo: the server did not start"; exit 1; }
+# shellcheck source=scripts/serverlib.sh
+. scripts/serverlib.sh
+step "starting: wasmtask serve --data-dir <temporary>/data --plugins examples/out"
+start_server demo --plugins "$OUT" --workers 4
 export WASMTASK_SERVER=$ADDR
 echo "server at $ADDR"
 

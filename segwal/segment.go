@@ -1,6 +1,7 @@
 package segwal
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -86,18 +87,8 @@ func listDir(dir string) (segs []segment, temps []string, err error) {
 			segs = append(segs, segment{first: first, path: filepath.Join(dir, name)})
 		}
 	}
-	slices.SortFunc(segs, func(a, b segment) int { return cmpUint64(a.first, b.first) })
+	slices.SortFunc(segs, func(a, b segment) int { return cmp.Compare(a.first, b.first) })
 	return segs, temps, nil
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // createSegment makes a new, empty segment atomically: the header goes into
