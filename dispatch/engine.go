@@ -377,11 +377,10 @@ func (e *Engine) idle(now int64, b Batch) bool {
 // start runs job on a new goroutine. The number in flight is bounded by
 // Config.Workers through the core's lease accounting.
 func (e *Engine) start(job Job) {
-	deadline := time.UnixMilli(job.DeadlineMs)
-	timeout := time.Until(deadline)
-	if _, manual := e.cfg.Clock.(*ManualClock); manual {
-		timeout = time.Duration(job.DeadlineMs-unixMs(e.cfg.Clock.Now())) * time.Millisecond
-	}
+	// The deadline is in the engine clock's time; the context counts the
+	// same span on the real clock (the same thing for SystemClock, and what
+	// keeps a ManualClock test's attempts from expiring at once).
+	timeout := time.Duration(job.DeadlineMs-unixMs(e.cfg.Clock.Now())) * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	if prev, ok := e.cancels[job.Run]; ok {
 		prev() // the run's previous attempt is closed: release its context
