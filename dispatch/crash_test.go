@@ -100,7 +100,7 @@ const (
 func crashConfig(dir string, ex Executor, log *slog.Logger) Config {
 	return Config{
 		Dir: dir, Executor: ex, Workers: crashWorkers, Logger: log,
-		SnapshotEvery: 500, SnapshotRetain: 2,
+		SnapshotEvery: 500, SnapshotStateRatio: -1, SnapshotRetain: 2,
 		WAL: segwal.Options{SegmentSize: 32 << 10}, // default sync: one fsync per tick
 	}
 }

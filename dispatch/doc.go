@@ -85,7 +85,8 @@
 //
 // # Snapshots and retention
 //
-// Every Config.SnapshotEvery events the loop captures the state (final
+// Every Config.SnapshotEvery events, and no sooner than SnapshotStateRatio
+// (2) events per task and run in the state, the loop captures the state (final
 // tasks by pointer, as they no longer change; the others by copy); another
 // goroutine encodes it, compresses it as it goes and writes
 // snap-<seq>.snap atomically (tmp, fsync,

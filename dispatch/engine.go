@@ -42,6 +42,13 @@ type Config struct {
 	// SnapshotEvery writes a snapshot after this many events. Default 100,000;
 	// negative disables snapshots.
 	SnapshotEvery int
+	// SnapshotStateRatio defers a snapshot until the events since the last
+	// one number at least this many times the tasks and runs the state
+	// holds. A snapshot costs in proportion to the state, so this bounds
+	// its cost per event (a state of 100k retained tasks is not re-encoded
+	// every 100k events), while the WAL to replay stays proportional to the
+	// state too. Default 2; negative: SnapshotEvery alone decides.
+	SnapshotStateRatio float64
 	// SnapshotRetain keeps this many snapshots. Default 2.
 	SnapshotRetain int
 	// WAL options (segment size, compression, sync policy, repair).
@@ -89,6 +96,9 @@ func (c *Config) normalize() error {
 	}
 	if c.SnapshotEvery == 0 {
 		c.SnapshotEvery = 100_000
+	}
+	if c.SnapshotStateRatio == 0 {
+		c.SnapshotStateRatio = 2
 	}
 	if c.SnapshotRetain <= 0 {
 		c.SnapshotRetain = 2
@@ -334,7 +344,7 @@ func (e *Engine) loop() {
 		inputs = inputs[:0]
 		if len(snapReqs) > 0 {
 			e.snapshotNow(snapReqs)
-		} else if e.cfg.SnapshotEvery > 0 && e.sinceSnapshot >= e.cfg.SnapshotEvery {
+		} else if e.snapshotDue() {
 			e.snapshot()
 		}
 		if timer != nil {

@@ -1145,7 +1145,7 @@ func runEngineProp(t *testing.T, seed uint64, ops int) *engineProp {
 		ex: &propExecutor{seed: seed, dispatched: map[string]int{}}, specs: map[TaskID]TaskSpec{}, dirty: map[int64]int{},
 	}
 	p.cfg = Config{Dir: p.dir, Executor: p.ex, Clock: p.clk, Logger: slog.New(slog.DiscardHandler), Node: "prop",
-		SnapshotEvery: 10 + rng.IntN(60), SnapshotRetain: 3, WAL: segwal.Options{Sync: segwal.SyncNone}, Rand: jitter.Float64}
+		SnapshotEvery: 10 + rng.IntN(60), SnapshotStateRatio: -1, SnapshotRetain: 3, WAL: segwal.Options{Sync: segwal.SyncNone}, Rand: jitter.Float64}
 	p.open()
 	defer func() { p.e.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -452,6 +452,18 @@ func syncDir(dir string) error {
 	return err
 }
 
+// snapshotDue reports whether enough events were written since the last
+// snapshot: Config.SnapshotEvery, and SnapshotStateRatio per task and run.
+func (e *Engine) snapshotDue() bool {
+	if e.cfg.SnapshotEvery <= 0 || e.sinceSnapshot < e.cfg.SnapshotEvery {
+		return false
+	}
+	if r := e.cfg.SnapshotStateRatio; r > 0 {
+		return float64(e.sinceSnapshot) >= r*float64(len(e.state.Tasks)+len(e.state.Runs))
+	}
+	return true
+}
+
 // snapshot copies the state in the loop, and encodes and persists it on
 // another goroutine; then the WAL drops segments the oldest kept snapshot covers.
 // One snapshot at a time; a tick that finds one running skips.

@@ -174,6 +174,7 @@ func compareStates(t *testing.T, what string, want, got *State) {
 func snapshotRig(t *testing.T, segmentSize int64, retain int) *engineRig {
 	return newEngineRig(t, func(c *Config) {
 		c.SnapshotEvery = 25
+		c.SnapshotStateRatio = -1 // every 25 events, however large the state
 		c.SnapshotRetain = retain
 		c.RetainCount = 12
 		c.Rand = func() float64 { return 0.25 }
@@ -545,5 +546,42 @@ func TestRecoveryWithoutSnapshotNeedsWholeWAL(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "no usable snapshot") {
 		t.Errorf("Open: %v", err)
+	}
+}
+
+func TestSnapshotDue(t *testing.T) {
+	state := func(tasks, runs int) *State {
+		s := NewState()
+		for i := range tasks {
+			s.Tasks[TaskID(fmt.Sprint("t", i))] = &Task{}
+		}
+		for i := range runs {
+			s.Runs[RunID(fmt.Sprint("r", i))] = &Run{}
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name          string
+		every         int
+		ratio         float64
+		tasks, runs   int
+		sinceSnapshot int
+		want          bool
+	}{
+		{"disabled", -1, -1, 0, 0, 1 << 30, false},
+		{"below SnapshotEvery", 100, -1, 0, 0, 99, false},
+		{"at SnapshotEvery", 100, -1, 0, 0, 100, true},
+		{"small state: SnapshotEvery decides", 100, 2, 10, 10, 100, true},
+		{"large state defers", 100, 2, 1000, 1000, 3999, false},
+		{"large state: ratio reached", 100, 2, 1000, 1000, 4000, true},
+		{"ratio off: large state does not defer", 100, -1, 1000, 1000, 100, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &Engine{cfg: Config{SnapshotEvery: tc.every, SnapshotStateRatio: tc.ratio},
+				state: state(tc.tasks, tc.runs), sinceSnapshot: tc.sinceSnapshot}
+			if got := e.snapshotDue(); got != tc.want {
+				t.Errorf("snapshotDue() = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -582,7 +582,7 @@ func TestWorkflowRestart(t *testing.T) {
 					})}
 				}
 				return Result{Outcome: OutcomeOK}
-			}, func(c *Config) { c.SnapshotEvery = mode.snapshotEvery })
+			}, func(c *Config) { c.SnapshotEvery, c.SnapshotStateRatio = mode.snapshotEvery, -1 })
 			r.pause()
 			r.submit(TaskSpec{ID: "A", NotBeforeMs: later.UnixMilli()})
 			r.submit(TaskSpec{ID: "B", After: after("A")}) // gated at submit
@@ -1267,7 +1267,7 @@ func TestWorkflowConcurrencyKeyRetryWait(t *testing.T) {
 			}, func(c *Config) {
 				c.SnapshotEvery = -1
 				if mode.snapshotEvery != 0 {
-					c.SnapshotEvery = mode.snapshotEvery
+					c.SnapshotEvery, c.SnapshotStateRatio = mode.snapshotEvery, -1
 				}
 			})
 			r.pause()
@@ -1365,7 +1365,7 @@ func TestWorkflowRetentionKeepsSubtree(t *testing.T) {
 				kids[0]: {result: Result{Outcome: OutcomeFailed, Error: "child failed"}},
 			}), func(c *Config) {
 				c.RetainCount = 2
-				c.SnapshotEvery = mode.snapshotEvery
+				c.SnapshotEvery, c.SnapshotStateRatio = mode.snapshotEvery, -1
 			})
 			r.submit(TaskSpec{ID: "P"})
 			r.idle()
