@@ -44,12 +44,13 @@ func (l *Log) Append(records ...[]byte) (uint64, error) {
 		return 0, l.err
 	}
 	active.size += int64(len(frame))
+	l.last = h.last()
 	if l.opts.Sync == SyncAlways {
 		if err := l.sync(); err != nil {
+			l.last = h.first - 1 // the frame may or may not be on disk; the log is poisoned
 			return 0, l.err
 		}
 	}
-	l.last = h.last()
 	l.stats.Appends++
 	l.stats.Records += uint64(h.count)
 	l.stats.FrameBytes += uint64(len(frame))
@@ -60,16 +61,68 @@ func (l *Log) Append(records ...[]byte) (uint64, error) {
 }
 
 // Sync forces appended frames to disk; only needed under SyncNone.
+// Unlike Commit it always fsyncs, also when this process appended nothing
+// (frames a crashed process left in the page cache).
 func (l *Log) Sync() error {
+	_, err := l.commit(true)
+	return err
+}
+
+// Commit forces the frames appended so far to disk and returns the last
+// sequence that is now durable. Under SyncNone it is the group commit:
+// Append does not wait for the disk, so a writer can append the next frames
+// while another goroutine's Commit waits for the fsync of the previous ones
+// (Appends are not blocked by it), and one fsync then covers every frame
+// written before it started. Commit returns at once when nothing new was
+// appended. A failed fsync poisons the log, as in Append.
+func (l *Log) Commit() (uint64, error) { return l.commit(false) }
+
+func (l *Log) commit(force bool) (uint64, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
-		return ErrClosed
+		l.mu.Unlock()
+		return 0, ErrClosed
 	}
 	if l.err != nil {
-		return l.err
+		l.mu.Unlock()
+		return 0, l.err
 	}
-	return l.sync()
+	last := l.last
+	if last <= l.synced && !force {
+		l.mu.Unlock()
+		return last, nil
+	}
+	f, path := l.active, l.segs[len(l.segs)-1].path
+	l.syncing++ // rotate keeps f open until this fsync returns
+	l.mu.Unlock()
+
+	start := time.Now()
+	err := f.Sync()
+	took := time.Since(start)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.syncing--; l.syncing == 0 {
+		for _, old := range l.retired {
+			old.Close()
+		}
+		l.retired = nil
+	}
+	if l.synced >= last && err != nil {
+		// A rotation or a Close synced these frames meanwhile (f may have
+		// been closed by Close, failing this fsync for nothing).
+		return last, nil
+	}
+	if err != nil {
+		if l.err == nil {
+			l.err = fmt.Errorf("segwal: sync %s: %w", path, err)
+		}
+		return 0, l.err
+	}
+	l.stats.Syncs++
+	l.stats.SyncTime += took
+	l.synced = max(l.synced, last)
+	return last, nil
 }
 
 func (l *Log) sync() error {
@@ -80,6 +133,7 @@ func (l *Log) sync() error {
 	}
 	l.stats.Syncs++
 	l.stats.SyncTime += time.Since(start)
+	l.synced = l.last
 	return nil
 }
 
@@ -160,8 +214,11 @@ func (l *Log) rotate() error {
 		if err := l.active.Sync(); err != nil {
 			return err
 		}
+		l.synced = l.last
 	}
-	if err := l.active.Close(); err != nil {
+	if l.syncing > 0 {
+		l.retired = append(l.retired, l.active) // a Commit is in its fsync: close it after
+	} else if err := l.active.Close(); err != nil {
 		return err
 	}
 	l.active = nil

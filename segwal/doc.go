@@ -10,6 +10,7 @@
 //	if cut := log.Recovery().TornTail; cut != nil { ... } // also logged
 //	err = log.Replay(snapshotSeq+1, func(seq uint64, rec []byte) error { ... })
 //	last, err := log.Append(ev1, ev2, ev3) // one frame, one fsync
+//	durable, err := log.Commit()           // under SyncNone: fsync, Appends go on meanwhile
 //	err = log.TruncateFront(snapshotSeq+1) // after a snapshot
 //	err = log.Close()
 //
@@ -18,6 +19,10 @@
 //  1. One Append is one frame and, under the default SyncAlways, one fsync.
 //     When Append returns nil its records survive a crash or power loss;
 //     the frame is whole or absent after a crash, never half-applied.
+//     Under SyncNone, Commit is the group commit: it fsyncs what was
+//     appended so far without holding up Appends, and returns the last
+//     sequence now durable (the dispatch engine appends the next tick while
+//     the previous one is being committed).
 //  2. Sequences are contiguous: the records of an Append get Last()+1 up to
 //     the returned last. Replay and Reader deliver them in order, each once.
 //  3. A failed write or fsync poisons the Log: every later Append returns

@@ -133,7 +133,10 @@ type Log struct {
 	segs     []segment // oldest first; the last one is active
 	active   appendFile
 	last     uint64
-	err      error // sticky: a failed write or sync poisons the log
+	synced   uint64       // frames up to here are on disk
+	syncing  int          // Commits in their fsync, outside mu
+	retired  []appendFile // sealed segments kept open for them
+	err      error        // sticky: a failed write or sync poisons the log
 	closed   bool
 	buf      []byte // raw frame under construction
 	zbuf     []byte // compressed frame under construction
@@ -163,6 +166,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		l.closeQuietly()
 		return nil, err
 	}
+	l.synced = l.last // what a previous process wrote: the page cache holds it whatever happened to that process
 	l.recovery.Segments = len(l.segs)
 	l.recovery.Records = l.last - l.segs[0].first + 1
 	l.recovery.Duration = time.Since(start)
@@ -309,7 +313,9 @@ func (l *Log) Close() error {
 	}
 	var err error
 	if l.active != nil && l.err == nil && l.opts.Sync == SyncNone {
-		err = l.active.Sync()
+		if err = l.active.Sync(); err == nil {
+			l.synced = l.last
+		}
 	}
 	l.closeQuietly()
 	return err
@@ -321,6 +327,10 @@ func (l *Log) closeQuietly() {
 		l.active.Close()
 		l.active = nil
 	}
+	for _, f := range l.retired {
+		f.Close()
+	}
+	l.retired = nil
 	if l.enc != nil {
 		l.enc.Close()
 	}
