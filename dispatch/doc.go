@@ -34,21 +34,29 @@
 //     lease ready runs by (priority desc, due time, submission order) up to
 //     the free workers, drop final tasks past retention. Every change is an
 //     Event, applied through the reducer as it is decided.
-//  4. Append all the tick's events as one segwal.Append: one frame, one
-//     fsync. If that fails the engine stops (Err) and nothing of the tick
-//     is released.
-//  5. Release replies (a Submit returns only now, after the fsync), cancel
-//     attempts of canceled tasks, start leased attempts on workers.
-//  6. Maybe snapshot; arm the timer for the next due time.
+//  4. Append all the tick's events as one segwal.Append: one frame, written
+//     but not yet fsynced, and hand the tick to the committer.
+//  5. The committer fsyncs (segwal.Commit: one fsync for every tick queued
+//     meanwhile, a group commit), then releases the ticks in order: replies
+//     (a Submit returns only now), cancels of running attempts, attempts to
+//     start, Wait wake-ups. If the fsync fails nothing of those ticks is
+//     released and the engine stops (Err).
+//  6. Meanwhile the loop maybe snapshots, arms the timer for the next due
+//     time and goes on with the next tick: its CPU time and the disk's
+//     latency overlap rather than add up.
 //
 // Deviation from the order in the issue and STYLE.md (append, then apply):
 // Step applies each event as it derives it, because later decisions in the
 // same tick depend on earlier ones (a run created by a submission is leased
-// in the same tick). Nothing decided leaves the loop before step 4
-// succeeds, and a failed append stops the engine, so no caller can act on
-// state that is not durable. The loop holds the state lock from Step through
-// the fsync, so readers (Task, List, Wait, Stats) only ever see durable
-// state; they wait at most one fsync.
+// in the same tick), and the next tick is stepped on state whose fsync may
+// still be in flight. That is safe because nothing decided leaves the engine
+// before its frame is durable, frames are durable in order, and a failed
+// append or fsync stops the engine, so no caller can act on state that is
+// not durable. Readers (Task, List, Wait, Stats) see the state under a read
+// lock the loop takes only while stepping, then wait until what they saw
+// (up to State.Applied) is durable: they never return a state a crash could
+// take back, and wait at most about one fsync. A snapshot likewise waits
+// until the tick it captured is durable before it is written.
 //
 // # Workflows
 //

@@ -61,6 +61,10 @@ type Config struct {
 	// clients and children from handlers): the plugin registry's check that
 	// the plugin is deployed. nil accepts any name.
 	ValidateHandler func(handler string) error
+
+	// beforeCommit, for tests, runs in the committer before each fsync
+	// (where it would be under SyncNone); an error stands for a failed fsync.
+	beforeCommit func() error
 }
 
 func (c *Config) normalize() error {
@@ -141,12 +145,22 @@ type Engine struct {
 	done    chan struct{}
 
 	changedMu sync.Mutex
-	changed   chan struct{} // closed and replaced after every tick
+	changed   chan struct{} // closed and replaced after every commit
 
-	cancels  map[RunID]context.CancelFunc // loop-owned
-	workers  sync.WaitGroup
-	err      error // fatal error that stopped the loop (set before done closes)
-	recovery RecoveryInfo
+	// The committer (commitLoop) fsyncs appended ticks and releases them.
+	commits       chan *committedTick
+	committerDone chan struct{}
+	commitFailed  chan struct{} // closed when an fsync failed; commitErr says why
+	commitErr     error         // written by the committer before closing commitFailed
+	durable       atomic.Uint64 // the WAL is on disk up to here
+	groupCommit   bool          // Config.WAL.Sync is SyncAlways: fsync each commit
+	stopping      atomic.Bool
+
+	cancelsMu sync.Mutex
+	cancels   map[RunID]context.CancelFunc // contexts of attempts in flight
+	workers   sync.WaitGroup
+	err       error // fatal error that stopped the loop (set before done closes)
+	recovery  RecoveryInfo
 
 	waits         waiters
 	sinceSnapshot int
@@ -169,7 +183,10 @@ func Open(cfg Config) (*Engine, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
-	wal, err := segwal.Open(filepath.Join(cfg.Dir, "wal"), cfg.WAL)
+	// The engine fsyncs through Commit, beside its appends (group commit).
+	walOpts := cfg.WAL
+	walOpts.Sync = segwal.SyncNone
+	wal, err := segwal.Open(filepath.Join(cfg.Dir, "wal"), walOpts)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: open WAL: %w", err)
 	}
@@ -177,8 +194,10 @@ func Open(cfg Config) (*Engine, error) {
 		cfg: cfg, wal: wal, log: cfg.Logger,
 		inbox: make(chan any, cfg.MaxBatch), results: make(chan any, 4*cfg.Workers+64),
 		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
-		cancels:   map[RunID]context.CancelFunc{},
-		snapshots: &snapshotter{dir: filepath.Join(cfg.Dir, "snapshots"), retain: cfg.SnapshotRetain},
+		cancels: map[RunID]context.CancelFunc{},
+		commits: make(chan *committedTick, 64), committerDone: make(chan struct{}), commitFailed: make(chan struct{}),
+		groupCommit: cfg.WAL.Sync == segwal.SyncAlways,
+		snapshots:   &snapshotter{dir: filepath.Join(cfg.Dir, "snapshots"), retain: cfg.SnapshotRetain},
 	}
 	e.recovery.WAL = wal.Recovery()
 	state, err := e.recover()
@@ -187,6 +206,7 @@ func Open(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.state = state
+	e.durable.Store(state.Applied)
 	e.core = newCore(state, coreConfig{
 		workers: cfg.Workers, node: cfg.Node, leaseGrace: cfg.LeaseGrace.Milliseconds(),
 		retainMs: cfg.RetainFor.Milliseconds(), retainCount: cfg.RetainCount, rand: cfg.Rand,
@@ -226,10 +246,13 @@ func ulidEntropy() *ulid.MonotonicEntropy { return ulid.Monotonic(rand.Reader, 0
 
 // loop is the engine's goroutine. Per tick: wait for an input or the timer,
 // drain what else is queued, Step, append the events as one WAL frame
-// (one fsync), then release replies, start attempts and cancel attempts.
-// Nothing leaves the loop before its events are durable.
+// (written, not yet fsynced), and hand what the tick releases (replies,
+// attempts to start or cancel, Wait wake-ups) to the committer, then go on
+// with the next tick while the committer fsyncs. Nothing leaves the engine
+// before its events are durable.
 func (e *Engine) loop() {
 	defer close(e.done)
+	go e.commitLoop()
 	var timer Timer
 	var timerC <-chan time.Time
 	inputs := make([]any, 0, e.cfg.MaxBatch)
@@ -245,8 +268,11 @@ func (e *Engine) loop() {
 				inputs = append(inputs, in)
 			case <-timerC:
 				timerC = nil
+			case <-e.commitFailed:
+				e.stopLoop(e.commitErr)
+				return
 			case <-e.stop:
-				e.shutdown(nil)
+				e.stopLoop(nil)
 				return
 			}
 		}
@@ -284,15 +310,26 @@ func (e *Engine) loop() {
 		inputs = kept
 
 		now := unixMs(e.cfg.Clock.Now())
-		// Readers (Task, List, Wait, Stats) take e.mu for reading: holding it
-		// from Step through the fsync means they only ever see durable state.
+		// Readers (Task, List, Wait, Stats) take e.mu for reading and then
+		// wait until what they saw, up to State.Applied, is durable; so
+		// Applied moves with the state, before the frame is even written.
 		e.mu.Lock()
 		batch, err := e.core.Step(now, inputs)
 		if err != nil {
 			e.mu.Unlock()
-			e.shutdown(fmt.Errorf("dispatch: engine stopped: %w", err))
+			e.stopLoop(fmt.Errorf("dispatch: engine stopped: %w", err))
 			return
 		}
+		want := e.state.Applied + uint64(len(batch.Events))
+		e.state.Applied = want
+		tick := &committedTick{seq: want, acks: batch.acks, cancels: batch.Cancels, starts: batch.Starts,
+			finals: e.state.justFinal}
+		e.state.justFinal = nil
+		if len(probes) > 0 {
+			tick.idle = e.idle(now, batch)
+			tick.probes = probes
+		}
+		e.mu.Unlock()
 		if len(batch.Events) > 0 {
 			records, buf = records[:0], buf[:0]
 			for i := range batch.Events {
@@ -306,41 +343,24 @@ func (e *Engine) loop() {
 			if err == nil {
 				last, err = e.wal.Append(records...)
 			}
+			if err == nil && last != want {
+				err = fmt.Errorf("the WAL gave the tick's events sequences up to %d, the state expects %d", last, want)
+			}
 			if err != nil {
-				e.mu.Unlock()
 				for _, a := range batch.acks {
 					a.to <- reply{err: fmt.Errorf("%w: %v", ErrStopped, err)}
 				}
-				e.shutdown(fmt.Errorf("dispatch: engine stopped: write WAL: %w", err))
+				e.stopLoop(fmt.Errorf("dispatch: engine stopped: write WAL: %w", err))
 				return
 			}
-			e.state.Applied = last
 			e.stats.appends.Add(1)
 			e.stats.events.Add(uint64(len(batch.Events)))
 			e.sinceSnapshot += len(batch.Events)
 			e.core.recycle(batch.Events)
 		}
-		e.mu.Unlock()
 		e.stats.ticks.Add(1)
-		for _, a := range batch.acks {
-			a.to <- a.r
-		}
-		for _, id := range batch.Cancels {
-			if cancel, ok := e.cancels[id]; ok {
-				cancel()
-			}
-		}
-		for _, job := range batch.Starts {
-			e.start(job)
-		}
-		for _, in := range inputs {
-			if r, ok := in.(resultInput); ok {
-				if cancel, ok := e.cancels[r.run]; ok && cancelOwner(e, r) {
-					cancel()
-					delete(e.cancels, r.run)
-				}
-			}
-		}
+		e.commits <- tick
+		e.releaseFinished(inputs)
 		inputs = inputs[:0]
 		if len(snapReqs) > 0 {
 			e.snapshotNow(snapReqs)
@@ -355,16 +375,153 @@ func (e *Engine) loop() {
 			timer = e.cfg.Clock.NewTimer(time.Duration(batch.NextWake-now) * time.Millisecond)
 			timerC = timer.C()
 		}
+	}
+}
+
+// committedTick is what a tick releases once its events are durable.
+type committedTick struct {
+	seq     uint64 // the tick's last WAL sequence (the previous tick's if it wrote none)
+	acks    []ack
+	cancels []RunID
+	starts  []Job
+	finals  []TaskID // tasks that became final: their Wait calls wake
+	probes  []chan idleReply
+	idle    bool
+}
+
+// commitLoop is the committer: it fsyncs what the loop appended (one fsync
+// for every tick queued meanwhile: group commit) and then releases those
+// ticks in order. The loop meanwhile steps the next tick, so its CPU time
+// and the disk's latency overlap instead of adding up.
+func (e *Engine) commitLoop() {
+	defer close(e.committerDone)
+	var group []*committedTick
+	for tick := range e.commits {
+		group = append(group[:0], tick)
+	more:
+		for len(group) < cap(e.commits) {
+			select {
+			case t, ok := <-e.commits:
+				if !ok {
+					break more
+				}
+				group = append(group, t)
+			default:
+				break more
+			}
+		}
+		seq := group[len(group)-1].seq
+		err := e.commitErr
+		if err == nil && seq > e.durable.Load() {
+			if e.cfg.beforeCommit != nil {
+				err = e.cfg.beforeCommit()
+			}
+			if err == nil && e.groupCommit {
+				var synced uint64
+				if synced, err = e.wal.Commit(); err == nil && synced < seq {
+					err = fmt.Errorf("the WAL made %d durable, the tick needs %d", synced, seq)
+				}
+			}
+			if err != nil {
+				e.commitErr = fmt.Errorf("dispatch: engine stopped: fsync WAL: %w", err)
+				close(e.commitFailed)
+			}
+		}
+		if err != nil {
+			for _, t := range group {
+				for _, a := range t.acks {
+					a.to <- reply{err: fmt.Errorf("%w: %v", ErrStopped, e.commitErr)}
+				}
+			}
+			continue // until the loop, seeing commitFailed, closes commits
+		}
+		e.durable.Store(max(e.durable.Load(), seq))
+		for _, t := range group {
+			e.release(t)
+		}
 		e.broadcast()
-		e.mu.Lock()
-		finished := e.state.justFinal
-		e.state.justFinal = nil
-		e.mu.Unlock()
-		e.wakeFinal(finished)
-		for _, p := range probes {
-			p <- idleReply{idle: e.idle(now, batch), next: e.changedCh()}
+		// A probe's next must close on a tick after its own: for all but the
+		// group's last tick that tick was just released.
+		for i, t := range group {
+			next := closedCh
+			if i == len(group)-1 {
+				next = e.changedCh()
+			}
+			for _, p := range t.probes {
+				p <- idleReply{idle: t.idle, next: next}
+			}
+		}
+		clear(group)
+	}
+}
+
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// release answers a durable tick's callers, cancels and starts its attempts
+// and wakes Wait calls on its tasks that became final.
+func (e *Engine) release(t *committedTick) {
+	for _, a := range t.acks {
+		a.to <- a.r
+	}
+	if len(t.cancels) > 0 {
+		e.cancelsMu.Lock()
+		for _, id := range t.cancels {
+			if cancel, ok := e.cancels[id]; ok {
+				cancel()
+			}
+		}
+		e.cancelsMu.Unlock()
+	}
+	if !e.stopping.Load() { // attempts not started now are closed as lost on the next Open
+		for _, job := range t.starts {
+			e.start(job)
 		}
 	}
+	e.wakeFinal(t.finals)
+}
+
+// releaseFinished releases the contexts of attempts that finished in this
+// tick (in the loop: cancelOwner reads the state).
+func (e *Engine) releaseFinished(inputs []any) {
+	for _, in := range inputs {
+		r, ok := in.(resultInput)
+		if !ok {
+			continue
+		}
+		e.cancelsMu.Lock()
+		if cancel, ok := e.cancels[r.run]; ok && cancelOwner(e, r) {
+			cancel()
+			delete(e.cancels, r.run)
+		}
+		e.cancelsMu.Unlock()
+	}
+}
+
+// waitDurable waits until the WAL is durable up to seq (what a reader saw
+// in the state), or the engine stopped.
+func (e *Engine) waitDurable(seq uint64) {
+	for e.durable.Load() < seq {
+		ch := e.changedCh()
+		if e.durable.Load() >= seq {
+			return
+		}
+		select {
+		case <-ch:
+		case <-e.commitFailed:
+			return
+		case <-e.committerDone:
+			return
+		}
+	}
+}
+
+// stopLoop ends the loop: the committer finishes the ticks handed to it
+// (without starting their attempts), then shutdown.
+func (e *Engine) stopLoop(err error) {
+	e.stopping.Store(true)
+	close(e.commits)
+	<-e.committerDone
+	e.shutdown(err)
 }
 
 // cancelOwner reports whether the finished attempt r is the one whose
@@ -392,10 +549,12 @@ func (e *Engine) start(job Job) {
 	// keeps a ManualClock test's attempts from expiring at once).
 	timeout := time.Duration(job.DeadlineMs-unixMs(e.cfg.Clock.Now())) * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	e.cancelsMu.Lock()
 	if prev, ok := e.cancels[job.Run]; ok {
 		prev() // the run's previous attempt is closed: release its context
 	}
 	e.cancels[job.Run] = cancel
+	e.cancelsMu.Unlock()
 	job.Heartbeat = func() {
 		select {
 		case e.results <- heartbeatInput{run: job.Run, attempt: job.Attempt}:
@@ -439,9 +598,11 @@ func (e *Engine) shutdown(err error) {
 	if err != nil {
 		e.log.Error("dispatch: loop stopped", "err", err)
 	}
+	e.cancelsMu.Lock()
 	for _, cancel := range e.cancels {
 		cancel()
 	}
+	e.cancelsMu.Unlock()
 	e.broadcast()
 	for {
 		select {

@@ -481,6 +481,12 @@ func (e *Engine) snapshot() chan error {
 		defer e.workers.Done()
 		defer close(finished)
 		defer e.snapshots.running.Store(false)
+		// The capture may hold a tick whose fsync is in flight; a snapshot
+		// must never get ahead of the WAL it continues.
+		if e.waitDurable(applied); e.durable.Load() < applied {
+			done <- fmt.Errorf("dispatch: snapshot %d: %w: its events never became durable", applied, ErrStopped)
+			return
+		}
 		oldest, err := e.snapshots.writeFrom(applied, capture.encodeTo)
 		if err != nil {
 			e.log.Error("dispatch: snapshot write failed", "seq", applied, "err", err)

@@ -48,15 +48,20 @@ func viewOf(s *State, t *Task) TaskView {
 	return v
 }
 
-// Task returns a copy of task id, or false.
+// Task returns a copy of task id, or false. Like every read it returns only
+// durable state: the view may include the last tick or two, whose fsync is
+// in flight, so it waits for that fsync (at most about one) before returning.
 func (e *Engine) Task(id TaskID) (TaskView, bool) {
 	e.mu.RLock()
-	defer e.mu.RUnlock()
 	t, ok := e.state.Tasks[id]
-	if !ok {
-		return TaskView{}, false
+	var v TaskView
+	if ok {
+		v = viewOf(e.state, t)
 	}
-	return viewOf(e.state, t), true
+	seen := e.state.Applied
+	e.mu.RUnlock()
+	e.waitDurable(seen)
+	return v, ok
 }
 
 // ListFilter selects tasks for List; zero fields match everything.
@@ -74,7 +79,6 @@ func (e *Engine) List(f ListFilter) []TaskView {
 		f.Limit = 100
 	}
 	e.mu.RLock()
-	defer e.mu.RUnlock()
 	var before uint64
 	if t, ok := e.state.Tasks[f.Before]; ok {
 		before = t.SubmitSeq
@@ -90,6 +94,9 @@ func (e *Engine) List(f ListFilter) []TaskView {
 		}
 		out = append(out, v)
 	}
+	seen := e.state.Applied
+	e.mu.RUnlock()
+	e.waitDurable(seen)
 	slices.SortFunc(out, func(a, b TaskView) int { return cmp.Compare(b.seq, a.seq) })
 	if len(out) > f.Limit {
 		out = out[:f.Limit]
@@ -209,10 +216,12 @@ type Stats struct {
 // Stats returns counters; it never blocks the loop for long.
 func (e *Engine) Stats() Stats {
 	e.mu.RLock()
-	defer e.mu.RUnlock()
-	return Stats{Submitted: e.state.NextSubmitSeq - 1, Tasks: len(e.state.Tasks), RunsByState: e.state.Counts(), InFlight: e.state.inflight,
+	st := Stats{Submitted: e.state.NextSubmitSeq - 1, Tasks: len(e.state.Tasks), RunsByState: e.state.Counts(), InFlight: e.state.inflight,
 		Paused: e.state.Paused, Applied: e.state.Applied,
 		Ticks: e.stats.ticks.Load(), Events: e.stats.events.Load(), WALAppends: e.stats.appends.Load()}
+	e.mu.RUnlock()
+	e.waitDurable(st.Applied)
+	return st
 }
 
 // Done is closed when the loop has stopped: after Close, or on its own

@@ -1,0 +1,180 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// commitGate holds the committer before its fsync until the test lets it go.
+type commitGate struct {
+	mu      sync.Mutex
+	closed  bool
+	open    chan struct{}
+	entered chan struct{} // one value each time the committer reaches the gate
+	fail    error
+}
+
+func newCommitGate() *commitGate {
+	return &commitGate{open: make(chan struct{}), entered: make(chan struct{}, 1024)}
+}
+
+func (g *commitGate) hook() error {
+	g.entered <- struct{}{}
+	<-g.open
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.fail
+}
+
+// release lets the held commit and every later one go; fail stands for
+// their fsync's error. The gate starts closed.
+func (g *commitGate) release(fail error) {
+	g.mu.Lock()
+	if !g.closed {
+		g.fail = fail
+		g.closed = true
+		close(g.open)
+	}
+	g.mu.Unlock()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// notWithin asserts that ch yields nothing for a while.
+func notWithin[T any](t *testing.T, what string, ch <-chan T) {
+	t.Helper()
+	select {
+	case <-ch:
+		t.Fatalf("%s before its tick was durable", what)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+// TestCommitReleasesOnlyDurableTicks: while the fsync of a tick is held,
+// nothing of it leaves the engine (the Submit does not return, the attempt
+// does not start, readers wait rather than show it), yet the loop goes on
+// stepping and appending the next ticks. Letting the fsync go releases it all.
+func TestCommitReleasesOnlyDurableTicks(t *testing.T) {
+	gate := newCommitGate()
+	r := newEngineRig(t, func(c *Config) { c.beforeCommit = gate.hook })
+	t.Cleanup(func() { gate.release(nil) }) // before the rig's Close, should the test stop early
+	ctx := r.ctx()
+
+	submitted := make(chan error, 1)
+	go func() {
+		_, err := r.e.Submit(ctx, TaskSpec{ID: "a", Handler: "h"})
+		submitted <- err
+	}()
+	<-gate.entered // the tick with a's submission and lease is appended, its fsync held
+	notWithin(t, "Submit returned", submitted)
+	if n := len(r.ex.calls()); n != 0 {
+		t.Fatalf("%d attempts started before their lease was durable", n)
+	}
+
+	read := make(chan TaskView, 1)
+	go func() {
+		v, _ := r.e.Task("a")
+		read <- v
+	}()
+	notWithin(t, "Task returned a's view", read)
+
+	// The loop does not wait for the fsync: it steps and appends b's tick.
+	before := r.e.wal.Last()
+	second := make(chan error, 1)
+	go func() {
+		_, err := r.e.Submit(ctx, TaskSpec{ID: "b", Handler: "h"})
+		second <- err
+	}()
+	waitFor(t, "the loop to append the next tick during the held fsync", func() bool { return r.e.wal.Last() > before })
+	notWithin(t, "the second Submit returned", second)
+
+	gate.release(nil)
+	for _, ch := range []chan error{submitted, second} {
+		if err := <-ch; err != nil {
+			t.Fatalf("Submit: %v", err)
+		}
+	}
+	if v := <-read; v.ID != "a" {
+		t.Fatalf("Task(a) after the fsync = %+v", v)
+	}
+	r.idle()
+	r.checkStates(map[TaskID]TaskState{"a": TaskCompleted, "b": TaskCompleted})
+}
+
+// TestCommitFailureStopsEngine: a failed fsync fails the callers of the
+// ticks it covered, starts none of their attempts and stops the engine
+// with an error naming the fsync.
+func TestCommitFailureStopsEngine(t *testing.T) {
+	gate := newCommitGate()
+	r := newEngineRig(t, func(c *Config) { c.beforeCommit = gate.hook })
+	t.Cleanup(func() { gate.release(nil) }) // before the rig's Close, should the test stop early
+	ctx := r.ctx()
+	submitted := make(chan error, 1)
+	go func() {
+		_, err := r.e.Submit(ctx, TaskSpec{ID: "a", Handler: "h"})
+		submitted <- err
+	}()
+	<-gate.entered
+	gate.release(errors.New("disk on fire"))
+	err := <-submitted
+	if !errors.Is(err, ErrStopped) || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("Submit = %v, want ErrStopped naming the fsync error", err)
+	}
+	select {
+	case <-r.e.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the engine did not stop after a failed fsync")
+	}
+	if err := r.e.Err(); err == nil || !strings.Contains(err.Error(), "fsync WAL") {
+		t.Fatalf("Err() = %v, want the fsync failure", err)
+	}
+	if _, err := r.e.Submit(context.Background(), TaskSpec{ID: "b", Handler: "h"}); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Submit after the failure = %v, want ErrStopped", err)
+	}
+	if n := len(r.ex.calls()); n != 0 {
+		t.Fatalf("%d attempts started from a tick whose fsync failed", n)
+	}
+	e := r.e
+	r.e = nil // the rig's cleanup would report Close's error
+	if err := e.Close(); err == nil {
+		t.Error("Close after a failed fsync returned nil")
+	}
+}
+
+// TestSnapshotWaitsForDurableTick: a snapshot taken while its tick's fsync
+// is held is not written until that fsync is done.
+func TestSnapshotWaitsForDurableTick(t *testing.T) {
+	gate := newCommitGate()
+	r := newEngineRig(t, func(c *Config) { c.beforeCommit = gate.hook })
+	t.Cleanup(func() { gate.release(nil) }) // before the rig's Close, should the test stop early
+	ctx := r.ctx()
+	go r.e.Submit(ctx, TaskSpec{ID: "a", Handler: "h"}) //nolint:errcheck // checked through the snapshot below
+	<-gate.entered
+	snapped := make(chan error, 1)
+	go func() { snapped <- r.e.Snapshot(ctx) }()
+	notWithin(t, "the snapshot was written", snapped)
+	if seqs, _ := r.e.snapshots.list(); len(seqs) != 0 {
+		t.Fatalf("snapshot files %v exist before the WAL they continue is durable", seqs)
+	}
+	gate.release(nil)
+	if err := <-snapped; err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	seqs, _ := r.e.snapshots.list()
+	if len(seqs) != 1 || seqs[0] == 0 {
+		t.Fatalf("snapshots %v, want one covering the submission", seqs)
+	}
+}
