@@ -25,7 +25,7 @@ func apply(s *State, e *Event) error {
 		if e.Attempt != len(r.Attempts)+1 {
 			return violation(e, r, "attempt %d, want %d", e.Attempt, len(r.Attempts)+1)
 		}
-		if k := s.Tasks[r.Task].Spec.ConcurrencyKey; k != "" {
+		if k := s.taskOf(r).Spec.ConcurrencyKey; k != "" {
 			if h, held := s.keyHolder[k]; held && h != r.ID {
 				return violation(e, r, "concurrency key %q is held by run %s", k, h)
 			}
@@ -76,7 +76,7 @@ func apply(s *State, e *Event) error {
 			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "task is not final"}
 		}
 		for _, id := range t.Runs {
-			s.counts[s.Runs[id].State]--
+			s.counts.add(s.Runs[id].State, -1)
 			delete(s.Runs, id)
 		}
 		delete(s.Tasks, e.Task)
@@ -158,16 +158,16 @@ func applyRunCreated(s *State, e *Event) error {
 	if e.To != RunScheduled && e.To != RunReady {
 		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: fmt.Sprintf("a run starts scheduled or ready, not %s", e.To)}
 	}
-	if e.Index != len(t.Runs)+1 || e.Run != runID(e.Task, e.Index) {
+	if e.Index != len(t.Runs)+1 || !isRunID(e.Run, e.Task, e.Index) {
 		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: fmt.Sprintf("run index %d, want %d", e.Index, len(t.Runs)+1)}
 	}
-	r := &Run{ID: e.Run, Task: e.Task, Index: e.Index, DueAt: e.DueAt}
+	r := &Run{ID: e.Run, Task: e.Task, Index: e.Index, DueAt: e.DueAt, task: t}
 	s.Runs[r.ID] = r
 	t.Runs = append(t.Runs, r.ID)
 	t.runs = append(t.runs, r)
 	r.State = e.To
 	r.UpdateAt = e.At
-	s.counts[r.State]++
+	s.counts.add(r.State, 1)
 	s.index(r)
 	return nil
 }
@@ -191,7 +191,7 @@ func applyTransition(s *State, e *Event) error {
 	if !legal {
 		return violation(e, r, "illegal transition %s -> %s", e.From, e.To)
 	}
-	if e.From == RunReady && e.To == RunScheduled && s.Tasks[r.Task].waiting == 0 {
+	if e.From == RunReady && e.To == RunScheduled && s.taskOf(r).waiting == 0 {
 		return violation(e, r, "ready -> scheduled needs an unfinished prerequisite")
 	}
 	if e.To == RunReady {
@@ -224,7 +224,7 @@ func applyFinished(s *State, e *Event) error {
 	if e.To == RunCompleted && e.Outcome != OutcomeOK {
 		return violation(e, r, "completed with outcome %s", e.Outcome)
 	}
-	t := s.Tasks[r.Task]
+	t := s.taskOf(r)
 	if e.To == RunRetryWait && e.Attempt >= t.Spec.MaxAttempts {
 		return violation(e, r, "retry after attempt %d of max %d", e.Attempt, t.Spec.MaxAttempts)
 	}
@@ -245,8 +245,8 @@ func applyFinished(s *State, e *Event) error {
 // task's final bookkeeping.
 func setState(s *State, r *Run, to RunState, at int64) {
 	from := r.State
-	s.counts[from]--
-	s.counts[to]++
+	s.counts.add(from, -1)
+	s.counts.add(to, 1)
 	if from == RunLeased || from == RunRunning {
 		s.inflight--
 	}
@@ -259,7 +259,7 @@ func setState(s *State, r *Run, to RunState, at int64) {
 		s.leftReady(r)
 	}
 	if to.Final() && !from.Final() {
-		t := s.Tasks[r.Task]
+		t := s.taskOf(r)
 		t.finalRuns++
 		s.releaseKey(r, t.Spec.ConcurrencyKey)
 		s.maybeFinalize(t, at)

@@ -72,7 +72,7 @@ func fingerprint(t *testing.T, s *State) string {
 	var w strings.Builder
 	w.Write(b)
 	for _, st := range []RunState{RunScheduled, RunReady, RunLeased, RunRunning, RunRetryWait, RunCompleted, RunFailed, RunCanceled} {
-		w.WriteString(" " + string(st) + "=" + strconv.Itoa(s.counts[st]))
+		w.WriteString(" " + string(st) + "=" + strconv.Itoa(s.counts.of(st)))
 	}
 	w.WriteString(" inflight=" + strconv.Itoa(s.inflight) + " finals=" + strings.Join(taskIDs(s.finals), ","))
 	w.WriteString(" ready=" + strconv.Itoa(s.ready.Len()) + " timers=" + strconv.Itoa(s.timers.Len()) + " leases=" + strconv.Itoa(s.leases.Len()))
@@ -380,5 +380,28 @@ func TestApplyDeterministic(t *testing.T) {
 	}
 	if !maps.Equal(a.Counts(), map[RunState]int{RunReady: 3, RunScheduled: 3}) {
 		t.Errorf("counts %v", a.Counts())
+	}
+}
+
+func TestIsRunID(t *testing.T) {
+	for _, tc := range []struct {
+		id    RunID
+		task  TaskID
+		index int
+		want  bool
+	}{
+		{runID("t1", 1), "t1", 1, true},
+		{runID("t1", 12345), "t1", 12345, true},
+		{runID("t1", 1), "t1", 2, false},
+		{runID("t1", 1), "t", 1, false},
+		{runID("t1", 12), "t1", 1, false},
+		{"t1#", "t1", 0, false},
+		{"t1", "t1", 1, false},
+		{"t1-1", "t1", 1, false},
+		{runID("a#1", 2), "a#1", 2, true},
+	} {
+		if got := isRunID(tc.id, tc.task, tc.index); got != tc.want {
+			t.Errorf("isRunID(%q, %q, %d) = %v, want %v", tc.id, tc.task, tc.index, got, tc.want)
+		}
 	}
 }

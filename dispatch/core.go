@@ -75,6 +75,9 @@ type (
 	submitInput struct {
 		spec  TaskSpec
 		reply chan reply
+		// normalized: the caller ran spec.Normalize already (Engine.Submit
+		// does, on its own goroutine, to keep that work out of the loop).
+		normalized bool
 	}
 	startedInput struct {
 		run     RunID
@@ -234,9 +237,11 @@ func (c *Core) reply(to chan reply, r reply) {
 
 func (c *Core) handleSubmit(now int64, in submitInput) error {
 	spec := in.spec
-	if err := spec.Normalize(); err != nil {
-		c.reply(in.reply, reply{err: err})
-		return nil
+	if !in.normalized {
+		if err := spec.Normalize(); err != nil {
+			c.reply(in.reply, reply{err: err})
+			return nil
+		}
 	}
 	if spec.ID == "" {
 		id, err := ulid.New(uint64(now), c.entropy)
@@ -291,7 +296,7 @@ func (c *Core) handleHeartbeat(now int64, in heartbeatInput) error {
 	if r == nil {
 		return nil
 	}
-	exp := now + c.s.Tasks[r.Task].Spec.TimeoutMs + c.cfg.leaseGrace
+	exp := now + c.s.taskOf(r).Spec.TimeoutMs + c.cfg.leaseGrace
 	if exp-r.LeaseExp < 1000 {
 		return nil // renewing by less than a second is not worth a WAL record
 	}
@@ -330,7 +335,7 @@ func (c *Core) handleResult(now int64, in resultInput) error {
 // decideAfterAttempt sets e.To (and e.DueAt for a retry) for the attempt
 // that e closes.
 func (c *Core) decideAfterAttempt(now int64, r *Run, e *Event) {
-	t := c.s.Tasks[r.Task]
+	t := c.s.taskOf(r)
 	switch {
 	case e.Outcome == OutcomeOK:
 		e.To = RunCompleted
@@ -433,7 +438,7 @@ func (c *Core) promoteDue(now int64) error {
 		}
 		c.s.timers.pop()
 		r := e.run
-		if t := c.s.Tasks[r.Task]; t.Spec.Policy.Kind == PolicyCron && r.State == RunScheduled {
+		if t := c.s.taskOf(r); t.Spec.Policy.Kind == PolicyCron && r.State == RunScheduled {
 			if err := c.promoteCron(now, r, t); err != nil {
 				return err
 			}
@@ -456,7 +461,7 @@ func (c *Core) leaseReady(now int64) error {
 		}
 		c.s.ready.pop()
 		r := e.run
-		t := c.s.Tasks[r.Task]
+		t := c.s.taskOf(r)
 		if k := t.Spec.ConcurrencyKey; k != "" {
 			if h, held := c.s.keyHolder[k]; held && h != r.ID {
 				// Park it with its key so it does not block other runs;

@@ -690,8 +690,13 @@ func (e *Engine) await(ctx context.Context, ch chan reply) (reply, error) {
 // (Duplicate); a different spec under an existing id is ErrConflict. An
 // invalid spec is a *ValidationError naming the field.
 func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (SubmitResult, error) {
+	// Normalize is a pure function of the spec: run it here, beside the
+	// caller, rather than in the loop that every submission goes through.
+	if err := spec.Normalize(); err != nil {
+		return SubmitResult{}, err
+	}
 	ch := make(chan reply, 1)
-	if err := e.send(ctx, submitInput{spec: spec, reply: ch}); err != nil {
+	if err := e.send(ctx, submitInput{spec: spec, reply: ch, normalized: true}); err != nil {
 		return SubmitResult{}, err
 	}
 	r, err := e.await(ctx, ch)

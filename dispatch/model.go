@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -16,6 +17,16 @@ type TaskID string
 type RunID string
 
 func runID(task TaskID, index int) RunID { return RunID(string(task) + "#" + strconv.Itoa(index)) }
+
+// isRunID reports whether id == runID(task, index) without building it.
+func isRunID(id RunID, task TaskID, index int) bool {
+	rest, ok := strings.CutPrefix(string(id), string(task))
+	if !ok || len(rest) < 2 || rest[0] != '#' {
+		return false
+	}
+	var buf [20]byte
+	return rest[1:] == string(strconv.AppendInt(buf[:0], int64(index), 10))
+}
 
 // RunState is the state of one run. The JSON names are part of the API.
 type RunState string
@@ -343,6 +354,7 @@ type Run struct {
 	Attempts []Attempt `cbor:"7,keyasint,omitempty" json:"attempts"`
 	UpdateAt int64     `cbor:"8,keyasint" json:"updated_at_ms"`
 	gen      uint64    // bumped on every state change; invalidates index entries
+	task     *Task     // its task, kept by apply and reindex (saves a map lookup per event)
 }
 
 // current returns the open or last attempt, or nil.

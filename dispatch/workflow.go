@@ -44,10 +44,12 @@ func (s *State) waitsFor(id TaskID) []TaskID {
 
 // link registers a new task with its parent and prerequisites.
 func (s *State) link(t *Task) {
-	if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {
-		p.children = append(p.children, t.Spec.ID)
-		p.pendingChildren++
-		t.depth = p.depth + 1
+	if t.Spec.Parent != "" {
+		if p, ok := s.Tasks[t.Spec.Parent]; ok {
+			p.children = append(p.children, t.Spec.ID)
+			p.pendingChildren++
+			t.depth = p.depth + 1
+		}
 	}
 	for _, id := range t.Spec.After {
 		s.addPrereq(t, id)
@@ -264,7 +266,7 @@ func (s *State) releaseKey(r *Run, key string) {
 // next run parked on the key gets its chance; otherwise that run would
 // stay parked while nothing holds the key.
 func (s *State) leftReady(r *Run) {
-	if k := s.Tasks[r.Task].Spec.ConcurrencyKey; k != "" {
+	if k := s.taskOf(r).Spec.ConcurrencyKey; k != "" {
 		if _, held := s.keyHolder[k]; !held {
 			s.unpark(k)
 		}
