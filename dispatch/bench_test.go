@@ -49,7 +49,7 @@ var noopExecutor = ExecutorFunc(func(context.Context, Job) Result { return Resul
 
 func BenchmarkEngineNoop(b *testing.B) {
 	b.Run("submit-wait", func(b *testing.B) { benchNoop(b, 1, 0, true) })
-	for _, n := range []int{1, 64, 256} {
+	for _, n := range []int{1, 64, 256, 1024} {
 		b.Run(fmt.Sprintf("submitters=%d", n), func(b *testing.B) { benchNoop(b, n, noopWorkers, false) })
 	}
 	// With the default pool (2 x GOMAXPROCS) the number of slots, each
@@ -59,7 +59,7 @@ func BenchmarkEngineNoop(b *testing.B) {
 
 // noopWorkers: no-op attempts take no time, so the pool is sized for
 // throughput (the executor pool of a real server is sized for its handlers).
-const noopWorkers = 256
+const noopWorkers = 1024
 
 // benchNoop submits b.N no-op tasks from submitters goroutines (each waits
 // for its task to finish before the next when wait is set) to an engine
@@ -120,9 +120,13 @@ func benchNoop(b *testing.B, submitters, workers int, wait bool) {
 	w1 := e.WALStats()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
 	b.ReportMetric(float64(w1.Syncs-w0.Syncs)/float64(b.N), "fsyncs/task")
+	if n := w1.Syncs - w0.Syncs; n > 0 {
+		b.ReportMetric(float64((w1.SyncTime-w0.SyncTime).Microseconds())/float64(n), "us/fsync")
+	}
 	b.ReportMetric(float64(w1.FrameBytes-w0.FrameBytes)/float64(b.N), "walB/task")
 	b.ReportMetric(float64(w1.Records-w0.Records)/float64(b.N), "events/task")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/task")
+	b.ReportMetric(float64(b.N)/float64(e.Stats().Ticks-s0.Ticks), "tasks/tick")
 }
 
 // cpuTime is the CPU time (user + system) the process used so far. Per

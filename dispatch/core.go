@@ -129,16 +129,19 @@ type Batch struct {
 // events, applies them through the reducer, and returns what the loop must
 // persist and do. It does no I/O, reads no clock and starts no goroutine.
 type Core struct {
-	s       *State
-	cfg     coreConfig
-	slots   []RunID       // worker slot -> run holding it ("" = free)
-	slotOf  map[RunID]int // inverse of slots
-	batch   *Batch
-	spare   []Event // events of a batch the loop is done with, for reuse
-	lost    bool    // in-flight attempts of a previous process are still open
-	drain   bool
-	dooming bool // cancelDoomed is running: nested emits leave doomed to it
-	entropy io.Reader
+	s      *State
+	cfg    coreConfig
+	slots  []RunID       // worker slot -> run holding it ("" = free)
+	slotOf map[RunID]int // inverse of slots
+	batch  *Batch
+	spare  []Event // events of a batch the loop is done with, for reuse
+	// Arrays of a batch the committer released, for reuse (Engine.loop).
+	spareStarts []Job
+	spareAcks   []ack
+	lost        bool // in-flight attempts of a previous process are still open
+	drain       bool
+	dooming     bool // cancelDoomed is running: nested emits leave doomed to it
+	entropy     io.Reader
 }
 
 type coreConfig struct {
@@ -158,8 +161,8 @@ func newCore(s *State, cfg coreConfig, entropy io.Reader) *Core {
 
 // Step runs one tick at time now (unix ms) over inputs.
 func (c *Core) Step(now int64, inputs []any) (Batch, error) {
-	c.batch = &Batch{Events: c.spare}
-	c.spare = nil
+	c.batch = &Batch{Events: c.spare, Starts: c.spareStarts, acks: c.spareAcks}
+	c.spare, c.spareStarts, c.spareAcks = nil, nil, nil
 	defer func() { c.batch = nil }()
 	if c.lost {
 		if err := c.closeLostAttempts(now); err != nil {
@@ -170,8 +173,10 @@ func (c *Core) Step(now int64, inputs []any) (Batch, error) {
 	for _, in := range inputs {
 		var err error
 		switch in := in.(type) {
-		case submitInput:
+		case *submitInput:
 			err = c.handleSubmit(now, in)
+		case submitInput:
+			err = c.handleSubmit(now, &in)
 		case startedInput:
 			err = c.handleStarted(now, in)
 		case resultInput:
@@ -235,8 +240,10 @@ func (c *Core) reply(to chan reply, r reply) {
 	}
 }
 
-func (c *Core) handleSubmit(now int64, in submitInput) error {
-	spec := in.spec
+// handleSubmit owns in: its spec is the one the submitted event points to
+// (Engine.Submit hands over a pointer, so the spec is never copied on its way).
+func (c *Core) handleSubmit(now int64, in *submitInput) error {
+	spec := &in.spec
 	if !in.normalized {
 		if err := spec.Normalize(); err != nil {
 			c.reply(in.reply, reply{err: err})
@@ -252,7 +259,7 @@ func (c *Core) handleSubmit(now int64, in submitInput) error {
 		spec.ID = TaskID(id.String())
 	}
 	if t, ok := c.s.Tasks[spec.ID]; ok {
-		if t.Spec.equal(&spec) {
+		if t.Spec.equal(spec) {
 			c.reply(in.reply, reply{submit: SubmitResult{Task: spec.ID, Duplicate: true}})
 		} else {
 			c.reply(in.reply, reply{err: fmt.Errorf("%w: %q", ErrConflict, spec.ID)})
@@ -263,11 +270,11 @@ func (c *Core) handleSubmit(now int64, in submitInput) error {
 		c.reply(in.reply, reply{err: invalid("parent", "is set by the engine for tasks submitted by handlers")})
 		return nil
 	}
-	if err := c.checkSubmission(now, &spec); err != nil {
+	if err := c.checkSubmission(now, spec); err != nil {
 		c.reply(in.reply, reply{err: err})
 		return nil
 	}
-	if err := c.submitTask(now, &spec); err != nil {
+	if err := c.submitTask(now, spec); err != nil {
 		return err
 	}
 	c.reply(in.reply, reply{submit: SubmitResult{Task: spec.ID}})
