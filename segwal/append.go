@@ -216,6 +216,11 @@ func (l *Log) rotate() error {
 		}
 		l.synced = l.last
 	}
+	if s, ok := l.active.(interface{ seal() error }); ok {
+		if err := s.seal(); err != nil { // before the next segment exists
+			return err
+		}
+	}
 	if l.syncing > 0 {
 		l.retired = append(l.retired, l.active) // a Commit is in its fsync: close it after
 	} else if err := l.active.Close(); err != nil {

@@ -50,6 +50,12 @@ type Options struct {
 	CompressionLevel int
 	// Sync policy. Default SyncAlways.
 	Sync SyncPolicy
+	// Preallocate fills the active segment with zeros a few MiB ahead of
+	// the writes and syncs with fdatasync, so that a sync does not also
+	// journal a new file size: lower fsync latency for a group-committing
+	// writer. Rotation and Close cut the zeros off; after a crash Open cuts
+	// them as a torn tail (reported in Recovery().TornTail). Default off.
+	Preallocate bool
 	// Repair lets Open keep the longest valid prefix of a log that is
 	// damaged before its tail, instead of failing. What it removes is in
 	// Recovery().Removed and in the log output.
@@ -197,6 +203,9 @@ func (o *Options) normalize() error {
 	}
 	if o.openFile == nil {
 		o.openFile = openAppend
+		if o.Preallocate {
+			o.openFile = openPrealloc
+		}
 	}
 	return nil
 }
