@@ -19,17 +19,21 @@ import (
 //
 //	BenchmarkEngineNoop/submit-wait   one caller, Submit then Wait, one task at a time
 //	BenchmarkEngineNoop/submitters=N  N callers submit b.N tasks; ends when all completed
-//	                                  (256 workers; workers=default/...: 2 x GOMAXPROCS)
+//	                                  (1024 workers; workers=default/...: 2 x GOMAXPROCS)
+//	BenchmarkCoreNoop                 the loop's own share of a task: Step + event encoding
 //	BenchmarkRecovery                 Open over a log of ~1M events (full replay)
 //	BenchmarkSnapshot                 a snapshot of 100k tasks: the loop's part, the writer's
 //	BenchmarkEventCodec               one event through the hand-written codec and the library
 //
 // Every task goes Submit -> WAL -> dispatch -> no-op executor -> WAL ->
-// completion, with the default WAL options (zstd, fsync on every tick), on
-// the OS temp dir unless BENCHDIR says otherwise. Reported per task:
-// tasks/s, fsyncs/task and walB/task (frame bytes written, headers included),
-// and cpu-us/task, the process's CPU time, which other load on the machine
-// disturbs less than the rate.
+// completion, with the default WAL options (zstd, fsync on every commit,
+// preallocated segments), on the OS temp dir unless BENCHDIR says
+// otherwise. Reported per task: tasks/s, fsyncs/task and walB/task (frame
+// bytes written, headers included), cpu-us/task (the process's CPU time,
+// which other load on the machine disturbs less than the rate), and per
+// run us/fsync and tasks/tick. The rate under many submitters depends on
+// the disk's fsync latency at the moment (it varies between runs on a
+// shared VM): compare binaries interleaved, several runs each.
 
 var benchQuiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
