@@ -93,8 +93,8 @@ func TestPreallocate(t *testing.T) {
 			defer l2.Close()
 			torn := l2.Recovery().TornTail
 			switch {
-			case tc.crash && (torn == nil || torn.Bytes <= 0):
-				t.Errorf("after a crash TornTail = %+v, want the zero tail cut", torn)
+			case tc.crash && (torn == nil || torn.Bytes <= 0 || !torn.ZeroFilled):
+				t.Errorf("after a crash TornTail = %+v, want the zero tail cut (ZeroFilled)", torn)
 			case !tc.crash && torn != nil:
 				t.Errorf("after a clean Close TornTail = %+v, want none", torn)
 			}
@@ -103,6 +103,49 @@ func TestPreallocate(t *testing.T) {
 			last := mustAppend(t, l2, more...)
 			want = append(want, recordsFrom(last, more)...)
 			checkReplay(t, l2, 1, want)
+		})
+	}
+}
+
+// TestTornTailZeroFilled: a cut of zeros only is told apart from a torn
+// frame in the report; both are cut the same way.
+func TestTornTailZeroFilled(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		tail []byte
+		zero bool
+	}{
+		{"zeros", make([]byte, 300), true},
+		{"half a frame", []byte{1, 0, 0, 0, 9, 0, 0, 0, 7}, false},
+		{"zeros then a byte", append(make([]byte, 300), 5), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			l := mustOpen(t, dir, Options{})
+			last := mustAppend(t, l, []byte("kept"))
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			segs, _, err := listDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.OpenFile(segs[len(segs)-1].path, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Write(tc.tail); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			l2 := mustOpen(t, dir, Options{})
+			torn := l2.Recovery().TornTail
+			if torn == nil || torn.Bytes != int64(len(tc.tail)) || torn.ZeroFilled != tc.zero {
+				t.Fatalf("TornTail = %+v, want %d bytes cut, ZeroFilled %v", torn, len(tc.tail), tc.zero)
+			}
+			checkReplay(t, l2, 1, recordsFrom(last, [][]byte{[]byte("kept")}))
 		})
 	}
 }

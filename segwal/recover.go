@@ -133,11 +133,17 @@ func isCorruption(err error) bool {
 
 // cutTornTail truncates the newest segment back to its last whole frame.
 func (l *Log) cutTornTail(s *segment, why *CorruptionError) error {
+	zeros := allZeros(s.path, s.size)
 	removed, err := truncateFile(s.path, s.size)
 	if err != nil {
 		return fmt.Errorf("segwal: cut torn tail of %s: %w", s.path, err)
 	}
-	l.recovery.TornTail = &Cut{Segment: s.path, Offset: s.size, Bytes: removed, Reason: why}
+	l.recovery.TornTail = &Cut{Segment: s.path, Offset: s.size, Bytes: removed, Reason: why, ZeroFilled: zeros}
+	if zeros {
+		l.log.Info("segwal: cut the zero-filled tail of the newest segment (preallocated space, or a write that never reached the disk)",
+			"segment", s.path, "offset", s.size, "bytes", removed)
+		return nil
+	}
 	l.log.Warn("segwal: cut torn tail of the newest segment (an interrupted write; its records were never acknowledged)",
 		"segment", s.path, "offset", s.size, "bytes", removed, "reason", why.Err)
 	return nil
@@ -204,6 +210,28 @@ func (l *Log) recordRemoval(c Cut) {
 
 // truncateFile cuts path to size bytes, syncs it and returns how many bytes
 // were removed.
+// allZeros reports whether the file at path holds only zero bytes from off on.
+func allZeros(path string, off int64) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := f.ReadAt(buf, off)
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return false
+			}
+		}
+		off += int64(n)
+		if err != nil {
+			return errors.Is(err, io.EOF)
+		}
+	}
+}
+
 func truncateFile(path string, size int64) (int64, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {

@@ -93,6 +93,9 @@ type Cut struct {
 	Bytes   int64  // bytes removed
 	Deleted bool   // the whole file was removed
 	Reason  error  // the damage found at Offset (a *CorruptionError), if any
+	// ZeroFilled: the bytes cut were all zeros (preallocated space left by
+	// a crash, or a write whose data never reached the disk).
+	ZeroFilled bool
 }
 
 // Recovery reports what Open found and changed.
