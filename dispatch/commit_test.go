@@ -42,6 +42,25 @@ func (g *commitGate) release(fail error) {
 	g.mu.Unlock()
 }
 
+// gatedRig is an engine rig whose commits wait at a gate.
+func gatedRig(t *testing.T) (*engineRig, *commitGate) {
+	gate := newCommitGate()
+	r := newEngineRig(t, func(c *Config) { c.beforeCommit = gate.hook })
+	t.Cleanup(func() { gate.release(nil) }) // before the rig's Close, should the test stop early
+	return r, gate
+}
+
+// submitAsync submits task id on another goroutine; the channel gets
+// Submit's error once it returns.
+func submitAsync(ctx context.Context, r *engineRig, id TaskID) chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.e.Submit(ctx, TaskSpec{ID: id, Handler: "h"})
+		done <- err
+	}()
+	return done
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -68,16 +87,10 @@ func notWithin[T any](t *testing.T, what string, ch <-chan T) {
 // does not start, readers wait rather than show it), yet the loop goes on
 // stepping and appending the next ticks. Letting the fsync go releases it all.
 func TestCommitReleasesOnlyDurableTicks(t *testing.T) {
-	gate := newCommitGate()
-	r := newEngineRig(t, func(c *Config) { c.beforeCommit = gate.hook })
-	t.Cleanup(func() { gate.release(nil) }) // before the rig's Close, should the test stop early
+	r, gate := gatedRig(t)
 	ctx := r.ctx()
 
-	submitted := make(chan error, 1)
-	go func() {
-		_, err := r.e.Submit(ctx, TaskSpec{ID: "a", Handler: "h"})
-		submitted <- err
-	}()
+	submitted := submitAsync(ctx, r, "a")
 	<-gate.entered // the tick with a's submission and lease is appended, its fsync held
 	notWithin(t, "Submit returned", submitted)
 	if n := len(r.ex.calls()); n != 0 {
@@ -93,11 +106,7 @@ func TestCommitReleasesOnlyDurableTicks(t *testing.T) {
 
 	// The loop does not wait for the fsync: it steps and appends b's tick.
 	before := r.e.wal.Last()
-	second := make(chan error, 1)
-	go func() {
-		_, err := r.e.Submit(ctx, TaskSpec{ID: "b", Handler: "h"})
-		second <- err
-	}()
+	second := submitAsync(ctx, r, "b")
 	waitFor(t, "the loop to append the next tick during the held fsync", func() bool { return r.e.wal.Last() > before })
 	notWithin(t, "the second Submit returned", second)
 
@@ -118,15 +127,9 @@ func TestCommitReleasesOnlyDurableTicks(t *testing.T) {
 // ticks it covered, starts none of their attempts and stops the engine
 // with an error naming the fsync.
 func TestCommitFailureStopsEngine(t *testing.T) {
-	gate := newCommitGate()
-	r := newEngineRig(t, func(c *Config) { c.beforeCommit = gate.hook })
-	t.Cleanup(func() { gate.release(nil) }) // before the rig's Close, should the test stop early
+	r, gate := gatedRig(t)
 	ctx := r.ctx()
-	submitted := make(chan error, 1)
-	go func() {
-		_, err := r.e.Submit(ctx, TaskSpec{ID: "a", Handler: "h"})
-		submitted <- err
-	}()
+	submitted := submitAsync(ctx, r, "a")
 	<-gate.entered
 	gate.release(errors.New("disk on fire"))
 	err := <-submitted
@@ -157,11 +160,9 @@ func TestCommitFailureStopsEngine(t *testing.T) {
 // TestSnapshotWaitsForDurableTick: a snapshot taken while its tick's fsync
 // is held is not written until that fsync is done.
 func TestSnapshotWaitsForDurableTick(t *testing.T) {
-	gate := newCommitGate()
-	r := newEngineRig(t, func(c *Config) { c.beforeCommit = gate.hook })
-	t.Cleanup(func() { gate.release(nil) }) // before the rig's Close, should the test stop early
+	r, gate := gatedRig(t)
 	ctx := r.ctx()
-	go r.e.Submit(ctx, TaskSpec{ID: "a", Handler: "h"}) //nolint:errcheck // checked through the snapshot below
+	submitAsync(ctx, r, "a") // checked through the snapshot below
 	<-gate.entered
 	snapped := make(chan error, 1)
 	go func() { snapped <- r.e.Snapshot(ctx) }()

@@ -360,7 +360,7 @@ func (e *Engine) loop() {
 			}
 			if err != nil {
 				for _, a := range batch.acks {
-					a.to <- reply{err: fmt.Errorf("%w: %v", ErrStopped, err)}
+					a.to <- reply{err: stoppedBy(err)}
 				}
 				e.stopLoop(fmt.Errorf("dispatch: engine stopped: write WAL: %w", err))
 				return
@@ -453,7 +453,7 @@ func (e *Engine) commitLoop() {
 		if err != nil {
 			for _, t := range group {
 				for _, a := range t.acks {
-					a.to <- reply{err: fmt.Errorf("%w: %v", ErrStopped, e.commitErr)}
+					a.to <- reply{err: stoppedBy(e.commitErr)}
 				}
 			}
 			continue // until the loop, seeing commitFailed, closes commits
@@ -531,18 +531,26 @@ type releasedArrays struct {
 // releaseFinished releases the contexts of attempts that finished in this
 // tick (in the loop: cancelOwner reads the state).
 func (e *Engine) releaseFinished(inputs []any) {
+	e.cancelsMu.Lock()
+	defer e.cancelsMu.Unlock()
 	for _, in := range inputs {
 		r, ok := in.(resultInput)
 		if !ok {
 			continue
 		}
-		e.cancelsMu.Lock()
 		if cancel, ok := e.cancels[r.run]; ok && cancelOwner(e, r) {
 			cancel()
 			delete(e.cancels, r.run)
 		}
-		e.cancelsMu.Unlock()
 	}
+}
+
+// stoppedBy is ErrStopped naming the error that stopped the engine, if any.
+func stoppedBy(err error) error {
+	if err == nil {
+		return ErrStopped
+	}
+	return fmt.Errorf("%w: %v", ErrStopped, err)
 }
 
 // waitDurable waits until the WAL is durable up to seq (what a reader saw
@@ -663,11 +671,7 @@ func (e *Engine) shutdown(err error) {
 }
 
 func failInput(in any, err error) {
-	if err == nil {
-		err = ErrStopped
-	} else {
-		err = fmt.Errorf("%w: %v", ErrStopped, err)
-	}
+	err = stoppedBy(err)
 	switch in := in.(type) {
 	case *submitInput:
 		in.reply <- reply{err: err}
@@ -711,10 +715,7 @@ func (e *Engine) send(ctx context.Context, in any) error {
 }
 
 func (e *Engine) stoppedErr() error {
-	if e.err != nil {
-		return fmt.Errorf("%w: %v", ErrStopped, e.err)
-	}
-	return ErrStopped
+	return stoppedBy(e.err)
 }
 
 // replyChans are reply channels for Submit, which is the hot path: a

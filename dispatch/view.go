@@ -51,17 +51,24 @@ func viewOf(s *State, t *Task) TaskView {
 // Task returns a copy of task id, or false. Like every read it returns only
 // durable state: the view may include the last tick or two, whose fsync is
 // in flight, so it waits for that fsync (at most about one) before returning.
-func (e *Engine) Task(id TaskID) (TaskView, bool) {
+func (e *Engine) Task(id TaskID) (v TaskView, ok bool) {
+	e.readDurable(func(s *State) {
+		var t *Task
+		if t, ok = s.Tasks[id]; ok {
+			v = viewOf(s, t)
+		}
+	})
+	return v, ok
+}
+
+// readDurable runs read on the state under the read lock, then waits until
+// everything it may have seen (up to State.Applied) is durable.
+func (e *Engine) readDurable(read func(s *State)) {
 	e.mu.RLock()
-	t, ok := e.state.Tasks[id]
-	var v TaskView
-	if ok {
-		v = viewOf(e.state, t)
-	}
+	read(e.state)
 	seen := e.state.Applied
 	e.mu.RUnlock()
 	e.waitDurable(seen)
-	return v, ok
 }
 
 // ListFilter selects tasks for List; zero fields match everything.
@@ -78,25 +85,23 @@ func (e *Engine) List(f ListFilter) []TaskView {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	e.mu.RLock()
-	var before uint64
-	if t, ok := e.state.Tasks[f.Before]; ok {
-		before = t.SubmitSeq
-	}
 	var out []TaskView
-	for _, t := range e.state.Tasks {
-		if before != 0 && t.SubmitSeq >= before || f.Handler != "" && t.Spec.Handler != f.Handler {
-			continue
+	e.readDurable(func(s *State) {
+		var before uint64
+		if t, ok := s.Tasks[f.Before]; ok {
+			before = t.SubmitSeq
 		}
-		v := viewOf(e.state, t)
-		if f.State != "" && v.State != f.State {
-			continue
+		for _, t := range s.Tasks {
+			if before != 0 && t.SubmitSeq >= before || f.Handler != "" && t.Spec.Handler != f.Handler {
+				continue
+			}
+			v := viewOf(s, t)
+			if f.State != "" && v.State != f.State {
+				continue
+			}
+			out = append(out, v)
 		}
-		out = append(out, v)
-	}
-	seen := e.state.Applied
-	e.mu.RUnlock()
-	e.waitDurable(seen)
+	})
 	slices.SortFunc(out, func(a, b TaskView) int { return cmp.Compare(b.seq, a.seq) })
 	if len(out) > f.Limit {
 		out = out[:f.Limit]
@@ -120,9 +125,9 @@ func (e *Engine) After(ctx context.Context, id TaskID, after []TaskID) error {
 func (e *Engine) Wait(ctx context.Context, id TaskID) (TaskView, error) {
 	for {
 		// Register before looking, so a task that becomes final in between
-		// still wakes us; the loop closes the channel of each task that
-		// became final in its tick (not on every tick: many waiters would
-		// otherwise all wake at every fsync).
+		// still wakes us; the engine closes the channel of each task that
+		// became final once its tick is durable (not on every tick: many
+		// waiters would otherwise all wake at every fsync).
 		ch := e.waiter(id)
 		v, ok := e.Task(id)
 		if !ok {
@@ -214,13 +219,12 @@ type Stats struct {
 }
 
 // Stats returns counters; it never blocks the loop for long.
-func (e *Engine) Stats() Stats {
-	e.mu.RLock()
-	st := Stats{Submitted: e.state.NextSubmitSeq - 1, Tasks: len(e.state.Tasks), RunsByState: e.state.Counts(), InFlight: e.state.inflight,
-		Paused: e.state.Paused, Applied: e.state.Applied,
-		Ticks: e.stats.ticks.Load(), Events: e.stats.events.Load(), WALAppends: e.stats.appends.Load()}
-	e.mu.RUnlock()
-	e.waitDurable(st.Applied)
+func (e *Engine) Stats() (st Stats) {
+	e.readDurable(func(s *State) {
+		st = Stats{Submitted: s.NextSubmitSeq - 1, Tasks: len(s.Tasks), RunsByState: s.Counts(), InFlight: s.inflight,
+			Paused: s.Paused, Applied: s.Applied,
+			Ticks: e.stats.ticks.Load(), Events: e.stats.events.Load(), WALAppends: e.stats.appends.Load()}
+	})
 	return st
 }
 

@@ -387,15 +387,7 @@ func TestWorkflowCycleRejected(t *testing.T) {
 			} else {
 				err = r.e.After(r.ctx(), tc.call.task, tc.call.after)
 			}
-			var ve *ValidationError
-			if !errors.As(err, &ve) || ve.Field != "after" {
-				t.Fatalf("got %v, want a *ValidationError for field after", err)
-			}
-			for _, s := range tc.wantErr {
-				if !strings.Contains(ve.Error(), s) {
-					t.Errorf("error %q does not contain %q", ve, s)
-				}
-			}
+			checkAfterError(t, err, tc.wantErr)
 			if got := r.e.wal.Last(); got != last {
 				t.Errorf("the rejection wrote %d records", got-last)
 			}
@@ -490,15 +482,7 @@ func TestWorkflowAfterRejected(t *testing.T) {
 					t.Fatalf("got %v, want ErrNotFound", err)
 				}
 			} else {
-				var ve *ValidationError
-				if !errors.As(err, &ve) || ve.Field != "after" {
-					t.Fatalf("got %v, want a *ValidationError for field after", err)
-				}
-				for _, s := range tc.wantErr {
-					if !strings.Contains(ve.Error(), s) {
-						t.Errorf("error %q does not contain %q", ve, s)
-					}
-				}
+				checkAfterError(t, err, tc.wantErr)
 			}
 			if got := r.e.wal.Last(); got != last {
 				t.Errorf("the rejection wrote %d records", got-last)
@@ -507,6 +491,21 @@ func TestWorkflowAfterRejected(t *testing.T) {
 				t.Errorf("%s now waits for %v", tc.call.task, v.After)
 			}
 		})
+	}
+}
+
+// checkAfterError asserts that err is a *ValidationError for field after
+// whose text holds every one of want.
+func checkAfterError(t *testing.T, err error, want []string) {
+	t.Helper()
+	var ve *ValidationError
+	if !errors.As(err, &ve) || ve.Field != "after" {
+		t.Fatalf("got %v, want a *ValidationError for field after", err)
+	}
+	for _, s := range want {
+		if !strings.Contains(ve.Error(), s) {
+			t.Errorf("error %q does not contain %q", ve, s)
+		}
 	}
 }
 

@@ -3,9 +3,10 @@ package segwal
 import (
 	"encoding/binary"
 	"fmt"
-	"github.com/klauspost/compress/s2"
 	"hash/crc32"
 	"time"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // Append writes records as one frame at the end of the log and returns the
@@ -210,16 +211,18 @@ func uvarintLen(x uint64) int {
 // rotate seals the active segment and starts a new one named after the next
 // sequence.
 func (l *Log) rotate() error {
-	if l.opts.Sync == SyncNone {
+	if s, ok := l.active.(interface{ seal() error }); ok {
+		// Cut the preallocated zeros before the next segment exists; seal
+		// fsyncs, which makes the frames durable too.
+		if err := s.seal(); err != nil {
+			return err
+		}
+		l.synced = l.last
+	} else if l.opts.Sync == SyncNone {
 		if err := l.active.Sync(); err != nil {
 			return err
 		}
 		l.synced = l.last
-	}
-	if s, ok := l.active.(interface{ seal() error }); ok {
-		if err := s.seal(); err != nil { // before the next segment exists
-			return err
-		}
 	}
 	if l.syncing > 0 {
 		l.retired = append(l.retired, l.active) // a Commit is in its fsync: close it after

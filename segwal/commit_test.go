@@ -19,16 +19,11 @@ type powerFS struct {
 }
 
 func (fs *powerFS) open(path string) (appendFile, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f, size, err := openForAppend(path)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	fs.mark(path, fi.Size()) // created whole (tmp, fsync, rename) or reopened
+	fs.mark(path, size) // created whole (tmp, fsync, rename) or reopened
 	return &powerFile{fs: fs, f: f, path: path}, nil
 }
 

@@ -54,7 +54,7 @@ type Options struct {
 	// the writes and syncs with fdatasync, so that a sync does not also
 	// journal a new file size: lower fsync latency for a group-committing
 	// writer. Rotation and Close cut the zeros off; after a crash Open cuts
-	// them as a torn tail (reported in Recovery().TornTail). Default off.
+	// them as a torn tail (Recovery().TornTail, with ZeroFilled). Default off.
 	Preallocate bool
 	// Repair lets Open keep the longest valid prefix of a log that is
 	// damaged before its tail, instead of failing. What it removes is in

@@ -1011,16 +1011,25 @@ func (fs *faultFS) open(path string) (appendFile, error) {
 	if fs.opens == fs.failOpenAt {
 		return nil, fmt.Errorf("open %s: %w", path, errInjected)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f, size, err := openForAppend(path)
 	if err != nil {
 		return nil, err
+	}
+	return &faultFile{fs: fs, f: f, synced: size}, nil
+}
+
+// openForAppend opens a segment for appends as segwal does and returns its size.
+func openForAppend(path string) (*os.File, int64, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return nil, 0, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, 0, err
 	}
-	return &faultFile{fs: fs, f: f, synced: fi.Size()}, nil
+	return f, fi.Size(), nil
 }
 
 type faultFile struct {
