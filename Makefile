@@ -2,7 +2,7 @@
 GO ?= go
 BENCHTIME ?= 2s
 
-.PHONY: test vet unit bench bench-server fuzz build clean wasm toolchains demo examples
+.PHONY: test vet unit bench bench-server e2e-tls fuzz build clean wasm toolchains demo examples
 
 test: vet unit
 
@@ -25,6 +25,11 @@ bench:
 # tasks/s with 1 and 32 clients and with batch submits, latency at 200/s and 1000/s.
 bench-server:
 	scripts/bench-server.sh
+
+# The end-to-end suite with every server serving HTTPS (a self-signed test
+# certificate that every client of the suite trusts).
+e2e-tls:
+	WASMTASK_E2E_TLS=1 $(GO) test -count=1 ./e2e/
 
 # Short run of the frame-reader fuzzer; FUZZTIME=10m for a longer one.
 FUZZTIME ?= 30s

@@ -261,6 +261,9 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) {
 		}
 		timeout = min(d, s.cfg.MaxWait)
 	}
+	// A long poll outlives the server's write timeout; give this response
+	// its own deadline (not supported by every ResponseWriter: then none).
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + 30*time.Second))
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()

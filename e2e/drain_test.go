@@ -129,7 +129,7 @@ func TestServeRefuses(t *testing.T) {
 			t.Errorf("wasmtask %s: want exit 2, got %s", strings.Join(args, " "), r)
 		}
 	}
-	if r := runCLI(t, nil, "serve", "--data-dir", t.TempDir(), "--addr", strings.TrimPrefix(s.URL, "http://")); r.code != 1 || !strings.Contains(r.stderr, "listen") {
+	if r := runCLI(t, nil, "serve", "--data-dir", t.TempDir(), "--addr", strings.TrimPrefix(strings.TrimPrefix(s.URL, "https://"), "http://")); r.code != 1 || !strings.Contains(r.stderr, "listen") {
 		t.Errorf("serve on a port in use: %s", r)
 	}
 }

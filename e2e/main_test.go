@@ -35,6 +35,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "wasmtask")
+	if err := writeTestCert(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: test certificate:", err)
+		os.Exit(1)
+	}
 	args := []string{"build", "-o", binPath}
 	if raceEnabled {
 		args = append(args, "-race")
@@ -95,6 +99,7 @@ type serverOpts struct {
 	dataDir string // default: a new t.TempDir()
 	plugins string // --plugins
 	token   string // --token
+	tls     bool   // --tls-cert/--tls-key with the suite's certificate (always with WASMTASK_E2E_TLS=1)
 	workers int    // --workers (default 4)
 	extra   []string
 }
@@ -156,6 +161,9 @@ func (s *server) start() {
 	if s.opts.token != "" {
 		args = append(args, "--token", s.opts.token)
 	}
+	if s.opts.tls || allTLS() {
+		args = append(args, "--tls-cert", tlsCert, "--tls-key", tlsKey)
+	}
 	args = append(args, s.opts.extra...)
 	s.log = &syncBuffer{}
 	s.logs = append(s.logs, s.log)
@@ -188,6 +196,9 @@ func (s *server) start() {
 		}
 	}
 	s.client = api.NewClient(s.URL, s.opts.token)
+	if err := s.client.TrustCA(tlsCert); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // running reports whether the process is still alive.
@@ -249,7 +260,7 @@ func runCLI(t testing.TB, env []string, args ...string) cliResult {
 	cmd := exec.CommandContext(ctx, binPath, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = append(append(os.Environ(), "WASMTASK_TOKEN=", "WASMTASK_SERVER="), env...)
+	cmd.Env = append(append(os.Environ(), "WASMTASK_TOKEN=", "WASMTASK_SERVER=", "WASMTASK_CA="+tlsCert), env...)
 	err := cmd.Run()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {

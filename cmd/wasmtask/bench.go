@@ -91,6 +91,11 @@ func runBench(c *cli.Context) error {
 	cl := clientFrom(c)
 	// Many requests in flight: keep their connections for reuse.
 	cl.HTTP = &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}}
+	if ca := c.String("ca"); ca != "" {
+		if err := cl.TrustCA(ca); err != nil {
+			return fail(exitUsage, "--ca: %v", err)
+		}
+	}
 	defer cl.HTTP.CloseIdleConnections()
 	b := &bench{ctx: c.Context, cl: cl, out: c.App.Writer, handler: c.String("handler")}
 	if b.handler == "" {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -21,18 +22,38 @@ func clientFlags(extra ...cli.Flag) []cli.Flag {
 	return append([]cli.Flag{
 		&cli.StringFlag{Name: "server", Value: "http://127.0.0.1:7070", EnvVars: []string{"WASMTASK_SERVER"}, Usage: "server URL"},
 		&cli.StringFlag{Name: "token", EnvVars: []string{"WASMTASK_TOKEN"}, Usage: "bearer token"},
+		&cli.StringFlag{Name: "ca", EnvVars: []string{"WASMTASK_CA"}, Usage: "PEM file of the CA (or self-signed certificate) an https:// server's certificate must chain to; default: the system roots"},
 	}, extra...)
 }
 
 var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON"}
 
 func clientFrom(c *cli.Context) *api.Client {
-	return api.NewClient(c.String("server"), c.String("token"))
+	cl := api.NewClient(c.String("server"), c.String("token"))
+	if ca := c.String("ca"); ca != "" {
+		if err := cl.TrustCA(ca); err != nil {
+			// Every request then fails with this usage error (apiFail).
+			cl.HTTP = &http.Client{Transport: failingTransport{&caError{err}}}
+		}
+	}
+	return cl
 }
+
+// caError is a --ca that cannot be used; it is reported as a usage error.
+type caError struct{ err error }
+
+func (e *caError) Error() string { return "--ca: " + e.err.Error() }
+
+type failingTransport struct{ err error }
+
+func (t failingTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, t.err }
 
 // apiFail maps a client error to an exit code: 3 unreachable, 2 invalid
 // request, 1 otherwise.
 func apiFail(err error) error {
+	if ca := (*caError)(nil); errors.As(err, &ca) {
+		return &exitError{code: exitUsage, err: ca}
+	}
 	if api.IsUnreachable(err) {
 		return &exitError{code: exitUnreachable, err: err}
 	}

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -25,7 +23,7 @@ func serveCommand() *cli.Command {
 		Description: "Recovers the data directory (snapshot + WAL), loads the deployed plugins, watches --plugins\n" +
 			"for NAME.wasm (+ NAME.json manifest) files, and serves the API. SIGTERM or SIGINT drains:\n" +
 			"no new attempts start, running ones get --drain-timeout to finish, then the server stops.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Value: "wasmtask-data", EnvVars: []string{"WASMTASK_DATA_DIR"}, Usage: "data directory (WAL, snapshots, plugin store)"},
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7070", EnvVars: []string{"WASMTASK_ADDR"}, Usage: "listen address (port 0 picks a free port)"},
 			&cli.StringFlag{Name: "plugins", Usage: "directory of NAME.wasm modules to load and watch"},
@@ -36,7 +34,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "max-timeout", Value: host.DefaultMaxLimits().Timeout, Usage: "operator maximum of an attempt's timeout"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log as JSON"},
-		},
+		}, networkFlags()...),
 		Action: runServe,
 	}
 }
@@ -44,6 +42,9 @@ func serveCommand() *cli.Command {
 func runServe(c *cli.Context) error {
 	if c.NArg() != 0 {
 		return fail(exitUsage, "serve takes no arguments, got %q", c.Args().Slice())
+	}
+	if err := checkAddr(c); err != nil {
+		return err
 	}
 	hl, logger := newLogger(c.App.ErrWriter, c.String("log-level"), c.Bool("log-json"))
 	dataDir := c.String("data-dir")
@@ -95,16 +96,19 @@ func runServe(c *cli.Context) error {
 	}
 
 	srv := api.New(api.Config{Engine: engine, Plugins: reg, Token: c.String("token"), Metrics: m.handler(), Logger: logger})
-	ln, err := net.Listen("tcp", c.String("addr"))
+	ln, warnings, err := listen(c)
 	if err != nil {
 		engine.Close()
-		return fail(exitFailed, "listen on %s: %v (is another wasmtask running? use --addr)", c.String("addr"), err)
+		return err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	for _, w := range warnings {
+		hl.Warn(w)
+	}
+	hs := ln.httpServer(c, srv)
 	srv.SetReady(true)
-	hl.Info("listening", "addr", "http://"+ln.Addr().String(), "data_dir", dataDir, "workers", c.Int("workers"))
+	hl.Info("listening", "addr", ln.url(), "data_dir", dataDir, "workers", c.Int("workers"))
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(ln) }()
+	go func() { serveErr <- ln.serve(hs) }()
 
 	select {
 	case <-ctx.Done():
