@@ -448,6 +448,7 @@ func TestPlugins(t *testing.T) {
 		header     []string
 		wantStatus int
 		wantField  string // errors
+		wantInMsg  string // errors: a substring of the message
 		want       string // a compact JSON body, for successes with a fixed answer
 	}{
 		{name: "deploy raw", method: "PUT", path: "/v1/plugins/up", body: echo, header: []string{"Content-Type", "application/wasm"}, wantStatus: 201,
@@ -463,6 +464,9 @@ func TestPlugins(t *testing.T) {
 		{name: "unknown manifest field", method: "PUT", path: "/v1/plugins/up", body: echo, header: []string{"X-Wasmtask-Manifest", `{"limitz": {}}`}, wantStatus: 400, wantField: "manifest"},
 		{name: "garbage module", method: "PUT", path: "/v1/plugins/up", body: "not wasm", wantStatus: 400, wantField: "module"},
 		{name: "unknown import", method: "PUT", path: "/v1/plugins/up", body: module(t, "unknownimport"), wantStatus: 400, wantField: "module"},
+		{name: "1 GiB table", method: "PUT", path: "/v1/plugins/up", body: module(t, "bigtable"), wantStatus: 400, wantField: "module",
+			wantInMsg: "tables of 134217728 elements (1048576 KiB at 8 bytes an element), above the limit of 65536 elements; raise limits.table_elements"},
+		{name: "table limit in the manifest", method: "PUT", path: "/v1/plugins/up", body: module(t, "tablegrow"), header: []string{"X-Wasmtask-Manifest", `{"limits": {"table_elements": 5}}`}, wantStatus: 400, wantField: "module"},
 		{name: "empty module", method: "PUT", path: "/v1/plugins/up", body: "", wantStatus: 400, wantField: "module"},
 		{name: "bad name", method: "PUT", path: "/v1/plugins/Up", body: echo, wantStatus: 400, wantField: "name"},
 		{name: "rollback to the previous", method: "POST", path: "/v1/plugins/up/rollback", wantStatus: 200,
@@ -481,8 +485,8 @@ func TestPlugins(t *testing.T) {
 			continue
 		}
 		if st.wantStatus >= 400 {
-			if e := r.apiError(t); e.Field != st.wantField {
-				t.Errorf("%s: error %+v, want field %q", st.name, e, st.wantField)
+			if e := r.apiError(t); e.Field != st.wantField || !strings.Contains(e.Message, st.wantInMsg) {
+				t.Errorf("%s: error %+v, want field %q and a message with %q", st.name, e, st.wantField, st.wantInMsg)
 			}
 			continue
 		}

@@ -30,8 +30,10 @@ type Module struct {
 	Size     int
 	Mode     Mode
 	MinPages uint32
-	Imports  []string // "module.name"
-	Exports  []string // function exports
+	// TableElements is the declared minimum of all its tables together.
+	TableElements uint64
+	Imports       []string // "module.name"
+	Exports       []string // function exports
 
 	hasInit  bool
 	compiled wazero.CompiledModule
@@ -55,11 +57,19 @@ func Hash(wasm []byte) string {
 }
 
 // Load validates and compiles wasm for the given memory limit (pages;
-// 0 = default; clamped to the operator maximum), once per content hash and
-// limit: concurrent loads of the same module wait for one compilation.
+// 0 = default; clamped to the operator maximum) and the default table
+// limit. See LoadLimits.
 func (h *Host) Load(ctx context.Context, wasm []byte, memoryPages uint32) (*Module, error) {
-	memoryPages = Limits{MemoryPages: memoryPages}.Clamp(h.cfg.Max).MemoryPages
-	key := moduleKey{hash: Hash(wasm), pages: memoryPages}
+	return h.LoadLimits(ctx, wasm, Limits{MemoryPages: memoryPages})
+}
+
+// LoadLimits validates and compiles wasm under lim's memory and table
+// limits (zero fields: defaults; clamped to the operator maxima), once per
+// content hash and limits: concurrent loads of the same module wait for
+// one compilation. The other fields of lim apply per attempt (Run).
+func (h *Host) LoadLimits(ctx context.Context, wasm []byte, lim Limits) (*Module, error) {
+	lim = lim.Clamp(h.cfg.Max)
+	key := moduleKey{hash: Hash(wasm), pages: lim.MemoryPages, tables: lim.TableElements}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -93,11 +103,21 @@ func (h *Host) compile(ctx context.Context, wasm []byte, key moduleKey) (*Module
 	if err != nil {
 		return nil, err
 	}
-	compiled, err := rt.rt.CompileModule(ctx, wasm)
+	layout, err := readLayout(wasm)
+	if err != nil {
+		if _, cerr := rt.rt.CompileModule(ctx, wasm); cerr != nil {
+			return nil, &ValidationError{Module: key.hash, Reason: "not a valid WebAssembly module: " + cerr.Error()}
+		}
+		return nil, &ValidationError{Module: key.hash, Reason: err.Error()}
+	}
+	if err := checkTables(key, layout); err != nil {
+		return nil, err
+	}
+	compiled, err := rt.rt.CompileModule(ctx, boundedModule(wasm, layout, key.tables, false))
 	if err != nil {
 		return nil, &ValidationError{Module: key.hash, Reason: "not a valid WebAssembly module: " + err.Error()}
 	}
-	m := &Module{Hash: key.hash, Size: len(wasm), compiled: compiled, rt: rt}
+	m := &Module{Hash: key.hash, Size: len(wasm), TableElements: layout.tableMinElements(), compiled: compiled, rt: rt}
 	if err := m.inspect(rt, key.pages); err != nil {
 		compiled.Close(ctx)
 		return nil, err
@@ -136,6 +156,10 @@ func (m *Module) inspect(rt *runtime, maxPages uint32) error {
 	m.MinPages = mem.Min()
 	if m.MinPages > maxPages {
 		return bad("declares a minimum memory of %d pages (%d KiB), above the limit of %d pages", m.MinPages, m.MinPages*64, maxPages)
+	}
+	if tb := m.TableElements * tableElementBytes; tb > 0 && uint64(m.MinPages)*65536+tb > uint64(maxPages)*65536 {
+		return bad("declares a minimum memory of %d pages and tables of %d elements, %d KiB together, above the memory limit of %d pages (%d KiB): "+
+			"tables count against limits.memory_pages at %d bytes an element", m.MinPages, m.TableElements, (uint64(m.MinPages)*65536+tb+1023)/1024, maxPages, maxPages*64, tableElementBytes)
 	}
 	exports := m.compiled.ExportedFunctions()
 	for name := range exports {

@@ -20,12 +20,16 @@
 //  2. Load rejects, naming the import or export: an import the host does
 //     not provide (or with another signature), an imported memory, no
 //     exported "memory", no entry point (wasmtask_handle, or _start for
-//     command mode), a declared minimum memory above the limit.
+//     command mode), a declared minimum memory above the limit, tables
+//     whose declared minimums exceed Limits.TableElements or, at 8 bytes an
+//     element, do not fit in the memory limit beside the memory minimum.
+//     The host writes a maximum into every table (sections.go), so
+//     table.grow past the limit returns -1 instead of allocating.
 //  3. Run uses one fresh anonymous instance per attempt, closed afterwards:
 //     _initialize first when exported, then wasmtask_handle. Command-mode
 //     modules (_start, no wasmtask_handle) read stdin and write stdout.
-//  4. Limits (memory pages, timeout, output bytes, log bytes, children per
-//     attempt) come from the plugin and are clamped to the operator's
+//  4. Limits (memory pages, table elements, timeout, output bytes, log
+//     bytes, children per attempt) come from the plugin and are clamped to the operator's
 //     maxima. The runtime closes the guest at its deadline
 //     (WithCloseOnContextDone); cancelled() and heartbeat() report a stop
 //     Limits.Grace before that, and a grace period after a cancel.

@@ -47,8 +47,9 @@ type runtime struct {
 }
 
 type moduleKey struct {
-	hash  string
-	pages uint32
+	hash   string
+	pages  uint32
+	tables uint32 // Limits.TableElements
 }
 
 type moduleEntry struct {

@@ -20,18 +20,23 @@ type Limits struct {
 	LogBytes int
 	// Children caps the child tasks one attempt may submit. Default 100.
 	Children int
+	// TableElements caps the elements of all the module's tables together:
+	// the declared minimums are checked at load (and count against
+	// MemoryPages at 8 bytes an element), table.grow past it returns -1.
+	// Default 65,536 (512 KiB).
+	TableElements uint32
 }
 
 // DefaultLimits returns the defaults documented on Limits.
 func DefaultLimits() Limits {
 	return Limits{MemoryPages: 256, Timeout: 30 * time.Second, Grace: time.Second,
-		OutputBytes: 1 << 20, LogBytes: 64 << 10, Children: 100}
+		OutputBytes: 1 << 20, LogBytes: 64 << 10, Children: 100, TableElements: 1 << 16}
 }
 
 // DefaultMaxLimits are the operator maxima used when none are configured.
 func DefaultMaxLimits() Limits {
 	return Limits{MemoryPages: 4096, Timeout: time.Hour, Grace: time.Minute,
-		OutputBytes: 64 << 20, LogBytes: 4 << 20, Children: 10_000}
+		OutputBytes: 64 << 20, LogBytes: 4 << 20, Children: 10_000, TableElements: 1 << 20}
 }
 
 // WithMemoryPages returns a copy with MemoryPages set.
@@ -48,6 +53,12 @@ func (l Limits) WithLogBytes(n int) Limits { l.LogBytes = n; return l }
 
 // WithChildren returns a copy with Children set.
 func (l Limits) WithChildren(n int) Limits { l.Children = n; return l }
+
+// WithTableElements returns a copy with TableElements set.
+func (l Limits) WithTableElements(n uint32) Limits { l.TableElements = n; return l }
+
+// maxTableElements is the most wazero accepts for one table's minimum.
+const maxTableElements = 1 << 27
 
 // orDefault fills zero fields from DefaultLimits.
 func (l Limits) orDefault() Limits {
@@ -69,6 +80,9 @@ func (l Limits) orDefault() Limits {
 	}
 	if l.Children <= 0 {
 		l.Children = d.Children
+	}
+	if l.TableElements == 0 {
+		l.TableElements = d.TableElements
 	}
 	return l
 }
@@ -96,11 +110,15 @@ func (l Limits) Clamp(max Limits) Limits {
 	if max.Children > 0 {
 		m.Children = max.Children
 	}
+	if max.TableElements > 0 {
+		m.TableElements = max.TableElements
+	}
 	l.MemoryPages = min(l.MemoryPages, m.MemoryPages, 65536)
 	l.Timeout = min(l.Timeout, m.Timeout)
 	l.Grace = min(l.Grace, m.Grace, l.Timeout/10)
 	l.OutputBytes = min(l.OutputBytes, m.OutputBytes)
 	l.LogBytes = min(l.LogBytes, m.LogBytes)
 	l.Children = min(l.Children, m.Children)
+	l.TableElements = min(l.TableElements, m.TableElements, maxTableElements)
 	return l
 }

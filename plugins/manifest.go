@@ -13,7 +13,7 @@ import (
 // NAME.json next to NAME.wasm in the plugin directory, or sent with a deploy.
 //
 //	{"limits": {"memory_pages": 64, "timeout": "5s", "output_bytes": 65536,
-//	            "log_bytes": 16384, "children": 10},
+//	            "log_bytes": 16384, "children": 10, "table_elements": 65536},
 //	 "config": {"greeting": "hello"}}
 type Manifest struct {
 	Limits ManifestLimits    `json:"limits,omitempty"`
@@ -28,6 +28,10 @@ type ManifestLimits struct {
 	OutputBytes int    `json:"output_bytes,omitempty"`
 	LogBytes    int    `json:"log_bytes,omitempty"`
 	Children    int    `json:"children,omitempty"`
+	// TableElements bounds the elements of the module's tables together
+	// (declared minimums and table.grow); they also count against
+	// memory_pages at 8 bytes an element.
+	TableElements uint32 `json:"table_elements,omitempty"`
 }
 
 // ParseManifest decodes a manifest, rejecting unknown fields and trailing
@@ -73,5 +77,9 @@ func (m *Manifest) limits() (host.Limits, error) {
 		}
 	}
 	l.OutputBytes, l.LogBytes, l.Children = m.Limits.OutputBytes, m.Limits.LogBytes, m.Limits.Children
+	l.TableElements = m.Limits.TableElements
+	if l.TableElements > 1<<27 {
+		return l, &ValidationError{Field: "manifest.limits.table_elements", Reason: fmt.Sprintf("must be at most 134217728, got %d", l.TableElements)}
+	}
 	return l, nil
 }

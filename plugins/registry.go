@@ -169,7 +169,7 @@ func (r *Registry) compile(ctx context.Context, name string, wasm []byte, m *Man
 		return nil, err
 	}
 	lim = lim.Clamp(r.opts.Max)
-	mod, err := r.host.Load(ctx, wasm, lim.MemoryPages)
+	mod, err := r.host.LoadLimits(ctx, wasm, lim)
 	if err != nil {
 		return nil, &ValidationError{Plugin: name, Field: "module", Reason: err.Error()}
 	}

@@ -93,6 +93,9 @@ func TestDeployRejects(t *testing.T) {
 		{name: "min memory above Max", wasm: module(t, "bigmemory"), wantField: "module", wantReason: "min 300 pages"},
 		{name: "min memory above the manifest", wasm: module(t, "bigmemory"), manifest: &plugins.Manifest{Limits: plugins.ManifestLimits{MemoryPages: 4}}, wantField: "module", wantReason: "over limit of 4 pages"},
 		{name: "manifest memory out of range", wasm: echo, manifest: &plugins.Manifest{Limits: plugins.ManifestLimits{MemoryPages: 70000}}, wantField: "manifest.limits.memory_pages", wantReason: "at most 65536"},
+		{name: "1 GiB table", wasm: module(t, "bigtable"), wantField: "module", wantReason: "declares tables of 134217728 elements (1048576 KiB at 8 bytes an element), above the limit of 65536 elements; raise limits.table_elements"},
+		{name: "table above the manifest's limit", wasm: module(t, "tablegrow"), manifest: &plugins.Manifest{Limits: plugins.ManifestLimits{TableElements: 5}}, wantField: "module", wantReason: "tables of 10 elements"},
+		{name: "manifest table elements out of range", wasm: echo, manifest: &plugins.Manifest{Limits: plugins.ManifestLimits{TableElements: 1 << 28}}, wantField: "manifest.limits.table_elements", wantReason: "at most 134217728"},
 		{name: "manifest timeout", wasm: echo, manifest: &plugins.Manifest{Limits: plugins.ManifestLimits{Timeout: "soon"}}, wantField: "manifest.limits.timeout", wantReason: `got "soon"`},
 		{name: "bad name", plugin: "Bad Name", wasm: echo, wantField: "name", wantReason: "lower-case", wantNoRecord: true},
 	}
@@ -299,7 +302,7 @@ func TestResolveAndCheck(t *testing.T) {
 
 func TestManifestReachesResolve(t *testing.T) {
 	t.Parallel()
-	max := host.Limits{MemoryPages: 32, Timeout: 2 * time.Second}
+	max := host.Limits{MemoryPages: 32, Timeout: 2 * time.Second, TableElements: 1000}
 	reg, b := setup(t, plugins.Options{Max: max})
 	tests := []struct {
 		name       string
@@ -314,16 +317,16 @@ func TestManifestReachesResolve(t *testing.T) {
 		{
 			name: "every limit and a config",
 			manifest: &plugins.Manifest{
-				Limits: plugins.ManifestLimits{MemoryPages: 8, Timeout: "1500ms", OutputBytes: 1000, LogBytes: 2000, Children: 3},
+				Limits: plugins.ManifestLimits{MemoryPages: 8, Timeout: "1500ms", OutputBytes: 1000, LogBytes: 2000, Children: 3, TableElements: 500},
 				Config: map[string]string{"greeting": "hello"},
 			},
-			wantLimits: host.Limits{MemoryPages: 8, Timeout: 1500 * time.Millisecond, Grace: 150 * time.Millisecond, OutputBytes: 1000, LogBytes: 2000, Children: 3},
+			wantLimits: host.Limits{MemoryPages: 8, Timeout: 1500 * time.Millisecond, Grace: 150 * time.Millisecond, OutputBytes: 1000, LogBytes: 2000, Children: 3, TableElements: 500},
 			wantConfig: map[string]string{"greeting": "hello"},
 		},
 		{
 			name:       "limits above the maxima are clamped",
-			manifest:   &plugins.Manifest{Limits: plugins.ManifestLimits{MemoryPages: 1000, Timeout: "1h"}},
-			wantLimits: host.Limits{MemoryPages: 32, Timeout: 2 * time.Second, Grace: 200 * time.Millisecond, OutputBytes: 1 << 20, LogBytes: 64 << 10, Children: 100},
+			manifest:   &plugins.Manifest{Limits: plugins.ManifestLimits{MemoryPages: 1000, Timeout: "1h", TableElements: 5000}},
+			wantLimits: host.Limits{MemoryPages: 32, Timeout: 2 * time.Second, Grace: 200 * time.Millisecond, OutputBytes: 1 << 20, LogBytes: 64 << 10, Children: 100, TableElements: 1000},
 		},
 	}
 	for _, tc := range tests {

@@ -25,6 +25,7 @@ func callCommand() *cli.Command {
 			&cli.StringFlag{Name: "input-file", Usage: "read the input from this file (- for stdin)"},
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "attempt timeout"},
 			&cli.UintFlag{Name: "memory-pages", Value: 256, Usage: "memory limit in 64 KiB pages"},
+			&cli.UintFlag{Name: "table-elements", Value: uint(host.DefaultLimits().TableElements), Usage: "limit of the module's table elements (all tables together)"},
 			&cli.IntFlag{Name: "attempt", Value: 1, Usage: "attempt number reported by task_info"},
 			&cli.IntFlag{Name: "max-attempts", Value: 1, Usage: "max_attempts reported by task_info"},
 			&cli.StringSliceFlag{Name: "config", Usage: "plugin config value KEY=VALUE (repeatable)"},
@@ -60,12 +61,16 @@ func runCall(c *cli.Context) error {
 		return fail(exitUsage, "--memory-pages must be between 1 and 65536, got %d", pages)
 	}
 	ctx := c.Context
-	h, err := host.New(ctx, host.Config{Max: host.Limits{MemoryPages: uint32(pages), Timeout: c.Duration("timeout")}})
+	tables := c.Uint("table-elements")
+	if tables == 0 || tables > 1<<27 {
+		return fail(exitUsage, "--table-elements must be between 1 and 134217728, got %d", tables)
+	}
+	h, err := host.New(ctx, host.Config{Max: host.Limits{MemoryPages: uint32(pages), Timeout: c.Duration("timeout"), TableElements: uint32(tables)}})
 	if err != nil {
 		return fail(exitFailed, "%v", err)
 	}
 	defer h.Close(context.Background())
-	m, err := h.Load(ctx, wasm, uint32(pages))
+	m, err := h.LoadLimits(ctx, wasm, host.Limits{MemoryPages: uint32(pages), TableElements: uint32(tables)})
 	if err != nil {
 		return fail(exitFailed, "%s: %v", path, err)
 	}

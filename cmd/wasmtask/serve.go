@@ -31,6 +31,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "token", EnvVars: []string{"WASMTASK_TOKEN"}, Usage: "require this bearer token on every route but /healthz"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "how long running attempts may take to finish on shutdown"},
 			&cli.UintFlag{Name: "max-memory-pages", Value: uint(host.DefaultMaxLimits().MemoryPages), Usage: "operator maximum of a plugin's memory (64 KiB pages)"},
+			&cli.UintFlag{Name: "max-table-elements", Value: uint(host.DefaultMaxLimits().TableElements), Usage: "operator maximum of a plugin's table elements (all tables together, 8 bytes each)"},
 			&cli.DurationFlag{Name: "max-timeout", Value: host.DefaultMaxLimits().Timeout, Usage: "operator maximum of an attempt's timeout"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log as JSON"},
@@ -55,7 +56,11 @@ func runServe(c *cli.Context) error {
 		return fail(exitUsage, "--workers must be at least 1, got %d", c.Int("workers"))
 	}
 	ctx := c.Context
-	maxLimits := host.Limits{MemoryPages: uint32(c.Uint("max-memory-pages")), Timeout: c.Duration("max-timeout")}
+	if n := c.Uint("max-table-elements"); n < 1 || n > 1<<27 {
+		return fail(exitUsage, "--max-table-elements must be between 1 and 134217728, got %d", n)
+	}
+	maxLimits := host.Limits{MemoryPages: uint32(c.Uint("max-memory-pages")), Timeout: c.Duration("max-timeout"),
+		TableElements: uint32(c.Uint("max-table-elements"))}
 	h, err := host.New(ctx, host.Config{CacheDir: filepath.Join(dataDir, "wazero-cache"), Max: maxLimits, Logger: logger})
 	if err != nil {
 		return fail(exitFailed, "%v", err)

@@ -1,0 +1,78 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmtask/wasmtask/api"
+)
+
+// TestTableLimitThroughServe: a module declaring a 1 GiB table is
+// rejected at deploy through the CLI and the API, with the limit and how to
+// raise it; a table.grow past the operator's maximum returns -1 in a task.
+func TestTableLimitThroughServe(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{extra: []string{"--max-table-elements", "100"}})
+	ctx := context.Background()
+
+	r := s.cli("plugin", "deploy", "big", filepath.Join("..", "host", "testdata", "bigtable.wasm"))
+	if r.code == 0 || !strings.Contains(r.stderr, "tables of 134217728 elements") || !strings.Contains(r.stderr, "limits.table_elements") {
+		t.Errorf("deploy of a 1 GiB table through the CLI: %s\nwant a failure naming the table size and limits.table_elements", r)
+	}
+	if _, err := s.client.PluginDeploy(ctx, "big", hostModule(t, "bigtable"), nil); err == nil ||
+		!strings.Contains(err.Error(), "above the limit of 100 elements") {
+		t.Errorf("deploy through the API: %v, want the operator's maximum of 100 named", err)
+	}
+	if info, err := s.client.PluginGet(ctx, "big"); err == nil && info.Active != "" {
+		t.Errorf("the rejected module is active: %s", info.Active)
+	}
+
+	// The manifest asks for more than the operator allows: clamped to 100.
+	s.deployWithManifest("grow", hostModule(t, "tablegrow"), `{"limits": {"table_elements": 100000}}`)
+	for _, tc := range []struct {
+		grow     int32
+		wantOld  int32
+		wantSize int32
+	}{{90, 10, 100}, {91, -1, 10}} {
+		in := base64.StdEncoding.EncodeToString(binary.LittleEndian.AppendUint32(nil, uint32(tc.grow)))
+		res, err := s.client.Submit(ctx, api.TaskSpec{Handler: "grow", InputB64: &in})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := s.waitFinal(res.Task.ID, 30*time.Second)
+		want := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, uint32(tc.wantOld)), uint32(tc.wantSize))
+		if got := outputBytes(t, v); v.State != "completed" || string(got) != string(want) {
+			t.Errorf("table.grow(%d): state %s, output %v, want (old %d, size %d)", tc.grow, v.State, got, tc.wantOld, tc.wantSize)
+		}
+	}
+}
+
+// deployWithManifest deploys wasm under name with a manifest through the API.
+func (s *server) deployWithManifest(name string, wasm []byte, manifest string) {
+	s.t.Helper()
+	if _, err := s.client.PluginDeploy(context.Background(), name, wasm, []byte(manifest)); err != nil {
+		s.t.Fatalf("deploy %s: %v", name, err)
+	}
+}
+
+// outputBytes is a task's output, whether the view carries it as text or
+// base64.
+func outputBytes(t testing.TB, v api.TaskView) []byte {
+	t.Helper()
+	switch {
+	case v.Output != nil:
+		return []byte(*v.Output)
+	case v.OutputB64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*v.OutputB64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	return nil
+}
