@@ -50,6 +50,8 @@ toolchains:
 wasm:
 	scripts/toolchains.sh wat
 	for f in host/testdata/*.wat e2e/testdata/*.wat; do wat2wasm "$$f" -o "$${f%.wat}.wasm"; done
+	scripts/toolchains.sh c
+	for f in host/testdata/*.c; do clang-14 --target=wasm32-wasi -O2 -Wl,--strip-all "$$f" -o "$${f%.c}.wasm"; done
 
 # The quick start: build, serve the examples, run tasks, stop.
 demo:

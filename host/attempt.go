@@ -38,6 +38,9 @@ type Attempt struct {
 	Limits Limits // clamped to the host's maxima by Run
 	// Heartbeat is called by the heartbeat import (extends the lease).
 	Heartbeat func()
+	// Command grants arguments, environment and files, and maps a
+	// command's exit codes (command.go). The zero value grants nothing.
+	Command Command
 }
 
 // Child is a task submitted by the guest, staged until the attempt succeeds.
@@ -77,6 +80,7 @@ type attemptState struct {
 	childBase  string
 	violation  *abiViolation
 	heartbeat  func()
+	command    *Command // nil in handler mode: exit codes are read as before
 
 	softDeadline time.Time
 	canceled     atomic.Bool // the caller canceled the attempt
@@ -145,8 +149,14 @@ func (h *Host) Run(ctx context.Context, m *Module, a Attempt) Result {
 	}
 	callCtx := context.WithValue(hard, stateKey{}, st)
 
-	res := h.execute(callCtx, m, st)
+	res := h.execute(callCtx, m, st, &a.Command)
 	res.Module, res.Duration = m.Hash, time.Since(start)
+	if res.Outcome != dispatch.OutcomeOK && m.Mode == ModeCommand && st.output.Len() > 0 {
+		// The output of a failed command is not kept: its stdout goes to
+		// the log, so the user sees what the command printed.
+		st.log.add([]byte("[stdout of the failed command]\n"))
+		st.log.add(st.output.Bytes())
+	}
 	res.Log, res.LogDropped = st.log.buf.Bytes(), st.log.dropped
 	if res.Outcome == dispatch.OutcomeOK {
 		res.Output = st.output.Bytes()
@@ -174,10 +184,19 @@ func moduleConfig(mode Mode) wazero.ModuleConfig {
 	return cfg.WithStartFunctions()
 }
 
-func (h *Host) execute(ctx context.Context, m *Module, st *attemptState) Result {
+func (h *Host) execute(ctx context.Context, m *Module, st *attemptState, c *Command) Result {
 	cfg := m.cfg.WithStderr(&st.log.stderr)
+	cfg, afs, err := commandConfig(cfg, c, m.Mode, pluginName(st.task.Handler), st)
+	if err != nil {
+		return Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: "host error: " + err.Error()}
+	}
+	defer afs.close() // after the instance's Close, deferred below
 	if m.Mode == ModeCommand {
-		cfg = cfg.WithStdin(bytes.NewReader(st.input)).WithStdout(&boundedWriter{st: st})
+		st.command = c
+		if c.Input != InputFile {
+			cfg = cfg.WithStdin(bytes.NewReader(st.input))
+		}
+		cfg = cfg.WithStdout(&boundedWriter{st: st})
 	} else {
 		cfg = cfg.WithStdout(&st.log.stdout)
 	}
@@ -186,8 +205,8 @@ func (h *Host) execute(ctx context.Context, m *Module, st *attemptState) Result 
 		defer mod.Close(context.Background())
 	}
 	if m.Mode == ModeCommand {
-		// The exit code stays a *sys.ExitError: classify makes any code but
-		// 0 a retryable failure (a return code of 3 would be an ABI violation).
+		// The exit code stays a *sys.ExitError: classify reads it through
+		// the command's exit codes (a return code of 3 would be an ABI violation).
 		return classify(ctx, st, memoryOf(mod), 0, err)
 	}
 	if err != nil {

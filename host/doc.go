@@ -2,7 +2,7 @@
 // ABI wasmtask_v1 (sdk/ABI.md). Handlers are untrusted: a module gets
 // exactly the imports of the ABI plus WASI preview1 with real clocks, crypto
 // random and captured stdout/stderr, and no filesystem, environment or
-// network. It implements dispatch.Executor (Executor) and imports dispatch
+// network unless its manifest grants them (Command). It implements dispatch.Executor (Executor) and imports dispatch
 // for its types only; dispatch never imports host.
 //
 // # Usage
@@ -40,6 +40,14 @@
 //     crash of the process.
 //  6. Children submitted by the guest are staged in Result.Children with
 //     ids derived from (run, ordinal) and only returned on success.
+//  7. WASI command mode (command.go): argv[0] is the plugin name, then
+//     Command.Args; the environment is exactly Command.Env; files are the
+//     validated Command.Mounts, the input file (Command.Input "file") and a
+//     per-attempt scratch directory of at most Command.ScratchBytes
+//     (scratch.go says what the cap counts), removed after the attempt.
+//     A command's exit code goes through Command.ExitCodes (default: 0 ok,
+//     2 and 64-78 permanent, anything else retryable); a failed command's
+//     stdout is appended to the attempt's log.
 //
 // # Memory limits
 //

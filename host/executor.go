@@ -14,6 +14,9 @@ type Plugin struct {
 	Module *Module
 	Limits Limits
 	Config map[string]string
+	// Command: arguments, environment, mounts, input mode and exit codes
+	// from the manifest, mounts already validated.
+	Command Command
 }
 
 // Resolver finds the plugin for a task's handler ("name" or
@@ -45,6 +48,7 @@ func (x *Executor) Execute(ctx context.Context, job dispatch.Job) dispatch.Resul
 		Info: TaskInfo{TaskID: string(job.Task), RunID: string(job.Run), Attempt: job.Attempt,
 			MaxAttempts: job.MaxAttempts, Handler: job.Handler, Labels: job.Labels, ParentID: string(job.Parent)},
 		Heartbeat: job.Heartbeat,
+		Command:   p.Command,
 	})
 	out := dispatch.Result{Outcome: res.Outcome, Retryable: res.Retryable, Error: res.Error,
 		Output: res.Output, Module: res.Module, Log: res.Log}

@@ -25,7 +25,10 @@ import (
 //	context canceled        cancelled
 //	trap at the memory cap  oom
 //	wasm trap               trap, with the wasm stack trace
-//	proc_exit(n)            as return code n, but n != 0 is a retryable failure
+//	proc_exit(n), handler   as return code n, but n != 0 is a retryable failure
+//	proc_exit(n), command   Command.ExitCodes.Action(n): ok, or a permanent
+//	                        or retryable failure (default: 2 and 64-78
+//	                        permanent, other non-zero codes retryable)
 func classify(ctx context.Context, st *attemptState, mem api.Memory, code int64, err error) Result {
 	var v abiViolation
 	switch {
@@ -48,6 +51,9 @@ func classify(ctx context.Context, st *attemptState, mem api.Memory, code int64,
 		case 0:
 			err, code = nil, 0
 		default:
+			if st.command != nil {
+				return exitResult(st, exit.ExitCode())
+			}
 			return failure(st, fmt.Sprintf("guest exited with code %d", exit.ExitCode()))
 		}
 	}
@@ -94,4 +100,22 @@ func failure(st *attemptState, msg string) Result {
 func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
+}
+
+// exitResult classifies a command's non-zero exit code.
+func exitResult(st *attemptState, code uint32) Result {
+	action, mapped := st.command.ExitCodes.lookup(code)
+	src := "default; the manifest's exit_codes can change it"
+	if mapped {
+		src = "manifest exit_codes"
+	}
+	switch action {
+	case ExitOK:
+		return Result{Outcome: dispatch.OutcomeOK}
+	case ExitPermanent:
+		return Result{Outcome: dispatch.OutcomeFailed,
+			Error: fmt.Sprintf("command exited with code %d%s: a permanent failure (%s), not retried", code, sysexitsName(code), src)}
+	}
+	return Result{Outcome: dispatch.OutcomeFailed, Retryable: true,
+		Error: fmt.Sprintf("command exited with code %d%s: a retryable failure (%s)", code, sysexitsName(code), src)}
 }
