@@ -3,6 +3,7 @@ package plugins
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,10 +15,61 @@ import (
 //
 //	{"limits": {"memory_pages": 64, "timeout": "5s", "output_bytes": 65536,
 //	            "log_bytes": 16384, "children": 10, "table_elements": 65536},
-//	 "config": {"greeting": "hello"}}
+//	 "config": {"greeting": "hello"},
+//	 "args": ["--flag", "x"], "env": {"KEY": "value"},
+//	 "mounts": [{"host": "/srv/models", "guest": "/models", "read_only": true}],
+//	 "input": "stdin", "scratch_bytes": 16777216,
+//	 "exit_codes": {"1": "permanent", "75": "retryable"}}
+//
+// args, env, mounts, input, input_name, scratch_bytes and exit_codes are the
+// WASI grants of host.Command; a mount must lie under a directory the
+// operator allows (serve --allow-dir).
 type Manifest struct {
 	Limits ManifestLimits    `json:"limits,omitempty"`
 	Config map[string]string `json:"config,omitempty"`
+
+	Args         []string          `json:"args,omitempty"`
+	Env          map[string]string `json:"env,omitempty"`
+	Mounts       []ManifestMount   `json:"mounts,omitempty"`
+	Input        string            `json:"input,omitempty"`
+	InputName    string            `json:"input_name,omitempty"`
+	ScratchBytes int64             `json:"scratch_bytes,omitempty"`
+	ExitCodes    map[string]string `json:"exit_codes,omitempty"`
+}
+
+// ManifestMount is a host directory the guest sees at Guest. ReadOnly
+// defaults to true: a writable mount says "read_only": false.
+type ManifestMount struct {
+	Host     string `json:"host"`
+	Guest    string `json:"guest"`
+	ReadOnly *bool  `json:"read_only,omitempty"`
+}
+
+// Command returns the manifest's WASI grants, checked for syntax (not for
+// the operator's allowed directories: see Registry).
+func (m *Manifest) Command() (host.Command, error) {
+	var c host.Command
+	if m == nil {
+		return c, nil
+	}
+	c.Args, c.Env, c.Input, c.InputName, c.ScratchBytes = m.Args, m.Env, host.InputMode(m.Input), m.InputName, m.ScratchBytes
+	for _, mt := range m.Mounts {
+		c.Mounts = append(c.Mounts, host.Mount{Host: mt.Host, Guest: mt.Guest, ReadOnly: mt.ReadOnly == nil || *mt.ReadOnly})
+	}
+	if len(m.ExitCodes) > 0 {
+		c.ExitCodes = host.ExitCodes{}
+		for k, v := range m.ExitCodes {
+			c.ExitCodes[k] = host.ExitAction(v)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		var ge *host.GrantError
+		if errors.As(err, &ge) {
+			return c, &ValidationError{Field: "manifest." + ge.Field, Reason: ge.Reason}
+		}
+		return c, err
+	}
+	return c, nil
 }
 
 // ManifestLimits are the limits a plugin asks for; the operator's maxima
@@ -46,13 +98,18 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	if dec.More() {
 		return nil, &ValidationError{Field: "manifest", Reason: "unexpected data after the manifest object"}
 	}
-	if _, err := m.limits(); err != nil {
+	if _, err := m.HostLimits(); err != nil {
+		return nil, err
+	}
+	if _, err := m.Command(); err != nil {
 		return nil, err
 	}
 	return &m, nil
 }
 
-func (m *Manifest) limits() (host.Limits, error) {
+// HostLimits returns the limits the manifest asks for (zero fields: default),
+// before the operator's maxima clamp them.
+func (m *Manifest) HostLimits() (host.Limits, error) {
 	var l host.Limits
 	if m == nil {
 		return l, nil

@@ -47,6 +47,11 @@ type Options struct {
 	Max host.Limits
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// AllowDirs are the host directories under which a manifest may mount
+	// (serve --allow-dir). None: a manifest with mounts is rejected.
+	AllowDirs []string
+	// MaxScratchBytes caps a manifest's scratch_bytes. Default 1 GiB.
+	MaxScratchBytes int64
 	// OnActivate is called after a version becomes active (metrics).
 	OnActivate func(name, version, source string)
 }
@@ -74,6 +79,7 @@ type loaded struct {
 	module   *host.Module
 	limits   host.Limits
 	config   map[string]string
+	command  host.Command
 	manifest *Manifest
 }
 
@@ -99,6 +105,9 @@ type Activation struct {
 func Open(ctx context.Context, dir string, h *host.Host, opts Options) (*Registry, error) {
 	if opts.MaxModuleBytes <= 0 {
 		opts.MaxModuleBytes = 64 << 20
+	}
+	if opts.MaxScratchBytes <= 0 {
+		opts.MaxScratchBytes = 1 << 30
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -160,7 +169,7 @@ func (r *Registry) load(ctx context.Context, name, version string, m *Manifest) 
 }
 
 func (r *Registry) compile(ctx context.Context, name string, wasm []byte, m *Manifest) (*loaded, error) {
-	lim, err := m.limits()
+	lim, err := m.HostLimits()
 	if err != nil {
 		var ve *ValidationError
 		if errors.As(err, &ve) && ve.Plugin == "" {
@@ -169,15 +178,46 @@ func (r *Registry) compile(ctx context.Context, name string, wasm []byte, m *Man
 		return nil, err
 	}
 	lim = lim.Clamp(r.opts.Max)
+	cmd, err := r.grants(name, m)
+	if err != nil {
+		return nil, err
+	}
 	mod, err := r.host.LoadLimits(ctx, wasm, lim)
 	if err != nil {
 		return nil, &ValidationError{Plugin: name, Field: "module", Reason: err.Error()}
+	}
+	if cmd.Input == host.InputFile && mod.Mode != host.ModeCommand {
+		return nil, &ValidationError{Plugin: name, Field: "manifest.input", Reason: "\"file\" is for WASI commands (_start); this module is a handler (wasmtask_handle) and reads its input with input_read"}
 	}
 	var config map[string]string
 	if m != nil {
 		config = m.Config
 	}
-	return &loaded{version: mod.Hash, module: mod, limits: lim, config: config, manifest: m}, nil
+	return &loaded{version: mod.Hash, module: mod, limits: lim, config: config, command: cmd, manifest: m}, nil
+}
+
+// grants returns the manifest's WASI grants, its mounts checked against
+// the operator's allowed directories (and resolved, so attempts mount
+// what was checked).
+func (r *Registry) grants(name string, m *Manifest) (host.Command, error) {
+	cmd, err := m.Command()
+	if err == nil && cmd.ScratchBytes > r.opts.MaxScratchBytes {
+		err = &ValidationError{Field: "manifest.scratch_bytes", Reason: fmt.Sprintf("%d is above the operator maximum of %d bytes (serve --max-scratch-bytes)", cmd.ScratchBytes, r.opts.MaxScratchBytes)}
+	}
+	if err == nil {
+		cmd.Mounts = slices.Clone(cmd.Mounts)
+		if err = host.ValidateMounts(cmd.Mounts, append([]string{}, r.opts.AllowDirs...)); err != nil {
+			var ge *host.GrantError
+			if errors.As(err, &ge) {
+				err = &ValidationError{Field: "manifest." + ge.Field, Reason: ge.Reason}
+			}
+		}
+	}
+	var ve *ValidationError
+	if errors.As(err, &ve) && ve.Plugin == "" {
+		ve.Plugin = name
+	}
+	return cmd, err
 }
 
 // DeployResult reports a deploy.
@@ -258,7 +298,11 @@ func manifestEqual(a, b *Manifest) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.Limits == b.Limits && maps.Equal(a.Config, b.Config)
+	// As JSON: a manifest read back from registry.json has nil where the
+	// deployed one had an empty map or list.
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
 }
 
 func (r *Registry) persist() error {
@@ -347,7 +391,7 @@ func (r *Registry) Resolve(ctx context.Context, handler string) (host.Plugin, er
 		}
 		return host.Plugin{}, fmt.Errorf("%w: no plugin named %q is deployed", ErrNotFound, name)
 	}
-	return host.Plugin{Module: l.module, Limits: l.limits, Config: l.config}, nil
+	return host.Plugin{Module: l.module, Limits: l.limits, Config: l.config, Command: l.command}, nil
 }
 
 // Check reports whether handler names a deployed plugin (and version).

@@ -33,6 +33,8 @@ func serveCommand() *cli.Command {
 			&cli.UintFlag{Name: "max-memory-pages", Value: uint(host.DefaultMaxLimits().MemoryPages), Usage: "operator maximum of a plugin's memory (64 KiB pages)"},
 			&cli.UintFlag{Name: "max-table-elements", Value: uint(host.DefaultMaxLimits().TableElements), Usage: "operator maximum of a plugin's table elements (all tables together, 8 bytes each)"},
 			&cli.DurationFlag{Name: "max-timeout", Value: host.DefaultMaxLimits().Timeout, Usage: "operator maximum of an attempt's timeout"},
+			&cli.GenericFlag{Name: "allow-dir", Value: &repeated{}, Usage: "host directory under which a plugin manifest may mount directories (repeatable); none: no mounts"},
+			&cli.Int64Flag{Name: "max-scratch-bytes", Value: 1 << 30, Usage: "operator maximum of a manifest's scratch_bytes (a plugin's writable /tmp)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log as JSON"},
 		}, networkFlags()...),
@@ -68,7 +70,19 @@ func runServe(c *cli.Context) error {
 	defer h.Close(context.Background())
 
 	m := newMetrics()
+	var allow []string
+	for _, d := range c.Generic("allow-dir").(*repeated).values {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return fail(exitUsage, "--allow-dir %s: %v", d, err)
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+			return fail(exitUsage, "--allow-dir %s: not an existing directory", d)
+		}
+		allow = append(allow, abs)
+	}
 	reg, err := plugins.Open(ctx, filepath.Join(dataDir, "plugins"), h, plugins.Options{Max: maxLimits, Logger: logger,
+		AllowDirs: allow, MaxScratchBytes: c.Int64("max-scratch-bytes"),
 		OnActivate: func(name, _, _ string) { m.activations.WithLabelValues(name).Inc() }})
 	if err != nil {
 		return fail(exitFailed, "%v", err)
