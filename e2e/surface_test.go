@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wasmtask/wasmtask/api"
+	"github.com/wasmtask/wasmtask/plugins"
 )
 
 // TestTableLimitThroughServe: a module declaring a 1 GiB table is
@@ -75,4 +77,55 @@ func outputBytes(t testing.TB, v api.TaskView) []byte {
 		return b
 	}
 	return nil
+}
+
+// TestWatchedFolderSymlinks: through the binary, links in the --plugins
+// folder that lead outside it are refused (the plugin's last_error says
+// so) and nothing of their targets reaches the log; a relative link inside
+// the folder deploys.
+func TestWatchedFolderSymlinks(t *testing.T) {
+	t.Parallel()
+	dir, outside := t.TempDir(), t.TempDir()
+	const secret = "root:$6$SeCrEtSaLt$SeCrEtHaSh:19000:0:99999:7:::\n"
+	mustWrite(t, filepath.Join(outside, "shadow"), []byte(secret))
+	mustWrite(t, filepath.Join(outside, "noop.wasm"), module(t, "noop"))
+	mustWrite(t, filepath.Join(dir, "shadow.wasm"), module(t, "noop"))
+	mustWrite(t, filepath.Join(dir, "v1.bin"), module(t, "noop"))
+	for link, target := range map[string]string{
+		"shadow.json": filepath.Join(outside, "shadow"),
+		"pw.wasm":     filepath.Join(outside, "shadow"),
+		"ext.wasm":    filepath.Join(outside, "noop.wasm"),
+		"inside.wasm": "v1.bin",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startServer(t, serverOpts{plugins: dir})
+	ctx := context.Background()
+	waitFor(t, 30*time.Second, "inside.wasm deployed", func() bool {
+		info, err := s.client.PluginGet(ctx, "inside")
+		return err == nil && info.Active != ""
+	})
+	for _, name := range []string{"shadow", "pw", "ext"} {
+		var info plugins.Info
+		waitFor(t, 30*time.Second, name+" refused", func() bool {
+			var err error
+			info, err = s.client.PluginGet(ctx, name)
+			return err == nil && info.LastError != ""
+		})
+		if info.Active != "" || !strings.Contains(info.LastError, "leads outside the plugin folder") {
+			t.Errorf("%s: active %q, last_error %q, want refused as a link leading outside", name, info.Active, info.LastError)
+		}
+	}
+	if log := s.log.String(); strings.Contains(log, "SeCrEt") || strings.Contains(log, "'r'") || strings.Contains(log, "root:") {
+		t.Errorf("the server log quotes a file outside the plugin folder:\n%s", log)
+	}
+}
+
+func mustWrite(t testing.TB, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -25,7 +25,12 @@
 //     Resolve("name@sha256:<hex>") returns that version from the history.
 //  4. Rollback re-activates the previous version (or a named one).
 //  5. Watch debounces file events and checks that a file is stable before
-//     reading it, so a half-written module is never deployed.
+//     reading it, so a half-written module is never deployed. It reads the
+//     folder through an os.Root: a relative symbolic link to a file inside
+//     the folder is followed; any link leading outside it (absolute, or up
+//     with "..") is refused without reading its target, and so are
+//     non-regular files (FIFOs, devices). Errors about a file never quote
+//     its content (ParseManifest reports positions, not bytes).
 //
 // # Errors
 //

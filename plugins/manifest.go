@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/wasmtask/wasmtask/host"
@@ -93,7 +96,7 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
-		return nil, &ValidationError{Field: "manifest", Reason: err.Error()}
+		return nil, &ValidationError{Field: "manifest", Reason: describeJSONError(err)}
 	}
 	if dec.More() {
 		return nil, &ValidationError{Field: "manifest", Reason: "unexpected data after the manifest object"}
@@ -139,4 +142,50 @@ func (m *Manifest) HostLimits() (host.Limits, error) {
 		return l, &ValidationError{Field: "manifest.limits.table_elements", Reason: fmt.Sprintf("must be at most 134217728, got %d", l.TableElements)}
 	}
 	return l, nil
+}
+
+// fieldName is what a manifest member name looks like; only such names are
+// repeated in an error.
+var fieldName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,39}$`)
+
+// describeJSONError says what is wrong with a manifest without quoting its
+// bytes (encoding/json's messages do: "invalid character 'r'..."), so that
+// an error or a log line never shows the content of a file that was not
+// meant to be a manifest. Positions, JSON types and member names that look
+// like member names are kept.
+func describeJSONError(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("not valid JSON at byte %d (want an object like {\"limits\": {...}, \"config\": {...}})", syn.Offset)
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "the manifest"
+		}
+		return fmt.Sprintf("%s: want %s, got a JSON %s (at byte %d)", field, jsonKind(typ.Type.Kind().String()), typ.Value, typ.Offset)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON ends too early (an empty or cut manifest)"
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		name = strings.Trim(name, `"`)
+		if fieldName.MatchString(name) {
+			return fmt.Sprintf("unknown field %q (known: limits.{memory_pages, table_elements, timeout, output_bytes, log_bytes, children}, config)", name)
+		}
+		return "an unknown field (known: limits, config)"
+	}
+	return "not a valid manifest (a JSON object with limits and config)"
+}
+
+func jsonKind(kind string) string {
+	switch {
+	case strings.HasPrefix(kind, "int"), strings.HasPrefix(kind, "uint"), strings.HasPrefix(kind, "float"):
+		return "a number"
+	case kind == "string":
+		return "a string"
+	case kind == "map", kind == "struct":
+		return "an object"
+	}
+	return "a " + kind
 }

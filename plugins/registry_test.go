@@ -356,6 +356,7 @@ func TestParseManifest(t *testing.T) {
 		want       *plugins.Manifest
 		wantField  string
 		wantReason string
+		wantNot    []string // never in the error: bytes of the file
 	}{
 		{name: "empty object", in: `{}`, want: &plugins.Manifest{}},
 		{
@@ -366,8 +367,13 @@ func TestParseManifest(t *testing.T) {
 		{name: "unknown field", in: `{"limitz": {}}`, wantField: "manifest", wantReason: `"limitz"`},
 		{name: "unknown limit", in: `{"limits": {"memory": 4}}`, wantField: "manifest", wantReason: `"memory"`},
 		{name: "wrong type", in: `{"limits": {"memory_pages": "64"}}`, wantField: "manifest", wantReason: "memory_pages"},
-		{name: "not JSON", in: `limits: 4`, wantField: "manifest", wantReason: "invalid character"},
-		{name: "empty", in: ``, wantField: "manifest", wantReason: "EOF"},
+		{name: "not JSON", in: `limits: 4`, wantField: "manifest", wantReason: "not valid JSON at byte 1", wantNot: []string{"'l'", "limits:"}},
+		{name: "a shadow file", in: "root:$6$c2VjcmV0$hash:19000:0:99999:7:::\n", wantField: "manifest", wantReason: "not valid JSON at byte 1",
+			wantNot: []string{"'r'", "root", "c2VjcmV0"}},
+		{name: "secret after valid JSON", in: `{"config": {"k": "v"}}` + "sEcReT", wantField: "manifest", wantReason: "after", wantNot: []string{"sEcReT", "'s'"}},
+		{name: "unknown member that is not a name", in: `{"sk-live-123/abc": 1}`, wantField: "manifest", wantReason: "an unknown field", wantNot: []string{"sk-live"}},
+		{name: "bad value inside", in: `{"limits": {"children": tru}}`, wantField: "manifest", wantReason: "not valid JSON at byte", wantNot: []string{"'u'", "tru"}},
+		{name: "empty", in: ``, wantField: "manifest", wantReason: "ends too early"},
 		{name: "trailing data", in: `{"config": {"a": "b"}} {"limits": {"children": 1}}`, wantField: "manifest", wantReason: "after"},
 		{name: "memory pages", in: `{"limits": {"memory_pages": 70000}}`, wantField: "manifest.limits.memory_pages", wantReason: "at most 65536, got 70000"},
 		{name: "timeout not a duration", in: `{"limits": {"timeout": "soon"}}`, wantField: "manifest.limits.timeout", wantReason: `got "soon"`},
@@ -396,6 +402,11 @@ func TestParseManifest(t *testing.T) {
 			}
 			if ve.Field != tc.wantField || !strings.Contains(ve.Reason, tc.wantReason) {
 				t.Errorf("ParseManifest: got field %q reason %q, want field %q and a reason with %q", ve.Field, ve.Reason, tc.wantField, tc.wantReason)
+			}
+			for _, s := range tc.wantNot {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("ParseManifest: %q quotes %q from the file", err, s)
+				}
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,30 +109,42 @@ func moduleName(file string) (string, bool) {
 }
 
 // deployFile deploys dir/name.wasm once its size and mtime are stable.
+// Files are read through an os.Root (folder.go): a symbolic link leading
+// outside dir is refused, and the plugin's LastError says so.
 func (r *Registry) deployFile(ctx context.Context, dir, name string) {
-	path := filepath.Join(dir, name+".wasm")
-	before, err := os.Stat(path)
+	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return // removed meanwhile
-	}
-	wasm, err := os.ReadFile(path)
-	if err != nil {
-		r.log.Error("plugins: read module", "file", path, "err", err)
+		r.log.Error("plugins: open plugin folder", "dir", dir, "err", err)
 		return
 	}
-	if after, err := os.Stat(path); err != nil || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) || int64(len(wasm)) != after.Size() {
+	defer root.Close()
+	file := name + ".wasm"
+	path := filepath.Join(dir, file)
+	refuse := func(file string, err error) {
+		err = r.failed(name, &ValidationError{Plugin: name, Field: file, Reason: err.Error()})
+		r.log.Error("plugins: refused file; the active version stays", "plugin", name, "file", filepath.Join(dir, file), "err", err)
+	}
+	wasm, before, err := readFolderFile(root, file, int64(r.opts.MaxModuleBytes))
+	if errors.Is(err, fs.ErrNotExist) {
+		return // removed meanwhile
+	}
+	if err != nil {
+		refuse(file, err)
+		return
+	}
+	if after, err := root.Stat(file); err != nil || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) || int64(len(wasm)) != after.Size() {
 		return // still being written: the next event reschedules
 	}
 	var m *Manifest
-	if b, err := os.ReadFile(filepath.Join(dir, name+".json")); err == nil {
+	if b, _, err := readFolderFile(root, name+".json", maxManifestBytes); err == nil {
 		if m, err = ParseManifest(b); err != nil {
 			err = fmt.Errorf("%s.json: %w", name, err)
 			r.failed(name, err)
 			r.log.Error("plugins: bad manifest; the active version stays", "plugin", name, "err", err)
 			return
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		r.log.Error("plugins: read manifest", "plugin", name, "err", err)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		refuse(name+".json", err)
 		return
 	}
 	if _, err := r.Deploy(ctx, name, wasm, m, "watch:"+path); err != nil {
