@@ -113,8 +113,25 @@ func (st *attemptState) childID(ordinal int) string {
 
 // Run executes one attempt of m in a fresh, anonymous instance, closed
 // afterwards. It always returns an outcome: every way an attempt can end is
-// classified (see classify).
+// classified (see classify). Pool.Run runs attempts in warm instances.
 func (h *Host) Run(ctx context.Context, m *Module, a Attempt) Result {
+	at := h.begin(ctx, m, a)
+	defer at.end()
+	return at.finish(h.execute(at.ctx, m, at.st, &a.Command))
+}
+
+// running is an attempt between begin and end, whatever instance runs it.
+type running struct {
+	st    *attemptState
+	ctx   context.Context // the guest's calls run under it; carries st
+	m     *Module
+	start time.Time
+	end   func()
+}
+
+// begin sets up the state and the context of one attempt; the caller
+// defers end.
+func (h *Host) begin(ctx context.Context, m *Module, a Attempt) *running {
 	start := time.Now()
 	lim := a.Limits.Clamp(h.cfg.Max)
 	lim.MemoryPages = m.rt.pages // the limit the runtime enforces, set at Load
@@ -137,21 +154,24 @@ func (h *Host) Run(ctx context.Context, m *Module, a Attempt) Result {
 	// The guest is stopped at the deadline, or a grace period after the
 	// caller cancels; cancelled() and heartbeat() report the stop first.
 	hard, cancelHard := context.WithDeadline(context.Background(), deadline)
-	defer cancelHard()
+	stopWatch := func() bool { return false }
 	if ctx.Done() != nil {
-		stopWatch := context.AfterFunc(ctx, func() {
+		stopWatch = context.AfterFunc(ctx, func() {
 			if errors.Is(ctx.Err(), context.Canceled) {
 				st.canceled.Store(true)
 				time.AfterFunc(lim.Grace, cancelHard)
 			}
 		})
-		defer stopWatch()
 	}
-	callCtx := context.WithValue(hard, stateKey{}, st)
+	return &running{st: st, ctx: context.WithValue(hard, stateKey{}, st), m: m, start: start,
+		end: func() { stopWatch(); cancelHard() }}
+}
 
-	res := h.execute(callCtx, m, st, &a.Command)
-	res.Module, res.Duration = m.Hash, time.Since(start)
-	if res.Outcome != dispatch.OutcomeOK && m.Mode == ModeCommand && st.output.Len() > 0 {
+// finish completes res with what the attempt produced.
+func (at *running) finish(res Result) Result {
+	st := at.st
+	res.Module, res.Duration = at.m.Hash, time.Since(at.start)
+	if res.Outcome != dispatch.OutcomeOK && at.m.Mode == ModeCommand && st.output.Len() > 0 {
 		// The output of a failed command is not kept: its stdout goes to
 		// the log, so the user sees what the command printed.
 		st.log.add([]byte("[stdout of the failed command]\n"))

@@ -17,6 +17,9 @@ type Plugin struct {
 	// Command: arguments, environment, mounts, input mode and exit codes
 	// from the manifest, mounts already validated.
 	Command Command
+	// Pool runs the version's attempts under its instance policy (NewPool);
+	// nil: a fresh instance per attempt.
+	Pool *Pool
 }
 
 // Resolver finds the plugin for a task's handler ("name" or
@@ -41,7 +44,11 @@ func (x *Executor) Execute(ctx context.Context, job dispatch.Job) dispatch.Resul
 		// The plugin may be deployed later: retry under the task's policy.
 		return dispatch.Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: err.Error()}
 	}
-	res := x.host.Run(ctx, p.Module, Attempt{
+	run := x.host.Run
+	if p.Pool != nil {
+		run = func(ctx context.Context, _ *Module, a Attempt) Result { return p.Pool.Run(ctx, a) }
+	}
+	res := run(ctx, p.Module, Attempt{
 		Input:  job.Input,
 		Config: p.Config,
 		Limits: p.Limits,

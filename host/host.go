@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	goruntime "runtime"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -22,6 +23,11 @@ type Config struct {
 	Max Limits
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// MaxIdleInstances bounds the warm instances kept idle across all pools
+	// (plugins with the reuse policy): more than the attempts that can run
+	// at once would never be used. Default 2 x GOMAXPROCS (dispatch's
+	// default worker count); serve sets it to --workers. Negative: none.
+	MaxIdleInstances int
 }
 
 // Host compiles modules once per content hash and runs attempts, each in a
@@ -35,6 +41,8 @@ type Host struct {
 	closed   bool
 	runtimes map[uint32]*runtime // by memory limit in pages
 	modules  map[moduleKey]*moduleEntry
+
+	idle idleSet // warm instances of every Pool (pool.go)
 }
 
 // runtime is a wazero runtime with the host modules instantiated; one per
@@ -63,7 +71,11 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxIdleInstances == 0 {
+		cfg.MaxIdleInstances = 2 * goruntime.GOMAXPROCS(0)
+	}
 	h := &Host{cfg: cfg, log: cfg.Logger, runtimes: map[uint32]*runtime{}, modules: map[moduleKey]*moduleEntry{}}
+	h.idle = idleSet{max: cfg.MaxIdleInstances, pools: map[*Pool]struct{}{}}
 	if cfg.CacheDir != "" {
 		if err := os.MkdirAll(cfg.CacheDir, 0o750); err != nil {
 			return nil, fmt.Errorf("host: compilation cache: %w", err)
@@ -115,8 +127,9 @@ func (h *Host) runtimeFor(ctx context.Context, pages uint32) (*runtime, error) {
 	return r, nil
 }
 
-// Close releases every runtime and compiled module.
+// Close releases every runtime, compiled module and warm instance.
 func (h *Host) Close(ctx context.Context) error {
+	h.idle.close()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {

@@ -1,0 +1,351 @@
+package host
+
+import (
+	"context"
+	"encoding/binary"
+
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+)
+
+// poolStep is one attempt of testdata/counter.wasm through a Pool.
+type poolStep struct {
+	input  string // the counter guest's op (see counter.wat)
+	cancel bool   // the caller's context is canceled before the attempt
+	want   dispatch.Outcome
+	count  int // the guest's attempt counter (ok attempts only): 1 means a fresh instance
+}
+
+// runCounter runs one attempt of the counter guest and returns its result
+// and counter (0 unless the outcome is ok).
+func runCounter(t *testing.T, p *Pool, input string, cancel bool, lim Limits) (Result, int) {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	if cancel {
+		stop()
+	}
+	res := p.Run(ctx, Attempt{Input: []byte(input), Limits: lim,
+		Info: TaskInfo{TaskID: "t", RunID: "t#1", Attempt: 1, MaxAttempts: 1, Handler: "counter"}})
+	count := 0
+	if res.Outcome == dispatch.OutcomeOK {
+		if len(res.Output) != 4 {
+			t.Fatalf("output %q, want the 4-byte counter", res.Output)
+		}
+		count = int(binary.LittleEndian.Uint32(res.Output))
+	}
+	return res, count
+}
+
+func newCounterPool(t *testing.T, h *Host, pages uint32, policy InstancePolicy) *Pool {
+	t.Helper()
+	p, err := h.NewPool(mustLoad(t, h, readWasm(t, "counter"), pages), policy)
+	if err != nil {
+		t.Fatalf("NewPool: %v", err)
+	}
+	return p
+}
+
+// TestPoolReuse: a reuse pool keeps an instance (and its counter) across
+// ok and failed attempts, and discards it after any other outcome, after
+// MaxUses attempts, or once its memory grew past MaxMemoryPages, so the
+// next attempt sees fresh state.
+func TestPoolReuse(t *testing.T) {
+	ok, failed := dispatch.OutcomeOK, dispatch.OutcomeFailed
+	reuse := InstancePolicy{Mode: InstancesReuse}
+	tests := []struct {
+		name        string
+		policy      InstancePolicy
+		pages       uint32 // memory limit the module is loaded with; 0: default
+		timeout     time.Duration
+		steps       []poolStep
+		wantCreated int
+	}{
+		{name: "ok attempts share one instance", policy: reuse,
+			steps:       []poolStep{{want: ok, count: 1}, {want: ok, count: 2}, {want: ok, count: 3}},
+			wantCreated: 1},
+		{name: "a failed attempt keeps the instance", policy: reuse,
+			steps:       []poolStep{{want: ok, count: 1}, {input: "f", want: failed}, {want: ok, count: 3}},
+			wantCreated: 1},
+		{name: "a trap discards the instance", policy: reuse,
+			steps:       []poolStep{{want: ok, count: 1}, {want: ok, count: 2}, {input: "t", want: dispatch.OutcomeTrap}, {want: ok, count: 1}},
+			wantCreated: 2},
+		{name: "a timeout discards the instance", policy: reuse, timeout: 200 * time.Millisecond,
+			steps:       []poolStep{{want: ok, count: 1}, {input: "l", want: dispatch.OutcomeTimeout}, {want: ok, count: 1}, {want: ok, count: 2}},
+			wantCreated: 2},
+		{name: "oom discards the instance", policy: reuse, pages: 8,
+			steps:       []poolStep{{want: ok, count: 1}, {input: "g", want: dispatch.OutcomeOOM}, {want: ok, count: 1}},
+			wantCreated: 2},
+		{name: "a cancel discards the instance", policy: reuse, timeout: time.Second,
+			steps:       []poolStep{{want: ok, count: 1}, {input: "l", cancel: true, want: dispatch.OutcomeCancelled}, {want: ok, count: 1}},
+			wantCreated: 2},
+		{name: "max_uses", policy: InstancePolicy{Mode: InstancesReuse, MaxUses: 3},
+			steps: []poolStep{{want: ok, count: 1}, {want: ok, count: 2}, {want: ok, count: 3},
+				{want: ok, count: 1}, {want: ok, count: 2}, {want: ok, count: 3}, {want: ok, count: 1}},
+			wantCreated: 3},
+		{name: "memory grown past max_memory_pages", policy: InstancePolicy{Mode: InstancesReuse, MaxMemoryPages: 4},
+			steps:       []poolStep{{want: ok, count: 1}, {input: "m", want: ok, count: 2}, {want: ok, count: 1}},
+			wantCreated: 2},
+		{name: "fresh runs every attempt in a new instance", policy: InstancePolicy{Mode: InstancesFresh},
+			steps:       []poolStep{{want: ok, count: 1}, {want: ok, count: 1}, {input: "f", want: failed}, {want: ok, count: 1}},
+			wantCreated: 0}, // fresh attempts do not go through the pool's instances
+		{name: "the default policy is fresh", policy: InstancePolicy{},
+			steps:       []poolStep{{want: ok, count: 1}, {want: ok, count: 1}},
+			wantCreated: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newTestHost(t, Config{})
+			p := newCounterPool(t, h, tc.pages, tc.policy)
+			for i, s := range tc.steps {
+				res, count := runCounter(t, p, s.input, s.cancel, Limits{Timeout: tc.timeout, MemoryPages: tc.pages})
+				if res.Outcome != s.want || count != s.count {
+					t.Fatalf("step %d (%q): outcome %s (%s), counter %d; want %s, counter %d",
+						i, s.input, res.Outcome, res.Error, count, s.want, s.count)
+				}
+			}
+			if got := p.Stats().Created; got != tc.wantCreated {
+				t.Errorf("Stats().Created = %d, want %d", got, tc.wantCreated)
+			}
+		})
+	}
+}
+
+// TestPoolAttemptState: what belongs to an attempt stays with it in a
+// reused instance: WASI stdout goes to the log of the attempt that wrote
+// it, once, and the output holds only that attempt's bytes.
+func TestPoolAttemptState(t *testing.T) {
+	h := newTestHost(t, Config{})
+	p := newCounterPool(t, h, 0, InstancePolicy{Mode: InstancesReuse})
+	for i := 1; i <= 3; i++ {
+		res, count := runCounter(t, p, "p", false, Limits{})
+		if res.Outcome != dispatch.OutcomeOK || count != i {
+			t.Fatalf("attempt %d: outcome %s (%s), counter %d", i, res.Outcome, res.Error, count)
+		}
+		if string(res.Log) != "hi\n" {
+			t.Errorf("attempt %d: log %q, want exactly this attempt's %q", i, res.Log, "hi\n")
+		}
+	}
+	res, _ := runCounter(t, p, "", false, Limits{})
+	if len(res.Log) != 0 {
+		t.Errorf("an attempt that printed nothing has log %q", res.Log)
+	}
+}
+
+// TestPoolConcurrent: attempts running at the same time never share an
+// instance (the guest traps when it finds its busy flag set), every
+// attempt is counted once, and the pool creates no more instances than
+// attempts ever ran at once. Run it with -race.
+func TestPoolConcurrent(t *testing.T) {
+	const workers, perWorker = 8, 40
+	h := newTestHost(t, Config{MaxIdleInstances: workers})
+	p := newCounterPool(t, h, 0, InstancePolicy{Mode: InstancesReuse})
+	counts := make(chan int, workers*perWorker)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perWorker {
+				res, count := runCounter(t, p, "s", false, Limits{})
+				if res.Outcome != dispatch.OutcomeOK {
+					t.Errorf("outcome %s (%s)", res.Outcome, res.Error)
+					return
+				}
+				counts <- count
+			}
+		}()
+	}
+	wg.Wait()
+	close(counts)
+	seen := map[int]int{}
+	total := 0
+	for c := range counts {
+		seen[c]++
+		total++
+	}
+	st := p.Stats()
+	if total != workers*perWorker {
+		t.Fatalf("%d attempts ok, want %d", total, workers*perWorker)
+	}
+	if st.Created < 1 || st.Created > workers {
+		t.Errorf("Stats().Created = %d, want 1..%d (at most one instance per attempt running at once)", st.Created, workers)
+	}
+	// Every instance counts 1, 2, 3, ... : there are as many 1s as
+	// instances, and never more n+1s than ns.
+	if seen[1] != st.Created {
+		t.Errorf("%d attempts saw a fresh instance, the pool created %d", seen[1], st.Created)
+	}
+	for c, n := range seen {
+		if c > 1 && n > seen[c-1] {
+			t.Errorf("counter %d seen %d times, %d seen only %d times: an instance ran two attempts as one", c, n, c-1, seen[c-1])
+		}
+	}
+	if st.Reused != total-st.Created {
+		t.Errorf("Stats().Reused = %d, want %d", st.Reused, total-st.Created)
+	}
+}
+
+// TestPoolIdleBounded: the Host holds no more idle instances than
+// MaxIdleInstances across all pools, closing the one idle the longest to
+// make room; Idle reports their count and memory.
+func TestPoolIdleBounded(t *testing.T) {
+	h := newTestHost(t, Config{MaxIdleInstances: 2})
+	reuse := InstancePolicy{Mode: InstancesReuse}
+	pools := []*Pool{newCounterPool(t, h, 0, reuse), newCounterPool(t, h, 0, reuse), newCounterPool(t, h, 0, reuse)}
+	for i, p := range pools {
+		if res, count := runCounter(t, p, "", false, Limits{}); count != 1 {
+			t.Fatalf("pool %d: outcome %s (%s), counter %d", i, res.Outcome, res.Error, count)
+		}
+	}
+	if got, want := h.Idle(), (IdleStats{Instances: 2, MemoryBytes: 2 * 65536}); got != want {
+		t.Errorf("Idle() = %+v, want %+v", got, want)
+	}
+	if st := pools[0].Stats(); st.Idle != 0 || st.Discarded != 1 {
+		t.Errorf("pool 0 (idle the longest): Stats() = %+v, want Idle 0, Discarded 1", st)
+	}
+	// Pools 2 and 1 kept theirs; pool 0 starts over, and its new instance
+	// makes room by closing pool 2's, now idle the longest.
+	for _, step := range []struct{ pool, want int }{{2, 2}, {1, 2}, {0, 1}, {1, 3}, {2, 1}} {
+		if _, count := runCounter(t, pools[step.pool], "", false, Limits{}); count != step.want {
+			t.Errorf("pool %d: counter %d, want %d", step.pool, count, step.want)
+		}
+	}
+	if got := h.Idle().Instances; got != 2 {
+		t.Errorf("Idle().Instances = %d, want 2", got)
+	}
+}
+
+// TestPoolIdleReleased: idle instances are closed after their pool's
+// idle timeout (the next attempt starts fresh), by Close (a drained pool
+// runs what still reaches it in fresh instances), and by the Host's Close.
+func TestPoolIdleReleased(t *testing.T) {
+	reuse := InstancePolicy{Mode: InstancesReuse, IdleTimeout: time.Hour}
+	t.Run("sweep past the idle timeout", func(t *testing.T) {
+		h := newTestHost(t, Config{})
+		short := newCounterPool(t, h, 0, reuse)
+		long := newCounterPool(t, h, 0, InstancePolicy{Mode: InstancesReuse, IdleTimeout: 3 * time.Hour})
+		runCounter(t, short, "", false, Limits{})
+		runCounter(t, long, "", false, Limits{})
+		h.idle.sweep(time.Now().Add(2 * time.Hour))
+		if got, want := h.Idle(), (IdleStats{Instances: 1, MemoryBytes: 65536}); got != want {
+			t.Errorf("after 2h: Idle() = %+v, want %+v (the 3h pool's instance)", got, want)
+		}
+		if st := short.Stats(); st.IdleClosed != 1 || st.Idle != 0 {
+			t.Errorf("1h pool: Stats() = %+v, want IdleClosed 1", st)
+		}
+		if _, count := runCounter(t, short, "", false, Limits{}); count != 1 {
+			t.Errorf("after the idle close: counter %d, want 1 (fresh)", count)
+		}
+		if _, count := runCounter(t, long, "", false, Limits{}); count != 2 {
+			t.Errorf("3h pool: counter %d, want 2 (kept)", count)
+		}
+	})
+	t.Run("timer", func(t *testing.T) {
+		h := newTestHost(t, Config{})
+		p := newCounterPool(t, h, 0, InstancePolicy{Mode: InstancesReuse, IdleTimeout: 20 * time.Millisecond})
+		runCounter(t, p, "", false, Limits{})
+		waitFor(t, 5*time.Second, func() bool { return h.Idle().Instances == 0 })
+		if st := p.Stats(); st.IdleClosed != 1 {
+			t.Errorf("Stats() = %+v, want IdleClosed 1", st)
+		}
+		if _, count := runCounter(t, p, "", false, Limits{}); count != 1 {
+			t.Errorf("after the idle timeout: counter %d, want 1", count)
+		}
+	})
+	t.Run("pool close", func(t *testing.T) {
+		h := newTestHost(t, Config{})
+		p := newCounterPool(t, h, 0, reuse)
+		runCounter(t, p, "", false, Limits{})
+		p.Close()
+		if got := h.Idle(); got != (IdleStats{}) {
+			t.Errorf("after Close: Idle() = %+v, want none", got)
+		}
+		for i := range 2 {
+			if res, count := runCounter(t, p, "", false, Limits{}); count != 1 {
+				t.Errorf("attempt %d after Close: outcome %s, counter %d, want a fresh instance", i, res.Outcome, count)
+			}
+		}
+		if got := h.Idle().Instances; got != 0 {
+			t.Errorf("a closed pool keeps %d idle instances", got)
+		}
+	})
+	t.Run("host close", func(t *testing.T) {
+		h, err := New(context.Background(), Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := newCounterPool(t, h, 0, reuse)
+		runCounter(t, p, "", false, Limits{})
+		if err := h.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.Idle(); got != (IdleStats{}) {
+			t.Errorf("after Host.Close: Idle() = %+v", got)
+		}
+	})
+	t.Run("no idle instances at all", func(t *testing.T) {
+		h := newTestHost(t, Config{MaxIdleInstances: -1})
+		p := newCounterPool(t, h, 0, reuse)
+		for range 2 {
+			if _, count := runCounter(t, p, "", false, Limits{}); count != 1 {
+				t.Errorf("MaxIdleInstances -1: counter %d, want 1", count)
+			}
+		}
+	})
+}
+
+// TestNewPoolErrors: a reuse policy needs a handler-mode module; unknown
+// modes are rejected.
+func TestNewPoolErrors(t *testing.T) {
+	h := newTestHost(t, Config{})
+	tests := []struct {
+		name, module string
+		policy       InstancePolicy
+		want         string
+	}{
+		{name: "reuse of a command module", module: "command", policy: InstancePolicy{Mode: InstancesReuse},
+			want: `instance policy "reuse" needs a handler-mode module (exporting wasmtask_handle)`},
+		{name: "unknown mode", module: "counter", policy: InstancePolicy{Mode: "reset"},
+			want: `host: instance policy "reset", want "fresh" or "reuse"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := h.NewPool(mustLoad(t, h, readWasm(t, tc.module), 0), tc.policy)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("NewPool: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestPoolPolicyDefaults: zero fields get the documented defaults.
+func TestPoolPolicyDefaults(t *testing.T) {
+	h := newTestHost(t, Config{})
+	p := newCounterPool(t, h, 64, InstancePolicy{Mode: InstancesReuse})
+	want := InstancePolicy{Mode: InstancesReuse, MaxUses: 1000, MaxMemoryPages: 32, IdleTimeout: time.Minute}
+	if got := p.Policy(); got != want {
+		t.Errorf("Policy() = %+v, want %+v", got, want)
+	}
+	p = newCounterPool(t, h, 64, InstancePolicy{Mode: InstancesReuse, MaxMemoryPages: 1000})
+	if got := p.Policy().MaxMemoryPages; got != 64 {
+		t.Errorf("MaxMemoryPages above the memory limit: %d, want the limit 64", got)
+	}
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
