@@ -22,7 +22,8 @@ import (
 //	 "args": ["--flag", "x"], "env": {"KEY": "value"},
 //	 "mounts": [{"host": "/srv/models", "guest": "/models", "read_only": true}],
 //	 "input": "stdin", "scratch_bytes": 16777216,
-//	 "exit_codes": {"1": "permanent", "75": "retryable"}}
+//	 "exit_codes": {"1": "permanent", "75": "retryable"},
+//	 "instances": {"policy": "reuse", "max_uses": 1000, "idle_timeout": "60s"}}
 //
 // args, env, mounts, input, input_name, scratch_bytes and exit_codes are the
 // WASI grants of host.Command; a mount must lie under a directory the
@@ -38,6 +39,10 @@ type Manifest struct {
 	InputName    string            `json:"input_name,omitempty"`
 	ScratchBytes int64             `json:"scratch_bytes,omitempty"`
 	ExitCodes    map[string]string `json:"exit_codes,omitempty"`
+
+	// Instances is the instance policy: fresh (default) or reuse
+	// (instances.go).
+	Instances *ManifestInstances `json:"instances,omitempty"`
 }
 
 // ManifestMount is a host directory the guest sees at Guest. ReadOnly
@@ -96,6 +101,10 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
+		var ve *ValidationError
+		if errors.As(err, &ve) { // from ManifestInstances, naming its field
+			return nil, ve
+		}
 		return nil, &ValidationError{Field: "manifest", Reason: describeJSONError(err)}
 	}
 	if dec.More() {
@@ -105,6 +114,9 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		return nil, err
 	}
 	if _, err := m.Command(); err != nil {
+		return nil, err
+	}
+	if _, err := m.InstancePolicy(); err != nil {
 		return nil, err
 	}
 	return &m, nil

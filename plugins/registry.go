@@ -81,6 +81,7 @@ type loaded struct {
 	config   map[string]string
 	command  host.Command
 	manifest *Manifest
+	pool     *host.Pool // reuse policy: the version's warm instances; nil for fresh
 }
 
 type registryFile struct {
@@ -193,7 +194,19 @@ func (r *Registry) compile(ctx context.Context, name string, wasm []byte, m *Man
 	if m != nil {
 		config = m.Config
 	}
-	return &loaded{version: mod.Hash, module: mod, limits: lim, config: config, command: cmd, manifest: m}, nil
+	l := &loaded{version: mod.Hash, module: mod, limits: lim, config: config, command: cmd, manifest: m}
+	if policy, err := m.InstancePolicy(); err != nil {
+		var ve *ValidationError
+		if errors.As(err, &ve) && ve.Plugin == "" {
+			ve.Plugin = name
+		}
+		return nil, err
+	} else if policy.Mode == host.InstancesReuse {
+		if l.pool, err = r.host.NewPool(mod, policy); err != nil {
+			return nil, &ValidationError{Plugin: name, Field: "manifest.instances.policy", Reason: err.Error()}
+		}
+	}
+	return l, nil
 }
 
 // grants returns the manifest's WASI grants, its mounts checked against
@@ -283,6 +296,9 @@ func (r *Registry) activate(name string, l *loaded, size int, source string) (De
 	if err := r.persist(); err != nil {
 		*rec = prev
 		return DeployResult{}, fmt.Errorf("plugins: save registry: %w", err)
+	}
+	if cur := r.active[name]; cur != nil && cur.pool != nil {
+		cur.pool.Close() // a hot swap drains the old version's warm instances
 	}
 	r.active[name] = l
 	delete(r.lastErr, name)
@@ -391,7 +407,7 @@ func (r *Registry) Resolve(ctx context.Context, handler string) (host.Plugin, er
 		}
 		return host.Plugin{}, fmt.Errorf("%w: no plugin named %q is deployed", ErrNotFound, name)
 	}
-	return host.Plugin{Module: l.module, Limits: l.limits, Config: l.config, Command: l.command}, nil
+	return host.Plugin{Module: l.module, Limits: l.limits, Config: l.config, Command: l.command, Pool: l.pool}, nil
 }
 
 // Check reports whether handler names a deployed plugin (and version).
