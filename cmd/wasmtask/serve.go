@@ -63,7 +63,8 @@ func runServe(c *cli.Context) error {
 	}
 	maxLimits := host.Limits{MemoryPages: uint32(c.Uint("max-memory-pages")), Timeout: c.Duration("max-timeout"),
 		TableElements: uint32(c.Uint("max-table-elements"))}
-	h, err := host.New(ctx, host.Config{CacheDir: filepath.Join(dataDir, "wazero-cache"), Max: maxLimits, Logger: logger})
+	h, err := host.New(ctx, host.Config{CacheDir: filepath.Join(dataDir, "wazero-cache"), Max: maxLimits, Logger: logger,
+		MaxIdleInstances: c.Int("workers")}) // warm instances beyond the workers would never run
 	if err != nil {
 		return fail(exitFailed, "%v", err)
 	}
