@@ -156,7 +156,7 @@ func (l *Log) cutTornTail(s *segment, why *CorruptionError) error {
 func (l *Log) repairFrom(segs []segment, i int, end int64, why *CorruptionError, next uint64) error {
 	if !l.opts.Repair {
 		return fmt.Errorf("%w; nothing was changed: the damage is not a torn tail, so records after it may have been acknowledged. "+
-			"Inspect the log (wasmtask wal verify), then open it with repair to keep the longest valid prefix", why)
+			"Inspect the log (wasmtask wal verify), then open it once with Options.Repair (wasmtask serve --repair) to keep the longest valid prefix", why)
 	}
 	keep := segs[:i]
 	for j := i; j < len(segs); j++ {

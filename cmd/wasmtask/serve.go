@@ -14,6 +14,7 @@ import (
 	"github.com/wasmtask/wasmtask/dispatch"
 	"github.com/wasmtask/wasmtask/host"
 	"github.com/wasmtask/wasmtask/plugins"
+	"github.com/wasmtask/wasmtask/segwal"
 )
 
 func serveCommand() *cli.Command {
@@ -35,6 +36,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "max-timeout", Value: host.DefaultMaxLimits().Timeout, Usage: "operator maximum of an attempt's timeout"},
 			&cli.GenericFlag{Name: "allow-dir", Value: &repeated{}, Usage: "host directory under which a plugin manifest may mount directories (repeatable); none: no mounts"},
 			&cli.Int64Flag{Name: "max-scratch-bytes", Value: 1 << 30, Usage: "operator maximum of a manifest's scratch_bytes (a plugin's writable /tmp)"},
+			&cli.BoolFlag{Name: "repair", Usage: "if the WAL is damaged before its tail, keep its longest valid prefix and delete what follows (logged); check first with wasmtask wal verify"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log as JSON"},
 		}, networkFlags()...),
@@ -90,9 +92,18 @@ func runServe(c *cli.Context) error {
 	}
 	exec := &observedExecutor{next: host.NewExecutor(h, reg.Resolve), m: m, reg: reg}
 	engine, err := dispatch.Open(dispatch.Config{Dir: filepath.Join(dataDir, "engine"), Executor: exec,
-		Workers: c.Int("workers"), Logger: logger, ValidateHandler: reg.Check})
+		Workers: c.Int("workers"), Logger: logger, ValidateHandler: reg.Check,
+		WAL: segwal.Options{Repair: c.Bool("repair")}})
+	var damage *segwal.CorruptionError
+	if errors.As(err, &damage) {
+		return fail(exitFailed, "%v\nCheck the WAL with:\n  %s wal verify --data-dir %s\nTo keep its longest valid prefix and drop what follows the damage, start the server once with:\n  %s",
+			err, shellQuote(os.Args[0]), shellQuote(dataDir), repairCommand(dataDir))
+	}
 	if err != nil {
 		return fail(exitFailed, "%v", err)
+	}
+	if removed := engine.Recovery().WAL.Removed; len(removed) > 0 {
+		hl.Warn("repair: the WAL was cut back to its longest valid prefix", "cuts", len(removed))
 	}
 	m.watchEngine(engine)
 	rec := engine.Recovery()

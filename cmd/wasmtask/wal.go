@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -39,6 +41,7 @@ func walCommand() *cli.Command {
 						if rep.Damage != nil {
 							out["damage"] = rep.Damage.Error()
 							out["bytes_after_damage"] = rep.DamageSize
+							out["repair_command"] = repairCommand(c.String("data-dir"))
 						}
 						printJSON(c.App.Writer, out)
 					} else {
@@ -51,7 +54,8 @@ func walCommand() *cli.Command {
 							fmt.Fprintf(w, "torn tail: %d bytes at %s offset %d (%v); the next start cuts it: those records were never acknowledged\n", t.Bytes, t.Segment, t.Offset, t.Reason)
 						}
 						if rep.Damage != nil {
-							fmt.Fprintf(w, "DAMAGE: %v\n%d bytes follow the damage. The server refuses to start; to keep the longest valid prefix and drop them, start it once with repair (not automatic: records after the damage may have been acknowledged)\n", rep.Damage, rep.DamageSize)
+							fmt.Fprintf(w, "DAMAGE: %v\n%d bytes follow the damage. The server refuses to start (not repaired automatically: records after the damage may have been acknowledged).\n", rep.Damage, rep.DamageSize)
+							fmt.Fprintf(w, "To keep the longest valid prefix and drop those bytes, start the server once with:\n  %s\n", repairCommand(c.String("data-dir")))
 						}
 						if rep.OK() {
 							fmt.Fprintln(w, "ok")
@@ -88,6 +92,21 @@ func walCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// repairCommand is the command line that keeps the longest valid prefix of
+// the WAL in dataDir, as the user can paste it: this binary, as it was
+// invoked, and the data dir quoted for a POSIX shell.
+func repairCommand(dataDir string) string {
+	return shellQuote(os.Args[0]) + " serve --data-dir " + shellQuote(dataDir) + " --repair"
+}
+
+// shellQuote returns s as one POSIX shell word.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=,+@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func walDir(c *cli.Context) string {
