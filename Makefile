@@ -2,7 +2,7 @@
 GO ?= go
 BENCHTIME ?= 2s
 
-.PHONY: test vet unit bench bench-server e2e-tls fuzz build clean wasm toolchains demo examples
+.PHONY: test vet unit bench bench-server e2e-tls fuzz build clean wasm toolchains demo examples extism-plugins
 
 test: vet unit
 
@@ -52,6 +52,10 @@ wasm:
 	for f in host/testdata/*.wat e2e/testdata/*.wat; do wat2wasm "$$f" -o "$${f%.wat}.wasm"; done
 	scripts/toolchains.sh c
 	for f in host/testdata/*.c; do clang-14 --target=wasm32-wasi -O2 -Wl,--strip-all "$$f" -o "$${f%.c}.wasm"; done
+
+# Regenerates the Extism test plugins (host/testdata/extism) from examples/extism.
+extism-plugins:
+	scripts/build-extism-plugins.sh
 
 # The quick start: build, serve the examples, run tasks, stop.
 demo:

@@ -11,10 +11,11 @@ import (
 var allowedImports = map[string][]string{
 	"segwal":       {},
 	"dispatch":     {"segwal"},
-	"host":         {"dispatch", "segwal"},
-	"plugins":      {"host", "dispatch", "segwal"},
-	"api":          {"plugins", "host", "dispatch", "segwal"},
-	"cmd/wasmtask": {"api", "plugins", "host", "dispatch", "segwal"},
+	"host/extism":  {},
+	"host":         {"host/extism", "dispatch", "segwal"},
+	"plugins":      {"host", "host/extism", "dispatch", "segwal"},
+	"api":          {"plugins", "host", "host/extism", "dispatch", "segwal"},
+	"cmd/wasmtask": {"api", "plugins", "host", "host/extism", "dispatch", "segwal"},
 }
 
 // externalAllowed lists third-party modules a package may reach, where the

@@ -10,6 +10,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmtask/wasmtask/host/extism"
 )
 
 // Mode is how a module is called.
@@ -22,6 +24,10 @@ const (
 	// ModeCommand: the module exports _start and no wasmtask_handle; stdin
 	// is the input, stdout the output, stderr the log, exit code 0 success.
 	ModeCommand Mode = "command"
+	// ModeExtism: the module imports extism:host/env; the export named by
+	// the plugin's manifest (Attempt.Extism.Function) runs through the
+	// Extism ABI (package host/extism).
+	ModeExtism Mode = "extism"
 )
 
 // Module is a validated, compiled module, shared by all its attempts.
@@ -140,7 +146,10 @@ func (m *Module) inspect(rt *runtime, maxPages uint32) error {
 			if mod == abiModule {
 				return bad("import %s is not provided by this host (it provides %s of ABI %s)", full, strings.Join(abiFunctionNames(), ", "), abiModule)
 			}
-			return bad("import %s is not provided by this host (only %s and wasi_snapshot_preview1 are)", full, abiModule)
+			if mod == extism.ModuleName {
+				return bad("import %s is not provided by this host (it provides %s of %s)", full, strings.Join(extism.FunctionNames(), ", "), extism.ModuleName)
+			}
+			return bad("import %s is not provided by this host (only %s, %s and wasi_snapshot_preview1 are)", full, abiModule, extism.ModuleName)
 		}
 		if got := sigOf(def); !got.equal(want) {
 			return bad("import %s has signature %s, the host provides %s", full, got, want)
@@ -166,7 +175,9 @@ func (m *Module) inspect(rt *runtime, maxPages uint32) error {
 		m.Exports = append(m.Exports, name)
 	}
 	slices.Sort(m.Exports)
-	if def, ok := exports[handleExport]; ok {
+	if m.usesExtism() {
+		m.Mode = ModeExtism // the function is named by the manifest: CheckExtism
+	} else if def, ok := exports[handleExport]; ok {
 		if got := sigOf(def); !got.equal(funcSig{results: []api.ValueType{api.ValueTypeI32}}) {
 			return bad("export %s has signature %s, want () -> (i32)", handleExport, got)
 		}

@@ -20,6 +20,8 @@ type Plugin struct {
 	// Pool runs the version's attempts under its instance policy (NewPool);
 	// nil: a fresh instance per attempt.
 	Pool *Pool
+	// Extism: the manifest's Extism settings (ModeExtism modules only).
+	Extism *ExtismOptions
 }
 
 // Resolver finds the plugin for a task's handler ("name" or
@@ -56,6 +58,7 @@ func (x *Executor) Execute(ctx context.Context, job dispatch.Job) dispatch.Resul
 			MaxAttempts: job.MaxAttempts, Handler: job.Handler, Labels: job.Labels, ParentID: string(job.Parent)},
 		Heartbeat: job.Heartbeat,
 		Command:   p.Command,
+		Extism:    p.Extism,
 	})
 	out := dispatch.Result{Outcome: res.Outcome, Retryable: res.Retryable, Error: res.Error,
 		Output: res.Output, Module: res.Module, Log: res.Log}

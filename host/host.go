@@ -11,6 +11,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wasmtask/wasmtask/host/extism"
 )
 
 // Config configures a Host.
@@ -117,8 +119,12 @@ func (h *Host) runtimeFor(ctx context.Context, pages uint32) (*runtime, error) {
 		rt.Close(ctx)
 		return nil, fmt.Errorf("host: instantiate %s: %w", abiModule, err)
 	}
+	if err := extism.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("host: instantiate %s: %w", extism.ModuleName, err)
+	}
 	r := &runtime{rt: rt, pages: pages, provided: map[string]funcSig{}}
-	for _, name := range []string{wasi_snapshot_preview1.ModuleName, abiModule} {
+	for _, name := range []string{wasi_snapshot_preview1.ModuleName, abiModule, extism.ModuleName} {
 		for fn, def := range rt.Module(name).ExportedFunctionDefinitions() {
 			r.provided[name+"."+fn] = sigOf(def)
 		}

@@ -2,13 +2,17 @@
 # Installs, idempotently, what building non-Go guests needs on a fresh Debian
 # machine (sdk/README.md, sdk/<lang>/README.md):
 #
-#   scripts/toolchains.sh [c] [rust] [as] [wat]    # no argument: all four
+#   scripts/toolchains.sh [c] [rust] [as] [wat] [extism-as]
+#                                        # no argument: c, rust, as, wat
 #
 #   c     clang-14, lld-14, wasi-libc, libclang-rt-14-dev-wasm32 (apt)
 #   rust  Debian's rustc 1.63 and its wasm32-wasi std (apt; use /usr/bin/rustc)
 #   as    AssemblyScript 0.28.20 into sdk/assemblyscript/node_modules (npm ci,
 #         project-local, never global; nodejs and npm from apt when missing)
 #   wat   wabt (wat2wasm)
+#   extism-as  the Extism AssemblyScript PDK (@extism/as-pdk 1.0.0) with
+#         AssemblyScript 0.28.20 into examples/extism/assemblyscript/node_modules
+#         (npm ci, project-local); scripts/build-extism-plugins.sh uses it
 #
 # A part whose packages are present is skipped; apt-get update runs at most
 # once, and only when the package lists are older than a day. The versions in
@@ -20,8 +24,8 @@ parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(c rust as wat)
 for p in "${parts[@]}"; do
 	case "$p" in
-	c | rust | as | wat) ;;
-	*) echo "toolchains: unknown part '$p' (want c, rust, as, wat)" >&2; exit 2 ;;
+	c | rust | as | wat | extism-as) ;;
+	*) echo "toolchains: unknown part '$p' (want c, rust, as, wat, extism-as)" >&2; exit 2 ;;
 	esac
 done
 want() { for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
@@ -64,6 +68,15 @@ if want as; then
 		(cd "$asdir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 	fi
 	versions+=("as: assemblyscript $(cd "$asdir" && node -p 'require("assemblyscript/package.json").version'), node $(node --version)")
+fi
+if want extism-as; then
+	command -v npm >/dev/null || apt_install nodejs npm
+	exdir=examples/extism/assemblyscript
+	if [ "$(cd "$exdir" && node -p 'try{require("@extism/as-pdk/package.json").version+" "+require("assemblyscript/package.json").version}catch(e){""}' 2>/dev/null)" != "1.0.0 0.28.20" ]; then
+		echo "toolchains: npm ci in $exdir (@extism/as-pdk 1.0.0, assemblyscript 0.28.20, project-local)"
+		(cd "$exdir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+	fi
+	versions+=("extism-as: @extism/as-pdk $(cd "$exdir" && node -p 'require("@extism/as-pdk/package.json").version'), assemblyscript $(cd "$exdir" && node -p 'require("assemblyscript/package.json").version')")
 fi
 if want wat; then
 	apt_install wabt
