@@ -14,8 +14,9 @@ var allowedImports = map[string][]string{
 	"host/extism":  {},
 	"host":         {"host/extism", "dispatch", "segwal"},
 	"plugins":      {"host", "host/extism", "dispatch", "segwal"},
-	"api":          {"plugins", "host", "host/extism", "dispatch", "segwal"},
-	"cmd/wasmtask": {"api", "plugins", "host", "host/extism", "dispatch", "segwal"},
+	"api":          {"api/ui", "plugins", "host", "host/extism", "dispatch", "segwal"},
+	"api/ui":       {},
+	"cmd/wasmtask": {"api", "api/ui", "plugins", "host", "host/extism", "dispatch", "segwal"},
 }
 
 // externalAllowed lists third-party modules a package may reach, where the

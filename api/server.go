@@ -38,6 +38,8 @@ type Config struct {
 	MaxModuleBytes int64
 	// MaxWait bounds the timeout of a wait request. Default 5m.
 	MaxWait time.Duration
+	// DiskUsage, when set, reports the data dir's sizes in GET /v1/engine.
+	DiskUsage func() DiskUsage
 }
 
 // Server is the HTTP API of INTERFACE.md.
@@ -48,6 +50,7 @@ type Server struct {
 	// stopping ends long-poll waits when the server shuts down.
 	stopping     context.Context
 	stopWaitsNow context.CancelFunc
+	history      history
 }
 
 // New returns the API server; SetReady(true) once recovery is done.
@@ -101,6 +104,9 @@ func (s *Server) routes() []route {
 		{"POST /v1/engine/pause", s.pauseEngine},
 		{"POST /v1/engine/resume", s.resumeEngine},
 		{"GET /v1/engine", s.engineStatus},
+		{"GET /v1/engine/history", s.engineHistory},
+		{"GET /ui/", uiHandler().ServeHTTP},
+		{"GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusMovedPermanently) }},
 		{"GET /metrics", s.metrics},
 		{"GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) }},
 		{"GET /readyz", s.readyz},
@@ -112,7 +118,7 @@ func (s *Server) routes() []route {
 
 // ServeHTTP checks the token, then routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Token != "" && r.URL.Path != "/healthz" {
+	if s.cfg.Token != "" && r.URL.Path != "/healthz" && !isUIPath(r.URL.Path) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wasmtask"`)
@@ -497,6 +503,7 @@ type EngineStatus struct {
 	WALSeq   uint64         `json:"wal_seq"`
 	Events   uint64         `json:"events"`
 	Recovery RecoveryStatus `json:"recovery"`
+	Disk     *DiskUsage     `json:"disk,omitempty"`
 }
 
 type RecoveryStatus struct {
@@ -517,6 +524,10 @@ func (s *Server) engineStatus(w http.ResponseWriter, _ *http.Request) {
 	}
 	for k, v := range st.RunsByState {
 		out.Runs[string(k)] = v
+	}
+	if s.cfg.DiskUsage != nil {
+		d := s.cfg.DiskUsage()
+		out.Disk = &d
 	}
 	writeJSON(w, 200, out)
 }

@@ -45,6 +45,7 @@ type TaskView struct {
 	CancelNote     string            `json:"cancel_reason,omitempty"`
 	After          []string          `json:"after,omitempty"`
 	ConcurrencyKey string            `json:"concurrency_key,omitempty"`
+	RunPolicy      *RunPolicy        `json:"run_policy,omitempty"`
 }
 
 type RunView struct {
@@ -110,6 +111,7 @@ func viewFrom(v dispatch.TaskView) TaskView {
 	if k := v.Spec.ConcurrencyKey; k != "" {
 		out.ConcurrencyKey = k
 	}
+	out.RunPolicy = policyJSON(v.Spec.Policy)
 	for _, r := range v.Runs {
 		rv := RunView{ID: string(r.ID), Index: r.Index, State: string(r.State), Attempts: []AttemptView{}}
 		if r.State == dispatch.RunScheduled || r.State == dispatch.RunRetryWait {
@@ -128,4 +130,20 @@ func viewFrom(v dispatch.TaskView) TaskView {
 		out.Runs = append(out.Runs, rv)
 	}
 	return out
+}
+
+// policyJSON is the spec's run policy in the task spec's JSON shape.
+func policyJSON(p dispatch.RunPolicy) *RunPolicy {
+	switch p.Kind {
+	case dispatch.PolicyRepeat:
+		r := &RepeatSpec{Count: p.Count}
+		if p.EveryMs > 0 {
+			r.Every = (time.Duration(p.EveryMs) * time.Millisecond).String()
+		}
+		return &RunPolicy{Repeat: r}
+	case dispatch.PolicyCron:
+		return &RunPolicy{Cron: &CronSpec{Expr: p.CronExpr, MaxRuns: p.MaxRuns, TimeZone: p.TimeZone, Misfire: p.Misfire}}
+	default:
+		return &RunPolicy{Once: &struct{}{}}
+	}
 }

@@ -2,8 +2,8 @@
 # Installs, idempotently, what building non-Go guests needs on a fresh Debian
 # machine (sdk/README.md, sdk/<lang>/README.md):
 #
-#   scripts/toolchains.sh [c] [rust] [as] [wat] [extism-as]
-#                                        # no argument: c, rust, as, wat
+#   scripts/toolchains.sh [c] [rust] [as] [wat] [extism-as] [browser]
+#                                        # no argument: c, rust, as, wat, browser
 #
 #   c     clang-14, lld-14, wasi-libc, libclang-rt-14-dev-wasm32 (apt)
 #   rust  Debian's rustc 1.63 and its wasm32-wasi std (apt; use /usr/bin/rustc)
@@ -13,6 +13,7 @@
 #   extism-as  the Extism AssemblyScript PDK (@extism/as-pdk 1.0.0) with
 #         AssemblyScript 0.28.20 into examples/extism/assemblyscript/node_modules
 #         (npm ci, project-local); scripts/build-extism-plugins.sh uses it
+#   browser  Debian's chromium, for the dashboard's browser test (e2e/ui_test.go)
 #
 # A part whose packages are present is skipped; apt-get update runs at most
 # once, and only when the package lists are older than a day. The versions in
@@ -21,11 +22,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(c rust as wat)
+[ ${#parts[@]} -eq 0 ] && parts=(c rust as wat browser)
 for p in "${parts[@]}"; do
 	case "$p" in
-	c | rust | as | wat | extism-as) ;;
-	*) echo "toolchains: unknown part '$p' (want c, rust, as, wat, extism-as)" >&2; exit 2 ;;
+	c | rust | as | wat | extism-as | browser) ;;
+	*) echo "toolchains: unknown part '$p' (want c, rust, as, wat, extism-as, browser)" >&2; exit 2 ;;
 	esac
 done
 want() { for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
@@ -81,6 +82,10 @@ fi
 if want wat; then
 	apt_install wabt
 	versions+=("wat: wabt $(wat2wasm --version)")
+fi
+if want browser; then
+	apt_install chromium
+	versions+=("browser: $(chromium --version 2>/dev/null | head -1)")
 fi
 
 # build/toolchains.txt keeps one line per part, the other parts' lines included.

@@ -126,7 +126,11 @@ func runServe(c *cli.Context) error {
 		hl.Info("watching plugins", "dir", dir)
 	}
 
-	srv := api.New(api.Config{Engine: engine, Plugins: reg, Token: c.String("token"), Metrics: m.handler(), Logger: logger})
+	srv := api.New(api.Config{Engine: engine, Plugins: reg, Token: c.String("token"), Metrics: m.handler(), Logger: logger,
+		DiskUsage: func() api.DiskUsage { return diskUsage(dataDir) }})
+	historyCtx, stopHistory := context.WithCancel(ctx)
+	defer stopHistory()
+	go srv.SampleHistory(historyCtx, 10*time.Second)
 	ln, warnings, err := listen(c)
 	if err != nil {
 		engine.Close()
