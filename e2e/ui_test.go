@@ -98,7 +98,7 @@ func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 // log, cancels a running task and rolls back a plugin.
 func TestDashboard(t *testing.T) {
 	ctx := browser(t)
-	s := startServer(t, serverOpts{token: "s3cret"})
+	s := startServer(t, serverOpts{token: "s3cret", extra: []string{"--history-interval", "250ms"}})
 	s.deploy("noop", module(t, "noop"))
 	s.deploy("logfail", module(t, "logfail"))
 	s.deploy("loop", hostModule(t, "loop"))
@@ -231,4 +231,21 @@ func TestDashboard(t *testing.T) {
 			t.Fatalf("after the rollback the server's active version is %s, want %s", info.Active, v1)
 		}
 	})
+
+	// WASMTASK_UI_SCREENSHOTS=DIR saves the pages as the README shows them
+	// (docs/dashboard.png comes from this run).
+	if dir := os.Getenv("WASMTASK_UI_SCREENSHOTS"); dir != "" {
+		for i := range 20 {
+			s.do("POST", "/v1/tasks", map[string]any{"handler": "noop", "input": "x", "labels": map[string]string{"batch": fmt.Sprint(i % 3)}})
+		}
+		s.do("POST", "/v1/tasks", map[string]any{"id": "nightly-report", "handler": "noop", "input": "x", "run_policy": map[string]any{"cron": map[string]any{"expr": "0 0 3 * * *"}}})
+		s.do("POST", "/v1/tasks", map[string]any{"id": "publish", "handler": "noop", "input": "x", "after": []string{"live-1", "fails"}})
+		for _, shot := range []struct{ name, frag string }{{"dashboard", "#/"}, {"dashboard-task", "#/task/fails"}, {"dashboard-tasks", "#/tasks"}, {"dashboard-graph", "#/task/publish"}} {
+			run(t, ctx, "open "+shot.frag, chromedp.Navigate(ui+shot.frag), chromedp.Sleep(1500*time.Millisecond))
+			png := value(t, ctx, "screenshot "+shot.frag, chromedp.FullScreenshot(100))
+			if err := os.WriteFile(filepath.Join(dir, shot.name+".png"), png, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }

@@ -39,6 +39,7 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "repair", Usage: "if the WAL is damaged before its tail, keep its longest valid prefix and delete what follows (logged); check first with wasmtask wal verify"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log as JSON"},
+			&cli.DurationFlag{Name: "history-interval", Value: 10 * time.Second, Usage: "how often the dashboard's counters are sampled (an hour of samples is kept)"},
 		}, networkFlags()...),
 		Action: runServe,
 	}
@@ -55,6 +56,9 @@ func runServe(c *cli.Context) error {
 	dataDir := c.String("data-dir")
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return fail(exitFailed, "data dir: %v", err)
+	}
+	if c.Duration("history-interval") <= 0 {
+		return fail(exitUsage, "--history-interval must be positive, got %v", c.Duration("history-interval"))
 	}
 	if c.Int("workers") < 1 {
 		return fail(exitUsage, "--workers must be at least 1, got %d", c.Int("workers"))
@@ -130,7 +134,7 @@ func runServe(c *cli.Context) error {
 		DiskUsage: func() api.DiskUsage { return diskUsage(dataDir) }})
 	historyCtx, stopHistory := context.WithCancel(ctx)
 	defer stopHistory()
-	go srv.SampleHistory(historyCtx, 10*time.Second)
+	go srv.SampleHistory(historyCtx, c.Duration("history-interval"))
 	ln, warnings, err := listen(c)
 	if err != nil {
 		engine.Close()

@@ -237,7 +237,9 @@ function chart(points) {
   svg.append(s("line", { class: "axis", x1: P, y1: H - P + 8, x2: W - P, y2: H - P + 8 }));
   svg.append(s("text", { x: 2, y: y(vmax) + 4 }, Math.round(vmax)));
   svg.append(s("text", { x: 2, y: H - P + 12 }, "0"));
-  svg.append(s("text", { x: W - P - 150, y: 14 }, "per minute: completed, failed, submitted"));
+  svg.append(s("text", { x: W - 330, y: 14 }, "per minute:"));
+  ["completed", "failed", "submitted"].forEach((k, i) =>
+    svg.append(s("text", { x: W - 260 + i * 75, y: 14, class: "legend-" + k }, k)));
   for (const [k, pts] of Object.entries(series)) {
     svg.append(s("polyline", { class: k, points: pts.map((p) => `${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join(" ") }));
   }
@@ -336,7 +338,7 @@ async function taskPage(r) {
         h("td", {}, duration(a.started_at, a.finished_at)),
         h("td", {}, a.worker || "local"),
         h("td", { class: "mono", title: a.module || "" }, short(a.module)),
-        h("td", {}, fmtTime(a.started_at)))) : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "no attempt yet")))),
+        h("td", {}, fmtTime(a.started_at)))) : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "no attempts")))),
     attempts.filter(({ a }) => a.log).map(({ run, a }) =>
       [h("h2", {}, `Log of run ${run.index}, attempt ${a.number}`), h("pre", { class: "attempt-log" }, a.log)]),
     h("h2", {}, "Output"),
