@@ -115,3 +115,88 @@ func TestWatchedFolder(t *testing.T) {
 		t.Errorf("sw after restart: %q", *v.Output)
 	}
 }
+
+// TestRestartKeepsDeploy: a module loaded from the watched folder (v1),
+// then `wasmtask plugin deploy` of v2, then SIGTERM and a restart: v2 stays
+// active and runs tasks (the unchanged file does not revert the deploy).
+// A file changed afterwards in the folder still activates (the watch
+// works).
+func TestRestartKeepsDeploy(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	v1, v2, v3 := module(t, "swap_v1"), module(t, "swap_v2"), hostModule(t, "echo")
+	mustWrite(t, filepath.Join(dir, "wc.wasm"), v1)
+	s := startServer(t, serverOpts{plugins: dir})
+	ctx := context.Background()
+
+	activeIn := func(version string) {
+		t.Helper()
+		re := regexp.MustCompile(`(?m)^wc +` + version + ` `)
+		waitFor(t, 30*time.Second, "plugin list to show wc at "+version, func() bool {
+			return re.MatchString(s.mustCLI(0, "plugin", "list").stdout)
+		})
+	}
+	runOn := func(wantVersion, input, wantOutput string) {
+		t.Helper()
+		res, err := s.client.Submit(ctx, api.TaskSpec{Handler: "wc", Input: &input})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := s.waitFinal(res.Task.ID, 30*time.Second)
+		if v.State != "completed" || v.Output == nil || *v.Output != wantOutput || attempts(v)[0].Module != wantVersion {
+			t.Fatalf("task on wc: %s, output %v on %s; want completed, %q on %s", v.State, v.Output, attempts(v)[0].Module, wantOutput, wantVersion)
+		}
+	}
+
+	activeIn(versionOf(v1))
+	v2file := filepath.Join(t.TempDir(), "wc_v2.wasm")
+	mustWrite(t, v2file, v2)
+	s.mustCLI(0, "plugin", "deploy", "wc", v2file)
+	activeIn(versionOf(v2))
+	runOn(versionOf(v2), "", "v2")
+
+	if code := s.stop(30 * time.Second); code != 0 {
+		t.Fatalf("SIGTERM: exit %d", code)
+	}
+	s.start()
+	waitFor(t, 30*time.Second, "the watch to look at wc.wasm after the restart", func() bool {
+		return strings.Contains(s.log.String(), "watched file unchanged since it was last loaded")
+	})
+	activeIn(versionOf(v2))
+	if strings.Contains(s.log.String(), "plugins: activated") {
+		t.Errorf("the restart activated a version:\n%s", s.log.String())
+	}
+	runOn(versionOf(v2), "", "v2")
+
+	// A changed file in the watched folder activates.
+	tmp := filepath.Join(dir, "wc.wasm.tmp")
+	mustWrite(t, tmp, v3)
+	if err := os.Rename(tmp, filepath.Join(dir, "wc.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	activeIn(versionOf(v3))
+	runOn(versionOf(v3), "after", "AFTER")
+
+	// A genuine conflict: v2 deployed again, then, while the server is down,
+	// the file replaced by one written before that deploy (a copy that kept
+	// its old time). The later change (v2) stays; the log and plugin list
+	// say so.
+	s.mustCLI(0, "plugin", "deploy", "wc", v2file)
+	if code := s.stop(30 * time.Second); code != 0 {
+		t.Fatalf("SIGTERM: exit %d", code)
+	}
+	mustWrite(t, filepath.Join(dir, "wc.wasm"), v1)
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "wc.wasm"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	waitFor(t, 30*time.Second, "the conflict in the log", func() bool {
+		return strings.Contains(s.log.String(), "plugins: conflict: watched file")
+	})
+	list := s.mustCLI(0, "plugin", "list").stdout
+	if !regexp.MustCompile(`(?m)^wc +` + versionOf(v2) + ` .*conflict: watched file \S*wc.wasm holds ` + versionOf(v1)).MatchString(list) {
+		t.Errorf("plugin list does not show the conflict:\n%s", list)
+	}
+	runOn(versionOf(v2), "", "v2")
+}

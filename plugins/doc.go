@@ -31,6 +31,11 @@
 //     with "..") is refused without reading its target, and so are
 //     non-regular files (FIFOs, devices). Errors about a file never quote
 //     its content (ParseManifest reports positions, not bytes).
+//  6. The last change wins, across restarts: registry.json records what was
+//     last loaded from each watched file, and a file that did not change
+//     since does not replace a later deploy or rollback. A changed file
+//     older than the active version is a conflict: logged, shown as Info's
+//     Conflict, and the active version stays (watched.go).
 //
 // # Errors
 //

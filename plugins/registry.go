@@ -66,12 +66,13 @@ type Registry struct {
 	store store
 	log   *slog.Logger
 
-	mu      sync.RWMutex
-	state   registryFile
-	active  map[string]*loaded // name -> active version, loaded
-	pinned  map[string]*loaded // "name@version" -> loaded
-	lastErr map[string]string  // name -> last failed deploy
-	counts  map[string]map[string]map[dispatch.Outcome]int
+	mu       sync.RWMutex
+	state    registryFile
+	active   map[string]*loaded // name -> active version, loaded
+	pinned   map[string]*loaded // "name@version" -> loaded
+	lastErr  map[string]string  // name -> last failed deploy
+	conflict map[string]string  // name -> a watched file the active version overrides (watched.go)
+	counts   map[string]map[string]map[dispatch.Outcome]int
 }
 
 type loaded struct {
@@ -91,6 +92,9 @@ type registryFile struct {
 type pluginRecord struct {
 	Active  string       `json:"active"`
 	History []Activation `json:"history"`
+	// Watched is what was last loaded from the plugin's file in the watched
+	// folder; nil when it was never watched (or before this field existed).
+	Watched *WatchedFile `json:"watched,omitempty"`
 }
 
 // Activation is one entry of a plugin's history.
@@ -117,7 +121,7 @@ func Open(ctx context.Context, dir string, h *host.Host, opts Options) (*Registr
 		return nil, fmt.Errorf("plugins: %w", err)
 	}
 	r := &Registry{dir: dir, host: h, opts: opts, store: store{dir: dir}, log: opts.Logger,
-		active: map[string]*loaded{}, pinned: map[string]*loaded{}, lastErr: map[string]string{},
+		active: map[string]*loaded{}, pinned: map[string]*loaded{}, lastErr: map[string]string{}, conflict: map[string]string{},
 		counts: map[string]map[string]map[dispatch.Outcome]int{},
 		state:  registryFile{Plugins: map[string]*pluginRecord{}}}
 	b, err := os.ReadFile(r.statePath())
@@ -247,6 +251,12 @@ type DeployResult struct {
 // version of name. On any error the active version stays. Queued tasks
 // pick the new version at dispatch; running attempts keep theirs.
 func (r *Registry) Deploy(ctx context.Context, name string, wasm []byte, m *Manifest, source string) (DeployResult, error) {
+	return r.deploy(ctx, name, wasm, m, source, nil)
+}
+
+// deploy is Deploy; watched, when not nil, is recorded as the plugin's
+// last load from the watched folder in the same registry.json write.
+func (r *Registry) deploy(ctx context.Context, name string, wasm []byte, m *Manifest, source string, watched *WatchedFile) (DeployResult, error) {
 	if !namePattern.MatchString(name) {
 		return DeployResult{}, &ValidationError{Plugin: name, Field: "name", Reason: "must be 1-63 lower-case letters, digits, '_' or '-', starting with a letter or digit"}
 	}
@@ -267,7 +277,7 @@ func (r *Registry) Deploy(ctx context.Context, name string, wasm []byte, m *Mani
 	if err := r.store.put(l.version, wasm); err != nil {
 		return DeployResult{}, fmt.Errorf("plugins: store %s: %w", name, err)
 	}
-	return r.activate(name, l, len(wasm), source)
+	return r.activate(name, l, len(wasm), source, watched)
 }
 
 func (r *Registry) failed(name string, err error) error {
@@ -277,7 +287,7 @@ func (r *Registry) failed(name string, err error) error {
 	return err
 }
 
-func (r *Registry) activate(name string, l *loaded, size int, source string) (DeployResult, error) {
+func (r *Registry) activate(name string, l *loaded, size int, source string, watched *WatchedFile) (DeployResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rec := r.state.Plugins[name]
@@ -285,14 +295,32 @@ func (r *Registry) activate(name string, l *loaded, size int, source string) (De
 		rec = &pluginRecord{}
 		r.state.Plugins[name] = rec
 	}
+	now := time.Now().UTC()
+	if watched != nil {
+		watched.LoadedAt = now
+	}
 	res := DeployResult{Name: name, Version: l.version, Previous: rec.Active}
 	if cur := r.active[name]; cur != nil && cur.version == l.version && manifestEqual(cur.manifest, l.manifest) {
 		delete(r.lastErr, name)
+		if watched != nil {
+			delete(r.conflict, name)
+		}
+		if watched != nil && !rec.Watched.same(watched) {
+			prev := rec.Watched
+			rec.Watched = watched
+			if err := r.persist(); err != nil {
+				rec.Watched = prev
+				return DeployResult{}, fmt.Errorf("plugins: save registry: %w", err)
+			}
+		}
 		return res, nil
 	}
 	prev := *rec
-	rec.History = append(slices.Clone(rec.History), Activation{Version: l.version, ActivatedAt: time.Now().UTC(), Source: source, Manifest: l.manifest, Size: size})
+	rec.History = append(slices.Clone(rec.History), Activation{Version: l.version, ActivatedAt: now, Source: source, Manifest: l.manifest, Size: size})
 	rec.Active = l.version
+	if watched != nil {
+		rec.Watched = watched
+	}
 	if err := r.persist(); err != nil {
 		*rec = prev
 		return DeployResult{}, fmt.Errorf("plugins: save registry: %w", err)
@@ -302,6 +330,7 @@ func (r *Registry) activate(name string, l *loaded, size int, source string) (De
 	}
 	r.active[name] = l
 	delete(r.lastErr, name)
+	delete(r.conflict, name)
 	res.Changed = true
 	r.log.Info("plugins: activated", "plugin", name, "version", l.version, "previous", res.Previous, "source", source)
 	if r.opts.OnActivate != nil {
@@ -364,7 +393,7 @@ func (r *Registry) Rollback(ctx context.Context, name, version string) (DeployRe
 	if err != nil {
 		return DeployResult{}, err
 	}
-	return r.activate(name, l, target.Size, "rollback")
+	return r.activate(name, l, target.Size, "rollback", nil)
 }
 
 // Resolve returns the plugin for a handler: "name" (the active version) or
@@ -443,13 +472,18 @@ func (r *Registry) RecordAttempt(handler, version string, outcome dispatch.Outco
 
 // Info describes a plugin.
 type Info struct {
-	Name      string                              `json:"name"`
-	Active    string                              `json:"active"`
-	Mode      host.Mode                           `json:"mode,omitempty"`
-	Imports   []string                            `json:"imports,omitempty"`
-	History   []Activation                        `json:"history"`
-	LastError string                              `json:"last_error,omitempty"`
-	Attempts  map[string]map[dispatch.Outcome]int `json:"attempts,omitempty"` // version -> outcome -> count
+	Name      string       `json:"name"`
+	Active    string       `json:"active"`
+	Mode      host.Mode    `json:"mode,omitempty"`
+	Imports   []string     `json:"imports,omitempty"`
+	History   []Activation `json:"history"`
+	LastError string       `json:"last_error,omitempty"`
+	// Conflict says that the plugin's file in the watched folder changed
+	// since it was last loaded but is older than the active version, which
+	// stays active; empty when they agree (or one side is the later change).
+	Conflict string                              `json:"conflict,omitempty"`
+	Watched  *WatchedFile                        `json:"watched,omitempty"`  // the last load from the watched folder
+	Attempts map[string]map[dispatch.Outcome]int `json:"attempts,omitempty"` // version -> outcome -> count
 }
 
 // Get describes one plugin.
@@ -467,7 +501,7 @@ func (r *Registry) Get(name string) (Info, error) {
 }
 
 func (r *Registry) info(name string, rec *pluginRecord) Info {
-	in := Info{Name: name, Active: rec.Active, History: slices.Clone(rec.History), LastError: r.lastErr[name]}
+	in := Info{Name: name, Active: rec.Active, History: slices.Clone(rec.History), LastError: r.lastErr[name], Conflict: r.conflict[name], Watched: rec.Watched}
 	if l := r.active[name]; l != nil {
 		in.Mode, in.Imports = l.module.Mode, l.module.Imports
 	}

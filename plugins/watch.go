@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/wasmtask/wasmtask/host"
 )
 
 // Watch deploys NAME.wasm files from dir (with NAME.json as manifest when
@@ -22,6 +24,14 @@ import (
 // watched; the watch runs until ctx ends, and its goroutine ends only after
 // a deploy in progress has finished. Deploys run one at a time, so the
 // newest content of a file is the one that stays active.
+//
+// The last change wins, across restarts too: a file whose content and
+// manifest are what was last loaded from it does not replace a version
+// deployed or rolled back to since (so a restart does not revert a
+// deploy). A file that changed since it was last loaded is deployed when
+// it was written after the active version was activated; when it is older
+// (a genuine conflict), the active version stays and the conflict is
+// logged and shown as the plugin's Conflict until either side changes.
 func (r *Registry) Watch(ctx context.Context, dir string, debounce time.Duration) error {
 	if debounce <= 0 {
 		debounce = 300 * time.Millisecond
@@ -83,7 +93,9 @@ func (r *Registry) Watch(ctx context.Context, dir string, debounce time.Duration
 				if !ok {
 					return
 				}
-				if ev.Op&(fsnotify.Create|fsnotify.Write|fsnotify.Rename) == 0 {
+				// Chmod too: touching a file is how a user says "this one" (see
+				// judgeWatched); a file that changed nothing costs a hash.
+				if ev.Op&(fsnotify.Create|fsnotify.Write|fsnotify.Rename|fsnotify.Chmod) == 0 {
 					continue
 				}
 				base := filepath.Base(ev.Name)
@@ -147,7 +159,28 @@ func (r *Registry) deployFile(ctx context.Context, dir, name string) {
 		refuse(name+".json", err)
 		return
 	}
-	if _, err := r.Deploy(ctx, name, wasm, m, "watch:"+path); err != nil {
+	version := host.Hash(wasm)
+	switch verdict, act := r.judgeWatched(name, path, version, m, before.ModTime()); verdict {
+	case watchCurrent:
+		r.mu.Lock()
+		delete(r.lastErr, name)
+		delete(r.conflict, name)
+		r.mu.Unlock()
+		return
+	case watchUnchanged:
+		r.log.Info("plugins: watched file unchanged since it was last loaded; the later activation stays",
+			"plugin", name, "file", path, "file_version", version, "active", act.Version, "activated_at", act.ActivatedAt, "source", act.Source)
+		return
+	case watchConflict:
+		msg := conflictMessage(path, version, before.ModTime(), act)
+		r.mu.Lock()
+		r.conflict[name] = msg
+		r.mu.Unlock()
+		r.log.Warn("plugins: conflict: "+msg, "plugin", name)
+		return
+	}
+	watched := &WatchedFile{File: path, Version: version, Manifest: m}
+	if _, err := r.deploy(ctx, name, wasm, m, "watch:"+path, watched); err != nil {
 		r.log.Error("plugins: rejected module; the active version stays", "plugin", name, "file", path, "err", err)
 	}
 }

@@ -67,7 +67,11 @@ func pluginCommand() *cli.Command {
 					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "NAME\tACTIVE\tMODE\tVERSIONS\tLAST ERROR")
 					for _, p := range list {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", p.Name, orDash(p.Active), orDash(string(p.Mode)), len(p.History), p.LastError)
+						notes := p.LastError
+						if p.Conflict != "" {
+							notes = strings.TrimPrefix(notes+"; conflict: "+p.Conflict, "; ")
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", p.Name, orDash(p.Active), orDash(string(p.Mode)), len(p.History), notes)
 					}
 					return tw.Flush()
 				},
