@@ -105,6 +105,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/engine/resume", s.resumeEngine},
 		{"GET /v1/engine", s.engineStatus},
 		{"GET /v1/engine/history", s.engineHistory},
+		{"GET /v1/openapi.json", s.openAPI},
 		{"GET /ui/", uiHandler().ServeHTTP},
 		{"GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusMovedPermanently) }},
 		{"GET /metrics", s.metrics},
