@@ -23,11 +23,11 @@ import (
 // opDoc documents one route.
 type opDoc struct {
 	method, path, summary string
-	query               []paramDoc
-	request             any    // a value of the request body's type; nil: no JSON body
-	requestType         string // content type when not JSON (e.g. application/wasm)
-	requestExample      string
-	responses           []respDoc
+	query                 []paramDoc
+	request               any    // a value of the request body's type; nil: no JSON body
+	requestType           string // content type when not JSON (e.g. application/wasm)
+	requestExample        string
+	responses             []respDoc
 }
 
 type paramDoc struct{ name, desc string }
@@ -211,7 +211,6 @@ func pathParams(path string) []string {
 	}
 	return out
 }
-
 
 var timeType = reflect.TypeOf(time.Time{})
 
