@@ -23,7 +23,8 @@ import (
 //	 "mounts": [{"host": "/srv/models", "guest": "/models", "read_only": true}],
 //	 "input": "stdin", "scratch_bytes": 16777216,
 //	 "exit_codes": {"1": "permanent", "75": "retryable"},
-//	 "instances": {"policy": "reuse", "max_uses": 1000, "idle_timeout": "60s"}}
+//	 "instances": {"policy": "reuse", "max_uses": 1000, "idle_timeout": "60s"},
+//	 "extism": {"function": "count_vowels", "allowed_hosts": ["api.example.com"]}}
 //
 // args, env, mounts, input, input_name, scratch_bytes and exit_codes are the
 // WASI grants of host.Command; a mount must lie under a directory the
@@ -43,6 +44,9 @@ type Manifest struct {
 	// Instances is the instance policy: fresh (default) or reuse
 	// (instances.go).
 	Instances *ManifestInstances `json:"instances,omitempty"`
+
+	// Extism says how an Extism plugin is called (extism.go).
+	Extism *ManifestExtism `json:"extism,omitempty"`
 }
 
 // ManifestMount is a host directory the guest sees at Guest. ReadOnly
@@ -117,6 +121,9 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		return nil, err
 	}
 	if _, err := m.InstancePolicy(); err != nil {
+		return nil, err
+	}
+	if _, err := m.ExtismOptions(); err != nil {
 		return nil, err
 	}
 	return &m, nil

@@ -83,6 +83,7 @@ type loaded struct {
 	command  host.Command
 	manifest *Manifest
 	pool     *host.Pool // reuse policy: the version's warm instances; nil for fresh
+	extism   *host.ExtismOptions
 }
 
 type registryFile struct {
@@ -198,7 +199,11 @@ func (r *Registry) compile(ctx context.Context, name string, wasm []byte, m *Man
 	if m != nil {
 		config = m.Config
 	}
-	l := &loaded{version: mod.Hash, module: mod, limits: lim, config: config, command: cmd, manifest: m}
+	ext, err := extismFor(name, m, mod)
+	if err != nil {
+		return nil, err
+	}
+	l := &loaded{version: mod.Hash, module: mod, limits: lim, config: config, command: cmd, manifest: m, extism: ext}
 	if policy, err := m.InstancePolicy(); err != nil {
 		var ve *ValidationError
 		if errors.As(err, &ve) && ve.Plugin == "" {
@@ -436,7 +441,7 @@ func (r *Registry) Resolve(ctx context.Context, handler string) (host.Plugin, er
 		}
 		return host.Plugin{}, fmt.Errorf("%w: no plugin named %q is deployed", ErrNotFound, name)
 	}
-	return host.Plugin{Module: l.module, Limits: l.limits, Config: l.config, Command: l.command, Pool: l.pool}, nil
+	return host.Plugin{Module: l.module, Limits: l.limits, Config: l.config, Command: l.command, Pool: l.pool, Extism: l.extism}, nil
 }
 
 // Check reports whether handler names a deployed plugin (and version).

@@ -28,7 +28,9 @@ func callCommand() *cli.Command {
 			"A manifest beside the module (NAME.json for NAME.wasm) or given with --manifest is read as\n" +
 			"serve reads it; --arg and --dir add to its args and mounts, --env and --config override its\n" +
 			"keys, --memory-pages and --timeout its limits. argv[0] is NAME. Compiled code is cached in\n" +
-			"--cache-dir, so a second call of a large module does not compile it again.",
+			"--cache-dir, so a second call of a large module does not compile it again.\n\n" +
+			"An Extism plugin (a module importing extism:host/env) runs the export named by the\n" +
+			"manifest's \"extism\": {\"function\": NAME}, or by --function.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "input", Usage: "input text handed to the handler"},
 			&cli.StringFlag{Name: "input-file", Usage: "read the input from this file (- for stdin)"},
@@ -43,6 +45,7 @@ func callCommand() *cli.Command {
 			&cli.GenericFlag{Name: "env", Value: &repeated{}, Usage: "environment variable K=V (repeatable); the guest sees no other"},
 			&cli.GenericFlag{Name: "dir", Value: &repeated{}, Usage: "mount HOST:GUEST (read-write) or HOST:GUEST:ro (repeatable)"},
 			&cli.StringFlag{Name: "manifest", Usage: "manifest file (default: NAME.json beside the module, when present)"},
+			&cli.StringFlag{Name: "function", Usage: "Extism plugins: the export to call (overrides the manifest's extism.function)"},
 			&cli.StringFlag{Name: "cache-dir", Value: defaultCacheDir(), Usage: "compiled-code cache (\"\" for none)"},
 		},
 		Action: runCall,
@@ -84,8 +87,12 @@ func runCall(c *cli.Context) error {
 	if cmd.Input == host.InputFile && m.Mode != host.ModeCommand {
 		return fail(exitUsage, "manifest input \"file\" is for WASI commands (_start); %s is a handler module", path)
 	}
+	ext, err := callExtism(c, man, m)
+	if err != nil {
+		return err
+	}
 	res := h.Run(ctx, m, host.Attempt{
-		Input: input, Config: config, Limits: lim, Command: cmd,
+		Input: input, Config: config, Limits: lim, Command: cmd, Extism: ext,
 		Info: host.TaskInfo{TaskID: "call", RunID: "call#1", Attempt: c.Int("attempt"),
 			MaxAttempts: max(c.Int("max-attempts"), c.Int("attempt")), Handler: name},
 	})
@@ -227,6 +234,29 @@ func callSettings(c *cli.Context, man *plugins.Manifest) (host.Limits, host.Comm
 		config[k] = v
 	}
 	return lim, cmd, config, nil
+}
+
+// callExtism returns the Extism settings of the manifest, with --function
+// overriding its function, checked against the module.
+func callExtism(c *cli.Context, man *plugins.Manifest, m *host.Module) (*host.ExtismOptions, error) {
+	ext, err := man.ExtismOptions()
+	if err != nil {
+		return nil, fail(exitUsage, "manifest: %v", err)
+	}
+	if f := c.String("function"); f != "" {
+		if ext == nil {
+			ext = &host.ExtismOptions{}
+		}
+		ext.Function = f
+	}
+	if err := m.CheckExtism(ext); err != nil {
+		hint := ""
+		if m.Mode == host.ModeExtism {
+			hint = " (or give --function NAME)"
+		}
+		return nil, fail(exitUsage, "extism: %v%s", err, hint)
+	}
+	return ext, nil
 }
 
 // defaultCacheDir is where call keeps compiled code: the user cache dir.
