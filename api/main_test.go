@@ -44,7 +44,7 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 var dispatchAll = dispatch.ListFilter{Limit: 1 << 20}
 
 // setup starts a server with cfg (Engine and Plugins are filled in).
-func setup(t *testing.T, cfg api.Config) *testBundle {
+func setup(t testing.TB, cfg api.Config) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	h, err := host.New(ctx, host.Config{Logger: discard})
@@ -77,7 +77,7 @@ func setup(t *testing.T, cfg api.Config) *testBundle {
 }
 
 // module reads host/testdata/NAME.wasm.
-func module(t *testing.T, name string) []byte {
+func module(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "host", "testdata", name+".wasm"))
 	if err != nil {
@@ -94,7 +94,7 @@ type response struct {
 
 // do sends a request. body is nil, []byte or string (sent as is), or a
 // value sent as JSON; header is name, value pairs.
-func (b *testBundle) do(t *testing.T, method, path string, body any, header ...string) response {
+func (b *testBundle) do(t testing.TB, method, path string, body any, header ...string) response {
 	t.Helper()
 	var r io.Reader
 	switch v := body.(type) {
@@ -130,7 +130,7 @@ func (b *testBundle) do(t *testing.T, method, path string, body any, header ...s
 }
 
 // decode decodes the body into v.
-func (r response) decode(t *testing.T, v any) {
+func (r response) decode(t testing.TB, v any) {
 	t.Helper()
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q, want application/json", ct)
