@@ -82,6 +82,17 @@ func extismFor(name string, m *Manifest, mod *host.Module) (*host.ExtismOptions,
 		}
 		return nil, err
 	}
+	if mod.Mode == host.ModeExtism && m != nil {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"args", len(m.Args) > 0}, {"env", len(m.Env) > 0}, {"mounts", len(m.Mounts) > 0}, {"input", m.Input != ""},
+			{"scratch_bytes", m.ScratchBytes != 0}, {"exit_codes", len(m.ExitCodes) > 0}} {
+			if f.set {
+				return nil, &ValidationError{Plugin: name, Field: "manifest." + f.name, Reason: "is a WASI command grant; an Extism plugin gets no arguments, environment, files or exit-code mapping (remove it)"}
+			}
+		}
+	}
 	if err := mod.CheckExtism(o); err != nil {
 		field := "manifest.extism.function"
 		if mod.Mode != host.ModeExtism {

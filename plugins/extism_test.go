@@ -38,6 +38,7 @@ func TestDeployExtism(t *testing.T) {
 		{name: "no manifest", wasm: as, wantField: "manifest.extism.function", wantReason: `imports extism:host/env (an Extism plugin): set "extism": {"function": NAME} to the export to call, one of abortWithError, count_vowels`},
 		{name: "manifest without extism", wasm: as, manifest: `{"config": {"a": "b"}}`, wantField: "manifest.extism.function", wantReason: `set "extism": {"function": NAME}`},
 		{name: "not exported", wasm: as, manifest: `{"extism": {"function": "count_consonants"}}`, wantField: "manifest.extism.function", wantReason: `function "count_consonants" is not exported by the module; it exports abortWithError, count_vowels, fail, fetch, log_levels, spin`},
+		{name: "WASI grant on an Extism plugin", wasm: as, manifest: `{"extism": {"function": "count_vowels"}, "args": ["-v"]}`, wantField: "manifest.args", wantReason: "an Extism plugin gets no arguments"},
 		{name: "extism on a handler", wasm: module(t, "echo"), manifest: `{"extism": {"function": "wasmtask_handle"}}`, wantField: "manifest.extism", wantReason: "does not import extism:host/env, so it is not an Extism plugin"},
 	}
 	for _, tc := range tests {
