@@ -127,12 +127,24 @@ func (h *Host) Run(ctx context.Context, m *Module, a Attempt) Result {
 }
 
 // running is an attempt between begin and end, whatever instance runs it.
+// One allocation holds it and its state: a warm attempt costs microseconds.
 type running struct {
-	st    *attemptState
-	ctx   context.Context // the guest's calls run under it; carries st
-	m     *Module
-	start time.Time
-	end   func()
+	state      attemptState
+	st         *attemptState   // &state
+	ctx        context.Context // the guest's calls run under it; carries st
+	m          *Module
+	start      time.Time
+	cancelHard context.CancelFunc
+	stopWatch  func() bool // nil when the caller's context cannot be canceled
+}
+
+// end releases the attempt's deadline timer and its watch of the caller's
+// context.
+func (at *running) end() {
+	if at.stopWatch != nil {
+		at.stopWatch()
+	}
+	at.cancelHard()
 }
 
 // begin sets up the state and the context of one attempt; the caller
@@ -149,28 +161,30 @@ func (h *Host) begin(ctx context.Context, m *Module, a Attempt) *running {
 	if a.Info.Labels == nil {
 		a.Info.Labels = map[string]string{}
 	}
-	st := &attemptState{
+	at := &running{m: m, start: start, state: attemptState{
 		input: a.Input, task: a.Info, config: a.Config, limits: lim, failKind: -1,
 		childBase: childBase(a.Info), heartbeat: a.Heartbeat,
 		softDeadline: deadline.Add(-lim.Grace),
-	}
+	}}
+	st := &at.state
+	at.st = st
 	st.log.max = lim.LogBytes
 	st.log.init()
 
 	// The guest is stopped at the deadline, or a grace period after the
 	// caller cancels; cancelled() and heartbeat() report the stop first.
 	hard, cancelHard := context.WithDeadline(context.Background(), deadline)
-	stopWatch := func() bool { return false }
+	at.cancelHard = cancelHard
 	if ctx.Done() != nil {
-		stopWatch = context.AfterFunc(ctx, func() {
+		at.stopWatch = context.AfterFunc(ctx, func() {
 			if errors.Is(ctx.Err(), context.Canceled) {
 				st.canceled.Store(true)
 				time.AfterFunc(lim.Grace, cancelHard)
 			}
 		})
 	}
-	return &running{st: st, ctx: context.WithValue(hard, stateKey{}, st), m: m, start: start,
-		end: func() { stopWatch(); cancelHard() }}
+	at.ctx = context.WithValue(hard, stateKey{}, st)
+	return at
 }
 
 // finish completes res with what the attempt produced.

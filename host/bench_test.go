@@ -19,7 +19,9 @@ import (
 // back, close) on the Host, side by side with a bare-wazero baseline doing
 // the same work with the same runtime config and a minimal host module:
 //
-//	host            Host.Run
+//	host            Host.Run: a fresh instance per attempt (policy fresh)
+//	reuse           Pool.Run with the reuse policy: one warm instance, kept
+//	                between attempts (no instantiate, no _initialize)
 //	bare            wazero alone, the call under a per-attempt deadline
 //	                context as Run's is (WithCloseOnContextDone watches it)
 //	bare-nodeadline wazero alone under context.Background: no deadline, so
@@ -29,6 +31,9 @@ import (
 //
 // for the WAT guest (testdata/bench.wat) and the Go guest (testdata/goecho).
 // Reproduce: go test -run='^$' -bench=Attempt -benchmem ./host/
+// (fresh beside reuse: -bench='Attempt/.*/(host|reuse)$' -count=5). Fresh and
+// reuse are not alternated like paired: a fresh Go attempt leaves megabytes
+// of garbage whose collection would land in the reuse attempt after it.
 func BenchmarkAttempt(b *testing.B) {
 	input := bytes.Repeat([]byte("0123456789"), 10)
 	want := bytes.ToUpper(input)
@@ -54,6 +59,26 @@ func BenchmarkAttempt(b *testing.B) {
 					if res.Outcome != dispatch.OutcomeOK || !bytes.Equal(res.Output, g.want) {
 						b.Fatalf("Outcome %s (%s), Output %q", res.Outcome, res.Error, res.Output)
 					}
+				}
+			})
+			b.Run("reuse", func(b *testing.B) {
+				h := newTestHost(b, Config{})
+				p, err := h.NewPool(mustLoad(b, h, wasm, 0), InstancePolicy{Mode: InstancesReuse, MaxUses: 1 << 30})
+				if err != nil {
+					b.Fatal(err)
+				}
+				a := Attempt{Input: input, Info: TaskInfo{TaskID: "t", RunID: "t#1", Attempt: 1, MaxAttempts: 3, Handler: "bench"}}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					res := p.Run(context.Background(), a)
+					if res.Outcome != dispatch.OutcomeOK || !bytes.Equal(res.Output, g.want) {
+						b.Fatalf("Outcome %s (%s), Output %q", res.Outcome, res.Error, res.Output)
+					}
+				}
+				b.StopTimer()
+				if st := p.Stats(); st.Created != 1 {
+					b.Fatalf("the pool created %d instances, want 1", st.Created)
 				}
 			})
 			// paired alternates host and bare attempts (in both orders) so

@@ -30,18 +30,16 @@ import (
 //	                        or retryable failure (default: 2 and 64-78
 //	                        permanent, other non-zero codes retryable)
 func classify(ctx context.Context, st *attemptState, mem api.Memory, code int64, err error) Result {
-	var v abiViolation
 	switch {
 	case st.violation != nil:
 		return Result{Outcome: dispatch.OutcomeABIViolation, Error: st.violation.Error()}
-	case errors.As(err, &v):
-		return Result{Outcome: dispatch.OutcomeABIViolation, Error: v.Error()}
+	case violationIn(err) != nil:
+		return Result{Outcome: dispatch.OutcomeABIViolation, Error: violationIn(err).Error()}
 	case st.outputOver:
 		return Result{Outcome: dispatch.OutcomeOutputTooLarge,
 			Error: fmt.Sprintf("output exceeded the limit of %d bytes", st.limits.OutputBytes)}
 	}
-	var exit *sys.ExitError
-	if errors.As(err, &exit) {
+	if exit := exitErrorIn(err); exit != nil {
 		switch exit.ExitCode() {
 		case sys.ExitCodeDeadlineExceeded:
 			return Result{Outcome: dispatch.OutcomeTimeout, Retryable: true,
@@ -88,6 +86,30 @@ func classify(ctx context.Context, st *attemptState, mem api.Memory, code int64,
 		return Result{Outcome: dispatch.OutcomeABIViolation,
 			Error: fmt.Sprintf("%s returned %d; it must return 0 (success) or 1 (failure)", handleExport, code)}
 	}
+}
+
+// violationIn and exitErrorIn unwrap err; for a nil err they allocate
+// nothing (errors.As targets escape), which keeps a warm attempt lean.
+func violationIn(err error) *abiViolation {
+	if err == nil {
+		return nil
+	}
+	var v abiViolation
+	if errors.As(err, &v) {
+		return &v
+	}
+	return nil
+}
+
+func exitErrorIn(err error) *sys.ExitError {
+	if err == nil {
+		return nil
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		return exit
+	}
+	return nil
 }
 
 func failure(st *attemptState, msg string) Result {

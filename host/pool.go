@@ -96,6 +96,7 @@ type PoolStats struct {
 type instance struct {
 	mod     api.Module
 	handle  api.Function // wasmtask_handle, looked up once
+	stack   [1]uint64    // its result, without an allocation per call
 	streams *instanceStreams
 	fs      *attemptFS // scratch directory of the manifest, if any
 	uses    int
@@ -186,19 +187,22 @@ func (p *Pool) Run(ctx context.Context, a Attempt) Result {
 	}
 	at := p.h.begin(ctx, p.m, a)
 	defer at.end()
-	inst, res, ok := p.take(at.ctx, at.st, &a.Command)
-	if !ok {
-		return at.finish(res)
+	inst := p.take()
+	if inst == nil {
+		var res Result
+		if inst, res = p.instantiate(at.ctx, at.st, a.Command); inst == nil {
+			return at.finish(res)
+		}
 	}
 	inst.streams.st = at.st
-	ret, err := inst.handle.Call(at.ctx)
+	err := inst.handle.CallWithStack(at.ctx, inst.stack[:])
 	inst.streams.st = nil
 	code := int64(0)
 	if err == nil {
-		code = int64(api.DecodeI32(ret[0]))
+		code = int64(api.DecodeI32(inst.stack[0]))
 	}
 	mem := inst.mod.Memory()
-	res = classify(at.ctx, at.st, mem, code, err)
+	res := classify(at.ctx, at.st, mem, code, err)
 	inst.uses++
 	keep := err == nil && (res.Outcome == dispatch.OutcomeOK || res.Outcome == dispatch.OutcomeFailed) &&
 		!inst.mod.IsClosed() && // stopped at a deadline the instant the call returned
@@ -208,10 +212,8 @@ func (p *Pool) Run(ctx context.Context, a Attempt) Result {
 	return at.finish(res)
 }
 
-// take checks out an idle instance, or instantiates one (with its
-// _initialize, under the attempt's context: its logs go to this attempt).
-// When instantiation fails, ok is false and res says why.
-func (p *Pool) take(ctx context.Context, st *attemptState, c *Command) (inst *instance, res Result, ok bool) {
+// take checks out the idle instance used last, if any.
+func (p *Pool) take() (inst *instance) {
 	s := &p.h.idle
 	s.mu.Lock()
 	if n := len(p.idle); n > 0 {
@@ -226,17 +228,21 @@ func (p *Pool) take(ctx context.Context, st *attemptState, c *Command) (inst *in
 		p.stats.Reused++
 	}
 	s.mu.Unlock()
-	if inst != nil {
-		return inst, Result{}, true
-	}
+	return inst
+}
 
+// instantiate makes a new instance for the pool, with its _initialize run
+// under the attempt's context (its logs go to this attempt). When that
+// fails, inst is nil and res says why.
+func (p *Pool) instantiate(ctx context.Context, st *attemptState, c Command) (inst *instance, res Result) {
+	s := &p.h.idle
 	// The manifest's arguments, environment and mounts are the version's,
 	// the same for every attempt; a scratch directory lives as long as the
 	// instance.
 	streams := &instanceStreams{st: st}
-	cfg, afs, err := commandConfig(p.m.cfg, c, p.m.Mode, pluginName(st.task.Handler), st)
+	cfg, afs, err := commandConfig(p.m.cfg, &c, p.m.Mode, pluginName(st.task.Handler), st)
 	if err != nil {
-		return nil, Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: "host error: " + err.Error()}, false
+		return nil, Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: "host error: " + err.Error()}
 	}
 	cfg = cfg.WithStdout(streams.stdout()).WithStderr(streams.stderr())
 	inst = &instance{streams: streams, fs: afs}
@@ -244,20 +250,20 @@ func (p *Pool) take(ctx context.Context, st *attemptState, c *Command) (inst *in
 	if err != nil {
 		res := classify(ctx, st, memoryOf(inst.mod), 0, err)
 		inst.close()
-		return nil, res, false
+		return nil, res
 	}
 	if p.m.hasInit {
 		if _, err := inst.mod.ExportedFunction("_initialize").Call(ctx); err != nil {
 			res := classify(ctx, st, inst.mod.Memory(), 0, fmt.Errorf("_initialize: %w", err))
 			inst.close()
-			return nil, res, false
+			return nil, res
 		}
 	}
 	inst.handle = inst.mod.ExportedFunction(handleExport)
 	s.mu.Lock()
 	p.stats.Created++
 	s.mu.Unlock()
-	return inst, Result{}, true
+	return inst, Result{}
 }
 
 // close closes the instance, then its attempt directory if any.
