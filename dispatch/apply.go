@@ -225,8 +225,18 @@ func applyFinished(s *State, e *Event) error {
 		return violation(e, r, "completed with outcome %s", e.Outcome)
 	}
 	t := s.taskOf(r)
-	if e.To == RunRetryWait && e.Attempt >= t.Spec.MaxAttempts {
-		return violation(e, r, "retry after attempt %d of max %d", e.Attempt, t.Spec.MaxAttempts)
+	if e.To == RunRetryWait {
+		// The rule of decideAfterAttempt, or the rule of builds before
+		// MaxLostAttempts (every attempt counted against max_attempts), so
+		// that their WALs replay to the same state.
+		used, lost := r.attemptCounts(e.Outcome)
+		now := used < t.Spec.MaxAttempts
+		if e.Outcome == OutcomeLost {
+			now = lost < MaxLostAttempts
+		}
+		if !now && e.Attempt >= t.Spec.MaxAttempts {
+			return violation(e, r, "retry after attempt %d (%d of max_attempts %d used, %d lost)", e.Attempt, used, t.Spec.MaxAttempts, lost)
+		}
 	}
 	a := r.current()
 	a.FinishedAt, a.Outcome, a.Retryable, a.Error, a.Output, a.Module, a.Log = e.At, e.Outcome, e.Retryable, e.Error, e.Output, e.Module, e.Log

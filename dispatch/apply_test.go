@@ -128,7 +128,7 @@ func TestApplyRejectsIllegalEvents(t *testing.T) {
 		{name: "attempt finished from the wrong state", setup: "running", event: with(evCompleted1, func(e *Event) { e.From = RunLeased }), wantWhy: "event says from leased"},
 		{name: "attempt finished to ready", setup: "running", event: with(evCompleted1, func(e *Event) { e.To = RunReady }), wantWhy: "cannot leave its run ready"},
 		{name: "attempt finished completed but not ok", setup: "running", event: with(evCompleted1, func(e *Event) { e.Outcome = OutcomeFailed }), wantWhy: "completed with outcome failed"},
-		{name: "retry after the last attempt", setup: "leased2", event: with(evRetry1, func(e *Event) { e.Attempt, e.From = 2, RunLeased }), wantWhy: "retry after attempt 2 of max 2"},
+		{name: "retry after the last attempt", setup: "leased2", event: with(evRetry1, func(e *Event) { e.Attempt, e.From = 2, RunLeased }), wantWhy: "retry after attempt 2 (2 of max_attempts 2 used, 0 lost)"},
 		{name: "lease expired with outcome ok", setup: "running", event: with(evCompleted1, func(e *Event) { e.Type, e.To = EvLeaseExpired, RunRetryWait }), wantWhy: "lost, not ok"},
 		{name: "lease expired on a ready run", setup: "ready", event: Event{Type: EvLeaseExpired, Task: "t", Run: "t#1", From: RunReady, To: RunFailed, Attempt: 1, Outcome: OutcomeLost}, wantWhy: "run is ready"},
 		{name: "transition completed to ready", setup: "completed", event: Event{Type: EvRunTransition, Task: "t", Run: "t#1", From: RunCompleted, To: RunReady}, wantWhy: "illegal transition completed -> ready"},
@@ -403,5 +403,64 @@ func TestIsRunID(t *testing.T) {
 		if got := isRunID(tc.id, tc.task, tc.index); got != tc.want {
 			t.Errorf("isRunID(%q, %q, %d) = %v, want %v", tc.id, tc.task, tc.index, got, tc.want)
 		}
+	}
+}
+
+// TestApplyLostAttemptBudget checks the retry rule apply enforces for lost
+// attempts: they do not use max_attempts, up to MaxLostAttempts per run;
+// and a WAL of the earlier rule (lost attempts counted against
+// max_attempts) still replays.
+func TestApplyLostAttemptBudget(t *testing.T) {
+	spec := &TaskSpec{ID: "t", Handler: "h", MaxAttempts: 1}
+	if err := spec.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	lease := func(n int) Event {
+		return Event{Type: EvLeaseAcquired, At: int64(10 * n), Task: "t", Run: "t#1", From: RunReady, Attempt: n, Worker: "n/w1", LeaseExp: 1000}
+	}
+	finish := func(n int, o Outcome, to RunState) Event {
+		return Event{Type: EvAttemptFinished, At: int64(10*n + 1), Task: "t", Run: "t#1", From: RunLeased, To: to, Attempt: n, Outcome: o, Retryable: o != OutcomeOK, DueAt: int64(10*n + 5)}
+	}
+	again := func(n int) Event {
+		return Event{Type: EvRunTransition, At: int64(10*n + 5), Task: "t", Run: "t#1", From: RunRetryWait, To: RunReady, DueAt: int64(10*n + 5)}
+	}
+	// lostThen: n-1 lost attempts retried, then attempt n with outcome o moving the run to `to`.
+	lostThen := func(n int, o Outcome, to RunState) []Event {
+		evs := []Event{{Type: EvTaskSubmitted, At: 1, Task: "t", Spec: spec}, {Type: EvRunCreated, At: 1, Task: "t", Run: "t#1", Index: 1, To: RunReady, DueAt: 1}}
+		for i := 1; i < n; i++ {
+			evs = append(evs, lease(i), finish(i, OutcomeLost, RunRetryWait), again(i))
+		}
+		return append(evs, lease(n), finish(n, o, to))
+	}
+	tests := []struct {
+		name    string
+		events  []Event
+		wantErr string // substring of the error of the last event; "" = accepted
+		want    RunState
+	}{
+		{name: "lost attempts 1-4 retried, then ok", events: lostThen(5, OutcomeOK, RunCompleted), want: RunCompleted},
+		{name: "after 4 lost, a failure uses the one attempt", events: lostThen(5, OutcomeTrap, RunRetryWait), wantErr: "retry after attempt 5 (1 of max_attempts 1 used, 4 lost)"},
+		{name: "the 5th lost attempt is not retried", events: lostThen(5, OutcomeLost, RunRetryWait), wantErr: "retry after attempt 5 (0 of max_attempts 1 used, 5 lost)"},
+		{name: "the 5th lost attempt fails the run", events: lostThen(5, OutcomeLost, RunFailed), want: RunFailed},
+		{name: "earlier rule: a lost first attempt failed a max_attempts 1 task", events: lostThen(1, OutcomeLost, RunFailed), want: RunFailed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := applyChain(t, tc.events[:len(tc.events)-1])
+			last := tc.events[len(tc.events)-1]
+			err := apply(s, &last)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("apply: %v, want an error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Runs["t#1"].State; got != tc.want {
+				t.Errorf("run is %s, want %s", got, tc.want)
+			}
+		})
 	}
 }

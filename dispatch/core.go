@@ -343,12 +343,17 @@ func (c *Core) handleResult(now int64, in resultInput) error {
 // that e closes.
 func (c *Core) decideAfterAttempt(now int64, r *Run, e *Event) {
 	t := c.s.taskOf(r)
+	used, lost := r.attemptCounts(e.Outcome)
 	switch {
 	case e.Outcome == OutcomeOK:
 		e.To = RunCompleted
 	case t.Canceled:
 		e.To = RunCanceled
-	case e.Retryable && e.Attempt < t.Spec.MaxAttempts:
+	case e.Outcome == OutcomeLost && lost >= MaxLostAttempts:
+		e.To = RunFailed
+		e.Error += fmt.Sprintf("; failed after %d lost attempts (the limit of lost attempts per run: the engine stopped or a lease expired while each ran)", lost)
+	case e.Outcome == OutcomeLost || e.Retryable && used < t.Spec.MaxAttempts:
+		// A lost attempt does not use max_attempts (MaxLostAttempts).
 		e.To = RunRetryWait
 		e.DueAt = now + t.Spec.Backoff.delay(e.Attempt, c.cfg.rand())
 	default:

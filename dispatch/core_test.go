@@ -282,6 +282,7 @@ func TestCoreRetryCap(t *testing.T) {
 		results      []Result // by attempt; the last one repeats
 		wantState    RunState
 		wantOutcomes []Outcome
+		wantErr      string // in the last attempt's error
 	}{
 		{name: "max 1 retryable failure", maxAttempts: 1, results: []Result{fail}, wantState: RunFailed, wantOutcomes: []Outcome{OutcomeFailed}},
 		{name: "max 3 retryable failures", maxAttempts: 3, results: []Result{fail}, wantState: RunFailed, wantOutcomes: []Outcome{OutcomeFailed, OutcomeFailed, OutcomeFailed}},
@@ -296,7 +297,11 @@ func TestCoreRetryCap(t *testing.T) {
 		{name: "cancelled without a cancel is not retried", maxAttempts: 3, results: []Result{{Outcome: OutcomeCancelled, Retryable: true}}, wantState: RunFailed, wantOutcomes: []Outcome{OutcomeCancelled}},
 		{name: "trap is retried", maxAttempts: 3, results: []Result{{Outcome: OutcomeTrap}}, wantState: RunFailed, wantOutcomes: []Outcome{OutcomeTrap, OutcomeTrap, OutcomeTrap}},
 		{name: "timeout is retried", maxAttempts: 2, results: []Result{{Outcome: OutcomeTimeout}}, wantState: RunFailed, wantOutcomes: []Outcome{OutcomeTimeout, OutcomeTimeout}},
-		{name: "lost is retried", maxAttempts: 2, results: []Result{{Outcome: OutcomeLost}}, wantState: RunFailed, wantOutcomes: []Outcome{OutcomeLost, OutcomeLost}},
+		{name: "lost is retried up to MaxLostAttempts", maxAttempts: 2, results: []Result{{Outcome: OutcomeLost}}, wantState: RunFailed, wantOutcomes: slices.Repeat([]Outcome{OutcomeLost}, MaxLostAttempts),
+			wantErr: "failed after 5 lost attempts (the limit of lost attempts per run"},
+		{name: "lost does not use max_attempts 1", maxAttempts: 1, results: []Result{{Outcome: OutcomeLost}, {Outcome: OutcomeLost}, {Outcome: OutcomeOK}}, wantState: RunCompleted, wantOutcomes: []Outcome{OutcomeLost, OutcomeLost, OutcomeOK}},
+		{name: "lost between failures", maxAttempts: 2, results: []Result{fail, {Outcome: OutcomeLost}, fail}, wantState: RunFailed, wantOutcomes: []Outcome{OutcomeFailed, OutcomeLost, OutcomeFailed}},
+		{name: "max 1 lost then failure", maxAttempts: 1, results: []Result{{Outcome: OutcomeLost}, fail}, wantState: RunFailed, wantOutcomes: []Outcome{OutcomeLost, OutcomeFailed}},
 		{name: "retryable then permanent", maxAttempts: 5, results: []Result{fail, {Outcome: OutcomeOOM}}, wantState: RunFailed, wantOutcomes: []Outcome{OutcomeFailed, OutcomeOOM}},
 	}
 	for _, tc := range tests {
@@ -330,8 +335,11 @@ func TestCoreRetryCap(t *testing.T) {
 			if len(r.started) != len(tc.wantOutcomes) {
 				t.Errorf("%d attempts handed out, want %d", len(r.started), len(tc.wantOutcomes))
 			}
-			if n := len(r.eventsOf(EvLeaseAcquired)); n > tc.maxAttempts {
-				t.Errorf("%d leases for max_attempts %d", n, tc.maxAttempts)
+			if n := len(r.eventsOf(EvLeaseAcquired)); n != len(tc.wantOutcomes) {
+				t.Errorf("%d leases for %d attempts", n, len(tc.wantOutcomes))
+			}
+			if last := run.Attempts[len(run.Attempts)-1]; !strings.Contains(last.Error, tc.wantErr) {
+				t.Errorf("last attempt's error %q, want it to contain %q", last.Error, tc.wantErr)
 			}
 		})
 	}
@@ -865,7 +873,7 @@ func TestCoreLeaseExpiry(t *testing.T) {
 		{name: "running, retried", maxAttempts: 2, started: true, wantState: RunReady},
 		{name: "leased, retried", maxAttempts: 2, wantState: RunReady},
 		{name: "running, retried at once", maxAttempts: 2, started: true, noOther: true, wantState: RunLeased},
-		{name: "running, at the cap", maxAttempts: 1, started: true, wantState: RunFailed},
+		{name: "running, max_attempts 1: a lost attempt does not count", maxAttempts: 1, started: true, wantState: RunReady},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -899,7 +907,7 @@ func TestCoreLeaseExpiry(t *testing.T) {
 			if tc.noOther {
 				wantStart = "t#1"
 			}
-			if tc.maxAttempts > 1 && (len(b.Starts) != 1 || b.Starts[0].Run != wantStart) {
+			if len(b.Starts) != 1 || b.Starts[0].Run != wantStart {
 				t.Errorf("after expiry started %v, want %s", b.Starts, wantStart)
 			}
 			if got := r.run("t#1").State; got != tc.wantState {
@@ -950,7 +958,8 @@ func TestCoreClosesLostAttempts(t *testing.T) {
 			closed = append(closed, fmt.Sprintf("%s %s->%s %s", e.Run, e.From, e.To, e.Outcome))
 		}
 	}
-	want := []string{"a#1 running->retry_wait lost", "b#1 running->failed lost", "c#1 leased->retry_wait lost"}
+	// b has max_attempts 1: a lost attempt does not use it.
+	want := []string{"a#1 running->retry_wait lost", "b#1 running->retry_wait lost", "c#1 leased->retry_wait lost"}
 	if diff := cmp.Diff(want, closed); diff != "" {
 		t.Errorf("closed attempts (-want +got):\n%s", diff)
 	}
@@ -976,7 +985,7 @@ func TestCoreClosesLostAttempts(t *testing.T) {
 		t.Errorf("c#1 %s after a later step, want running", got)
 	}
 	r.drive(r.now+1000, okResult)
-	for id, want := range map[RunID]RunState{"a#1": RunCompleted, "b#1": RunFailed, "c#1": RunCompleted} {
+	for id, want := range map[RunID]RunState{"a#1": RunCompleted, "b#1": RunCompleted, "c#1": RunCompleted} {
 		if got := r.run(id); got.State != want {
 			t.Errorf("%s: %s, want %s", id, got.State, want)
 		}

@@ -46,14 +46,15 @@ import (
 // and checks:
 //
 //   - every acknowledged task exists, and no other;
-//   - each run has at most max_attempts attempts, numbered 1..n (no number
-//     twice), each with an outcome;
+//   - each run has at most max_attempts attempts that were not lost and at
+//     most MaxLostAttempts lost ones, numbered 1..n (no number twice), each
+//     with an outcome;
 //   - every outcome is either what the deterministic executor returns for
 //     (run, attempt) or lost, and every lost attempt was closed by a
 //     restart ("the engine stopped..."), at most Workers per restart;
 //   - the run ended as its attempts imply: completed, or failed only when
-//     its outcomes (including lost ones) used up its attempts or one was
-//     permanent;
+//     its outcomes used up max_attempts (lost ones do not count, up to
+//     MaxLostAttempts) or one was permanent;
 //   - no attempt executed twice across all processes, and no attempt of a
 //     completed run executed after the completing one;
 //   - every snapshot loaded cleanly and recovery used one once the WAL was
@@ -487,8 +488,8 @@ func (p *crashParent) verify() {
 		}
 		r := v.Runs[0]
 		attempts += len(r.Attempts)
-		if len(r.Attempts) > crashMaxTries {
-			t.Errorf("run %s has %d attempts, max %d", r.ID, len(r.Attempts), crashMaxTries)
+		if used, lost := budgets(r.Attempts); used > crashMaxTries || lost > MaxLostAttempts {
+			t.Errorf("run %s has %d attempts, %d lost; max_attempts %d", r.ID, len(r.Attempts), lost, crashMaxTries)
 		}
 		for i, a := range r.Attempts {
 			if a.Number != i+1 {
@@ -520,7 +521,7 @@ func (p *crashParent) verify() {
 		if r.State == RunFailed {
 			failed++
 		}
-		for n := len(r.Attempts) + 1; n <= crashMaxTries; n++ {
+		for n := len(r.Attempts) + 1; n <= crashMaxTries+MaxLostAttempts; n++ {
 			if p.executed[attemptKey(r.ID, n)] > 0 {
 				t.Errorf("run %s (%s after %d attempts): attempt %d executed", r.ID, r.State, len(r.Attempts), n)
 			}

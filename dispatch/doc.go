@@ -17,8 +17,14 @@
 // repeat{count, every} = count runs due every interval (cron arrives with
 // workflows). A Run moves scheduled -> ready -> leased -> running ->
 // completed | failed | retry_wait -> ready ...; canceled from any non-final
-// state. Retries are Attempts of the same run, never new runs, and never
-// more than max_attempts. Times are unix milliseconds.
+// state. Retries are Attempts of the same run, never new runs. At most
+// max_attempts attempts of a run end with the handler's (or the host's)
+// verdict; an attempt that ends lost (the engine stopped or crashed while
+// it ran, or its lease expired) does not count against max_attempts, so a
+// crash never fails a task that was still owed a try. A run's
+// MaxLostAttempts-th (5th) lost attempt fails it, naming the limit, so a
+// handler that takes the engine down with it is not retried forever.
+// Times are unix milliseconds.
 //
 // # The loop, step by step
 //
@@ -88,8 +94,12 @@
 // to the WAL alone when it still starts at 1) and replays the WAL tail
 // through apply, the same reducer the loop uses. The first tick then closes
 // every attempt that was leased or running at the crash as lost and retries
-// it under its policy (or fails it at the cap). Handlers therefore run at
-// least once; the run id is the idempotency key for their side effects.
+// it (a lost attempt does not use max_attempts; the run fails at its
+// MaxLostAttempts-th lost attempt). Handlers therefore run at least once;
+// the run id is the idempotency key for their side effects. WALs written
+// before this rule replay unchanged: apply accepts a retry the earlier
+// rule (every attempt counted) allowed, and each event records its
+// decision.
 //
 // # Snapshots and retention
 //

@@ -381,7 +381,8 @@ func TestEngineRestartDuringRetryWait(t *testing.T) {
 }
 
 // TestEngineRestartMidAttempt closes the engine while an attempt runs: the
-// next Open closes it as lost and retries it (or fails it at the cap).
+// next Open closes it as lost and retries it, also when max_attempts is 1
+// (a lost attempt does not use it).
 func TestEngineRestartMidAttempt(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -390,7 +391,7 @@ func TestEngineRestartMidAttempt(t *testing.T) {
 		wantCalls   int
 	}{
 		{name: "retried", maxAttempts: 2, want: TaskCompleted, wantCalls: 2},
-		{name: "at the cap", maxAttempts: 1, want: TaskFailed, wantCalls: 1},
+		{name: "max_attempts 1: a lost attempt does not count", maxAttempts: 1, want: TaskCompleted, wantCalls: 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -694,7 +695,7 @@ func TestEngineLeaseExpiry(t *testing.T) {
 		wantOut     []Outcome
 	}{
 		{name: "retried", maxAttempts: 2, want: TaskCompleted, wantOut: []Outcome{OutcomeLost, OutcomeOK}},
-		{name: "at the cap", maxAttempts: 1, want: TaskFailed, wantOut: []Outcome{OutcomeLost}},
+		{name: "max_attempts 1: a lost attempt does not count", maxAttempts: 1, want: TaskCompleted, wantOut: []Outcome{OutcomeLost, OutcomeOK}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1257,9 +1258,9 @@ func TestEngineHeartbeat(t *testing.T) {
 	}
 	r.clock.Advance(8 * time.Second) // 19s
 	r.barrier()
-	v := r.wait("t")
-	if v.State != TaskFailed || v.Runs[0].Attempts[0].Outcome != OutcomeLost {
-		t.Errorf("after the renewed lease ran out: %s %v", v.State, outcomes(v))
+	v := r.view("t")
+	if v.Runs[0].State != RunRetryWait || v.Runs[0].Attempts[0].Outcome != OutcomeLost {
+		t.Errorf("after the renewed lease ran out: run %s %v, want retry_wait after a lost attempt", v.Runs[0].State, outcomes(v))
 	}
 	g.open()
 }

@@ -137,9 +137,12 @@ func (b Backoff) delay(n int, u float64) int64 {
 type TaskSpec struct {
 	ID TaskID `cbor:"1,keyasint,omitempty" json:"id,omitempty"`
 	// Handler is the plugin name, optionally pinned: name@sha256:<hex>.
-	Handler     string            `cbor:"2,keyasint" json:"handler"`
-	Input       []byte            `cbor:"3,keyasint,omitempty" json:"input,omitempty"`
-	Policy      RunPolicy         `cbor:"4,keyasint" json:"run_policy"`
+	Handler string    `cbor:"2,keyasint" json:"handler"`
+	Input   []byte    `cbor:"3,keyasint,omitempty" json:"input,omitempty"`
+	Policy  RunPolicy `cbor:"4,keyasint" json:"run_policy"`
+	// MaxAttempts bounds the attempts of each run that end with a verdict
+	// (ok, failed, trap, timeout, ...); lost attempts do not count
+	// (MaxLostAttempts).
 	MaxAttempts int               `cbor:"5,keyasint" json:"max_attempts"`
 	TimeoutMs   int64             `cbor:"6,keyasint" json:"timeout_ms"`
 	Backoff     Backoff           `cbor:"7,keyasint" json:"backoff"`
@@ -172,16 +175,23 @@ func (s *TaskSpec) workflowFields() bool {
 const (
 	DefaultMaxAttempts = 1
 	MaxMaxAttempts     = 100
-	DefaultTimeoutMs   = 30_000
-	MaxTimeoutMs       = 24 * 3600_000
-	MaxRepeatCount     = 10_000
-	MaxInputBytes      = 16 << 20
-	DefaultBackoffMs   = 1_000
-	DefaultBackoffMax  = 60_000
-	DefaultJitter      = 0.1
-	MaxAfter           = 1000 // prerequisites per task
-	MaxDepth           = 16   // nesting of child tasks
-	MaxChildren        = 10_000
+	// MaxLostAttempts bounds the attempts of one run that end lost (the
+	// engine stopped or crashed while it ran, or its lease expired). Lost
+	// attempts do not use the task's max_attempts: the handler never
+	// reported, so a crash does not fail a task that would have succeeded.
+	// The MaxLostAttempts-th lost attempt fails the run, so that a handler
+	// that takes the engine down with it cannot crash it forever.
+	MaxLostAttempts   = 5
+	DefaultTimeoutMs  = 30_000
+	MaxTimeoutMs      = 24 * 3600_000
+	MaxRepeatCount    = 10_000
+	MaxInputBytes     = 16 << 20
+	DefaultBackoffMs  = 1_000
+	DefaultBackoffMax = 60_000
+	DefaultJitter     = 0.1
+	MaxAfter          = 1000 // prerequisites per task
+	MaxDepth          = 16   // nesting of child tasks
+	MaxChildren       = 10_000
 )
 
 var (
@@ -358,6 +368,25 @@ type Run struct {
 }
 
 // current returns the open or last attempt, or nil.
+// attemptCounts counts r's attempts against its two budgets, the open
+// attempt included as if it ended with closing: used is the attempts that
+// count against the task's max_attempts (every outcome but lost), lost the
+// attempts lost to an engine stop or an expired lease (MaxLostAttempts).
+func (r *Run) attemptCounts(closing Outcome) (used, lost int) {
+	for i := range r.Attempts {
+		o := r.Attempts[i].Outcome
+		if i == len(r.Attempts)-1 {
+			o = closing
+		}
+		if o == OutcomeLost {
+			lost++
+		} else {
+			used++
+		}
+	}
+	return used, lost
+}
+
 func (r *Run) current() *Attempt {
 	if len(r.Attempts) == 0 {
 		return nil

@@ -101,17 +101,38 @@ func drawResult(seed uint64, run RunID, attempt int) Result {
 	}
 }
 
+// budgets counts attempts against max_attempts (used: every outcome but
+// lost, open ones included) and against MaxLostAttempts (lost).
+func budgets(atts []Attempt) (used, lost int) {
+	for _, a := range atts {
+		if a.Outcome == OutcomeLost {
+			lost++
+		} else {
+			used++
+		}
+	}
+	return used, lost
+}
+
 // foldAttempts replays the policy over a run's closed attempts: the state
 // the run must end in and the index of the attempt that decided it (-1:
 // not decided, the run may retry).
 func foldAttempts(spec *TaskSpec, atts []Attempt) (RunState, int) {
+	used, lost := 0, 0 // lost attempts do not count against max_attempts
 	for i, a := range atts {
+		if a.Outcome == OutcomeLost {
+			lost++
+		} else {
+			used++
+		}
 		switch {
 		case a.Outcome == "":
 			return RunRunning, -1
 		case a.Outcome == OutcomeOK:
 			return RunCompleted, i
-		case a.Retryable && a.Number < spec.MaxAttempts:
+		case a.Outcome == OutcomeLost && lost < MaxLostAttempts:
+			continue
+		case a.Outcome != OutcomeLost && a.Retryable && used < spec.MaxAttempts:
 			continue
 		default:
 			return RunFailed, i
@@ -141,8 +162,8 @@ func checkInvariants(s *State, workers int) error {
 			if r.State.Final() {
 				final++
 			}
-			if len(r.Attempts) > t.Spec.MaxAttempts {
-				return fmt.Errorf("run %s has %d attempts, max_attempts %d", rid, len(r.Attempts), t.Spec.MaxAttempts)
+			if used, lost := budgets(r.Attempts); used > t.Spec.MaxAttempts || lost > MaxLostAttempts {
+				return fmt.Errorf("run %s has %d attempts (%d lost), max_attempts %d", rid, len(r.Attempts), lost, t.Spec.MaxAttempts)
 			}
 			for j, a := range r.Attempts {
 				if a.Number != j+1 {
@@ -166,7 +187,8 @@ func checkInvariants(s *State, workers int) error {
 				}
 			case RunRetryWait:
 				a := r.current()
-				if a == nil || !a.Retryable || a.Number >= t.Spec.MaxAttempts {
+				used, lost := budgets(r.Attempts)
+				if a == nil || !a.Retryable || a.Outcome == OutcomeLost && lost >= MaxLostAttempts || a.Outcome != OutcomeLost && used >= t.Spec.MaxAttempts {
 					return fmt.Errorf("run %s waits for a retry after %+v (max %d)", rid, a, t.Spec.MaxAttempts)
 				}
 			case RunScheduled:
@@ -634,7 +656,7 @@ func (c *coreSim) tick(inputs []any, subs []simSubmit, crash int) Batch {
 		if c.completed[job.Run] {
 			c.fatalf("run %s dispatched (attempt %d) after its completion was durable", job.Run, job.Attempt)
 		}
-		if job.Attempt > job.MaxAttempts {
+		if job.Attempt > job.MaxAttempts+MaxLostAttempts {
 			c.fatalf("attempt %d of %s dispatched, max_attempts %d", job.Attempt, job.Run, job.MaxAttempts)
 		}
 		r := c.s.Runs[job.Run]
@@ -863,7 +885,7 @@ func (c *coreSim) finalChecks() {
 		for _, rid := range tk.Runs {
 			r := s.Runs[rid]
 			attempts += len(r.Attempts)
-			bound += tk.Spec.MaxAttempts
+			bound += tk.Spec.MaxAttempts + MaxLostAttempts
 			for _, a := range r.Attempts {
 				if !c.dispatched[attemptKey(rid, a.Number)] && a.Outcome != OutcomeLost {
 					c.fatalf("attempt %d of %s has outcome %s but was never dispatched", a.Number, rid, a.Outcome)
@@ -1248,7 +1270,7 @@ func (p *engineProp) finalChecks(s *State) {
 				}
 			}
 			if r.State == RunCompleted {
-				for n := len(r.Attempts) + 1; n <= tk.Spec.MaxAttempts; n++ {
+				for n := len(r.Attempts) + 1; n <= tk.Spec.MaxAttempts+MaxLostAttempts; n++ {
 					if p.ex.dispatched[attemptKey(rid, n)] > 0 {
 						p.fatalf("completed run %s: attempt %d executed after the completing attempt", rid, n)
 					}

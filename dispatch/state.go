@@ -86,18 +86,31 @@ func (h *readyHeap) Pop() any {
 	return x
 }
 
+// dueEntry orders runs by a time, then submission order and run index: a
+// total order, so that runs due at the same time come out of the heap in
+// the same order in a state rebuilt from a snapshot as in the original.
 type dueEntry struct {
 	run *Run
 	gen uint64
 	at  int64
+	seq uint64 // the task's SubmitSeq
 }
 
 type dueHeap []dueEntry
 
-func (h dueHeap) Len() int           { return len(h) }
-func (h dueHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueEntry)) }
+func (h dueHeap) Len() int { return len(h) }
+func (h dueHeap) Less(i, j int) bool {
+	a, b := &h[i], &h[j]
+	if a.at != b.at {
+		return a.at < b.at
+	}
+	if a.seq != b.seq {
+		return a.seq < b.seq
+	}
+	return a.run.Index < b.run.Index
+}
+func (h dueHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)   { *h = append(*h, x.(dueEntry)) }
 func (h *dueHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
@@ -238,13 +251,14 @@ func (s *State) index(r *Run) {
 		s.ready.push(readyEntry{run: r, gen: r.gen, priority: t.Spec.Priority, due: r.DueAt, seq: t.SubmitSeq})
 		s.ready.compact(s.counts.of(RunReady))
 	case RunScheduled, RunRetryWait:
-		if t := s.taskOf(r); r.State == RunScheduled && t != nil && t.waiting > 0 {
+		t := s.taskOf(r)
+		if r.State == RunScheduled && t != nil && t.waiting > 0 {
 			return // gated by prerequisites: indexed again when the last one completes
 		}
-		s.timers.push(dueEntry{run: r, gen: r.gen, at: r.DueAt})
+		s.timers.push(dueEntry{run: r, gen: r.gen, at: r.DueAt, seq: submitSeq(t)})
 		s.timers.compact(s.counts.of(RunScheduled) + s.counts.of(RunRetryWait))
 	case RunLeased, RunRunning:
-		s.leases.push(dueEntry{run: r, gen: r.gen, at: r.LeaseExp})
+		s.leases.push(dueEntry{run: r, gen: r.gen, at: r.LeaseExp, seq: submitSeq(s.taskOf(r))})
 		s.leases.compact(s.inflight)
 	}
 }
@@ -365,6 +379,13 @@ func (c *runCounts) of(st RunState) int {
 
 // taskOf returns r's task: the pointer apply and reindex keep, or a lookup
 // for a run not built by them.
+func submitSeq(t *Task) uint64 {
+	if t == nil {
+		return 0
+	}
+	return t.SubmitSeq
+}
+
 func (s *State) taskOf(r *Run) *Task {
 	if r.task != nil {
 		return r.task

@@ -137,3 +137,44 @@ func TestRepairAdviceRunsAsPrinted(t *testing.T) {
 		t.Errorf("wal verify after the repair: %s", r)
 	}
 }
+
+// TestKilledAttemptOfDefaultTaskCompletes submits tasks with the default
+// max_attempts (1) whose first attempt hangs, kills the server with
+// SIGKILL while they run, and restarts it: each attempt cut short is
+// closed as lost, which does not use the task's attempt, so every task
+// completes on its second attempt (as the README promises).
+func TestKilledAttemptOfDefaultTaskCompletes(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{workers: 2})
+	s.deploy("flaky", module(t, "flaky"))
+	ctx := context.Background()
+	ids := []string{"hang-1", "hang-2"}
+	for _, id := range ids {
+		in := "h " + id
+		if _, err := s.client.Submit(ctx, api.TaskSpec{ID: id, Handler: "flaky", Input: &in}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range ids {
+		waitFor(t, time.Minute, id+" to start its first attempt", func() bool {
+			v, err := s.client.TaskGet(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.MaxAttempts != 1 {
+				t.Fatalf("%s: max_attempts %d, want the default 1", id, v.MaxAttempts)
+			}
+			a := attempts(v)
+			return v.State == "running" && len(a) == 1 && a[0].StartedAt != ""
+		})
+	}
+	s.kill()
+	s.start()
+	for _, id := range ids {
+		v := s.waitFinal(id, time.Minute)
+		a := attempts(v)
+		if v.State != "completed" || len(a) != 2 || a[0].Outcome != "lost" || a[1].Outcome != "ok" {
+			t.Errorf("%s after kill -9 and restart: %s with attempts %+v, want completed after [lost ok]", id, v.State, a)
+		}
+	}
+}

@@ -87,7 +87,7 @@ func submitCommand() *cli.Command {
 			&cli.StringFlag{Name: "input", Usage: "input text"},
 			&cli.StringFlag{Name: "input-file", Usage: "read the input from a file (- for stdin); binary is sent as input_b64"},
 			&cli.StringFlag{Name: "id", Usage: "task id (default: generated); resubmitting the same spec is a no-op"},
-			&cli.IntFlag{Name: "max-attempts", Usage: "attempts before the run fails (default 1)"},
+			&cli.IntFlag{Name: "max-attempts", Usage: "attempts that end with a verdict before the run fails (default 1; attempts lost to a crash do not count)"},
 			&cli.StringFlag{Name: "timeout", Usage: "attempt timeout, e.g. 30s"},
 			&cli.IntFlag{Name: "priority", Usage: "higher runs first"},
 			&cli.StringFlag{Name: "concurrency-key", Usage: "at most one run with this key executes at a time"},

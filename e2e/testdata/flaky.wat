@@ -1,7 +1,8 @@
 ;; flaky: the crash-test handler; the first input byte picks the behaviour:
 ;; 'r' followed by a digit d fails retryably while the attempt number (read
 ;; from task_info) is below d, 's' spins 200,000 loop iterations (a few
-;; milliseconds), anything else succeeds at once. On success it outputs its
+;; milliseconds), 'h' hangs (loops until the attempt is stopped) on attempt 1
+;; and succeeds on later attempts, anything else succeeds at once. On success it outputs its
 ;; input (at most 4 KiB).
 ;; Build: wat2wasm flaky.wat -o flaky.wasm (make wasm)
 (module
@@ -53,6 +54,8 @@
           (then
             (call $fail (i32.const 1) (i32.const 32) (i32.const 25))
             (return (i32.const 1))))))
+    (if (i32.and (i32.eq (local.get $c) (i32.const 104)) (i32.le_s (call $attempt) (i32.const 1))) ;; 'h'
+      (then (loop $hang (br $hang))))
     (if (i32.eq (local.get $c) (i32.const 115)) ;; 's'
       (then
         (loop $spin
