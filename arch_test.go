@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// allowedImports is the dependency graph of ARCHITECTURE.md: for each
+// allowedImports is the dependency graph of docs/architecture.md: for each
 // package, the project packages it may import (directly or not).
 var allowedImports = map[string][]string{
 	"segwal":       {},
@@ -40,7 +40,7 @@ func TestArchitecture(t *testing.T) {
 				}
 				if rest, ok := strings.CutPrefix(dep, module); ok {
 					if !contains(allowed, rest) {
-						t.Errorf("%s imports %s; ARCHITECTURE.md allows only %v", pkg, rest, allowed)
+						t.Errorf("%s imports %s; docs/architecture.md allows only %v", pkg, rest, allowed)
 					}
 					continue
 				}
@@ -53,7 +53,7 @@ func TestArchitecture(t *testing.T) {
 					ok = ok || strings.HasPrefix(dep, prefix)
 				}
 				if !ok {
-					t.Errorf("%s depends on %s, which ARCHITECTURE.md does not allow there", pkg, dep)
+					t.Errorf("%s depends on %s, which docs/architecture.md does not allow there", pkg, dep)
 				}
 			}
 		})

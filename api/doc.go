@@ -1,5 +1,8 @@
-// Package api is the HTTP JSON API of INTERFACE.md and the Go client the
-// CLI uses. It imports dispatch (the engine) and plugins (the registry).
+// Package api is the HTTP JSON API and the Go client the CLI uses. It
+// imports dispatch (the engine) and plugins (the registry). Every route,
+// its parameters and answers are documented in docs/http-api.md (a test
+// keeps that page in step with the routes), the task spec and the task
+// view in docs/task-spec.md.
 //
 // # Routes
 //
@@ -13,8 +16,8 @@
 //	PUT  /v1/plugins/{name}         deploy a module (raw body + X-Wasmtask-Manifest, or multipart)
 //	GET  /v1/plugins[/{name}]       active version, history, attempt counts
 //	POST /v1/plugins/{name}/rollback
-//	POST /v1/engine/pause|resume, GET /v1/engine
-//	GET  /metrics, /healthz, /readyz
+//	POST /v1/engine/pause|resume, GET /v1/engine, GET /v1/engine/history
+//	GET  /metrics, /healthz, /readyz, /ui/ (the dashboard)
 //
 // Errors are {"error": {"code", "message", "field"}} with a fitting status;
 // an invalid spec names the field. With a token, every route but /healthz

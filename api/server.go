@@ -42,7 +42,7 @@ type Config struct {
 	DiskUsage func() DiskUsage
 }
 
-// Server is the HTTP API of INTERFACE.md.
+// Server is the HTTP API of docs/http-api.md.
 type Server struct {
 	cfg   Config
 	mux   *http.ServeMux
@@ -112,7 +112,7 @@ func (s *Server) routes() []route {
 		{"GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) }},
 		{"GET /readyz", s.readyz},
 		{"/", func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, &Error{Status: 404, Code: "not_found", Message: fmt.Sprintf("no route for %s %s (see INTERFACE.md)", r.Method, r.URL.Path)})
+			writeError(w, &Error{Status: 404, Code: "not_found", Message: fmt.Sprintf("no route for %s %s (see docs/http-api.md)", r.Method, r.URL.Path)})
 		}},
 	}
 }

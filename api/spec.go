@@ -27,7 +27,7 @@ func DecodeTaskSpec(b []byte) (TaskSpec, error) { return dispatch.DecodeSpecJSON
 
 func jsonFieldError(err error) error { return dispatch.JSONFieldError(err) }
 
-// TaskView is the JSON view of a task (INTERFACE.md).
+// TaskView is the JSON view of a task (docs/task-spec.md, "Task view").
 type TaskView struct {
 	ID             string            `json:"id"`
 	Handler        string            `json:"handler"`

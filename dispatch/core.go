@@ -48,7 +48,7 @@ type Result struct {
 	Error     string
 	Output    []byte
 	Module    string // module version the attempt ran on (sha256:<hex>)
-	// Children are task specs (JSON, the spec of INTERFACE.md) the handler
+	// Children are task specs (JSON, the spec of docs/task-spec.md) the handler
 	// submitted; they are committed with the attempt's success, in the same
 	// WAL frame, and dropped otherwise. Each needs an id derived from the
 	// run and its ordinal, so a retried attempt creates no duplicates.

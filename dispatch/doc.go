@@ -51,7 +51,7 @@
 //     time and goes on with the next tick: its CPU time and the disk's
 //     latency overlap rather than add up.
 //
-// Deviation from the order in the issue and STYLE.md (append, then apply):
+// Deviation from the usual order (append, then apply):
 // Step applies each event as it derives it, because later decisions in the
 // same tick depend on earlier ones (a run created by a submission is leased
 // in the same tick), and the next tick is stepped on state whose fsync may

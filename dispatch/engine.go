@@ -187,8 +187,8 @@ func Open(cfg Config) (*Engine, error) {
 	// The engine fsyncs through Commit, beside its appends (group commit).
 	walOpts := cfg.WAL
 	walOpts.Sync = segwal.SyncNone
-	// With fsyncs on, preallocated segments lower their latency (FACTS.md,
-	// segwal/prealloc.go): under load that latency bounds the rate.
+	// With fsyncs on, preallocated segments lower their latency (segwal/prealloc.go
+	// and its benchmarks): under load that latency bounds the rate.
 	walOpts.Preallocate = walOpts.Preallocate || cfg.WAL.Sync == segwal.SyncAlways
 	wal, err := segwal.Open(filepath.Join(cfg.Dir, "wal"), walOpts)
 	if err != nil {

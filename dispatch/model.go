@@ -418,7 +418,7 @@ type Task struct {
 	runs            []*Run // the runs named by Runs, in the same order: an index kept by apply and reindex
 }
 
-// TaskState summarizes a task for views (INTERFACE.md).
+// TaskState summarizes a task for views (docs/task-spec.md).
 type TaskState string
 
 const (

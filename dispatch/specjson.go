@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// SpecJSON is the JSON task spec of INTERFACE.md: the same shape over HTTP,
+// SpecJSON is the JSON task spec of docs/task-spec.md: the same shape over HTTP,
 // in the CLI and in the submit host import.
 type SpecJSON struct {
 	ID             string            `json:"id,omitempty"`
@@ -80,7 +80,7 @@ func JSONFieldError(err error) error {
 	}
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return fieldErr(strings.Trim(f, `"`), "unknown field (see INTERFACE.md for the task spec)")
+		return fieldErr(strings.Trim(f, `"`), "unknown field (see docs/task-spec.md for the task spec)")
 	}
 	return fieldErr("body", "invalid JSON: %s", msg)
 }

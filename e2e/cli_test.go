@@ -15,7 +15,7 @@ import (
 )
 
 // TestCLITasks drives submit, get, list, wait and cancel through the
-// binary and checks stdout and the exit codes of INTERFACE.md.
+// binary and checks stdout and the exit codes of docs/cli.md.
 func TestCLITasks(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, serverOpts{})

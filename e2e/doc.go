@@ -2,7 +2,7 @@
 // wasmtask binary once (with -race when the tests run with -race), start
 // `wasmtask serve` as a subprocess on a free port and a temporary data
 // directory, and drive it through the HTTP API (api.Client and raw HTTP)
-// and through the CLI, checking the contract of INTERFACE.md: status codes,
+// and through the CLI, checking the contract of docs/: status codes,
 // the error shape, exit codes, hot-swap and rollback of plugins, the
 // watched plugin folder, the token, long-poll waits, pagination, graceful
 // drain on SIGTERM and recovery after kill -9.

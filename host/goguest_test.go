@@ -94,7 +94,7 @@ func TestEcho(t *testing.T) {
 }
 
 // checkNeedsInitialize: a Go reactor called without _initialize traps,
-// which is why Run calls it first (FACTS.md).
+// which is why Run calls it first.
 func checkNeedsInitialize(t *testing.T, m *Module) {
 	ctx := context.Background()
 	mod, err := m.rt.rt.InstantiateModule(ctx, m.compiled, wazero.NewModuleConfig().WithName("").WithStartFunctions())

@@ -247,7 +247,7 @@ func (l *Log) rotate() error {
 // s2MinBytes: frames with at least this many payload bytes are compressed
 // with S2 instead of zstd. zstd's fastest level costs about 1 µs per
 // 200-byte record here, as much as the fsync of a 512-record frame, while
-// S2 is several times faster at a lower ratio (FACTS.md; segwal benchmarks).
+// S2 is several times faster at a lower ratio (segwal benchmarks).
 // Frames of up to ~64 task events (the common group commit) keep zstd's
 // ratio of about 4x.
 const s2MinBytes = 32 << 10

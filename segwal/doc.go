@@ -62,8 +62,8 @@
 //
 // # Deviations from the style guide
 //
-// Stats are plain counters (no metrics import), as STYLE.md asks. The
+// Stats are plain counters (no metrics import): cmd exports them. The
 // logger is log/slog rather than hclog so that this package depends only on
-// the standard library and klauspost/compress, as ARCHITECTURE.md requires;
+// the standard library and klauspost/compress, as docs/architecture.md requires;
 // cmd/wasmtask bridges it to hclog.
 package segwal

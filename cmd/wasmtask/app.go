@@ -9,7 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// Exit codes (INTERFACE.md).
+// Exit codes (docs/cli.md).
 const (
 	exitOK          = 0
 	exitFailed      = 1 // the task or operation failed

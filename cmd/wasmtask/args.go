@@ -7,7 +7,7 @@ import (
 )
 
 // reorderArgs moves a command's flags in front of its positional arguments,
-// so that "wasmtask submit HANDLER --input x" (the form of INTERFACE.md)
+// so that "wasmtask submit HANDLER --input x" (the form docs/cli.md shows)
 // works: urfave/cli v2 stops parsing flags at the first positional one.
 // Everything after a literal "--" stays positional.
 func reorderArgs(app *cli.App, args []string) []string {

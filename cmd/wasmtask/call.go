@@ -46,7 +46,7 @@ func callCommand() *cli.Command {
 			&cli.GenericFlag{Name: "dir", Value: &repeated{}, Usage: "mount HOST:GUEST (read-write) or HOST:GUEST:ro (repeatable)"},
 			&cli.StringFlag{Name: "manifest", Usage: "manifest file (default: NAME.json beside the module, when present)"},
 			&cli.StringFlag{Name: "function", Usage: "Extism plugins: the export to call (overrides the manifest's extism.function)"},
-			&cli.StringFlag{Name: "cache-dir", Value: defaultCacheDir(), Usage: "compiled-code cache (\"\" for none)"},
+			&cli.StringFlag{Name: "cache-dir", Value: defaultCacheDir(), DefaultText: "wasmtask/wazero in the user's cache directory", Usage: "compiled-code cache (\"\" for none)"},
 		},
 		Action: runCall,
 	}

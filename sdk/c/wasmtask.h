@@ -382,7 +382,7 @@ static inline char *wasmtask_config(const char *key) {
 
 /* ---- Child tasks. ---- */
 
-/* A child task spec (the task spec of INTERFACE.md). Unset (NULL or 0)
+/* A child task spec (the task spec of docs/task-spec.md). Unset (NULL or 0)
  * fields are left out. Without id, the host derives one from this run and
  * the submission's ordinal, so a retried handler creates no duplicates. */
 typedef struct wasmtask_child {

@@ -244,7 +244,7 @@ func (t *Task) Config(key string) (string, bool) {
 }
 
 // ChildSpec is a task submitted by a handler (the task spec of
-// INTERFACE.md). Without ID, the host derives one from this run and the
+// docs/task-spec.md in the wasmtask repository). Without ID, the host derives one from this run and the
 // submission's ordinal, so a retried handler creates no duplicates.
 type ChildSpec struct {
 	ID          string            `json:"id,omitempty"`

@@ -265,7 +265,7 @@ impl Info {
     }
 }
 
-/// A child task (the task spec of INTERFACE.md); empty fields are left out.
+/// A child task (the task spec of docs/task-spec.md); empty fields are left out.
 /// Without `id`, the host derives one from this run and the submission's
 /// ordinal, so a retried handler creates no duplicates.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
