@@ -104,7 +104,10 @@
 // # Snapshots and retention
 //
 // Every Config.SnapshotEvery events, and no sooner than SnapshotStateRatio
-// (2) events per task and run in the state, the loop captures the state (final
+// (2) events per task and run in the state, or every SnapshotEveryBytes of
+// records (and no sooner than the ratio times the last snapshot's size),
+// counted from the last snapshot's sequence (so across restarts: what Open
+// replays is what counts), the loop captures the state (final
 // tasks by pointer, as they no longer change; the others by copy); another
 // goroutine encodes it, compresses it as it goes and writes
 // snap-<seq>.snap atomically (tmp, fsync,

@@ -49,6 +49,12 @@ type Config struct {
 	// every 100k events), while the WAL to replay stays proportional to the
 	// state too. Default 2; negative: SnapshotEvery alone decides.
 	SnapshotStateRatio float64
+	// SnapshotEveryBytes also writes a snapshot once the WAL records since
+	// the last one hold this many bytes (and, under SnapshotStateRatio,
+	// that many times the last snapshot file's size), so that a WAL of few
+	// large events (1 MB inputs) is replayed in bounded time too. Default
+	// 64 MiB; negative: events alone decide.
+	SnapshotEveryBytes int64
 	// SnapshotRetain keeps this many snapshots. Default 2.
 	SnapshotRetain int
 	// WAL options (segment size, compression, sync policy, repair).
@@ -101,6 +107,9 @@ func (c *Config) normalize() error {
 	if c.SnapshotEvery == 0 {
 		c.SnapshotEvery = 100_000
 	}
+	if c.SnapshotEveryBytes == 0 {
+		c.SnapshotEveryBytes = 64 << 20
+	}
 	if c.SnapshotStateRatio == 0 {
 		c.SnapshotStateRatio = 2
 	}
@@ -124,6 +133,7 @@ type RecoveryInfo struct {
 	SnapshotSeq    uint64 // WAL sequence covered by the snapshot loaded (0: none)
 	SnapshotErrors []error
 	EventsReplayed uint64
+	BytesReplayed  uint64 // record bytes of the events replayed
 	Duration       time.Duration
 	WAL            segwal.Recovery
 }
@@ -163,11 +173,16 @@ type Engine struct {
 	err       error // fatal error that stopped the loop (set before done closes)
 	recovery  RecoveryInfo
 
-	waits         waiters
-	sinceSnapshot int
-	snapFinished  chan struct{} // closed when the snapshot being written is done (loop-owned)
-	snapshots     *snapshotter
-	stats         engineCounters
+	waits waiters
+	// Events and record bytes written since the last snapshot, counted from
+	// the sequence of the snapshot recovery loaded (not from 0 in each
+	// process, or a server restarted often would never snapshot).
+	sinceSnapshot      int
+	sinceSnapshotBytes int64
+	lastSnapshotBytes  atomic.Int64  // size of the newest snapshot file
+	snapFinished       chan struct{} // closed when the snapshot being written is done (loop-owned)
+	snapshots          *snapshotter
+	stats              engineCounters
 }
 
 type engineCounters struct {
@@ -214,6 +229,8 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	e.state = state
 	e.durable.Store(state.Applied)
+	e.sinceSnapshot = int(state.Applied - e.recovery.SnapshotSeq)
+	e.sinceSnapshotBytes = int64(e.recovery.BytesReplayed)
 	e.core = newCore(state, coreConfig{
 		workers: cfg.Workers, node: cfg.Node, leaseGrace: cfg.LeaseGrace.Milliseconds(),
 		retainMs: cfg.RetainFor.Milliseconds(), retainCount: cfg.RetainCount, rand: cfg.Rand,
@@ -221,7 +238,7 @@ func Open(cfg Config) (*Engine, error) {
 	}, ulidEntropy())
 	e.recovery.Duration = time.Since(start)
 	e.log.Info("dispatch: recovered", "snapshot_seq", e.recovery.SnapshotSeq,
-		"events_replayed", e.recovery.EventsReplayed, "tasks", len(state.Tasks),
+		"events_replayed", e.recovery.EventsReplayed, "bytes_replayed", e.recovery.BytesReplayed, "tasks", len(state.Tasks),
 		"duration", e.recovery.Duration, "torn_tail", e.recovery.WAL.TornTail != nil)
 	go e.loop()
 	return e, nil
@@ -241,6 +258,9 @@ func (e *Engine) recover() (*State, error) {
 		state = NewState()
 	}
 	e.recovery.SnapshotSeq = state.Applied
+	if state.Applied > 0 {
+		e.lastSnapshotBytes.Store(e.snapshots.size(state.Applied))
+	}
 	if err := e.replay(state); err != nil {
 		return nil, fmt.Errorf("dispatch: replay %s: %w", e.cfg.Dir, err)
 	}
@@ -368,6 +388,7 @@ func (e *Engine) loop() {
 			e.stats.appends.Add(1)
 			e.stats.events.Add(uint64(len(batch.Events)))
 			e.sinceSnapshot += len(batch.Events)
+			e.sinceSnapshotBytes += int64(len(buf))
 			e.core.recycle(batch.Events)
 		}
 		e.stats.ticks.Add(1)

@@ -17,6 +17,7 @@ func (e *Engine) replay(state *State) error {
 	type batch struct {
 		first  uint64
 		events []Event
+		bytes  int
 	}
 	from := state.Applied + 1
 	batches := make(chan batch, 8)
@@ -49,6 +50,7 @@ func (e *Engine) replay(state *State) error {
 				cur.first = seq
 			}
 			cur.events = append(cur.events, ev)
+			cur.bytes += len(rec)
 			if len(cur.events) == batchSize && !send() {
 				return errReplayStopped
 			}
@@ -69,6 +71,9 @@ func (e *Engine) replay(state *State) error {
 			}
 			state.Applied = seq
 			e.recovery.EventsReplayed++
+		}
+		if applyErr == nil {
+			e.recovery.BytesReplayed += uint64(b.bytes)
 		}
 		clear(b.events)
 		select {

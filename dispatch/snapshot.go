@@ -348,6 +348,15 @@ func (p *payloadWriter) Write(b []byte) (int, error) {
 	return p.w.Write(b)
 }
 
+// size returns the size of the snapshot file for seq (0 if there is none).
+func (sn *snapshotter) size(seq uint64) int64 {
+	fi, err := os.Stat(filepath.Join(sn.dir, snapName(seq)))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
 // list returns snapshot sequences, oldest first, and removes leftover .tmp files.
 func (sn *snapshotter) list() ([]uint64, error) {
 	entries, err := os.ReadDir(sn.dir)
@@ -452,16 +461,22 @@ func syncDir(dir string) error {
 	return err
 }
 
-// snapshotDue reports whether enough events were written since the last
-// snapshot: Config.SnapshotEvery, and SnapshotStateRatio per task and run.
+// snapshotDue reports whether enough was written since the last snapshot:
+// Config.SnapshotEvery events and SnapshotStateRatio events per task and
+// run, or SnapshotEveryBytes record bytes and SnapshotStateRatio times the
+// last snapshot's size. Either bounds what the next recovery replays; the
+// ratio bounds the cost of snapshots per event (a snapshot costs in
+// proportion to the state).
 func (e *Engine) snapshotDue() bool {
-	if e.cfg.SnapshotEvery <= 0 || e.sinceSnapshot < e.cfg.SnapshotEvery {
+	if e.cfg.SnapshotEvery <= 0 {
 		return false
 	}
-	if r := e.cfg.SnapshotStateRatio; r > 0 {
-		return float64(e.sinceSnapshot) >= r*float64(len(e.state.Tasks)+len(e.state.Runs))
-	}
-	return true
+	r := e.cfg.SnapshotStateRatio
+	byEvents := e.sinceSnapshot >= e.cfg.SnapshotEvery &&
+		(r <= 0 || float64(e.sinceSnapshot) >= r*float64(len(e.state.Tasks)+len(e.state.Runs)))
+	byBytes := e.cfg.SnapshotEveryBytes > 0 && e.sinceSnapshotBytes >= e.cfg.SnapshotEveryBytes &&
+		(r <= 0 || float64(e.sinceSnapshotBytes) >= r*float64(e.lastSnapshotBytes.Load()))
+	return byEvents || byBytes
 }
 
 // snapshot copies the state in the loop, and encodes and persists it on
@@ -473,7 +488,7 @@ func (e *Engine) snapshot() chan error {
 	}
 	capture := captureState(e.state)
 	applied := e.state.Applied
-	e.sinceSnapshot = 0
+	e.sinceSnapshot, e.sinceSnapshotBytes = 0, 0
 	done, finished := make(chan error, 1), make(chan struct{})
 	e.snapFinished = finished
 	e.workers.Add(1)
@@ -493,6 +508,7 @@ func (e *Engine) snapshot() chan error {
 			done <- fmt.Errorf("dispatch: snapshot %d: %w", applied, err)
 			return
 		}
+		e.lastSnapshotBytes.Store(e.snapshots.size(applied))
 		// TruncateFront only removes sealed segments, which the loop no
 		// longer writes, so it is safe beside the loop's appends.
 		if err := e.wal.TruncateFront(oldest + 1); err != nil && !errors.Is(err, segwal.ErrClosed) {

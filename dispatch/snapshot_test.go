@@ -585,3 +585,56 @@ func TestSnapshotDue(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotCadenceAcrossRestarts restarts the engine 20 times with less
+// work in between than a snapshot interval: the count since the last
+// snapshot goes on across processes, so snapshots still come and each
+// recovery replays at most about one interval (before, every process
+// counted from 0 and recovery replayed the whole history).
+func TestSnapshotCadenceAcrossRestarts(t *testing.T) {
+	tests := []struct {
+		name      string
+		edit      func(*Config)
+		input     []byte
+		maxEvents uint64 // per recovery
+		maxBytes  uint64
+	}{
+		{name: "events", edit: func(c *Config) { c.SnapshotEvery, c.SnapshotEveryBytes = 200, -1 },
+			maxEvents: 200 + 100}, // one interval plus one cycle's ticks
+		{name: "bytes", edit: func(c *Config) { c.SnapshotEvery, c.SnapshotEveryBytes, c.SnapshotStateRatio = 1_000_000, 64 << 10, -1 },
+			input: bytes.Repeat([]byte("0123456789abcdef"), 256), maxBytes: 64<<10 + 10*4096 + 4096},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newEngineRig(t, func(c *Config) { c.RetainCount = 20; tc.edit(c) })
+			var replayed []uint64
+			total := uint64(0)
+			for cycle := range 20 {
+				for i := range 10 {
+					r.submit(TaskSpec{ID: TaskID(fmt.Sprintf("c%d-%d", cycle, i)), Input: tc.input})
+				}
+				for i := range 10 {
+					r.wait(TaskID(fmt.Sprintf("c%d-%d", cycle, i)))
+				}
+				r.reopen()
+				rec := r.e.Recovery()
+				total = r.e.wal.Last()
+				if tc.maxEvents > 0 {
+					replayed = append(replayed, rec.EventsReplayed)
+					if rec.EventsReplayed > tc.maxEvents {
+						t.Errorf("restart %d replayed %d events, want at most %d", cycle+1, rec.EventsReplayed, tc.maxEvents)
+					}
+				} else {
+					replayed = append(replayed, rec.BytesReplayed)
+					if rec.BytesReplayed > tc.maxBytes {
+						t.Errorf("restart %d replayed %d bytes, want at most %d", cycle+1, rec.BytesReplayed, tc.maxBytes)
+					}
+				}
+			}
+			if rec := r.e.Recovery(); rec.SnapshotSeq == 0 || total < 800 { // several intervals of work
+				t.Errorf("after 20 restarts: snapshot at %d of %d events", rec.SnapshotSeq, total)
+			}
+			t.Logf("replayed per restart: %v (of %d events)", replayed, total)
+		})
+	}
+}

@@ -111,7 +111,7 @@ func runServe(c *cli.Context) error {
 	}
 	m.watchEngine(engine)
 	rec := engine.Recovery()
-	args := []any{"events_replayed", rec.EventsReplayed, "snapshot_seq", rec.SnapshotSeq,
+	args := []any{"events_replayed", rec.EventsReplayed, "bytes_replayed", rec.BytesReplayed, "snapshot_seq", rec.SnapshotSeq,
 		"duration", rec.Duration.Round(time.Microsecond), "tasks", engine.Stats().Tasks}
 	if t := rec.WAL.TornTail; t != nil {
 		args = append(args, "torn_tail_cut_bytes", t.Bytes, "torn_tail_segment", t.Segment)
