@@ -287,3 +287,65 @@ func TestCLISpecOptions(t *testing.T) {
 		t.Errorf("not_before %s: %s, started %v (%v)", notBefore, v.State, started, err)
 	}
 }
+
+// TestCLINotBefore: submit --at and --delay set not_before (the run is due
+// then), they exclude each other, and the README's workflow works as
+// written: a delayed task gets a prerequisite added before it starts.
+func TestCLINotBefore(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{})
+	s.mustCLI(0, "plugin", "deploy", "raw", "../host/testdata/bench.wasm")
+	dueOf := func(id string) time.Time {
+		t.Helper()
+		var v api.TaskView
+		if err := json.Unmarshal([]byte(s.mustCLI(0, "get", id, "--json").stdout), &v); err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Runs) != 1 || v.Runs[0].State != "scheduled" {
+			t.Fatalf("%s: runs %+v, want one scheduled run", id, v.Runs)
+		}
+		due, err := time.Parse(time.RFC3339Nano, v.Runs[0].DueAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return due
+	}
+
+	// The README: fetch, build after fetch, publish delayed, then after build.
+	s.mustCLI(0, "submit", "raw", "--id", "fetch", "--input", "a")
+	s.mustCLI(0, "submit", "raw", "--id", "build", "--input", "b", "--after", "fetch")
+	before := time.Now()
+	s.mustCLI(0, "submit", "raw", "--id", "publish", "--input", "c", "--delay", "1m")
+	if due := dueOf("publish"); due.Before(before.Add(time.Minute-time.Second)) || due.After(time.Now().Add(time.Minute+time.Second)) {
+		t.Errorf("--delay 1m: due %s, want a minute after %s", due, before)
+	}
+	s.mustCLI(0, "after", "publish", "build")
+	var v api.TaskView
+	json.Unmarshal([]byte(s.mustCLI(0, "get", "publish", "--json").stdout), &v)
+	if len(v.After) != 1 || v.After[0] != "build" {
+		t.Errorf("publish after `after publish build`: after = %v", v.After)
+	}
+
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
+	s.mustCLI(0, "submit", "raw", "--id", "at", "--at", at.Format(time.RFC3339Nano))
+	if due := dueOf("at"); !due.Equal(at) {
+		t.Errorf("--at %s: due %s", at, due)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "both", args: []string{"--at", at.Format(time.RFC3339), "--delay", "1s"}, want: "--at or --delay"},
+		{name: "bad time", args: []string{"--at", "tomorrow"}, want: "RFC 3339"},
+		{name: "negative delay", args: []string{"--delay", "-1s"}, want: "negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.cli(append([]string{"submit", "raw"}, tc.args...)...)
+			if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("want exit 2 naming %q, got %s", tc.want, r)
+			}
+		})
+	}
+}

@@ -87,11 +87,13 @@ func submitCommand() *cli.Command {
 			&cli.StringFlag{Name: "input", Usage: "input text"},
 			&cli.StringFlag{Name: "input-file", Usage: "read the input from a file (- for stdin); binary is sent as input_b64"},
 			&cli.StringFlag{Name: "id", Usage: "task id (default: generated); resubmitting the same spec is a no-op"},
-			&cli.IntFlag{Name: "max-attempts", Usage: "attempts that end with a verdict before the run fails (default 1; attempts lost to a crash do not count)"},
+			&cli.IntFlag{Name: "max-attempts", Value: 1, Usage: "attempts that end with a verdict before the run fails (attempts lost to a crash do not count)"},
 			&cli.StringFlag{Name: "timeout", Usage: "attempt timeout, e.g. 30s"},
 			&cli.IntFlag{Name: "priority", Usage: "higher runs first"},
 			&cli.StringFlag{Name: "concurrency-key", Usage: "at most one run with this key executes at a time"},
 			&cli.StringSliceFlag{Name: "after", Usage: "task id this task waits for (repeatable)"},
+			&cli.StringFlag{Name: "at", Usage: "not before this time (RFC 3339, e.g. 2026-12-24T18:00:00Z): the spec's not_before"},
+			&cli.DurationFlag{Name: "delay", Usage: "not before this long from now, e.g. 90s (sets not_before)"},
 			&cli.IntFlag{Name: "repeat", Usage: "run N times"},
 			&cli.StringFlag{Name: "every", Usage: "interval between repeated runs, e.g. 10s"},
 			&cli.StringFlag{Name: "cron", Usage: "cron expression (6 fields with seconds, or 5)"},
@@ -112,6 +114,21 @@ func runSubmit(c *cli.Context) error {
 	spec := api.TaskSpec{ID: c.String("id"), Handler: c.Args().First(), MaxAttempts: c.Int("max-attempts"),
 		Timeout: c.String("timeout"), Priority: c.Int("priority"), ConcurrencyKey: c.String("concurrency-key"),
 		After: c.StringSlice("after")}
+	switch {
+	case c.IsSet("at") && c.IsSet("delay"):
+		return fail(exitUsage, "give --at or --delay, not both")
+	case c.IsSet("at"):
+		at, err := time.Parse(time.RFC3339Nano, c.String("at"))
+		if err != nil {
+			return fail(exitUsage, "--at %q: want an RFC 3339 time such as 2026-12-24T18:00:00Z", c.String("at"))
+		}
+		spec.NotBefore = at.UTC().Format(time.RFC3339Nano)
+	case c.IsSet("delay"):
+		if c.Duration("delay") < 0 {
+			return fail(exitUsage, "--delay must not be negative, got %v", c.Duration("delay"))
+		}
+		spec.NotBefore = time.Now().Add(c.Duration("delay")).UTC().Format(time.RFC3339Nano)
+	}
 	input, err := readInput(c)
 	if err != nil {
 		return err

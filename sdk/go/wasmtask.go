@@ -244,8 +244,9 @@ func (t *Task) Config(key string) (string, bool) {
 }
 
 // ChildSpec is a task submitted by a handler (the task spec of
-// docs/task-spec.md in the wasmtask repository). Without ID, the host derives one from this run and the
-// submission's ordinal, so a retried handler creates no duplicates.
+// docs/task-spec.md in the wasmtask repository). Without ID, the host
+// derives one from this run and the submission's ordinal, so a retried
+// handler creates no duplicates.
 type ChildSpec struct {
 	ID          string            `json:"id,omitempty"`
 	Handler     string            `json:"handler"`
