@@ -43,6 +43,7 @@ func TestExtismPlugins(t *testing.T) {
 		case "/redirect":
 			http.Redirect(w, r, "http://localhost:"+r.URL.Query().Get("port")+"/hello", http.StatusFound)
 		default:
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.Write([]byte("hello from " + r.URL.Path))
 		}
 	}))
@@ -60,6 +61,7 @@ func TestExtismPlugins(t *testing.T) {
 		outcome   dispatch.Outcome
 		retryable bool
 		output    string // exact, when the outcome is ok
+		outputHas string
 		errorHas  string
 		logHas    []string
 		logHasNot []string
@@ -127,6 +129,10 @@ func TestExtismPlugins(t *testing.T) {
 			outcome: dispatch.OutcomeFailed, retryable: true, errorHas: "code 7"},
 		{name: "SDKTinyGoExitZero", module: "sdk_exit", opts: extism.Options{Function: "_start"}, config: map[string]string{"code": "0"},
 			outcome: dispatch.OutcomeOK},
+		{name: "SDKRustHTTPHeaders", module: "sdk_http_headers", opts: extism.Options{Function: "http_get", AllowedHosts: []string{"127.0.0.1"}},
+			input: `{"url": "` + srv.URL + `/h"}`, outcome: dispatch.OutcomeOK, outputHas: `"content-type":"text/plain; charset=utf-8"`},
+		{name: "SDKRustHTTPDenied", module: "sdk_http_headers", opts: extism.Options{Function: "http_get"},
+			input: `{"url": "` + srv.URL + `/h"}`, outcome: dispatch.OutcomeFailed, errorHas: "extism.allowed_hosts"},
 		{name: "SDKHaskellHello", module: "sdk_hello_haskell", opts: extism.Options{Function: "testing"}, input: "John",
 			config: map[string]string{"greeting": "Howdy"}, limits: Limits{Timeout: 20 * time.Second}, outcome: dispatch.OutcomeOK, output: "Howdy, John"},
 	}
@@ -148,6 +154,9 @@ func TestExtismPlugins(t *testing.T) {
 			}
 			if tc.outcome == dispatch.OutcomeOK && tc.output != "" && string(res.Output) != tc.output {
 				t.Errorf("Output = %q, want %q", res.Output, tc.output)
+			}
+			if !strings.Contains(string(res.Output), tc.outputHas) {
+				t.Errorf("Output = %q, want it to contain %q", res.Output, tc.outputHas)
 			}
 			if tc.outcome != dispatch.OutcomeOK && res.Output != nil {
 				t.Errorf("Output = %q on a failed attempt, want none", res.Output)
@@ -233,6 +242,41 @@ func TestCheckExtism(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("CheckExtism: %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// BenchmarkExtismAttempt measures whole attempts (instantiate, runtime
+// start, function, close) of Extism plugins, beside a wasmtask_v1 WAT
+// handler (echo) as the baseline:
+//
+//	go test -run='^$' -bench=BenchmarkExtismAttempt -benchmem ./host/
+func BenchmarkExtismAttempt(b *testing.B) {
+	for _, bc := range []struct {
+		name, module, function string
+	}{
+		{"wasmtask_v1-WAT-echo", "", ""},
+		{"Extism-WAT-count_vowels", "wat_count_vowels", "count_vowels"},
+		{"Extism-AssemblyScript-count_vowels", "as_plugins", "count_vowels"},
+		{"Extism-Rust-hello", "sdk_hello", "run_test"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := newTestHost(b, Config{})
+			var a Attempt
+			var m *Module
+			if bc.module == "" {
+				m = mustLoad(b, h, readWasm(b, "echo"), 0)
+			} else {
+				m = mustLoad(b, h, readExtism(b, bc.module), 0)
+				a.Extism = &extism.Options{Function: bc.function}
+			}
+			a.Input = []byte("hello world")
+			b.ResetTimer()
+			for range b.N {
+				if res := h.Run(context.Background(), m, a); res.Outcome != dispatch.OutcomeOK {
+					b.Fatalf("%s: %s", res.Outcome, res.Error)
+				}
 			}
 		})
 	}

@@ -75,6 +75,7 @@ var envFuncs = []envFunc{
 			return err
 		}
 		c.outOff, c.outLen = s[0], s[1]
+		c.k.pinned = s[0]
 		return nil
 	}},
 	{"error_set", sig(i64), nil, func(_ context.Context, c *Call, s []uint64) error {

@@ -1,6 +1,7 @@
 package extism
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -14,6 +15,7 @@ type kernel struct {
 	blocks map[uint64]uint64 // live block offset -> length
 	free   []span            // freed blocks, reused first-fit
 	limit  uint64            // cap on len(mem)
+	pinned uint64            // a block free leaves alone: the output's
 }
 
 type span struct{ off, n uint64 }
@@ -61,7 +63,10 @@ func (k *kernel) alloc(n uint64) (uint64, error) {
 // kernel.
 func (k *kernel) release(off uint64) {
 	n, ok := k.blocks[off]
-	if !ok {
+	if !ok || off == k.pinned {
+		// The output is read when the function returns, as the Extism
+		// runtime reads it, so a plugin freeing it after output_set still
+		// has its output.
 		return
 	}
 	delete(k.blocks, off)
@@ -71,6 +76,30 @@ func (k *kernel) release(off uint64) {
 		return
 	}
 	k.free = append(k.free, span{off: off, n: size})
+	if len(k.free) > 256 {
+		k.coalesce()
+	}
+}
+
+// coalesce merges adjacent free spans and gives a free tail back to the
+// arena, so a plugin that allocates and frees in a loop keeps both the
+// free list short (alloc scans it) and the arena small.
+func (k *kernel) coalesce() {
+	slices.SortFunc(k.free, func(a, b span) int { return cmp.Compare(a.off, b.off) })
+	merged := k.free[:1]
+	for _, s := range k.free[1:] {
+		last := &merged[len(merged)-1]
+		if last.off+last.n == s.off {
+			last.n += s.n
+		} else {
+			merged = append(merged, s)
+		}
+	}
+	if last := merged[len(merged)-1]; last.off+last.n == uint64(len(k.mem)) {
+		k.mem = k.mem[:last.off]
+		merged = merged[:len(merged)-1]
+	}
+	k.free = merged
 }
 
 // length of the live block at off, 0 when off is not one.

@@ -41,6 +41,45 @@ func TestKernelBlocks(t *testing.T) {
 	}
 }
 
+func TestKernelPinnedOutput(t *testing.T) {
+	k := newKernel(1 << 16)
+	off, _ := k.put([]byte("output"))
+	k.pinned = off
+	k.release(off)
+	if b := k.bytes(off); string(b) != "output" {
+		t.Fatalf("the pinned output block after free = %q, want it kept", b)
+	}
+	if next, _ := k.alloc(6); next == off {
+		t.Fatal("alloc reused the pinned output block")
+	}
+}
+
+// TestKernelCoalesce: freeing many blocks in any order merges them, so the
+// free list stays short and the arena returns to its size.
+func TestKernelCoalesce(t *testing.T) {
+	k := newKernel(1 << 20)
+	var offs []uint64
+	for range 1000 {
+		off, _ := k.alloc(24)
+		offs = append(offs, off)
+	}
+	keep, _ := k.alloc(8) // the top block stays live
+	for i := 0; i < len(offs); i += 2 {
+		k.release(offs[i])
+	}
+	for i := 1; i < len(offs); i += 2 {
+		k.release(offs[i])
+	}
+	if len(k.free) > 256 {
+		t.Errorf("free list has %d spans after freeing every block, want them merged", len(k.free))
+	}
+	k.release(keep)
+	k.coalesce()
+	if len(k.mem) != kernelBase || len(k.free) != 0 {
+		t.Errorf("after freeing everything: arena %d bytes, %d free spans; want %d and 0", len(k.mem), len(k.free), kernelBase)
+	}
+}
+
 func TestKernelFaults(t *testing.T) {
 	k := newKernel(4096)
 	off, _ := k.alloc(8)
