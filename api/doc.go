@@ -20,6 +20,10 @@
 //	GET  /metrics, /healthz, /readyz, /ui/ (the dashboard)
 //
 // Errors are {"error": {"code", "message", "field"}} with a fitting status;
-// an invalid spec names the field. With a token, every route but /healthz
-// needs "Authorization: Bearer <token>". Bodies are size-limited.
+// an invalid spec names the field ("input" that is not valid UTF-8 is
+// refused, pointing to input_b64, never silently changed). With a token,
+// every route but /healthz needs "Authorization: Bearer <token>" (the
+// scheme in any case). Bodies are size-limited; batch bodies are decoded
+// as a stream, and those decoded at once share Config.BatchMemory (429
+// with Retry-After past it; 413 past Config.MaxBatchBytes for one batch).
 package api

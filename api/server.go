@@ -40,6 +40,13 @@ type Config struct {
 	MaxWait time.Duration
 	// DiskUsage, when set, reports the data dir's sizes in GET /v1/engine.
 	DiskUsage func() DiskUsage
+	// MaxBatchBytes bounds a batch submission body (413 past it). Default
+	// 4 x MaxTaskBytes.
+	MaxBatchBytes int64
+	// BatchMemory bounds the bytes of batch bodies decoded at once, over all
+	// requests; a batch that does not fit gets 429 with Retry-After.
+	// Default 2 x MaxBatchBytes.
+	BatchMemory int64
 }
 
 // Server is the HTTP API of docs/http-api.md.
@@ -51,6 +58,7 @@ type Server struct {
 	stopping     context.Context
 	stopWaitsNow context.CancelFunc
 	history      history
+	batches      byteBudget // of batch bodies being decoded (batch.go)
 }
 
 // New returns the API server; SetReady(true) once recovery is done.
@@ -67,7 +75,14 @@ func New(cfg Config) *Server {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 5 * time.Minute
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = 4 * cfg.MaxTaskBytes
+	}
+	if cfg.BatchMemory <= 0 {
+		cfg.BatchMemory = 2 * cfg.MaxBatchBytes
+	}
+	cfg.BatchMemory = max(cfg.BatchMemory, cfg.MaxBatchBytes) // a batch within the limit must fit alone
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), batches: byteBudget{max: cfg.BatchMemory}}
 	s.stopping, s.stopWaitsNow = context.WithCancel(context.Background())
 	for _, r := range s.routes() {
 		s.mux.HandleFunc(r.pattern, r.handler)
@@ -120,7 +135,7 @@ func (s *Server) routes() []route {
 // ServeHTTP checks the token, then routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Token != "" && r.URL.Path != "/healthz" && !isUIPath(r.URL.Path) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got, ok := bearerToken(r.Header.Get("Authorization"))
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wasmtask"`)
 			writeError(w, &Error{Status: 401, Code: "unauthorized", Message: "missing or wrong bearer token (set --token or WASMTASK_TOKEN)"})
@@ -191,60 +206,6 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	writeJSON(w, status, viewFrom(v))
-}
-
-// BatchResult is one entry of a batch submit response.
-type BatchResult struct {
-	ID        string `json:"id,omitempty"`
-	Status    int    `json:"status"`
-	Duplicate bool   `json:"duplicate,omitempty"`
-	Error     *Error `json:"error,omitempty"`
-}
-
-// submitBatch takes {"tasks": [spec, ...]} and submits them together (they
-// share WAL frames); each gets its own status.
-func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
-	b, err := readBody(w, r, 4*s.cfg.MaxTaskBytes)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	var req struct {
-		Tasks []json.RawMessage `json:"tasks"`
-	}
-	if err := decodeStrict(b, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	if len(req.Tasks) > 10_000 {
-		writeError(w, &FieldError{Field: "tasks", Reason: fmt.Sprintf("at most 10000 tasks per batch, got %d", len(req.Tasks))})
-		return
-	}
-	results := make([]BatchResult, len(req.Tasks))
-	done := make(chan struct{}, len(req.Tasks))
-	for i, raw := range req.Tasks {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			spec, err := s.specFromBody(raw)
-			if err == nil {
-				var res dispatch.SubmitResult
-				res, err = s.cfg.Engine.Submit(r.Context(), spec)
-				if err == nil {
-					results[i] = BatchResult{ID: string(res.Task), Status: 201, Duplicate: res.Duplicate}
-					if res.Duplicate {
-						results[i].Status = 200
-					}
-					return
-				}
-			}
-			e := toError(err)
-			results[i] = BatchResult{ID: string(spec.ID), Status: e.Status, Error: e}
-		}()
-	}
-	for range req.Tasks {
-		<-done
-	}
-	writeJSON(w, 200, map[string]any{"results": results})
 }
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {

@@ -32,9 +32,12 @@ type Job struct {
 	Attempt     int // 1-based
 	MaxAttempts int
 	DeadlineMs  int64 // unix ms; the context given to Execute ends then too
-	Worker      string
-	Labels      map[string]string
-	Parent      TaskID // the task whose handler submitted this one, if any
+	// TimeoutMs is the task's timeout (the span up to DeadlineMs), for
+	// messages: an executor names the timeout that stopped the attempt.
+	TimeoutMs int64
+	Worker    string
+	Labels    map[string]string
+	Parent    TaskID // the task whose handler submitted this one, if any
 	// Heartbeat tells the engine the attempt is alive and extends its
 	// lease (timeout + grace from now). Safe to call from any goroutine;
 	// nil outside an Engine.
@@ -497,7 +500,7 @@ func (c *Core) leaseReady(now int64) error {
 		c.batch.Starts = append(c.batch.Starts, Job{
 			Task: r.Task, Run: r.ID, Handler: t.Spec.Handler, Input: t.Spec.Input, Attempt: attempt,
 			MaxAttempts: t.Spec.MaxAttempts, DeadlineMs: now + t.Spec.TimeoutMs, Worker: worker, Labels: t.Spec.Labels,
-			Parent: t.Spec.Parent,
+			Parent: t.Spec.Parent, TimeoutMs: t.Spec.TimeoutMs,
 		})
 	}
 	return nil

@@ -638,7 +638,7 @@ func TestCoreJob(t *testing.T) {
 	}
 	j := r.pending[0]
 	want := Job{Task: "t", Run: "t#1", Handler: "h", Input: []byte("in"), Attempt: 1, MaxAttempts: 4,
-		DeadlineMs: rigStart + 2000, Worker: "n/w1", Labels: map[string]string{"k": "v"}}
+		DeadlineMs: rigStart + 2000, TimeoutMs: 2000, Worker: "n/w1", Labels: map[string]string{"k": "v"}}
 	if diff := cmp.Diff(want, j, cmp.Comparer(func(a, b func()) bool { return a == nil && b == nil })); diff != "" {
 		t.Errorf("job (-want +got):\n%s", diff)
 	}

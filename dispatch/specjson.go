@@ -61,6 +61,9 @@ func fieldErr(field, format string, args ...any) error { return invalid(field, f
 // trailing data are errors naming them.
 func DecodeSpecJSON(b []byte) (SpecJSON, error) {
 	var s SpecJSON
+	if err := checkSpecUTF8(b); err != nil {
+		return s, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {

@@ -156,6 +156,7 @@ func (h *Host) begin(ctx context.Context, m *Module, a Attempt) *running {
 	deadline := start.Add(lim.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
+		lim.Timeout = d.Sub(start).Round(time.Millisecond) // the timeout that applies, for the message
 	}
 	a.Info.Module, a.Info.DeadlineMs = m.Hash, deadline.UnixMilli()
 	if a.Info.Labels == nil {

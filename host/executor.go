@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/wasmtask/wasmtask/dispatch"
 )
@@ -46,6 +47,10 @@ func (x *Executor) Execute(ctx context.Context, job dispatch.Job) dispatch.Resul
 		// The plugin may be deployed later: retry under the task's policy.
 		return dispatch.Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: err.Error()}
 	}
+	lim := p.Limits
+	if t := time.Duration(job.TimeoutMs) * time.Millisecond; t > 0 && (lim.Timeout <= 0 || t < lim.Timeout) {
+		lim.Timeout = t // the task's own timeout is the shorter: it stops the guest and is the one reported
+	}
 	run := x.host.Run
 	if p.Pool != nil {
 		run = func(ctx context.Context, _ *Module, a Attempt) Result { return p.Pool.Run(ctx, a) }
@@ -53,7 +58,7 @@ func (x *Executor) Execute(ctx context.Context, job dispatch.Job) dispatch.Resul
 	res := run(ctx, p.Module, Attempt{
 		Input:  job.Input,
 		Config: p.Config,
-		Limits: p.Limits,
+		Limits: lim,
 		Info: TaskInfo{TaskID: string(job.Task), RunID: string(job.Run), Attempt: job.Attempt,
 			MaxAttempts: job.MaxAttempts, Handler: job.Handler, Labels: job.Labels, ParentID: string(job.Parent)},
 		Heartbeat: job.Heartbeat,

@@ -102,3 +102,32 @@ func TestAttemptLimitsDoNotWidenMemory(t *testing.T) {
 		t.Errorf("Error = %q, want it to contain %q", res.Error, want)
 	}
 }
+
+// TestTimeoutNamesTheTaskTimeout: a task whose timeout is shorter than its
+// plugin's is stopped at it, and the error names it, not the plugin's.
+func TestTimeoutNamesTheTaskTimeout(t *testing.T) {
+	h := newTestHost(t, Config{})
+	m := mustLoad(t, h, readWasm(t, "loop"), 0)
+	cases := []struct {
+		name      string
+		taskMs    int64
+		plugin    time.Duration
+		wantInErr string
+	}{
+		{name: "task shorter than the plugin", taskMs: 300, plugin: 30 * time.Second, wantInErr: "(timeout 300ms)"},
+		{name: "plugin shorter than the task", taskMs: 60_000, plugin: 200 * time.Millisecond, wantInErr: "(timeout 200ms)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			x := NewExecutor(h, func(context.Context, string) (Plugin, error) {
+				return Plugin{Module: m, Limits: Limits{Timeout: tc.plugin}.Clamp(Limits{})}, nil
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(tc.taskMs)*time.Millisecond)
+			defer cancel()
+			res := x.Execute(ctx, dispatch.Job{Task: "t", Run: "t#1", Handler: "loop", Attempt: 1, MaxAttempts: 1, TimeoutMs: tc.taskMs})
+			if res.Outcome != dispatch.OutcomeTimeout || !strings.Contains(res.Error, tc.wantInErr) {
+				t.Errorf("outcome %s, error %q; want timeout naming %q", res.Outcome, res.Error, tc.wantInErr)
+			}
+		})
+	}
+}
