@@ -133,3 +133,32 @@ func TestCallExtism(t *testing.T) {
 		t.Fatalf("--manifest with spin: %s", r)
 	}
 }
+
+// TestExtismWatchedFolder: an Extism plugin and its manifest dropped in
+// serve's --plugins folder are deployed together; `wasmtask submit --wait`
+// runs it; `plugin list` shows its mode. Without a manifest it is refused,
+// and the error names manifest.extism.function.
+func TestExtismWatchedFolder(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "vowels.json"), []byte(`{"extism": {"function": "count_vowels"}, "config": {"greeting": "watched"}}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "vowels.wasm"), extismModule(t, "as_plugins"), 0o644)
+	os.WriteFile(filepath.Join(dir, "bare.wasm"), extismModule(t, "wat_count_vowels"), 0o644)
+	s := startServer(t, serverOpts{plugins: dir})
+	ctx := context.Background()
+	waitFor(t, 30*time.Second, "vowels to activate", func() bool {
+		info, err := s.client.PluginGet(ctx, "vowels")
+		return err == nil && info.Active != ""
+	})
+	r := s.mustCLI(0, "submit", "vowels", "--input", "ooo", "--wait", "--json")
+	if !strings.Contains(r.stdout, `"completed"`) || !strings.Contains(r.stdout, `\"count\": 3`) || !strings.Contains(r.stdout, `\"greeting\": \"watched\"`) {
+		t.Fatalf("submit --wait: %s", r)
+	}
+	if list := s.mustCLI(0, "plugin", "list").stdout; !strings.Contains(list, "extism") {
+		t.Errorf("plugin list does not show the extism mode:\n%s", list)
+	}
+	waitFor(t, 30*time.Second, "bare to be refused", func() bool {
+		info, err := s.client.PluginGet(ctx, "bare")
+		return err == nil && strings.Contains(info.LastError, "manifest.extism.function")
+	})
+}
