@@ -28,6 +28,9 @@
 //  3. Run uses one fresh anonymous instance per attempt, closed afterwards:
 //     _initialize first when exported, then wasmtask_handle. Command-mode
 //     modules (_start, no wasmtask_handle) read stdin and write stdout.
+//     Extism plugins (modules importing extism:host/env, ModeExtism) run the
+//     export named by Attempt.Extism through package host/extism, with the
+//     same limits and outcomes (extism_mode.go).
 //  4. Limits (memory pages, table elements, timeout, output bytes, log
 //     bytes, children per attempt) come from the plugin and are clamped to the operator's
 //     maxima. The runtime closes the guest at its deadline

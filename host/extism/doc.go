@@ -22,8 +22,8 @@
 // cannot honour wasmtask's limits and outcomes without patching it:
 //
 //   - http_request uses http.DefaultClient: no timeout of its own (only the
-//     whole call's), redirects followed to hosts outside allowed_hosts, and
-//     the process's proxy settings applied;
+//     whole call's), and redirects are followed to hosts outside
+//     allowed_hosts;
 //   - the log level is one process-wide variable (SetLogLevel), off by
 //     default, so logs of one plugin depend on another's settings;
 //   - every failure of a host function (a denied host, a full variable
@@ -64,7 +64,7 @@
 //
 //   - Vars live for one attempt (a fresh store each time), capped at
 //     Options.MaxVarBytes.
-//   - Kernel memory is capped at Call.MemoryBytes (the plugin's memory
+//   - Kernel memory is capped at NewCall's memoryBytes (the plugin's memory
 //     limit): past it the attempt ends as oom.
 //   - http_request is denied unless the manifest lists the host in
 //     allowed_hosts (exact names or globs such as "*.example.com"); allowed
