@@ -58,7 +58,19 @@ type Server struct {
 	stopping     context.Context
 	stopWaitsNow context.CancelFunc
 	history      history
-	batches      byteBudget // of batch bodies being decoded (batch.go)
+	batches      byteBudget   // of batch bodies being decoded (batch.go)
+	openWaits    atomic.Int64 // long-poll waits in flight (GET /v1/engine)
+}
+
+// compileDeadline bounds the answer of a deploy or rollback, which may
+// compile a large module (tens of seconds on a busy machine) before it
+// answers: longer than the server's write timeout.
+const compileDeadline = 15 * time.Minute
+
+// extendWriteDeadline gives one response its own write deadline (not every
+// ResponseWriter supports it: then the server's stays).
+func extendWriteDeadline(w http.ResponseWriter, d time.Duration) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }
 
 // New returns the API server; SetReady(true) once recovery is done.
@@ -232,6 +244,8 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) {
 	// A long poll outlives the server's write timeout; give this response
 	// its own deadline (not supported by every ResponseWriter: then none).
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + 30*time.Second))
+	s.openWaits.Add(1)
+	defer s.openWaits.Add(-1)
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
@@ -340,6 +354,7 @@ func decodeStrict(b []byte, v any) error {
 // octet-stream) with an optional manifest in the X-Wasmtask-Manifest
 // header, or as multipart/form-data with parts "module" and "manifest".
 func (s *Server) deployPlugin(w http.ResponseWriter, r *http.Request) {
+	extendWriteDeadline(w, compileDeadline)
 	name := r.PathValue("name")
 	var wasm, manifest []byte
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -418,6 +433,7 @@ func (s *Server) getPlugin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) rollbackPlugin(w http.ResponseWriter, r *http.Request) {
+	extendWriteDeadline(w, compileDeadline)
 	var req struct {
 		Version string `json:"version"`
 	}
@@ -466,6 +482,8 @@ type EngineStatus struct {
 	Events   uint64         `json:"events"`
 	Recovery RecoveryStatus `json:"recovery"`
 	Disk     *DiskUsage     `json:"disk,omitempty"`
+	// OpenWaits counts wait requests (long polls) being answered.
+	OpenWaits int64 `json:"open_waits"`
 }
 
 type RecoveryStatus struct {
@@ -487,6 +505,7 @@ func (s *Server) engineStatus(w http.ResponseWriter, _ *http.Request) {
 	for k, v := range st.RunsByState {
 		out.Runs[string(k)] = v
 	}
+	out.OpenWaits = s.openWaits.Load()
 	if s.cfg.DiskUsage != nil {
 		d := s.cfg.DiskUsage()
 		out.Disk = &d

@@ -87,10 +87,11 @@ func TestSIGTERMWithOpenWaits(t *testing.T) {
 		_, err := s.client.TaskWait(ctx, "held", time.Minute)
 		apiDone <- err
 	}()
-	// Both waits are open once the server has two requests in flight; the
-	// metric is not exposed, so give them a moment (not synchronization:
-	// the test passes either way, it only measures less if they are late).
-	time.Sleep(500 * time.Millisecond)
+	// Both waits are open once the server counts two.
+	waitFor(t, 30*time.Second, "two open waits", func() bool {
+		st, err := s.client.EngineStatus(ctx)
+		return err == nil && st.OpenWaits == 2
+	})
 	start := time.Now()
 	if code := s.stop(30 * time.Second); code != 0 {
 		t.Fatalf("exit code after SIGTERM: %d", code)
