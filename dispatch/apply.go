@@ -15,7 +15,7 @@ func apply(s *State, e *Event) error {
 		return applySubmitted(s, e)
 	case EvRunCreated:
 		return applyRunCreated(s, e)
-	case EvRunTransition:
+	case EvRunTransition, EvRunSkipped:
 		return applyTransition(s, e)
 	case EvLeaseAcquired:
 		r, err := runIn(s, e, RunReady)
@@ -80,6 +80,10 @@ func apply(s *State, e *Event) error {
 			delete(s.Runs, id)
 		}
 		delete(s.Tasks, e.Task)
+		if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {
+			// A new slice: the parent may be captured by a snapshot.
+			p.children = slices.DeleteFunc(slices.Clone(p.children), func(id TaskID) bool { return id == e.Task })
+		}
 		s.justFinal = append(s.justFinal, e.Task) // wakes Wait, which then reports it gone
 		// Retention drops the oldest final task: pop it in O(1) rather
 		// than shifting the whole list.
@@ -90,6 +94,8 @@ func apply(s *State, e *Event) error {
 		}
 	case EvDependencyAdded:
 		return applyDependencyAdded(s, e)
+	case EvTaskRetried:
+		return applyRetried(s, e)
 	default:
 		return &InvariantError{Event: e.Type, Reason: "unknown event type"}
 	}
@@ -158,8 +164,8 @@ func applyRunCreated(s *State, e *Event) error {
 	if e.To != RunScheduled && e.To != RunReady {
 		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: fmt.Sprintf("a run starts scheduled or ready, not %s", e.To)}
 	}
-	if e.Index != len(t.Runs)+1 || !isRunID(e.Run, e.Task, e.Index) {
-		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: fmt.Sprintf("run index %d, want %d", e.Index, len(t.Runs)+1)}
+	if want := t.nextRunIndex(); e.Index != want || !isRunID(e.Run, e.Task, e.Index) {
+		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: fmt.Sprintf("run index %d, want %d", e.Index, want)}
 	}
 	r := &Run{ID: e.Run, Task: e.Task, Index: e.Index, DueAt: e.DueAt, task: t}
 	s.Runs[r.ID] = r
@@ -196,6 +202,15 @@ func applyTransition(s *State, e *Event) error {
 	}
 	if e.To == RunReady {
 		r.DueAt = e.DueAt
+	}
+	if e.Type == EvRunSkipped {
+		if t := s.taskOf(r); e.To != RunCanceled || t.Spec.Policy.Kind != PolicyCron {
+			return violation(e, r, "only a cron run is skipped, to canceled")
+		} else {
+			// Before setState, which may finalize the task: a skipped
+			// run does not count toward max_runs.
+			t.Skipped++
+		}
 	}
 	setState(s, r, e.To, e.At)
 	return nil
@@ -273,6 +288,9 @@ func setState(s *State, r *Run, to RunState, at int64) {
 		t.finalRuns++
 		s.releaseKey(r, t.Spec.ConcurrencyKey)
 		s.maybeFinalize(t, at)
+		if t.Spec.Policy.Kind == PolicyCron {
+			s.pruneCronRuns(t)
+		}
 	}
 }
 

@@ -32,6 +32,9 @@ func sampleEvents() []Event {
 		{Type: EvEngineResumed, At: 10},
 		{Type: EvTaskDropped, At: 11, Task: "task-1"},
 		{Type: EvDependencyAdded, At: 12, Task: "task-1", After: []TaskID{"a", "b"}},
+		{Type: EvTaskRetried, At: 14, Task: "task-1", Reason: "retried by a client"},
+		{Type: EvRunSkipped, At: 15, Task: "task-1", Run: "task-1#2", From: RunScheduled, To: RunCanceled, Reason: "misfire"},
+		{Type: EvTaskDropped, At: 16, Task: "task-1", Reason: DropPurged},
 		{Type: EvTaskSubmitted, At: 13, Task: "child", Spec: &TaskSpec{ID: "child", Handler: "h", Policy: RunPolicy{Kind: PolicyCron, CronExpr: "*/5 * * * * *", MaxRuns: 3, Misfire: MisfireSkip}, MaxAttempts: 1, TimeoutMs: 1000, Backoff: Backoff{Kind: BackoffFixed, BaseMs: 5}, After: []TaskID{"task-1"}, ConcurrencyKey: "k", Parent: "p", TolerateChildFailures: true}},
 	}
 }

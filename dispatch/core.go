@@ -70,6 +70,7 @@ type SubmitResult struct {
 // reply is what the loop sends back to a caller after the tick's fsync.
 type reply struct {
 	submit SubmitResult
+	n      int // tasks dropped by a delete or purge
 	err    error
 }
 
@@ -192,6 +193,12 @@ func (c *Core) Step(now int64, inputs []any) (Batch, error) {
 			err = c.handlePause(now, in)
 		case afterInput:
 			err = c.handleAfter(now, in)
+		case retryInput:
+			err = c.handleRetry(now, in)
+		case deleteInput:
+			err = c.handleDelete(now, in)
+		case purgeInput:
+			err = c.handlePurge(now, in)
 		default:
 			err = fmt.Errorf("dispatch: unknown input %T", in)
 		}

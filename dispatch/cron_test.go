@@ -149,13 +149,14 @@ func TestCronMisfire(t *testing.T) {
 	}{
 		{name: "skip runs only the latest occurrence", misfire: MisfireSkip,
 			wantRan: 1, wantFirst: latest, wantLast: latest, wantFuture: CronWindow, wantState: TaskPending},
+		// 600 ran; the task lists the last CronRunsKept.
 		{name: "catch_up runs every occurrence", misfire: MisfireCatchUp,
-			wantRan: 600, wantFirst: utc("2030-01-02 03:05:00"), wantLast: latest, wantFuture: CronWindow, wantState: TaskPending},
+			wantRan: 600, wantFirst: latest.Add(-(CronRunsKept - 1) * time.Minute), wantLast: latest, wantFuture: CronWindow, wantState: TaskPending},
 		{name: "catch_up stops at max_runs", misfire: MisfireCatchUp, maxRuns: 100,
 			wantRan: 100, wantFirst: utc("2030-01-02 03:05:00"), wantLast: utc("2030-01-02 04:44:00"), wantState: TaskCompleted},
-		// 3 runs skipped, the latest, then the next one: 5.
-		{name: "skip with max_runs completes, skipped runs counted", misfire: MisfireSkip, maxRuns: 5,
-			wantRan: 1, wantFirst: latest, wantLast: latest, wantFuture: 1, wantState: TaskPending},
+		// 3 runs skipped, which do not count: the latest, then 4 more.
+		{name: "skip with max_runs: skipped runs do not count", misfire: MisfireSkip, maxRuns: 5,
+			wantRan: 1, wantFirst: latest, wantLast: latest, wantFuture: CronWindow, wantState: TaskPending},
 	}
 	for _, tc := range tests {
 		for _, restart := range []bool{false, true} {
@@ -179,8 +180,8 @@ func TestCronMisfire(t *testing.T) {
 				}
 				v := r.view("cron")
 				ran := dueTimes(v, RunCompleted)
-				if len(ran) != tc.wantRan || len(x.all()) != tc.wantRan {
-					t.Fatalf("%d runs completed (%d attempts), want %d", len(ran), len(x.all()), tc.wantRan)
+				if len(ran)+v.PrunedRuns != tc.wantRan || len(x.all()) != tc.wantRan || len(ran) > CronRunsKept {
+					t.Fatalf("%d runs completed and listed, %d pruned (%d attempts), want %d", len(ran), v.PrunedRuns, len(x.all()), tc.wantRan)
 				}
 				if !ran[0].Equal(tc.wantFirst) || !ran[len(ran)-1].Equal(tc.wantLast) {
 					t.Errorf("ran occurrences %s .. %s, want %s .. %s", ran[0], ran[len(ran)-1], tc.wantFirst, tc.wantLast)
@@ -203,11 +204,20 @@ func TestCronMisfire(t *testing.T) {
 				r.advance(time.Minute)
 				v = r.view("cron")
 				if tc.maxRuns == 0 {
-					if got := dueTimes(v, RunCompleted); len(got) != tc.wantRan+1 {
-						t.Errorf("a minute later %d runs completed, want %d", len(got), tc.wantRan+1)
+					if got := dueTimes(v, RunCompleted); len(got)+v.PrunedRuns != tc.wantRan+1 {
+						t.Errorf("a minute later %d runs completed, want %d", len(got)+v.PrunedRuns, tc.wantRan+1)
 					}
-				} else if v.State != TaskCompleted || len(v.Runs) != tc.maxRuns {
-					t.Errorf("with max_runs %d: task %s with %d runs, want completed", tc.maxRuns, v.State, len(v.Runs))
+					return
+				}
+				for range tc.maxRuns {
+					if v.State == TaskCompleted {
+						break
+					}
+					r.advance(time.Minute)
+					v = r.view("cron")
+				}
+				if got := dueTimes(v, RunCompleted); v.State != TaskCompleted || len(got) != tc.maxRuns || len(x.all()) != tc.maxRuns {
+					t.Errorf("with max_runs %d: task %s with %d runs completed (%d attempts), want completed with %d", tc.maxRuns, v.State, len(got), len(x.all()), tc.maxRuns)
 				}
 			})
 		}

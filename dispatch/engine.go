@@ -702,6 +702,12 @@ func failInput(in any, err error) {
 		in.reply <- reply{err: err}
 	case afterInput:
 		in.reply <- reply{err: err}
+	case retryInput:
+		in.reply <- reply{err: err}
+	case deleteInput:
+		in.reply <- reply{err: err}
+	case purgeInput:
+		in.reply <- reply{err: err}
 	case idleProbe:
 		in.reply <- idleReply{idle: true}
 	case drainInput:

@@ -28,8 +28,13 @@ const (
 	EvTaskCanceled    EventType = 9  // Task, At, Reason
 	EvEnginePaused    EventType = 10 // At
 	EvEngineResumed   EventType = 11 // At
-	EvTaskDropped     EventType = 12 // Task, At: removed by retention
+	EvTaskDropped     EventType = 12 // Task, At, Reason: removed by retention ("") or a client (delete, purge)
 	EvDependencyAdded EventType = 13 // Task, After, At: prerequisites declared after submission
+	EvTaskRetried     EventType = 14 // Task, At, Reason: a client retries a failed or canceled task (new runs follow)
+	// EvRunSkipped: Run, From=scheduled, To=canceled, At, Reason: a cron
+	// misfire skipped. It does not count toward max_runs; logs written
+	// before it existed record skips as EvRunTransition, which does.
+	EvRunSkipped EventType = 15
 )
 
 var eventNames = [...]string{
@@ -37,7 +42,8 @@ var eventNames = [...]string{
 	EvRunTransition: "run_transition", EvLeaseAcquired: "lease_acquired", EvAttemptStarted: "attempt_started",
 	EvLeaseRenewed: "lease_renewed", EvAttemptFinished: "attempt_finished", EvLeaseExpired: "lease_expired",
 	EvTaskCanceled: "task_canceled", EvEnginePaused: "engine_paused", EvEngineResumed: "engine_resumed",
-	EvTaskDropped: "task_dropped", EvDependencyAdded: "dependency_added",
+	EvTaskDropped: "task_dropped", EvDependencyAdded: "dependency_added", EvTaskRetried: "task_retried",
+	EvRunSkipped: "run_skipped",
 }
 
 func (t EventType) String() string {

@@ -405,7 +405,21 @@ type Task struct {
 	FinalAt     int64    `cbor:"7,keyasint,omitempty" json:"final_at_ms,omitempty"` // when the task became final
 	// AddedAfter are prerequisites declared after submission.
 	AddedAfter []TaskID `cbor:"8,keyasint,omitempty" json:"added_after,omitempty"`
-	finalRuns  int
+	// Retries counts client retries (EvTaskRetried) of the task.
+	Retries int `cbor:"9,keyasint,omitempty" json:"retries,omitempty"`
+	// RetryFrom is the index of the first run of the latest retry and
+	// RetrySeq the submission order from which children belong to it: the
+	// task's result depends only on those runs and children.
+	RetryFrom int    `cbor:"10,keyasint,omitempty" json:"retry_from,omitempty"`
+	RetrySeq  uint64 `cbor:"11,keyasint,omitempty" json:"retry_seq,omitempty"`
+	// Skipped counts cron runs canceled as skipped misfires: they do not
+	// count toward max_runs.
+	Skipped int `cbor:"12,keyasint,omitempty" json:"skipped,omitempty"`
+	// Pruned counts final cron runs forgotten beyond CronRunsKept;
+	// PrunedFailed is set when one of them failed (the task then fails).
+	Pruned       int  `cbor:"13,keyasint,omitempty" json:"pruned_runs,omitempty"`
+	PrunedFailed bool `cbor:"14,keyasint,omitempty" json:"pruned_failed,omitempty"`
+	finalRuns    int
 
 	// Derived by apply and reindex (workflow.go), never encoded.
 	final           bool
@@ -416,6 +430,16 @@ type Task struct {
 	pendingChildren int    // children not yet final
 	depth           int    // 0 for a root task
 	runs            []*Run // the runs named by Runs, in the same order: an index kept by apply and reindex
+}
+
+// nextRunIndex is the index of the task's next run. Runs are kept in
+// index order and the newest is never pruned (pruneCronRuns), so it is
+// one past the last run's, however many older runs were pruned.
+func (t *Task) nextRunIndex() int {
+	if len(t.runs) > 0 {
+		return t.runs[len(t.runs)-1].Index + 1
+	}
+	return len(t.Runs) + 1
 }
 
 // TaskState summarizes a task for views (docs/task-spec.md).

@@ -21,6 +21,11 @@ type TaskView struct {
 	Children    []TaskID  `json:"children,omitempty"`
 	After       []TaskID  `json:"after,omitempty"`
 	Runs        []Run     `json:"runs"`
+	// Retries counts client retries; runs from index RetryFrom on are the
+	// latest retry's.
+	Retries int `json:"retries,omitempty"`
+	// PrunedRuns counts old final runs of a cron task no longer listed.
+	PrunedRuns int `json:"pruned_runs,omitempty"`
 	// Output of the last successful attempt, if any.
 	Output []byte `json:"output,omitempty"`
 	seq    uint64
@@ -34,7 +39,8 @@ func (v TaskView) Final() bool {
 func viewOf(s *State, t *Task) TaskView {
 	v := TaskView{ID: t.Spec.ID, Handler: t.Spec.Handler, Spec: t.Spec, SubmittedAt: t.SubmittedAt,
 		FinalAt: t.FinalAt, Canceled: t.Canceled, CancelNote: t.CancelNote, Parent: t.Spec.Parent,
-		Children: slices.Clone(t.children), After: t.prereqs(), seq: t.SubmitSeq, State: s.stateOf(t)}
+		Children: slices.Clone(t.children), After: t.prereqs(), seq: t.SubmitSeq, State: s.stateOf(t),
+		Retries: t.Retries, PrunedRuns: t.Pruned}
 	for _, id := range t.Runs {
 		r := *s.Runs[id]
 		r.Attempts = slices.Clone(r.Attempts)
@@ -75,12 +81,16 @@ func (e *Engine) readDurable(read func(s *State)) {
 type ListFilter struct {
 	State   TaskState
 	Handler string
-	Limit   int // default 100
+	// Labels: every pair must be among the task's labels.
+	Labels map[string]string
+	Limit  int // default 100
 	// Before returns only tasks submitted before this one (for paging).
 	Before TaskID
 }
 
-// List returns tasks newest first.
+// List returns tasks newest first. Under the read lock (which holds up
+// the loop's next step) it only filters and keeps the newest Limit tasks
+// in a bounded heap; it builds views of those alone.
 func (e *Engine) List(f ListFilter) []TaskView {
 	if f.Limit <= 0 {
 		f.Limit = 100
@@ -91,22 +101,45 @@ func (e *Engine) List(f ListFilter) []TaskView {
 		if t, ok := s.Tasks[f.Before]; ok {
 			before = t.SubmitSeq
 		}
+		newest := make(taskHeap, 0, min(f.Limit, len(s.Tasks)))
 		for _, t := range s.Tasks {
-			if before != 0 && t.SubmitSeq >= before || f.Handler != "" && t.Spec.Handler != f.Handler {
+			if before != 0 && t.SubmitSeq >= before || f.Handler != "" && t.Spec.Handler != f.Handler ||
+				!hasLabels(t.Spec.Labels, f.Labels) {
 				continue
 			}
-			v := viewOf(s, t)
-			if f.State != "" && v.State != f.State {
+			if len(newest) == f.Limit && t.SubmitSeq < newest[0].SubmitSeq {
+				continue // older than every task kept so far
+			}
+			if f.State != "" && s.stateOf(t) != f.State {
 				continue
 			}
-			out = append(out, v)
+			newest.keep(t, f.Limit)
+		}
+		slices.SortFunc(newest, func(a, b *Task) int { return cmp.Compare(b.SubmitSeq, a.SubmitSeq) })
+		out = make([]TaskView, len(newest))
+		for i, t := range newest {
+			out[i] = viewOf(s, t)
 		}
 	})
-	slices.SortFunc(out, func(a, b TaskView) int { return cmp.Compare(b.seq, a.seq) })
-	if len(out) > f.Limit {
-		out = out[:f.Limit]
-	}
 	return out
+}
+
+// taskHeap is a min-heap of tasks by SubmitSeq: the newest n seen.
+type taskHeap []*Task
+
+func (h taskHeap) Len() int           { return len(h) }
+func (h taskHeap) Less(i, j int) bool { return h[i].SubmitSeq < h[j].SubmitSeq }
+func (h taskHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+
+// keep adds t, dropping the oldest when the heap holds n already.
+func (h *taskHeap) keep(t *Task, n int) {
+	if len(*h) < n {
+		*h = append(*h, t)
+		siftUp(h, len(*h)-1)
+		return
+	}
+	(*h)[0] = t
+	siftDown(h, 0, len(*h))
 }
 
 // After adds prerequisites to task id, which must not have started: all or

@@ -128,13 +128,20 @@ func (t *Task) runsComplete() bool {
 	if t.Spec.Policy.Kind != PolicyCron || t.Canceled {
 		return true
 	}
-	return t.Spec.Policy.MaxRuns > 0 && len(t.Runs) >= t.Spec.Policy.MaxRuns
+	return t.Spec.Policy.MaxRuns > 0 && t.countedRuns() >= t.Spec.Policy.MaxRuns
 }
+
+// countedRuns is how many runs count toward a cron task's max_runs: every
+// run created, pruned ones included, but skipped misfires.
+func (t *Task) countedRuns() int { return t.nextRunIndex() - 1 - t.Skipped }
 
 // resultOf decides a final task's result from its runs and children.
 func (s *State) resultOf(t *Task) TaskState {
-	failed, canceled := false, false
+	failed, canceled := t.PrunedFailed, false
 	for _, r := range t.runs {
+		if r.Index < t.RetryFrom {
+			continue // an earlier generation: a retry started over
+		}
 		failed = failed || r.State == RunFailed
 		// A run is canceled without its task only as a skipped cron
 		// misfire (promoteCron): that does not make the task canceled.
@@ -148,7 +155,7 @@ func (s *State) resultOf(t *Task) TaskState {
 	}
 	if !t.Spec.TolerateChildFailures {
 		for _, id := range t.children {
-			if c, ok := s.Tasks[id]; ok && c.final && c.result != TaskCompleted {
+			if c, ok := s.Tasks[id]; ok && c.final && c.result != TaskCompleted && c.SubmitSeq >= t.RetrySeq {
 				if t.Canceled {
 					return TaskCanceled // its subtree was canceled with it
 				}

@@ -284,7 +284,7 @@ func (c *Core) refillCron(now int64, t *Task) error {
 		}
 	}
 	caughtUp := 0
-	for future < CronWindow && (pol.MaxRuns == 0 || len(t.Runs) < pol.MaxRuns) {
+	for future < CronWindow && (pol.MaxRuns == 0 || t.countedRuns() < pol.MaxRuns) {
 		due := sched.next(last)
 		if due == 0 {
 			break // the expression has no further occurrence
@@ -305,7 +305,7 @@ func (c *Core) refillCron(now int64, t *Task) error {
 		} else {
 			future++
 		}
-		i := len(t.Runs) + 1
+		i := t.nextRunIndex()
 		to := RunScheduled
 		if due <= now && t.waiting == 0 {
 			to = RunReady
@@ -337,7 +337,7 @@ func latestOccurrence(sched cronSchedule, first, now int64) int64 {
 func (c *Core) promoteCron(now int64, r *Run, t *Task) error {
 	if t.Spec.Policy.Misfire != MisfireCatchUp {
 		if next := cronOf(&t.Spec).next(r.DueAt); next != 0 && next <= now {
-			if err := c.emit(Event{Type: EvRunTransition, At: now, Task: r.Task, Run: r.ID, From: r.State, To: RunCanceled,
+			if err := c.emit(Event{Type: EvRunSkipped, At: now, Task: r.Task, Run: r.ID, From: r.State, To: RunCanceled,
 				Reason: "misfire: skipped, a later occurrence is already due"}); err != nil {
 				return err
 			}
