@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -131,6 +133,8 @@ func (c *Client) TaskWait(ctx context.Context, id string, timeout time.Duration)
 type TaskListParams struct {
 	State, Handler, Cursor string
 	Limit                  int
+	// Labels: every pair must match (sent as label=key=value).
+	Labels map[string]string
 }
 
 // TaskList lists tasks, newest first.
@@ -149,6 +153,9 @@ func (c *Client) TaskList(ctx context.Context, p *TaskListParams) (TaskList, err
 		if p.Limit > 0 {
 			q.Set("limit", fmt.Sprint(p.Limit))
 		}
+		for _, k := range slices.Sorted(maps.Keys(p.Labels)) {
+			q.Add("label", k+"="+p.Labels[k])
+		}
 	}
 	var out TaskList
 	path := "/v1/tasks"
@@ -164,6 +171,29 @@ func (c *Client) TaskCancel(ctx context.Context, id string) (TaskView, error) {
 	var v TaskView
 	_, err := c.doJSON(ctx, "POST", "/v1/tasks/"+url.PathEscape(id)+"/cancel", nil, &v)
 	return v, err
+}
+
+// TaskRetry starts a failed or canceled task again (new runs) and returns
+// its view; a task in another state is ErrConflict.
+func (c *Client) TaskRetry(ctx context.Context, id string) (TaskView, error) {
+	var v TaskView
+	_, err := c.doJSON(ctx, "POST", "/v1/tasks/"+url.PathEscape(id)+"/retry", nil, &v)
+	return v, err
+}
+
+// TaskDelete deletes a final task and its subtree; a task that is not
+// final is ErrConflict.
+func (c *Client) TaskDelete(ctx context.Context, id string) (DeleteResult, error) {
+	var out DeleteResult
+	_, err := c.doJSON(ctx, "DELETE", "/v1/tasks/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+// TaskPurge deletes every final task matching req.
+func (c *Client) TaskPurge(ctx context.Context, req PurgeRequest) (PurgeResult, error) {
+	var out PurgeResult
+	_, err := c.doJSON(ctx, "POST", "/v1/tasks/purge", req, &out)
+	return out, err
 }
 
 // TaskAfter adds prerequisites to a task that has not started.

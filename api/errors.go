@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/wasmtask/wasmtask/dispatch"
 	"github.com/wasmtask/wasmtask/plugins"
@@ -51,6 +52,8 @@ func toError(err error) *Error {
 		return &Error{Status: 400, Code: "invalid", Field: dve.Field, Message: dve.Error()}
 	case errors.As(err, &pve):
 		return &Error{Status: 400, Code: "invalid", Field: pve.Field, Message: pve.Error()}
+	case errors.Is(err, dispatch.ErrNotFinal):
+		return &Error{Status: 409, Code: "conflict", Message: strings.TrimPrefix(err.Error(), dispatch.ErrNotFinal.Error()+": ")}
 	case errors.Is(err, dispatch.ErrConflict):
 		return &Error{Status: 409, Code: "conflict", Field: "id", Message: err.Error()}
 	case errors.Is(err, dispatch.ErrNotFound), errors.Is(err, plugins.ErrNotFound):

@@ -47,6 +47,8 @@ type Config struct {
 	// requests; a batch that does not fit gets 429 with Retry-After.
 	// Default 2 x MaxBatchBytes.
 	BatchMemory int64
+	// Version of the server, shown by GET /v1/engine.
+	Version string
 }
 
 // Server is the HTTP API of docs/http-api.md.
@@ -124,6 +126,9 @@ func (s *Server) routes() []route {
 		{"GET /v1/tasks/{id}/wait", s.waitTask},
 		{"POST /v1/tasks/{id}/cancel", s.cancelTask},
 		{"POST /v1/tasks/{id}/after", s.addAfter},
+		{"POST /v1/tasks/{id}/retry", s.retryTask},
+		{"DELETE /v1/tasks/{id}", s.deleteTask},
+		{"POST /v1/tasks/purge", s.purgeTasks},
 		{"PUT /v1/plugins/{name}", s.deployPlugin},
 		{"GET /v1/plugins", s.listPlugins},
 		{"GET /v1/plugins/{name}", s.getPlugin},
@@ -271,6 +276,12 @@ type TaskList struct {
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := dispatch.ListFilter{State: dispatch.TaskState(q.Get("state")), Handler: q.Get("handler"), Before: dispatch.TaskID(q.Get("cursor")), Limit: 100}
+	labels, err := parseLabels(q["label"])
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	f.Labels = labels
 	switch f.State {
 	case "", dispatch.TaskPending, dispatch.TaskRunning, dispatch.TaskWaitingChildren, dispatch.TaskCompleted, dispatch.TaskFailed, dispatch.TaskCanceled:
 	default:
@@ -474,6 +485,7 @@ func (s *Server) resumeEngine(w http.ResponseWriter, r *http.Request) {
 
 // EngineStatus is the response of GET /v1/engine.
 type EngineStatus struct {
+	Version  string         `json:"version"`
 	Paused   bool           `json:"paused"`
 	Tasks    int            `json:"tasks"`
 	Runs     map[string]int `json:"runs"`
@@ -496,7 +508,7 @@ type RecoveryStatus struct {
 func (s *Server) engineStatus(w http.ResponseWriter, _ *http.Request) {
 	st := s.cfg.Engine.Stats()
 	rec := s.cfg.Engine.Recovery()
-	out := EngineStatus{Paused: st.Paused, Tasks: st.Tasks, Runs: map[string]int{}, InFlight: st.InFlight,
+	out := EngineStatus{Version: s.cfg.Version, Paused: st.Paused, Tasks: st.Tasks, Runs: map[string]int{}, InFlight: st.InFlight,
 		WALSeq: st.Applied, Events: st.Events,
 		Recovery: RecoveryStatus{EventsReplayed: rec.EventsReplayed, SnapshotSeq: rec.SnapshotSeq, Seconds: rec.Duration.Seconds()}}
 	if rec.WAL.TornTail != nil {

@@ -542,7 +542,7 @@ func TestEngine(t *testing.T) {
 		if r.status != 200 || s.Paused != st.wantPaused || s.Runs == nil {
 			t.Errorf("step %d %s %s: %d %s, want paused=%v", i, st.method, st.path, r.status, r.body, st.wantPaused)
 		}
-		if ks := r.keys(t); !slices.Equal(ks, []string{"events", "in_flight", "open_waits", "paused", "recovery", "runs", "tasks", "wal_seq"}) {
+		if ks := r.keys(t); !slices.Equal(ks, []string{"events", "in_flight", "open_waits", "paused", "recovery", "runs", "tasks", "version", "wal_seq"}) {
 			t.Errorf("step %d: members %v", i, ks)
 		}
 	}

@@ -46,6 +46,11 @@ type TaskView struct {
 	After          []string          `json:"after,omitempty"`
 	ConcurrencyKey string            `json:"concurrency_key,omitempty"`
 	RunPolicy      *RunPolicy        `json:"run_policy,omitempty"`
+	// Retries counts client retries (POST /v1/tasks/{id}/retry); each
+	// added new runs after the earlier ones.
+	Retries int `json:"retries,omitempty"`
+	// PrunedRuns counts old final runs of a cron task no longer listed.
+	PrunedRuns int `json:"pruned_runs,omitempty"`
 }
 
 type RunView struct {
@@ -94,7 +99,7 @@ func viewFrom(v dispatch.TaskView) TaskView {
 	out := TaskView{ID: string(v.ID), Handler: v.Handler, State: string(v.State), Children: []string{}, Parent: string(v.Parent),
 		CancelNote:  v.CancelNote,
 		SubmittedAt: msTime(v.SubmittedAt), FinishedAt: msTime(v.FinalAt), MaxAttempts: v.Spec.MaxAttempts,
-		Priority: v.Spec.Priority, Labels: v.Spec.Labels, Runs: []RunView{}}
+		Priority: v.Spec.Priority, Labels: v.Spec.Labels, Runs: []RunView{}, Retries: v.Retries, PrunedRuns: v.PrunedRuns}
 	if v.State == dispatch.TaskCompleted || v.Output != nil {
 		b := v.Output
 		if b == nil {
