@@ -36,8 +36,11 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzReader -fuzztime=$(FUZZTIME) ./segwal/
 
+# The version --version, GET /v1/engine and wasmtask_build_info report;
+# without it the binary falls back to the VCS revision Go recorded.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 build:
-	$(GO) build -o bin/wasmtask ./cmd/wasmtask
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/wasmtask ./cmd/wasmtask
 
 clean:
 	rm -rf bin

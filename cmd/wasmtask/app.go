@@ -33,7 +33,11 @@ func fail(code int, format string, args ...any) error {
 // run builds the app and runs it with args; it returns the exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	err := app.RunContext(ctx, reorderArgs(app, args))
+	if len(args) == 0 || args[len(args)-1] != "--generate-bash-completion" {
+		// Completion needs its flag last, where urfave/cli looks for it.
+		args = reorderArgs(app, args)
+	}
+	err := app.RunContext(ctx, args)
 	if err == nil {
 		return exitOK
 	}
@@ -50,13 +54,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
-		Name:            "wasmtask",
-		Usage:           "a durable task host for WebAssembly handlers",
-		Reader:          stdin,
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideHelpCommand: true,
-		ExitErrHandler:  func(*cli.Context, error) {}, // run maps errors to exit codes
+		Name:                 "wasmtask",
+		Usage:                "a durable task host for WebAssembly handlers",
+		Version:              buildVersion(),
+		EnableBashCompletion: true,
+		Reader:               stdin,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		HideHelpCommand:      true,
+		ExitErrHandler:       func(*cli.Context, error) {}, // run maps errors to exit codes
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return fail(exitUsage, "%v (see %s --help)", err, c.Command.HelpName)
 		},
@@ -67,12 +73,16 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			listCommand(),
 			waitCommand(),
 			cancelCommand(),
+			retryCommand(),
+			deleteCommand(),
+			purgeCommand(),
 			afterCommand(),
 			pluginCommand(),
 			engineCommand(),
 			callCommand(),
 			walCommand(),
 			benchCommand(),
+			completionCommand(),
 		},
 	}
 }

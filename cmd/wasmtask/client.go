@@ -261,10 +261,15 @@ func listCommand() *cli.Command {
 			&cli.StringFlag{Name: "handler", Usage: "only this handler"},
 			&cli.IntFlag{Name: "limit", Value: 50, Usage: "tasks per page (1-1000)"},
 			&cli.StringFlag{Name: "cursor", Usage: "continue after this task id (printed at the end of a page)"},
+			&cli.StringSliceFlag{Name: "label", Usage: "only tasks with label KEY=VALUE (repeatable; all must match)"},
 			jsonFlag),
 		Action: func(c *cli.Context) error {
+			labels, err := labelPairs(c.StringSlice("label"))
+			if err != nil {
+				return err
+			}
 			out, err := clientFrom(c).TaskList(c.Context, &api.TaskListParams{State: c.String("state"),
-				Handler: c.String("handler"), Limit: c.Int("limit"), Cursor: c.String("cursor")})
+				Handler: c.String("handler"), Limit: c.Int("limit"), Cursor: c.String("cursor"), Labels: labels})
 			if err != nil {
 				return apiFail(err)
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 
@@ -33,7 +34,10 @@ func newMetrics() *metrics {
 		activations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmtask_plugin_activations_total",
 			Help: "Plugin versions activated (deploys, hot-loads, rollbacks)."}, []string{"plugin"}),
 	}
-	m.reg.MustRegister(m.attempts, m.duration, m.activations,
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wasmtask_build_info",
+		Help: "Always 1; the labels say which wasmtask build serves."}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
+	m.reg.MustRegister(m.attempts, m.duration, m.activations, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -130,7 +130,7 @@ func runServe(c *cli.Context) error {
 		hl.Info("watching plugins", "dir", dir)
 	}
 
-	srv := api.New(api.Config{Engine: engine, Plugins: reg, Token: c.String("token"), Metrics: m.handler(), Logger: logger,
+	srv := api.New(api.Config{Engine: engine, Plugins: reg, Token: c.String("token"), Metrics: m.handler(), Logger: logger, Version: buildVersion(),
 		DiskUsage: func() api.DiskUsage { return diskUsage(dataDir) }})
 	historyCtx, stopHistory := context.WithCancel(ctx)
 	defer stopHistory()
