@@ -3,9 +3,11 @@ package segwal
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sort"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -22,8 +24,10 @@ import (
 // It sees the records that were in the log when it was created. Any damage
 // it meets is a *CorruptionError from Err.
 type Reader struct {
-	segs  []segment // snapshot at creation
-	limit uint64    // last sequence at creation
+	l     *Log
+	pin   atomic.Uint64 // first sequence of the segment it reads or opens next (Log.readerPin)
+	segs  []segment     // snapshot at creation
+	limit uint64        // last sequence at creation
 	from  uint64
 	dec   *zstd.Decoder
 
@@ -61,12 +65,27 @@ func (l *Log) NewReader(from uint64) (*Reader, error) {
 	case from > l.last+1:
 		return nil, fmt.Errorf("%w: replay from %d, the last record is %d", ErrOutOfRange, from, l.last)
 	}
-	r := &Reader{segs: slices.Clone(l.segs), limit: l.last, from: from, dec: l.dec}
+	r := &Reader{l: l, segs: slices.Clone(l.segs), limit: l.last, from: from, dec: l.dec}
 	// Start in the newest segment whose first sequence is <= from.
 	r.i = sort.Search(len(r.segs), func(i int) bool { return r.segs[i].first > from }) - 1
 	r.i = max(r.i, 0)
 	r.next = r.segs[r.i].first
+	r.pin.Store(r.next)
+	if l.readers == nil {
+		l.readers = map[*Reader]struct{}{}
+	}
+	l.readers[r] = struct{}{}
 	return r, nil
+}
+
+// readerPin returns the lowest pin of the open Readers (MaxUint64: none).
+// The caller holds l.mu.
+func (l *Log) readerPin() uint64 {
+	pin := uint64(math.MaxUint64)
+	for r := range l.readers {
+		pin = min(pin, r.pin.Load())
+	}
+	return pin
 }
 
 // Replay calls fn for every record from sequence from (0 = First()) to the
@@ -122,8 +141,12 @@ func (r *Reader) Record() []byte { return r.rec }
 // Err returns the error that stopped Next, if any.
 func (r *Reader) Err() error { return r.err }
 
-// Close releases the open segment file.
+// Close releases the open segment file and the Reader's hold on the
+// segments it had yet to read (see TruncateFront). Always Close a Reader.
 func (r *Reader) Close() error {
+	r.l.mu.Lock()
+	delete(r.l.readers, r)
+	r.l.mu.Unlock()
 	if r.f != nil {
 		err := r.f.Close()
 		r.f = nil
@@ -148,6 +171,9 @@ func (r *Reader) nextFrame() bool {
 			r.f.Close()
 			r.f = nil
 			r.i++
+			if r.i < len(r.segs) {
+				r.pin.Store(r.segs[r.i].first) // the segments before may go now
+			}
 			continue
 		}
 		h, payload, err := r.w.readFrame(r.off)

@@ -142,10 +142,11 @@ type Log struct {
 	segs     []segment // oldest first; the last one is active
 	active   appendFile
 	last     uint64
-	synced   uint64       // frames up to here are on disk
-	syncing  int          // Commits in their fsync, outside mu
-	retired  []appendFile // sealed segments kept open for them
-	err      error        // sticky: a failed write or sync poisons the log
+	synced   uint64               // frames up to here are on disk
+	syncing  int                  // Commits in their fsync, outside mu
+	retired  []appendFile         // sealed segments kept open for them
+	readers  map[*Reader]struct{} // open Readers: TruncateFront keeps the segments they still read
+	err      error                // sticky: a failed write or sync poisons the log
 	closed   bool
 	buf      []byte // raw frame under construction
 	zbuf     []byte // compressed frame under construction
@@ -287,15 +288,20 @@ func (l *Log) Stats() Stats {
 
 // TruncateFront removes whole segments whose records all have sequences
 // below seq; a segment holding seq or later, and the active segment, stay.
-// Call it once a snapshot covers everything before seq.
+// Call it once a snapshot covers everything before seq. A segment that an
+// open Reader has yet to read stays too; a later call removes it.
 func (l *Log) TruncateFront(seq uint64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return ErrClosed
 	}
+	// A segment goes once the next one starts at or before seq, and no
+	// open Reader still has to read it: a Reader reads the segment that
+	// starts at its pin and those after it.
+	pin := l.readerPin()
 	n := 0
-	for n < len(l.segs)-1 && l.segs[n+1].first <= seq {
+	for n < len(l.segs)-1 && l.segs[n+1].first <= seq && l.segs[n+1].first <= pin {
 		n++
 	}
 	if n == 0 {
