@@ -234,3 +234,67 @@ func (br *bare) run(input []byte, deadline bool) ([]byte, error) {
 	}
 	return st.output, nil
 }
+
+// BenchmarkResetCost measures what a "reset" policy (reuse with memory and
+// mutable globals restored to their state right after _initialize before
+// each attempt) would cost for the Go guest, against fresh and reuse in
+// the same run:
+//
+//	fresh           Host.Run: instantiate, _initialize, call, close
+//	restore-memory  copying the post-_initialize memory snapshot back into a
+//	                live instance (api.Memory.Write), and nothing else: a
+//	                lower bound of reset, which would also have to restore
+//	                the module's mutable globals; wazero's public API reaches
+//	                exported globals only, and a Go guest exports none
+//	reuse           Pool.Run with the reuse policy
+//
+// Reproduce: go test -run='^$' -bench=ResetCost -count=5 ./host/
+func BenchmarkResetCost(b *testing.B) {
+	wasm := goEchoWasm(b)
+	input := []byte("hello")
+	a := Attempt{Input: input, Info: TaskInfo{TaskID: "t", RunID: "t#1", Attempt: 1, MaxAttempts: 3, Handler: "bench"}}
+	b.Run("fresh", func(b *testing.B) {
+		h := newTestHost(b, Config{})
+		m := mustLoad(b, h, wasm, 0)
+		for b.Loop() {
+			if res := h.Run(context.Background(), m, a); res.Outcome != dispatch.OutcomeOK {
+				b.Fatal(res.Error)
+			}
+		}
+	})
+	b.Run("restore-memory", func(b *testing.B) {
+		h := newTestHost(b, Config{})
+		m := mustLoad(b, h, wasm, 0)
+		ctx := context.Background()
+		mod, err := m.rt.rt.InstantiateModule(ctx, m.compiled, m.cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer mod.Close(ctx)
+		if _, err := mod.ExportedFunction("_initialize").Call(ctx); err != nil {
+			b.Fatal(err)
+		}
+		mem := mod.Memory()
+		live, _ := mem.Read(0, mem.Size())
+		snapshot := bytes.Clone(live)
+		b.SetBytes(int64(len(snapshot)))
+		for b.Loop() {
+			if !mem.Write(0, snapshot) {
+				b.Fatal("write")
+			}
+		}
+		b.ReportMetric(float64(len(snapshot))/(1<<20), "MiB-snapshot")
+	})
+	b.Run("reuse", func(b *testing.B) {
+		h := newTestHost(b, Config{})
+		p, err := h.NewPool(mustLoad(b, h, wasm, 0), InstancePolicy{Mode: InstancesReuse, MaxUses: 1 << 30})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if res := p.Run(context.Background(), a); res.Outcome != dispatch.OutcomeOK {
+				b.Fatal(res.Error)
+			}
+		}
+	})
+}

@@ -140,8 +140,8 @@ func (h *Host) NewPool(m *Module, policy InstancePolicy) (*Pool, error) {
 		return nil, fmt.Errorf("host: instance policy %q, want %q or %q", policy.Mode, InstancesFresh, InstancesReuse)
 	}
 	if policy.Mode == InstancesReuse && m.Mode != ModeHandler {
-		return nil, fmt.Errorf("instance policy %q needs a handler-mode module (exporting %s); command-mode modules run _start once per instance, use %q",
-			InstancesReuse, handleExport, InstancesFresh)
+		return nil, fmt.Errorf("instance policy %q needs a handler-mode module (exporting %s); this is a %s module (a command runs _start once per instance), use %q",
+			InstancesReuse, handleExport, m.Mode, InstancesFresh)
 	}
 	return &Pool{h: h, m: m, policy: policy.withDefaults(m.rt.pages)}, nil
 }
