@@ -131,6 +131,40 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// TestConformanceReuse runs every vector twice, in order, through one
+// instance per example (the manifest's "instances": "reuse"): an SDK must
+// give each attempt its own input, task info, config and output even when
+// the instance, its globals and its heap carry over from earlier attempts.
+func TestConformanceReuse(t *testing.T) {
+	dir := modulesDir(t)
+	ctx := context.Background()
+	h := newHost(t)
+	for _, lang := range languages {
+		t.Run(lang, func(t *testing.T) {
+			for _, ex := range examples {
+				t.Run(ex, func(t *testing.T) {
+					p, err := h.NewPool(load(t, h, dir, lang, ex), host.InstancePolicy{Mode: host.InstancesReuse})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer p.Close()
+					for round := range 2 {
+						for _, v := range vectors() {
+							if v.example != ex {
+								continue
+							}
+							t.Run(fmt.Sprintf("%s#%d", v.name, round+1), func(t *testing.T) { v.check(t, p.Run(ctx, v.attempt_())) })
+						}
+					}
+					if st := p.Stats(); st.Created != 1 {
+						t.Errorf("the pool created %d instances, want 1 (every vector is ok or failed: the instance is kept)", st.Created)
+					}
+				})
+			}
+		})
+	}
+}
+
 // newHost returns a Host whose compiled code is kept in the user's cache
 // folder: a Go guest takes tens of seconds to compile under -race on a busy
 // 2-core machine, and milliseconds to load from the cache.
@@ -256,6 +290,19 @@ func BenchmarkSDK(b *testing.B) {
 			a := vector{example: "uppercase", input: []byte("hello")}.attempt_()
 			for b.Loop() {
 				if res := h.Run(ctx, m, a); res.Outcome != dispatch.OutcomeOK {
+					b.Fatalf("outcome %s: %s", res.Outcome, res.Error)
+				}
+			}
+		})
+		b.Run(lang+"/reuse", func(b *testing.B) {
+			p, err := h.NewPool(m, host.InstancePolicy{Mode: host.InstancesReuse, MaxUses: 1 << 30})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			a := vector{example: "uppercase", input: []byte("hello")}.attempt_()
+			for b.Loop() {
+				if res := p.Run(ctx, a); res.Outcome != dispatch.OutcomeOK {
 					b.Fatalf("outcome %s: %s", res.Outcome, res.Error)
 				}
 			}

@@ -17,8 +17,12 @@
  *
  * A handler returns WASMTASK_OK (0) for success, or the result of
  * wasmtask_fail / wasmtask_failf (WASMTASK_FAILED, 1). A failure is
- * retryable unless its kind is WASMTASK_PERMANENT. Every instance runs one
- * attempt and is discarded: memory from malloc need not be freed.
+ * retryable unless its kind is WASMTASK_PERMANENT. By default every
+ * instance runs one attempt and is discarded: memory from malloc need not be
+ * freed. With the manifest's "instances": "reuse" an instance runs attempt
+ * after attempt: statics and the heap persist (free what you allocate per
+ * attempt, or let max_memory_pages retire the instance); the SDK's own
+ * caches (wasmtask_input, wasmtask_task_info) are per attempt.
  *
  * Functions returning int32_t report ABI errors as negative WASMTASK_E*
  * codes. Allocation failures abort() (the attempt ends as oom or trap).
@@ -70,20 +74,30 @@ enum {
 /* Room for a child task id (ids derived by the host are far shorter). */
 #define WASMTASK_ID_MAX 256
 
+/* wasmtask_attempt_seq_ counts the attempts this instance ran: a reused
+ * instance (manifest "instances": "reuse") runs many, and the SDK's caches
+ * are per attempt. Weak, so every translation unit shares one. */
+__attribute__((weak)) uint32_t wasmtask_attempt_seq_;
+
 /* WASMTASK_HANDLER(fn) exports fn, an `int fn(void)`, as wasmtask_handle. */
 #define WASMTASK_HANDLER(fn)                                                     \
 	__attribute__((export_name("wasmtask_handle"))) int32_t wasmtask_handle(void) { \
+		wasmtask_attempt_seq_++;                                             \
 		return (int32_t)(fn)();                                              \
 	}
 
 /* ---- Input and output. ---- */
 
-/* wasmtask_input returns the whole task input (read once, then cached) and
- * its length in *len. It is followed by a NUL byte, not counted in *len. */
+/* wasmtask_input returns the whole task input (read once per attempt, then
+ * cached) and its length in *len. It is followed by a NUL byte, not counted
+ * in *len. */
 static inline const uint8_t *wasmtask_input(size_t *len) {
 	static uint8_t *buf;
 	static size_t n;
-	if (!buf) {
+	static uint32_t seq;
+	if (!buf || seq != wasmtask_attempt_seq_) {
+		free(buf);
+		seq = wasmtask_attempt_seq_;
 		int32_t total = wasmtask_v1_input_len();
 		if (total < 0) total = 0;
 		buf = (uint8_t *)malloc((size_t)total + 1);
@@ -320,12 +334,23 @@ typedef struct wasmtask_info {
 	size_t json_len;
 } wasmtask_info;
 
-/* wasmtask_task_info returns the attempt's description (read once). */
+/* wasmtask_task_info returns the attempt's description (read once per
+ * attempt). */
 static inline const wasmtask_info *wasmtask_task_info(void) {
 	static wasmtask_info info;
 	static int done;
-	if (done) return &info;
+	static uint32_t seq;
+	if (done && seq == wasmtask_attempt_seq_) return &info;
+	if (done) { /* a reused instance: the previous attempt's strings */
+		free((void *)info.task_id);
+		free((void *)info.run_id);
+		free((void *)info.handler);
+		free((void *)info.module);
+		free((void *)info.parent_id);
+		free((void *)info.json);
+	}
 	done = 1;
+	seq = wasmtask_attempt_seq_;
 	char *buf = NULL;
 	int32_t n = wasmtask_v1_task_info(NULL, 0); /* size probe */
 	if (n > 0) {
