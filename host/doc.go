@@ -31,6 +31,17 @@
 //     Extism plugins (modules importing extism:host/env, ModeExtism) run the
 //     export named by Attempt.Extism through package host/extism, with the
 //     same limits and outcomes (extism_mode.go).
+//     Pool.Run (pool.go) runs a plugin version under its InstancePolicy:
+//     fresh as Run, or reuse, where an instance stays alive between
+//     attempts. Host functions find the attempt's state in the call's
+//     context and WASI stdout/stderr are routed per attempt, so input,
+//     output, logs, children and cancellation stay per attempt. An instance
+//     is checked out by one attempt at a time; it goes back only after ok
+//     or failed (any other outcome, a closed module, MaxUses attempts or
+//     memory past MaxMemoryPages discard it). The Host keeps at most
+//     Config.MaxIdleInstances idle across pools (the oldest is closed to
+//     make room) and closes those idle past their pool's IdleTimeout;
+//     Pool.Close drains a pool (the registry's hot swap).
 //  4. Limits (memory pages, table elements, timeout, output bytes, log
 //     bytes, children per attempt) come from the plugin and are clamped to the operator's
 //     maxima. The runtime closes the guest at its deadline

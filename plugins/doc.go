@@ -23,6 +23,10 @@
 //     each attempt resolves once, so a new version never changes code under
 //     a running attempt, and queued tasks pick it up at dispatch.
 //     Resolve("name@sha256:<hex>") returns that version from the history.
+//     A version whose manifest asks for "instances": "reuse" carries a
+//     host.Pool of warm instances (instances.go); activating another
+//     version of the name (deploy, rollback, a changed manifest) closes the
+//     old version's pool, so its idle instances are released at once.
 //  4. Rollback re-activates the previous version (or a named one).
 //  5. Watch debounces file events and checks that a file is stable before
 //     reading it, so a half-written module is never deployed. It reads the
