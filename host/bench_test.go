@@ -235,17 +235,17 @@ func (br *bare) run(input []byte, deadline bool) ([]byte, error) {
 	return st.output, nil
 }
 
-// BenchmarkResetCost measures what a "reset" policy (reuse with memory and
+// BenchmarkResetCost measures the reset policy (reuse with memory and
 // mutable globals restored to their state right after _initialize before
-// each attempt) would cost for the Go guest, against fresh and reuse in
-// the same run:
+// each attempt) for the Go guest, against fresh and reuse in the same run:
 //
 //	fresh           Host.Run: instantiate, _initialize, call, close
 //	restore-memory  copying the post-_initialize memory snapshot back into a
 //	                live instance (api.Memory.Write), and nothing else: a
-//	                lower bound of reset, which would also have to restore
-//	                the module's mutable globals; wazero's public API reaches
-//	                exported globals only, and a Go guest exports none
+//	                lower bound of reset (which restores the mutable
+//	                globals too)
+//	reset           Pool.Run with the reset policy: memory and mutable
+//	                globals restored before every attempt
 //	reuse           Pool.Run with the reuse policy
 //
 // Reproduce: go test -run='^$' -bench=ResetCost -count=5 ./host/
@@ -285,16 +285,18 @@ func BenchmarkResetCost(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(snapshot))/(1<<20), "MiB-snapshot")
 	})
-	b.Run("reuse", func(b *testing.B) {
-		h := newTestHost(b, Config{})
-		p, err := h.NewPool(mustLoad(b, h, wasm, 0), InstancePolicy{Mode: InstancesReuse, MaxUses: 1 << 30})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for b.Loop() {
-			if res := p.Run(context.Background(), a); res.Outcome != dispatch.OutcomeOK {
-				b.Fatal(res.Error)
+	for _, mode := range []InstanceMode{InstancesReset, InstancesReuse} {
+		b.Run(string(mode), func(b *testing.B) {
+			h := newTestHost(b, Config{})
+			p, err := h.NewPool(mustLoad(b, h, wasm, 0), InstancePolicy{Mode: mode, MaxUses: 1 << 30})
+			if err != nil {
+				b.Fatal(err)
 			}
-		}
-	})
+			for b.Loop() {
+				if res := p.Run(context.Background(), a); res.Outcome != dispatch.OutcomeOK {
+					b.Fatal(res.Error)
+				}
+			}
+		})
+	}
 }

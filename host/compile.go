@@ -43,6 +43,7 @@ type Module struct {
 
 	hasInit  bool
 	compiled wazero.CompiledModule
+	src      []byte              // the bytes compiled, for a reset pool's variant (reset.go)
 	cfg      wazero.ModuleConfig // see moduleConfig
 	rt       *runtime
 }
@@ -119,11 +120,12 @@ func (h *Host) compile(ctx context.Context, wasm []byte, key moduleKey) (*Module
 	if err := checkTables(key, layout); err != nil {
 		return nil, err
 	}
-	compiled, err := rt.rt.CompileModule(ctx, boundedModule(wasm, layout, key.tables, false))
+	src := boundedModule(wasm, layout, key.tables, false)
+	compiled, err := rt.rt.CompileModule(ctx, src)
 	if err != nil {
 		return nil, &ValidationError{Module: key.hash, Reason: "not a valid WebAssembly module: " + err.Error()}
 	}
-	m := &Module{Hash: key.hash, Size: len(wasm), TableElements: layout.tableMinElements(), compiled: compiled, rt: rt}
+	m := &Module{Hash: key.hash, Size: len(wasm), TableElements: layout.tableMinElements(), compiled: compiled, rt: rt, src: src}
 	if err := m.inspect(rt, key.pages); err != nil {
 		compiled.Close(ctx)
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmtask/wasmtask/dispatch"
@@ -22,12 +23,16 @@ const (
 	// InstancesReuse keeps an instance alive between attempts of one plugin
 	// version: globals and heap persist from one attempt to the next.
 	InstancesReuse InstanceMode = "reuse"
+	// InstancesReset keeps an instance alive too, but restores its memory
+	// and mutable globals to their state right after _initialize before
+	// each attempt: fresh semantics without instantiating (reset.go).
+	InstancesReset InstanceMode = "reset"
 )
 
 // InstancePolicy is how a plugin version's instances live. Zero fields mean
 // the defaults documented on each field.
 type InstancePolicy struct {
-	// Mode is fresh (default) or reuse.
+	// Mode is fresh (default), reuse or reset.
 	Mode InstanceMode
 	// MaxUses discards a reused instance after that many attempts.
 	// Default 1000.
@@ -75,6 +80,7 @@ type Pool struct {
 	h      *Host
 	m      *Module
 	policy InstancePolicy
+	reset  *resetVariant // reset policy: the module with its globals exported
 
 	// Guarded by h.idle.mu.
 	idle   []*instance // oldest first; attempts take the newest (warm caches)
@@ -98,7 +104,8 @@ type instance struct {
 	handle  api.Function // wasmtask_handle, looked up once
 	stack   [1]uint64    // its result, without an allocation per call
 	streams *instanceStreams
-	fs      *attemptFS // scratch directory of the manifest, if any
+	fs      *attemptFS  // scratch directory of the manifest, if any
+	initial *resetState // reset policy: the state right after _initialize
 	uses    int
 	idleAt  time.Time
 	bytes   int64 // linear memory when it went idle
@@ -135,15 +142,31 @@ func (w *streamRouter) Write(p []byte) (int, error) {
 // once per instance.
 func (h *Host) NewPool(m *Module, policy InstancePolicy) (*Pool, error) {
 	switch policy.Mode {
-	case "", InstancesFresh, InstancesReuse:
+	case "", InstancesFresh, InstancesReuse, InstancesReset:
 	default:
-		return nil, fmt.Errorf("host: instance policy %q, want %q or %q", policy.Mode, InstancesFresh, InstancesReuse)
+		return nil, fmt.Errorf("host: instance policy %q, want %q, %q or %q", policy.Mode, InstancesFresh, InstancesReuse, InstancesReset)
 	}
-	if policy.Mode == InstancesReuse && m.Mode != ModeHandler {
+	if policy.Mode.warm() && m.Mode != ModeHandler {
 		return nil, fmt.Errorf("instance policy %q needs a handler-mode module (exporting %s); this is a %s module (a command runs _start once per instance), use %q",
-			InstancesReuse, handleExport, m.Mode, InstancesFresh)
+			policy.Mode, handleExport, m.Mode, InstancesFresh)
 	}
-	return &Pool{h: h, m: m, policy: policy.withDefaults(m.rt.pages)}, nil
+	p := &Pool{h: h, m: m, policy: policy.withDefaults(m.rt.pages)}
+	if policy.Mode == InstancesReset {
+		var err error
+		if p.reset, err = compileReset(context.Background(), m); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// warm reports whether instances outlive attempts.
+func (m InstanceMode) warm() bool { return m == InstancesReuse || m == InstancesReset }
+
+// resetVariant is what a reset pool instantiates.
+type resetVariant struct {
+	compiled wazero.CompiledModule
+	globals  []string // exports of the mutable globals
 }
 
 // Policy returns the pool's policy with its defaults filled in.
@@ -174,6 +197,11 @@ func (p *Pool) Close() {
 	s.forget(p, victims)
 	s.mu.Unlock()
 	closeInstances(victims)
+	if p.reset != nil {
+		// Safe with instances still running (wazero): they finish, and
+		// are not kept.
+		p.reset.compiled.Close(context.Background())
+	}
 }
 
 // Run executes one attempt: in a fresh instance (policy fresh, or a closed
@@ -182,12 +210,16 @@ func (p *Pool) Close() {
 // below MaxUses and MaxMemoryPages; any other outcome discards it, so the
 // next attempt sees fresh state.
 func (p *Pool) Run(ctx context.Context, a Attempt) Result {
-	if p.policy.Mode != InstancesReuse {
+	if !p.policy.Mode.warm() {
 		return p.h.Run(ctx, p.m, a)
 	}
 	at := p.h.begin(ctx, p.m, a)
 	defer at.end()
 	inst := p.take()
+	if inst != nil && inst.initial != nil && !inst.initial.restore(inst.mod) {
+		p.put(inst, false)
+		inst = nil
+	}
 	if inst == nil {
 		var res Result
 		if inst, res = p.instantiate(at.ctx, at.st, a.Command); inst == nil {
@@ -246,7 +278,11 @@ func (p *Pool) instantiate(ctx context.Context, st *attemptState, c Command) (in
 	}
 	cfg = cfg.WithStdout(streams.stdout()).WithStderr(streams.stderr())
 	inst = &instance{streams: streams, fs: afs}
-	inst.mod, err = p.m.rt.rt.InstantiateModule(ctx, p.m.compiled, cfg)
+	compiled := p.m.compiled
+	if p.reset != nil {
+		compiled = p.reset.compiled
+	}
+	inst.mod, err = p.m.rt.rt.InstantiateModule(ctx, compiled, cfg)
 	if err != nil {
 		res := classify(ctx, st, memoryOf(inst.mod), 0, err)
 		inst.close()
@@ -257,6 +293,12 @@ func (p *Pool) instantiate(ctx context.Context, st *attemptState, c Command) (in
 			res := classify(ctx, st, inst.mod.Memory(), 0, fmt.Errorf("_initialize: %w", err))
 			inst.close()
 			return nil, res
+		}
+	}
+	if p.reset != nil {
+		if inst.initial, err = snapshotInstance(inst.mod, p.reset.globals); err != nil {
+			inst.close()
+			return nil, Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: "host error: " + err.Error()}
 		}
 	}
 	inst.handle = inst.mod.ExportedFunction(handleExport)

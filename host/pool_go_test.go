@@ -73,12 +73,24 @@ func runGoCounter(t *testing.T, p *Pool, input string) (Result, int) {
 // SDK yields with runtime.Gosched before returning, so the runtime's
 // background work runs): 300 attempts in one instance stay below the
 // default threshold of half the memory limit, which would discard it.
+//
+// The reset policy gives the same guest fresh state for every attempt (its
+// counter is 1 each time, after a panic too) while its instance, and the
+// runtime started by _initialize, is kept. Both share one Host: a Go guest
+// takes tens of seconds to compile under -race.
 func TestPoolGoGuest(t *testing.T) {
 	h := newTestHost(t, Config{})
-	p, err := h.NewPool(mustLoad(t, h, goGuestWasm(t, "gocounter"), 0), InstancePolicy{Mode: InstancesReuse})
+	m := mustLoad(t, h, goGuestWasm(t, "gocounter"), 0)
+	t.Run("reuse", func(t *testing.T) { testGoGuestReuse(t, h, m) })
+	t.Run("reset", func(t *testing.T) { testGoGuestReset(t, h, m) })
+}
+
+func testGoGuestReuse(t *testing.T, h *Host, m *Module) {
+	p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReuse})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer p.Close()
 	steps := []struct {
 		input string
 		want  dispatch.Outcome
@@ -117,5 +129,27 @@ func TestPoolGoGuest(t *testing.T) {
 	t.Logf("Go guest memory after 10 attempts: %d KiB, after 300: %d KiB", first>>10, last>>10)
 	if limit := int64(p.Policy().MaxMemoryPages) * 65536; last > limit {
 		t.Errorf("memory after 300 attempts: %d bytes, above the threshold %d", last, limit)
+	}
+}
+
+func testGoGuestReset(t *testing.T, h *Host, m *Module) {
+	p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReset})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i, input := range []string{"", "print", "panic", "", "", "print"} {
+		res, count := runGoCounter(t, p, input)
+		switch {
+		case input == "panic" && res.Outcome != dispatch.OutcomeFailed:
+			t.Fatalf("step %d: outcome %s (%s), want failed", i, res.Outcome, res.Error)
+		case input != "panic" && count != 1:
+			t.Fatalf("step %d (%q): outcome %s (%s), counter %d; want ok, 1", i, input, res.Outcome, res.Error, count)
+		case input == "print" && string(res.Log) != "attempt 1\n":
+			t.Errorf("step %d: log %q", i, res.Log)
+		}
+	}
+	if st := p.Stats(); st.Created != 1 {
+		t.Errorf("Stats().Created = %d, want 1", st.Created)
 	}
 }

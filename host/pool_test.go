@@ -33,10 +33,13 @@ func runCounter(t *testing.T, p *Pool, input string, cancel bool, lim Limits) (R
 		Info: TaskInfo{TaskID: "t", RunID: "t#1", Attempt: 1, MaxAttempts: 1, Handler: "counter"}})
 	count := 0
 	if res.Outcome == dispatch.OutcomeOK {
-		if len(res.Output) != 4 {
-			t.Fatalf("output %q, want the 4-byte counter", res.Output)
+		if len(res.Output) != 8 {
+			t.Fatalf("output %q, want the two 4-byte counters", res.Output)
 		}
 		count = int(binary.LittleEndian.Uint32(res.Output))
+		if inMemory := int(binary.LittleEndian.Uint32(res.Output[4:])); inMemory != count {
+			t.Fatalf("the counter in memory is %d, the global %d: memory and globals must be kept (or restored) together", inMemory, count)
+		}
 	}
 	return res, count
 }
@@ -93,6 +96,16 @@ func TestPoolReuse(t *testing.T) {
 		{name: "fresh runs every attempt in a new instance", policy: InstancePolicy{Mode: InstancesFresh},
 			steps:       []poolStep{{want: ok, count: 1}, {want: ok, count: 1}, {input: "f", want: failed}, {want: ok, count: 1}},
 			wantCreated: 0}, // fresh attempts do not go through the pool's instances
+		{name: "reset restores globals and memory before every attempt", policy: InstancePolicy{Mode: InstancesReset},
+			steps: []poolStep{{want: ok, count: 1}, {want: ok, count: 1}, {input: "f", want: failed}, {want: ok, count: 1},
+				{input: "m", want: ok, count: 1}, {want: ok, count: 1}},
+			wantCreated: 1},
+		{name: "reset: a trap discards the instance", policy: InstancePolicy{Mode: InstancesReset},
+			steps:       []poolStep{{want: ok, count: 1}, {input: "t", want: dispatch.OutcomeTrap}, {want: ok, count: 1}},
+			wantCreated: 2},
+		{name: "reset: max_uses", policy: InstancePolicy{Mode: InstancesReset, MaxUses: 2},
+			steps:       []poolStep{{want: ok, count: 1}, {want: ok, count: 1}, {want: ok, count: 1}},
+			wantCreated: 2},
 		{name: "the default policy is fresh", policy: InstancePolicy{},
 			steps:       []poolStep{{want: ok, count: 1}, {want: ok, count: 1}},
 			wantCreated: 0},
@@ -311,8 +324,10 @@ func TestNewPoolErrors(t *testing.T) {
 	}{
 		{name: "reuse of a command module", module: "command", policy: InstancePolicy{Mode: InstancesReuse},
 			want: `instance policy "reuse" needs a handler-mode module (exporting wasmtask_handle)`},
-		{name: "unknown mode", module: "counter", policy: InstancePolicy{Mode: "reset"},
-			want: `host: instance policy "reset", want "fresh" or "reuse"`},
+		{name: "reset of a command module", module: "command", policy: InstancePolicy{Mode: InstancesReset},
+			want: `instance policy "reset" needs a handler-mode module`},
+		{name: "unknown mode", module: "counter", policy: InstancePolicy{Mode: "warm"},
+			want: `host: instance policy "warm", want "fresh", "reuse" or "reset"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,10 +18,12 @@ import (
 //	"instances": "reuse"
 //	"instances": {"policy": "reuse", "max_uses": 1000, "max_memory_pages": 128, "idle_timeout": "60s"}
 //
-// policy is "fresh" (the default: a new instance per attempt) or "reuse"
-// (the instance stays alive between attempts). The other fields tune reuse;
-// zero or absent means the host's default (max_uses 1000, max_memory_pages
-// half of limits.memory_pages, idle_timeout 60s).
+// policy is "fresh" (the default: a new instance per attempt), "reuse"
+// (the instance stays alive between attempts) or "reset" (alive too, with
+// its memory and globals restored to their state after _initialize before
+// each attempt). The other fields tune reuse and reset; zero or absent
+// means the host's default (max_uses 1000, max_memory_pages half of
+// limits.memory_pages, idle_timeout 60s).
 type ManifestInstances struct {
 	Policy         string `json:"policy"`
 	MaxUses        int    `json:"max_uses,omitempty"`
@@ -55,7 +57,7 @@ func (mi *ManifestInstances) UnmarshalJSON(b []byte) error {
 			}
 			return &ValidationError{Field: "manifest.instances", Reason: fmt.Sprintf("unknown field %q (%s)", name, instancesKnown)}
 		}
-		return &ValidationError{Field: "manifest.instances", Reason: `want a policy name ("fresh" or "reuse") or an object like {"policy": "reuse", "max_uses": 1000}`}
+		return &ValidationError{Field: "manifest.instances", Reason: `want a policy name ("fresh", "reuse" or "reset") or an object like {"policy": "reuse", "max_uses": 1000}`}
 	}
 	*mi = ManifestInstances(v)
 	return nil
@@ -70,14 +72,12 @@ func (m *Manifest) InstancePolicy() (host.InstancePolicy, error) {
 	}
 	mi := m.Instances
 	switch host.InstanceMode(mi.Policy) {
-	case host.InstancesFresh, host.InstancesReuse:
+	case host.InstancesFresh, host.InstancesReuse, host.InstancesReset:
 		p.Mode = host.InstanceMode(mi.Policy)
 	case "":
-		return p, &ValidationError{Field: "manifest.instances.policy", Reason: `is missing; want "fresh" or "reuse"`}
-	case "reset":
-		return p, &ValidationError{Field: "manifest.instances.policy", Reason: `"reset" is not supported by this host; want "fresh" or "reuse" (see sdk/ABI.md, Instances)`}
+		return p, &ValidationError{Field: "manifest.instances.policy", Reason: `is missing; want "fresh", "reuse" or "reset"`}
 	default:
-		return p, &ValidationError{Field: "manifest.instances.policy", Reason: fmt.Sprintf("want \"fresh\" or \"reuse\", got %q", mi.Policy)}
+		return p, &ValidationError{Field: "manifest.instances.policy", Reason: fmt.Sprintf("want \"fresh\", \"reuse\" or \"reset\", got %q", mi.Policy)}
 	}
 	if mi.MaxUses < 0 {
 		return p, &ValidationError{Field: "manifest.instances.max_uses", Reason: fmt.Sprintf("must not be negative, got %d", mi.MaxUses)}

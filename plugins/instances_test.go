@@ -30,10 +30,9 @@ func TestParseManifestInstances(t *testing.T) {
 			in:   `{"instances": {"policy": "reuse", "max_uses": 50, "max_memory_pages": 128, "idle_timeout": "90s"}}`,
 			want: host.InstancePolicy{Mode: host.InstancesReuse, MaxUses: 50, MaxMemoryPages: 128, IdleTimeout: 90 * time.Second}},
 		{name: "object with the policy only", in: `{"instances": {"policy": "reuse"}}`, want: host.InstancePolicy{Mode: host.InstancesReuse}},
+		{name: "name reset", in: `{"instances": "reset"}`, want: host.InstancePolicy{Mode: host.InstancesReset}},
 		{name: "unknown policy name", in: `{"instances": "warm"}`,
-			wantField: "manifest.instances.policy", wantReason: `want "fresh" or "reuse", got "warm"`},
-		{name: "reset is not built", in: `{"instances": "reset"}`,
-			wantField: "manifest.instances.policy", wantReason: `"reset" is not supported`},
+			wantField: "manifest.instances.policy", wantReason: `want "fresh", "reuse" or "reset", got "warm"`},
 		{name: "object without a policy", in: `{"instances": {"max_uses": 5}}`,
 			wantField: "manifest.instances.policy", wantReason: "is missing"},
 		{name: "unknown member", in: `{"instances": {"policy": "reuse", "max_use": 5}}`,
@@ -92,7 +91,7 @@ func counterVersion(t *testing.T, tag string) []byte {
 func execCounter(t *testing.T, exec *host.Executor, handler string) int {
 	t.Helper()
 	res := exec.Execute(t.Context(), dispatch.Job{Task: "t", Run: "t#1", Handler: handler, Attempt: 1, MaxAttempts: 1})
-	if res.Outcome != dispatch.OutcomeOK || len(res.Output) != 4 {
+	if res.Outcome != dispatch.OutcomeOK || len(res.Output) != 8 {
 		t.Fatalf("Execute(%s): outcome %s (%s), output %q", handler, res.Outcome, res.Error, res.Output)
 	}
 	return int(binary.LittleEndian.Uint32(res.Output))
@@ -163,6 +162,23 @@ func TestInstancesHotSwap(t *testing.T) {
 	}
 	if st := cur.Pool.Stats(); st.Idle != 0 {
 		t.Errorf("pool after a manifest change: %+v, want drained", st)
+	}
+
+	// Reset: one warm instance, fresh state for every attempt.
+	cur, _ = reg.Resolve(b.ctx, "counter")
+	if _, err := reg.Deploy(b.ctx, "counter", v2, &plugins.Manifest{Instances: &plugins.ManifestInstances{Policy: "reset"}}, "test"); err != nil {
+		t.Fatalf("Deploy v2 reset: %v", err)
+	}
+	if st := cur.Pool.Stats(); st.Idle != 0 {
+		t.Errorf("pool after the switch to reset: %+v, want drained", st)
+	}
+	for range 3 {
+		if got := execCounter(t, exec, "counter"); got != 1 {
+			t.Errorf("reset: counter %d, want 1", got)
+		}
+	}
+	if p, _ := reg.Resolve(b.ctx, "counter"); p.Pool == nil || p.Pool.Stats().Created != 1 {
+		t.Errorf("reset: want one instance created for three attempts")
 	}
 
 	// Back to fresh: no pool, every attempt new.

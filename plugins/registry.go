@@ -82,7 +82,7 @@ type loaded struct {
 	config   map[string]string
 	command  host.Command
 	manifest *Manifest
-	pool     *host.Pool // reuse policy: the version's warm instances; nil for fresh
+	pool     *host.Pool // reuse or reset policy: the version's warm instances; nil for fresh
 	extism   *host.ExtismOptions
 }
 
@@ -210,7 +210,7 @@ func (r *Registry) compile(ctx context.Context, name string, wasm []byte, m *Man
 			ve.Plugin = name
 		}
 		return nil, err
-	} else if policy.Mode == host.InstancesReuse {
+	} else if policy.Mode != host.InstancesFresh {
 		if l.pool, err = r.host.NewPool(mod, policy); err != nil {
 			return nil, &ValidationError{Plugin: name, Field: "manifest.instances.policy", Reason: err.Error()}
 		}

@@ -132,36 +132,39 @@ func TestConformance(t *testing.T) {
 }
 
 // TestConformanceReuse runs every vector twice, in order, through one
-// instance per example (the manifest's "instances": "reuse"): an SDK must
-// give each attempt its own input, task info, config and output even when
-// the instance, its globals and its heap carry over from earlier attempts.
+// instance per example, under the manifest's "instances": "reuse" (globals
+// and heap carry over) and "reset" (restored before every attempt): an SDK
+// must give each attempt its own input, task info, config and output
+// either way.
 func TestConformanceReuse(t *testing.T) {
 	dir := modulesDir(t)
 	ctx := context.Background()
 	h := newHost(t)
-	for _, lang := range languages {
-		t.Run(lang, func(t *testing.T) {
-			for _, ex := range examples {
-				t.Run(ex, func(t *testing.T) {
-					p, err := h.NewPool(load(t, h, dir, lang, ex), host.InstancePolicy{Mode: host.InstancesReuse})
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer p.Close()
-					for round := range 2 {
-						for _, v := range vectors() {
-							if v.example != ex {
-								continue
-							}
-							t.Run(fmt.Sprintf("%s#%d", v.name, round+1), func(t *testing.T) { v.check(t, p.Run(ctx, v.attempt_())) })
+	for _, mode := range []host.InstanceMode{host.InstancesReuse, host.InstancesReset} {
+		for _, lang := range languages {
+			t.Run(string(mode)+"/"+lang, func(t *testing.T) {
+				for _, ex := range examples {
+					t.Run(ex, func(t *testing.T) {
+						p, err := h.NewPool(load(t, h, dir, lang, ex), host.InstancePolicy{Mode: mode})
+						if err != nil {
+							t.Fatal(err)
 						}
-					}
-					if st := p.Stats(); st.Created != 1 {
-						t.Errorf("the pool created %d instances, want 1 (every vector is ok or failed: the instance is kept)", st.Created)
-					}
-				})
-			}
-		})
+						defer p.Close()
+						for round := range 2 {
+							for _, v := range vectors() {
+								if v.example != ex {
+									continue
+								}
+								t.Run(fmt.Sprintf("%s#%d", v.name, round+1), func(t *testing.T) { v.check(t, p.Run(ctx, v.attempt_())) })
+							}
+						}
+						if st := p.Stats(); st.Created != 1 {
+							t.Errorf("the pool created %d instances, want 1 (every vector is ok or failed: the instance is kept)", st.Created)
+						}
+					})
+				}
+			})
+		}
 	}
 }
 
@@ -294,19 +297,21 @@ func BenchmarkSDK(b *testing.B) {
 				}
 			}
 		})
-		b.Run(lang+"/reuse", func(b *testing.B) {
-			p, err := h.NewPool(m, host.InstancePolicy{Mode: host.InstancesReuse, MaxUses: 1 << 30})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer p.Close()
-			a := vector{example: "uppercase", input: []byte("hello")}.attempt_()
-			for b.Loop() {
-				if res := p.Run(ctx, a); res.Outcome != dispatch.OutcomeOK {
-					b.Fatalf("outcome %s: %s", res.Outcome, res.Error)
+		for _, mode := range []host.InstanceMode{host.InstancesReuse, host.InstancesReset} {
+			b.Run(lang+"/"+string(mode), func(b *testing.B) {
+				p, err := h.NewPool(m, host.InstancePolicy{Mode: mode, MaxUses: 1 << 30})
+				if err != nil {
+					b.Fatal(err)
 				}
-			}
-		})
+				defer p.Close()
+				a := vector{example: "uppercase", input: []byte("hello")}.attempt_()
+				for b.Loop() {
+					if res := p.Run(ctx, a); res.Outcome != dispatch.OutcomeOK {
+						b.Fatalf("outcome %s: %s", res.Outcome, res.Error)
+					}
+				}
+			})
+		}
 	}
 }
 

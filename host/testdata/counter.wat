@@ -1,6 +1,8 @@
 ;; counter: the reuse-policy guest. A global counts the attempts this
-;; instance ran; each attempt writes it (i32, little-endian) as output, so a
-;; test sees whether the instance was reused (2, 3, ...) or fresh (1). The
+;; instance ran, and so does an i32 in memory (at byte 64); each attempt
+;; writes both (two i32, little-endian) as output, so a test sees whether
+;; the instance was reused (2, 3, ...) or fresh or reset (1), and that
+;; globals and memory were kept or restored together. The
 ;; first input byte picks what the attempt does after counting:
 ;;   (none) ok     f fail (returns 1)       t trap       l loop forever
 ;;   g grow until memory.grow fails, then trap (oom)     m grow 4 pages, ok
@@ -23,8 +25,10 @@
     (if (global.get $busy) (then unreachable))
     (global.set $busy (i32.const 1))
     (global.set $count (i32.add (global.get $count) (i32.const 1)))
+    (i32.store (i32.const 64) (i32.add (i32.load (i32.const 64)) (i32.const 1)))
     (i32.store (i32.const 0) (global.get $count))
-    (drop (call $output_write (i32.const 0) (i32.const 4)))
+    (i32.store (i32.const 4) (i32.load (i32.const 64)))
+    (drop (call $output_write (i32.const 0) (i32.const 8)))
     (i32.store8 (i32.const 8) (i32.const 0))
     (drop (call $input_read (i32.const 0) (i32.const 8) (i32.const 1)))
     (local.set $op (i32.load8_u (i32.const 8)))
