@@ -32,8 +32,9 @@
 //     export named by Attempt.Extism through package host/extism, with the
 //     same limits and outcomes (extism_mode.go).
 //     Pool.Run (pool.go) runs a plugin version under its InstancePolicy:
-//     fresh as Run, or reuse, where an instance stays alive between
-//     attempts. Host functions find the attempt's state in the call's
+//     fresh as Run; reuse, where an instance stays alive between attempts;
+//     or reset, reuse with memory and mutable globals restored to their
+//     post-_initialize state before each attempt (reset.go). Host functions find the attempt's state in the call's
 //     context and WASI stdout/stderr are routed per attempt, so input,
 //     output, logs, children and cancellation stay per attempt. An instance
 //     is checked out by one attempt at a time; it goes back only after ok
