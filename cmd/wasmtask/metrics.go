@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/host"
 	"github.com/wasmtask/wasmtask/plugins"
 )
 
@@ -40,6 +41,18 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.attempts, m.duration, m.activations, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// watchHost registers the warm-instance gauges read from the host at
+// scrape time.
+func (m *metrics) watchHost(h *host.Host) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wasmtask_idle_instances",
+			Help: "Warm instances (instances policy reuse or reset) waiting for an attempt, over all plugins; at most --workers."},
+			func() float64 { return float64(h.Idle().Instances) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wasmtask_idle_instance_memory_bytes",
+			Help: "Linear memory held by idle warm instances."},
+			func() float64 { return float64(h.Idle().MemoryBytes) }))
 }
 
 // watchEngine registers the metrics read from the engine at scrape time.

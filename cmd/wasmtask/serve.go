@@ -77,6 +77,7 @@ func runServe(c *cli.Context) error {
 	defer h.Close(context.Background())
 
 	m := newMetrics()
+	m.watchHost(h)
 	var allow []string
 	for _, d := range c.Generic("allow-dir").(*repeated).values {
 		abs, err := filepath.Abs(d)
