@@ -129,3 +129,33 @@ func mustWrite(t testing.TB, path string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestOutcomesThroughServe: a memory bomb growing 16 pages at a time under
+// a 64-page cap ends oom (not retried); unbounded recursion is a trap.
+func TestOutcomesThroughServe(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{})
+	ctx := context.Background()
+	s.deployWithManifest("bomb", hostModule(t, "bomb16"), `{"limits": {"memory_pages": 64}}`)
+	s.deploy("recurse", hostModule(t, "recurse"))
+	for _, tc := range []struct{ handler, outcome, inError string }{
+		{"bomb", "oom", "memory limit of 64 pages"},
+		{"recurse", "trap", "stack overflow"},
+	} {
+		res, err := s.client.Submit(ctx, api.TaskSpec{Handler: tc.handler, MaxAttempts: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := s.waitFinal(res.Task.ID, 60*time.Second)
+		if len(v.Runs) != 1 || len(v.Runs[0].Attempts) == 0 {
+			t.Fatalf("%s: %+v", tc.handler, v)
+		}
+		a := v.Runs[0].Attempts[0]
+		if v.State != "failed" || a.Outcome != tc.outcome || !strings.Contains(a.Error, tc.inError) {
+			t.Errorf("%s: state %s, first attempt %s %q; want failed, %s naming %q", tc.handler, v.State, a.Outcome, a.Error, tc.outcome, tc.inError)
+		}
+	}
+	if r := s.cli("call", "--memory-pages", "64", filepath.Join("..", "host", "testdata", "bomb16.wasm")); r.code != 1 || !strings.Contains(r.stderr, "oom") {
+		t.Errorf("wasmtask call of the bomb: %s\nwant exit 1 and outcome oom", r)
+	}
+}

@@ -83,7 +83,8 @@ type attemptState struct {
 	childBase  string
 	violation  *abiViolation
 	heartbeat  func()
-	command    *Command // nil in handler mode: exit codes are read as before
+	command    *Command     // nil in handler mode: exit codes are read as before
+	mem        *guestMemory // the instance's memory: refused grows (memory.go)
 
 	softDeadline time.Time
 	canceled     atomic.Bool // the caller canceled the attempt
@@ -156,7 +157,11 @@ func (h *Host) begin(ctx context.Context, m *Module, a Attempt) *running {
 	deadline := start.Add(lim.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
-		lim.Timeout = d.Sub(start).Round(time.Millisecond) // the timeout that applies, for the message
+		// The message names the caller's span when it is clearly the shorter
+		// (not when it is the same timeout, counted from a little earlier).
+		if d.Before(start.Add(lim.Timeout - lim.Timeout/10)) {
+			lim.Timeout = d.Sub(start).Round(time.Millisecond)
+		}
 	}
 	a.Info.Module, a.Info.DeadlineMs = m.Hash, deadline.UnixMilli()
 	if a.Info.Labels == nil {
@@ -241,7 +246,7 @@ func (h *Host) execute(ctx context.Context, m *Module, st *attemptState, c *Comm
 	} else {
 		cfg = cfg.WithStdout(&st.log.stdout)
 	}
-	mod, err := m.rt.rt.InstantiateModule(ctx, m.compiled, cfg)
+	mod, err := m.rt.rt.InstantiateModule(m.withMemory(ctx, &st.mem), m.compiled, cfg)
 	if mod != nil {
 		defer mod.Close(context.Background())
 	}

@@ -41,11 +41,15 @@ type Module struct {
 	Imports       []string // "module.name"
 	Exports       []string // function exports
 
-	hasInit  bool
-	compiled wazero.CompiledModule
-	src      []byte              // the bytes compiled, for a reset pool's variant (reset.go)
-	cfg      wazero.ModuleConfig // see moduleConfig
-	rt       *runtime
+	hasInit bool
+	// memMaxPages is what memory.grow may reach: the limit, or the
+	// module's declared maximum when lower (memDeclaredMax); see memory.go.
+	memMaxPages    uint32
+	memDeclaredMax bool
+	compiled       wazero.CompiledModule
+	src            []byte              // the bytes compiled, for a reset pool's variant (reset.go)
+	cfg            wazero.ModuleConfig // see moduleConfig
+	rt             *runtime
 }
 
 // ValidationError says why a module was rejected, naming the import or
@@ -120,12 +124,20 @@ func (h *Host) compile(ctx context.Context, wasm []byte, key moduleKey) (*Module
 	if err := checkTables(key, layout); err != nil {
 		return nil, err
 	}
-	src := boundedModule(wasm, layout, key.tables, false)
+	if layout.hasMem && layout.memMin > key.pages {
+		// Before wazero, whose own cap is the wasm32 maximum (memory.go).
+		return nil, &ValidationError{Module: key.hash, Reason: fmt.Sprintf("declares a minimum memory of %d pages (%d KiB), above the limit of %d pages", layout.memMin, layout.memMin*64, key.pages)}
+	}
+	src := boundedModule(wasm, layout, key.tables, true)
 	compiled, err := rt.rt.CompileModule(ctx, src)
 	if err != nil {
 		return nil, &ValidationError{Module: key.hash, Reason: "not a valid WebAssembly module: " + err.Error()}
 	}
-	m := &Module{Hash: key.hash, Size: len(wasm), TableElements: layout.tableMinElements(), compiled: compiled, rt: rt, src: src}
+	m := &Module{Hash: key.hash, Size: len(wasm), TableElements: layout.tableMinElements(), compiled: compiled, rt: rt, src: src,
+		memMaxPages: key.pages}
+	if layout.memMax > 0 && layout.memMax < key.pages {
+		m.memMaxPages, m.memDeclaredMax = layout.memMax, true
+	}
 	if err := m.inspect(rt, key.pages); err != nil {
 		compiled.Close(ctx)
 		return nil, err

@@ -66,7 +66,11 @@
 //
 // # Memory limits
 //
-// wazero sets the memory limit per runtime, so the Host keeps one runtime
-// per distinct limit (usually one or two), each with the host modules
-// instantiated once.
+// Every instance's linear memory comes from the host's allocator
+// (memory.go, wazero's experimental.MemoryAllocator): it refuses a
+// memory.grow past the plugin's limit, or past the module's declared
+// maximum (taken out of the compiled bytes so that it is enforced there
+// too), and counts the refusal; a trap after a refused grow is an oom.
+// wazero's own cap is the wasm32 maximum, so every InstantiateModule must
+// pass Module.withMemory. The Host keeps one runtime per distinct limit.
 package host

@@ -63,7 +63,7 @@ func (h *Host) executeExtism(ctx context.Context, m *Module, st *attemptState, o
 		return Result{Outcome: dispatch.OutcomeOOM, Error: err.Error()}
 	}
 	cfg := m.cfg.WithStdout(&st.log.stdout).WithStderr(&st.log.stderr)
-	mod, err := m.rt.rt.InstantiateModule(ctx, m.compiled, cfg)
+	mod, err := m.rt.rt.InstantiateModule(m.withMemory(ctx, &st.mem), m.compiled, cfg)
 	if mod != nil {
 		defer mod.Close(context.Background())
 	}

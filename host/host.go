@@ -48,7 +48,8 @@ type Host struct {
 }
 
 // runtime is a wazero runtime with the host modules instantiated; one per
-// memory limit, since wazero sets that limit per runtime.
+// memory limit. (wazero's own cap is the wasm32 maximum: the limit is
+// enforced by the host's allocator, memory.go.)
 type runtime struct {
 	rt    wazero.Runtime
 	pages uint32
@@ -108,7 +109,7 @@ func (h *Host) runtimeFor(ctx context.Context, pages uint32) (*runtime, error) {
 	}
 	cfg := wazero.NewRuntimeConfig().
 		WithCloseOnContextDone(true). // the only way to stop a runaway guest
-		WithMemoryLimitPages(pages).
+		WithMemoryLimitPages(65536).  // the allocator enforces pages (memory.go)
 		WithCompilationCache(h.cache)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {

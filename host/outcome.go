@@ -23,7 +23,9 @@ import (
 //	abiViolation panic      abi_violation
 //	context deadline        timeout
 //	context canceled        cancelled
-//	trap at the memory cap  oom
+//	trap after a refused    oom (the allocator, memory.go, counts refusals)
+//	memory.grow
+//	stack overflow          trap (wazero reports it without "wasm error:")
 //	wasm trap               trap, with the wasm stack trace
 //	proc_exit(n), handler   as return code n, but n != 0 is a retryable failure
 //	proc_exit(n), command   Command.ExitCodes.Action(n): ok, or a permanent
@@ -56,12 +58,19 @@ func classify(ctx context.Context, st *attemptState, mem api.Memory, code int64,
 		}
 	}
 	if err != nil {
-		if mem != nil && st.limits.MemoryPages > 0 && mem.Size() >= st.limits.MemoryPages*65536 {
+		if n := st.mem.refusals(); n > 0 {
+			limit := fmt.Sprintf("memory limit of %d pages (%s)", st.limits.MemoryPages, pagesSize(st.limits.MemoryPages))
+			if st.mem.declared {
+				limit = fmt.Sprintf("module's declared maximum memory of %d pages (%s)", st.mem.max/65536, pagesSize(uint32(st.mem.max/65536)))
+			}
 			return Result{Outcome: dispatch.OutcomeOOM,
-				Error: fmt.Sprintf("memory limit of %d pages (%d MiB) reached: %v", st.limits.MemoryPages, st.limits.MemoryPages/16, firstLine(err))}
+				Error: fmt.Sprintf("out of memory: memory.grow refused %d time(s) at the %s, then: %v", n, limit, firstLine(err))}
 		}
 		if strings.HasPrefix(err.Error(), "wasm error:") || strings.Contains(err.Error(), ": wasm error:") {
 			return Result{Outcome: dispatch.OutcomeTrap, Retryable: true, Error: err.Error()}
+		}
+		if isStackOverflow(err) {
+			return Result{Outcome: dispatch.OutcomeTrap, Retryable: true, Error: "wasm error: stack overflow (unbounded recursion in the guest?): " + err.Error()}
 		}
 		// A host function failed in a way that is not the guest's fault
 		// (recovered by wazero): retry, and keep the message for the operator.
@@ -140,4 +149,25 @@ func exitResult(st *attemptState, code uint32) Result {
 	}
 	return Result{Outcome: dispatch.OutcomeFailed, Retryable: true,
 		Error: fmt.Sprintf("command exited with code %d%s: a retryable failure (%s)", code, sysexitsName(code), src)}
+}
+
+// isStackOverflow: wazero returns its stack-overflow error bare ("stack
+// overflow", no "wasm error:" prefix, not exported), possibly wrapped by
+// the host ("_initialize: ...").
+func isStackOverflow(err error) bool {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error() == "stack overflow"
+		}
+		err = next
+	}
+}
+
+// pagesSize is a memory size in pages for messages: "1 MiB", "64 KiB".
+func pagesSize(pages uint32) string {
+	if pages%16 == 0 {
+		return fmt.Sprintf("%d MiB", pages/16)
+	}
+	return fmt.Sprintf("%d KiB", pages*64)
 }

@@ -104,8 +104,9 @@ type instance struct {
 	handle  api.Function // wasmtask_handle, looked up once
 	stack   [1]uint64    // its result, without an allocation per call
 	streams *instanceStreams
-	fs      *attemptFS  // scratch directory of the manifest, if any
-	initial *resetState // reset policy: the state right after _initialize
+	fs      *attemptFS   // scratch directory of the manifest, if any
+	initial *resetState  // reset policy: the state right after _initialize
+	mem     *guestMemory // its linear memory (memory.go)
 	uses    int
 	idleAt  time.Time
 	bytes   int64 // linear memory when it went idle
@@ -227,6 +228,10 @@ func (p *Pool) Run(ctx context.Context, a Attempt) Result {
 		}
 	}
 	inst.streams.st = at.st
+	if inst.mem != nil {
+		inst.mem.refused.Store(0) // refusals of earlier attempts are not this one's
+	}
+	at.st.mem = inst.mem
 	err := inst.handle.CallWithStack(at.ctx, inst.stack[:])
 	inst.streams.st = nil
 	code := int64(0)
@@ -282,7 +287,8 @@ func (p *Pool) instantiate(ctx context.Context, st *attemptState, c Command) (in
 	if p.reset != nil {
 		compiled = p.reset.compiled
 	}
-	inst.mod, err = p.m.rt.rt.InstantiateModule(ctx, compiled, cfg)
+	inst.mod, err = p.m.rt.rt.InstantiateModule(p.m.withMemory(ctx, &inst.mem), compiled, cfg)
+	st.mem = inst.mem
 	if err != nil {
 		res := classify(ctx, st, memoryOf(inst.mod), 0, err)
 		inst.close()

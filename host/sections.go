@@ -89,7 +89,7 @@ func boundedModule(wasm []byte, l wasmLayout, tableLimit uint32, dropMemMax bool
 		switch {
 		case id == sectionTable && len(l.tables) > 0:
 			body = tableSection(l.tables, tableLimit)
-		case id == sectionMemory && dropMemMax && l.hasMem && l.memMax > 0:
+		case id == sectionMemory && dropMemMax && l.hasMem && l.memMax > 0 && l.memMax >= l.memMin && l.memMax <= 65536:
 			body = appendU32(appendU32(nil, 1), 0) // one memory, flag 0: min only
 			body = appendU32(body, l.memMin)
 		default:

@@ -24,7 +24,7 @@ func (h *Host) Trial(ctx context.Context, m *Module, timeout time.Duration) erro
 	ctx = context.WithValue(ctx, stateKey{}, st)
 	cfg := wazero.NewModuleConfig().WithName("").WithSysWalltime().WithSysNanotime().
 		WithStdout(&st.log.stdout).WithStderr(&st.log.stderr).WithStartFunctions()
-	mod, err := m.rt.rt.InstantiateModule(ctx, m.compiled, cfg)
+	mod, err := m.rt.rt.InstantiateModule(m.withMemory(ctx, &st.mem), m.compiled, cfg)
 	if err != nil {
 		return &ValidationError{Module: m.Hash, Reason: "trial instantiation failed: " + firstLine(err)}
 	}
