@@ -222,7 +222,7 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
 	if res.Duplicate {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, viewFrom(v))
+	writeJSON(w, status, s.taskView(v))
 }
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
@@ -232,7 +232,7 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: %q", dispatch.ErrNotFound, id))
 		return
 	}
-	writeJSON(w, 200, viewFrom(v))
+	writeJSON(w, 200, s.taskView(v))
 }
 
 func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) {
@@ -264,7 +264,7 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, 200, viewFrom(v))
+	writeJSON(w, 200, s.taskView(v))
 }
 
 // TaskList is the response of GET /v1/tasks.
@@ -310,7 +310,7 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 			out.NextCursor = out.Tasks[len(out.Tasks)-1].ID
 			break
 		}
-		out.Tasks = append(out.Tasks, viewFrom(v))
+		out.Tasks = append(out.Tasks, s.taskView(v))
 	}
 	writeJSON(w, 200, out)
 }
@@ -322,7 +322,7 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, _ := s.cfg.Engine.Task(id)
-	writeJSON(w, 200, viewFrom(v))
+	writeJSON(w, 200, s.taskView(v))
 }
 
 func (s *Server) addAfter(w http.ResponseWriter, r *http.Request) {
@@ -348,7 +348,7 @@ func (s *Server) addAfter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, _ := s.cfg.Engine.Task(id)
-	writeJSON(w, 200, viewFrom(v))
+	writeJSON(w, 200, s.taskView(v))
 }
 
 // decodeStrict decodes a small JSON body, rejecting unknown fields.

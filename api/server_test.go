@@ -62,7 +62,7 @@ func TestSubmitStatusCodes(t *testing.T) {
 	r := b.do(t, "GET", "/v1/tasks/t1", nil)
 	got := timestamp.ReplaceAll(compact(t, r.body), []byte(`"<time>"`))
 	want := `{"id":"t1","handler":"echo","state":"pending","runs":[{"id":"t1#1","index":1,"state":"ready","attempts":[]}],` +
-		`"children":[],"parent":"","submitted_at":"<time>","max_attempts":1,"priority":0,"labels":{"team":"a"},"run_policy":{"once":{}}}`
+		`"children":[],"parent":"","submitted_at":"<time>","max_attempts":1,"priority":0,"labels":{"team":"a"},"timeout":"30s","effective_timeout":"30s","run_policy":{"once":{}}}`
 	if r.status != 200 || string(got) != compactString(t, want) {
 		t.Errorf("GET /v1/tasks/t1: %d\n got %s\nwant %s", r.status, got, compactString(t, want))
 	}

@@ -44,6 +44,15 @@ type TaskView struct {
 	Labels         map[string]string `json:"labels,omitempty"`
 	CancelNote     string            `json:"cancel_reason,omitempty"`
 	After          []string          `json:"after,omitempty"`
+	// WaitingFor: the prerequisites not completed yet; while there are any
+	// the task is blocked and its runs do not start.
+	WaitingFor []string `json:"waiting_for,omitempty"`
+	// Timeout is the spec's attempt timeout (default 30s); EffectiveTimeout
+	// what an attempt gets now, after the plugin's limits.timeout and the
+	// server's --max-timeout; TimeoutNote says which lowered it.
+	Timeout          string `json:"timeout,omitempty"`
+	EffectiveTimeout string `json:"effective_timeout,omitempty"`
+	TimeoutNote      string `json:"timeout_note,omitempty"`
 	ConcurrencyKey string            `json:"concurrency_key,omitempty"`
 	RunPolicy      *RunPolicy        `json:"run_policy,omitempty"`
 	// Retries counts client retries (POST /v1/tasks/{id}/retry); each
@@ -58,6 +67,7 @@ type RunView struct {
 	Index    int           `json:"index"`
 	State    string        `json:"state"`
 	DueAt    string        `json:"due_at,omitempty"`
+	Reason   string        `json:"reason,omitempty"` // why a canceled run was canceled
 	Attempts []AttemptView `json:"attempts"`
 }
 
@@ -113,12 +123,18 @@ func viewFrom(v dispatch.TaskView) TaskView {
 	for _, a := range v.After {
 		out.After = append(out.After, string(a))
 	}
+	for _, a := range v.WaitingFor {
+		out.WaitingFor = append(out.WaitingFor, string(a))
+	}
+	if v.Spec.TimeoutMs > 0 {
+		out.Timeout = (time.Duration(v.Spec.TimeoutMs) * time.Millisecond).String()
+	}
 	if k := v.Spec.ConcurrencyKey; k != "" {
 		out.ConcurrencyKey = k
 	}
 	out.RunPolicy = policyJSON(v.Spec.Policy)
 	for _, r := range v.Runs {
-		rv := RunView{ID: string(r.ID), Index: r.Index, State: string(r.State), Attempts: []AttemptView{}}
+		rv := RunView{ID: string(r.ID), Index: r.Index, State: string(r.State), Reason: r.Reason, Attempts: []AttemptView{}}
 		if r.State == dispatch.RunScheduled || r.State == dispatch.RunRetryWait {
 			rv.DueAt = msTime(r.DueAt)
 		}

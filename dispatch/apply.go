@@ -212,6 +212,9 @@ func applyTransition(s *State, e *Event) error {
 			t.Skipped++
 		}
 	}
+	if e.To == RunCanceled {
+		r.Reason = e.Reason
+	}
 	setState(s, r, e.To, e.At)
 	return nil
 }
@@ -261,6 +264,9 @@ func applyFinished(s *State, e *Event) error {
 	r.LeaseExp = 0
 	if e.To == RunRetryWait {
 		r.DueAt = e.DueAt
+	}
+	if e.To == RunCanceled {
+		r.Reason = t.CancelNote // canceled while its attempt ran
 	}
 	setState(s, r, e.To, e.At)
 	return nil

@@ -194,7 +194,7 @@ func appendTask(dst []byte, t *Task) ([]byte, error) {
 }
 
 func appendRun(dst []byte, r *Run) []byte {
-	dst = appendHead(dst, cborMap, 6+count(r.LeaseExp != 0, len(r.Attempts) > 0))
+	dst = appendHead(dst, cborMap, 6+count(r.LeaseExp != 0, len(r.Attempts) > 0, r.Reason != ""))
 	dst = appendText(dst, 1, string(r.ID))
 	dst = appendText(dst, 2, string(r.Task))
 	dst = appendInt(dst, 3, int64(r.Index))
@@ -209,7 +209,11 @@ func appendRun(dst []byte, r *Run) []byte {
 			dst = appendAttempt(dst, &r.Attempts[i])
 		}
 	}
-	return appendInt(dst, 8, r.UpdateAt)
+	dst = appendInt(dst, 8, r.UpdateAt)
+	if r.Reason != "" {
+		dst = appendText(dst, 9, r.Reason)
+	}
+	return dst
 }
 
 func appendAttempt(dst []byte, a *Attempt) []byte {

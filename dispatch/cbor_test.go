@@ -46,6 +46,9 @@ func randomCBORRun(r *rand.Rand, task TaskID, index int) *Run {
 	if r.IntN(2) == 0 {
 		run.LeaseExp = r.Int64N(1 << 42)
 	}
+	if r.IntN(3) == 0 {
+		run.Reason = "misfire: skipped ü"
+	}
 	switch r.IntN(3) {
 	case 0:
 		run.Attempts = []Attempt{}

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -199,6 +200,13 @@ func TestCronMisfire(t *testing.T) {
 				}
 				if v.State != tc.wantState {
 					t.Errorf("cron task is %s, want %s", v.State, tc.wantState)
+				}
+				// A skipped occurrence says why it was canceled.
+				for _, run := range v.Runs {
+					if (run.State == RunCanceled) != strings.HasPrefix(run.Reason, "misfire: skipped") {
+						t.Errorf("run %s %s has reason %q, want a misfire reason exactly on canceled runs", run.ID, run.State, run.Reason)
+						break
+					}
 				}
 				// The schedule goes on as before.
 				r.advance(time.Minute)

@@ -363,8 +363,11 @@ type Run struct {
 	LeaseExp int64     `cbor:"6,keyasint,omitempty" json:"lease_expires_at_ms,omitempty"`
 	Attempts []Attempt `cbor:"7,keyasint,omitempty" json:"attempts"`
 	UpdateAt int64     `cbor:"8,keyasint" json:"updated_at_ms"`
-	gen      uint64    // bumped on every state change; invalidates index entries
-	task     *Task     // its task, kept by apply and reindex (saves a map lookup per event)
+	// Reason says why a canceled run was canceled (a cancel's reason, a
+	// skipped cron misfire); empty otherwise.
+	Reason string `cbor:"9,keyasint,omitempty" json:"reason,omitempty"`
+	gen    uint64 // bumped on every state change; invalidates index entries
+	task   *Task  // its task, kept by apply and reindex (saves a map lookup per event)
 }
 
 // current returns the open or last attempt, or nil.

@@ -20,6 +20,9 @@ type TaskView struct {
 	Parent      TaskID    `json:"parent,omitempty"`
 	Children    []TaskID  `json:"children,omitempty"`
 	After       []TaskID  `json:"after,omitempty"`
+	// WaitingFor lists the prerequisites that have not completed: while it
+	// is not empty the task's runs do not start, whatever their due time.
+	WaitingFor []TaskID `json:"waiting_for,omitempty"`
 	Runs        []Run     `json:"runs"`
 	// Retries counts client retries; runs from index RetryFrom on are the
 	// latest retry's.
@@ -41,6 +44,13 @@ func viewOf(s *State, t *Task) TaskView {
 		FinalAt: t.FinalAt, Canceled: t.Canceled, CancelNote: t.CancelNote, Parent: t.Spec.Parent,
 		Children: slices.Clone(t.children), After: t.prereqs(), seq: t.SubmitSeq, State: s.stateOf(t),
 		Retries: t.Retries, PrunedRuns: t.Pruned}
+	if t.waiting > 0 && !t.final {
+		for _, p := range v.After {
+			if pt := s.Tasks[p]; pt == nil || !pt.final || pt.result != TaskCompleted {
+				v.WaitingFor = append(v.WaitingFor, p)
+			}
+		}
+	}
 	for _, id := range t.Runs {
 		r := *s.Runs[id]
 		r.Attempts = slices.Clone(r.Attempts)

@@ -349,3 +349,34 @@ func TestCLINotBefore(t *testing.T) {
 		})
 	}
 }
+
+// TestCLIViews: through the binary, a --timeout above serve's --max-timeout
+// is reported as clamped by submit and shown by get; a task blocked on a
+// prerequisite shows as blocked with what it waits for.
+func TestCLIViews(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{extra: []string{"--max-timeout", "1m"}})
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "slow.wasm"), hostModule(t, "echo"))
+	mustWrite(t, filepath.Join(dir, "slow.json"), []byte(`{"limits": {"timeout": "1h"}}`))
+	s.mustCLI(0, "plugin", "deploy", "slow", filepath.Join(dir, "slow.wasm"))
+
+	r := s.mustCLI(0, "submit", "slow", "--id", "long", "--timeout", "2h", "--delay", "1h")
+	if !strings.Contains(r.stderr, "clamped to 1m0s by the server's --max-timeout") {
+		t.Errorf("submit --timeout 2h on a server with --max-timeout 1m does not say it was clamped:\n%s", r)
+	}
+	if r := s.mustCLI(0, "get", "long"); !strings.Contains(r.stdout, "timeout: 2h0m0s, attempts get 1m0s (clamped to 1m0s by the server's --max-timeout)") {
+		t.Errorf("get of the clamped task:\n%s", r.stdout)
+	}
+	if r := s.mustCLI(0, "submit", "slow", "--timeout", "20s", "--delay", "1h"); r.stderr != "" {
+		t.Errorf("a timeout within the limits gets a note:\n%s", r)
+	}
+
+	s.mustCLI(0, "submit", "slow", "--id", "blocked", "--after", "long")
+	r = s.mustCLI(0, "get", "blocked")
+	for _, want := range []string{"after: long  (blocked: waiting for long)", "run blocked#1  blocked\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("get of a blocked task lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}

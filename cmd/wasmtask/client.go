@@ -176,6 +176,9 @@ func runSubmit(c *cli.Context) error {
 	if err != nil {
 		return apiFail(err)
 	}
+	if n := res.Task.TimeoutNote; n != "" && !c.Bool("json") {
+		fmt.Fprintf(c.App.ErrWriter, "wasmtask: note: timeout %s: %s\n", res.Task.Timeout, n)
+	}
 	if !c.Bool("wait") {
 		if c.Bool("json") {
 			printJSON(c.App.Writer, res.Task)
@@ -190,7 +193,7 @@ func runSubmit(c *cli.Context) error {
 func getCommand() *cli.Command {
 	return &cli.Command{
 		Name: "get", Usage: "show a task", ArgsUsage: "ID",
-		Flags: clientFlags(jsonFlag),
+		Flags: clientFlags(runsFlag, jsonFlag),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fail(exitUsage, "get needs exactly one task ID")
@@ -202,40 +205,6 @@ func getCommand() *cli.Command {
 			printTask(c, v)
 			return nil
 		},
-	}
-}
-
-func printTask(c *cli.Context, v api.TaskView) {
-	w := c.App.Writer
-	if c.Bool("json") {
-		printJSON(w, v)
-		return
-	}
-	fmt.Fprintf(w, "task %s  %s  handler=%s  submitted=%s\n", v.ID, v.State, v.Handler, v.SubmittedAt)
-	for _, r := range v.Runs {
-		fmt.Fprintf(w, "  run %s  %s", r.ID, r.State)
-		if r.DueAt != "" {
-			fmt.Fprintf(w, "  due=%s", r.DueAt)
-		}
-		fmt.Fprintln(w)
-		for _, a := range r.Attempts {
-			fmt.Fprintf(w, "    attempt %d  %s  module=%s  started=%s", a.Number, orDash(a.Outcome), shortHash(a.Module), a.StartedAt)
-			if a.Error != "" {
-				first, _, _ := strings.Cut(a.Error, "\n")
-				fmt.Fprintf(w, "  error=%q", first)
-			}
-			fmt.Fprintln(w)
-			for _, line := range strings.Split(strings.TrimRight(a.Log, "\n"), "\n") {
-				if line != "" {
-					fmt.Fprintf(w, "      | %s\n", line)
-				}
-			}
-		}
-	}
-	if v.Output != nil {
-		fmt.Fprintf(w, "output: %s\n", *v.Output)
-	} else if v.OutputB64 != nil {
-		fmt.Fprintf(w, "output_b64: %s\n", *v.OutputB64)
 	}
 }
 
