@@ -29,32 +29,32 @@ func jsonFieldError(err error) error { return dispatch.JSONFieldError(err) }
 
 // TaskView is the JSON view of a task (docs/task-spec.md, "Task view").
 type TaskView struct {
-	ID             string            `json:"id"`
-	Handler        string            `json:"handler"`
-	State          string            `json:"state"`
-	Runs           []RunView         `json:"runs"`
-	Output         *string           `json:"output,omitempty"`
-	OutputB64      *string           `json:"output_b64,omitempty"`
-	Children       []string          `json:"children"`
-	Parent         string            `json:"parent"`
-	SubmittedAt    string            `json:"submitted_at"`
-	FinishedAt     string            `json:"finished_at,omitempty"`
-	MaxAttempts    int               `json:"max_attempts"`
-	Priority       int               `json:"priority"`
-	Labels         map[string]string `json:"labels,omitempty"`
-	CancelNote     string            `json:"cancel_reason,omitempty"`
-	After          []string          `json:"after,omitempty"`
+	ID          string            `json:"id"`
+	Handler     string            `json:"handler"`
+	State       string            `json:"state"`
+	Runs        []RunView         `json:"runs"`
+	Output      *string           `json:"output,omitempty"`
+	OutputB64   *string           `json:"output_b64,omitempty"`
+	Children    []string          `json:"children"`
+	Parent      string            `json:"parent"`
+	SubmittedAt string            `json:"submitted_at"`
+	FinishedAt  string            `json:"finished_at,omitempty"`
+	MaxAttempts int               `json:"max_attempts"`
+	Priority    int               `json:"priority"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	CancelNote  string            `json:"cancel_reason,omitempty"`
+	After       []string          `json:"after,omitempty"`
 	// WaitingFor: the prerequisites not completed yet; while there are any
 	// the task is blocked and its runs do not start.
 	WaitingFor []string `json:"waiting_for,omitempty"`
 	// Timeout is the spec's attempt timeout (default 30s); EffectiveTimeout
 	// what an attempt gets now, after the plugin's limits.timeout and the
 	// server's --max-timeout; TimeoutNote says which lowered it.
-	Timeout          string `json:"timeout,omitempty"`
-	EffectiveTimeout string `json:"effective_timeout,omitempty"`
-	TimeoutNote      string `json:"timeout_note,omitempty"`
-	ConcurrencyKey string            `json:"concurrency_key,omitempty"`
-	RunPolicy      *RunPolicy        `json:"run_policy,omitempty"`
+	Timeout          string     `json:"timeout,omitempty"`
+	EffectiveTimeout string     `json:"effective_timeout,omitempty"`
+	TimeoutNote      string     `json:"timeout_note,omitempty"`
+	ConcurrencyKey   string     `json:"concurrency_key,omitempty"`
+	RunPolicy        *RunPolicy `json:"run_policy,omitempty"`
 	// Retries counts client retries (POST /v1/tasks/{id}/retry); each
 	// added new runs after the earlier ones.
 	Retries int `json:"retries,omitempty"`

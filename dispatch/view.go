@@ -23,7 +23,7 @@ type TaskView struct {
 	// WaitingFor lists the prerequisites that have not completed: while it
 	// is not empty the task's runs do not start, whatever their due time.
 	WaitingFor []TaskID `json:"waiting_for,omitempty"`
-	Runs        []Run     `json:"runs"`
+	Runs       []Run    `json:"runs"`
 	// Retries counts client retries; runs from index RetryFrom on are the
 	// latest retry's.
 	Retries int `json:"retries,omitempty"`

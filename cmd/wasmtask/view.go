@@ -75,11 +75,14 @@ func writeTask(w io.Writer, v api.TaskView, maxRuns int, now time.Time) {
 	if len(v.Children) > 0 {
 		fmt.Fprintf(w, "  children: %s\n", listIDs(v.Children))
 	}
+	if v.PrunedRuns > 0 {
+		fmt.Fprintf(w, "  ... %d older final runs pruned by the server\n", v.PrunedRuns)
+	}
 	shown := v.Runs
 	if maxRuns > 0 && len(shown) > maxRuns {
 		hidden := len(shown) - maxRuns
 		shown = shown[hidden:]
-		fmt.Fprintf(w, "  ... %d earlier runs not shown (--runs 0 shows all)\n", hidden)
+		fmt.Fprintf(w, "  ... %d earlier runs not shown (--runs 0 shows them)\n", hidden)
 	}
 	for _, r := range shown {
 		state := r.State

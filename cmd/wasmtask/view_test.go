@@ -71,7 +71,7 @@ func TestWriteTask(t *testing.T) {
 		},
 		{
 			name: "a cron task's latest runs", view: api.TaskView{ID: "c", State: "pending", Handler: "h", Runs: cronRuns(25)}, maxRuns: 10,
-			want:      []string{"... 15 earlier runs not shown (--runs 0 shows all)\n", "run c#16  completed", "run c#25  completed"},
+			want:      []string{"... 15 earlier runs not shown (--runs 0 shows them)\n", "run c#16  completed", "run c#25  completed"},
 			wantNot:   []string{"run c#15 ", "run c#2 "},
 			wantLines: 12,
 		},
