@@ -601,7 +601,7 @@ func TestSnapshotCadenceAcrossRestarts(t *testing.T) {
 	}{
 		{name: "events", edit: func(c *Config) { c.SnapshotEvery, c.SnapshotEveryBytes = 200, -1 },
 			maxEvents: 200 + 100}, // one interval plus one cycle's ticks
-		{name: "bytes", edit: func(c *Config) { c.SnapshotEvery, c.SnapshotEveryBytes, c.SnapshotStateRatio = 1_000_000, 64 << 10, -1 },
+		{name: "bytes", edit: func(c *Config) { c.SnapshotEvery, c.SnapshotEveryBytes, c.SnapshotStateRatio = 1_000_000, 64<<10, -1 },
 			input: bytes.Repeat([]byte("0123456789abcdef"), 256), maxBytes: 64<<10 + 10*4096 + 4096},
 	}
 	for _, tc := range tests {

@@ -178,3 +178,35 @@ func TestKilledAttemptOfDefaultTaskCompletes(t *testing.T) {
 		}
 	}
 }
+
+// TestTruncatedSegmentRefused stops a server cleanly (everything fsynced),
+// cuts its newest WAL segment to half, as `truncate -s 50%` does, and
+// checks that neither `wal verify` nor `serve` calls that a harmless torn
+// tail: both refuse, naming the file, and verify says what was fsynced.
+func TestTruncatedSegmentRefused(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{})
+	s.deploy("flaky", module(t, "flaky"))
+	s.submitEach("t", 20)
+	if code := s.stop(30 * time.Second); code != 0 {
+		t.Fatalf("serve exited %d after SIGTERM:\n%s", code, s.log.String())
+	}
+	segs := walSegments(t, s.opts.dataDir)
+	seg := segs[len(segs)-1]
+	fi, err := os.Stat(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(seg, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	verify := runCLI(t, nil, "wal", "verify", "--data-dir", s.opts.dataDir)
+	if verify.code != 1 || !strings.Contains(verify.stdout, "DAMAGE") || !strings.Contains(verify.stdout, seg) ||
+		!strings.Contains(verify.stdout, "fsynced") || strings.Contains(verify.stdout, "never acknowledged") {
+		t.Errorf("wal verify of a truncated segment: want exit 1, DAMAGE naming %s and what was fsynced, no \"never acknowledged\"; got %s", seg, verify)
+	}
+	refused := runCLI(t, []string{"WASMTASK_ADDR=127.0.0.1:0"}, "serve", "--data-dir", s.opts.dataDir)
+	if refused.code != 1 || !strings.Contains(refused.stderr, seg) || !strings.Contains(refused.stderr, "records below the durable point are missing") {
+		t.Errorf("serve on a truncated segment: want exit 1 naming %s, got %s", seg, refused)
+	}
+}

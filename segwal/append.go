@@ -93,7 +93,8 @@ func (l *Log) commit(force bool) (uint64, error) {
 		l.mu.Unlock()
 		return last, nil
 	}
-	f, path := l.active, l.segs[len(l.segs)-1].path
+	seg := l.segs[len(l.segs)-1]
+	f, path := l.active, seg.path
 	l.syncing++ // rotate keeps f open until this fsync returns
 	l.mu.Unlock()
 
@@ -123,6 +124,7 @@ func (l *Log) commit(force bool) (uint64, error) {
 	l.stats.Syncs++
 	l.stats.SyncTime += took
 	l.synced = max(l.synced, last)
+	l.writeDurable(last, seg.first, seg.size) // a no-op when a rotation recorded more meanwhile
 	return last, nil
 }
 
@@ -135,6 +137,8 @@ func (l *Log) sync() error {
 	l.stats.Syncs++
 	l.stats.SyncTime += time.Since(start)
 	l.synced = l.last
+	seg := l.segs[len(l.segs)-1]
+	l.writeDurable(l.last, seg.first, seg.size)
 	return nil
 }
 
@@ -223,6 +227,9 @@ func (l *Log) rotate() error {
 			return err
 		}
 		l.synced = l.last
+	}
+	if old := l.segs[len(l.segs)-1]; l.synced == l.last {
+		l.writeDurable(l.last, old.first, old.size)
 	}
 	if l.syncing > 0 {
 		l.retired = append(l.retired, l.active) // a Commit is in its fsync: close it after

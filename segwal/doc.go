@@ -28,9 +28,13 @@
 //  3. A failed write or fsync poisons the Log: every later Append returns
 //     that error (no retry, since the file's state is unknown). Reopen.
 //  4. Open checks every frame. It cuts only a torn tail: damage in the
-//     newest segment with no valid frame after it (an interrupted write,
-//     whose records were never acknowledged). It reports the cut in
-//     Recovery().TornTail and in a log line.
+//     newest segment with no valid frame after it and above the durable
+//     point (an interrupted write after the last fsync, whose records were
+//     never acknowledged). It reports the cut in Recovery().TornTail and
+//     in a log line. The durable point is the file DURABLE, rewritten
+//     (pwrite, no extra fsync) after every fsync with the last record it
+//     made durable; a log ending below it was truncated or lost after the
+//     fact, which is damage (ErrBelowDurable), not a torn tail.
 //  5. Any other damage (a bad frame followed by good ones, a damaged or
 //     truncated older segment, a missing segment, a sequence gap) makes Open
 //     fail with a *CorruptionError naming the file and offset, and nothing
@@ -47,7 +51,7 @@
 //
 // Damage on disk is a *CorruptionError{Segment, Offset, Err} whose Err wraps
 // one of ErrShortFrame, ErrBadHeader, ErrChecksum, ErrBadPayload,
-// ErrSequenceGap, ErrBadSegmentHeader (use errors.Is). Misuse gives
+// ErrSequenceGap, ErrBadSegmentHeader, ErrBelowDurable (use errors.Is). Misuse gives
 // ErrClosed, ErrLocked, ErrCompacted, ErrOutOfRange or ErrFrameTooLarge.
 //
 // # Format

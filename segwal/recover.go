@@ -25,13 +25,25 @@ func (l *Log) recover() error {
 		l.recovery.TempFilesRemoved = append(l.recovery.TempFilesRemoved, name)
 		l.log.Info("segwal: removed leftover temporary file", "dir", l.dir, "file", name)
 	}
+	dp, err := readDurable(l.dir)
+	if err != nil {
+		l.log.Warn("segwal: ignoring the durable point", "dir", l.dir, "err", err)
+	}
+	l.recovery.Durable = dp.seq
+	if len(segs) == 0 && dp.seq > 0 {
+		damage := belowDurable(l.dir, dp, filepath.Join(l.dir, segmentName(dp.segFirst)), 0, 0, errors.New("no segment files"))
+		if !l.opts.Repair {
+			return l.refuse(damage)
+		}
+		l.recordRemoval(Cut{Segment: damage.Segment, Reason: damage})
+	}
 	if len(segs) == 0 {
 		seg, err := createSegment(l.dir, 1)
 		if err != nil {
 			return fmt.Errorf("segwal: %w", err)
 		}
 		l.segs = []segment{seg}
-		return nil
+		return l.keepDurable(dp)
 	}
 
 	next := segs[0].first // the sequence the next frame must carry
@@ -53,18 +65,51 @@ func (l *Log) recover() error {
 			next = last + 1
 			continue
 		}
-		if isLast && damage.torn {
+		if isLast && damage.torn && last >= dp.seq {
 			if err := l.cutTornTail(s, damage.CorruptionError); err != nil {
 				return err
 			}
 			next = last + 1
 			break
 		}
-		return l.repairFrom(segs, i, end, damage.CorruptionError, last+1)
+		why := damage.CorruptionError
+		if isLast && damage.torn { // it looks torn, but lies below what was synced
+			why = belowDurable(l.dir, dp, s.path, end, last, why.Err)
+		}
+		if err := l.repairFrom(segs, i, end, why, last+1); err != nil {
+			return err
+		}
+		return l.keepDurable(dp)
+	}
+	if next-1 < dp.seq {
+		s := segs[len(segs)-1]
+		damage := belowDurable(l.dir, dp, s.path, s.size, next-1, nil)
+		if !l.opts.Repair {
+			return l.refuse(damage)
+		}
+		l.recordRemoval(Cut{Segment: s.path, Offset: s.size, Reason: damage}) // nothing to remove: the records are gone
 	}
 	l.segs = segs
 	l.last = next - 1
+	return l.keepDurable(dp)
+}
+
+// keepDurable takes over the durable point read from disk, rewriting it
+// when a repair left the log below it.
+func (l *Log) keepDurable(dp durablePoint) error {
+	l.durable = dp
+	if dp.seq > l.last {
+		if err := l.resetDurable(); err != nil {
+			return fmt.Errorf("segwal: repair: rewrite %s: %w", durableName, err)
+		}
+	}
 	return nil
+}
+
+// refuse is Open's error for damage it will not cut without Repair.
+func (l *Log) refuse(why *CorruptionError) error {
+	return fmt.Errorf("%w; nothing was changed: the damage is not a torn tail, so records after it may have been acknowledged. "+
+		"Inspect the log (wasmtask wal verify), then open it once with Options.Repair (wasmtask serve --repair) to keep the longest valid prefix", why)
 }
 
 // damage is a corruption found by scanSegment; torn means nothing valid
@@ -123,7 +168,7 @@ func scanSegment(path string, next uint64) (end int64, last uint64, dmg *damage,
 }
 
 func isCorruption(err error) bool {
-	for _, s := range []error{ErrShortFrame, ErrBadHeader, ErrChecksum, ErrBadPayload, ErrSequenceGap, ErrBadSegmentHeader} {
+	for _, s := range []error{ErrShortFrame, ErrBadHeader, ErrChecksum, ErrBadPayload, ErrSequenceGap, ErrBadSegmentHeader, ErrBelowDurable} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -144,8 +189,8 @@ func (l *Log) cutTornTail(s *segment, why *CorruptionError) error {
 			"segment", s.path, "offset", s.size, "bytes", removed)
 		return nil
 	}
-	l.log.Warn("segwal: cut torn tail of the newest segment (an interrupted write; its records were never acknowledged)",
-		"segment", s.path, "offset", s.size, "bytes", removed, "reason", why.Err)
+	l.log.Warn("segwal: cut torn tail of the newest segment (an interrupted write after the last fsync; its records were never acknowledged)",
+		"segment", s.path, "offset", s.size, "bytes", removed, "reason", why.Err, "durable_seq", l.recovery.Durable)
 	return nil
 }
 
@@ -155,8 +200,7 @@ func (l *Log) cutTornTail(s *segment, why *CorruptionError) error {
 // is left) and deletes every later segment.
 func (l *Log) repairFrom(segs []segment, i int, end int64, why *CorruptionError, next uint64) error {
 	if !l.opts.Repair {
-		return fmt.Errorf("%w; nothing was changed: the damage is not a torn tail, so records after it may have been acknowledged. "+
-			"Inspect the log (wasmtask wal verify), then open it once with Options.Repair (wasmtask serve --repair) to keep the longest valid prefix", why)
+		return l.refuse(why)
 	}
 	keep := segs[:i]
 	for j := i; j < len(segs); j++ {

@@ -19,6 +19,11 @@ type VerifyReport struct {
 	TornTail   *Cut  // damage Open would cut (the newest segment's tail)
 	Damage     error // damage Open would refuse (a *CorruptionError), if any
 	DamageSize int64 // bytes after the damage, Open with Repair would remove
+	// Durable is the last record the DURABLE file says was fsynced (0: none
+	// recorded, as in logs of earlier builds); DurableErr says why the
+	// file was ignored, if it was.
+	Durable    uint64
+	DurableErr error
 }
 
 // OK reports whether Open would succeed without changing anything.
@@ -40,7 +45,12 @@ func Verify(dir string) (VerifyReport, error) {
 		return rep, fmt.Errorf("segwal: verify %s: %w", dir, err)
 	}
 	rep.TempFiles, rep.Segments = temps, len(segs)
+	dp, derr := readDurable(dir)
+	rep.Durable, rep.DurableErr = dp.seq, derr
 	if len(segs) == 0 {
+		if dp.seq > 0 {
+			rep.Damage = belowDurable(dir, dp, filepath.Join(dir, segmentName(dp.segFirst)), 0, 0, errors.New("no segment files"))
+		}
 		return rep, nil
 	}
 	rep.First = segs[0].first
@@ -62,14 +72,23 @@ func Verify(dir string) (VerifyReport, error) {
 		if dmg == nil {
 			continue
 		}
-		if i == len(segs)-1 && dmg.torn {
+		switch {
+		case i == len(segs)-1 && dmg.torn && last >= dp.seq:
 			fi, _ := os.Stat(s.path)
 			rep.TornTail = &Cut{Segment: s.path, Offset: end, Bytes: fi.Size() - end, Reason: dmg.CorruptionError}
-		} else {
+		case i == len(segs)-1 && dmg.torn:
+			rep.Damage = belowDurable(dir, dp, s.path, end, last, dmg.Err)
+			rep.DamageSize = sizeFrom(segs[i:], end)
+		default:
 			rep.Damage = dmg.CorruptionError
 			rep.DamageSize = sizeFrom(segs[i:], end)
 		}
 		break
+	}
+	if rep.Damage == nil && rep.TornTail == nil && next-1 < dp.seq {
+		s := segs[len(segs)-1]
+		fi, _ := os.Stat(s.path)
+		rep.Damage = belowDurable(dir, dp, s.path, fi.Size(), next-1, nil)
 	}
 	rep.Last = next - 1
 	if rep.Last < rep.First {

@@ -109,6 +109,10 @@ type Recovery struct {
 	Removed []Cut
 	// TempFilesRemoved lists leftovers of interrupted segment creation.
 	TempFilesRemoved []string
+	// Durable is the last record that the DURABLE file says was fsynced
+	// (0: none recorded). A torn tail is cut only above it; the log ending
+	// below it is damage (ErrBelowDurable).
+	Durable uint64
 	// Segments and Records found, and the time Open took.
 	Segments int
 	Records  uint64
@@ -152,6 +156,10 @@ type Log struct {
 	zbuf     []byte // compressed frame under construction
 	stats    Stats
 	recovery Recovery
+
+	durable     durablePoint // what DURABLE says (written after each fsync)
+	durableFile *os.File
+	durableBuf  [durableSize]byte
 }
 
 // Open opens (creating if needed) the log in dir, locks the directory,
@@ -333,6 +341,8 @@ func (l *Log) Close() error {
 	if l.active != nil && l.err == nil && l.opts.Sync == SyncNone {
 		if err = l.active.Sync(); err == nil {
 			l.synced = l.last
+			seg := l.segs[len(l.segs)-1]
+			l.writeDurable(l.last, seg.first, seg.size)
 		}
 	}
 	l.closeQuietly()
@@ -349,6 +359,10 @@ func (l *Log) closeQuietly() {
 		f.Close()
 	}
 	l.retired = nil
+	if l.durableFile != nil {
+		l.durableFile.Close()
+		l.durableFile = nil
+	}
 	if l.enc != nil {
 		l.enc.Close()
 	}

@@ -23,8 +23,9 @@ func walCommand() *cli.Command {
 			{
 				Name:  "verify",
 				Usage: "check every WAL frame; exit 0 when the log is intact",
-				Description: "Reports what the server would do at start: cut a torn tail (an interrupted write,\n" +
-					"never acknowledged), or refuse damage elsewhere. Changes nothing.",
+				Description: "Reports what the server would do at start: cut a torn tail (an interrupted write past\n" +
+					"the last fsynced record, never acknowledged), or refuse damage: anywhere else, or below the\n" +
+					"last fsynced record (recorded in wal/DURABLE), which a crash cannot cause. Changes nothing.",
 				Flags: []cli.Flag{dataDir, jsonFlag},
 				Action: func(c *cli.Context) error {
 					dir := walDir(c)
@@ -34,7 +35,10 @@ func walCommand() *cli.Command {
 					}
 					if c.Bool("json") {
 						out := map[string]any{"dir": dir, "segments": rep.Segments, "first": rep.First, "last": rep.Last,
-							"bytes": rep.Bytes, "ok": rep.OK(), "temp_files": rep.TempFiles}
+							"bytes": rep.Bytes, "ok": rep.OK(), "temp_files": rep.TempFiles, "durable": rep.Durable}
+						if rep.DurableErr != nil {
+							out["durable_error"] = rep.DurableErr.Error()
+						}
 						if rep.TornTail != nil {
 							out["torn_tail"] = map[string]any{"segment": rep.TornTail.Segment, "offset": rep.TornTail.Offset, "bytes": rep.TornTail.Bytes, "reason": rep.TornTail.Reason.Error()}
 						}
@@ -47,11 +51,19 @@ func walCommand() *cli.Command {
 					} else {
 						w := c.App.Writer
 						fmt.Fprintf(w, "%s: %d segments, records %d..%d, %d bytes\n", dir, rep.Segments, rep.First, rep.Last, rep.Bytes)
+						switch {
+						case rep.DurableErr != nil:
+							fmt.Fprintf(w, "warning: %v\n", rep.DurableErr)
+						case rep.Durable > 0:
+							fmt.Fprintf(w, "fsynced up to record %d (per wal/DURABLE)\n", rep.Durable)
+						}
 						for _, t := range rep.TempFiles {
 							fmt.Fprintf(w, "leftover temporary file %s (removed at the next start)\n", t)
 						}
-						if t := rep.TornTail; t != nil {
-							fmt.Fprintf(w, "torn tail: %d bytes at %s offset %d (%v); the next start cuts it: those records were never acknowledged\n", t.Bytes, t.Segment, t.Offset, t.Reason)
+						if t := rep.TornTail; t != nil && rep.Durable > 0 {
+							fmt.Fprintf(w, "torn tail: %d bytes at %s offset %d (%v), after the last fsynced record %d; the next start cuts it: those records were never acknowledged\n", t.Bytes, t.Segment, t.Offset, t.Reason, rep.Durable)
+						} else if t != nil {
+							fmt.Fprintf(w, "torn tail: %d bytes at %s offset %d (%v); the next start cuts it. No fsynced record is on file (wal/DURABLE is missing or damaged), so this cannot be told apart from a truncation\n", t.Bytes, t.Segment, t.Offset, t.Reason)
 						}
 						if rep.Damage != nil {
 							fmt.Fprintf(w, "DAMAGE: %v\n%d bytes follow the damage. The server refuses to start (not repaired automatically: records after the damage may have been acknowledged).\n", rep.Damage, rep.DamageSize)
