@@ -275,7 +275,7 @@ func (sn *snapshotter) writeFrom(applied uint64, fill func(io.Writer) error) (ui
 	if err := os.Rename(tmp, final); err != nil {
 		return 0, err
 	}
-	if err := syncDir(sn.dir); err != nil {
+	if err := segwal.SyncDir(sn.dir); err != nil {
 		return 0, err
 	}
 	seqs, _ := sn.list()
@@ -447,18 +447,6 @@ func readSnapshot(path string, seq uint64) (*State, error) {
 		return nil, fmt.Errorf("body covers %d, header %d", s.Applied, seq)
 	}
 	return s, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // snapshotDue reports whether enough was written since the last snapshot:

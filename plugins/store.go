@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/wasmtask/wasmtask/segwal"
 )
 
 // store keeps modules content-addressed: <dir>/sha256/<hex>.wasm, written
@@ -85,10 +87,5 @@ func writeAtomic(path string, b []byte) error {
 		os.Remove(tmp)
 		return err
 	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return segwal.SyncDir(filepath.Dir(path))
 }

@@ -228,7 +228,7 @@ func (l *Log) repairFrom(segs []segment, i int, end int64, why *CorruptionError,
 		}
 		l.recordRemoval(c)
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := SyncDir(l.dir); err != nil {
 		return fmt.Errorf("segwal: repair: sync dir: %w", err)
 	}
 	if len(keep) == 0 {

@@ -112,23 +112,11 @@ func createSegment(dir string, first uint64) (segment, error) {
 		err = os.Rename(tmp, final)
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = SyncDir(dir)
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return segment{}, fmt.Errorf("create segment %s: %w", final, err)
 	}
 	return segment{first: first, path: final, size: segmentHeaderSize}, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

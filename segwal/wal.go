@@ -323,7 +323,7 @@ func (l *Log) TruncateFront(seq uint64) error {
 		}
 	}
 	l.segs = slices.Clone(l.segs[n:])
-	if err := syncDir(l.dir); err != nil {
+	if err := SyncDir(l.dir); err != nil {
 		return fmt.Errorf("segwal: truncate front: sync dir: %w", err)
 	}
 	return nil
