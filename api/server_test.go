@@ -93,6 +93,7 @@ func TestInvalidSpec(t *testing.T) {
 		{name: "bad input_b64", body: `{"handler": "echo", "input_b64": "@@@"}`, wantField: "input_b64", wantMsg: "base64"},
 		{name: "bad timeout", body: `{"handler": "echo", "timeout": "soon"}`, wantField: "timeout", wantMsg: `got "soon"`},
 		{name: "negative timeout", body: `{"handler": "echo", "timeout": "-1s"}`, wantField: "timeout", wantMsg: `got "-1s"`},
+		{name: "max_attempts 0", body: `{"handler": "echo", "max_attempts": 0}`, wantField: "max_attempts", wantMsg: "must be between 1 and 100, got 0 (omit it for the default, 1)"},
 		{name: "max_attempts 101", body: `{"handler": "echo", "max_attempts": 101}`, wantField: "max_attempts", wantMsg: "must be between 1 and 100, got 101"},
 		{name: "max_attempts a string", body: `{"handler": "echo", "max_attempts": "3"}`, wantField: "max_attempts", wantMsg: "want int"},
 		{name: "unknown handler", body: `{"handler": "nope"}`, wantField: "handler", wantMsg: `"nope"`},

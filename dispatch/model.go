@@ -143,6 +143,8 @@ type TaskSpec struct {
 	// MaxAttempts bounds the attempts of each run that end with a verdict
 	// (ok, failed, trap, timeout, ...); lost attempts do not count
 	// (MaxLostAttempts).
+	// MaxAttempts per run, 1..MaxMaxAttempts; 0 in a Go TaskSpec means
+	// DefaultMaxAttempts (the JSON spec rejects an explicit 0).
 	MaxAttempts int               `cbor:"5,keyasint" json:"max_attempts"`
 	TimeoutMs   int64             `cbor:"6,keyasint" json:"timeout_ms"`
 	Backoff     Backoff           `cbor:"7,keyasint" json:"backoff"`

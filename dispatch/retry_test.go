@@ -394,3 +394,41 @@ func TestEngineCronRunsBounded(t *testing.T) {
 		t.Errorf("the schedule did not go on after the restarts: last run due %v", dueTimes(v, RunCompleted)[CronRunsKept-1])
 	}
 }
+
+// TestSpecJSONMaxAttemptsZero: an explicit "max_attempts": 0 is refused
+// naming the field (it used to mean the default silently); omitted, null,
+// or the words in the input are not.
+func TestSpecJSONMaxAttemptsZero(t *testing.T) {
+	tests := []struct {
+		name      string
+		body      string
+		wantErr   bool
+		wantValue int
+	}{
+		{name: "explicit 0", body: `{"handler": "h", "max_attempts": 0}`, wantErr: true},
+		{name: "explicit 0 with spaces", body: `{"handler": "h", "max_attempts" :  0}`, wantErr: true},
+		{name: "omitted", body: `{"handler": "h"}`, wantValue: DefaultMaxAttempts},
+		{name: "null", body: `{"handler": "h", "max_attempts": null}`, wantValue: DefaultMaxAttempts},
+		{name: "the key in the input", body: `{"handler": "h", "input": "\"max_attempts\": 0"}`, wantValue: DefaultMaxAttempts},
+		{name: "3", body: `{"handler": "h", "max_attempts": 3}`, wantValue: 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			js, err := DecodeSpecJSON([]byte(tc.body))
+			var spec TaskSpec
+			if err == nil {
+				spec, err = js.ToSpec()
+			}
+			var ve *ValidationError
+			if tc.wantErr {
+				if !errors.As(err, &ve) || ve.Field != "max_attempts" || !strings.Contains(ve.Reason, "got 0 (omit it for the default, 1)") {
+					t.Fatalf("err = %v, want a max_attempts error", err)
+				}
+				return
+			}
+			if err != nil || spec.MaxAttempts != tc.wantValue {
+				t.Fatalf("max_attempts %d, err %v; want %d", spec.MaxAttempts, err, tc.wantValue)
+			}
+		})
+	}
+}

@@ -72,6 +72,16 @@ func DecodeSpecJSON(b []byte) (SpecJSON, error) {
 	if dec.More() {
 		return s, fieldErr("body", "unexpected data after the task spec")
 	}
+	if s.MaxAttempts == 0 && bytes.Contains(b, []byte(`"max_attempts"`)) {
+		// Omitted means the default; an explicit 0 is a mistake (it used
+		// to mean the default silently). Decoded again only in this case.
+		var given struct {
+			MaxAttempts *int `json:"max_attempts"`
+		}
+		if json.Unmarshal(b, &given) == nil && given.MaxAttempts != nil {
+			return s, fieldErr("max_attempts", "must be between 1 and %d, got 0 (omit it for the default, %d)", MaxMaxAttempts, DefaultMaxAttempts)
+		}
+	}
 	return s, nil
 }
 

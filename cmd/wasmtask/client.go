@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/wasmtask/wasmtask/api"
+	"github.com/wasmtask/wasmtask/dispatch"
 )
 
 // clientFlags are the flags of every command that talks to a server.
@@ -115,6 +116,8 @@ func runSubmit(c *cli.Context) error {
 		Timeout: c.String("timeout"), Priority: c.Int("priority"), ConcurrencyKey: c.String("concurrency-key"),
 		After: c.StringSlice("after")}
 	switch {
+	case c.IsSet("max-attempts") && spec.MaxAttempts < 1:
+		return fail(exitUsage, "--max-attempts must be between 1 and %d, got %d (omit it for the default, 1)", dispatch.MaxMaxAttempts, spec.MaxAttempts)
 	case c.IsSet("at") && c.IsSet("delay"):
 		return fail(exitUsage, "give --at or --delay, not both")
 	case c.IsSet("at"):
