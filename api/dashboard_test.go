@@ -95,3 +95,26 @@ func TestEngineDiskUsage(t *testing.T) {
 		t.Fatalf("disk without DiskUsage: %+v", st.Disk)
 	}
 }
+
+// TestListByIDText: GET /v1/tasks?id=TEXT keeps the tasks whose id
+// contains TEXT (the dashboard's search box), newest first, with paging.
+func TestListByIDText(t *testing.T) {
+	b := setup(t, api.Config{})
+	b.pause(t)
+	for _, id := range []string{"order-1", "invoice-7", "order-2", "reorder-3"} {
+		if r := b.do(t, "POST", "/v1/tasks", map[string]any{"id": id, "handler": "echo"}); r.status != 201 {
+			t.Fatalf("submit %s: HTTP %d %s", id, r.status, r.body)
+		}
+	}
+	var page api.TaskList
+	b.do(t, "GET", "/v1/tasks?id=order&limit=2", nil).decode(t, &page)
+	if len(page.Tasks) != 2 || page.Tasks[0].ID != "reorder-3" || page.Tasks[1].ID != "order-2" || page.NextCursor != "order-2" {
+		t.Fatalf("first page: %+v next %q", page.Tasks, page.NextCursor)
+	}
+	cursor := page.NextCursor
+	page = api.TaskList{}
+	b.do(t, "GET", "/v1/tasks?id=order&limit=2&cursor="+cursor, nil).decode(t, &page)
+	if len(page.Tasks) != 1 || page.Tasks[0].ID != "order-1" || page.NextCursor != "" {
+		t.Fatalf("second page: %+v next %q", page.Tasks, page.NextCursor)
+	}
+}

@@ -275,7 +275,8 @@ type TaskList struct {
 
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := dispatch.ListFilter{State: dispatch.TaskState(q.Get("state")), Handler: q.Get("handler"), Before: dispatch.TaskID(q.Get("cursor")), Limit: 100}
+	f := dispatch.ListFilter{State: dispatch.TaskState(q.Get("state")), Handler: q.Get("handler"), Before: dispatch.TaskID(q.Get("cursor")),
+		IDContains: q.Get("id"), Limit: 100}
 	labels, err := parseLabels(q["label"])
 	if err != nil {
 		writeError(w, err)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -93,7 +94,10 @@ type ListFilter struct {
 	Handler string
 	// Labels: every pair must be among the task's labels.
 	Labels map[string]string
-	Limit  int // default 100
+	// IDContains keeps tasks whose id contains this text (the dashboard's
+	// search box).
+	IDContains string
+	Limit      int // default 100
 	// Before returns only tasks submitted before this one (for paging).
 	Before TaskID
 }
@@ -114,7 +118,7 @@ func (e *Engine) List(f ListFilter) []TaskView {
 		newest := make(taskHeap, 0, min(f.Limit, len(s.Tasks)))
 		for _, t := range s.Tasks {
 			if before != 0 && t.SubmitSeq >= before || f.Handler != "" && t.Spec.Handler != f.Handler ||
-				!hasLabels(t.Spec.Labels, f.Labels) {
+				!hasLabels(t.Spec.Labels, f.Labels) || f.IDContains != "" && !strings.Contains(string(t.Spec.ID), f.IDContains) {
 				continue
 			}
 			if len(newest) == f.Limit && t.SubmitSeq < newest[0].SubmitSeq {
