@@ -121,8 +121,7 @@ func (l *Log) commit(force bool) (uint64, error) {
 		}
 		return 0, l.err
 	}
-	l.stats.Syncs++
-	l.stats.SyncTime += took
+	l.stats.observeSync(took)
 	l.synced = max(l.synced, last)
 	l.writeDurable(last, seg.first, seg.size) // a no-op when a rotation recorded more meanwhile
 	return last, nil
@@ -134,8 +133,7 @@ func (l *Log) sync() error {
 		l.err = fmt.Errorf("segwal: sync %s: %w", l.segs[len(l.segs)-1].path, err)
 		return l.err
 	}
-	l.stats.Syncs++
-	l.stats.SyncTime += time.Since(start)
+	l.stats.observeSync(time.Since(start))
 	l.synced = l.last
 	seg := l.segs[len(l.segs)-1]
 	l.writeDurable(l.last, seg.first, seg.size)

@@ -119,6 +119,23 @@ type Recovery struct {
 	Duration time.Duration
 }
 
+// SyncBuckets are the upper bounds of Stats.SyncHist: 50µs to about 3.3s,
+// each four times the one before, which spans a RAM disk to a stalled one.
+var SyncBuckets = [...]time.Duration{50 * time.Microsecond, 200 * time.Microsecond, 800 * time.Microsecond,
+	3200 * time.Microsecond, 12800 * time.Microsecond, 51200 * time.Microsecond, 204800 * time.Microsecond,
+	819200 * time.Microsecond, 3276800 * time.Microsecond}
+
+// observeSync records one fsync that took d.
+func (s *Stats) observeSync(d time.Duration) {
+	s.Syncs++
+	s.SyncTime += d
+	i := 0
+	for i < len(SyncBuckets) && d > SyncBuckets[i] {
+		i++
+	}
+	s.SyncHist[i]++
+}
+
 // Stats are counters since Open; cmd/wasmtask exports them as metrics.
 type Stats struct {
 	Appends          uint64
@@ -128,8 +145,12 @@ type Stats struct {
 	CompressedFrames uint64
 	Syncs            uint64
 	SyncTime         time.Duration
-	Rotations        uint64
-	Segments         int
+	// SyncHist counts fsyncs by latency: SyncHist[i] those that took at
+	// most SyncBuckets[i] (and more than the bucket before), the last one
+	// those slower than every bound. Not cumulative.
+	SyncHist  [len(SyncBuckets) + 1]uint64
+	Rotations uint64
+	Segments  int
 }
 
 // Log is a segmented write-ahead log of opaque records numbered from 1.

@@ -14,6 +14,7 @@ import (
 	"github.com/wasmtask/wasmtask/dispatch"
 	"github.com/wasmtask/wasmtask/host"
 	"github.com/wasmtask/wasmtask/plugins"
+	"github.com/wasmtask/wasmtask/segwal"
 )
 
 // metrics are the server's Prometheus metrics (prometheus/client_golang:
@@ -73,6 +74,7 @@ var (
 	descWALRecs   = prometheus.NewDesc("wasmtask_wal_records_total", "Records (events) appended to the WAL.", nil, nil)
 	descFsyncs    = prometheus.NewDesc("wasmtask_wal_fsyncs_total", "WAL fsyncs.", nil, nil)
 	descFsyncSec  = prometheus.NewDesc("wasmtask_wal_fsync_seconds_total", "Time spent in WAL fsyncs; divide by wasmtask_wal_fsyncs_total for the mean latency.", nil, nil)
+	descFsyncHist = prometheus.NewDesc("wasmtask_wal_fsync_duration_seconds", "WAL fsync latency (a histogram: quantiles with histogram_quantile).", nil, nil)
 	descRecovery  = prometheus.NewDesc("wasmtask_recovery_seconds", "Time the last start spent recovering state.", nil, nil)
 	descReplayed  = prometheus.NewDesc("wasmtask_recovery_events_replayed", "WAL events replayed at the last start.", nil, nil)
 )
@@ -80,7 +82,7 @@ var (
 type engineCollector struct{ e *dispatch.Engine }
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSubmitted, descRuns, descQueue, descInFlight, descWALBytes, descWALRecs, descFsyncs, descFsyncSec, descRecovery, descReplayed} {
+	for _, d := range []*prometheus.Desc{descSubmitted, descRuns, descQueue, descInFlight, descWALBytes, descWALRecs, descFsyncs, descFsyncSec, descFsyncHist, descRecovery, descReplayed} {
 		ch <- d
 	}
 }
@@ -99,6 +101,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descWALRecs, prometheus.CounterValue, float64(w.Records))
 	ch <- prometheus.MustNewConstMetric(descFsyncs, prometheus.CounterValue, float64(w.Syncs))
 	ch <- prometheus.MustNewConstMetric(descFsyncSec, prometheus.CounterValue, w.SyncTime.Seconds())
+	ch <- fsyncHistogram(w)
 	rec := c.e.Recovery()
 	ch <- prometheus.MustNewConstMetric(descRecovery, prometheus.GaugeValue, rec.Duration.Seconds())
 	ch <- prometheus.MustNewConstMetric(descReplayed, prometheus.GaugeValue, float64(rec.EventsReplayed))
@@ -120,4 +123,16 @@ func (o *observedExecutor) Execute(ctx context.Context, job dispatch.Job) dispat
 	o.m.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	o.reg.RecordAttempt(job.Handler, res.Module, res.Outcome)
 	return res
+}
+
+// fsyncHistogram turns the WAL's fsync latency counts into a Prometheus
+// histogram (cumulative buckets; the last count is above every bound).
+func fsyncHistogram(w segwal.Stats) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(segwal.SyncBuckets))
+	var cum uint64
+	for i, bound := range segwal.SyncBuckets {
+		cum += w.SyncHist[i]
+		buckets[bound.Seconds()] = cum
+	}
+	return prometheus.MustNewConstHistogram(descFsyncHist, w.Syncs, w.SyncTime.Seconds(), buckets)
 }
