@@ -190,6 +190,13 @@ func TestDashboard(t *testing.T) {
 		if logText := value(t, ctx, "read the log", chromedp.Text(css(".attempt-log"))); !strings.Contains(logText, "checking the order total") {
 			t.Errorf("the attempt's log reads %q", logText)
 		}
+		// Retry it now: a new attempt runs (and fails the same way).
+		run(t, ctx, "retry it", chromedp.Click(css("#retry:not([disabled])")))
+		waitFor(t, 20*time.Second, "the retried task failing again", func() bool {
+			v := s.do("GET", "/v1/tasks/fails", nil).view(t)
+			return v.Retries == 1 && v.State == "failed" && len(attempts(v)) == 2
+		})
+		run(t, ctx, "see the second attempt", chromedp.WaitVisible(css("#attempts tbody tr:nth-child(2) .attempt-error")))
 	})
 
 	t.Run("cancel a running task", func(t *testing.T) {
@@ -208,6 +215,27 @@ func TestDashboard(t *testing.T) {
 			chromedp.WaitVisible(css(`#task h1 [data-state="canceled"]`)))
 		if v := s.waitFinal("spin", 10*time.Second); v.State != "canceled" {
 			t.Fatalf("task spin is %s after the cancel", v.State)
+		}
+	})
+
+	t.Run("deploy a plugin by upload", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "echo.wasm")
+		if err := os.WriteFile(file, hostModule(t, "echo"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run(t, ctx, "upload echo.wasm",
+			chromedp.Navigate(ui+"#/plugins"),
+			chromedp.WaitVisible(css("#deploy")),
+			chromedp.SendKeys(css(`#deploy input[name="name"]`), "uploaded"),
+			chromedp.SetUploadFiles(css(`#deploy input[name="module"]`), []string{file}),
+			chromedp.Click(css(`#deploy button[type="submit"]`)),
+			chromedp.WaitVisible(css(`tr[data-plugin="uploaded"] td.active-version`)))
+		r := s.do("POST", "/v1/tasks", map[string]any{"handler": "uploaded", "input": "through the browser"})
+		if r.status != 201 {
+			t.Fatalf("submit to the uploaded plugin: HTTP %d %s", r.status, r.body)
+		}
+		if v := s.waitFinal(r.view(t).ID, 30*time.Second); v.State != "completed" || v.Output == nil || *v.Output != "THROUGH THE BROWSER" {
+			t.Fatalf("the uploaded plugin (echo: upper-cases) ran: %s %q", v.State, deref(v.Output))
 		}
 	})
 
@@ -248,4 +276,11 @@ func TestDashboard(t *testing.T) {
 			}
 		}
 	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
 }
