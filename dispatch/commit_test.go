@@ -3,8 +3,10 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -104,10 +106,16 @@ func TestCommitReleasesOnlyDurableTicks(t *testing.T) {
 	}()
 	notWithin(t, "Task returned a's view", read)
 
-	// The loop does not wait for the fsync: it steps and appends b's tick.
-	before := r.e.wal.Last()
+	// The loop does not wait for the fsync: it steps b's tick (and holds
+	// it for the next fsync).
+	applied := func() uint64 {
+		r.e.mu.RLock()
+		defer r.e.mu.RUnlock()
+		return r.e.state.Applied
+	}
+	before := applied()
 	second := submitAsync(ctx, r, "b")
-	waitFor(t, "the loop to append the next tick during the held fsync", func() bool { return r.e.wal.Last() > before })
+	waitFor(t, "the loop to step the next tick during the held fsync", func() bool { return applied() > before })
 	notWithin(t, "the second Submit returned", second)
 
 	gate.release(nil)
@@ -177,5 +185,66 @@ func TestSnapshotWaitsForDurableTick(t *testing.T) {
 	seqs, _ := r.e.snapshots.list()
 	if len(seqs) != 1 || seqs[0] == 0 {
 		t.Fatalf("snapshots %v, want one covering the submission", seqs)
+	}
+}
+
+// TestAttemptStartsBeforeItsLeaseIsDurable: an attempt of a task whose
+// submission is durable starts while the fsync of its lease is held (no
+// fsync in a worker's cycle), unless Config.DurableLeases; either way the
+// resume that leased it is not acknowledged, nor its result visible, before
+// that fsync.
+func TestAttemptStartsBeforeItsLeaseIsDurable(t *testing.T) {
+	for _, durableLeases := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable_leases=%v", durableLeases), func(t *testing.T) {
+			var holding atomic.Bool
+			gate := newCommitGate()
+			t.Cleanup(func() { gate.release(nil) })
+			r := newEngineRig(t, func(c *Config) {
+				c.DurableLeases = durableLeases
+				c.beforeCommit = func() error {
+					if holding.Load() {
+						return gate.hook()
+					}
+					return nil
+				}
+			})
+			ctx := r.ctx()
+			started := make(chan struct{}, 1)
+			r.ex.set(func(context.Context, Job) Result {
+				started <- struct{}{}
+				return Result{Outcome: OutcomeOK}
+			})
+			r.pause()
+			r.submit(TaskSpec{ID: "a", Handler: "h"}) // durable: Submit returned
+			holding.Store(true)
+			resumed := make(chan error, 1)
+			go func() { resumed <- r.e.Resume(ctx) }()
+			<-gate.entered // the tick that resumed and leased a, its fsync held
+			if durableLeases {
+				notWithin(t, "the attempt started", started)
+			} else {
+				select {
+				case <-started:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the attempt of a durable task did not start while its lease's fsync was held")
+				}
+			}
+			notWithin(t, "Resume returned", resumed)
+			read := make(chan TaskView, 1)
+			go func() {
+				v, _ := r.e.Task("a")
+				read <- v
+			}()
+			notWithin(t, "Task returned a's view", read)
+			gate.release(nil)
+			if err := <-resumed; err != nil {
+				t.Fatalf("Resume: %v", err)
+			}
+			r.idle()
+			r.checkStates(map[TaskID]TaskState{"a": TaskCompleted})
+			if n := len(r.ex.calls()); n != 1 {
+				t.Fatalf("%d executions, want 1", n)
+			}
+		})
 	}
 }

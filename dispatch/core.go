@@ -42,6 +42,8 @@ type Job struct {
 	// lease (timeout + grace from now). Safe to call from any goroutine;
 	// nil outside an Engine.
 	Heartbeat func()
+
+	taskSeq uint64 // Task.submitSeq: the WAL sequence that must be durable before an early start
 }
 
 // Result is what an Executor reports for one attempt.
@@ -507,7 +509,7 @@ func (c *Core) leaseReady(now int64) error {
 		c.batch.Starts = append(c.batch.Starts, Job{
 			Task: r.Task, Run: r.ID, Handler: t.Spec.Handler, Input: t.Spec.Input, Attempt: attempt,
 			MaxAttempts: t.Spec.MaxAttempts, DeadlineMs: now + t.Spec.TimeoutMs, Worker: worker, Labels: t.Spec.Labels,
-			Parent: t.Spec.Parent, TimeoutMs: t.Spec.TimeoutMs,
+			Parent: t.Spec.Parent, TimeoutMs: t.Spec.TimeoutMs, taskSeq: t.submitSeq,
 		})
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -639,7 +640,7 @@ func TestCoreJob(t *testing.T) {
 	j := r.pending[0]
 	want := Job{Task: "t", Run: "t#1", Handler: "h", Input: []byte("in"), Attempt: 1, MaxAttempts: 4,
 		DeadlineMs: rigStart + 2000, TimeoutMs: 2000, Worker: "n/w1", Labels: map[string]string{"k": "v"}}
-	if diff := cmp.Diff(want, j, cmp.Comparer(func(a, b func()) bool { return a == nil && b == nil })); diff != "" {
+	if diff := cmp.Diff(want, j, cmp.Comparer(func(a, b func()) bool { return a == nil && b == nil }), cmpopts.IgnoreUnexported(Job{})); diff != "" {
 		t.Errorf("job (-want +got):\n%s", diff)
 	}
 	if got := r.run("t#1").LeaseExp; got != rigStart+2000+700 {

@@ -55,13 +55,28 @@ import (
 //   - the run ended as its attempts imply: completed, or failed only when
 //     its outcomes used up max_attempts (lost ones do not count, up to
 //     MaxLostAttempts) or one was permanent;
-//   - no attempt executed twice across all processes, and no attempt of a
-//     completed run executed after the completing one;
+//   - no attempt executed twice in one process, nor (with
+//     Config.DurableLeases) across processes: by default an attempt starts
+//     before its lease is durable, so a kill may make it run again under
+//     the same number in the next process (dispatch/doc.go); and no attempt
+//     of a completed run executed after the completing one;
 //   - every snapshot loaded cleanly and recovery used one once the WAL was
 //     truncated.
 //
+// It runs once in each mode of starting attempts: as soon as they are
+// leased (the default) and once their lease is durable.
 // DISPATCH_CRASH_SEED=n replays the parent's random choices.
 func TestCrash(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		name := "start-early"
+		if durable {
+			name = "durable-leases"
+		}
+		t.Run(name, func(t *testing.T) { testCrash(t, durable) })
+	}
+}
+
+func testCrash(t *testing.T, durableLeases bool) {
 	if testing.Short() {
 		t.Log("-short: fewer tasks and kills")
 	}
@@ -81,6 +96,7 @@ func TestCrash(t *testing.T) {
 	p := &crashParent{
 		t: t, rng: prng.New(prng.NewPCG(seed, 0xc4a5)), dir: t.TempDir(), total: total,
 		acked: map[TaskID]bool{}, sentRound: map[TaskID]int{}, executed: map[string]int{},
+		execRound: map[string]int{}, durableLeases: durableLeases,
 	}
 	for round := range kills {
 		p.round(round, round == kills-1)
@@ -93,14 +109,15 @@ func TestCrash(t *testing.T) {
 
 const (
 	crashEnvDir   = "DISPATCH_CRASH_DIR"
+	crashEnvMode  = "DISPATCH_CRASH_DURABLE_LEASES" // "1": Config.DurableLeases
 	crashWorkers  = 8
 	crashWindow   = 96 // submissions outstanding at once
 	crashMaxTries = 3
 )
 
-func crashConfig(dir string, ex Executor, log *slog.Logger) Config {
+func crashConfig(dir string, ex Executor, log *slog.Logger, durableLeases bool) Config {
 	return Config{
-		Dir: dir, Executor: ex, Workers: crashWorkers, Logger: log,
+		Dir: dir, Executor: ex, Workers: crashWorkers, Logger: log, DurableLeases: durableLeases,
 		SnapshotEvery: 500, SnapshotStateRatio: -1, SnapshotRetain: 2,
 		WAL: segwal.Options{SegmentSize: 32 << 10}, // default sync: one fsync per tick
 	}
@@ -169,7 +186,7 @@ func TestCrashChild(t *testing.T) {
 		return crashOutcome(j.Run, j.Attempt)
 	})
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	e, err := Open(crashConfig(dir, ex, log))
+	e, err := Open(crashConfig(dir, ex, log, os.Getenv(crashEnvMode) == "1"))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "crashchild: Open: %v\n", err)
 		os.Exit(2)
@@ -219,10 +236,25 @@ type crashParent struct {
 	pending   []TaskID       // sent, not acknowledged (in send order)
 	sentRound map[TaskID]int // round of the first send
 	executed  map[string]int // run@attempt -> executions seen, all processes
+	execRound map[string]int // run@attempt -> round of its last execution (-1: the parent's)
+
+	durableLeases bool
 
 	starts, earlyKills, dups, freshResubmits, acks int
 	readies                                        []crashReady
 	stderr                                         []string
+}
+
+// sawExec counts an execution of attempt key in round (one process). An
+// attempt runs at most once in a process; again in a later one only after
+// a kill took its lease, which the killed process started before it was
+// durable.
+func (p *crashParent) sawExec(key string, round int) {
+	if r, ok := p.execRound[key]; ok && r == round {
+		p.t.Errorf("attempt %s executed twice in the process of round %d", key, round)
+	}
+	p.execRound[key] = round
+	p.executed[key]++
 }
 
 func crashID(i int) TaskID { return TaskID(fmt.Sprintf("c%05d", i+1)) }
@@ -234,6 +266,9 @@ func (p *crashParent) round(round int, last bool) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashEnvDir+"="+p.dir)
+	if p.durableLeases {
+		cmd.Env = append(cmd.Env, crashEnvMode+"=1")
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()
@@ -329,7 +364,7 @@ func (p *crashParent) round(round int, last bool) {
 			}
 		case "exec":
 			n, _ := strconv.Atoi(f[3])
-			p.executed[attemptKey(RunID(f[2]), n)]++
+			p.sawExec(attemptKey(RunID(f[2]), n), round)
 			execs++
 		case "ack":
 			id := TaskID(f[2])
@@ -427,12 +462,12 @@ func (p *crashParent) verify() {
 	var mu sync.Mutex
 	ex := ExecutorFunc(func(ctx context.Context, j Job) Result {
 		mu.Lock()
-		p.executed[attemptKey(j.Run, j.Attempt)]++
+		p.sawExec(attemptKey(j.Run, j.Attempt), -1)
 		mu.Unlock()
 		return crashOutcome(j.Run, j.Attempt)
 	})
 	opened := time.Now()
-	e, err := Open(crashConfig(p.dir, ex, slog.New(slog.DiscardHandler)))
+	e, err := Open(crashConfig(p.dir, ex, slog.New(slog.DiscardHandler), p.durableLeases))
 	if err != nil {
 		t.Fatalf("Open after the last kill: %v", err)
 	}
@@ -528,8 +563,8 @@ func (p *crashParent) verify() {
 		}
 	}
 	for k, n := range p.executed {
-		if n > 1 {
-			t.Errorf("attempt %s executed %d times", k, n)
+		if n > 1 && p.durableLeases {
+			t.Errorf("attempt %s executed %d times, with durable leases", k, n)
 		}
 	}
 	if len(lostBy) > p.starts {

@@ -40,29 +40,69 @@
 //     lease ready runs by (priority desc, due time, submission order) up to
 //     the free workers, drop final tasks past retention. Every change is an
 //     Event, applied through the reducer as it is decided.
-//  4. Append all the tick's events as one segwal.Append: one frame, written
-//     but not yet fsynced, and hand the tick to the committer.
-//  5. The committer fsyncs (segwal.Commit: one fsync for every tick queued
-//     meanwhile, a group commit), then releases the ticks in order: replies
-//     (a Submit returns only now), cancels of running attempts, attempts to
-//     start, Wait wake-ups. If the fsync fails nothing of those ticks is
-//     released and the engine stops (Err).
-//  6. Meanwhile the loop maybe snapshots, arms the timer for the next due
+//  4. Encode the tick's events and queue the tick for the committer.
+//     Attempts of tasks whose submission is already durable start now
+//     (see below); the others wait for the tick's fsync.
+//  5. When the committer is free, write every queued tick's events as one
+//     segwal.Append (one frame, not yet fsynced) and hand them to it; while
+//     it is busy, go on stepping (writing a frame every 512 events, so the
+//     write overlaps the fsync in flight).
+//  6. The committer fsyncs (segwal.Commit: one fsync for every tick handed
+//     over, a group commit), then releases the ticks in order: replies
+//     (a Submit returns only now), cancels of running attempts, attempts
+//     to start, Wait wake-ups, and gives the loop its token back. If the
+//     fsync fails nothing of those ticks is released and the engine stops
+//     (Err).
+//  7. Meanwhile the loop maybe snapshots, arms the timer for the next due
 //     time and goes on with the next tick: its CPU time and the disk's
-//     latency overlap rather than add up.
+//     latency overlap rather than add up, and the ticks stepped during one
+//     fsync share the next.
+//
+// # Attempts start before their lease is durable
+//
+// An attempt whose task's submission is durable starts as soon as the
+// loop leases it, without waiting for the lease's fsync: a worker that
+// reports a result gets its next attempt in the same tick and starts it at
+// once, so no fsync lies in the worker's cycle (with few workers the fsync
+// wait, not the engine, bounded the rate). The guarantees hold:
+//
+//   - Nothing is acknowledged or visible before it is durable: replies,
+//     Wait wake-ups and readers still wait for the fsync of what they see.
+//     An attempt's result is handled in a later tick than its lease, and
+//     frames are durable in order, so a durable result implies a durable
+//     lease; children are committed in the frame of their parent's success.
+//   - A handler never runs for a task a crash could take back: attempts of
+//     a task submitted in a tick not yet durable (a new submission, a
+//     child) start only after that tick's fsync.
+//   - Crash = lost attempt, not lost task: a crash before the lease's fsync
+//     leaves no trace of the attempt, and the run, ready again after
+//     recovery, runs that attempt again under the same number; a crash
+//     after it closes the attempt as lost, as before. Handlers run at least
+//     once, and the run id stays the idempotency key.
+//   - max_attempts bounds the attempts the WAL records, and so the
+//     outcomes; what it does not bound any more is executions across
+//     crashes: an attempt caught by a crash before its lease's fsync runs
+//     once more, so a handler with max_attempts 1 may run twice if the
+//     process dies in that window. Config.DurableLeases restores the
+//     strict bound (each attempt starts once its lease is durable, at the
+//     cost of one fsync wait per attempt). TestCrash checks both modes.
 //
 // Deviation from the usual order (append, then apply):
 // Step applies each event as it derives it, because later decisions in the
 // same tick depend on earlier ones (a run created by a submission is leased
 // in the same tick), and the next tick is stepped on state whose fsync may
-// still be in flight. That is safe because nothing decided leaves the engine
-// before its frame is durable, frames are durable in order, and a failed
-// append or fsync stops the engine, so no caller can act on state that is
-// not durable. Readers (Task, List, Wait, Stats) see the state under a read
-// lock the loop takes only while stepping, then wait until what they saw
-// (up to State.Applied) is durable: they never return a state a crash could
-// take back, and wait at most about one fsync. A snapshot likewise waits
-// until the tick it captured is durable before it is written.
+// still be in flight. That is safe because nothing decided leaves the
+// engine before its frame is durable, frames are durable in order, and a
+// failed append or fsync stops the engine, so no caller can act on state
+// that is not durable. Likewise ARCHITECTURE.md's "one tick, one frame, one
+// fsync" became "the ticks stepped during one fsync: one frame (or one per
+// 512 events), one fsync": the loop no longer waits for the disk between
+// ticks, and a frame never holds part of a tick. Readers (Task, List, Wait,
+// Stats) see the state under a read lock the loop takes only while
+// stepping, then wait until what they saw (up to State.Applied) is durable:
+// they never return a state a crash could take back, and wait at most about
+// one fsync. A snapshot likewise waits until the tick it captured is
+// durable before it is written.
 //
 // # Workflows
 //

@@ -63,6 +63,16 @@ type Config struct {
 	Rand func() float64
 	// MaxBatch bounds the inputs one tick drains. Default 4096.
 	MaxBatch int
+	// DurableLeases starts an attempt only once its lease is durable. By
+	// default an attempt of a task whose submission is durable starts as
+	// soon as the loop leases it, while the lease's fsync is under way: a
+	// crash before that fsync leaves no trace of the attempt, which then
+	// runs again under the same attempt number (at least once, as after
+	// any crash), so a handler may run once more than max_attempts per
+	// crash. Set DurableLeases when a handler must never run more than
+	// max_attempts times; each attempt then waits for one fsync before it
+	// starts (dispatch/doc.go, "Attempts start before their lease is durable").
+	DurableLeases bool
 	// ValidateHandler checks a task's handler at submission (for tasks from
 	// clients and children from handlers): the plugin registry's check that
 	// the plugin is deployed. nil accepts any name.
@@ -158,7 +168,9 @@ type Engine struct {
 	changed   chan struct{} // closed and replaced after every commit
 
 	// The committer (commitLoop) fsyncs appended ticks and releases them.
-	commits       chan *committedTick
+	commits       chan []*committedTick
+	commitReady   chan struct{}       // holds a token while the committer is free
+	pending       pendingTicks        // loop-owned: ticks stepped but not handed to the committer
 	spareArrays   chan releasedArrays // back from the committer, for the next Steps
 	committerDone chan struct{}
 	commitFailed  chan struct{} // closed when an fsync failed; commitErr says why
@@ -214,10 +226,9 @@ func Open(cfg Config) (*Engine, error) {
 		inbox: make(chan any, cfg.MaxBatch), results: make(chan any, 4*cfg.Workers+64),
 		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
 		cancels: map[RunID]context.CancelFunc{},
-		// At most commitQueue stepped ticks wait for the committer; then the
-		// loop waits too, and inputs gather into a larger tick, rather than
-		// the loop stepping ever smaller ticks that cost more per task.
-		commits: make(chan *committedTick, commitQueue), spareArrays: make(chan releasedArrays, 4), committerDone: make(chan struct{}), commitFailed: make(chan struct{}),
+		// One group of ticks is committed at a time; the loop holds the next
+		// one (pending) until the committer gives back its token.
+		commits: make(chan []*committedTick, 1), commitReady: make(chan struct{}, 1), spareArrays: make(chan releasedArrays, 4), committerDone: make(chan struct{}), commitFailed: make(chan struct{}),
 		groupCommit: cfg.WAL.Sync == segwal.SyncAlways,
 		snapshots:   &snapshotter{dir: filepath.Join(cfg.Dir, "snapshots"), retain: cfg.SnapshotRetain},
 	}
@@ -283,11 +294,13 @@ func (e *Engine) loop() {
 	var timer Timer
 	var timerC <-chan time.Time
 	inputs := make([]any, 0, e.cfg.MaxBatch)
-	var records [][]byte
-	var buf []byte
 	first := true
 	for {
 		if !first {
+			var ready chan struct{} // the committer is free: hand it what is pending
+			if len(e.pending.ticks) > 0 {
+				ready = e.commitReady
+			}
 			select {
 			case in := <-e.inbox:
 				inputs = append(inputs, in)
@@ -295,6 +308,12 @@ func (e *Engine) loop() {
 				inputs = append(inputs, in)
 			case <-timerC:
 				timerC = nil
+			case <-ready:
+				if err := e.handOff(); err != nil {
+					e.stopLoop(err)
+					return
+				}
+				continue
 			case <-e.commitFailed:
 				e.stopLoop(e.commitErr)
 				return
@@ -362,40 +381,21 @@ func (e *Engine) loop() {
 			tick.probes = probes
 		}
 		e.mu.Unlock()
-		if len(batch.Events) > 0 {
-			records, buf = records[:0], buf[:0]
-			for i := range batch.Events {
-				start := len(buf)
-				if buf, err = appendEvent(buf, &batch.Events[i]); err != nil {
-					break
-				}
-				records = append(records, buf[start:len(buf):len(buf)])
-			}
-			var last uint64
-			if err == nil {
-				last, err = e.wal.Append(records...)
-			}
-			if err == nil && last != want {
-				err = fmt.Errorf("the WAL gave the tick's events sequences up to %d, the state expects %d", last, want)
-			}
-			if err != nil {
-				for _, a := range batch.acks {
-					a.to <- reply{err: stoppedBy(err)}
-				}
-				e.stopLoop(fmt.Errorf("dispatch: engine stopped: write WAL: %w", err))
-				return
-			}
-			e.stats.appends.Add(1)
-			e.stats.events.Add(uint64(len(batch.Events)))
-			e.sinceSnapshot += len(batch.Events)
-			e.sinceSnapshotBytes += int64(len(buf))
-			e.core.recycle(batch.Events)
+		tick.starts = e.startEarly(tick.starts)
+		if err := e.pend(tick, batch.Events); err != nil {
+			e.stopLoop(err)
+			return
 		}
 		e.stats.ticks.Add(1)
-		e.commits <- tick
 		e.releaseFinished(inputs)
 		inputs = inputs[:0]
 		if len(snapReqs) > 0 {
+			// A snapshot being written waits for its events to be durable,
+			// and snapshotNow waits for it: hand them to the committer first.
+			if err := e.handOffNow(); err != nil {
+				e.stopLoop(err)
+				return
+			}
 			e.snapshotNow(snapReqs)
 		} else if e.snapshotDue() {
 			e.snapshot()
@@ -411,10 +411,142 @@ func (e *Engine) loop() {
 	}
 }
 
-// commitQueue bounds the ticks stepped ahead of the committer (measured:
-// with 64 the no-op benchmark's ticks held 4-6 tasks and cost more CPU per
-// task; with 2, 40-90 tasks and a higher rate).
-const commitQueue = 2
+// pendingTicks are ticks stepped but not yet handed to the committer.
+type pendingTicks struct {
+	ticks   []*committedTick
+	records [][]byte // encoded events of those ticks not yet written
+	buf     []byte   // holds records
+	last    uint64   // the sequence of the last record
+}
+
+// frameEvents: events stepped while an fsync is in flight are written as
+// a frame once they number this many, so that writing them overlaps the
+// fsync; the rest are written when the committer is free again. A frame of
+// 512 small records compresses about 6x (FACTS.md).
+const frameEvents = 512
+
+// pend queues a stepped tick for the committer: its events are encoded now
+// and written with the next frame. When the committer is free, the pending
+// ticks are handed to it at once (one frame, one fsync); otherwise they wait
+// for the fsync in flight while the loop goes on stepping, and the next
+// fsync covers them all (group commit).
+func (e *Engine) pend(tick *committedTick, events []Event) error {
+	p := &e.pending
+	if len(events) > 0 {
+		bufStart := len(p.buf)
+		for i := range events {
+			start := len(p.buf)
+			var err error
+			if p.buf, err = appendEvent(p.buf, &events[i]); err != nil {
+				e.failPending(err)
+				return fmt.Errorf("dispatch: engine stopped: encode event: %w", err)
+			}
+			p.records = append(p.records, p.buf[start:len(p.buf):len(p.buf)])
+		}
+		p.last = tick.seq
+		e.stats.events.Add(uint64(len(events)))
+		e.sinceSnapshot += len(events)
+		e.sinceSnapshotBytes += int64(len(p.buf) - bufStart)
+		e.core.recycle(events)
+	}
+	if len(events) > 0 || len(tick.acks) > 0 || len(tick.starts) > 0 || len(tick.cancels) > 0 ||
+		len(tick.finals) > 0 || len(tick.probes) > 0 {
+		p.ticks = append(p.ticks, tick)
+	}
+	select {
+	case <-e.commitReady:
+		return e.handOff()
+	default:
+	}
+	if len(p.records) >= frameEvents {
+		return e.writeFrame()
+	}
+	return nil
+}
+
+// writeFrame writes the pending records as one WAL frame (not fsynced).
+func (e *Engine) writeFrame() error {
+	p := &e.pending
+	if len(p.records) == 0 {
+		return nil
+	}
+	last, err := e.wal.Append(p.records...)
+	if err == nil && last != p.last {
+		err = fmt.Errorf("the WAL gave the events sequences up to %d, the state expects %d", last, p.last)
+	}
+	clear(p.records)
+	p.records, p.buf = p.records[:0], p.buf[:0]
+	if err != nil {
+		e.failPending(err)
+		return fmt.Errorf("dispatch: engine stopped: write WAL: %w", err)
+	}
+	e.stats.appends.Add(1)
+	return nil
+}
+
+// handOff writes what is pending and hands the ticks to the committer,
+// whose token (commitReady) the caller holds.
+func (e *Engine) handOff() error {
+	if err := e.writeFrame(); err != nil {
+		return err
+	}
+	p := &e.pending
+	group := p.ticks
+	p.ticks = nil
+	if len(group) == 0 {
+		e.commitReady <- struct{}{} // nothing to commit: give the token back
+		return nil
+	}
+	e.commits <- group
+	return nil
+}
+
+// handOffNow waits until the committer is free and hands it what is pending.
+func (e *Engine) handOffNow() error {
+	if len(e.pending.ticks) == 0 && len(e.pending.records) == 0 {
+		return nil
+	}
+	select {
+	case <-e.commitReady:
+		return e.handOff()
+	case <-e.commitFailed:
+		e.failPending(e.commitErr)
+		return e.commitErr
+	}
+}
+
+// failPending fails the callers of pending ticks: their events will never
+// be durable.
+func (e *Engine) failPending(err error) {
+	for _, t := range e.pending.ticks {
+		for _, a := range t.acks {
+			a.to <- reply{err: stoppedBy(err)}
+		}
+	}
+	e.pending.ticks = nil
+}
+
+// startEarly starts the attempts whose task's submission is durable (all
+// but those submitted in ticks still waiting for their fsync), unless
+// Config.DurableLeases; it returns the others, which the committer starts
+// once the tick is durable. The WAL orders each attempt's result after its
+// lease, so a durable result implies a durable lease.
+func (e *Engine) startEarly(starts []Job) []Job {
+	if e.cfg.DurableLeases || len(starts) == 0 {
+		return starts
+	}
+	durable := e.durable.Load()
+	later := starts[:0]
+	for _, job := range starts {
+		if job.taskSeq <= durable {
+			e.start(job)
+		} else {
+			later = append(later, job)
+		}
+	}
+	clear(starts[len(later):])
+	return later
+}
 
 // committedTick is what a tick releases once its events are durable.
 type committedTick struct {
@@ -427,33 +559,22 @@ type committedTick struct {
 	idle    bool
 }
 
-// commitLoop is the committer: it fsyncs what the loop appended (one fsync
-// for every tick queued meanwhile: group commit) and then releases those
-// ticks in order. The loop meanwhile steps the next tick, so its CPU time
-// and the disk's latency overlap instead of adding up.
+// commitLoop is the committer: it fsyncs the group of ticks the loop
+// handed it (one fsync for every tick stepped since the previous one: group
+// commit), has them released in order and gives the loop its token back.
+// The loop meanwhile steps the next ticks, so its CPU time and the disk's
+// latency overlap instead of adding up.
 func (e *Engine) commitLoop() {
 	defer close(e.committerDone)
-	releases := make(chan []*committedTick, cap(e.commits)+1)
+	releases := make(chan []*committedTick, 2)
 	released := make(chan struct{})
 	go e.releaseLoop(releases, released)
 	defer func() {
 		close(releases)
 		<-released
 	}()
-	for tick := range e.commits {
-		group := []*committedTick{tick}
-	more:
-		for len(group) < cap(e.commits) {
-			select {
-			case t, ok := <-e.commits:
-				if !ok {
-					break more
-				}
-				group = append(group, t)
-			default:
-				break more
-			}
-		}
+	e.commitReady <- struct{}{}
+	for group := range e.commits {
 		seq := group[len(group)-1].seq
 		err := e.commitErr
 		if err == nil && seq > e.durable.Load() {
@@ -481,6 +602,7 @@ func (e *Engine) commitLoop() {
 		}
 		e.durable.Store(max(e.durable.Load(), seq))
 		releases <- group
+		e.commitReady <- struct{}{}
 	}
 }
 
@@ -596,6 +718,14 @@ func (e *Engine) waitDurable(seq uint64) {
 // (without starting their attempts), then shutdown.
 func (e *Engine) stopLoop(err error) {
 	e.stopping.Store(true)
+	if err == nil {
+		// Commit what was stepped: its callers get their answers.
+		if herr := e.handOffNow(); herr != nil {
+			err = herr
+		}
+	} else {
+		e.failPending(err)
+	}
 	close(e.commits)
 	<-e.committerDone
 	e.shutdown(err)

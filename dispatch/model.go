@@ -435,6 +435,10 @@ type Task struct {
 	pendingChildren int    // children not yet final
 	depth           int    // 0 for a root task
 	runs            []*Run // the runs named by Runs, in the same order: an index kept by apply and reindex
+	// submitSeq is the WAL sequence of the task's submission when the
+	// running engine submitted it (0 when recovered: durable). The loop
+	// starts an attempt before its lease is durable only once this is.
+	submitSeq uint64
 }
 
 // nextRunIndex is the index of the task's next run. Runs are kept in

@@ -39,6 +39,7 @@ func (c *Core) submitTask(now int64, spec *TaskSpec) error {
 	if t == nil {
 		return nil // canceled and dropped in the same tick: cannot happen, but do not crash
 	}
+	t.submitSeq = c.s.Applied + uint64(len(c.batch.Events)) // the loop moves Applied after Step
 	if spec.Policy.Kind == PolicyCron {
 		return c.refillCron(now, t)
 	}
