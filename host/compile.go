@@ -10,8 +10,6 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-
-	"github.com/wasmtask/wasmtask/host/extism"
 )
 
 // Mode is how a module is called.
@@ -110,102 +108,71 @@ func (h *Host) LoadLimits(ctx context.Context, wasm []byte, lim Limits) (*Module
 }
 
 func (h *Host) compile(ctx context.Context, wasm []byte, key moduleKey) (*Module, error) {
-	rt, err := h.runtimeFor(ctx, key.pages)
-	if err != nil {
-		return nil, err
-	}
 	layout, err := readLayout(wasm)
 	if err != nil {
-		if _, cerr := rt.rt.CompileModule(ctx, wasm); cerr != nil {
-			return nil, &ValidationError{Module: key.hash, Reason: "not a valid WebAssembly module: " + cerr.Error()}
-		}
-		return nil, &ValidationError{Module: key.hash, Reason: err.Error()}
+		return nil, h.unreadable(ctx, key, wasm, err)
 	}
 	if err := checkTables(key, layout); err != nil {
 		return nil, err
 	}
-	if layout.hasMem && layout.memMin > key.pages {
-		// Before wazero, whose own cap is the wasm32 maximum (memory.go).
-		return nil, &ValidationError{Module: key.hash, Reason: fmt.Sprintf("declares a minimum memory of %d pages (%d KiB), above the limit of %d pages", layout.memMin, layout.memMin*64, key.pages)}
-	}
-	src := boundedModule(wasm, layout, key.tables, true)
-	compiled, err := rt.rt.CompileModule(ctx, src)
+	m := &Module{Hash: key.hash, Size: len(wasm), TableElements: layout.tableMinElements()}
+	shape, err := readShape(wasm)
 	if err != nil {
-		return nil, &ValidationError{Module: key.hash, Reason: "not a valid WebAssembly module: " + err.Error()}
+		return nil, h.unreadable(ctx, key, wasm, err)
 	}
-	m := &Module{Hash: key.hash, Size: len(wasm), TableElements: layout.tableMinElements(), compiled: compiled, rt: rt, src: src,
-		memMaxPages: key.pages}
+	// Everything the sections tell is checked before the compile (inspect.go).
+	provided, err := h.providedFuncs()
+	if err != nil {
+		return nil, err
+	}
+	if err := h.precheck(m, shape, layout, provided, key.pages); err != nil {
+		return nil, err
+	}
+	if err := m.checkTableMemory(key.pages); err != nil {
+		return nil, err
+	}
+	rt, err := h.runtimeFor(ctx, key.pages, key.hash)
+	if err != nil {
+		return nil, err
+	}
+	m.rt = rt
+	release, err := h.compileSlot(ctx, len(wasm))
+	if err != nil {
+		return nil, err
+	}
+	m.memMaxPages = key.pages
 	if layout.memMax > 0 && layout.memMax < key.pages {
 		m.memMaxPages, m.memDeclaredMax = layout.memMax, true
 	}
-	if err := m.inspect(rt, key.pages); err != nil {
-		compiled.Close(ctx)
-		return nil, err
+	m.src = boundedModule(wasm, layout, key.tables, true)
+	compiled, err := rt.rt.CompileModule(ctx, m.src)
+	release()
+	if err != nil {
+		return nil, &ValidationError{Module: key.hash, Reason: "not a valid WebAssembly module: " + err.Error()}
 	}
+	m.compiled = compiled
 	m.cfg = moduleConfig(m.Mode)
 	return m, nil
 }
 
-// inspect checks imports, memory and entry points.
-func (m *Module) inspect(rt *runtime, maxPages uint32) error {
-	bad := func(format string, args ...any) error {
-		return &ValidationError{Module: m.Hash, Reason: fmt.Sprintf(format, args...)}
+// unreadable reports a module whose sections the host could not read:
+// wazero's own message when it rejects the module too (compiled in a
+// throwaway runtime, so nothing is cached for it), else the host's.
+func (h *Host) unreadable(ctx context.Context, key moduleKey, wasm []byte, err error) error {
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	if _, cerr := rt.CompileModule(ctx, wasm); cerr != nil {
+		return &ValidationError{Module: key.hash, Reason: "not a valid WebAssembly module: " + cerr.Error()}
 	}
-	for _, def := range m.compiled.ImportedFunctions() {
-		mod, name, _ := def.Import()
-		full := mod + "." + name
-		m.Imports = append(m.Imports, full)
-		want, ok := rt.provided[full]
-		if !ok {
-			if mod == abiModule {
-				return bad("import %s is not provided by this host (it provides %s of ABI %s)", full, strings.Join(abiFunctionNames(), ", "), abiModule)
-			}
-			if mod == extism.ModuleName {
-				return bad("import %s is not provided by this host (it provides %s of %s)", full, strings.Join(extism.FunctionNames(), ", "), extism.ModuleName)
-			}
-			return bad("import %s is not provided by this host (only %s, %s and wasi_snapshot_preview1 are)", full, abiModule, extism.ModuleName)
-		}
-		if got := sigOf(def); !got.equal(want) {
-			return bad("import %s has signature %s, the host provides %s", full, got, want)
-		}
-	}
-	if len(m.compiled.ImportedMemories()) > 0 {
-		return bad("imports a memory; a module must define and export its own memory")
-	}
-	mem, ok := m.compiled.ExportedMemories()["memory"]
-	if !ok {
-		return bad("does not export a memory named \"memory\"")
-	}
-	m.MinPages = mem.Min()
-	if m.MinPages > maxPages {
-		return bad("declares a minimum memory of %d pages (%d KiB), above the limit of %d pages", m.MinPages, m.MinPages*64, maxPages)
-	}
+	return &ValidationError{Module: key.hash, Reason: err.Error()}
+}
+
+// checkTableMemory rejects a module whose tables and minimum memory do not
+// fit the memory limit together (tables count against it).
+func (m *Module) checkTableMemory(maxPages uint32) error {
 	if tb := m.TableElements * tableElementBytes; tb > 0 && uint64(m.MinPages)*65536+tb > uint64(maxPages)*65536 {
-		return bad("declares a minimum memory of %d pages and tables of %d elements, %d KiB together, above the memory limit of %d pages (%d KiB): "+
-			"tables count against limits.memory_pages at %d bytes an element", m.MinPages, m.TableElements, (uint64(m.MinPages)*65536+tb+1023)/1024, maxPages, maxPages*64, tableElementBytes)
-	}
-	exports := m.compiled.ExportedFunctions()
-	for name := range exports {
-		m.Exports = append(m.Exports, name)
-	}
-	slices.Sort(m.Exports)
-	if m.usesExtism() {
-		m.Mode = ModeExtism // the function is named by the manifest: CheckExtism
-	} else if def, ok := exports[handleExport]; ok {
-		if got := sigOf(def); !got.equal(funcSig{results: []api.ValueType{api.ValueTypeI32}}) {
-			return bad("export %s has signature %s, want () -> (i32)", handleExport, got)
-		}
-		m.Mode = ModeHandler
-	} else if _, ok := exports["_start"]; ok {
-		m.Mode = ModeCommand
-	} else {
-		return bad("exports neither %s (handler mode) nor _start (command mode)", handleExport)
-	}
-	if def, ok := exports["_initialize"]; ok {
-		if got := sigOf(def); !got.equal(funcSig{}) {
-			return bad("export _initialize has signature %s, want () -> ()", got)
-		}
-		m.hasInit = m.Mode == ModeHandler
+		return &ValidationError{Module: m.Hash, Reason: fmt.Sprintf("declares a minimum memory of %d pages and tables of %d elements, %d KiB together, above the memory limit of %d pages (%d KiB): "+
+			"tables count against limits.memory_pages at %d bytes an element", m.MinPages, m.TableElements, (uint64(m.MinPages)*65536+tb+1023)/1024, maxPages, maxPages*64, tableElementBytes)}
 	}
 	return nil
 }

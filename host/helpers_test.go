@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/wasmtask/wasmtask/internal/wasmgen"
 )
 
 // newTestHost returns a Host closed when the test ends.
@@ -50,4 +52,14 @@ func le32(vs ...int32) string {
 		b = binary.LittleEndian.AppendUint32(b, uint32(v))
 	}
 	return string(b)
+}
+
+// largeModule is a generated WASI command of 20 MB: all of it code, or,
+// under the race detector, 2 MB of code and padding.
+func largeModule() []byte {
+	code := 20 << 20
+	if raceEnabled {
+		code = 2 << 20
+	}
+	return wasmgen.Command(20<<20, code)
 }

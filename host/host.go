@@ -18,8 +18,14 @@ import (
 // Config configures a Host.
 type Config struct {
 	// CacheDir keeps wazero's compiled code on disk so a restart does not
-	// pay full compilation again. "" keeps it in memory only.
+	// pay full compilation again, one subdirectory per module (<hex> of its
+	// sha256) so that PruneCache can drop what no version uses any more.
+	// "" keeps it in memory only.
 	CacheDir string
+	// CompileConcurrency bounds the compiles of large modules (1 MiB and
+	// more) that run at once; smaller ones compile in milliseconds and are
+	// never held behind them. Default GOMAXPROCS.
+	CompileConcurrency int
 	// Max are the operator maxima every plugin's limits are clamped to.
 	// Zero fields mean DefaultMaxLimits.
 	Max Limits
@@ -39,12 +45,25 @@ type Host struct {
 	log   *slog.Logger
 	cache wazero.CompilationCache
 
+	compileSem chan struct{} // see compileSlot
+
+	providedOnce sync.Once
+	provided     map[string]funcSig // see providedFuncs
+	providedErr  error
+
 	mu       sync.Mutex
 	closed   bool
-	runtimes map[uint32]*runtime // by memory limit in pages
+	runtimes map[runtimeKey]*runtime
 	modules  map[moduleKey]*moduleEntry
 
 	idle idleSet // warm instances of every Pool (pool.go)
+}
+
+// runtimeKey: one runtime per memory limit and, with a CacheDir, per module
+// (each with its own cache directory, so the cache can be pruned per module).
+type runtimeKey struct {
+	pages uint32
+	hash  string // "" without a CacheDir
 }
 
 // runtime is a wazero runtime with the host modules instantiated; one per
@@ -52,9 +71,8 @@ type Host struct {
 // enforced by the host's allocator, memory.go.)
 type runtime struct {
 	rt    wazero.Runtime
+	cache wazero.CompilationCache // closed with rt when it is the runtime's own
 	pages uint32
-	// provided lists the functions of the host modules, by "module.name".
-	provided map[string]funcSig
 }
 
 type moduleKey struct {
@@ -74,63 +92,100 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.CompileConcurrency <= 0 {
+		cfg.CompileConcurrency = goruntime.GOMAXPROCS(0)
+	}
 	if cfg.MaxIdleInstances == 0 {
 		cfg.MaxIdleInstances = 2 * goruntime.GOMAXPROCS(0)
 	}
-	h := &Host{cfg: cfg, log: cfg.Logger, runtimes: map[uint32]*runtime{}, modules: map[moduleKey]*moduleEntry{}}
+	h := &Host{cfg: cfg, log: cfg.Logger, runtimes: map[runtimeKey]*runtime{}, modules: map[moduleKey]*moduleEntry{},
+		compileSem: make(chan struct{}, cfg.CompileConcurrency)}
 	h.idle = idleSet{max: cfg.MaxIdleInstances, pools: map[*Pool]struct{}{}}
 	if cfg.CacheDir != "" {
 		if err := os.MkdirAll(cfg.CacheDir, 0o750); err != nil {
 			return nil, fmt.Errorf("host: compilation cache: %w", err)
 		}
-		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
-		if err != nil {
-			return nil, fmt.Errorf("host: compilation cache %s: %w", cfg.CacheDir, err)
-		}
-		h.cache = c
-	} else {
-		h.cache = wazero.NewCompilationCache()
 	}
+	h.cache = wazero.NewCompilationCache() // shared by the runtimes without a CacheDir
 	return h, nil
+}
+
+// providedFuncs returns the functions of the host modules by
+// "module.name", the same in every runtime; read once from a runtime that
+// is closed afterwards, so a module can be checked before any runtime or
+// cache directory exists for it.
+func (h *Host) providedFuncs() (map[string]funcSig, error) {
+	h.providedOnce.Do(func() {
+		ctx := context.Background() // not a caller's: the result is kept
+		rt := wazero.NewRuntime(ctx)
+		defer rt.Close(ctx)
+		h.provided, h.providedErr = instantiateHostModules(ctx, rt)
+	})
+	return h.provided, h.providedErr
+}
+
+// instantiateHostModules instantiates WASI and the ABI module in rt and
+// returns their functions by "module.name".
+func instantiateHostModules(ctx context.Context, rt wazero.Runtime) (map[string]funcSig, error) {
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		return nil, fmt.Errorf("host: instantiate WASI: %w", err)
+	}
+	if _, err := exportFunctions(rt.NewHostModuleBuilder(abiModule)).Instantiate(ctx); err != nil {
+		return nil, fmt.Errorf("host: instantiate %s: %w", abiModule, err)
+	}
+	if err := extism.Instantiate(ctx, rt); err != nil {
+		return nil, fmt.Errorf("host: instantiate %s: %w", extism.ModuleName, err)
+	}
+	provided := map[string]funcSig{}
+	for _, name := range []string{wasi_snapshot_preview1.ModuleName, abiModule, extism.ModuleName} {
+		for fn, def := range rt.Module(name).ExportedFunctionDefinitions() {
+			provided[name+"."+fn] = sigOf(def)
+		}
+	}
+	return provided, nil
 }
 
 // ErrClosed is returned after Close.
 var ErrClosed = errors.New("host: closed")
 
-// runtimeFor returns the runtime for a memory limit, creating it once.
-func (h *Host) runtimeFor(ctx context.Context, pages uint32) (*runtime, error) {
+// runtimeFor returns the runtime for a memory limit (and, with a CacheDir,
+// a module), creating it once.
+func (h *Host) runtimeFor(ctx context.Context, pages uint32, hash string) (*runtime, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, ErrClosed
 	}
-	if r, ok := h.runtimes[pages]; ok {
+	key := runtimeKey{pages: pages}
+	cache := h.cache
+	var own wazero.CompilationCache
+	if h.cfg.CacheDir != "" {
+		key.hash = hash
+	}
+	if r, ok := h.runtimes[key]; ok {
 		return r, nil
+	}
+	if key.hash != "" {
+		c, err := wazero.NewCompilationCacheWithDir(h.moduleCacheDir(hash))
+		if err != nil {
+			return nil, fmt.Errorf("host: compilation cache %s: %w", h.moduleCacheDir(hash), err)
+		}
+		cache, own = c, c
 	}
 	cfg := wazero.NewRuntimeConfig().
 		WithCloseOnContextDone(true). // the only way to stop a runaway guest
 		WithMemoryLimitPages(65536).  // the allocator enforces pages (memory.go)
-		WithCompilationCache(h.cache)
+		WithCompilationCache(cache)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+	if _, err := instantiateHostModules(ctx, rt); err != nil {
 		rt.Close(ctx)
-		return nil, fmt.Errorf("host: instantiate WASI: %w", err)
-	}
-	if _, err := exportFunctions(rt.NewHostModuleBuilder(abiModule)).Instantiate(ctx); err != nil {
-		rt.Close(ctx)
-		return nil, fmt.Errorf("host: instantiate %s: %w", abiModule, err)
-	}
-	if err := extism.Instantiate(ctx, rt); err != nil {
-		rt.Close(ctx)
-		return nil, fmt.Errorf("host: instantiate %s: %w", extism.ModuleName, err)
-	}
-	r := &runtime{rt: rt, pages: pages, provided: map[string]funcSig{}}
-	for _, name := range []string{wasi_snapshot_preview1.ModuleName, abiModule, extism.ModuleName} {
-		for fn, def := range rt.Module(name).ExportedFunctionDefinitions() {
-			r.provided[name+"."+fn] = sigOf(def)
+		if own != nil {
+			own.Close(ctx)
 		}
+		return nil, err
 	}
-	h.runtimes[pages] = r
+	r := &runtime{rt: rt, cache: own, pages: pages}
+	h.runtimes[key] = r
 	return r, nil
 }
 
@@ -146,6 +201,9 @@ func (h *Host) Close(ctx context.Context) error {
 	var errs []error
 	for _, r := range h.runtimes {
 		errs = append(errs, r.rt.Close(ctx))
+		if r.cache != nil {
+			errs = append(errs, r.cache.Close(ctx))
+		}
 	}
 	errs = append(errs, h.cache.Close(ctx))
 	return errors.Join(errs...)
