@@ -72,6 +72,7 @@ type Registry struct {
 	pinned   map[string]*loaded // "name@version" -> loaded
 	lastErr  map[string]string  // name -> last failed deploy
 	conflict map[string]string  // name -> a watched file the active version overrides (watched.go)
+	loading  map[string]int     // name -> deploys compiling or waiting to
 	counts   map[string]map[string]map[dispatch.Outcome]int
 }
 
@@ -122,7 +123,7 @@ func Open(ctx context.Context, dir string, h *host.Host, opts Options) (*Registr
 		return nil, fmt.Errorf("plugins: %w", err)
 	}
 	r := &Registry{dir: dir, host: h, opts: opts, store: store{dir: dir}, log: opts.Logger,
-		active: map[string]*loaded{}, pinned: map[string]*loaded{}, lastErr: map[string]string{}, conflict: map[string]string{},
+		active: map[string]*loaded{}, pinned: map[string]*loaded{}, lastErr: map[string]string{}, conflict: map[string]string{}, loading: map[string]int{},
 		counts: map[string]map[string]map[dispatch.Outcome]int{},
 		state:  registryFile{Plugins: map[string]*pluginRecord{}}}
 	b, err := os.ReadFile(r.statePath())
@@ -138,20 +139,52 @@ func Open(ctx context.Context, dir string, h *host.Host, opts Options) (*Registr
 			r.state.Plugins = map[string]*pluginRecord{}
 		}
 	}
+	// All at once: the host bounds the large compiles and lets the small
+	// ones through, so one big module does not hold up the others.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
 	for name, rec := range r.state.Plugins {
 		act := rec.find(rec.Active)
 		if act == nil {
 			continue
 		}
-		l, err := r.load(ctx, name, act.Version, act.Manifest)
-		if err != nil {
-			r.lastErr[name] = err.Error()
-			r.log.Error("plugins: cannot load active version", "plugin", name, "version", act.Version, "err", err)
-			continue
-		}
-		r.active[name] = l
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := r.load(ctx, name, act.Version, act.Manifest)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				r.lastErr[name] = err.Error()
+				r.log.Error("plugins: cannot load active version", "plugin", name, "version", act.Version, "err", err)
+				return
+			}
+			r.active[name] = l
+		}()
 	}
+	wg.Wait()
+	r.pruneCache()
 	return r, nil
+}
+
+// pruneCache drops the host's compiled code of modules that no version of
+// any plugin references any more (rejected deploys, older layouts).
+func (r *Registry) pruneCache() {
+	r.mu.RLock()
+	keep := map[string]bool{}
+	for _, rec := range r.state.Plugins {
+		for _, a := range rec.History {
+			keep[a.Version] = true
+		}
+	}
+	r.mu.RUnlock()
+	removed, err := r.host.PruneCache(func(hash string) bool { return keep[hash] })
+	if err != nil {
+		r.log.Warn("plugins: prune the compile cache", "err", err)
+	}
+	if len(removed) > 0 {
+		r.log.Info("plugins: pruned the compile cache of modules no version uses", "entries", len(removed))
+	}
 }
 
 func (r *Registry) statePath() string { return filepath.Join(r.dir, "registry.json") }
@@ -272,8 +305,11 @@ func (r *Registry) deploy(ctx context.Context, name string, wasm []byte, m *Mani
 		return DeployResult{}, r.failed(name, &ValidationError{Plugin: name, Field: "module",
 			Reason: fmt.Sprintf("is %d bytes, the limit is %d", len(wasm), r.opts.MaxModuleBytes)})
 	}
+	r.setLoading(name, +1)
 	l, err := r.compile(ctx, name, wasm, m)
+	r.setLoading(name, -1)
 	if err != nil {
+		r.pruneCache() // a rejected module leaves no compiled code behind
 		return DeployResult{}, r.failed(name, err)
 	}
 	if err := r.host.Trial(ctx, l.module, 5*time.Second); err != nil {
@@ -283,6 +319,14 @@ func (r *Registry) deploy(ctx context.Context, name string, wasm []byte, m *Mani
 		return DeployResult{}, fmt.Errorf("plugins: store %s: %w", name, err)
 	}
 	return r.activate(name, l, len(wasm), source, watched)
+}
+
+func (r *Registry) setLoading(name string, d int) {
+	r.mu.Lock()
+	if r.loading[name] += d; r.loading[name] <= 0 {
+		delete(r.loading, name)
+	}
+	r.mu.Unlock()
 }
 
 func (r *Registry) failed(name string, err error) error {
@@ -477,8 +521,15 @@ func (r *Registry) RecordAttempt(handler, version string, outcome dispatch.Outco
 
 // Info describes a plugin.
 type Info struct {
-	Name      string       `json:"name"`
-	Active    string       `json:"active"`
+	Name   string `json:"name"`
+	Active string `json:"active"`
+	// State is "active" (a version is loaded and takes tasks), "loading"
+	// (the first version is being compiled), or "failed": no version is
+	// loaded, LastError says why (a plugin that never activated, or whose
+	// active version could not be loaded at start).
+	State string `json:"state"`
+	// Loading: a deploy of this plugin is being compiled now.
+	Loading   bool         `json:"loading,omitempty"`
 	Mode      host.Mode    `json:"mode,omitempty"`
 	Imports   []string     `json:"imports,omitempty"`
 	History   []Activation `json:"history"`
@@ -496,19 +547,26 @@ func (r *Registry) Get(name string) (Info, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	rec, ok := r.state.Plugins[name]
-	if !ok {
-		if e, failed := r.lastErr[name]; failed {
-			return Info{Name: name, LastError: e}, nil
-		}
+	_, failed := r.lastErr[name]
+	if !ok && !failed && r.loading[name] == 0 {
 		return Info{}, fmt.Errorf("%w: no plugin named %q", ErrNotFound, name)
 	}
 	return r.info(name, rec), nil
 }
 
+// info describes a plugin; rec is nil for one that never activated.
 func (r *Registry) info(name string, rec *pluginRecord) Info {
-	in := Info{Name: name, Active: rec.Active, History: slices.Clone(rec.History), LastError: r.lastErr[name], Conflict: r.conflict[name], Watched: rec.Watched}
-	if l := r.active[name]; l != nil {
-		in.Mode, in.Imports = l.module.Mode, l.module.Imports
+	in := Info{Name: name, LastError: r.lastErr[name], Conflict: r.conflict[name], Loading: r.loading[name] > 0, History: []Activation{}}
+	if rec != nil {
+		in.Active, in.History, in.Watched = rec.Active, slices.Clone(rec.History), rec.Watched
+	}
+	switch l := r.active[name]; {
+	case l != nil:
+		in.State, in.Mode, in.Imports = "active", l.module.Mode, l.module.Imports
+	case in.Loading:
+		in.State = "loading"
+	default:
+		in.State = "failed"
 	}
 	if c := r.counts[name]; c != nil {
 		in.Attempts = map[string]map[dispatch.Outcome]int{}
@@ -526,6 +584,18 @@ func (r *Registry) List() []Info {
 	var out []Info
 	for name, rec := range r.state.Plugins {
 		out = append(out, r.info(name, rec))
+	}
+	// Plugins that never activated: a rejected first deploy, or one still
+	// compiling.
+	for name := range r.lastErr {
+		if r.state.Plugins[name] == nil {
+			out = append(out, r.info(name, nil))
+		}
+	}
+	for name := range r.loading {
+		if r.state.Plugins[name] == nil && r.lastErr[name] == "" {
+			out = append(out, r.info(name, nil))
+		}
 	}
 	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
 	return out

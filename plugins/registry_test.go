@@ -174,8 +174,17 @@ func TestDeployRejectsNewPlugin(t *testing.T) {
 	if err := reg.Check("fresh"); !errors.Is(err, plugins.ErrNotFound) {
 		t.Errorf("Check: %v, want ErrNotFound", err)
 	}
-	if list := reg.List(); len(list) != 0 {
-		t.Errorf("List = %+v, want nothing deployed", list)
+	// Listed with its error, though it never activated (issue 12).
+	if list := reg.List(); len(list) != 1 || list[0].Name != "fresh" || list[0].State != "failed" ||
+		list[0].Active != "" || list[0].LastError != err.Error() {
+		t.Errorf("List = %+v, want only fresh, failed, with its error", list)
+	}
+	// A good deploy afterwards activates it and clears the error.
+	if _, err := reg.Deploy(b.ctx, "fresh", module(t, "echo"), nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if list := reg.List(); len(list) != 1 || list[0].State != "active" || list[0].LastError != "" {
+		t.Errorf("List = %+v, want fresh active", list)
 	}
 }
 

@@ -22,8 +22,9 @@ import (
 // never deployed. A bad module is logged and recorded as the plugin's
 // LastError; the running version stays. Watch returns once dir is
 // watched; the watch runs until ctx ends, and its goroutine ends only after
-// a deploy in progress has finished. Deploys run one at a time, so the
-// newest content of a file is the one that stays active.
+// the deploys in progress have finished. Deploys of one name run one at a
+// time, so the newest content of a file is the one that stays active;
+// different names deploy in parallel.
 //
 // The last change wins, across restarts too: a file whose content and
 // manifest are what was last loaded from it does not replace a version
@@ -49,20 +50,34 @@ func (r *Registry) Watch(ctx context.Context, dir string, debounce time.Duration
 		w.Close()
 		return fmt.Errorf("plugins: watch %s: %w", dir, err)
 	}
-	var mu, deploying sync.Mutex
+	var mu sync.Mutex
+	// Deploys of one name run one at a time, so the newest content of its
+	// file is the one that stays active; different names deploy at once,
+	// so a large module does not hold up the others.
+	deploying := map[string]*sync.Mutex{}
 	timers := map[string]*time.Timer{}
 	var wg sync.WaitGroup // timers whose callback has not returned
 	schedule := func(name string, after time.Duration) {
 		mu.Lock()
 		defer mu.Unlock()
 		if t, ok := timers[name]; ok && t.Stop() {
-			wg.Done() // its callback will not run
+			wg.Done() // its callback will not run; its "loading" mark passes on
+		} else {
+			r.setLoading(name, +1) // listed as loading until its deploy is done
 		}
 		wg.Add(1)
 		timers[name] = time.AfterFunc(after, func() {
 			defer wg.Done()
-			deploying.Lock()
-			defer deploying.Unlock()
+			defer r.setLoading(name, -1)
+			mu.Lock()
+			lock := deploying[name]
+			if lock == nil {
+				lock = &sync.Mutex{}
+				deploying[name] = lock
+			}
+			mu.Unlock()
+			lock.Lock()
+			defer lock.Unlock()
 			if ctx.Err() == nil {
 				r.deployFile(ctx, dir, name)
 			}
@@ -77,9 +92,10 @@ func (r *Registry) Watch(ctx context.Context, dir string, debounce time.Duration
 		defer w.Close()
 		defer func() {
 			mu.Lock()
-			for _, t := range timers {
+			for name, t := range timers {
 				if t.Stop() {
 					wg.Done()
+					r.setLoading(name, -1)
 				}
 			}
 			mu.Unlock()

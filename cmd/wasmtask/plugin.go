@@ -71,7 +71,11 @@ func pluginCommand() *cli.Command {
 						if p.Conflict != "" {
 							notes = strings.TrimPrefix(notes+"; conflict: "+p.Conflict, "; ")
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", p.Name, orDash(p.Active), orDash(string(p.Mode)), len(p.History), notes)
+						active := p.Active
+						if p.State != "active" {
+							active = "(" + p.State + ")" // never activated, still loading, or not loaded at start
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", p.Name, orDash(active), orDash(string(p.Mode)), len(p.History), notes)
 					}
 					return tw.Flush()
 				},

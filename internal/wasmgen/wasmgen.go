@@ -5,10 +5,10 @@ package wasmgen
 
 // Command returns a WASI command module of at least size bytes: _start
 // writes "big\n" to stdout; about code bytes of functions of straight-line
-// i32 arithmetic follow, and a custom section (as debug information is in
+// i32 arithmetic on locals follow, and a custom section (as debug information is in
 // real builds) pads the module to size. The code is real: wazero compiles
-// every function, about 5 s for 20 MB of it on a 2-core machine (and ten
-// times that under the race detector, hence the separate code size).
+// every function, 10-17 s for 20 MB of it on a shared 2-core machine (and
+// ten times that under the race detector, hence the separate code size).
 func Command(size, code int) []byte {
 	wasm := commandCode(code)
 	if pad := size - len(wasm); pad > 0 {
