@@ -53,7 +53,7 @@ func pluginCommand() *cli.Command {
 				},
 			},
 			{
-				Name: "list", Usage: "list plugins and their active versions",
+				Name: "list", Usage: "list plugins and their active versions; (loading) or (failed) for one that has none, with its error",
 				Flags: clientFlags(jsonFlag),
 				Action: func(c *cli.Context) error {
 					list, err := clientFrom(c).PluginList(c.Context)
