@@ -72,13 +72,15 @@ type RunView struct {
 }
 
 type AttemptView struct {
-	Number     int     `json:"number"`
-	Outcome    string  `json:"outcome,omitempty"`
-	Retryable  bool    `json:"retryable,omitempty"`
-	Error      string  `json:"error,omitempty"`
-	Module     string  `json:"module,omitempty"`
-	Worker     string  `json:"worker,omitempty"`
-	StartedAt  string  `json:"started_at,omitempty"`
+	Number    int    `json:"number"`
+	Outcome   string `json:"outcome,omitempty"`
+	Retryable bool   `json:"retryable,omitempty"`
+	Error     string `json:"error,omitempty"`
+	Module    string `json:"module,omitempty"`
+	Worker    string `json:"worker,omitempty"`
+	LeasedAt  string `json:"leased_at,omitempty"`  // the tick that leased it to a worker
+	StartedAt string `json:"started_at,omitempty"` // when it started and ended where it ran
+
 	FinishedAt string  `json:"finished_at,omitempty"`
 	Output     *string `json:"output,omitempty"`
 	OutputB64  *string `json:"output_b64,omitempty"`
@@ -140,10 +142,7 @@ func viewFrom(v dispatch.TaskView) TaskView {
 		}
 		for _, a := range r.Attempts {
 			av := AttemptView{Number: a.Number, Outcome: string(a.Outcome), Retryable: a.Retryable, Error: a.Error,
-				Module: a.Module, Worker: a.Worker, StartedAt: msTime(a.StartedAt), FinishedAt: msTime(a.FinishedAt)}
-			if av.StartedAt == "" {
-				av.StartedAt = msTime(a.LeasedAt)
-			}
+				Module: a.Module, Worker: a.Worker, LeasedAt: msTime(a.LeasedAt), StartedAt: msTime(a.StartedAt), FinishedAt: msTime(a.FinishedAt)}
 			av.Output, av.OutputB64 = textOrB64(a.Output)
 			av.Log = strings.ToValidUTF8(string(a.Log), "\uFFFD")
 			rv.Attempts = append(rv.Attempts, av)

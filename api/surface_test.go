@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wasmtask/wasmtask/api"
 	"github.com/wasmtask/wasmtask/dispatch"
@@ -112,5 +113,40 @@ func TestInputMustBeUTF8(t *testing.T) {
 	r.decode(t, &out)
 	if len(out.Results) != 2 || out.Results[0].Status != 400 || out.Results[0].Error.Field != "input" || out.Results[1].Status != 201 {
 		t.Errorf("batch: %s, want the first entry refused naming input and the second created", r.body)
+	}
+}
+
+// TestAttemptTimesInView: a 30 ms attempt (testdata spin.wasm) shows at
+// least 30 ms between started_at and finished_at, measured where it ran,
+// and leased_at, the tick that leased it, no later than started_at.
+func TestAttemptTimesInView(t *testing.T) {
+	t.Parallel()
+	b := setup(t, api.Config{})
+	if _, err := b.reg.Deploy(t.Context(), "spin", module(t, "spin"), nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	r := b.do(t, "POST", "/v1/tasks", `{"id": "s", "handler": "spin"}`)
+	if r.status != 201 {
+		t.Fatalf("submit: %d %s", r.status, r.body)
+	}
+	v := b.do(t, "GET", "/v1/tasks/s/wait?timeout=30s", nil).view(t)
+	if v.State != "completed" || len(v.Runs) != 1 || len(v.Runs[0].Attempts) != 1 {
+		t.Fatalf("task: %+v", v)
+	}
+	a := v.Runs[0].Attempts[0]
+	parse := func(name, s string) time.Time {
+		t.Helper()
+		ts, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatalf("%s %q: %v", name, s, err)
+		}
+		return ts
+	}
+	leased, started, finished := parse("leased_at", a.LeasedAt), parse("started_at", a.StartedAt), parse("finished_at", a.FinishedAt)
+	if d := finished.Sub(started); d < 30*time.Millisecond {
+		t.Errorf("started_at %s, finished_at %s: %v apart, want >= 30ms", a.StartedAt, a.FinishedAt, d)
+	}
+	if leased.After(started) {
+		t.Errorf("leased_at %s after started_at %s", a.LeasedAt, a.StartedAt)
 	}
 }

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 )
@@ -42,7 +43,7 @@ func apply(s *State, e *Event) error {
 		if err := checkAttempt(e, r); err != nil {
 			return err
 		}
-		r.current().StartedAt = e.At
+		r.current().StartedAt = cmp.Or(e.ExecStart, e.At)
 		setState(s, r, RunRunning, e.At)
 	case EvLeaseRenewed:
 		r, err := runIn(s, e, RunLeased, RunRunning)
@@ -257,7 +258,10 @@ func applyFinished(s *State, e *Event) error {
 		}
 	}
 	a := r.current()
-	a.FinishedAt, a.Outcome, a.Retryable, a.Error, a.Output, a.Module, a.Log = e.At, e.Outcome, e.Retryable, e.Error, e.Output, e.Module, e.Log
+	a.FinishedAt, a.Outcome, a.Retryable, a.Error, a.Output, a.Module, a.Log = cmp.Or(e.ExecEnd, e.At), e.Outcome, e.Retryable, e.Error, e.Output, e.Module, e.Log
+	if e.ExecStart != 0 {
+		a.StartedAt = e.ExecStart // as the executor measured it
+	}
 	if e.Worker != "" {
 		a.Worker = e.Worker
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/oklog/ulid/v2"
@@ -61,6 +62,12 @@ type Result struct {
 	// Log is what the handler logged; kept on the attempt (bounded by the
 	// executor: the host's per-plugin log quota).
 	Log []byte
+	// StartedAt and FinishedAt are when the attempt ran, measured by the
+	// executor where it runs; the engine's worker fills them in (around
+	// Execute) when the executor leaves them zero. They become the
+	// attempt's started_at and finished_at; the tick that leased it is
+	// LeasedAt.
+	StartedAt, FinishedAt time.Time
 }
 
 // SubmitResult acknowledges a submission once it is durable.
@@ -88,6 +95,7 @@ type (
 	startedInput struct {
 		run     RunID
 		attempt int
+		at      int64 // unix ms the worker started it; 0: unknown (the tick's time)
 	}
 	resultInput struct {
 		run     RunID
@@ -305,7 +313,7 @@ func (c *Core) liveAttempt(id RunID, attempt int, states ...RunState) *Run {
 
 func (c *Core) handleStarted(now int64, in startedInput) error {
 	if r := c.liveAttempt(in.run, in.attempt, RunLeased); r != nil {
-		return c.emit(Event{Type: EvAttemptStarted, At: now, Task: r.Task, Run: r.ID, Attempt: in.attempt})
+		return c.emit(Event{Type: EvAttemptStarted, At: now, Task: r.Task, Run: r.ID, Attempt: in.attempt, ExecStart: in.at})
 	}
 	return nil
 }
@@ -328,6 +336,7 @@ func (c *Core) handleResult(now int64, in resultInput) error {
 		return nil
 	}
 	res := in.res
+	ran := [2]int64{unixMsOrZero(res.StartedAt), unixMsOrZero(res.FinishedAt)}
 	// The WAL holds text as CBOR text strings, which must be valid UTF-8:
 	// an executor's error or module string from a guest may not be.
 	res.Error, res.Module = validUTF8(res.Error), validUTF8(res.Module)
@@ -345,7 +354,7 @@ func (c *Core) handleResult(now int64, in resultInput) error {
 	}
 	e := Event{Type: EvAttemptFinished, At: now, Task: r.Task, Run: r.ID, From: r.State, Attempt: in.attempt,
 		Outcome: res.Outcome, Retryable: res.Outcome.retryable(res.Retryable), Error: res.Error,
-		Output: res.Output, Module: res.Module, Log: res.Log}
+		Output: res.Output, Module: res.Module, Log: res.Log, ExecStart: ran[0], ExecEnd: ran[1]}
 	c.decideAfterAttempt(now, r, &e)
 	c.freeSlot(r.ID)
 	return c.emit(e)
@@ -574,4 +583,12 @@ func (c *Core) nextWake() int64 {
 		}
 	}
 	return next
+}
+
+// unixMsOrZero is t in unix ms, 0 for the zero time.
+func unixMsOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
 }

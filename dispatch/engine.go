@@ -771,11 +771,16 @@ func (e *Engine) start(job Job) {
 	e.workers.Add(1)
 	go func() {
 		defer e.workers.Done()
+		started := e.cfg.Clock.Now()
 		select {
-		case e.results <- startedInput{run: job.Run, attempt: job.Attempt}:
+		case e.results <- startedInput{run: job.Run, attempt: job.Attempt, at: started.UnixMilli()}:
 		case <-e.done:
 		}
 		res := safeExecute(ctx, e.cfg.Executor, job)
+		if res.StartedAt.IsZero() || res.FinishedAt.IsZero() {
+			// The executor did not say when it ran: the worker's own times.
+			res.StartedAt, res.FinishedAt = started, e.cfg.Clock.Now()
+		}
 		if ctx.Err() == context.DeadlineExceeded && res.Outcome != OutcomeOK && res.Outcome != OutcomeTimeout {
 			res.Outcome, res.Error = OutcomeTimeout, fmt.Sprintf("attempt timed out (%s)", res.Error)
 		}

@@ -77,6 +77,12 @@ type Event struct {
 	Reason    string    `cbor:"17,keyasint,omitempty" json:"reason,omitempty"`
 	After     []TaskID  `cbor:"18,keyasint,omitempty" json:"after,omitempty"`
 	Log       []byte    `cbor:"19,keyasint,omitempty" json:"log,omitempty"`
+	// ExecStart and ExecEnd (unix ms) are when the attempt started and
+	// ended where it ran, as its executor measured them (EvAttemptStarted:
+	// ExecStart; EvAttemptFinished: both). At stays the deciding tick's
+	// time. Zero in logs written before they existed.
+	ExecStart int64 `cbor:"20,keyasint,omitempty" json:"exec_start,omitempty"`
+	ExecEnd   int64 `cbor:"21,keyasint,omitempty" json:"exec_end,omitempty"`
 }
 
 var (
@@ -172,7 +178,7 @@ func appendEventBody(dst []byte, e *Event) ([]byte, error) {
 	n := 0
 	for _, set := range [...]bool{e.At != 0, e.Task != "", e.Run != "", e.From != "", e.To != "", e.Spec != nil,
 		e.Index != 0, e.DueAt != 0, e.Attempt != 0, e.Worker != "", e.LeaseExp != 0, e.Outcome != "",
-		e.Retryable, e.Error != "", len(e.Output) > 0, e.Module != "", e.Reason != ""} {
+		e.Retryable, e.Error != "", len(e.Output) > 0, e.Module != "", e.Reason != "", e.ExecStart != 0, e.ExecEnd != 0} {
 		if set {
 			n++
 		}
@@ -232,6 +238,12 @@ func appendEventBody(dst []byte, e *Event) ([]byte, error) {
 	}
 	if e.Reason != "" {
 		dst = appendText(dst, 17, e.Reason)
+	}
+	if e.ExecStart != 0 {
+		dst = appendInt(dst, 20, e.ExecStart)
+	}
+	if e.ExecEnd != 0 {
+		dst = appendInt(dst, 21, e.ExecEnd)
 	}
 	return dst, nil
 }
@@ -297,20 +309,20 @@ func readString(b []byte, want byte) ([]byte, []byte, bool) {
 // path never accepts what the library would reject or read differently.
 func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
 	major, n, b, ok := readHead(b)
-	if !ok || major != cborMap || n > 17 {
+	if !ok || major != cborMap || n > 19 {
 		return nil, false
 	}
 	prev := byte(0)
 	for range n {
-		if len(b) == 0 || b[0] <= prev || b[0] > 17 {
-			return nil, false // not a known key in ascending order
+		if len(b) == 0 || b[0] <= prev || b[0] > 21 || b[0] == 18 || b[0] == 19 {
+			return nil, false // not a known key in ascending order (18, 19: the library's)
 		}
 		key := b[0]
 		prev, b = key, b[1:]
 		var iv int64
 		var sv []byte
 		switch key {
-		case 1, 7, 8, 9, 11:
+		case 1, 7, 8, 9, 11, 20, 21:
 			iv, b, ok = readInt(b)
 			if ok && (key == 7 || key == 9) && int64(int(iv)) != iv {
 				ok = false
@@ -376,6 +388,10 @@ func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
 			e.Module = string(sv)
 		case 17:
 			e.Reason = string(sv)
+		case 20:
+			e.ExecStart = iv
+		case 21:
+			e.ExecEnd = iv
 		}
 	}
 	return b, true

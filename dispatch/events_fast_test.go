@@ -32,7 +32,8 @@ func randomEvent(r *rand.Rand) Event {
 	}
 	e := Event{Type: EventType(1 + r.IntN(len(eventNames)-1)), At: i(), Task: TaskID(str()), Run: RunID(str()),
 		From: RunState(str()), To: RunState(str()), Index: int(i()), DueAt: i(), Attempt: int(i()), Worker: str(),
-		LeaseExp: i(), Outcome: Outcome(str()), Retryable: r.IntN(2) == 0, Error: str(), Module: str(), Reason: str()}
+		LeaseExp: i(), Outcome: Outcome(str()), Retryable: r.IntN(2) == 0, Error: str(), Module: str(), Reason: str(),
+		ExecStart: i(), ExecEnd: i()}
 	if r.IntN(3) == 0 {
 		e.Output = []byte(str())
 	}
@@ -46,7 +47,7 @@ func randomEvent(r *rand.Rand) Event {
 	}
 	// Leave many fields at zero, as real events do.
 	for range r.IntN(17) {
-		switch r.IntN(8) {
+		switch r.IntN(9) {
 		case 0:
 			e.At = 0
 		case 1:
@@ -63,6 +64,8 @@ func randomEvent(r *rand.Rand) Event {
 			e.Output, e.Module, e.Retryable = nil, "", false
 		case 7:
 			e.Spec, e.Reason = nil, ""
+		case 8:
+			e.ExecStart, e.ExecEnd = 0, 0
 		}
 	}
 	return e

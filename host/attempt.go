@@ -63,6 +63,7 @@ type Result struct {
 	Children   []Child
 	Module     string
 	Duration   time.Duration
+	Started    time.Time // when Run began the attempt (Duration counts from it)
 }
 
 // attemptState is everything the host functions of one attempt touch. One
@@ -196,7 +197,7 @@ func (h *Host) begin(ctx context.Context, m *Module, a Attempt) *running {
 // finish completes res with what the attempt produced.
 func (at *running) finish(res Result) Result {
 	st := at.st
-	res.Module, res.Duration = at.m.Hash, time.Since(at.start)
+	res.Module, res.Started, res.Duration = at.m.Hash, at.start, time.Since(at.start)
 	if res.Outcome != dispatch.OutcomeOK && at.m.Mode == ModeCommand && st.output.Len() > 0 {
 		// The output of a failed command is not kept: its stdout goes to
 		// the log, so the user sees what the command printed.

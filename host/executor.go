@@ -66,6 +66,7 @@ func (x *Executor) Execute(ctx context.Context, job dispatch.Job) dispatch.Resul
 		Extism:    p.Extism,
 	})
 	out := dispatch.Result{Outcome: res.Outcome, Retryable: res.Retryable, Error: res.Error,
+		StartedAt: res.Started, FinishedAt: res.Started.Add(res.Duration),
 		Output: res.Output, Module: res.Module, Log: res.Log}
 	if res.LogDropped > 0 {
 		out.Log = append(out.Log, fmt.Sprintf("[%d bytes of log dropped past the quota]\n", res.LogDropped)...)
