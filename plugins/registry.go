@@ -74,6 +74,7 @@ type Registry struct {
 	conflict map[string]string  // name -> a watched file the active version overrides (watched.go)
 	loading  map[string]int     // name -> deploys compiling or waiting to
 	counts   map[string]map[string]map[dispatch.Outcome]int
+	verified map[string]bool // stored versions whose hash Check verified
 }
 
 type loaded struct {
@@ -124,8 +125,8 @@ func Open(ctx context.Context, dir string, h *host.Host, opts Options) (*Registr
 	}
 	r := &Registry{dir: dir, host: h, opts: opts, store: store{dir: dir}, log: opts.Logger,
 		active: map[string]*loaded{}, pinned: map[string]*loaded{}, lastErr: map[string]string{}, conflict: map[string]string{}, loading: map[string]int{},
-		counts: map[string]map[string]map[dispatch.Outcome]int{},
-		state:  registryFile{Plugins: map[string]*pluginRecord{}}}
+		counts: map[string]map[string]map[dispatch.Outcome]int{}, verified: map[string]bool{},
+		state: registryFile{Plugins: map[string]*pluginRecord{}}}
 	b, err := os.ReadFile(r.statePath())
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -419,10 +420,14 @@ func (r *Registry) Rollback(ctx context.Context, name, version string) (DeployRe
 				c := *a
 				target = &c
 			}
-		} else {
-			for i := len(rec.History) - 1; i >= 0; i-- {
-				if rec.History[i].Version != rec.Active {
-					c := rec.History[i]
+		} else if n := len(rec.History); n > 0 {
+			// The newest activation that differs from the current one in
+			// its module or its manifest: a manifest change of the same
+			// bytes is rolled back too.
+			cur := rec.History[n-1]
+			for i := n - 2; i >= 0; i-- {
+				if h := rec.History[i]; h.Version != cur.Version || !manifestEqual(h.Manifest, cur.Manifest) {
+					c := h
 					target = &c
 					break
 				}
@@ -435,6 +440,8 @@ func (r *Registry) Rollback(ctx context.Context, name, version string) (DeployRe
 		return DeployResult{}, fmt.Errorf("%w: no plugin named %q", ErrNotFound, name)
 	case target == nil && version != "":
 		return DeployResult{}, fmt.Errorf("%w: plugin %q never had version %s", ErrNotFound, name, version)
+	case target == nil && len(rec.History) > 1:
+		return DeployResult{}, &ValidationError{Plugin: name, Field: "version", Reason: "no earlier version or manifest to roll back to (every activation was this one)"}
 	case target == nil:
 		return DeployResult{}, &ValidationError{Plugin: name, Field: "version", Reason: "no earlier version to roll back to"}
 	}
@@ -492,14 +499,34 @@ func (r *Registry) Resolve(ctx context.Context, handler string) (host.Plugin, er
 func (r *Registry) Check(handler string) error {
 	name, version, pinned := strings.Cut(handler, "@")
 	r.mu.RLock()
-	defer r.mu.RUnlock()
 	rec := r.state.Plugins[name]
+	active, loadedPin := r.active[name], r.pinned[handler]
+	var lastErr string
+	if rec != nil {
+		lastErr = r.lastErr[name]
+	}
+	verified := r.verified[version]
+	r.mu.RUnlock()
 	switch {
 	case rec == nil || rec.Active == "":
 		return fmt.Errorf("%w: no plugin named %q is deployed", ErrNotFound, name)
 	case pinned && rec.find(version) == nil:
 		return fmt.Errorf("%w: plugin %q has no version %s", ErrNotFound, name, version)
+	case !pinned && active == nil:
+		// Its stored module could not be loaded (damaged or missing):
+		// every attempt would fail, so refuse the task now.
+		return fmt.Errorf("%w: plugin %q: its active version %s could not be loaded (%s); redeploy it", ErrNotFound, name, rec.Active, lastErr)
+	case !pinned || loadedPin != nil || active != nil && active.version == version || verified:
+		return nil
 	}
+	// A pinned version not loaded yet: its stored module must be intact.
+	// Checked once (reading and hashing the module), then remembered.
+	if _, err := r.store.get(version); err != nil {
+		return fmt.Errorf("%w: plugin %q version %s: %v", ErrNotFound, name, version, err)
+	}
+	r.mu.Lock()
+	r.verified[version] = true
+	r.mu.Unlock()
 	return nil
 }
 

@@ -256,6 +256,31 @@ func TestRollback(t *testing.T) {
 	}
 }
 
+// TestRollbackManifestOfSameBytes: a redeploy of the same module with
+// another manifest is an activation, and rollback restores the one before.
+func TestRollbackManifestOfSameBytes(t *testing.T) {
+	t.Parallel()
+	reg, b := setup(t, plugins.Options{})
+	config := module(t, "config")
+	m1 := &plugins.Manifest{Config: map[string]string{"greeting": "one"}}
+	m2 := &plugins.Manifest{Config: map[string]string{"greeting": "two"}}
+	for _, m := range []*plugins.Manifest{m1, m2} {
+		if res, err := reg.Deploy(b.ctx, "p", config, m, "test"); err != nil || !res.Changed {
+			t.Fatalf("deploy: %+v %v", res, err)
+		}
+	}
+	for i, want := range []map[string]string{m1.Config, m2.Config, m1.Config} {
+		res, err := reg.Rollback(b.ctx, "p", "")
+		if err != nil || !res.Changed {
+			t.Fatalf("rollback %d: %+v %v", i+1, res, err)
+		}
+		p, err := reg.Resolve(b.ctx, "p")
+		if err != nil || !maps.Equal(p.Config, want) {
+			t.Errorf("after rollback %d: config %v (%v), want %v", i+1, p.Config, err, want)
+		}
+	}
+}
+
 func TestResolveAndCheck(t *testing.T) {
 	t.Parallel()
 	reg, b := setup(t, plugins.Options{})
@@ -551,6 +576,17 @@ func TestStoreIntegrity(t *testing.T) {
 			}
 			if p, err := again.Resolve(b.ctx, "a@"+host.Hash(echo)); err == nil {
 				t.Errorf("pinned Resolve of a damaged module succeeded: %s", p.Module.Hash)
+			}
+			// Check (what a submit asks) refuses it too, rather than accept
+			// tasks whose every attempt would fail.
+			if err := again.Check("a"); !errors.Is(err, plugins.ErrNotFound) || !strings.Contains(err.Error(), "redeploy it") || !strings.Contains(err.Error(), tc.wantError) {
+				t.Errorf("Check of a plugin whose active module is damaged: %v", err)
+			}
+			if err := again.Check("a@" + host.Hash(echo)); !errors.Is(err, plugins.ErrNotFound) || !strings.Contains(err.Error(), tc.wantError) {
+				t.Errorf("Check of a damaged pinned version: %v", err)
+			}
+			if err := again.Check("a@" + host.Hash(module(t, "config"))); err != nil {
+				t.Errorf("Check of an intact pinned version: %v", err)
 			}
 
 			// Redeploying the module repairs the store, as the error says.
