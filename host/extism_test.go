@@ -29,9 +29,6 @@ func readExtism(t testing.TB, name string) []byte {
 	return b
 }
 
-// raceEnabled is set by race_test.go.
-var raceEnabled bool
-
 func level(l extism.Level) *extism.Level { return &l }
 
 // TestExtismPlugins runs Extism plugins from several PDKs and languages
@@ -142,9 +139,6 @@ func TestExtismPlugins(t *testing.T) {
 	h := newTestHost(t, Config{})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.module == "sdk_hello_haskell" && raceEnabled {
-				t.Skip("compiling the 1.1 MB Haskell plugin takes ~40 s under -race; e2e.TestExtismPlugins runs it through serve, and this test runs it without -race")
-			}
 			m, err := h.LoadLimits(context.Background(), readExtism(t, tc.module), tc.limits)
 			if err != nil {
 				t.Fatalf("LoadLimits: %v", err)
