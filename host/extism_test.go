@@ -29,6 +29,10 @@ func readExtism(t testing.TB, name string) []byte {
 	return b
 }
 
+// raceEnabled is set by race_test.go (tests that compile large modules
+// use it to keep their time bounded).
+var raceEnabled bool
+
 func level(l extism.Level) *extism.Level { return &l }
 
 // TestExtismPlugins runs Extism plugins from several PDKs and languages
