@@ -238,6 +238,10 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
 func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) {
 	id := dispatch.TaskID(r.PathValue("id"))
 	timeout := 30 * time.Second
+	if err := checkQuery(r.URL.Query(), "timeout"); err != nil {
+		writeError(w, err)
+		return
+	}
 	if t := r.URL.Query().Get("timeout"); t != "" {
 		d, err := time.ParseDuration(t)
 		if err != nil || d < 0 {
@@ -275,6 +279,10 @@ type TaskList struct {
 
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if err := checkQuery(q, "state", "handler", "label", "limit", "cursor", "id"); err != nil {
+		writeError(w, err)
+		return
+	}
 	f := dispatch.ListFilter{State: dispatch.TaskState(q.Get("state")), Handler: q.Get("handler"), Before: dispatch.TaskID(q.Get("cursor")),
 		IDContains: q.Get("id"), Limit: 100}
 	labels, err := parseLabels(q["label"])

@@ -103,3 +103,38 @@ func TestViewBlocked(t *testing.T) {
 		t.Errorf("build once its prerequisites completed: %s, waiting_for %v", v.State, v.WaitingFor)
 	}
 }
+
+// TestUnknownQueryParameter: a query parameter a route does not know is a
+// 400 naming it, as an unknown body field is, not silently ignored.
+func TestUnknownQueryParameter(t *testing.T) {
+	t.Parallel()
+	b := setup(t, api.Config{})
+	if r := b.do(t, "POST", "/v1/tasks", `{"id": "a", "handler": "echo"}`); r.status != 201 {
+		t.Fatal(r.status)
+	}
+	tests := []struct {
+		path       string
+		wantStatus int
+		wantField  string
+	}{
+		{path: "/v1/tasks?sate=failed", wantStatus: 400, wantField: "sate"},
+		{path: "/v1/tasks?state=failed&limt=5", wantStatus: 400, wantField: "limt"},
+		{path: "/v1/tasks?state=failed&handler=echo&limit=5&label=a%3Db", wantStatus: 200},
+		{path: "/v1/tasks/a/wait?timout=1s", wantStatus: 400, wantField: "timout"},
+		{path: "/v1/tasks/a/wait?timeout=1ms", wantStatus: 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			r := b.do(t, "GET", tc.path, nil)
+			if r.status != tc.wantStatus {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.wantStatus, r.body)
+			}
+			if tc.wantField == "" {
+				return
+			}
+			if e := r.apiError(t); e.Code != "invalid" || e.Field != tc.wantField || !strings.Contains(e.Message, "unknown query parameter") {
+				t.Errorf("error %+v, want an invalid %s naming the unknown parameter", e, tc.wantField)
+			}
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wasmtask/wasmtask/api"
+	"github.com/wasmtask/wasmtask/plugins"
 )
 
 // TestCLITasks drives submit, get, list, wait and cancel through the
@@ -379,4 +380,85 @@ func TestCLIViews(t *testing.T) {
 			t.Errorf("get of a blocked task lacks %q:\n%s", want, r.stdout)
 		}
 	}
+}
+
+// TestCLIConsistency: engine commands print text and JSON with --json; an
+// unknown flag is one line on stderr and exit 2; plugin list NAME lists
+// only NAME (an unknown one is an error) and VERSIONS counts versions, not
+// activations.
+func TestCLIConsistency(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{})
+	dir := t.TempDir()
+	v1, v2 := filepath.Join(dir, "v1.wasm"), filepath.Join(dir, "v2.wasm")
+	mustWrite(t, v1, module(t, "swap_v1"))
+	mustWrite(t, v2, module(t, "swap_v2"))
+	s.mustCLI(0, "plugin", "deploy", "sw", v1)
+	s.mustCLI(0, "plugin", "deploy", "sw", v2)
+	s.mustCLI(0, "plugin", "rollback", "sw") // v1 again: 3 activations, 2 versions
+	s.mustCLI(0, "plugin", "deploy", "other", v2)
+
+	t.Run("engine", func(t *testing.T) {
+		tests := []struct {
+			args       []string
+			wantText   string
+			wantPaused bool
+		}{
+			{args: []string{"engine", "status"}, wantText: "engine: running\n"},
+			{args: []string{"engine", "pause"}, wantText: "engine: paused", wantPaused: true},
+			{args: []string{"engine", "status"}, wantText: "engine: paused", wantPaused: true},
+			{args: []string{"engine", "resume"}, wantText: "engine: running\n"},
+		}
+		for _, tc := range tests {
+			r := s.mustCLI(0, tc.args...)
+			if !strings.HasPrefix(r.stdout, tc.wantText) || !strings.Contains(r.stdout, "\nruns: ") || strings.Contains(r.stdout, "{") {
+				t.Errorf("%v: want text starting %q:\n%s", tc.args, tc.wantText, r.stdout)
+			}
+			var st api.EngineStatus
+			r = s.mustCLI(0, append([]string{"engine", "status"}, "--json")...)
+			if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.Paused != tc.wantPaused {
+				t.Errorf("engine status --json after %v: paused %v (%v), want %v:\n%s", tc.args, st.Paused, err, tc.wantPaused, r.stdout)
+			}
+		}
+		r := s.mustCLI(0, "engine", "pause", "--json")
+		var st api.EngineStatus
+		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || !st.Paused {
+			t.Errorf("engine pause --json: %v\n%s", err, r.stdout)
+		}
+		s.mustCLI(0, "engine", "resume")
+	})
+
+	t.Run("unknown flag", func(t *testing.T) {
+		for _, args := range [][]string{{"get", "x", "--bogus"}, {"plugin", "list", "--bogus"}, {"engine", "status", "--bogus"}, {"--bogus"}} {
+			r := s.cli(args...)
+			if r.code != 2 || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "unknown flag --bogus (see wasmtask") {
+				t.Errorf("wasmtask %v: want exit 2 and one line naming the flag and the help, got %s", args, r)
+			}
+		}
+	})
+
+	t.Run("plugin list NAME", func(t *testing.T) {
+		r := s.mustCLI(0, "plugin", "list", "sw")
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if len(lines) != 2 || !regexp.MustCompile(`^sw +`+versionOf(module(t, "swap_v1"))+` +\S+ +2 *$`).MatchString(lines[1]) {
+			t.Errorf("plugin list sw: want the header and sw at v1 with 2 versions:\n%s", r.stdout)
+		}
+		r = s.mustCLI(0, "plugin", "list")
+		if !strings.Contains(r.stdout, "\nother ") || !strings.Contains(r.stdout, "\nsw ") {
+			t.Errorf("plugin list:\n%s", r.stdout)
+		}
+		var info plugins.Info
+		if err := json.Unmarshal([]byte(s.mustCLI(0, "plugin", "list", "sw", "--json").stdout), &info); err != nil || info.Name != "sw" {
+			t.Errorf("plugin list sw --json: %v %+v", err, info)
+		}
+		if r := s.cli("plugin", "list", "nosuch"); r.code != 1 || !strings.Contains(r.stderr, `"nosuch"`) {
+			t.Errorf("plugin list of an unknown plugin: want exit 1 naming it, got %s", r)
+		}
+	})
+
+	t.Run("list --state help", func(t *testing.T) {
+		if r := s.mustCLI(0, "list", "--help"); !strings.Contains(r.stdout, "waiting_children") {
+			t.Errorf("list --help does not name waiting_children:\n%s", r.stdout)
+		}
+	})
 }

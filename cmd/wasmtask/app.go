@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -53,7 +54,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "wasmtask",
 		Usage:                "a durable task host for WebAssembly handlers",
 		Version:              buildVersion(),
@@ -63,9 +64,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		ErrWriter:            stderr,
 		HideHelpCommand:      true,
 		ExitErrHandler:       func(*cli.Context, error) {}, // run maps errors to exit codes
-		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return fail(exitUsage, "%v (see %s --help)", err, c.Command.HelpName)
-		},
+		OnUsageError:         usageError,
 		Commands: []*cli.Command{
 			serveCommand(),
 			submitCommand(),
@@ -84,5 +83,34 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			benchCommand(),
 			completionCommand(),
 		},
+	}
+	for _, c := range app.Commands {
+		onUsageError(c)
+	}
+	return app
+}
+
+// usageError is one line on stderr and exit 2 for a bad flag, instead of
+// urfave/cli's "Incorrect Usage" and the whole help on stdout.
+func usageError(c *cli.Context, err error, _ bool) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		msg = "unknown flag --" + strings.TrimLeft(name, "-")
+	}
+	help := "wasmtask"
+	if c.Command != nil && c.Command.HelpName != "" {
+		help = c.Command.HelpName
+	}
+	return fail(exitUsage, "%s (see %s --help)", msg, help)
+}
+
+// onUsageError sets usageError on c and its subcommands: urfave/cli reads
+// the App's OnUsageError only for the global flags.
+func onUsageError(c *cli.Command) {
+	if c.OnUsageError == nil {
+		c.OnUsageError = usageError
+	}
+	for _, s := range c.Subcommands {
+		onUsageError(s)
 	}
 }

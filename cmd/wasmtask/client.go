@@ -229,7 +229,7 @@ func listCommand() *cli.Command {
 	return &cli.Command{
 		Name: "list", Usage: "list tasks, newest first",
 		Flags: clientFlags(
-			&cli.StringFlag{Name: "state", Usage: "pending, running, completed, failed or canceled"},
+			&cli.StringFlag{Name: "state", Usage: "pending, running, waiting_children, completed, failed or canceled"},
 			&cli.StringFlag{Name: "handler", Usage: "only this handler"},
 			&cli.IntFlag{Name: "limit", Value: 50, Usage: "tasks per page (1-1000)"},
 			&cli.StringFlag{Name: "cursor", Usage: "continue after this task id (printed at the end of a page)"},

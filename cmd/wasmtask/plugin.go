@@ -7,6 +7,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/wasmtask/wasmtask/plugins"
 )
 
 func pluginCommand() *cli.Command {
@@ -53,12 +55,29 @@ func pluginCommand() *cli.Command {
 				},
 			},
 			{
-				Name: "list", Usage: "list plugins and their active versions; (loading) or (failed) for one that has none, with its error",
+				Name: "list", Usage: "list plugins and their active versions (NAME: only that one); (loading) or (failed) for one that has none, with its error", ArgsUsage: "[NAME]",
 				Flags: clientFlags(jsonFlag),
 				Action: func(c *cli.Context) error {
-					list, err := clientFrom(c).PluginList(c.Context)
-					if err != nil {
-						return apiFail(err)
+					var list []plugins.Info
+					switch c.NArg() {
+					case 0:
+						all, err := clientFrom(c).PluginList(c.Context)
+						if err != nil {
+							return apiFail(err)
+						}
+						list = all
+					case 1:
+						one, err := clientFrom(c).PluginGet(c.Context, c.Args().First())
+						if err != nil {
+							return apiFail(err)
+						}
+						if c.Bool("json") {
+							printJSON(c.App.Writer, one)
+							return nil
+						}
+						list = []plugins.Info{one}
+					default:
+						return fail(exitUsage, "plugin list takes at most one plugin NAME")
 					}
 					if c.Bool("json") {
 						printJSON(c.App.Writer, list)
@@ -75,7 +94,7 @@ func pluginCommand() *cli.Command {
 						if p.State != "active" {
 							active = "(" + p.State + ")" // never activated, still loading, or not loaded at start
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", p.Name, orDash(active), orDash(string(p.Mode)), len(p.History), notes)
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", p.Name, orDash(active), orDash(string(p.Mode)), distinctVersions(p.History), notes)
 					}
 					return tw.Flush()
 				},
@@ -103,34 +122,15 @@ func pluginCommand() *cli.Command {
 	}
 }
 
-func engineCommand() *cli.Command {
-	status := func(c *cli.Context, pick string) error {
-		cl := clientFrom(c)
-		var err error
-		st, err := func() (any, error) {
-			switch pick {
-			case "pause":
-				return cl.EnginePause(c.Context)
-			case "resume":
-				return cl.EngineResume(c.Context)
-			}
-			return cl.EngineStatus(c.Context)
-		}()
-		if err != nil {
-			return apiFail(err)
-		}
-		printJSON(c.App.Writer, st)
-		return nil
+// distinctVersions counts the module versions in a plugin's history: a
+// rollback or a manifest change activates a version again without adding
+// one.
+func distinctVersions(history []plugins.Activation) int {
+	seen := map[string]bool{}
+	for _, a := range history {
+		seen[a.Version] = true
 	}
-	return &cli.Command{
-		Name:  "engine",
-		Usage: "pause, resume or inspect the engine",
-		Subcommands: []*cli.Command{
-			{Name: "pause", Usage: "stop starting attempts (durable)", Flags: clientFlags(), Action: func(c *cli.Context) error { return status(c, "pause") }},
-			{Name: "resume", Usage: "start attempts again", Flags: clientFlags(), Action: func(c *cli.Context) error { return status(c, "resume") }},
-			{Name: "status", Usage: "engine status and counters", Flags: clientFlags(), Action: func(c *cli.Context) error { return status(c, "status") }},
-		},
-	}
+	return len(seen)
 }
 
 func fileExists(p string) bool {
