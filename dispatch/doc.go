@@ -94,7 +94,7 @@
 // still be in flight. That is safe because nothing decided leaves the
 // engine before its frame is durable, frames are durable in order, and a
 // failed append or fsync stops the engine, so no caller can act on state
-// that is not durable. Likewise ARCHITECTURE.md's "one tick, one frame, one
+// that is not durable. Likewise docs/architecture.md's "one tick, one frame, one
 // fsync" became "the ticks stepped during one fsync: one frame (or one per
 // 512 events), one fsync": the loop no longer waits for the disk between
 // ticks, and a frame never holds part of a tick. Readers (Task, List, Wait,
