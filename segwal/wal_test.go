@@ -765,7 +765,14 @@ func TestStats(t *testing.T) {
 			if tc.opts.Sync == SyncAlways && got.SyncTime <= 0 {
 				t.Errorf("SyncTime = %v after %d syncs", got.SyncTime, got.Syncs)
 			}
-			got.SyncTime = 0
+			var histCount uint64
+			for _, c := range got.SyncHist {
+				histCount += c
+			}
+			if histCount != got.Syncs {
+				t.Errorf("the fsync histogram counts %d of %d fsyncs", histCount, got.Syncs)
+			}
+			got.SyncTime, got.SyncHist = 0, [len(SyncBuckets) + 1]uint64{} // timings vary
 			if got != want {
 				t.Errorf("Stats() = %+v\nwant      %+v", got, want)
 			}
