@@ -212,12 +212,13 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	res, err := s.cfg.Engine.Submit(r.Context(), spec)
+	// The view as of the submission's own tick: reading the task after
+	// Submit would wait for the fsync of whatever the loop stepped since.
+	res, v, err := s.cfg.Engine.SubmitView(r.Context(), spec)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	v, _ := s.cfg.Engine.Task(res.Task)
 	status := http.StatusCreated
 	if res.Duplicate {
 		status = http.StatusOK

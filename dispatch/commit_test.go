@@ -248,3 +248,27 @@ func TestAttemptStartsBeforeItsLeaseIsDurable(t *testing.T) {
 		})
 	}
 }
+
+// TestSubmitView: the view SubmitView returns is the task as of its
+// submission (its run ready, although the same tick leased it), durable
+// when it returns; a resubmission returns the task as it is then.
+func TestSubmitView(t *testing.T) {
+	r := newEngineRig(t, nil)
+	ctx := r.ctx()
+	res, v, err := r.e.SubmitView(ctx, TaskSpec{ID: "a", Handler: "h", Input: []byte("in")})
+	if err != nil {
+		t.Fatalf("SubmitView: %v", err)
+	}
+	if res.Task != "a" || res.Duplicate || v.ID != "a" || v.State != TaskPending || string(v.Spec.Input) != "in" ||
+		len(v.Runs) != 1 || v.Runs[0].State != RunReady {
+		t.Fatalf("SubmitView = %+v, %+v; want a new pending task with one ready run", res, v)
+	}
+	r.idle()
+	res, v, err = r.e.SubmitView(ctx, TaskSpec{ID: "a", Handler: "h", Input: []byte("in")})
+	if err != nil || !res.Duplicate || v.State != TaskCompleted {
+		t.Fatalf("resubmission: %+v, state %s, %v; want a duplicate of the completed task", res, v.State, err)
+	}
+	if _, _, err := r.e.SubmitView(ctx, TaskSpec{ID: "a", Handler: "other"}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("different spec: %v, want ErrConflict", err)
+	}
+}

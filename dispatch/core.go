@@ -79,7 +79,8 @@ type SubmitResult struct {
 // reply is what the loop sends back to a caller after the tick's fsync.
 type reply struct {
 	submit SubmitResult
-	n      int // tasks dropped by a delete or purge
+	view   *TaskView // for Engine.SubmitView
+	n      int       // tasks dropped by a delete or purge
 	err    error
 }
 
@@ -91,6 +92,9 @@ type (
 		// normalized: the caller ran spec.Normalize already (Engine.Submit
 		// does, on its own goroutine, to keep that work out of the loop).
 		normalized bool
+		// view: the caller wants the task's view as of this submission
+		// (Engine.SubmitView), released with the reply once the tick is durable.
+		view bool
 	}
 	startedInput struct {
 		run     RunID
@@ -280,7 +284,7 @@ func (c *Core) handleSubmit(now int64, in *submitInput) error {
 	}
 	if t, ok := c.s.Tasks[spec.ID]; ok {
 		if t.Spec.equal(spec) {
-			c.reply(in.reply, reply{submit: SubmitResult{Task: spec.ID, Duplicate: true}})
+			c.reply(in.reply, reply{submit: SubmitResult{Task: spec.ID, Duplicate: true}, view: c.viewFor(in, t)})
 		} else {
 			c.reply(in.reply, reply{err: fmt.Errorf("%w: %q", ErrConflict, spec.ID)})
 		}
@@ -297,8 +301,19 @@ func (c *Core) handleSubmit(now int64, in *submitInput) error {
 	if err := c.submitTask(now, spec); err != nil {
 		return err
 	}
-	c.reply(in.reply, reply{submit: SubmitResult{Task: spec.ID}})
+	c.reply(in.reply, reply{submit: SubmitResult{Task: spec.ID}, view: c.viewFor(in, c.s.Tasks[spec.ID])})
 	return nil
+}
+
+// viewFor is t's view for a submitter that asked for it: taken in the tick
+// of the submission, so that it is durable when the reply is released,
+// whereas a read after the reply waits for whatever the loop stepped since.
+func (c *Core) viewFor(in *submitInput, t *Task) *TaskView {
+	if !in.view || t == nil {
+		return nil
+	}
+	v := viewOf(c.s, t)
+	return &v
 }
 
 // liveAttempt returns the run if attempt is its open attempt; results of

@@ -911,21 +911,38 @@ func (e *Engine) awaitReply(ctx context.Context, ch chan reply) (r reply, receiv
 // (Duplicate); a different spec under an existing id is ErrConflict. An
 // invalid spec is a *ValidationError naming the field.
 func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (SubmitResult, error) {
+	r, err := e.submit(ctx, spec, false)
+	return r.submit, err
+}
+
+// SubmitView is Submit returning the task's view as of its submission
+// (for a duplicate, as of the resubmission). It is durable when SubmitView
+// returns, as Submit's answer is; Task called after Submit may wait for
+// one more fsync, as the loop has often stepped further by then.
+func (e *Engine) SubmitView(ctx context.Context, spec TaskSpec) (SubmitResult, TaskView, error) {
+	r, err := e.submit(ctx, spec, true)
+	if err != nil || r.view == nil {
+		return r.submit, TaskView{}, err
+	}
+	return r.submit, *r.view, nil
+}
+
+func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (reply, error) {
 	// Normalize is a pure function of the spec: run it here, beside the
 	// caller, rather than in the loop that every submission goes through.
 	if err := spec.Normalize(); err != nil {
-		return SubmitResult{}, err
+		return reply{}, err
 	}
 	ch := replyChans.Get().(chan reply)
-	if err := e.send(ctx, &submitInput{spec: spec, reply: ch, normalized: true}); err != nil {
+	if err := e.send(ctx, &submitInput{spec: spec, reply: ch, normalized: true, view: view}); err != nil {
 		replyChans.Put(ch)
-		return SubmitResult{}, err
+		return reply{}, err
 	}
 	r, received, err := e.awaitReply(ctx, ch)
 	if received {
 		replyChans.Put(ch) // its one reply was taken: nothing is sent on it again
 	}
-	return r.submit, err
+	return r, err
 }
 
 // Cancel cancels a task: its scheduled, ready and retry-waiting runs at
