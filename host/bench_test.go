@@ -54,12 +54,14 @@ func BenchmarkAttempt(b *testing.B) {
 				a := Attempt{Input: input, Info: TaskInfo{TaskID: "t", RunID: "t#1", Attempt: 1, MaxAttempts: 3, Handler: "bench"}}
 				b.ReportAllocs()
 				b.ResetTimer()
+				cpu := processCPU()
 				for b.Loop() {
 					res := h.Run(context.Background(), m, a)
 					if res.Outcome != dispatch.OutcomeOK || !bytes.Equal(res.Output, g.want) {
 						b.Fatalf("Outcome %s (%s), Output %q", res.Outcome, res.Error, res.Output)
 					}
 				}
+				reportCPU(b, cpu)
 			})
 			b.Run("reuse", func(b *testing.B) {
 				h := newTestHost(b, Config{})
@@ -70,12 +72,14 @@ func BenchmarkAttempt(b *testing.B) {
 				a := Attempt{Input: input, Info: TaskInfo{TaskID: "t", RunID: "t#1", Attempt: 1, MaxAttempts: 3, Handler: "bench"}}
 				b.ReportAllocs()
 				b.ResetTimer()
+				cpu := processCPU()
 				for b.Loop() {
 					res := p.Run(context.Background(), a)
 					if res.Outcome != dispatch.OutcomeOK || !bytes.Equal(res.Output, g.want) {
 						b.Fatalf("Outcome %s (%s), Output %q", res.Outcome, res.Error, res.Output)
 					}
 				}
+				reportCPU(b, cpu)
 				b.StopTimer()
 				if st := p.Stats(); st.Created != 1 {
 					b.Fatalf("the pool created %d instances, want 1", st.Created)
@@ -256,11 +260,13 @@ func BenchmarkResetCost(b *testing.B) {
 	b.Run("fresh", func(b *testing.B) {
 		h := newTestHost(b, Config{})
 		m := mustLoad(b, h, wasm, 0)
+		cpu := processCPU()
 		for b.Loop() {
 			if res := h.Run(context.Background(), m, a); res.Outcome != dispatch.OutcomeOK {
 				b.Fatal(res.Error)
 			}
 		}
+		reportCPU(b, cpu)
 	})
 	b.Run("restore-memory", func(b *testing.B) {
 		h := newTestHost(b, Config{})
@@ -292,11 +298,13 @@ func BenchmarkResetCost(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			cpu := processCPU()
 			for b.Loop() {
 				if res := p.Run(context.Background(), a); res.Outcome != dispatch.OutcomeOK {
 					b.Fatal(res.Error)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 	}
 }

@@ -72,7 +72,7 @@ func runGoCounter(t *testing.T, p *Pool, input string) (Result, int) {
 // does not grow across attempts that each allocate and drop 256 KiB (the
 // SDK yields with runtime.Gosched before returning, so the runtime's
 // background work runs): 300 attempts in one instance stay below the
-// default threshold of half the memory limit, which would discard it.
+// 8 MiB (max_memory_pages 128), past which the instance would be discarded.
 //
 // The reset policy gives the same guest fresh state for every attempt (its
 // counter is 1 each time, after a panic too) while its instance, and the
@@ -86,7 +86,7 @@ func TestPoolGoGuest(t *testing.T) {
 }
 
 func testGoGuestReuse(t *testing.T, h *Host, m *Module) {
-	p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReuse})
+	p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReuse, MaxMemoryPages: 128})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -343,7 +343,7 @@ func TestNewPoolErrors(t *testing.T) {
 func TestPoolPolicyDefaults(t *testing.T) {
 	h := newTestHost(t, Config{})
 	p := newCounterPool(t, h, 64, InstancePolicy{Mode: InstancesReuse})
-	want := InstancePolicy{Mode: InstancesReuse, MaxUses: 1000, MaxMemoryPages: 32, IdleTimeout: time.Minute}
+	want := InstancePolicy{Mode: InstancesReuse, MaxUses: 1000, MaxMemoryPages: 48, IdleTimeout: time.Minute}
 	if got := p.Policy(); got != want {
 		t.Errorf("Policy() = %+v, want %+v", got, want)
 	}

@@ -22,7 +22,7 @@ import (
 // (the instance stays alive between attempts) or "reset" (alive too, with
 // its memory and globals restored to their state after _initialize before
 // each attempt). The other fields tune reuse and reset; zero or absent
-// means the host's default (max_uses 1000, max_memory_pages half of
+// means the host's default (max_uses 1000, max_memory_pages three quarters of
 // limits.memory_pages, idle_timeout 60s).
 type ManifestInstances struct {
 	Policy         string `json:"policy"`

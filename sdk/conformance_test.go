@@ -291,11 +291,13 @@ func BenchmarkSDK(b *testing.B) {
 		})
 		b.Run(lang+"/attempt", func(b *testing.B) {
 			a := vector{example: "uppercase", input: []byte("hello")}.attempt_()
+			cpu := processCPU()
 			for b.Loop() {
 				if res := h.Run(ctx, m, a); res.Outcome != dispatch.OutcomeOK {
 					b.Fatalf("outcome %s: %s", res.Outcome, res.Error)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 		for _, mode := range []host.InstanceMode{host.InstancesReuse, host.InstancesReset} {
 			b.Run(lang+"/"+string(mode), func(b *testing.B) {
@@ -305,11 +307,13 @@ func BenchmarkSDK(b *testing.B) {
 				}
 				defer p.Close()
 				a := vector{example: "uppercase", input: []byte("hello")}.attempt_()
+				cpu := processCPU()
 				for b.Loop() {
 					if res := p.Run(ctx, a); res.Outcome != dispatch.OutcomeOK {
 						b.Fatalf("outcome %s: %s", res.Outcome, res.Error)
 					}
 				}
+				reportCPU(b, cpu)
 			})
 		}
 	}
