@@ -23,6 +23,6 @@ func processCPU() time.Duration {
 // the value of processCPU taken before the loop.
 func reportCPU(b *testing.B, start time.Duration) {
 	if b.N > 0 && start > 0 {
-		b.ReportMetric(float64((processCPU() - start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64((processCPU()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }
