@@ -257,9 +257,11 @@ func (l *Log) rotate() error {
 // ratio of about 4x.
 const s2MinBytes = 32 << 10
 
-// decodeS2 decompresses an S2 block into dst (len raw), checking the
-// decoded length before decoding.
-func decodeS2(src, dst []byte, raw int) ([]byte, error) {
+// decodeS2 decompresses an S2 block of raw bytes, into buf when it is
+// large enough. It checks the block's length varint and walks its
+// operations (s2Walk) before it allocates: what it allocates is what the
+// block really decodes to, never only what a header claims.
+func decodeS2(src, buf []byte, raw int) ([]byte, error) {
 	n, err := s2.DecodedLen(src)
 	if err != nil {
 		return nil, err
@@ -267,5 +269,14 @@ func decodeS2(src, dst []byte, raw int) ([]byte, error) {
 	if n != raw {
 		return nil, fmt.Errorf("s2 block decodes to %d bytes, header says %d", n, raw)
 	}
-	return s2.Decode(dst, src)
+	_, hdr := binary.Uvarint(src)
+	if walked, err := s2Walk(src[hdr:], raw); err != nil {
+		return nil, err
+	} else if walked != raw {
+		return nil, fmt.Errorf("s2 block's operations decode to %d bytes, header says %d", walked, raw)
+	}
+	if cap(buf) < raw {
+		buf = make([]byte, raw)
+	}
+	return s2.Decode(buf[:raw], src)
 }

@@ -192,11 +192,12 @@ func (r *Reader) nextFrame() bool {
 		r.first = h.first
 		data := payload
 		if h.compressed() {
-			if cap(r.zbuf) < int(h.raw) {
-				r.zbuf = make([]byte, 0, h.raw)
-			}
+			// Nothing is allocated for h.raw before the payload shows it
+			// decodes to that much: a forged header (its CRC valid) costs
+			// no more memory than its payload can produce. zstd bounds what
+			// it allocates by its input; decodeS2 walks the block first.
 			if h.flags&flagS2 != 0 {
-				data, err = decodeS2(payload, r.zbuf[:h.raw], int(h.raw))
+				data, err = decodeS2(payload, r.zbuf, int(h.raw))
 			} else {
 				data, err = r.dec.DecodeAll(payload, r.zbuf[:0])
 			}
