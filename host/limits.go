@@ -5,7 +5,10 @@ import "time"
 // Limits bound one attempt of a module. A plugin's manifest sets them; the
 // operator's maxima clamp them (Clamp). Zero fields mean "the default".
 type Limits struct {
-	// MemoryPages caps linear memory, in 64 KiB pages. Default 256 (16 MiB).
+	// MemoryPages caps linear memory, in 64 KiB pages. Default 1024
+	// (64 MiB): stock toolchains declare minimums above the former 256
+	// (Zig 257 pages, a Go main 271, ruby.wasm 549, .NET 800), and the cap
+	// costs nothing until a guest grows into it.
 	MemoryPages uint32
 	// Timeout of one attempt; the guest is stopped at it. Default 30s.
 	Timeout time.Duration
@@ -29,7 +32,7 @@ type Limits struct {
 
 // DefaultLimits returns the defaults documented on Limits.
 func DefaultLimits() Limits {
-	return Limits{MemoryPages: 256, Timeout: 30 * time.Second, Grace: time.Second,
+	return Limits{MemoryPages: 1024, Timeout: 30 * time.Second, Grace: time.Second,
 		OutputBytes: 1 << 20, LogBytes: 64 << 10, Children: 100, TableElements: 1 << 16}
 }
 

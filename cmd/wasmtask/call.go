@@ -35,7 +35,7 @@ func callCommand() *cli.Command {
 			&cli.StringFlag{Name: "input", Usage: "input text handed to the handler"},
 			&cli.StringFlag{Name: "input-file", Usage: "read the input from this file (- for stdin)"},
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "attempt timeout"},
-			&cli.UintFlag{Name: "memory-pages", Value: 256, Usage: "memory limit in 64 KiB pages"},
+			&cli.UintFlag{Name: "memory-pages", Value: uint(host.DefaultLimits().MemoryPages), Usage: "memory limit in 64 KiB pages"},
 			&cli.UintFlag{Name: "table-elements", Value: uint(host.DefaultLimits().TableElements), Usage: "limit of the module's table elements (all tables together)"},
 			&cli.IntFlag{Name: "attempt", Value: 1, Usage: "attempt number reported by task_info"},
 			&cli.IntFlag{Name: "max-attempts", Value: 1, Usage: "max_attempts reported by task_info"},

@@ -1,5 +1,5 @@
 ;; bigmemory: declares a minimum memory of 300 pages (18.75 MiB), above the
-;; default limit of 256 pages.
+;; limit of 256 pages the tests set (the default is 1024).
 ;; Build: wat2wasm bigmemory.wat -o bigmemory.wasm (make wasm)
 (module
   (memory (export "memory") 300)
