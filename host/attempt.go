@@ -41,8 +41,9 @@ type Attempt struct {
 	// Command grants arguments, environment and files, and maps a
 	// command's exit codes (command.go). The zero value grants nothing.
 	Command Command
-	// Extism are the Extism settings of a ModeExtism module (the
-	// manifest's "extism" object); required for those modules.
+	// Extism are the Extism settings of an Extism plugin (the manifest's
+	// "extism" object); required for ModeExtism modules, and any module
+	// given them runs as an Extism plugin (CheckExtism).
 	Extism *ExtismOptions
 }
 
@@ -122,7 +123,7 @@ func (st *attemptState) childID(ordinal int) string {
 func (h *Host) Run(ctx context.Context, m *Module, a Attempt) Result {
 	at := h.begin(ctx, m, a)
 	defer at.end()
-	if m.Mode == ModeExtism {
+	if m.RunsAsExtism(a.Extism) {
 		return at.finish(h.executeExtism(at.ctx, m, at.st, a.Extism))
 	}
 	return at.finish(h.execute(at.ctx, m, at.st, &a.Command))

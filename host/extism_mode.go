@@ -29,13 +29,15 @@ func (m *Module) usesExtism() bool {
 
 // CheckExtism validates a plugin's Extism settings against its module: an
 // Extism plugin needs a function, exported with no parameters and an i32
-// result or none; a module that is not one takes no Extism settings. The
-// error says what to set in the manifest.
+// result or none; a wasmtask_v1 handler takes no Extism settings. A module
+// that imports nothing of extism:host/env but is called as an Extism plugin
+// (a pure function, e.g. a TinyGo plugin that only uses WASI) is accepted
+// with settings. The error says what to set in the manifest.
 func (m *Module) CheckExtism(o *ExtismOptions) error {
 	switch {
-	case m.Mode != ModeExtism && o != nil:
-		return fmt.Errorf("the module does not import %s, so it is not an Extism plugin: remove the \"extism\" object", extism.ModuleName)
-	case m.Mode != ModeExtism:
+	case m.Mode == ModeHandler && o != nil:
+		return fmt.Errorf("the module exports %s (a wasmtask_v1 handler) and does not import %s, so it is not an Extism plugin: remove the \"extism\" object", handleExport, extism.ModuleName)
+	case m.Mode != ModeExtism && o == nil:
 		return nil
 	case o == nil || o.Function == "":
 		return fmt.Errorf("the module imports %s (an Extism plugin): set \"extism\": {\"function\": NAME} to the export to call, one of %s",
@@ -47,6 +49,9 @@ func (m *Module) CheckExtism(o *ExtismOptions) error {
 	}
 	return extism.CheckFunction(o.Function, def.ParamTypes(), def.ResultTypes())
 }
+
+// RunsAsExtism: attempts of m with these settings go through the Extism ABI.
+func (m *Module) RunsAsExtism(o *ExtismOptions) bool { return m.Mode == ModeExtism || o != nil }
 
 // executeExtism runs one attempt of an Extism plugin: a fresh instance, the
 // guest runtime's initializer, then the function; its output, error and

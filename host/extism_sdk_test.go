@@ -42,6 +42,7 @@ func TestExtismSameAsGoSDK(t *testing.T) {
 		{"sdk_config", "run_test", "", nil},
 		{"sdk_log", "run_test", "", nil},
 		{"sdk_var", "run_test", "", nil},
+		{"sdk_noop", "run_test", "", nil},
 	}
 	h := newTestHost(t, Config{})
 	cache := wazero.NewCompilationCache() // go-sdk compiles each plugin and its kernel per runtime

@@ -137,6 +137,7 @@ func TestExtismPlugins(t *testing.T) {
 			input: `{"url": "` + srv.URL + `/h"}`, outcome: dispatch.OutcomeOK, outputHas: `"content-type":"text/plain; charset=utf-8"`},
 		{name: "SDKRustHTTPDenied", module: "sdk_http_headers", opts: extism.Options{Function: "http_get"},
 			input: `{"url": "` + srv.URL + `/h"}`, outcome: dispatch.OutcomeFailed, errorHas: "extism.allowed_hosts"},
+		{name: "SDKTinyGoNoExtismImports", module: "sdk_noop", opts: extism.Options{Function: "run_test"}, outcome: dispatch.OutcomeOK},
 		{name: "SDKHaskellHello", module: "sdk_hello_haskell", opts: extism.Options{Function: "testing"}, input: "John",
 			config: map[string]string{"greeting": "Howdy"}, limits: Limits{Timeout: 20 * time.Second}, outcome: dispatch.OutcomeOK, output: "Howdy, John"},
 	}
@@ -147,7 +148,7 @@ func TestExtismPlugins(t *testing.T) {
 			if err != nil {
 				t.Fatalf("LoadLimits: %v", err)
 			}
-			if m.Mode != ModeExtism {
+			if m.Mode != ModeExtism && tc.module != "sdk_noop" {
 				t.Fatalf("Mode = %s, want %s", m.Mode, ModeExtism)
 			}
 			opts := tc.opts
@@ -221,6 +222,7 @@ func TestCheckExtism(t *testing.T) {
 	h := newTestHost(t, Config{})
 	as := mustLoad(t, h, readExtism(t, "as_plugins"), 0)
 	handler := mustLoad(t, h, readWasm(t, "echo"), 0)
+	noop := mustLoad(t, h, readExtism(t, "sdk_noop"), 0) // TinyGo, imports only WASI: command mode
 	cases := []struct {
 		name string
 		m    *Module
@@ -234,6 +236,9 @@ func TestCheckExtism(t *testing.T) {
 		{"BadSignature", as, &extism.Options{Function: "abortWithError"}, `export "abortWithError" must take no parameters and return an i32 or nothing`},
 		{"NotAnExtismPlugin", handler, &extism.Options{Function: "wasmtask_handle"}, `does not import extism:host/env, so it is not an Extism plugin`},
 		{"HandlerWithoutSettings", handler, nil, ""},
+		{"CommandAsExtism", noop, &extism.Options{Function: "run_test"}, ""},
+		{"CommandAsExtismNotExported", noop, &extism.Options{Function: "nope"}, `function "nope" is not exported`},
+		{"CommandWithoutSettings", noop, nil, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,8 +17,9 @@ import (
 //	           "http_timeout": "10s", "http_max_bytes": 1048576,
 //	           "max_var_bytes": 1048576, "log_level": "info"}
 //
-// function is required for an Extism plugin and refused for any other
-// module. The plugin's config_get reads the manifest's "config" plus the
+// function is required for an Extism plugin and refused for a wasmtask_v1
+// handler; a module that imports nothing of extism:host/env runs as an
+// Extism plugin when it has this object. The plugin's config_get reads the manifest's "config" plus the
 // task under wasmtask.* keys (host/extism_mode.go).
 type ManifestExtism struct {
 	Function     string   `json:"function"`
@@ -82,7 +83,7 @@ func extismFor(name string, m *Manifest, mod *host.Module) (*host.ExtismOptions,
 		}
 		return nil, err
 	}
-	if mod.Mode == host.ModeExtism && m != nil {
+	if mod.RunsAsExtism(o) && m != nil {
 		for _, f := range []struct {
 			name string
 			set  bool
@@ -95,7 +96,7 @@ func extismFor(name string, m *Manifest, mod *host.Module) (*host.ExtismOptions,
 	}
 	if err := mod.CheckExtism(o); err != nil {
 		field := "manifest.extism.function"
-		if mod.Mode != host.ModeExtism {
+		if mod.Mode == host.ModeHandler {
 			field = "manifest.extism"
 		}
 		return nil, &ValidationError{Plugin: name, Field: field, Reason: err.Error()}
