@@ -248,7 +248,9 @@ func Open(cfg Config) (*Engine, error) {
 		validateHandler: cfg.ValidateHandler,
 	}, ulidEntropy())
 	e.recovery.Duration = time.Since(start)
-	e.log.Info("dispatch: recovered", "snapshot_seq", e.recovery.SnapshotSeq,
+	// Debug: the program embedding the engine reports recovery (wasmtask
+	// serve logs "recovered" with the WAL's repairs); this is the detail.
+	e.log.Debug("dispatch: recovered", "snapshot_seq", e.recovery.SnapshotSeq,
 		"events_replayed", e.recovery.EventsReplayed, "bytes_replayed", e.recovery.BytesReplayed, "tasks", len(state.Tasks),
 		"duration", e.recovery.Duration, "torn_tail", e.recovery.WAL.TornTail != nil)
 	go e.loop()

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/wasmtask/wasmtask/api"
 )
 
 // TestBenchCommand runs a short `wasmtask bench` against a server: it
@@ -26,5 +29,35 @@ func TestBenchCommand(t *testing.T) {
 	}
 	if r := s.cli("bench", "--clients", "one"); r.code != 2 || !strings.Contains(r.stderr, "--clients") {
 		t.Errorf("bench --clients one: %s", r)
+	}
+
+	// Every task of the run is labelled, and the output says how to remove
+	// them: 3 x 200 for throughput, 2 x 100 for latency.
+	m := regexp.MustCompile(`remove them with: wasmtask purge --label (wasmtask-bench=\S+)\n`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("bench output does not say how to remove its tasks:\n%s", r.stdout)
+	}
+	countLabelled := func(label string) int {
+		var list api.TaskList
+		if err := json.Unmarshal([]byte(s.mustCLI(0, "list", "--label", label, "--limit", "1000", "--json").stdout), &list); err != nil {
+			t.Fatal(err)
+		}
+		return len(list.Tasks)
+	}
+	if n := countLabelled(m[1]); n != 800 {
+		t.Errorf("%d tasks labelled %s, want 800", n, m[1])
+	}
+
+	// --cleanup purges the run's tasks and leaves the others.
+	r = s.mustCLI(0, "bench", "--tasks", "30", "--clients", "2", "--batch", "10", "--rates", "", "--cleanup")
+	m2 := regexp.MustCompile(`(?m)^cleanup: 60 tasks labelled (wasmtask-bench=\S+) purged \(the bench-noop plugin stays`).FindStringSubmatch(r.stdout)
+	if m2 == nil {
+		t.Fatalf("bench --cleanup does not report purging its 60 tasks:\n%s", r.stdout)
+	}
+	if n := countLabelled(m2[1]); n != 0 {
+		t.Errorf("%d tasks labelled %s after --cleanup, want none", n, m2[1])
+	}
+	if n := countLabelled(m[1]); n != 800 {
+		t.Errorf("the first run's tasks after the second run's cleanup: %d, want 800", n)
 	}
 }

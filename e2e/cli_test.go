@@ -456,6 +456,12 @@ func TestCLIConsistency(t *testing.T) {
 		}
 	})
 
+	t.Run("recovered logged once", func(t *testing.T) {
+		if n := strings.Count(s.log.String(), "recovered:"); n != 1 {
+			t.Errorf("the server logged recovery %d times, want once:\n%s", n, s.log.String())
+		}
+	})
+
 	t.Run("list --state help", func(t *testing.T) {
 		if r := s.mustCLI(0, "list", "--help"); !strings.Contains(r.stdout, "waiting_children") {
 			t.Errorf("list --help does not name waiting_children:\n%s", r.stdout)

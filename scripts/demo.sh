@@ -60,19 +60,25 @@ step "wasmtask list --limit 5"
 step "metrics (excerpt of $ADDR/metrics)"
 curl -fsS "$ADDR/metrics" | grep -E '^wasmtask_(tasks_submitted_total|runs\{state="completed"\}|attempts_total|wal_fsyncs_total)' | head -8 || true
 
-step "where to look next"
-cat <<TXT
-  wasmtask list --server $ADDR            tasks, newest first
-  wasmtask get demo-retry --server $ADDR  one task with its attempts
-  curl $ADDR/metrics                      Prometheus metrics
-  (this demo server stops now; run your own with: bin/wasmtask serve --plugins examples/out)
-TXT
-
-step "stopping the server (SIGTERM: drain, then exit)"
+step "stopping the demo server (SIGTERM: drain, then exit)"
 kill -TERM "$SERVER_PID"
 wait "$SERVER_PID"
 status=$?
 SERVER_PID=""
 tail -2 "$LOG"
+
+# The demo's server and data dir are gone: what follows starts a server
+# of your own.
+step "where to look next"
+cat <<'TXT'
+  bin/wasmtask serve --plugins examples/out &      a server on 127.0.0.1:7070 (data in ./wasmtask-data)
+  bin/wasmtask submit retry --max-attempts 3 --backoff fixed:500ms --wait
+                                                   a task that fails twice, then completes
+  bin/wasmtask list                                 tasks, newest first
+  bin/wasmtask get ID                               one task: runs, attempts, logs, output
+  http://127.0.0.1:7070/ui/                         the dashboard
+  curl -s 127.0.0.1:7070/metrics                    Prometheus metrics
+  docs/README.md                                    task spec, HTTP API, CLI, manifests
+TXT
 echo "demo finished (server exit $status)"
 exit "$status"

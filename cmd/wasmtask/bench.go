@@ -45,7 +45,9 @@ func benchCommand() *cli.Command {
 			"answer (what a waiting client sees); \"finished_at\", no waits, from the submit request to the\n" +
 			"task's finished_at read afterwards (the engine alone; millisecond resolution).\n" +
 			"Without --handler it deploys a built-in no-op module as plugin bench-noop. Other tasks on the\n" +
-			"server disturb the throughput figures, which read the engine's counters.",
+			"server disturb the throughput figures, which read the engine's counters.\n" +
+			"Every task of a run carries the label wasmtask-bench=<run id>, so they can be told apart and\n" +
+			"removed with wasmtask purge --label wasmtask-bench=<run id>; --cleanup does it at the end.",
 		Flags: clientFlags(
 			&cli.StringFlag{Name: "handler", Usage: "handler to run (default: deploy and use the built-in no-op)"},
 			&cli.IntFlag{Name: "tasks", Value: 5000, Usage: "tasks per throughput scenario"},
@@ -53,6 +55,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch", Value: 500, Usage: "tasks per POST /v1/tasks/batch (0: skip the batch scenario)"},
 			&cli.StringFlag{Name: "rates", Value: "200,1000", Usage: "offered rates of the latency scenarios, tasks/s (comma-separated; empty: skip)"},
 			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "length of each latency scenario"},
+			&cli.BoolFlag{Name: "cleanup", Usage: "purge this run's tasks (final ones) from the server at the end"},
 		),
 		Action: runBench,
 	}
@@ -97,7 +100,9 @@ func runBench(c *cli.Context) error {
 		}
 	}
 	defer cl.HTTP.CloseIdleConnections()
-	b := &bench{ctx: c.Context, cl: cl, out: c.App.Writer, handler: c.String("handler")}
+	b := &bench{ctx: c.Context, cl: cl, out: c.App.Writer, handler: c.String("handler"),
+		run: time.Now().UTC().Format("20060102T150405.000Z")}
+	defer b.finish(c.Bool("cleanup"))
 	if b.handler == "" {
 		res, err := cl.PluginDeploy(c.Context, "bench-noop", noopModule, nil)
 		if err != nil {
@@ -163,6 +168,42 @@ type bench struct {
 	cl      *api.Client
 	out     io.Writer
 	handler string
+	run     string // the value of every task's benchLabel
+	tasks   atomic.Int64
+}
+
+// benchLabel marks the tasks of a bench run.
+const benchLabel = "wasmtask-bench"
+
+// spec is a task of this run.
+func (b *bench) spec() api.TaskSpec {
+	b.tasks.Add(1)
+	return api.TaskSpec{Handler: b.handler, Labels: map[string]string{benchLabel: b.run}}
+}
+
+// finish purges the run's tasks (with cleanup) or says how to.
+func (b *bench) finish(cleanup bool) {
+	label := benchLabel + "=" + b.run
+	if b.tasks.Load() == 0 {
+		return
+	}
+	if !cleanup {
+		fmt.Fprintf(b.out, "\nthis run's tasks carry the label %s; remove them with: wasmtask purge --label %s\n", label, label)
+		return
+	}
+	// The run's context may be canceled (Ctrl-C): the purge gets its own.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := b.cl.TaskPurge(ctx, api.PurgeRequest{Labels: map[string]string{benchLabel: b.run}})
+	if err != nil {
+		fmt.Fprintf(b.out, "\ncleanup: purge of the tasks labelled %s failed: %v\n", label, err)
+		return
+	}
+	fmt.Fprintf(b.out, "\ncleanup: %d tasks labelled %s purged", res.Purged, label)
+	if b.handler == "bench-noop" {
+		fmt.Fprint(b.out, " (the bench-noop plugin stays: plugins cannot be removed)")
+	}
+	fmt.Fprintln(b.out)
 }
 
 type throughputResult struct {
@@ -239,12 +280,12 @@ func (b *bench) throughput(n, clients, size int) (throughputResult, error) {
 
 func (b *bench) submit(k int) error {
 	if k == 1 {
-		_, err := b.cl.Submit(b.ctx, api.TaskSpec{Handler: b.handler})
+		_, err := b.cl.Submit(b.ctx, b.spec())
 		return err
 	}
 	specs := make([]api.TaskSpec, k)
 	for i := range specs {
-		specs[i] = api.TaskSpec{Handler: b.handler}
+		specs[i] = b.spec()
 	}
 	res, err := b.cl.SubmitBatch(b.ctx, specs)
 	if err != nil {
@@ -379,7 +420,7 @@ func (b *bench) finishedAt(want int, submitted map[string]time.Time, res *latenc
 }
 
 func (b *bench) submitAndWait(wait bool) (string, error) {
-	res, err := b.cl.Submit(b.ctx, api.TaskSpec{Handler: b.handler})
+	res, err := b.cl.Submit(b.ctx, b.spec())
 	if err != nil {
 		return "", err
 	}
