@@ -60,30 +60,41 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// One SubmitMany for the valid specs: one input to the loop, one tick,
+	// one fsync, rather than a goroutine and a reply channel per task.
 	results := make([]BatchResult, len(specs))
-	var wg sync.WaitGroup
+	valid := make([]dispatch.TaskSpec, 0, len(specs))
 	for i, sp := range specs {
 		if sp.err != nil {
 			e := toError(sp.err)
 			results[i] = BatchResult{ID: string(sp.spec.ID), Status: e.Status, Error: e}
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, err := s.cfg.Engine.Submit(r.Context(), sp.spec)
-			if err != nil {
-				e := toError(err)
-				results[i] = BatchResult{ID: string(sp.spec.ID), Status: e.Status, Error: e}
-				return
-			}
-			results[i] = BatchResult{ID: string(res.Task), Status: 201, Duplicate: res.Duplicate}
-			if res.Duplicate {
-				results[i].Status = 200
-			}
-		}()
+		valid = append(valid, sp.spec)
 	}
-	wg.Wait()
+	res, errs, err := s.cfg.Engine.SubmitMany(r.Context(), valid)
+	if err != nil { // none was answered: each gets the error, as before
+		res, errs = make([]dispatch.SubmitResult, len(valid)), make([]error, len(valid))
+		for k := range errs {
+			errs[k] = err
+		}
+	}
+	k := 0
+	for i, sp := range specs {
+		if sp.err != nil {
+			continue
+		}
+		switch {
+		case errs[k] != nil:
+			e := toError(errs[k])
+			results[i] = BatchResult{ID: string(sp.spec.ID), Status: e.Status, Error: e}
+		case res[k].Duplicate:
+			results[i] = BatchResult{ID: string(res[k].Task), Status: 200, Duplicate: true}
+		default:
+			results[i] = BatchResult{ID: string(res[k].Task), Status: 201}
+		}
+		k++
+	}
 	writeJSON(w, 200, map[string]any{"results": results})
 }
 

@@ -272,3 +272,47 @@ func TestSubmitView(t *testing.T) {
 		t.Fatalf("different spec: %v, want ErrConflict", err)
 	}
 }
+
+// TestSubmitMany: each spec gets what Submit would answer (new, duplicate,
+// conflict, invalid), in order, from one input handled in one tick.
+func TestSubmitMany(t *testing.T) {
+	r := newEngineRig(t, func(c *Config) { c.Workers = 1 })
+	ctx := r.ctx()
+	r.submit(TaskSpec{ID: "old", Handler: "h"})
+	r.idle()
+	r.pause() // the batch's tick then holds its submissions only
+	ticks := r.e.Stats().Ticks
+	specs := []TaskSpec{
+		{ID: "a", Handler: "h"},
+		{ID: "old", Handler: "h"},          // duplicate
+		{ID: "old", Handler: "other"},      // conflict
+		{ID: "bad", Handler: ""},           // invalid: no handler
+		{Handler: "h", Input: []byte("x")}, // id generated
+		{ID: "a", Handler: "h"},            // the batch's own first task: duplicate
+	}
+	res, errs, err := r.e.SubmitMany(ctx, specs)
+	if err != nil {
+		t.Fatalf("SubmitMany: %v", err)
+	}
+	var ve *ValidationError
+	switch {
+	case errs[0] != nil || res[0].Task != "a" || res[0].Duplicate:
+		t.Errorf("a: %+v %v, want new", res[0], errs[0])
+	case errs[1] != nil || !res[1].Duplicate:
+		t.Errorf("old again: %+v %v, want a duplicate", res[1], errs[1])
+	case !errors.Is(errs[2], ErrConflict):
+		t.Errorf("old, other handler: %v, want ErrConflict", errs[2])
+	case !errors.As(errs[3], &ve) || ve.Field != "handler":
+		t.Errorf("no handler: %v, want a ValidationError naming handler", errs[3])
+	case errs[4] != nil || res[4].Task == "":
+		t.Errorf("no id: %+v %v, want a generated id", res[4], errs[4])
+	case errs[5] != nil || !res[5].Duplicate:
+		t.Errorf("a again: %+v %v, want a duplicate", res[5], errs[5])
+	}
+	if n := r.e.Stats().Ticks - ticks; n != 1 {
+		t.Errorf("the batch took %d ticks, want 1", n)
+	}
+	r.resume()
+	r.idle()
+	r.checkStates(map[TaskID]TaskState{"old": TaskCompleted, "a": TaskCompleted, res[4].Task: TaskCompleted})
+}

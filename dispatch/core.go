@@ -96,7 +96,10 @@ type (
 		// (Engine.SubmitView), released with the reply once the tick is durable.
 		view bool
 	}
-	startedInput struct {
+	// submitManyInput is Engine.SubmitMany's: submissions handled in order
+	// in one tick, their replies released in that order on one channel.
+	submitManyInput []submitInput
+	startedInput    struct {
 		run     RunID
 		attempt int
 		at      int64 // unix ms the worker started it; 0: unknown (the tick's time)
@@ -193,6 +196,10 @@ func (c *Core) Step(now int64, inputs []any) (Batch, error) {
 		switch in := in.(type) {
 		case *submitInput:
 			err = c.handleSubmit(now, in)
+		case submitManyInput:
+			for i := 0; i < len(in) && err == nil; i++ {
+				err = c.handleSubmit(now, &in[i])
+			}
 		case submitInput:
 			err = c.handleSubmit(now, &in)
 		case startedInput:

@@ -833,6 +833,10 @@ func failInput(in any, err error) {
 	switch in := in.(type) {
 	case *submitInput:
 		in.reply <- reply{err: err}
+	case submitManyInput:
+		for _, sub := range in {
+			sub.reply <- reply{err: err}
+		}
 	case cancelInput:
 		in.reply <- reply{err: err}
 	case pauseInput:
@@ -945,6 +949,38 @@ func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (reply, e
 		replyChans.Put(ch) // its one reply was taken: nothing is sent on it again
 	}
 	return r, err
+}
+
+// SubmitMany submits specs together: one input to the loop, handled in
+// one tick (so in one WAL frame and one fsync), answered once that tick is
+// durable. results[i] and errs[i] are what Submit would return for
+// specs[i]; err is set when none could be submitted (the engine stopped,
+// ctx ended).
+func (e *Engine) SubmitMany(ctx context.Context, specs []TaskSpec) (results []SubmitResult, errs []error, err error) {
+	results, errs = make([]SubmitResult, len(specs)), make([]error, len(specs))
+	ch := make(chan reply, len(specs))
+	in := make(submitManyInput, 0, len(specs))
+	index := make([]int, 0, len(specs)) // in[k] is specs[index[k]]
+	for i, spec := range specs {
+		if errs[i] = spec.Normalize(); errs[i] == nil {
+			in = append(in, submitInput{spec: spec, reply: ch, normalized: true})
+			index = append(index, i)
+		}
+	}
+	if len(in) == 0 {
+		return results, errs, nil
+	}
+	if err := e.send(ctx, in); err != nil {
+		return nil, nil, err
+	}
+	for _, i := range index {
+		r, received, err := e.awaitReply(ctx, ch)
+		if !received {
+			return nil, nil, err // stopped or ctx ended before the answer
+		}
+		results[i], errs[i] = r.submit, r.err
+	}
+	return results, errs, nil
 }
 
 // Cancel cancels a task: its scheduled, ready and retry-waiting runs at
