@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -85,9 +86,10 @@ type Pool struct {
 	reset  *resetVariant // reset policy: the module with its globals exported
 
 	// Guarded by h.idle.mu.
-	idle   []*instance // oldest first; attempts take the newest (warm caches)
-	closed bool
-	stats  PoolStats
+	idle  []*instance // oldest first; attempts take the newest (warm caches)
+	stats PoolStats
+
+	closed atomic.Bool // by Close or Host.Close; read without the lock
 }
 
 // PoolStats counts what a pool did, for tests and metrics.
@@ -195,7 +197,7 @@ func (p *Pool) Close() {
 	s.mu.Lock()
 	victims := p.idle
 	p.idle = nil
-	p.closed = true
+	p.closed.Store(true)
 	p.stats.IdleClosed += len(victims)
 	s.forget(p, victims)
 	s.mu.Unlock()
@@ -213,7 +215,7 @@ func (p *Pool) Close() {
 // below MaxUses and MaxMemoryPages; any other outcome discards it, so the
 // next attempt sees fresh state.
 func (p *Pool) Run(ctx context.Context, a Attempt) Result {
-	if !p.policy.Mode.warm() {
+	if !p.policy.Mode.warm() || p.closed.Load() {
 		return p.h.Run(ctx, p.m, a)
 	}
 	at := p.h.begin(ctx, p.m, a)
@@ -226,6 +228,9 @@ func (p *Pool) Run(ctx context.Context, a Attempt) Result {
 	if inst == nil {
 		var res Result
 		if inst, res = p.instantiate(at.ctx, at.st, a.Command); inst == nil {
+			if p.closed.Load() { // closed meanwhile (a reset pool's variant with it)
+				return p.h.Run(ctx, p.m, a)
+			}
 			return at.finish(res)
 		}
 	}
@@ -330,7 +335,7 @@ func (p *Pool) put(inst *instance, keep bool) {
 	now := time.Now()
 	var victims []*instance
 	s.mu.Lock()
-	if !keep || p.closed || s.closed || s.max <= 0 {
+	if !keep || p.closed.Load() || s.closed || s.max <= 0 {
 		p.stats.Discarded++
 		s.mu.Unlock()
 		closeInstances([]*instance{inst})
@@ -460,7 +465,7 @@ func (s *idleSet) close() {
 		victims = append(victims, p.idle...)
 		p.stats.IdleClosed += len(p.idle)
 		p.idle = nil
-		p.closed = true
+		p.closed.Store(true)
 	}
 	s.pools = map[*Pool]struct{}{}
 	s.n, s.bytes = 0, 0

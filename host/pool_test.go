@@ -271,23 +271,8 @@ func TestPoolIdleReleased(t *testing.T) {
 			t.Errorf("after the idle timeout: counter %d, want 1", count)
 		}
 	})
-	t.Run("pool close", func(t *testing.T) {
-		h := newTestHost(t, Config{})
-		p := newCounterPool(t, h, 0, reuse)
-		runCounter(t, p, "", false, Limits{})
-		p.Close()
-		if got := h.Idle(); got != (IdleStats{}) {
-			t.Errorf("after Close: Idle() = %+v, want none", got)
-		}
-		for i := range 2 {
-			if res, count := runCounter(t, p, "", false, Limits{}); count != 1 {
-				t.Errorf("attempt %d after Close: outcome %s, counter %d, want a fresh instance", i, res.Outcome, count)
-			}
-		}
-		if got := h.Idle().Instances; got != 0 {
-			t.Errorf("a closed pool keeps %d idle instances", got)
-		}
-	})
+	t.Run("pool close", func(t *testing.T) { testPoolClose(t, reuse) })
+	t.Run("reset pool close", func(t *testing.T) { testPoolClose(t, InstancePolicy{Mode: InstancesReset}) })
 	t.Run("host close", func(t *testing.T) {
 		h, err := New(context.Background(), Config{})
 		if err != nil {
@@ -311,6 +296,27 @@ func TestPoolIdleReleased(t *testing.T) {
 			}
 		}
 	})
+}
+
+// testPoolClose: a closed pool closes its idle instances and runs what
+// still reaches it in fresh instances (a reset pool too, whose compiled
+// variant is closed with it).
+func testPoolClose(t *testing.T, policy InstancePolicy) {
+	h := newTestHost(t, Config{})
+	p := newCounterPool(t, h, 0, policy)
+	runCounter(t, p, "", false, Limits{})
+	p.Close()
+	if got := h.Idle(); got != (IdleStats{}) {
+		t.Errorf("after Close: Idle() = %+v, want none", got)
+	}
+	for i := range 2 {
+		if res, count := runCounter(t, p, "", false, Limits{}); count != 1 {
+			t.Errorf("attempt %d after Close: outcome %s (%s), counter %d, want a fresh instance", i, res.Outcome, res.Error, count)
+		}
+	}
+	if got := h.Idle().Instances; got != 0 {
+		t.Errorf("a closed pool keeps %d idle instances", got)
+	}
 }
 
 // TestNewPoolErrors: a reuse policy needs a handler-mode module; unknown
