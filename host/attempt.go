@@ -234,7 +234,7 @@ func moduleConfig(mode Mode) wazero.ModuleConfig {
 
 func (h *Host) execute(ctx context.Context, m *Module, st *attemptState, c *Command) Result {
 	cfg := m.cfg.WithStderr(&st.log.stderr)
-	cfg, afs, err := commandConfig(cfg, c, m.Mode, pluginName(st.task.Handler), st)
+	cfg, afs, err := commandConfig(cfg, c, m.Mode, pluginName(st.task.Handler), st.input, st.hostLog)
 	if err != nil {
 		return Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: "host error: " + err.Error()}
 	}

@@ -307,9 +307,10 @@ func (a *attemptFS) close() {
 }
 
 // commandConfig adds argv, the environment and the file system of the
-// attempt to cfg. It returns the guest arguments' input path, if any, and
-// the attemptFS to close after the instance.
-func commandConfig(cfg wazero.ModuleConfig, c *Command, mode Mode, name string, st *attemptState) (wazero.ModuleConfig, *attemptFS, error) {
+// attempt to cfg: input is written to the input file, hostLog gets the
+// line saying the scratch is full. It returns the attemptFS to close after
+// the instance.
+func commandConfig(cfg wazero.ModuleConfig, c *Command, mode Mode, name string, input []byte, hostLog func(string)) (wazero.ModuleConfig, *attemptFS, error) {
 	args := append([]string{name}, c.Args...)
 	var afs *attemptFS
 	if c.needsFS() {
@@ -338,7 +339,7 @@ func commandConfig(cfg wazero.ModuleConfig, c *Command, mode Mode, name string, 
 					afs.close()
 					return cfg, nil, fmt.Errorf("attempt directory: %w", err)
 				}
-				if err := os.WriteFile(filepath.Join(in, inName), st.input, 0o600); err != nil {
+				if err := os.WriteFile(filepath.Join(in, inName), input, 0o600); err != nil {
 					afs.close()
 					return cfg, nil, fmt.Errorf("input file: %w", err)
 				}
@@ -352,7 +353,7 @@ func commandConfig(cfg wazero.ModuleConfig, c *Command, mode Mode, name string, 
 					return cfg, nil, fmt.Errorf("attempt directory: %w", err)
 				}
 				q := &quotaFS{FS: sysfs.DirFS(scratch), quota: &quota{max: c.ScratchBytes, onFull: func(n int64) {
-					st.log.line("host", []byte(fmt.Sprintf("scratch %s is full: a write of %d bytes was refused (limit %d bytes, manifest scratch_bytes)", ScratchDir, n, c.ScratchBytes)))
+					hostLog(fmt.Sprintf("scratch %s is full: a write of %d bytes was refused (limit %d bytes, manifest scratch_bytes)", ScratchDir, n, c.ScratchBytes))
 				}}}
 				fsc = fsc.(sysfs.FSConfig).WithSysFSMount(q, ScratchDir)
 			}
@@ -365,6 +366,9 @@ func commandConfig(cfg wazero.ModuleConfig, c *Command, mode Mode, name string, 
 	}
 	return cfg, afs, nil
 }
+
+// hostLog writes a line of the host's own into the attempt's log.
+func (st *attemptState) hostLog(msg string) { st.log.line("host", []byte(msg)) }
 
 // pluginName is argv[0]: the handler without a pinned version.
 func pluginName(handler string) string {

@@ -284,7 +284,11 @@ func (p *Pool) instantiate(ctx context.Context, st *attemptState, c Command) (in
 	// the same for every attempt; a scratch directory lives as long as the
 	// instance.
 	streams := &instanceStreams{st: st}
-	cfg, afs, err := commandConfig(p.m.cfg, &c, p.m.Mode, pluginName(st.task.Handler), st)
+	cfg, afs, err := commandConfig(p.m.cfg, &c, p.m.Mode, pluginName(st.task.Handler), st.input, func(msg string) {
+		if cur := streams.st; cur != nil { // the attempt running now, not the one that made the instance
+			cur.hostLog(msg)
+		}
+	})
 	if err != nil {
 		return nil, Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: "host error: " + err.Error()}
 	}
