@@ -501,7 +501,7 @@ func TestPlugins(t *testing.T) {
 		t.Errorf("up resolves to config %v (%v), want the multipart manifest's", p.Config, err)
 	}
 	r := b.do(t, "GET", "/v1/plugins/up", nil)
-	if ks := r.keys(t); r.status != 200 || !slices.Equal(ks, []string{"active", "history", "imports", "mode", "name"}) {
+	if ks := r.keys(t); r.status != 200 || !slices.Equal(ks, []string{"active", "history", "imports", "mode", "name", "state"}) {
 		t.Errorf("GET /v1/plugins/up: %d, members %v", r.status, ks)
 	}
 	var info struct {
