@@ -88,6 +88,8 @@ func TestExtismPlugins(t *testing.T) {
 			output: `{"count": 2, "vowels": "l", "greeting": "", "seen_before": false}`},
 		{name: "ASFail", module: "as_plugins", opts: extism.Options{Function: "fail"}, input: "42",
 			outcome: dispatch.OutcomeFailed, retryable: true, errorHas: "cannot handle input: 42"},
+		{name: "ASVarStoreFull", module: "as_plugins", opts: extism.Options{Function: "count_vowels", MaxVarBytes: 4}, input: "aa",
+			outcome: dispatch.OutcomeFailed, errorHas: "the variable store would hold 5 bytes, above its limit of 4 (raise extism.max_var_bytes in the manifest)"},
 		{name: "ASSpinTimesOut", module: "as_plugins", opts: extism.Options{Function: "spin"},
 			limits: Limits{Timeout: 200 * time.Millisecond}, outcome: dispatch.OutcomeTimeout, retryable: true},
 		{name: "ASLogDefaultInfo", module: "as_plugins", opts: extism.Options{Function: "log_levels"}, outcome: dispatch.OutcomeOK,
@@ -213,6 +215,24 @@ func TestExtismCancel(t *testing.T) {
 	res := h.Run(ctx, m, Attempt{Limits: Limits{Timeout: time.Minute, Grace: 10 * time.Millisecond}, Extism: &extism.Options{Function: "spin"}})
 	if res.Outcome != dispatch.OutcomeCancelled {
 		t.Fatalf("Outcome = %s (%s), want cancelled", res.Outcome, res.Error)
+	}
+}
+
+// TestExtismABIViolation: offsets outside the kernel memory end the
+// attempt as abi_violation, naming the function and the range.
+func TestExtismABIViolation(t *testing.T) {
+	h := newTestHost(t, Config{})
+	m := mustLoad(t, h, readWasm(t, "extism_badoffset"), 0)
+	for fn, want := range map[string]string{
+		"store_far":          "extism:host/env.store_u8: range [1099511627776, 1099511627777) is outside the kernel memory",
+		"output_unallocated": "extism:host/env.output_set: range [4096, 4106) is outside the kernel memory",
+	} {
+		t.Run(fn, func(t *testing.T) {
+			res := h.Run(context.Background(), m, Attempt{Extism: &extism.Options{Function: fn}})
+			if res.Outcome != dispatch.OutcomeABIViolation || res.Retryable || !strings.Contains(res.Error, want) {
+				t.Fatalf("%s, retryable %v: %q; want abi_violation containing %q", res.Outcome, res.Retryable, res.Error, want)
+			}
+		})
 	}
 }
 
