@@ -21,9 +21,10 @@ start_server demo --plugins "$OUT" --workers 4
 export WASMTASK_SERVER=$ADDR
 echo "server at $ADDR"
 
-# The watched folder is loaded in the background: wait for both plugins.
-for _ in $(seq 1 200); do
-	n=$("$BIN" plugin list | awk '$1=="uppercase"||$1=="retry"||$1=="coordinator"{print $1}' | sort -u | wc -l)
+# The watched folder is loaded in the background: wait until the three
+# plugins are active (plugin list shows "(loading)" before).
+for _ in $(seq 1 600); do
+	n=$("$BIN" plugin list | awk '($1=="uppercase"||$1=="retry"||$1=="coordinator") && $2 ~ /^sha256:/ {print $1}' | sort -u | wc -l)
 	[ "$n" = 3 ] && break
 	sleep 0.1
 done
@@ -51,8 +52,8 @@ while :; do
 	sleep 0.2
 done
 echo
-"$BIN" get demo-workflow | head -4
-echo "  children: $("$BIN" get demo-workflow --json | tr -d ' \n' | sed -n 's/.*"children":\[\([^]]*\)\].*/\1/p' | tr ',' '\n' | wc -l), state: $state"
+"$BIN" get demo-workflow | sed -n 1,5p   # sed reads it all: no SIGPIPE under pipefail
+echo "  children: $("$BIN" get demo-workflow --json | tr -d ' \n' | sed -n 's/.*"children":\[\([^]]*\)\].*/\1/p' | tr ',' '\n' | grep -c .), state: $state"
 
 step "wasmtask list --limit 5"
 "$BIN" list --limit 5
@@ -71,14 +72,13 @@ tail -2 "$LOG"
 # of your own.
 step "where to look next"
 cat <<'TXT'
-  bin/wasmtask serve --plugins examples/out &      a server on 127.0.0.1:7070 (data in ./wasmtask-data)
-  bin/wasmtask submit retry --max-attempts 3 --backoff fixed:500ms --wait
-                                                   a task that fails twice, then completes
-  bin/wasmtask list                                 tasks, newest first
-  bin/wasmtask get ID                               one task: runs, attempts, logs, output
-  http://127.0.0.1:7070/ui/                         the dashboard
-  curl -s 127.0.0.1:7070/metrics                    Prometheus metrics
-  docs/README.md                                    task spec, HTTP API, CLI, manifests
+  bin/wasmtask serve --plugins examples/out &   # a server on 127.0.0.1:7070, data in ./wasmtask-data
+  bin/wasmtask submit retry --max-attempts 3 --backoff fixed:500ms --wait   # fails twice, then completes
+  bin/wasmtask list                             # tasks, newest first
+  bin/wasmtask get ID                           # one task: runs, attempts, logs, output
+  curl -s 127.0.0.1:7070/metrics                # Prometheus metrics
+  open http://127.0.0.1:7070/ui/                # the dashboard
+  docs/README.md                                # task spec, HTTP API, CLI, manifests
 TXT
 echo "demo finished (server exit $status)"
 exit "$status"
