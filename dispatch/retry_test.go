@@ -432,3 +432,49 @@ func TestSpecJSONMaxAttemptsZero(t *testing.T) {
 		})
 	}
 }
+
+// TestOldSkipsStillCountTowardMaxRuns: a log written before EvRunSkipped
+// recorded a skipped misfire as EvRunTransition to canceled, which counted
+// toward max_runs; it replays as it was written (the task ends, and the
+// retention drop that followed applies). A skip written now does not count.
+func TestOldSkipsStillCountTowardMaxRuns(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		skip      EventType
+		wantFinal bool
+	}{
+		{name: "old log: run_transition", skip: EvRunTransition, wantFinal: true},
+		{name: "new log: run_skipped", skip: EvRunSkipped, wantFinal: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := TaskSpec{ID: "c", Handler: "h", Policy: RunPolicy{Kind: PolicyCron, CronExpr: "* * * * * *", MaxRuns: 2}}
+			if err := spec.Normalize(); err != nil {
+				t.Fatal(err)
+			}
+			s := NewState()
+			events := []Event{
+				{Type: EvTaskSubmitted, At: 1000, Task: "c", Spec: &spec},
+				{Type: EvRunCreated, At: 1000, Task: "c", Run: "c#1", Index: 1, To: RunScheduled, DueAt: 2000},
+				{Type: EvRunCreated, At: 1000, Task: "c", Run: "c#2", Index: 2, To: RunScheduled, DueAt: 3000},
+				{Type: tc.skip, At: 3000, Task: "c", Run: "c#1", From: RunScheduled, To: RunCanceled, Reason: "misfire"},
+				{Type: EvRunTransition, At: 3000, Task: "c", Run: "c#2", From: RunScheduled, To: RunReady, DueAt: 3000},
+				{Type: EvLeaseAcquired, At: 3000, Task: "c", Run: "c#2", From: RunReady, Attempt: 1, Worker: "w", LeaseExp: 9000},
+				{Type: EvAttemptFinished, At: 3001, Task: "c", Run: "c#2", From: RunLeased, To: RunCompleted, Attempt: 1, Outcome: OutcomeOK},
+			}
+			for i := range events {
+				if err := apply(s, &events[i]); err != nil {
+					t.Fatalf("event %d (%v): %v", i, events[i].Type, err)
+				}
+			}
+			task := s.Tasks["c"]
+			if task.final != tc.wantFinal {
+				t.Fatalf("task final=%v (skipped %d), want %v", task.final, task.Skipped, tc.wantFinal)
+			}
+			if tc.wantFinal {
+				if err := apply(s, &Event{Type: EvTaskDropped, At: 4000, Task: "c"}); err != nil {
+					t.Errorf("the old log's retention drop: %v", err)
+				}
+			}
+		})
+	}
+}
