@@ -19,7 +19,8 @@ import (
 //
 //	BenchmarkEngineNoop/submit-wait   one caller, Submit then Wait, one task at a time
 //	BenchmarkEngineNoop/submitters=N  N callers submit b.N tasks; ends when all completed
-//	                                  (1024 workers; workers=default/...: 2 x GOMAXPROCS)
+//	                                  (1024 workers; workers=default/...: 2 x GOMAXPROCS;
+//	                                  workers=default,durable-leases/...: Config.DurableLeases)
 //	BenchmarkCoreNoop                 the loop's own share of a task: Step + event encoding
 //	BenchmarkRecovery                 Open over a log of ~1M events (full replay)
 //	BenchmarkSnapshot                 a snapshot of 100k tasks: the loop's part, the writer's
@@ -59,6 +60,11 @@ func BenchmarkEngineNoop(b *testing.B) {
 	// With the default pool (2 x GOMAXPROCS) the number of slots, each
 	// held for at least one fsync, bounds the rate, not the engine.
 	b.Run("workers=default/submitters=256", func(b *testing.B) { benchNoop(b, 256, 0, false) })
+	// The same with every attempt waiting for its lease's fsync (the cost
+	// of Config.DurableLeases).
+	b.Run("workers=default,durable-leases/submitters=256", func(b *testing.B) {
+		benchNoopConfig(b, 256, false, Config{DurableLeases: true})
+	})
 }
 
 // noopWorkers: no-op attempts take no time, so the pool is sized for
@@ -70,7 +76,13 @@ const noopWorkers = 1024
 // with workers executors (0: the default), and stops the clock when every
 // task is completed.
 func benchNoop(b *testing.B, submitters, workers int, wait bool) {
-	e, err := Open(Config{Dir: benchDir(b), Executor: noopExecutor, Logger: benchQuiet, Workers: workers})
+	benchNoopConfig(b, submitters, wait, Config{Workers: workers})
+}
+
+// benchNoopConfig is benchNoop with cfg (its Dir, Executor and Logger are set here).
+func benchNoopConfig(b *testing.B, submitters int, wait bool, cfg Config) {
+	cfg.Dir, cfg.Executor, cfg.Logger = benchDir(b), noopExecutor, benchQuiet
+	e, err := Open(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
