@@ -2,7 +2,7 @@
 GO ?= go
 BENCHTIME ?= 2s
 
-.PHONY: test vet unit bench bench-server e2e-tls fuzz build clean wasm toolchains demo examples extism-plugins
+.PHONY: test vet unit soak bench bench-server e2e-tls fuzz build clean wasm toolchains demo examples extism-plugins
 
 test: vet unit
 
@@ -11,6 +11,13 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 ./...
+
+# The long crash soak (e2e/soak_test.go, not in `make test`): SOAK_CYCLES
+# kill -9 cycles of the real binary under load, then every acknowledged task
+# is checked; the figures are logged as SOAK: lines.
+SOAK_CYCLES ?= 1000
+soak:
+	WASMTASK_SOAK_CYCLES=$(SOAK_CYCLES) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./e2e/
 
 # Benchmarks of the WAL, side by side with a raw write+fsync baseline on the
 # same disk. Set BENCHDIR to measure another filesystem (default: the OS temp dir).

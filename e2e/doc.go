@@ -8,7 +8,8 @@
 // drain on SIGTERM and recovery after kill -9.
 //
 // The package has no code besides this file; go test -short skips the
-// heaviest tests (hot-swap under 1,000 tasks, the kill -9 cycles).
+// heaviest tests (hot-swap under 1,000 tasks, the kill -9 cycles). TestSoak
+// (make soak) runs only with WASMTASK_SOAK_CYCLES set.
 //
 // Test modules are .wat files in testdata with the generated .wasm beside
 // them (make wasm regenerates them).
