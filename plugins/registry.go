@@ -498,24 +498,27 @@ func (r *Registry) Resolve(ctx context.Context, handler string) (host.Plugin, er
 // Check reports whether handler names a deployed plugin (and version).
 func (r *Registry) Check(handler string) error {
 	name, version, pinned := strings.Cut(handler, "@")
+	// Everything the checks read is copied under the lock (activate
+	// changes the record); the store is read without it.
 	r.mu.RLock()
-	rec := r.state.Plugins[name]
-	active, loadedPin := r.active[name], r.pinned[handler]
-	var lastErr string
-	if rec != nil {
-		lastErr = r.lastErr[name]
+	var activeVersion, lastErr string
+	known := false
+	if rec := r.state.Plugins[name]; rec != nil {
+		activeVersion, lastErr = rec.Active, r.lastErr[name]
+		known = !pinned || rec.find(version) != nil
 	}
+	active, loadedPin := r.active[name], r.pinned[handler]
 	verified := r.verified[version]
 	r.mu.RUnlock()
 	switch {
-	case rec == nil || rec.Active == "":
+	case activeVersion == "":
 		return fmt.Errorf("%w: no plugin named %q is deployed", ErrNotFound, name)
-	case pinned && rec.find(version) == nil:
+	case !known:
 		return fmt.Errorf("%w: plugin %q has no version %s", ErrNotFound, name, version)
 	case !pinned && active == nil:
 		// Its stored module could not be loaded (damaged or missing):
 		// every attempt would fail, so refuse the task now.
-		return fmt.Errorf("%w: plugin %q: its active version %s could not be loaded (%s); redeploy it", ErrNotFound, name, rec.Active, lastErr)
+		return fmt.Errorf("%w: plugin %q: its active version %s could not be loaded (%s); redeploy it", ErrNotFound, name, activeVersion, lastErr)
 	case !pinned || loadedPin != nil || active != nil && active.version == version || verified:
 		return nil
 	}

@@ -628,6 +628,10 @@ func TestConcurrentDeployAndResolve(t *testing.T) {
 				}
 				reg.RecordAttempt("p", p.Module.Hash, "ok")
 				_ = reg.List()
+				if err := reg.Check("p"); err != nil { // what every submit asks, beside deploys
+					done <- err
+					return
+				}
 			}
 			done <- nil
 		}()
