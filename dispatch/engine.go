@@ -326,6 +326,14 @@ func (e *Engine) loop() {
 			}
 		}
 		first = false
+		if len(e.pending.ticks) > 0 {
+			// An fsync is in flight, and what this tick decides (early
+			// starts aside) waits for the next one: let the goroutines that
+			// are ready (submitters, workers) queue their inputs first, for
+			// a larger tick. Measured (BenchmarkEngineNoop, 1024 workers):
+			// 1 -> 30-40 tasks per tick, 25 -> 20 us of CPU per task.
+			runtime.Gosched()
+		}
 	drain:
 		for len(inputs) < e.cfg.MaxBatch {
 			select {
