@@ -16,11 +16,11 @@ import (
 
 // largeModule is a generated WASI command of 20 MB that prints "big\n":
 // all of it code, or, with the race detector (which makes wazero's
-// compiler about ten times slower), 2 MB of code and padding.
+// compiler about ten times slower), 1 MB of code and padding.
 func largeModule() []byte {
 	code := 20 << 20
 	if raceEnabled {
-		code = 2 << 20
+		code = 1 << 20
 	}
 	return wasmgen.Command(20<<20, code)
 }

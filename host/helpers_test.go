@@ -55,11 +55,11 @@ func le32(vs ...int32) string {
 }
 
 // largeModule is a generated WASI command of 20 MB: all of it code, or,
-// under the race detector, 2 MB of code and padding.
+// under the race detector, 1 MB of code and padding.
 func largeModule() []byte {
 	code := 20 << 20
 	if raceEnabled {
-		code = 2 << 20
+		code = 1 << 20
 	}
 	return wasmgen.Command(20<<20, code)
 }
