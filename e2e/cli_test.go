@@ -456,6 +456,15 @@ func TestCLIConsistency(t *testing.T) {
 		}
 	})
 
+	t.Run("unknown command", func(t *testing.T) {
+		for _, args := range [][]string{{"nosuch"}, {"plugin", "nosuch"}, {"engine", "stat"}} {
+			r := s.cli(args...)
+			if r.code != 2 || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "unknown command") {
+				t.Errorf("wasmtask %v: want exit 2 and one line, got %s", args, r)
+			}
+		}
+	})
+
 	t.Run("recovered logged once", func(t *testing.T) {
 		if n := strings.Count(s.log.String(), "recovered:"); n != 1 {
 			t.Errorf("the server logged recovery %d times, want once:\n%s", n, s.log.String())

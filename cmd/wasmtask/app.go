@@ -84,6 +84,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			completionCommand(),
 		},
 	}
+	app.Action = func(c *cli.Context) error { return unknownCommand(c, "wasmtask", cli.ShowAppHelp) }
 	for _, c := range app.Commands {
 		onUsageError(c)
 	}
@@ -110,7 +111,21 @@ func onUsageError(c *cli.Command) {
 	if c.OnUsageError == nil {
 		c.OnUsageError = usageError
 	}
+	if c.Action == nil && len(c.Subcommands) > 0 {
+		name := c.Name
+		c.Action = func(ctx *cli.Context) error { return unknownCommand(ctx, "wasmtask "+name, cli.ShowSubcommandHelp) }
+	}
 	for _, s := range c.Subcommands {
 		onUsageError(s)
 	}
+}
+
+// unknownCommand answers arguments that name no command with one line and
+// exit 2 (urfave/cli printed "No help topic for ..."), and no arguments
+// with the help.
+func unknownCommand(c *cli.Context, path string, help func(*cli.Context) error) error {
+	if c.NArg() == 0 {
+		return help(c)
+	}
+	return fail(exitUsage, "unknown command %q (see %s --help)", path+" "+c.Args().First(), path)
 }
