@@ -41,8 +41,9 @@
 //     the free workers, drop final tasks past retention. Every change is an
 //     Event, applied through the reducer as it is decided.
 //  4. Encode the tick's events and queue the tick for the committer.
-//     Attempts of tasks whose submission is already durable start now
-//     (see below); the others wait for the tick's fsync.
+//     Attempts of tasks whose submission is already durable start now,
+//     once the tick's events are written (see below); the others wait for
+//     the tick's fsync.
 //  5. When the committer is free, write every queued tick's events as one
 //     segwal.Append (one frame, not yet fsynced) and hand them to it; while
 //     it is busy, go on stepping (writing a frame every 512 events, so the
@@ -61,10 +62,11 @@
 // # Attempts start before their lease is durable
 //
 // An attempt whose task's submission is durable starts as soon as the
-// loop leases it, without waiting for the lease's fsync: a worker that
-// reports a result gets its next attempt in the same tick and starts it at
-// once, so no fsync lies in the worker's cycle (with few workers the fsync
-// wait, not the engine, bounded the rate). The guarantees hold:
+// loop has leased it and written the lease to the WAL, without waiting for
+// the lease's fsync: a worker that reports a result gets its next attempt
+// in the same tick and starts it at once, so no fsync lies in the worker's
+// cycle (with few workers the fsync wait, not the engine, bounded the
+// rate). The guarantees hold:
 //
 //   - Nothing is acknowledged or visible before it is durable: replies,
 //     Wait wake-ups and readers still wait for the fsync of what they see.
@@ -74,18 +76,19 @@
 //   - A handler never runs for a task a crash could take back: attempts of
 //     a task submitted in a tick not yet durable (a new submission, a
 //     child) start only after that tick's fsync.
-//   - Crash = lost attempt, not lost task: a crash before the lease's fsync
-//     leaves no trace of the attempt, and the run, ready again after
-//     recovery, runs that attempt again under the same number; a crash
-//     after it closes the attempt as lost, as before. Handlers run at least
-//     once, and the run id stays the idempotency key.
-//   - max_attempts bounds the attempts the WAL records, and so the
-//     outcomes; what it does not bound any more is executions across
-//     crashes: an attempt caught by a crash before its lease's fsync runs
-//     once more, so a handler with max_attempts 1 may run twice if the
-//     process dies in that window. Config.DurableLeases restores the
-//     strict bound (each attempt starts once its lease is durable, at the
-//     cost of one fsync wait per attempt). TestCrash checks both modes.
+//   - Crash = lost attempt, not lost task: the lease is written before the
+//     attempt starts, and a crash of the process (kill -9, OOM kill, a
+//     panic) keeps what it wrote, so recovery finds the lease and closes the
+//     attempt as lost, counted against the lost-attempt budget, as when the
+//     lease was fsynced first (TestCrash: no attempt ever runs twice). Only
+//     a crash of the machine before the fsync can lose the lease; the run,
+//     ready again, then runs that attempt again under the same number.
+//     Handlers run at least once either way; the run id is the idempotency
+//     key.
+//   - Config.DurableLeases (serve --durable-leases) starts each attempt
+//     only once its lease is fsynced, for handlers that must never run an
+//     attempt twice even across a power loss, at the cost of one fsync
+//     wait per attempt. TestCrash runs in both modes.
 //
 // Deviation from the usual order (append, then apply):
 // Step applies each event as it derives it, because later decisions in the

@@ -65,13 +65,13 @@ type Config struct {
 	MaxBatch int
 	// DurableLeases starts an attempt only once its lease is durable. By
 	// default an attempt of a task whose submission is durable starts as
-	// soon as the loop leases it, while the lease's fsync is under way: a
-	// crash before that fsync leaves no trace of the attempt, which then
-	// runs again under the same attempt number (at least once, as after
-	// any crash), so a handler may run once more than max_attempts per
-	// crash. Set DurableLeases when a handler must never run more than
-	// max_attempts times; each attempt then waits for one fsync before it
-	// starts (dispatch/doc.go, "Attempts start before their lease is durable").
+	// soon as its lease is written, while the lease's fsync is under way: a
+	// crash of the process keeps the written lease (the attempt is closed as
+	// lost, as usual), but a crash of the machine before the fsync can lose
+	// it, and the attempt then runs again under the same number. Set
+	// DurableLeases when that must never happen; each attempt then waits
+	// for one fsync before it starts (dispatch/doc.go, "Attempts start
+	// before their lease is durable").
 	DurableLeases bool
 	// ValidateHandler checks a task's handler at submission (for tasks from
 	// clients and children from handlers): the plugin registry's check that
@@ -170,6 +170,7 @@ type Engine struct {
 	// The committer (commitLoop) fsyncs appended ticks and releases them.
 	commits       chan []*committedTick
 	commitReady   chan struct{}       // holds a token while the committer is free
+	early         []Job               // loop-owned: the attempts a tick starts before its fsync (reused)
 	pending       pendingTicks        // loop-owned: ticks stepped but not handed to the committer
 	spareArrays   chan releasedArrays // back from the committer, for the next Steps
 	committerDone chan struct{}
@@ -392,10 +393,25 @@ func (e *Engine) loop() {
 			tick.probes = probes
 		}
 		e.mu.Unlock()
-		tick.starts = e.startEarly(tick.starts)
+		var early []Job
+		early, tick.starts = e.splitEarly(tick.starts)
 		if err := e.pend(tick, batch.Events); err != nil {
 			e.stopLoop(err)
 			return
+		}
+		if len(early) > 0 {
+			// Written before they start (fsynced later): a crash of the
+			// process keeps what it wrote, so their leases are found and
+			// closed as lost, counted against the lost-attempt budget.
+			if err := e.writeFrame(); err != nil {
+				e.stopLoop(err)
+				return
+			}
+			for _, job := range early {
+				e.start(job)
+			}
+			clear(early)
+			e.early = early[:0]
 		}
 		e.stats.ticks.Add(1)
 		e.releaseFinished(inputs)
@@ -539,26 +555,27 @@ func (e *Engine) failPending(err error) {
 	e.pending.ticks = nil
 }
 
-// startEarly starts the attempts whose task's submission is durable (all
-// but those submitted in ticks still waiting for their fsync), unless
-// Config.DurableLeases; it returns the others, which the committer starts
-// once the tick is durable. The WAL orders each attempt's result after its
-// lease, so a durable result implies a durable lease.
-func (e *Engine) startEarly(starts []Job) []Job {
+// splitEarly takes out of starts the attempts to start before the tick is
+// durable: those whose task's submission is (all but tasks submitted in
+// ticks still waiting for their fsync), unless Config.DurableLeases. The
+// committer starts the others once the tick is durable. The WAL orders
+// each attempt's result after its lease, so a durable result implies a
+// durable lease.
+func (e *Engine) splitEarly(starts []Job) (early, later []Job) {
 	if e.cfg.DurableLeases || len(starts) == 0 {
-		return starts
+		return nil, starts
 	}
 	durable := e.durable.Load()
-	later := starts[:0]
+	early, later = e.early[:0], starts[:0]
 	for _, job := range starts {
 		if job.taskSeq <= durable {
-			e.start(job)
+			early = append(early, job)
 		} else {
 			later = append(later, job)
 		}
 	}
 	clear(starts[len(later):])
-	return later
+	return early, later
 }
 
 // committedTick is what a tick releases once its events are durable.

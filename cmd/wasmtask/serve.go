@@ -31,7 +31,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7070", EnvVars: []string{"WASMTASK_ADDR"}, Usage: "listen address (port 0 picks a free port)"},
 			&cli.StringFlag{Name: "plugins", Usage: "directory of NAME.wasm modules to load and watch"},
 			&cli.IntFlag{Name: "workers", Value: max(16, 4*runtime.GOMAXPROCS(0)), DefaultText: "4 per core, at least 16", Usage: "attempts run at once (more than the cores pays off for handlers that wait)"},
-			&cli.BoolFlag{Name: "durable-leases", Usage: "start each attempt only once its lease is fsynced: a crash then never makes a handler run more than max_attempts times, at the cost of one fsync wait per attempt (by default an attempt of a durable task starts at once, and a crash in that window runs it again)"},
+			&cli.BoolFlag{Name: "durable-leases", Usage: "start each attempt only once its lease is fsynced, so that even a power loss never runs an attempt twice, at the cost of one fsync wait per attempt (by default an attempt starts once its lease is written: a crash of the process is covered, one of the machine in that window may run it again)"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"WASMTASK_TOKEN"}, Usage: "require this bearer token on every route but /healthz"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "how long running attempts may take to finish on shutdown"},
 			&cli.UintFlag{Name: "max-memory-pages", Value: uint(host.DefaultMaxLimits().MemoryPages), Usage: "operator maximum of a plugin's memory (64 KiB pages)"},
