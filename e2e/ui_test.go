@@ -229,7 +229,9 @@ func TestDashboard(t *testing.T) {
 			chromedp.SendKeys(css(`#deploy input[name="name"]`), "uploaded"),
 			chromedp.SetUploadFiles(css(`#deploy input[name="module"]`), []string{file}),
 			chromedp.Click(css(`#deploy button[type="submit"]`)),
-			chromedp.WaitVisible(css(`tr[data-plugin="uploaded"] td.active-version`)))
+			// The row shows as soon as the deploy starts (the plugin is
+			// listed while it compiles); wait for its active version.
+			chromedp.WaitVisible(css(`tr[data-plugin="uploaded"] td.active-version[title^="sha256:"]`)))
 		r := s.do("POST", "/v1/tasks", map[string]any{"handler": "uploaded", "input": "through the browser"})
 		if r.status != 201 {
 			t.Fatalf("submit to the uploaded plugin: HTTP %d %s", r.status, r.body)

@@ -417,8 +417,8 @@ function pluginRows(p) {
   return [
     h("tr", { "data-plugin": p.name },
       h("td", {}, p.name),
-      h("td", { class: "mono active-version", title: p.active }, short(p.active)),
-      h("td", {}, p.mode || ""),
+      h("td", { class: "mono active-version", title: p.active || "" }, p.active ? short(p.active) : "(" + (p.state || "none") + ")"),
+      h("td", {}, [p.mode || "", p.state && p.state !== "active" ? " · " + p.state : ""]),
       h("td", {}, String(versions.length)),
       h("td", {}, Object.entries(counts).map(([k, v]) => k + " " + v).join(", ")),
       h("td", { class: "error" }, p.last_error || ""),
