@@ -31,7 +31,7 @@ func exportGlobals(wasm []byte) ([]byte, []string, error) {
 		var err error
 		switch id {
 		case sectionImport:
-			imported, err = countGlobalImports(body)
+			imported, err = countImports(body, importGlobal)
 		case sectionGlobal:
 			mutable, err = mutableGlobals(body, uint32(imported))
 		case sectionExport:
@@ -67,39 +67,6 @@ func exportGlobals(wasm []byte) ([]byte, []string, error) {
 	out = append(out, body...)
 	out = append(out, wasm[exportEnd:]...)
 	return out, names, nil
-}
-
-// countGlobalImports counts imported globals: they come first in the
-// global index space.
-func countGlobalImports(body []byte) (int, error) {
-	r := reader{b: body}
-	globals := 0
-	for range r.u32() {
-		r.skip(int(r.u32())) // module name
-		r.skip(int(r.u32())) // field name
-		switch kind := r.byte(); kind {
-		case 0x00: // function: type index
-			r.u32()
-		case 0x01: // table
-			r.refType()
-			r.limits()
-		case 0x02: // memory
-			r.limits()
-		case 0x03: // global: value type, mutability
-			r.refType()
-			r.byte()
-			globals++
-		case 0x04: // tag: attribute, type index
-			r.byte()
-			r.u32()
-		default:
-			return 0, fmt.Errorf("%w: import kind %#x", errLayout, kind)
-		}
-		if r.err != nil {
-			return 0, fmt.Errorf("%w: import section: %v", errLayout, r.err)
-		}
-	}
-	return globals, r.err
 }
 
 // mutableGlobals returns the indices of the mutable globals of a global

@@ -67,7 +67,7 @@ func readLayout(wasm []byte) (wasmLayout, error) {
 		var err error
 		switch id {
 		case sectionImport:
-			l.importedTables, err = countTableImports(body)
+			l.importedTables, err = countImports(body, importTable)
 		case sectionTable:
 			l.tables, err = parseTables(body)
 		case sectionMemory:
@@ -204,23 +204,31 @@ func (l *wasmLayout) parseMemory(body []byte) error {
 	return nil
 }
 
-// countTableImports counts imported tables (the host provides none).
-func countTableImports(body []byte) (int, error) {
+// Import kinds of the import section.
+const (
+	importTable  = 0x01
+	importGlobal = 0x03
+)
+
+// countImports counts the imports of one kind (importTable: the host
+// provides none; importGlobal: imported globals come first in the global
+// index space).
+func countImports(body []byte, want byte) (int, error) {
 	r := reader{b: body}
-	tables := 0
+	n := 0
 	for range r.u32() {
 		r.skip(int(r.u32())) // module name
 		r.skip(int(r.u32())) // field name
-		switch kind := r.byte(); kind {
+		kind := r.byte()
+		switch kind {
 		case 0x00: // function: type index
 			r.u32()
-		case 0x01: // table
+		case importTable:
 			r.refType()
 			r.limits()
-			tables++
 		case 0x02: // memory
 			r.limits()
-		case 0x03: // global: value type, mutability
+		case importGlobal: // value type, mutability
 			r.refType()
 			r.byte()
 		case 0x04: // tag: attribute, type index
@@ -232,8 +240,11 @@ func countTableImports(body []byte) (int, error) {
 		if r.err != nil {
 			return 0, fmt.Errorf("%w: import section: %v", errLayout, r.err)
 		}
+		if kind == want {
+			n++
+		}
 	}
-	return tables, r.err
+	return n, r.err
 }
 
 // reader decodes the few encodings the host needs; the first error sticks.
