@@ -12,6 +12,8 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmtask/wasmtask/dispatch"
+
+	"github.com/wasmtask/wasmtask/internal/cputime"
 )
 
 // BenchmarkAttempt measures one attempt end to end (instantiate,
@@ -54,14 +56,14 @@ func BenchmarkAttempt(b *testing.B) {
 				a := Attempt{Input: input, Info: TaskInfo{TaskID: "t", RunID: "t#1", Attempt: 1, MaxAttempts: 3, Handler: "bench"}}
 				b.ReportAllocs()
 				b.ResetTimer()
-				cpu := processCPU()
+				cpu := cputime.Process()
 				for b.Loop() {
 					res := h.Run(context.Background(), m, a)
 					if res.Outcome != dispatch.OutcomeOK || !bytes.Equal(res.Output, g.want) {
 						b.Fatalf("Outcome %s (%s), Output %q", res.Outcome, res.Error, res.Output)
 					}
 				}
-				reportCPU(b, cpu)
+				cputime.Report(b, cpu)
 			})
 			b.Run("reuse", func(b *testing.B) {
 				h := newTestHost(b, Config{})
@@ -72,14 +74,14 @@ func BenchmarkAttempt(b *testing.B) {
 				a := Attempt{Input: input, Info: TaskInfo{TaskID: "t", RunID: "t#1", Attempt: 1, MaxAttempts: 3, Handler: "bench"}}
 				b.ReportAllocs()
 				b.ResetTimer()
-				cpu := processCPU()
+				cpu := cputime.Process()
 				for b.Loop() {
 					res := p.Run(context.Background(), a)
 					if res.Outcome != dispatch.OutcomeOK || !bytes.Equal(res.Output, g.want) {
 						b.Fatalf("Outcome %s (%s), Output %q", res.Outcome, res.Error, res.Output)
 					}
 				}
-				reportCPU(b, cpu)
+				cputime.Report(b, cpu)
 				b.StopTimer()
 				if st := p.Stats(); st.Created != 1 {
 					b.Fatalf("the pool created %d instances, want 1", st.Created)
@@ -260,13 +262,13 @@ func BenchmarkResetCost(b *testing.B) {
 	b.Run("fresh", func(b *testing.B) {
 		h := newTestHost(b, Config{})
 		m := mustLoad(b, h, wasm, 0)
-		cpu := processCPU()
+		cpu := cputime.Process()
 		for b.Loop() {
 			if res := h.Run(context.Background(), m, a); res.Outcome != dispatch.OutcomeOK {
 				b.Fatal(res.Error)
 			}
 		}
-		reportCPU(b, cpu)
+		cputime.Report(b, cpu)
 	})
 	b.Run("restore-memory", func(b *testing.B) {
 		h := newTestHost(b, Config{})
@@ -298,13 +300,13 @@ func BenchmarkResetCost(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			cpu := processCPU()
+			cpu := cputime.Process()
 			for b.Loop() {
 				if res := p.Run(context.Background(), a); res.Outcome != dispatch.OutcomeOK {
 					b.Fatal(res.Error)
 				}
 			}
-			reportCPU(b, cpu)
+			cputime.Report(b, cpu)
 		})
 	}
 }

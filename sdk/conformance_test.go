@@ -19,6 +19,8 @@ import (
 
 	"github.com/wasmtask/wasmtask/dispatch"
 	"github.com/wasmtask/wasmtask/host"
+
+	"github.com/wasmtask/wasmtask/internal/cputime"
 )
 
 // languages are the guest languages, by the prefix of their example
@@ -291,13 +293,13 @@ func BenchmarkSDK(b *testing.B) {
 		})
 		b.Run(lang+"/attempt", func(b *testing.B) {
 			a := vector{example: "uppercase", input: []byte("hello")}.attempt_()
-			cpu := processCPU()
+			cpu := cputime.Process()
 			for b.Loop() {
 				if res := h.Run(ctx, m, a); res.Outcome != dispatch.OutcomeOK {
 					b.Fatalf("outcome %s: %s", res.Outcome, res.Error)
 				}
 			}
-			reportCPU(b, cpu)
+			cputime.Report(b, cpu)
 		})
 		for _, mode := range []host.InstanceMode{host.InstancesReuse, host.InstancesReset} {
 			b.Run(lang+"/"+string(mode), func(b *testing.B) {
@@ -307,13 +309,13 @@ func BenchmarkSDK(b *testing.B) {
 				}
 				defer p.Close()
 				a := vector{example: "uppercase", input: []byte("hello")}.attempt_()
-				cpu := processCPU()
+				cpu := cputime.Process()
 				for b.Loop() {
 					if res := p.Run(ctx, a); res.Outcome != dispatch.OutcomeOK {
 						b.Fatalf("outcome %s: %s", res.Outcome, res.Error)
 					}
 				}
-				reportCPU(b, cpu)
+				cputime.Report(b, cpu)
 			})
 		}
 	}
