@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 func uiHandler() http.Handler { return http.StripPrefix("/ui", ui.Handler()) }
 
 // isUIPath reports whether a path is one of the dashboard's static files.
-func isUIPath(p string) bool { return p == "/ui" || len(p) >= 4 && p[:4] == "/ui/" }
+func isUIPath(p string) bool { return p == "/ui" || strings.HasPrefix(p, "/ui/") }
 
 // HistoryPoint is one sample of the engine's counters.
 type HistoryPoint struct {

@@ -73,10 +73,7 @@ func refuseOpen(addr, resolved string) error {
 // server runs the code it is sent, so an open port without a token is remote
 // code execution for anyone who can reach it.
 func listen(c *cli.Context) (*listener, []string, error) {
-	certFile, keyFile := c.String("tls-cert"), c.String("tls-key")
-	if (certFile == "") != (keyFile == "") {
-		return nil, nil, fail(exitUsage, "--tls-cert and --tls-key go together: give both (PEM files) or neither")
-	}
+	certFile, keyFile := c.String("tls-cert"), c.String("tls-key") // a half pair was refused by checkAddr
 	var tlsConf *tls.Config
 	if certFile != "" {
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
