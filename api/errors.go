@@ -35,6 +35,9 @@ var (
 	ErrConflict     = &Error{Code: "conflict"}
 	ErrInvalid      = &Error{Code: "invalid"}
 	ErrUnauthorized = &Error{Code: "unauthorized"}
+	// ErrInsufficientStorage: the server's disk is full (507); reads work,
+	// submissions are accepted again once space is freed.
+	ErrInsufficientStorage = &Error{Code: "insufficient_storage"}
 )
 
 // toError maps typed errors of the engine and registry to HTTP errors.
@@ -58,6 +61,8 @@ func toError(err error) *Error {
 		return &Error{Status: 409, Code: "conflict", Field: "id", Message: err.Error()}
 	case errors.Is(err, dispatch.ErrNotFound), errors.Is(err, plugins.ErrNotFound):
 		return &Error{Status: 404, Code: "not_found", Message: err.Error()}
+	case errors.Is(err, dispatch.ErrDiskFull):
+		return &Error{Status: http.StatusInsufficientStorage, Code: "insufficient_storage", Message: err.Error()}
 	case errors.Is(err, dispatch.ErrStopped):
 		return &Error{Status: 503, Code: "unavailable", Message: err.Error()}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
