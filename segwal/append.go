@@ -2,8 +2,10 @@ package segwal
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"os"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -34,16 +36,32 @@ func (l *Log) Append(records ...[]byte) (uint64, error) {
 	}
 	active := &l.segs[len(l.segs)-1]
 	if active.size > segmentHeaderSize && active.size+int64(len(frame)) > l.opts.SegmentSize {
-		if err := l.rotate(); err != nil {
+		soft, err := l.rotate()
+		switch {
+		case soft:
+			// No room for the next segment's file: the frame goes into the
+			// active one, past SegmentSize, if its headroom holds it.
+			l.rotateShort = fmt.Errorf("segwal: rotate: %w", err)
+		case err != nil:
 			l.err = fmt.Errorf("segwal: rotate: %w", err)
 			return 0, l.err
+		default:
+			l.rotateShort = nil
 		}
 		active = &l.segs[len(l.segs)-1]
 	}
 	if _, err := l.active.Write(frame); err != nil {
-		l.err = fmt.Errorf("segwal: write %s: %w", active.path, err)
+		werr := fmt.Errorf("segwal: write %s: %w", active.path, err)
+		if isNoSpace(err) && l.undoWrite(active.size) == nil {
+			// Nothing of the frame is in the log, which stays usable:
+			// the same Append succeeds once space is freed.
+			l.writeShort = werr
+			return 0, werr
+		}
+		l.err = werr
 		return 0, l.err
 	}
+	l.writeShort = nil
 	active.size += int64(len(frame))
 	l.last = h.last()
 	if l.opts.Sync == SyncAlways {
@@ -211,18 +229,42 @@ func uvarintLen(x uint64) int {
 }
 
 // rotate seals the active segment and starts a new one named after the next
-// sequence.
-func (l *Log) rotate() error {
+// sequence. The new segment's file is made first (as a temporary file,
+// renamed into place once the old one is sealed): when that fails for lack
+// of space, soft is true and nothing changed, the active segment stays.
+func (l *Log) rotate() (soft bool, err error) {
+	tmp, err := l.opts.prepare(l.dir, l.last+1)
+	if err != nil {
+		return isNoSpace(err), err
+	}
+	seg, err := l.switchTo(tmp)
+	if err != nil {
+		os.Remove(tmp)
+		return false, err
+	}
+	f, err := l.opts.openFile(seg.path)
+	if err != nil {
+		return false, err
+	}
+	l.segs = append(l.segs, seg)
+	l.active = f
+	l.stats.Rotations++
+	return false, nil
+}
+
+// switchTo seals and closes the active segment and renames the prepared
+// segment tmp into place.
+func (l *Log) switchTo(tmp string) (segment, error) {
 	if s, ok := l.active.(interface{ seal() error }); ok {
 		// Cut the preallocated zeros before the next segment exists; seal
 		// fsyncs, which makes the frames durable too.
 		if err := s.seal(); err != nil {
-			return err
+			return segment{}, err
 		}
 		l.synced = l.last
 	} else if l.opts.Sync == SyncNone {
 		if err := l.active.Sync(); err != nil {
-			return err
+			return segment{}, err
 		}
 		l.synced = l.last
 	}
@@ -232,20 +274,86 @@ func (l *Log) rotate() error {
 	if l.syncing > 0 {
 		l.retired = append(l.retired, l.active) // a Commit is in its fsync: close it after
 	} else if err := l.active.Close(); err != nil {
-		return err
+		return segment{}, err
 	}
 	l.active = nil
-	seg, err := createSegment(l.dir, l.last+1)
-	if err != nil {
-		return err
+	return installSegment(l.dir, tmp, l.last+1)
+}
+
+// undoWrite cuts what a failed write of the active segment left beyond
+// size, so that the next write starts there.
+func (l *Log) undoWrite(size int64) error {
+	switch f := l.active.(type) {
+	case interface{ undoWrite(int64) error }:
+		return f.undoWrite(size)
+	case interface{ Truncate(int64) error }:
+		return f.Truncate(size)
 	}
-	f, err := l.opts.openFile(seg.path)
-	if err != nil {
-		return err
+	return errors.New("segwal: cannot cut a partial write")
+}
+
+// NoSpace reports why the log is short of space: the last Append could
+// not be written (nothing of it is in the log; retry once space is freed),
+// or it was written into the headroom of preallocated space because more
+// could not be allocated, or into the active segment past SegmentSize
+// because the next segment could not be created. nil when none of these
+// holds. A writer that sees it should stop taking new work until Reserve
+// succeeds. The error wraps the ENOSPC.
+func (l *Log) NoSpace() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.noSpace()
+}
+
+func (l *Log) noSpace() error {
+	if l.writeShort != nil {
+		return l.writeShort
 	}
-	l.segs = append(l.segs, seg)
-	l.active = f
-	l.stats.Rotations++
+	if l.rotateShort != nil {
+		return l.rotateShort
+	}
+	if s, ok := l.active.(interface{ spaceShort() error }); ok {
+		return s.spaceShort()
+	}
+	return nil
+}
+
+// Reserve tries to restore what NoSpace reports missing: the preallocated
+// headroom of the active segment and, when the last rotation failed for
+// lack of space, the next segment. It returns nil once nothing is missing
+// (NoSpace is nil, apart from a failed Append, which only its retry
+// clears), the ENOSPC while space is still short, or the error that
+// poisoned the log.
+func (l *Log) Reserve() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if l.err != nil {
+		return l.err
+	}
+	if r, ok := l.active.(interface{ reserve() error }); ok {
+		if err := r.reserve(); err != nil {
+			if isNoSpace(err) {
+				return fmt.Errorf("segwal: %w", err)
+			}
+			l.err = fmt.Errorf("segwal: %w", err)
+			return l.err
+		}
+	}
+	if l.rotateShort != nil {
+		soft, err := l.rotate()
+		if soft {
+			l.rotateShort = fmt.Errorf("segwal: rotate: %w", err)
+			return l.rotateShort
+		}
+		if err != nil {
+			l.err = fmt.Errorf("segwal: rotate: %w", err)
+			return l.err
+		}
+		l.rotateShort = nil
+	}
 	return nil
 }
 

@@ -27,6 +27,15 @@
 //     the returned last. Replay and Reader deliver them in order, each once.
 //  3. A failed write or fsync poisons the Log: every later Append returns
 //     that error (no retry, since the file's state is unknown). Reopen.
+//     Except a write that failed for lack of space (ENOSPC, EDQUOT): the
+//     Log cuts what got out, stays usable and reports it in NoSpace; the
+//     same Append succeeds once space is freed. With Preallocate the
+//     active segment keeps 1 MiB of zeros ahead of its data: when more
+//     cannot be allocated, Appends still land there while NoSpace says so,
+//     and when the next segment cannot be created the active one grows
+//     past SegmentSize; Reserve tells when space is back. An fsync error
+//     stays fatal (after a failed fsync the kernel may have dropped the
+//     pages: nothing says what the disk holds).
 //  4. Open checks every frame. It cuts only a torn tail: damage in the
 //     newest segment with no valid frame after it and above the durable
 //     point (an interrupted write after the last fsync, whose records were

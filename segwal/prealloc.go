@@ -1,6 +1,7 @@
 package segwal
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -9,6 +10,14 @@ import (
 // preallocChunk is how far ahead of the writes a preallocated segment is
 // filled with zeros.
 const preallocChunk = 4 << 20
+
+// preallocReserve is the headroom kept in zeros beyond the data: a frame
+// that does not leave this much triggers the next chunk. When that fill
+// fails for lack of space the frame still goes into the headroom (the
+// write cannot fail there: its blocks are allocated), and the log reports
+// NoSpace, so its writer can stop taking new work while what is running
+// still finishes.
+const preallocReserve = 1 << 20
 
 var preallocZeros = make([]byte, preallocChunk)
 
@@ -27,6 +36,9 @@ type preallocFile struct {
 	pos    int64 // end of the data: the next frame goes here
 	filled int64 // zeros reach up to here
 	sealed bool
+	short  error // the last fill failed for lack of space (nil once one succeeds)
+	// writeAt is f.WriteAt; tests stand in a disk that fills up.
+	writeAt func(b []byte, off int64) (int, error)
 }
 
 func openPrealloc(path string) (appendFile, error) {
@@ -39,22 +51,52 @@ func openPrealloc(path string) (appendFile, error) {
 		f.Close()
 		return nil, err
 	}
-	return &preallocFile{f: f, pos: fi.Size(), filled: fi.Size()}, nil
+	return &preallocFile{f: f, pos: fi.Size(), filled: fi.Size(), writeAt: f.WriteAt}, nil
 }
 
+// Write writes b at the end of the data. A write that fails leaves pos
+// where it was, so the next one overwrites whatever part of b got out:
+// the log is unchanged (undoWrite has nothing to do).
 func (p *preallocFile) Write(b []byte) (int, error) {
-	for p.pos+int64(len(b)) > p.filled {
-		// One write of zeros every few MiB; the next sync flushes them with
-		// the frame (and the size change, once per chunk).
-		if _, err := p.f.WriteAt(preallocZeros, p.filled); err != nil {
-			return 0, fmt.Errorf("preallocate: %w", err)
+	end := p.pos + int64(len(b))
+	if err := p.fill(end + preallocReserve); err != nil && (end > p.filled || !isNoSpace(err)) {
+		return 0, err
+	}
+	n, err := p.writeAt(b, p.pos)
+	if err != nil {
+		return 0, err
+	}
+	p.pos += int64(n)
+	return n, nil
+}
+
+// fill writes zeros up to at least upTo, a chunk at a time (one write of
+// zeros every few MiB; the next sync flushes them with the frame and the
+// size change, once per chunk). It records a failure for lack of space in
+// short, and clears short when it reaches upTo.
+func (p *preallocFile) fill(upTo int64) error {
+	for p.filled < upTo {
+		if _, err := p.writeAt(preallocZeros, p.filled); err != nil {
+			err = fmt.Errorf("preallocate: %w", err)
+			if isNoSpace(err) {
+				p.short = err
+			}
+			return err
 		}
 		p.filled += preallocChunk
 	}
-	n, err := p.f.WriteAt(b, p.pos)
-	p.pos += int64(n)
-	return n, err
+	p.short = nil
+	return nil
 }
+
+// reserve restores the headroom after a fill that failed for lack of space.
+func (p *preallocFile) reserve() error { return p.fill(p.pos + preallocReserve) }
+
+// spaceShort is the last fill's failure for lack of space, nil when the
+// headroom is whole.
+func (p *preallocFile) spaceShort() error { return p.short }
+
+func (p *preallocFile) undoWrite(int64) error { return nil }
 
 func (p *preallocFile) Sync() error {
 	for {
@@ -87,4 +129,11 @@ func (p *preallocFile) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// isNoSpace reports a write that failed for lack of space (ENOSPC, or a
+// quota's EDQUOT): nothing about the file is in doubt, and the same write
+// succeeds once space is freed.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }

@@ -59,8 +59,8 @@ func TestPreallocate(t *testing.T) {
 			l.mu.Lock()
 			data := l.segs[len(l.segs)-1].size
 			l.mu.Unlock()
-			if got := sizes[len(sizes)-1]; got != segmentHeaderSize+(data-segmentHeaderSize+preallocChunk-1)/preallocChunk*preallocChunk {
-				t.Errorf("active segment is %d bytes for %d of data, want zeros up to the next %d-byte chunk", got, data, preallocChunk)
+			if got, want := sizes[len(sizes)-1], segmentHeaderSize+(data-segmentHeaderSize+preallocReserve+preallocChunk-1)/preallocChunk*preallocChunk; got != want {
+				t.Errorf("active segment is %d bytes for %d of data, want %d: zeros in %d-byte chunks at least %d bytes ahead", got, data, want, preallocChunk, preallocReserve)
 			}
 			var sealed int64
 			for _, s := range sizes[:len(sizes)-1] {

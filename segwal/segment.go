@@ -95,11 +95,21 @@ func listDir(dir string) (segs []segment, temps []string, err error) {
 // a temporary file that is synced and then renamed, and the directory is
 // synced, so a crash leaves either no segment or a whole one.
 func createSegment(dir string, first uint64) (segment, error) {
+	tmp, err := prepareSegment(dir, first)
+	if err != nil {
+		return segment{}, err
+	}
+	return installSegment(dir, tmp, first)
+}
+
+// prepareSegment writes the header of segment first into a temporary file
+// and syncs it. Open removes such a file if a crash leaves it.
+func prepareSegment(dir string, first uint64) (tmp string, err error) {
 	final := filepath.Join(dir, segmentName(first))
-	tmp := final + tempSuffix
+	tmp = final + tempSuffix
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
-		return segment{}, fmt.Errorf("create segment: %w", err)
+		return "", fmt.Errorf("create segment: %w", err)
 	}
 	_, err = f.Write(segmentHeader())
 	if err == nil {
@@ -108,9 +118,17 @@ func createSegment(dir string, first uint64) (segment, error) {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, final)
+	if err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("create segment %s: %w", final, err)
 	}
+	return tmp, nil
+}
+
+// installSegment renames a prepared segment into place and syncs dir.
+func installSegment(dir, tmp string, first uint64) (segment, error) {
+	final := filepath.Join(dir, segmentName(first))
+	err := os.Rename(tmp, final)
 	if err == nil {
 		err = SyncDir(dir)
 	}

@@ -66,6 +66,9 @@ type Options struct {
 
 	// openFile opens the active segment for appends; tests inject faults.
 	openFile func(path string) (appendFile, error)
+	// prepare makes the next segment's file (prepareSegment); tests make
+	// it fail for lack of space.
+	prepare func(dir string, first uint64) (string, error)
 }
 
 const (
@@ -162,21 +165,25 @@ type Log struct {
 	enc  *zstd.Encoder
 	dec  *zstd.Decoder
 
-	mu       sync.Mutex
-	lock     *os.File
-	segs     []segment // oldest first; the last one is active
-	active   appendFile
-	last     uint64
-	synced   uint64               // frames up to here are on disk
-	syncing  int                  // Commits in their fsync, outside mu
-	retired  []appendFile         // sealed segments kept open for them
-	readers  map[*Reader]struct{} // open Readers: TruncateFront keeps the segments they still read
-	err      error                // sticky: a failed write or sync poisons the log
-	closed   bool
-	buf      []byte // raw frame under construction
-	zbuf     []byte // compressed frame under construction
-	stats    Stats
-	recovery Recovery
+	mu      sync.Mutex
+	lock    *os.File
+	segs    []segment // oldest first; the last one is active
+	active  appendFile
+	last    uint64
+	synced  uint64               // frames up to here are on disk
+	syncing int                  // Commits in their fsync, outside mu
+	retired []appendFile         // sealed segments kept open for them
+	readers map[*Reader]struct{} // open Readers: TruncateFront keeps the segments they still read
+	err     error                // sticky: a failed write or sync poisons the log
+	// Lack of space, which does not poison the log (NoSpace): the last
+	// Append's write failed, or the last rotation could not create the
+	// next segment.
+	writeShort, rotateShort error
+	closed                  bool
+	buf                     []byte // raw frame under construction
+	zbuf                    []byte // compressed frame under construction
+	stats                   Stats
+	recovery                Recovery
 
 	durable     durablePoint // what DURABLE says (written after each fsync)
 	durableFile *os.File
@@ -233,6 +240,9 @@ func (o *Options) normalize() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.prepare == nil {
+		o.prepare = prepareSegment
 	}
 	if o.openFile == nil {
 		o.openFile = openAppend

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -1000,6 +1001,9 @@ type faultPlan struct {
 	// loseUnsynced: the failing Sync also drops what was written since the
 	// last good one, as a kernel may drop dirty pages after a failed fsync.
 	loseUnsynced bool
+	// errno, when set, is the failing Write's error (ENOSPC: a full disk)
+	// instead of errInjected.
+	errno syscall.Errno
 }
 
 // faultFS hands out segment files that fail one Write, Sync or open as
@@ -1055,10 +1059,16 @@ func (ff *faultFile) Write(p []byte) (int, error) {
 		if fs.shortWrite {
 			n, _ = ff.f.Write(p[:len(p)/2])
 		}
+		if fs.errno != 0 {
+			return n, &os.PathError{Op: "write", Path: ff.f.Name(), Err: fs.errno}
+		}
 		return n, fmt.Errorf("write: %w", errInjected)
 	}
 	return ff.f.Write(p)
 }
+
+// Truncate lets the log cut a partial write (it does so after ENOSPC only).
+func (ff *faultFile) Truncate(size int64) error { return ff.f.Truncate(size) }
 
 func (ff *faultFile) Sync() error {
 	fs := ff.fs
