@@ -50,6 +50,12 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.batches.release(reserve)
+	release, err := s.admit(reserve, limit)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer release()
 
 	specs, err := s.decodeBatch(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -78,7 +79,11 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 		return resp.StatusCode, &UnreachableError{URL: c.BaseURL, Err: err}
 	}
 	if resp.StatusCode >= 400 {
-		return resp.StatusCode, decodeError(resp.StatusCode, b)
+		e := decodeError(resp.StatusCode, b)
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs >= 0 {
+			e.RetryAfter = time.Duration(secs) * time.Second
+		}
+		return resp.StatusCode, e
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -88,16 +93,36 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 	return resp.StatusCode, nil
 }
 
+// maxBusyRetries bounds how often doJSON resends a request the server
+// refused as busy (429), each time after its Retry-After.
+const maxBusyRetries = 30
+
 func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) (int, error) {
-	var body io.Reader
+	var b []byte
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(in); err != nil {
 			return 0, err
 		}
-		body = bytes.NewReader(b)
 	}
-	return c.do(ctx, method, path, body, "application/json", out)
+	for try := 0; ; try++ {
+		var body io.Reader
+		if in != nil {
+			body = bytes.NewReader(b)
+		}
+		status, err := c.do(ctx, method, path, body, "application/json", out)
+		var e *Error
+		if status != http.StatusTooManyRequests || try == maxBusyRetries || !errors.As(err, &e) {
+			return status, err
+		}
+		// Busy: nothing was written; wait as asked, then send it again.
+		wait := min(max(e.RetryAfter, 100*time.Millisecond), 10*time.Second)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return status, err
+		}
+	}
 }
 
 // SubmitResult is what Submit returns.

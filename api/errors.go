@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/wasmtask/wasmtask/dispatch"
 	"github.com/wasmtask/wasmtask/plugins"
@@ -19,6 +21,8 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
+	// RetryAfter is the wait a 429 asks for (its Retry-After header).
+	RetryAfter time.Duration `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -46,7 +50,11 @@ func toError(err error) *Error {
 	var fe *FieldError
 	var pve *plugins.ValidationError
 	var dve *dispatch.ValidationError
+	var busy *dispatch.BusyError
 	switch {
+	case errors.As(err, &busy):
+		return &Error{Status: http.StatusTooManyRequests, Code: "busy", Message: busy.Error(),
+			RetryAfter: dispatch.RetryAfterSeconds * time.Second}
 	case errors.As(err, &e):
 		return e
 	case errors.As(err, &fe):
@@ -73,6 +81,9 @@ func toError(err error) *Error {
 
 func writeError(w http.ResponseWriter, err error) {
 	e := toError(err)
+	if e.RetryAfter > 0 && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	}
 	writeJSON(w, e.Status, map[string]*Error{"error": e})
 }
 

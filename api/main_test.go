@@ -43,8 +43,9 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 // dispatchAll lists every task of an engine.
 var dispatchAll = dispatch.ListFilter{Limit: 1 << 20}
 
-// setup starts a server with cfg (Engine and Plugins are filled in).
-func setup(t testing.TB, cfg api.Config) *testBundle {
+// setup starts a server with cfg (Engine and Plugins are filled in); opts
+// change the engine's config.
+func setup(t testing.TB, cfg api.Config, opts ...func(*dispatch.Config)) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	h, err := host.New(ctx, host.Config{Logger: discard})
@@ -56,8 +57,12 @@ func setup(t testing.TB, cfg api.Config) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := dispatch.Open(dispatch.Config{Dir: t.TempDir(), Executor: host.NewExecutor(h, reg.Resolve),
-		ValidateHandler: reg.Check, Workers: 2, Logger: discard})
+	ecfg := dispatch.Config{Dir: t.TempDir(), Executor: host.NewExecutor(h, reg.Resolve),
+		ValidateHandler: reg.Check, Workers: 2, Logger: discard}
+	for _, o := range opts {
+		o(&ecfg)
+	}
+	engine, err := dispatch.Open(ecfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -202,6 +202,12 @@ func (s *Server) specFromBody(b []byte) (dispatch.TaskSpec, error) {
 }
 
 func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
+	release, err := s.admit(r.ContentLength, s.cfg.MaxTaskBytes)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer release()
 	b, err := readBody(w, r, s.cfg.MaxTaskBytes)
 	if err != nil {
 		writeError(w, err)
@@ -224,6 +230,21 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	writeJSON(w, status, s.taskView(v))
+}
+
+// admit reserves payload memory for a submission body of length bytes (limit
+// when the length is not sent up front) until release: the body and the
+// input decoded from it, about twice the body. A submission that does not
+// fit gets 429 with Retry-After (a *dispatch.BusyError), before its body is
+// read.
+func (s *Server) admit(length, limit int64) (release func(), err error) {
+	if s.cfg.Engine == nil {
+		return func() {}, nil
+	}
+	if length < 0 || length > limit {
+		length = limit
+	}
+	return s.cfg.Engine.AdmitPayload(2 * length)
 }
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/wasmtask/wasmtask/dispatch/payload"
 	"github.com/wasmtask/wasmtask/segwal"
 )
 
@@ -73,6 +74,18 @@ type Config struct {
 	// for one fsync before it starts (dispatch/doc.go, "Attempts start
 	// before their lease is durable").
 	DurableLeases bool
+	// MaxPayloadMemory bounds the payload bytes held in memory for work in
+	// progress: submissions being received and written (AdmitPayload),
+	// inputs of running attempts, outputs on their way to the payload
+	// store. Submissions that do not fit are refused (the API answers 429
+	// with Retry-After); accepted work always runs. Default 256 MiB.
+	MaxPayloadMemory int64
+	// InlinePayloadBytes: inputs and outputs up to this size stay in the
+	// WAL record and in memory; larger ones go to the payload store
+	// (Dir/payloads) and are read when an attempt starts or a view asks
+	// for them, so memory grows with the number of tasks, not with their
+	// payloads. Default 1 KiB; negative keeps every payload inline.
+	InlinePayloadBytes int
 	// ValidateHandler checks a task's handler at submission (for tasks from
 	// clients and children from handlers): the plugin registry's check that
 	// the plugin is deployed. nil accepts any name.
@@ -132,11 +145,23 @@ func (c *Config) normalize() error {
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 4096
 	}
+	if c.MaxPayloadMemory <= 0 {
+		c.MaxPayloadMemory = DefaultMaxPayloadMemory
+	}
+	if c.InlinePayloadBytes == 0 {
+		c.InlinePayloadBytes = DefaultInlinePayloadBytes
+	}
 	if c.WAL.Logger == nil {
 		c.WAL.Logger = c.Logger
 	}
 	return nil
 }
+
+// Defaults of Config's payload fields.
+const (
+	DefaultMaxPayloadMemory   = 256 << 20
+	DefaultInlinePayloadBytes = 1 << 10
+)
 
 // RecoveryInfo reports what Open did to rebuild the state.
 type RecoveryInfo struct {
@@ -196,6 +221,10 @@ type Engine struct {
 	snapFinished       chan struct{} // closed when the snapshot being written is done (loop-owned)
 	snapshots          *snapshotter
 	stats              engineCounters
+
+	payloads  *payload.Store  // Dir/payloads: inputs and outputs too large to keep inline
+	budget    *payload.Budget // payload bytes held in memory for work in progress
+	throttled atomic.Uint64   // submissions refused by AdmitPayload
 }
 
 type engineCounters struct {
@@ -218,6 +247,10 @@ func Open(cfg Config) (*Engine, error) {
 	// With fsyncs on, preallocated segments lower their latency (segwal/prealloc.go
 	// and its benchmarks): under load that latency bounds the rate.
 	walOpts.Preallocate = walOpts.Preallocate || cfg.WAL.Sync == segwal.SyncAlways
+	payloads, err := payload.Open(filepath.Join(cfg.Dir, "payloads"))
+	if err != nil {
+		return nil, fmt.Errorf("dispatch: %w", err)
+	}
 	wal, err := segwal.Open(filepath.Join(cfg.Dir, "wal"), walOpts)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: open WAL: %w", err)
@@ -232,6 +265,7 @@ func Open(cfg Config) (*Engine, error) {
 		commits: make(chan []*committedTick, 1), commitReady: make(chan struct{}, 1), spareArrays: make(chan releasedArrays, 4), committerDone: make(chan struct{}), commitFailed: make(chan struct{}),
 		groupCommit: cfg.WAL.Sync == segwal.SyncAlways,
 		snapshots:   &snapshotter{dir: filepath.Join(cfg.Dir, "snapshots"), retain: cfg.SnapshotRetain},
+		payloads:    payloads, budget: payload.NewBudget(cfg.MaxPayloadMemory),
 	}
 	e.recovery.WAL = wal.Recovery()
 	state, err := e.recover()

@@ -58,7 +58,7 @@ func (m *metrics) watchHost(h *host.Host) {
 
 // watchEngine registers the metrics read from the engine at scrape time.
 func (m *metrics) watchEngine(e *dispatch.Engine) {
-	m.reg.MustRegister(&engineCollector{e: e})
+	m.reg.MustRegister(&engineCollector{e: e}, &payloadCollector{e: e})
 }
 
 func (m *metrics) handler() http.Handler {

@@ -39,6 +39,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "max-timeout", Value: host.DefaultMaxLimits().Timeout, Usage: "operator maximum of an attempt's timeout"},
 			&cli.GenericFlag{Name: "allow-dir", Value: &repeated{}, Usage: "host directory under which a plugin manifest may mount directories (repeatable); none: no mounts"},
 			&cli.Int64Flag{Name: "max-scratch-bytes", Value: 1 << 30, Usage: "operator maximum of a manifest's scratch_bytes (a plugin's writable /tmp)"},
+			&cli.GenericFlag{Name: "max-payload-memory", Value: &byteSize{}, DefaultText: payloadMemoryDefaultText, Usage: "bytes of task inputs and outputs held in memory for work in progress (submissions being received, inputs of running attempts, outputs being written), e.g. 512MiB; past it submissions get 429 with Retry-After. Payloads over 1 KiB live in the data dir's payload store and are read when needed"},
 			&cli.BoolFlag{Name: "repair", Usage: "if the WAL is damaged before its tail, keep its longest valid prefix and delete what follows (logged); check first with wasmtask wal verify"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log as JSON"},
@@ -66,6 +67,13 @@ func runServe(c *cli.Context) error {
 	}
 	if c.Int("workers") < 1 {
 		return fail(exitUsage, "--workers must be at least 1, got %d", c.Int("workers"))
+	}
+	payloadMemory, payloadMemorySource := defaultPayloadMemory()
+	if b := c.Generic("max-payload-memory").(*byteSize); b.set {
+		if b.n < 1<<20 {
+			return fail(exitUsage, "--max-payload-memory must be at least 1MiB, got %s", formatBytes(b.n))
+		}
+		payloadMemory, payloadMemorySource = b.n, "--max-payload-memory"
 	}
 	ctx := c.Context
 	if n := c.Uint("max-table-elements"); n < 1 || n > 1<<27 {
@@ -102,7 +110,7 @@ func runServe(c *cli.Context) error {
 	exec := &observedExecutor{next: host.NewExecutor(h, reg.Resolve), m: m, reg: reg}
 	engine, err := dispatch.Open(dispatch.Config{Dir: filepath.Join(dataDir, "engine"), Executor: exec,
 		Workers: c.Int("workers"), Logger: logger, ValidateHandler: reg.Check, DurableLeases: c.Bool("durable-leases"),
-		WAL: segwal.Options{Repair: c.Bool("repair")}})
+		WAL: segwal.Options{Repair: c.Bool("repair")}, MaxPayloadMemory: payloadMemory})
 	var damage *segwal.CorruptionError
 	if errors.As(err, &damage) {
 		return fail(exitFailed, "%v\nCheck the WAL with:\n  %s wal verify --data-dir %s\nTo keep its longest valid prefix and drop what follows the damage, start the server once with:\n  %s",
@@ -150,7 +158,8 @@ func runServe(c *cli.Context) error {
 	}
 	hs := ln.httpServer(c, srv)
 	srv.SetReady(true)
-	hl.Info("listening", "addr", ln.url(), "data_dir", dataDir, "workers", c.Int("workers"))
+	hl.Info("listening", "addr", ln.url(), "data_dir", dataDir, "workers", c.Int("workers"),
+		"max_payload_memory", formatBytes(payloadMemory), "max_payload_memory_from", payloadMemorySource)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- ln.serve(hs) }()
 
