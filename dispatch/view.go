@@ -8,63 +8,6 @@ import (
 	"sync"
 )
 
-// TaskView is a read-only copy of a task and its runs.
-type TaskView struct {
-	ID          TaskID    `json:"id"`
-	Handler     string    `json:"handler"`
-	State       TaskState `json:"state"`
-	Spec        TaskSpec  `json:"spec"`
-	SubmittedAt int64     `json:"submitted_at_ms"`
-	FinalAt     int64     `json:"final_at_ms,omitempty"`
-	Canceled    bool      `json:"canceled,omitempty"`
-	CancelNote  string    `json:"cancel_reason,omitempty"`
-	Parent      TaskID    `json:"parent,omitempty"`
-	Children    []TaskID  `json:"children,omitempty"`
-	After       []TaskID  `json:"after,omitempty"`
-	// WaitingFor lists the prerequisites that have not completed: while it
-	// is not empty the task's runs do not start, whatever their due time.
-	WaitingFor []TaskID `json:"waiting_for,omitempty"`
-	Runs       []Run    `json:"runs"`
-	// Retries counts client retries; runs from index RetryFrom on are the
-	// latest retry's.
-	Retries int `json:"retries,omitempty"`
-	// PrunedRuns counts old final runs of a cron task no longer listed.
-	PrunedRuns int `json:"pruned_runs,omitempty"`
-	// Output of the last successful attempt, if any.
-	Output []byte `json:"output,omitempty"`
-	seq    uint64
-}
-
-// Final reports whether the task can no longer change.
-func (v TaskView) Final() bool {
-	return v.State == TaskCompleted || v.State == TaskFailed || v.State == TaskCanceled
-}
-
-func viewOf(s *State, t *Task) TaskView {
-	v := TaskView{ID: t.Spec.ID, Handler: t.Spec.Handler, Spec: t.Spec, SubmittedAt: t.SubmittedAt,
-		FinalAt: t.FinalAt, Canceled: t.Canceled, CancelNote: t.CancelNote, Parent: t.Spec.Parent,
-		Children: slices.Clone(t.children), After: t.prereqs(), seq: t.SubmitSeq, State: s.stateOf(t),
-		Retries: t.Retries, PrunedRuns: t.Pruned}
-	if t.waiting > 0 && !t.final {
-		for _, p := range v.After {
-			if pt := s.Tasks[p]; pt == nil || !pt.final || pt.result != TaskCompleted {
-				v.WaitingFor = append(v.WaitingFor, p)
-			}
-		}
-	}
-	for _, id := range t.Runs {
-		r := *s.Runs[id]
-		r.Attempts = slices.Clone(r.Attempts)
-		v.Runs = append(v.Runs, r)
-		if r.State == RunCompleted {
-			if a := r.current(); a != nil {
-				v.Output = a.Output
-			}
-		}
-	}
-	return v
-}
-
 // Task returns a copy of task id, or false. Like every read it returns only
 // durable state: the view may include the last tick or two, whose fsync is
 // in flight, so it waits for that fsync (at most about one) before returning.
