@@ -225,45 +225,11 @@ func TestApplyLegalEvents(t *testing.T) {
 				t.Errorf("count of %s = %d, want 1 (counts %v)", r.State, n, s.Counts())
 			}
 			// The derived indexes must equal those rebuilt from scratch.
-			if a, b := indexSummary(s), indexSummary(rebuilt(t, s)); a != b {
+			if a, b := s.IndexSummary(), rebuilt(t, s).IndexSummary(); a != b {
 				t.Errorf("indexes after apply %s, rebuilt %s", a, b)
 			}
 		})
 	}
-}
-
-// indexSummary describes the live entries of the derived indexes.
-func indexSummary(s *State) string {
-	var w strings.Builder
-	// Heap layout depends on history; the set of live entries does not.
-	live := func(name string, n int, ok func(i int) (RunID, int64, bool)) {
-		var entries []string
-		for i := range n {
-			if id, at, valid := ok(i); valid {
-				entries = append(entries, string(id)+"@"+strconv.FormatInt(at, 10))
-			}
-		}
-		slices.Sort(entries)
-		w.WriteString(name + ": " + strings.Join(entries, " ") + ";")
-	}
-	live("ready", s.ready.Len(), func(i int) (RunID, int64, bool) {
-		e := s.ready[i]
-		return e.run.ID, e.due, e.run.gen == e.gen
-	})
-	live("timers", s.timers.Len(), func(i int) (RunID, int64, bool) {
-		e := s.timers[i]
-		return e.run.ID, e.at, e.run.gen == e.gen
-	})
-	live("leases", s.leases.Len(), func(i int) (RunID, int64, bool) {
-		e := s.leases[i]
-		return e.run.ID, e.at, e.run.gen == e.gen
-	})
-	w.WriteString(" inflight=" + strconv.Itoa(s.inflight) + " finals=" + strings.Join(taskIDs(s.finals), ","))
-	counts := s.Counts()
-	for _, k := range []RunState{RunScheduled, RunReady, RunLeased, RunRunning, RunRetryWait, RunCompleted, RunFailed, RunCanceled} {
-		w.WriteString(" " + string(k) + "=" + strconv.Itoa(counts[k]))
-	}
-	return w.String()
 }
 
 // rebuilt returns s after a snapshot round trip (decodeState reindexes).

@@ -3,14 +3,12 @@ package dispatch
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The hand-written encoders of cbor.go against the library they stand in
@@ -143,47 +141,5 @@ func TestCBOREncodersMatchLibrary(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("state of %d tasks: err %v, fast %d bytes, library %d bytes", n, err, len(got), len(want))
 		}
-	}
-}
-
-// TestCaptureIsolated: a capture taken in the loop encodes the state as it
-// was, whatever the loop changes afterwards.
-func TestCaptureIsolated(t *testing.T) {
-	e, err := Open(Config{Dir: t.TempDir(), Executor: noopExecutor, Workers: 2, Logger: benchQuiet,
-		Clock: NewManualClock(time.Unix(1_700_000_000, 0))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	ctx := context.Background()
-	for i := range 20 {
-		if _, err := e.Submit(ctx, TaskSpec{ID: TaskID(fmt.Sprint("c", i)), Handler: "h", Labels: map[string]string{"i": "x"}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := e.RunUntilIdle(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Pause(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 5 {
-		if _, err := e.Submit(ctx, TaskSpec{ID: TaskID(fmt.Sprint("p", i)), Handler: "h"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.mu.Lock()
-	c := captureState(e.state)
-	want, _ := encodeStateLibrary(e.state)
-	e.mu.Unlock()
-	if err := e.Resume(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.RunUntilIdle(ctx); err != nil {
-		t.Fatal(err)
-	}
-	got, err := c.encode()
-	if err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("capture changed after the loop went on (err %v)", err)
 	}
 }

@@ -47,6 +47,11 @@ type Job struct {
 	taskSeq uint64 // Task.submitSeq: the WAL sequence that must be durable before an early start
 }
 
+// TaskSeq is the WAL sequence of the task's submission by the running
+// engine (0 when recovered): the loop starts the attempt before its lease
+// is durable only once this sequence is.
+func (j Job) TaskSeq() uint64 { return j.taskSeq }
+
 // Result is what an Executor reports for one attempt.
 type Result struct {
 	Outcome   Outcome

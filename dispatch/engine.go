@@ -602,7 +602,7 @@ func (e *Engine) splitEarly(starts []Job) (early, later []Job) {
 	durable := e.durable.Load()
 	early, later = e.early[:0], starts[:0]
 	for _, job := range starts {
-		if job.taskSeq <= durable {
+		if job.TaskSeq() <= durable {
 			early = append(early, job)
 		} else {
 			later = append(later, job)

@@ -392,6 +392,12 @@ func (r *Run) attemptCounts(closing Outcome) (used, lost int) {
 	return used, lost
 }
 
+// IsFinal reports whether the task can no longer change (derived by apply).
+func (t *Task) IsFinal() bool { return t.final }
+
+// FinalRuns counts the task's runs that are final (derived by apply).
+func (t *Task) FinalRuns() int { return t.finalRuns }
+
 func (r *Run) current() *Attempt {
 	if len(r.Attempts) == 0 {
 		return nil

@@ -197,8 +197,8 @@ func checkInvariants(s *State, workers int) error {
 				}
 			}
 		}
-		if final != t.finalRuns {
-			return fmt.Errorf("task %s: %d final runs, bookkeeping says %d", id, final, t.finalRuns)
+		if final != t.FinalRuns() {
+			return fmt.Errorf("task %s: %d final runs, bookkeeping says %d", id, final, t.FinalRuns())
 		}
 		if (final == len(t.Runs)) != (t.FinalAt != 0) {
 			return fmt.Errorf("task %s: %d/%d runs final, FinalAt %d", id, final, len(t.Runs), t.FinalAt)
@@ -293,7 +293,7 @@ func quickSameState(a, b *State) error {
 		tb, ok := b.Tasks[id]
 		if !ok || !ta.Spec.equal(&tb.Spec) || ta.SubmitSeq != tb.SubmitSeq || ta.SubmittedAt != tb.SubmittedAt ||
 			!slices.Equal(ta.Runs, tb.Runs) || ta.Canceled != tb.Canceled || ta.CancelNote != tb.CancelNote ||
-			ta.FinalAt != tb.FinalAt || ta.finalRuns != tb.finalRuns {
+			ta.FinalAt != tb.FinalAt || ta.FinalRuns() != tb.FinalRuns() {
 			return fmt.Errorf("task %s differs: %+v vs %+v", id, ta, tb)
 		}
 	}

@@ -467,8 +467,8 @@ func TestOldSkipsStillCountTowardMaxRuns(t *testing.T) {
 				}
 			}
 			task := s.Tasks["c"]
-			if task.final != tc.wantFinal {
-				t.Fatalf("task final=%v (skipped %d), want %v", task.final, task.Skipped, tc.wantFinal)
+			if task.IsFinal() != tc.wantFinal {
+				t.Fatalf("task final=%v (skipped %d), want %v", task.IsFinal(), task.Skipped, tc.wantFinal)
 			}
 			if tc.wantFinal {
 				if err := apply(s, &Event{Type: EvTaskDropped, At: 4000, Task: "c"}); err != nil {
