@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/wasmtask/wasmtask/segwal"
+
+	"github.com/wasmtask/wasmtask/dispatch/machine"
 )
 
 // Benchmarks of the whole engine (make bench):
@@ -266,7 +268,7 @@ func snapshotBenchState(b *testing.B, n int) *State {
 		if err := spec.Normalize(); err != nil {
 			b.Fatal(err)
 		}
-		run := runID(id, 1)
+		run := machine.MakeRunID(id, 1)
 		for _, e := range []Event{
 			{Type: EvTaskSubmitted, At: at, Task: id, Spec: &spec},
 			{Type: EvRunCreated, At: at, Task: id, Run: run, Index: 1, To: RunReady, DueAt: at},
@@ -274,7 +276,7 @@ func snapshotBenchState(b *testing.B, n int) *State {
 			{Type: EvAttemptStarted, At: at, Task: id, Run: run, Attempt: 1},
 			{Type: EvAttemptFinished, At: at, Task: id, Run: run, From: RunRunning, To: RunCompleted, Attempt: 1, Outcome: OutcomeOK},
 		} {
-			if err := apply(s, &e); err != nil {
+			if err := machine.Apply(s, &e); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -289,13 +291,13 @@ func BenchmarkSnapshot(b *testing.B) {
 	s := snapshotBenchState(b, 100_000)
 	b.Run("capture", func(b *testing.B) {
 		for range b.N {
-			captureState(s)
+			machine.CaptureState(s)
 		}
 	})
 	b.Run("encode", func(b *testing.B) {
 		var n int
 		for range b.N {
-			out, err := captureState(s).encode()
+			out, err := machine.CaptureState(s).Encode()
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -305,7 +307,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	})
 	b.Run("encode-library", func(b *testing.B) {
 		for range b.N {
-			if _, err := encodeStateLibrary(s); err != nil {
+			if _, err := machine.EncodeStateLibrary(s); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -320,8 +322,8 @@ func BenchmarkSnapshot(b *testing.B) {
 func BenchmarkCoreNoop(b *testing.B) {
 	const perTick = 256
 	s := NewState()
-	c := newCore(s, coreConfig{workers: perTick, node: "bench", leaseGrace: 5000, retainMs: 24 * 3600 * 1000,
-		retainCount: 100_000, rand: func() float64 { return 0.5 }}, ulidEntropy())
+	c := machine.NewCore(s, machine.CoreConfig{Workers: perTick, Node: "bench", LeaseGrace: 5000, RetainMs: 24 * 3600 * 1000,
+		RetainCount: 100_000, Rand: func() float64 { return 0.5 }}, ulidEntropy())
 	now := int64(1_700_000_000_000)
 	var buf []byte
 	step := func(inputs []any) Batch {
@@ -331,11 +333,11 @@ func BenchmarkCoreNoop(b *testing.B) {
 		}
 		buf = buf[:0]
 		for i := range batch.Events {
-			if buf, err = appendEvent(buf, &batch.Events[i]); err != nil {
+			if buf, err = machine.AppendEvent(buf, &batch.Events[i]); err != nil {
 				b.Fatal(err)
 			}
 		}
-		c.recycle(batch.Events)
+		c.Recycle(batch.Events)
 		return batch
 	}
 	step(nil) // closes no lost attempts; later Steps skip that
@@ -345,15 +347,15 @@ func BenchmarkCoreNoop(b *testing.B) {
 	b.ResetTimer()
 	for done := 0; done < b.N; done += perTick {
 		for i := range submits {
-			submits[i] = submitInput{spec: TaskSpec{Handler: "noop", MaxAttempts: 1, Policy: RunPolicy{Kind: PolicyOnce}}, normalized: true}
+			submits[i] = machine.SubmitInput{Spec: TaskSpec{Handler: "noop", MaxAttempts: 1, Policy: RunPolicy{Kind: PolicyOnce}}, Normalized: true}
 		}
 		batch := step(submits)
 		reports = reports[:0]
 		for _, j := range batch.Starts {
-			reports = append(reports, startedInput{run: j.Run, attempt: j.Attempt})
+			reports = append(reports, machine.StartedInput{Run: j.Run, Attempt: j.Attempt})
 		}
 		for _, j := range batch.Starts {
-			reports = append(reports, resultInput{run: j.Run, attempt: j.Attempt, res: Result{Outcome: OutcomeOK}})
+			reports = append(reports, machine.ResultInput{Run: j.Run, Attempt: j.Attempt, Res: Result{Outcome: OutcomeOK}})
 		}
 		step(reports)
 		now++

@@ -540,7 +540,7 @@ func (p *crashParent) verify() {
 				lost++
 			default:
 				d := crashOutcome(r.ID, a.Number)
-				if a.Outcome != d.Outcome || a.Retryable != d.Outcome.retryable(d.Retryable) || a.Error != d.Error || string(a.Output) != string(d.Output) {
+				if a.Outcome != d.Outcome || a.Retryable != d.Outcome.Retryable(d.Retryable) || a.Error != d.Error || string(a.Output) != string(d.Output) {
 					t.Errorf("run %s attempt %d recorded %s %q, the executor returned %+v", r.ID, a.Number, a.Outcome, a.Error, d)
 				}
 				if p.executed[attemptKey(r.ID, a.Number)] == 0 {

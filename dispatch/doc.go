@@ -4,6 +4,13 @@
 // acknowledged task. It knows segwal and nothing of WebAssembly: it never
 // imports host or wazero; host implements the Executor interface defined here.
 //
+// The state machine itself (model, events, State, the reducer, the
+// workflow rules and Core) lives in dispatch/machine, which does no I/O;
+// this package is the engine around it: the loop, the committer, the
+// executor pool, readers, snapshot files and recovery. The model's names
+// are aliased here (TaskSpec, Run, Event, ...), so callers use dispatch
+// alone.
+//
 // # Usage
 //
 //	e, err := dispatch.Open(dispatch.Config{Dir: dir, Executor: ex, Workers: 8})
@@ -128,7 +135,7 @@
 //     are parked beside the key and do not block other runs.
 //
 // Gating, hierarchy, finality and key holds are derived from durable state
-// by apply and rebuilt by reindex after a snapshot load (workflow.go), so
+// by apply and rebuilt by reindex after a snapshot load (machine/workflow.go), so
 // they hold after a restart.
 //
 // # Recovery

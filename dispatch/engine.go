@@ -17,6 +17,8 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/wasmtask/wasmtask/dispatch/payload"
 	"github.com/wasmtask/wasmtask/segwal"
+
+	"github.com/wasmtask/wasmtask/dispatch/machine"
 )
 
 // Config configures an Engine. Zero values are defaults.
@@ -277,10 +279,10 @@ func Open(cfg Config) (*Engine, error) {
 	e.durable.Store(state.Applied)
 	e.sinceSnapshot = int(state.Applied - e.recovery.SnapshotSeq)
 	e.sinceSnapshotBytes = int64(e.recovery.BytesReplayed)
-	e.core = newCore(state, coreConfig{
-		workers: cfg.Workers, node: cfg.Node, leaseGrace: cfg.LeaseGrace.Milliseconds(),
-		retainMs: cfg.RetainFor.Milliseconds(), retainCount: cfg.RetainCount, rand: cfg.Rand,
-		validateHandler: cfg.ValidateHandler,
+	e.core = machine.NewCore(state, machine.CoreConfig{
+		Workers: cfg.Workers, Node: cfg.Node, LeaseGrace: cfg.LeaseGrace.Milliseconds(),
+		RetainMs: cfg.RetainFor.Milliseconds(), RetainCount: cfg.RetainCount, Rand: cfg.Rand,
+		ValidateHandler: cfg.ValidateHandler,
 	}, ulidEntropy())
 	e.recovery.Duration = time.Since(start)
 	// Debug: the program embedding the engine reports recovery (wasmtask
@@ -312,8 +314,8 @@ func (e *Engine) recover() (*State, error) {
 	if err := e.replay(state); err != nil {
 		return nil, fmt.Errorf("dispatch: replay %s: %w", e.cfg.Dir, err)
 	}
-	state.doomed = nil // their cancellations were written in the same ticks and replayed
-	state.justFinal = nil
+	state.Doomed = nil // their cancellations were written in the same ticks and replayed
+	state.JustFinal = nil
 	return state, nil
 }
 
@@ -389,7 +391,7 @@ func (e *Engine) loop() {
 				continue
 			}
 			if d, ok := in.(drainInput); ok {
-				e.core.drain = d.on
+				e.core.Drain = d.on
 				close(d.reply)
 				continue
 			}
@@ -404,7 +406,7 @@ func (e *Engine) loop() {
 		now := unixMs(e.cfg.Clock.Now())
 		select {
 		case spare := <-e.spareArrays:
-			e.core.spareStarts, e.core.spareAcks = spare.starts, spare.acks
+			e.core.SpareStarts, e.core.SpareAcks = spare.starts, spare.acks
 		default:
 		}
 		// Readers (Task, List, Wait, Stats) take e.mu for reading and then
@@ -419,9 +421,9 @@ func (e *Engine) loop() {
 		}
 		want := e.state.Applied + uint64(len(batch.Events))
 		e.state.Applied = want
-		tick := &committedTick{seq: want, acks: batch.acks, cancels: batch.Cancels, starts: batch.Starts,
-			finals: e.state.justFinal}
-		e.state.justFinal = nil
+		tick := &committedTick{seq: want, acks: batch.Acks, cancels: batch.Cancels, starts: batch.Starts,
+			finals: e.state.JustFinal}
+		e.state.JustFinal = nil
 		if len(probes) > 0 {
 			tick.idle = e.idle(now, batch)
 			tick.probes = probes
@@ -500,7 +502,7 @@ func (e *Engine) pend(tick *committedTick, events []Event) error {
 		for i := range events {
 			start := len(p.buf)
 			var err error
-			if p.buf, err = appendEvent(p.buf, &events[i]); err != nil {
+			if p.buf, err = machine.AppendEvent(p.buf, &events[i]); err != nil {
 				e.failPending(err)
 				return fmt.Errorf("dispatch: engine stopped: encode event: %w", err)
 			}
@@ -510,7 +512,7 @@ func (e *Engine) pend(tick *committedTick, events []Event) error {
 		e.stats.events.Add(uint64(len(events)))
 		e.sinceSnapshot += len(events)
 		e.sinceSnapshotBytes += int64(len(p.buf) - bufStart)
-		e.core.recycle(events)
+		e.core.Recycle(events)
 	}
 	if len(events) > 0 || len(tick.acks) > 0 || len(tick.starts) > 0 || len(tick.cancels) > 0 ||
 		len(tick.finals) > 0 || len(tick.probes) > 0 {
@@ -583,7 +585,7 @@ func (e *Engine) handOffNow() error {
 func (e *Engine) failPending(err error) {
 	for _, t := range e.pending.ticks {
 		for _, a := range t.acks {
-			a.to <- reply{err: stoppedBy(err)}
+			a.To <- machine.Reply{Err: stoppedBy(err)}
 		}
 	}
 	e.pending.ticks = nil
@@ -615,7 +617,7 @@ func (e *Engine) splitEarly(starts []Job) (early, later []Job) {
 // committedTick is what a tick releases once its events are durable.
 type committedTick struct {
 	seq     uint64 // the tick's last WAL sequence (the previous tick's if it wrote none)
-	acks    []ack
+	acks    []machine.Ack
 	cancels []RunID
 	starts  []Job
 	finals  []TaskID // tasks that became final: their Wait calls wake
@@ -659,7 +661,7 @@ func (e *Engine) commitLoop() {
 		if err != nil {
 			for _, t := range group {
 				for _, a := range t.acks {
-					a.to <- reply{err: stoppedBy(e.commitErr)}
+					a.To <- machine.Reply{Err: stoppedBy(e.commitErr)}
 				}
 			}
 			continue // until the loop, seeing commitFailed, closes commits
@@ -701,7 +703,7 @@ var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return
 // and wakes Wait calls on its tasks that became final.
 func (e *Engine) release(t *committedTick) {
 	for _, a := range t.acks {
-		a.to <- a.r
+		a.To <- a.R
 	}
 	if len(t.cancels) > 0 {
 		e.cancelsMu.Lock()
@@ -732,7 +734,7 @@ func (e *Engine) release(t *committedTick) {
 // reuses rather than growing new ones every tick.
 type releasedArrays struct {
 	starts []Job
-	acks   []ack
+	acks   []machine.Ack
 }
 
 // releaseFinished releases the contexts of attempts that finished in this
@@ -741,13 +743,13 @@ func (e *Engine) releaseFinished(inputs []any) {
 	e.cancelsMu.Lock()
 	defer e.cancelsMu.Unlock()
 	for _, in := range inputs {
-		r, ok := in.(resultInput)
+		r, ok := in.(machine.ResultInput)
 		if !ok {
 			continue
 		}
-		if cancel, ok := e.cancels[r.run]; ok && cancelOwner(e, r) {
+		if cancel, ok := e.cancels[r.Run]; ok && cancelOwner(e, r) {
 			cancel()
-			delete(e.cancels, r.run)
+			delete(e.cancels, r.Run)
 		}
 	}
 }
@@ -797,16 +799,16 @@ func (e *Engine) stopLoop(err error) {
 
 // cancelOwner reports whether the finished attempt r is the one whose
 // context is registered (a stale result must not cancel a newer attempt).
-func cancelOwner(e *Engine, r resultInput) bool {
-	run, ok := e.state.Runs[r.run]
-	return !ok || len(run.Attempts) == r.attempt
+func cancelOwner(e *Engine, r machine.ResultInput) bool {
+	run, ok := e.state.Runs[r.Run]
+	return !ok || len(run.Attempts) == r.Attempt
 }
 
 // idle judges the state after the tick, not whether the tick did work: a
 // tick with events but nothing in flight or due is followed by no other
 // (its timer was re-armed for the future), so waiting for one would hang.
 func (e *Engine) idle(now int64, b Batch) bool {
-	if len(e.inbox) > 0 || len(e.results) > 0 || e.state.inflight > 0 {
+	if len(e.inbox) > 0 || len(e.results) > 0 || e.state.Inflight > 0 {
 		return false
 	}
 	return b.NextWake == 0 || b.NextWake > now || e.state.Paused
@@ -828,7 +830,7 @@ func (e *Engine) start(job Job) {
 	e.cancelsMu.Unlock()
 	job.Heartbeat = func() {
 		select {
-		case e.results <- heartbeatInput{run: job.Run, attempt: job.Attempt}:
+		case e.results <- machine.HeartbeatInput{Run: job.Run, Attempt: job.Attempt}:
 		default: // the loop is busy; the next heartbeat renews the lease
 		}
 	}
@@ -837,7 +839,7 @@ func (e *Engine) start(job Job) {
 		defer e.workers.Done()
 		started := e.cfg.Clock.Now()
 		select {
-		case e.results <- startedInput{run: job.Run, attempt: job.Attempt, at: started.UnixMilli()}:
+		case e.results <- machine.StartedInput{Run: job.Run, Attempt: job.Attempt, At: started.UnixMilli()}:
 		case <-e.done:
 		}
 		res := safeExecute(ctx, e.cfg.Executor, job)
@@ -849,7 +851,7 @@ func (e *Engine) start(job Job) {
 			res.Outcome, res.Error = OutcomeTimeout, fmt.Sprintf("attempt timed out (%s)", res.Error)
 		}
 		select {
-		case e.results <- resultInput{run: job.Run, attempt: job.Attempt, res: res}:
+		case e.results <- machine.ResultInput{Run: job.Run, Attempt: job.Attempt, Res: res}:
 		case <-e.done:
 		}
 	}()
@@ -893,24 +895,24 @@ func (e *Engine) shutdown(err error) {
 func failInput(in any, err error) {
 	err = stoppedBy(err)
 	switch in := in.(type) {
-	case *submitInput:
-		in.reply <- reply{err: err}
-	case submitManyInput:
+	case *machine.SubmitInput:
+		in.Reply <- machine.Reply{Err: err}
+	case machine.SubmitManyInput:
 		for _, sub := range in {
-			sub.reply <- reply{err: err}
+			sub.Reply <- machine.Reply{Err: err}
 		}
-	case cancelInput:
-		in.reply <- reply{err: err}
-	case pauseInput:
-		in.reply <- reply{err: err}
-	case afterInput:
-		in.reply <- reply{err: err}
-	case retryInput:
-		in.reply <- reply{err: err}
-	case deleteInput:
-		in.reply <- reply{err: err}
-	case purgeInput:
-		in.reply <- reply{err: err}
+	case machine.CancelInput:
+		in.Reply <- machine.Reply{Err: err}
+	case machine.PauseInput:
+		in.Reply <- machine.Reply{Err: err}
+	case machine.AfterInput:
+		in.Reply <- machine.Reply{Err: err}
+	case machine.RetryInput:
+		in.Reply <- machine.Reply{Err: err}
+	case machine.DeleteInput:
+		in.Reply <- machine.Reply{Err: err}
+	case machine.PurgeInput:
+		in.Reply <- machine.Reply{Err: err}
 	case idleProbe:
 		in.reply <- idleReply{idle: true}
 	case drainInput:
@@ -950,27 +952,27 @@ func (e *Engine) stoppedErr() error {
 
 // replyChans are reply channels for Submit, which is the hot path: a
 // channel goes back to the pool only once its one reply was received.
-var replyChans = sync.Pool{New: func() any { return make(chan reply, 1) }}
+var replyChans = sync.Pool{New: func() any { return make(chan machine.Reply, 1) }}
 
-func (e *Engine) await(ctx context.Context, ch chan reply) (reply, error) {
+func (e *Engine) await(ctx context.Context, ch chan machine.Reply) (machine.Reply, error) {
 	r, _, err := e.awaitReply(ctx, ch)
 	return r, err
 }
 
 // awaitReply waits for the reply on ch; received reports whether it came.
-func (e *Engine) awaitReply(ctx context.Context, ch chan reply) (r reply, received bool, err error) {
+func (e *Engine) awaitReply(ctx context.Context, ch chan machine.Reply) (r machine.Reply, received bool, err error) {
 	select {
 	case r := <-ch:
-		return r, true, r.err
+		return r, true, r.Err
 	case <-e.done:
 		select {
 		case r := <-ch:
-			return r, true, r.err
+			return r, true, r.Err
 		default:
 		}
-		return reply{}, false, e.stoppedErr()
+		return machine.Reply{}, false, e.stoppedErr()
 	case <-ctx.Done():
-		return reply{}, false, ctx.Err()
+		return machine.Reply{}, false, ctx.Err()
 	}
 }
 
@@ -980,7 +982,7 @@ func (e *Engine) awaitReply(ctx context.Context, ch chan reply) (r reply, receiv
 // invalid spec is a *ValidationError naming the field.
 func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (SubmitResult, error) {
 	r, err := e.submit(ctx, spec, false)
-	return r.submit, err
+	return r.Submit, err
 }
 
 // SubmitView is Submit returning the task's view as of its submission
@@ -989,22 +991,22 @@ func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (SubmitResult, error
 // one more fsync, as the loop has often stepped further by then.
 func (e *Engine) SubmitView(ctx context.Context, spec TaskSpec) (SubmitResult, TaskView, error) {
 	r, err := e.submit(ctx, spec, true)
-	if err != nil || r.view == nil {
-		return r.submit, TaskView{}, err
+	if err != nil || r.View == nil {
+		return r.Submit, TaskView{}, err
 	}
-	return r.submit, *r.view, nil
+	return r.Submit, *r.View, nil
 }
 
-func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (reply, error) {
+func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (machine.Reply, error) {
 	// Normalize is a pure function of the spec: run it here, beside the
 	// caller, rather than in the loop that every submission goes through.
 	if err := spec.Normalize(); err != nil {
-		return reply{}, err
+		return machine.Reply{}, err
 	}
-	ch := replyChans.Get().(chan reply)
-	if err := e.send(ctx, &submitInput{spec: spec, reply: ch, normalized: true, view: view}); err != nil {
+	ch := replyChans.Get().(chan machine.Reply)
+	if err := e.send(ctx, &machine.SubmitInput{Spec: spec, Reply: ch, Normalized: true, View: view}); err != nil {
 		replyChans.Put(ch)
-		return reply{}, err
+		return machine.Reply{}, err
 	}
 	r, received, err := e.awaitReply(ctx, ch)
 	if received {
@@ -1020,12 +1022,12 @@ func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (reply, e
 // ctx ended).
 func (e *Engine) SubmitMany(ctx context.Context, specs []TaskSpec) (results []SubmitResult, errs []error, err error) {
 	results, errs = make([]SubmitResult, len(specs)), make([]error, len(specs))
-	ch := make(chan reply, len(specs))
-	in := make(submitManyInput, 0, len(specs))
+	ch := make(chan machine.Reply, len(specs))
+	in := make(machine.SubmitManyInput, 0, len(specs))
 	index := make([]int, 0, len(specs)) // in[k] is specs[index[k]]
 	for i, spec := range specs {
 		if errs[i] = spec.Normalize(); errs[i] == nil {
-			in = append(in, submitInput{spec: spec, reply: ch, normalized: true})
+			in = append(in, machine.SubmitInput{Spec: spec, Reply: ch, Normalized: true})
 			index = append(index, i)
 		}
 	}
@@ -1040,7 +1042,7 @@ func (e *Engine) SubmitMany(ctx context.Context, specs []TaskSpec) (results []Su
 		if !received {
 			return nil, nil, err // stopped or ctx ended before the answer
 		}
-		results[i], errs[i] = r.submit, r.err
+		results[i], errs[i] = r.Submit, r.Err
 	}
 	return results, errs, nil
 }
@@ -1049,8 +1051,8 @@ func (e *Engine) SubmitMany(ctx context.Context, specs []TaskSpec) (results []Su
 // once (durably, before Cancel returns); running attempts get their
 // context cancelled and end as canceled. Canceling a final task is a no-op.
 func (e *Engine) Cancel(ctx context.Context, id TaskID, reason string) error {
-	ch := make(chan reply, 1)
-	if err := e.send(ctx, cancelInput{task: id, reason: reason, reply: ch}); err != nil {
+	ch := make(chan machine.Reply, 1)
+	if err := e.send(ctx, machine.CancelInput{Task: id, Reason: reason, Reply: ch}); err != nil {
 		return err
 	}
 	_, err := e.await(ctx, ch)
@@ -1064,8 +1066,8 @@ func (e *Engine) Pause(ctx context.Context) error { return e.setPaused(ctx, true
 func (e *Engine) Resume(ctx context.Context) error { return e.setPaused(ctx, false) }
 
 func (e *Engine) setPaused(ctx context.Context, p bool) error {
-	ch := make(chan reply, 1)
-	if err := e.send(ctx, pauseInput{pause: p, reply: ch}); err != nil {
+	ch := make(chan machine.Reply, 1)
+	if err := e.send(ctx, machine.PauseInput{Pause: p, Reply: ch}); err != nil {
 		return err
 	}
 	_, err := e.await(ctx, ch)
@@ -1089,7 +1091,7 @@ func (e *Engine) Drain(timeout time.Duration) (int, error) {
 	for {
 		changed := e.changedCh()
 		e.mu.RLock()
-		n := e.state.inflight
+		n := e.state.Inflight
 		e.mu.RUnlock()
 		if n == 0 {
 			return 0, nil

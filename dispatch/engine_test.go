@@ -908,7 +908,7 @@ func TestSpecDefaults(t *testing.T) {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
 	again := spec
-	if err := again.Normalize(); err != nil || !again.equal(&spec) {
+	if err := again.Normalize(); err != nil || !again.SameAs(&spec) {
 		t.Errorf("Normalize is not idempotent: %v %+v", err, again)
 	}
 	// A backoff with only a base is exponential.

@@ -24,6 +24,8 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/oklog/ulid/v2"
 	"github.com/wasmtask/wasmtask/segwal"
+
+	"github.com/wasmtask/wasmtask/dispatch/machine"
 )
 
 // Property tests: random task mixes driven by a seeded PRNG, checked
@@ -149,7 +151,7 @@ func checkInvariants(s *State, workers int) error {
 		if t.Spec.ID != id {
 			return fmt.Errorf("task %s stored under %s", t.Spec.ID, id)
 		}
-		if got, want := len(t.Runs), t.Spec.runCount(); got != want {
+		if got, want := len(t.Runs), t.Spec.RunCount(); got != want {
 			return fmt.Errorf("task %s has %d runs, its policy %+v implies %d", id, got, t.Spec.Policy, want)
 		}
 		final := 0
@@ -178,15 +180,15 @@ func checkInvariants(s *State, workers int) error {
 			switch r.State {
 			case RunLeased, RunRunning:
 				inflight++
-				if a := r.current(); a == nil || a.Outcome != "" {
+				if a := r.Current(); a == nil || a.Outcome != "" {
 					return fmt.Errorf("run %s is %s without an open attempt", rid, r.State)
 				}
 			case RunCompleted:
-				if a := r.current(); a == nil || a.Outcome != OutcomeOK {
+				if a := r.Current(); a == nil || a.Outcome != OutcomeOK {
 					return fmt.Errorf("run %s is completed, last attempt %+v", rid, a)
 				}
 			case RunRetryWait:
-				a := r.current()
+				a := r.Current()
 				used, lost := budgets(r.Attempts)
 				if a == nil || !a.Retryable || a.Outcome == OutcomeLost && lost >= MaxLostAttempts || a.Outcome != OutcomeLost && used >= t.Spec.MaxAttempts {
 					return fmt.Errorf("run %s waits for a retry after %+v (max %d)", rid, a, t.Spec.MaxAttempts)
@@ -212,8 +214,8 @@ func checkInvariants(s *State, workers int) error {
 			return fmt.Errorf("run counts %v, State.Counts %v", counts, s.Counts())
 		}
 	}
-	if inflight != s.inflight {
-		return fmt.Errorf("%d runs leased or running, State.inflight %d", inflight, s.inflight)
+	if inflight != s.Inflight {
+		return fmt.Errorf("%d runs leased or running, State.inflight %d", inflight, s.Inflight)
 	}
 	if workers > 0 && inflight > workers {
 		return fmt.Errorf("%d attempts in flight, %d workers", inflight, workers)
@@ -242,7 +244,7 @@ func checkOutcomes(s *State, seed uint64, lost func(r *Run, a *Attempt) error) e
 					}
 				default:
 					d := drawResult(seed, rid, a.Number)
-					if a.Outcome != d.Outcome || a.Retryable != d.Outcome.retryable(d.Retryable) || a.Error != d.Error || string(a.Output) != string(d.Output) {
+					if a.Outcome != d.Outcome || a.Retryable != d.Outcome.Retryable(d.Retryable) || a.Error != d.Error || string(a.Output) != string(d.Output) {
 						return fmt.Errorf("run %s attempt %d recorded %s retryable=%v %q, the executor returned %+v", rid, a.Number, a.Outcome, a.Retryable, a.Error, d)
 					}
 				}
@@ -253,7 +255,7 @@ func checkOutcomes(s *State, seed uint64, lost func(r *Run, a *Attempt) error) e
 			want, at := foldAttempts(&t.Spec, r.Attempts)
 			switch {
 			case r.State == RunCanceled && t.Canceled:
-				if a := r.current(); a != nil && a.Outcome == OutcomeOK {
+				if a := r.Current(); a != nil && a.Outcome == OutcomeOK {
 					return fmt.Errorf("run %s canceled after an ok attempt", rid)
 				}
 			case r.State != want || at != len(r.Attempts)-1:
@@ -268,11 +270,11 @@ func checkOutcomes(s *State, seed uint64, lost func(r *Run, a *Attempt) error) e
 // replayRecords applies WAL records (record i has sequence from+i) to s.
 func replayRecords(s *State, recs [][]byte, from uint64) error {
 	for i, rec := range recs {
-		ev, err := decodeEvent(rec)
+		ev, err := machine.DecodeEvent(rec)
 		if err != nil {
 			return fmt.Errorf("record %d: %w", from+uint64(i), err)
 		}
-		if err := apply(s, &ev); err != nil {
+		if err := machine.Apply(s, &ev); err != nil {
 			return fmt.Errorf("record %d: %w", from+uint64(i), err)
 		}
 		s.Applied = from + uint64(i)
@@ -291,7 +293,7 @@ func quickSameState(a, b *State) error {
 	}
 	for id, ta := range a.Tasks {
 		tb, ok := b.Tasks[id]
-		if !ok || !ta.Spec.equal(&tb.Spec) || ta.SubmitSeq != tb.SubmitSeq || ta.SubmittedAt != tb.SubmittedAt ||
+		if !ok || !ta.Spec.SameAs(&tb.Spec) || ta.SubmitSeq != tb.SubmitSeq || ta.SubmittedAt != tb.SubmittedAt ||
 			!slices.Equal(ta.Runs, tb.Runs) || ta.Canceled != tb.Canceled || ta.CancelNote != tb.CancelNote ||
 			ta.FinalAt != tb.FinalAt || ta.FinalRuns() != tb.FinalRuns() {
 			return fmt.Errorf("task %s differs: %+v vs %+v", id, ta, tb)
@@ -309,8 +311,8 @@ func quickSameState(a, b *State) error {
 			return fmt.Errorf("run %s differs: %+v vs %+v", id, ra, rb)
 		}
 	}
-	if fmt.Sprint(a.Counts()) != fmt.Sprint(b.Counts()) || a.inflight != b.inflight || !slices.Equal(a.finals, b.finals) {
-		return fmt.Errorf("derived state differs: %v/%d/%v vs %v/%d/%v", a.Counts(), a.inflight, a.finals, b.Counts(), b.inflight, b.finals)
+	if fmt.Sprint(a.Counts()) != fmt.Sprint(b.Counts()) || a.Inflight != b.Inflight || !slices.Equal(a.Finals, b.Finals) {
+		return fmt.Errorf("derived state differs: %v/%d/%v vs %v/%d/%v", a.Counts(), a.Inflight, a.Finals, b.Counts(), b.Inflight, b.Finals)
 	}
 	return nil
 }
@@ -318,29 +320,29 @@ func quickSameState(a, b *State) error {
 // sameState compares two states by their snapshot encoding (every
 // exported field, in a canonical order) and their derived counters.
 func sameState(a, b *State) error {
-	ab, err := encodeState(a)
+	ab, err := machine.EncodeState(a)
 	if err != nil {
 		return err
 	}
-	bb, err := encodeState(b)
+	bb, err := machine.EncodeState(b)
 	if err != nil {
 		return err
 	}
 	if string(ab) != string(bb) {
-		var ba, bbody snapshotBody
-		if err := decMode.Unmarshal(ab, &ba); err != nil {
+		var ba, bbody machine.SnapshotBody
+		if err := machine.DecMode.Unmarshal(ab, &ba); err != nil {
 			return err
 		}
-		if err := decMode.Unmarshal(bb, &bbody); err != nil {
+		if err := machine.DecMode.Unmarshal(bb, &bbody); err != nil {
 			return err
 		}
 		return fmt.Errorf("states differ (-a +b):\n%s", cmp.Diff(ba, bbody, cmpopts.IgnoreUnexported(Task{}, Run{}), cmpopts.EquateEmpty()))
 	}
-	if fmt.Sprint(a.Counts()) != fmt.Sprint(b.Counts()) || a.inflight != b.inflight {
-		return fmt.Errorf("derived counters differ: %v/%d vs %v/%d", a.Counts(), a.inflight, b.Counts(), b.inflight)
+	if fmt.Sprint(a.Counts()) != fmt.Sprint(b.Counts()) || a.Inflight != b.Inflight {
+		return fmt.Errorf("derived counters differ: %v/%d vs %v/%d", a.Counts(), a.Inflight, b.Counts(), b.Inflight)
 	}
-	if fmt.Sprint(a.finals) != fmt.Sprint(b.finals) {
-		return fmt.Errorf("final-task order differs: %v vs %v", a.finals, b.finals)
+	if fmt.Sprint(a.Finals) != fmt.Sprint(b.Finals) {
+		return fmt.Errorf("final-task order differs: %v vs %v", a.Finals, b.Finals)
 	}
 	return nil
 }
@@ -391,7 +393,7 @@ type simJob struct {
 
 type simSubmit struct {
 	spec TaskSpec
-	ch   chan reply
+	ch   chan machine.Reply
 	kind string // new, resubmit, dup, conflict, invalid
 }
 
@@ -419,11 +421,11 @@ type coreSim struct {
 	acked   map[TaskID]bool
 	unacked map[TaskID]bool // submitted, reply never released: resubmitted after a crash
 
-	jobs       map[RunID]*simJob // attempts executing in the current process
-	stale      []any             // results and heartbeats of a dead process
-	finished   []resultInput     // results already delivered (re-sent as duplicates)
-	dispatched map[string]bool   // run@attempt released to the executor
-	completed  map[RunID]bool    // runs whose completion is durable
+	jobs       map[RunID]*simJob     // attempts executing in the current process
+	stale      []any                 // results and heartbeats of a dead process
+	finished   []machine.ResultInput // results already delivered (re-sent as duplicates)
+	dispatched map[string]bool       // run@attempt released to the executor
+	completed  map[RunID]bool        // runs whose completion is durable
 
 	expectLost map[RunID]int // open attempts at recovery: the first Step must close exactly these as lost
 	lostOK     map[string]bool
@@ -446,12 +448,12 @@ func newCoreSim(t *testing.T, seed uint64) *coreSim {
 	c.workers = 1 + c.rng.IntN(4)
 	c.s = NewState()
 	c.core = c.newCore(c.s)
-	c.core.lost = false // a fresh directory: nothing to close
+	c.core.Lost = false // a fresh directory: nothing to close
 	return c
 }
 
 func (c *coreSim) newCore(s *State) *Core {
-	return newCore(s, coreConfig{workers: c.workers, node: "sim", leaseGrace: 5000, rand: c.jitter.Float64}, c.entropy)
+	return machine.NewCore(s, machine.CoreConfig{Workers: c.workers, Node: "sim", LeaseGrace: 5000, Rand: c.jitter.Float64}, c.entropy)
 }
 
 func (c *coreSim) fatalf(format string, args ...any) {
@@ -468,9 +470,9 @@ func (c *coreSim) newID() TaskID {
 func (c *coreSim) randomInputs(subs *[]simSubmit) []any {
 	var groups [][]any
 	submit := func(spec TaskSpec, kind string) {
-		ch := make(chan reply, 1)
+		ch := make(chan machine.Reply, 1)
 		*subs = append(*subs, simSubmit{spec: spec, ch: ch, kind: kind})
-		groups = append(groups, []any{submitInput{spec: spec, reply: ch}})
+		groups = append(groups, []any{machine.SubmitInput{Spec: spec, Reply: ch}})
 	}
 	if c.rng.IntN(10) < 3 && len(c.specs) < 60 {
 		for range 1 + c.rng.IntN(3) {
@@ -498,27 +500,27 @@ func (c *coreSim) randomInputs(subs *[]simSubmit) []any {
 		case 3:
 			submit(TaskSpec{ID: "bad", Handler: "Not A Plugin"}, "invalid")
 		case 4, 5:
-			groups = append(groups, []any{cancelInput{task: id, reason: "random cancel", reply: make(chan reply, 1)}})
+			groups = append(groups, []any{machine.CancelInput{Task: id, Reason: "random cancel", Reply: make(chan machine.Reply, 1)}})
 		case 6:
-			groups = append(groups, []any{cancelInput{task: "no-such-task", reply: make(chan reply, 1)}})
+			groups = append(groups, []any{machine.CancelInput{Task: "no-such-task", Reply: make(chan machine.Reply, 1)}})
 		}
 	}
 	switch c.rng.IntN(25) {
 	case 0:
-		groups = append(groups, []any{pauseInput{pause: true, reply: make(chan reply, 1)}})
+		groups = append(groups, []any{machine.PauseInput{Pause: true, Reply: make(chan machine.Reply, 1)}})
 	case 1, 2:
-		groups = append(groups, []any{pauseInput{pause: false, reply: make(chan reply, 1)}})
+		groups = append(groups, []any{machine.PauseInput{Pause: false, Reply: make(chan machine.Reply, 1)}})
 	}
 	for _, id := range sortedKeys(c.jobs) {
 		j := c.jobs[id]
 		j.age++
 		var g []any
 		if !j.started && c.rng.IntN(2) == 0 {
-			g = append(g, startedInput{run: id, attempt: j.job.Attempt})
+			g = append(g, machine.StartedInput{Run: id, Attempt: j.job.Attempt})
 			j.started = true
 		}
 		if c.rng.IntN(8) == 0 {
-			g = append(g, heartbeatInput{run: id, attempt: j.job.Attempt})
+			g = append(g, machine.HeartbeatInput{Run: id, Attempt: j.job.Attempt})
 		}
 		// Attempts finish well within their lease (timeout >= 10s plus 5s
 		// grace; a job lives at most 4 ticks of at most 3s): a lost attempt
@@ -528,7 +530,7 @@ func (c *coreSim) randomInputs(subs *[]simSubmit) []any {
 			if j.canceled && c.rng.IntN(4) > 0 {
 				res = Result{Outcome: OutcomeCancelled, Error: "context canceled"}
 			}
-			in := resultInput{run: id, attempt: j.job.Attempt, res: res}
+			in := machine.ResultInput{Run: id, Attempt: j.job.Attempt, Res: res}
 			g = append(g, in)
 			c.finished = append(c.finished, in)
 			delete(c.jobs, id)
@@ -603,7 +605,7 @@ func (c *coreSim) tick(inputs []any, subs []simSubmit, crash int) Batch {
 		return Batch{}
 	}
 	for i := range b.Events {
-		rec, err := appendEvent(nil, &b.Events[i])
+		rec, err := machine.AppendEvent(nil, &b.Events[i])
 		if err != nil {
 			c.fatalf("encode %+v: %v", b.Events[i], err)
 		}
@@ -618,26 +620,26 @@ func (c *coreSim) tick(inputs []any, subs []simSubmit, crash int) Batch {
 		c.recover(true)
 		return Batch{}
 	}
-	for _, a := range b.acks {
-		a.to <- a.r
+	for _, a := range b.Acks {
+		a.To <- a.R
 	}
 	for _, sub := range subs {
 		c.checkSubmitReply(sub)
 	}
 	for _, in := range inputs {
-		var ch chan reply
+		var ch chan machine.Reply
 		switch in := in.(type) {
-		case cancelInput:
-			ch = in.reply
-		case pauseInput:
-			ch = in.reply
+		case machine.CancelInput:
+			ch = in.Reply
+		case machine.PauseInput:
+			ch = in.Reply
 		default:
 			continue
 		}
 		select {
 		case r := <-ch:
-			if r.err != nil && !errors.Is(r.err, ErrNotFound) {
-				c.fatalf("%T: %v", in, r.err)
+			if r.Err != nil && !errors.Is(r.Err, ErrNotFound) {
+				c.fatalf("%T: %v", in, r.Err)
 			}
 		default:
 			c.fatalf("no reply released for %+v", in)
@@ -660,7 +662,7 @@ func (c *coreSim) tick(inputs []any, subs []simSubmit, crash int) Batch {
 			c.fatalf("attempt %d of %s dispatched, max_attempts %d", job.Attempt, job.Run, job.MaxAttempts)
 		}
 		r := c.s.Runs[job.Run]
-		if r == nil || r.State != RunLeased || len(r.Attempts) != job.Attempt || r.current().Worker != job.Worker {
+		if r == nil || r.State != RunLeased || len(r.Attempts) != job.Attempt || r.Current().Worker != job.Worker {
 			c.fatalf("start %+v does not match the run %+v", job, r)
 		}
 		if _, busy := c.jobs[job.Run]; busy {
@@ -677,7 +679,7 @@ func (c *coreSim) tick(inputs []any, subs []simSubmit, crash int) Batch {
 		}
 	}
 	if c.rng.IntN(25) == 0 {
-		body, err := encodeState(c.s)
+		body, err := machine.EncodeState(c.s)
 		if err != nil {
 			c.fatalf("encodeState: %v", err)
 		}
@@ -688,7 +690,7 @@ func (c *coreSim) tick(inputs []any, subs []simSubmit, crash int) Batch {
 
 func (c *coreSim) checkSubmitReply(sub simSubmit) {
 	c.t.Helper()
-	var r reply
+	var r machine.Reply
 	select {
 	case r = <-sub.ch:
 	default:
@@ -697,14 +699,14 @@ func (c *coreSim) checkSubmitReply(sub simSubmit) {
 	var verr *ValidationError
 	switch sub.kind {
 	case "new", "resubmit":
-		if r.err != nil || r.submit.Task != sub.spec.ID {
+		if r.Err != nil || r.Submit.Task != sub.spec.ID {
 			c.fatalf("submit %s (%s): %+v", sub.spec.ID, sub.kind, r)
 		}
-		if sub.kind == "new" && r.submit.Duplicate {
+		if sub.kind == "new" && r.Submit.Duplicate {
 			c.fatalf("first submission of %s acknowledged as a duplicate", sub.spec.ID)
 		}
 		if sub.kind == "resubmit" {
-			if r.submit.Duplicate {
+			if r.Submit.Duplicate {
 				c.resubDup++
 			} else {
 				c.resubNew++
@@ -713,16 +715,16 @@ func (c *coreSim) checkSubmitReply(sub simSubmit) {
 		c.acked[sub.spec.ID] = true
 		delete(c.unacked, sub.spec.ID)
 	case "dup":
-		if r.err != nil || !r.submit.Duplicate {
+		if r.Err != nil || !r.Submit.Duplicate {
 			c.fatalf("resubmitting acknowledged %s: %+v, want a duplicate", sub.spec.ID, r)
 		}
 	case "conflict":
-		if !errors.Is(r.err, ErrConflict) {
-			c.fatalf("conflicting spec for %s: %v, want ErrConflict", sub.spec.ID, r.err)
+		if !errors.Is(r.Err, ErrConflict) {
+			c.fatalf("conflicting spec for %s: %v, want ErrConflict", sub.spec.ID, r.Err)
 		}
 	case "invalid":
-		if !errors.As(r.err, &verr) || verr.Field != "handler" {
-			c.fatalf("invalid spec: %v, want a ValidationError on handler", r.err)
+		if !errors.As(r.Err, &verr) || verr.Field != "handler" {
+			c.fatalf("invalid spec: %v, want a ValidationError on handler", r.Err)
 		}
 	}
 }
@@ -742,7 +744,7 @@ func (c *coreSim) recover(liveDurable bool) {
 			sn = c.snap[c.rng.IntN(len(c.snap))]
 		}
 		var err error
-		if s, err = decodeState(sn.body); err != nil {
+		if s, err = machine.DecodeState(sn.body); err != nil {
 			c.fatalf("decode snapshot at %d: %v", sn.applied, err)
 		}
 		from = sn.applied + 1
@@ -774,10 +776,10 @@ func (c *coreSim) recover(liveDurable bool) {
 	for _, id := range sortedKeys(c.jobs) {
 		j := c.jobs[id]
 		if c.rng.IntN(3) == 0 {
-			c.stale = append(c.stale, resultInput{run: id, attempt: j.job.Attempt, res: drawResult(c.seed, id, j.job.Attempt)})
+			c.stale = append(c.stale, machine.ResultInput{Run: id, Attempt: j.job.Attempt, Res: drawResult(c.seed, id, j.job.Attempt)})
 		}
 		if c.rng.IntN(4) == 0 {
-			c.stale = append(c.stale, heartbeatInput{run: id, attempt: j.job.Attempt})
+			c.stale = append(c.stale, machine.HeartbeatInput{Run: id, Attempt: j.job.Attempt})
 		}
 	}
 	c.jobs = map[RunID]*simJob{}
@@ -788,9 +790,9 @@ func (c *coreSim) resubmits(subs *[]simSubmit) []any {
 	var inputs []any
 	for _, id := range c.order {
 		if c.unacked[id] {
-			ch := make(chan reply, 1)
+			ch := make(chan machine.Reply, 1)
 			*subs = append(*subs, simSubmit{spec: c.specs[id], ch: ch, kind: "resubmit"})
-			inputs = append(inputs, submitInput{spec: c.specs[id], reply: ch})
+			inputs = append(inputs, machine.SubmitInput{Spec: c.specs[id], Reply: ch})
 		}
 	}
 	return inputs
@@ -825,7 +827,7 @@ func runCoreSim(t *testing.T, seed uint64, steps int) *coreSim {
 	// Quiesce: no more cancels, crashes or new work; resume; deliver every
 	// result; advance the clock until nothing is left.
 	subs := pendingSubs
-	inputs := append(pending, pauseInput{pause: false, reply: make(chan reply, 1)})
+	inputs := append(pending, machine.PauseInput{Pause: false, Reply: make(chan machine.Reply, 1)})
 	var last Batch
 	for i := 0; ; i++ {
 		if i > 500 {
@@ -837,7 +839,7 @@ func runCoreSim(t *testing.T, seed uint64, steps int) *coreSim {
 			if j.canceled {
 				res = Result{Outcome: OutcomeCancelled}
 			}
-			inputs = append(inputs, startedInput{run: id, attempt: j.job.Attempt}, resultInput{run: id, attempt: j.job.Attempt, res: res})
+			inputs = append(inputs, machine.StartedInput{Run: id, Attempt: j.job.Attempt}, machine.ResultInput{Run: id, Attempt: j.job.Attempt, Res: res})
 			delete(c.jobs, id)
 		}
 		last = c.tick(inputs, subs, noCrash)
@@ -873,7 +875,7 @@ func (c *coreSim) finalChecks() {
 			c.fatalf("acknowledged task %s is missing", id)
 		}
 		spec := c.specs[id]
-		if !tk.Spec.equal(&spec) {
+		if !tk.Spec.SameAs(&spec) {
 			c.fatalf("task %s stored spec %+v, submitted %+v", id, tk.Spec, spec)
 		}
 	}
@@ -931,7 +933,7 @@ func (c *coreSim) finalChecks() {
 	}
 	c.snapChecked += len(check)
 	for _, sn := range check {
-		s2, err := decodeState(sn.body)
+		s2, err := machine.DecodeState(sn.body)
 		if err != nil {
 			c.fatalf("snapshot at %d: %v", sn.applied, err)
 		}
@@ -1256,7 +1258,7 @@ func (p *engineProp) finalChecks(s *State) {
 			p.fatalf("acknowledged task %s is missing", id)
 		}
 		spec := p.specs[id]
-		if !tk.Spec.equal(&spec) {
+		if !tk.Spec.SameAs(&spec) {
 			p.fatalf("task %s stored spec %+v, submitted %+v", id, tk.Spec, spec)
 		}
 		for _, rid := range tk.Runs {

@@ -3,6 +3,8 @@ package dispatch
 import (
 	"errors"
 	"fmt"
+
+	"github.com/wasmtask/wasmtask/dispatch/machine"
 )
 
 var errReplayStopped = errors.New("dispatch: replay stopped")
@@ -42,7 +44,7 @@ func (e *Engine) replay(state *State) error {
 			return true
 		}
 		readErr = e.wal.Replay(from, func(seq uint64, rec []byte) error {
-			ev, err := decodeEvent(rec)
+			ev, err := machine.DecodeEvent(rec)
 			if err != nil {
 				return fmt.Errorf("WAL record %d: %w", seq, err)
 			}
@@ -64,7 +66,7 @@ func (e *Engine) replay(state *State) error {
 	for b := range batches {
 		for i := 0; i < len(b.events) && applyErr == nil; i++ {
 			seq := b.first + uint64(i)
-			if err := apply(state, &b.events[i]); err != nil {
+			if err := machine.Apply(state, &b.events[i]); err != nil {
 				applyErr = fmt.Errorf("WAL record %d: %w", seq, err)
 				close(stop) // and drain what the reader already sent
 				break

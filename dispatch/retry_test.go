@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmtask/wasmtask/dispatch/machine"
 )
 
 // failFor makes the recorder fail the first attempt of every run of the
@@ -462,7 +464,7 @@ func TestOldSkipsStillCountTowardMaxRuns(t *testing.T) {
 				{Type: EvAttemptFinished, At: 3001, Task: "c", Run: "c#2", From: RunLeased, To: RunCompleted, Attempt: 1, Outcome: OutcomeOK},
 			}
 			for i := range events {
-				if err := apply(s, &events[i]); err != nil {
+				if err := machine.Apply(s, &events[i]); err != nil {
 					t.Fatalf("event %d (%v): %v", i, events[i].Type, err)
 				}
 			}
@@ -471,7 +473,7 @@ func TestOldSkipsStillCountTowardMaxRuns(t *testing.T) {
 				t.Fatalf("task final=%v (skipped %d), want %v", task.IsFinal(), task.Skipped, tc.wantFinal)
 			}
 			if tc.wantFinal {
-				if err := apply(s, &Event{Type: EvTaskDropped, At: 4000, Task: "c"}); err != nil {
+				if err := machine.Apply(s, &Event{Type: EvTaskDropped, At: 4000, Task: "c"}); err != nil {
 					t.Errorf("the old log's retention drop: %v", err)
 				}
 			}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/wasmtask/wasmtask/segwal"
+
+	"github.com/wasmtask/wasmtask/dispatch/machine"
 )
 
 // Snapshot file: snap-<20-digit WAL sequence>.snap
@@ -237,7 +239,7 @@ func readSnapshot(path string, seq uint64) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decompress: %w", err)
 	}
-	s, err := decodeState(raw)
+	s, err := machine.DecodeState(raw)
 	if err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
@@ -272,7 +274,7 @@ func (e *Engine) snapshot() chan error {
 	if !e.snapshots.running.CompareAndSwap(false, true) {
 		return nil
 	}
-	capture := captureState(e.state)
+	capture := machine.CaptureState(e.state)
 	applied := e.state.Applied
 	e.sinceSnapshot, e.sinceSnapshotBytes = 0, 0
 	done, finished := make(chan error, 1), make(chan struct{})
@@ -288,7 +290,7 @@ func (e *Engine) snapshot() chan error {
 			done <- fmt.Errorf("dispatch: snapshot %d: %w: its events never became durable", applied, ErrStopped)
 			return
 		}
-		oldest, err := e.snapshots.writeFrom(applied, capture.encodeTo)
+		oldest, err := e.snapshots.writeFrom(applied, capture.EncodeTo)
 		if err != nil {
 			e.log.Error("dispatch: snapshot write failed", "seq", applied, "err", err)
 			done <- fmt.Errorf("dispatch: snapshot %d: %w", applied, err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/wasmtask/wasmtask/dispatch/machine"
 )
 
 // TestCaptureIsolated: a capture taken in the loop encodes the state as it
@@ -35,8 +37,8 @@ func TestCaptureIsolated(t *testing.T) {
 		}
 	}
 	e.mu.Lock()
-	c := captureState(e.state)
-	want, _ := encodeStateLibrary(e.state)
+	c := machine.CaptureState(e.state)
+	want, _ := machine.EncodeStateLibrary(e.state)
 	e.mu.Unlock()
 	if err := e.Resume(ctx); err != nil {
 		t.Fatal(err)
@@ -44,7 +46,7 @@ func TestCaptureIsolated(t *testing.T) {
 	if err := e.RunUntilIdle(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.encode()
+	got, err := c.Encode()
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("capture changed after the loop went on (err %v)", err)
 	}

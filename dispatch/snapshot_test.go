@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/wasmtask/wasmtask/segwal"
+
+	"github.com/wasmtask/wasmtask/dispatch/machine"
 )
 
 // workloadExecutor fails or succeeds by the task's input.
@@ -95,7 +97,7 @@ func liveState(t *testing.T, e *Engine) []byte {
 	t.Helper()
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	b, err := encodeState(e.state)
+	b, err := machine.EncodeState(e.state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,11 +122,11 @@ func replayWAL(t *testing.T, dir string, upto uint64) *State {
 		if upto != 0 && seq > upto {
 			return errStopReplay
 		}
-		e, err := decodeEvent(rec)
+		e, err := machine.DecodeEvent(rec)
 		if err != nil {
 			return err
 		}
-		if err := apply(s, &e); err != nil {
+		if err := machine.Apply(s, &e); err != nil {
 			return err
 		}
 		s.Applied = seq
@@ -141,7 +143,7 @@ var errStopReplay = errors.New("stop replay")
 func viewsOf(s *State) []TaskView {
 	var out []TaskView
 	for _, id := range slices.Sorted(maps.Keys(s.Tasks)) {
-		out = append(out, viewOf(s, s.Tasks[id]))
+		out = append(out, machine.ViewOf(s, s.Tasks[id]))
 	}
 	return out
 }
@@ -150,11 +152,11 @@ func viewsOf(s *State) []TaskView {
 // attempts and derived indexes.
 func compareStates(t *testing.T, what string, want, got *State) {
 	t.Helper()
-	bw, err := encodeState(want)
+	bw, err := machine.EncodeState(want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bg, err := encodeState(got)
+	bg, err := machine.EncodeState(got)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +421,7 @@ func TestSnapshotterLoadNewest(t *testing.T) {
 	write := func(applied uint64) {
 		s := NewState()
 		s.Applied = applied
-		b, err := encodeState(s)
+		b, err := machine.EncodeState(s)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/wasmtask/wasmtask/dispatch/machine"
 )
 
 // Task returns a copy of task id, or false. Like every read it returns only
@@ -15,7 +17,7 @@ func (e *Engine) Task(id TaskID) (v TaskView, ok bool) {
 	e.readDurable(func(s *State) {
 		var t *Task
 		if t, ok = s.Tasks[id]; ok {
-			v = viewOf(s, t)
+			v = machine.ViewOf(s, t)
 		}
 	})
 	return v, ok
@@ -61,13 +63,13 @@ func (e *Engine) List(f ListFilter) []TaskView {
 		newest := make(taskHeap, 0, min(f.Limit, len(s.Tasks)))
 		for _, t := range s.Tasks {
 			if before != 0 && t.SubmitSeq >= before || f.Handler != "" && t.Spec.Handler != f.Handler ||
-				!hasLabels(t.Spec.Labels, f.Labels) || f.IDContains != "" && !strings.Contains(string(t.Spec.ID), f.IDContains) {
+				!machine.HasLabels(t.Spec.Labels, f.Labels) || f.IDContains != "" && !strings.Contains(string(t.Spec.ID), f.IDContains) {
 				continue
 			}
 			if len(newest) == f.Limit && t.SubmitSeq < newest[0].SubmitSeq {
 				continue // older than every task kept so far
 			}
-			if f.State != "" && s.stateOf(t) != f.State {
+			if f.State != "" && s.StateOf(t) != f.State {
 				continue
 			}
 			newest.keep(t, f.Limit)
@@ -75,7 +77,7 @@ func (e *Engine) List(f ListFilter) []TaskView {
 		slices.SortFunc(newest, func(a, b *Task) int { return cmp.Compare(b.SubmitSeq, a.SubmitSeq) })
 		out = make([]TaskView, len(newest))
 		for i, t := range newest {
-			out[i] = viewOf(s, t)
+			out[i] = machine.ViewOf(s, t)
 		}
 	})
 	return out
@@ -92,19 +94,19 @@ func (h taskHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *taskHeap) keep(t *Task, n int) {
 	if len(*h) < n {
 		*h = append(*h, t)
-		siftUp(h, len(*h)-1)
+		machine.SiftUp(h, len(*h)-1)
 		return
 	}
 	(*h)[0] = t
-	siftDown(h, 0, len(*h))
+	machine.SiftDown(h, 0, len(*h))
 }
 
 // After adds prerequisites to task id, which must not have started: all or
 // nothing, durable when it returns. Unknown ids and cycles (checked against
 // the whole graph) are *ValidationErrors naming the cycle.
 func (e *Engine) After(ctx context.Context, id TaskID, after []TaskID) error {
-	ch := make(chan reply, 1)
-	if err := e.send(ctx, afterInput{task: id, after: after, reply: ch}); err != nil {
+	ch := make(chan machine.Reply, 1)
+	if err := e.send(ctx, machine.AfterInput{Task: id, After: after, Reply: ch}); err != nil {
 		return err
 	}
 	_, err := e.await(ctx, ch)
@@ -211,7 +213,7 @@ type Stats struct {
 // Stats returns counters; it never blocks the loop for long.
 func (e *Engine) Stats() (st Stats) {
 	e.readDurable(func(s *State) {
-		st = Stats{Submitted: s.NextSubmitSeq - 1, Tasks: len(s.Tasks), RunsByState: s.Counts(), InFlight: s.inflight,
+		st = Stats{Submitted: s.NextSubmitSeq - 1, Tasks: len(s.Tasks), RunsByState: s.Counts(), InFlight: s.Inflight,
 			Paused: s.Paused, Applied: s.Applied,
 			Ticks: e.stats.ticks.Load(), Events: e.stats.events.Load(), WALAppends: e.stats.appends.Load()}
 	})

@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"cmp"
@@ -7,7 +7,7 @@ import (
 	"slices"
 )
 
-type snapshotBody struct {
+type SnapshotBody struct {
 	Version       int     `cbor:"1,keyasint"`
 	Applied       uint64  `cbor:"2,keyasint"`
 	NextSubmitSeq uint64  `cbor:"3,keyasint"`
@@ -16,16 +16,16 @@ type snapshotBody struct {
 	Runs          []*Run  `cbor:"6,keyasint"`
 }
 
-// encodeState captures s as CBOR, tasks and runs in submission order so the
+// EncodeState captures s as CBOR, tasks and runs in submission order so the
 // bytes do not depend on map order.
-func encodeState(s *State) ([]byte, error) { return captureState(s).encode() }
+func EncodeState(s *State) ([]byte, error) { return CaptureState(s).Encode() }
 
-// stateCapture is what a snapshot holds, taken in the loop and encoded
+// StateCapture is what a snapshot holds, taken in the loop and encoded
 // outside it. Taking it costs a fraction of encoding it: a final task and
 // its runs never change again (apply only changes runs that are not final,
 // and the loop never cancels a final task), so they are captured by
 // pointer; only tasks still in progress are copied.
-type stateCapture struct {
+type StateCapture struct {
 	applied, nextSubmitSeq uint64
 	paused                 bool
 	tasks                  []capturedTask
@@ -38,9 +38,9 @@ type capturedTask struct {
 	first int
 }
 
-// captureState is called in the loop.
-func captureState(s *State) *stateCapture {
-	c := &stateCapture{applied: s.Applied, nextSubmitSeq: s.NextSubmitSeq, paused: s.Paused,
+// CaptureState is called in the loop.
+func CaptureState(s *State) *StateCapture {
+	c := &StateCapture{applied: s.Applied, nextSubmitSeq: s.NextSubmitSeq, paused: s.Paused,
 		tasks: make([]capturedTask, 0, len(s.Tasks)), runs: make([]*Run, 0, len(s.Runs))}
 	for _, t := range s.Tasks {
 		final := t.final
@@ -71,12 +71,12 @@ func captureState(s *State) *stateCapture {
 	return c
 }
 
-// encode returns the CBOR of snapshotBody (what encMode.Marshal would
+// Encode returns the CBOR of snapshotBody (what encMode.Marshal would
 // write for it) for the capture: tasks in submission order, then each
 // task's runs in the same order.
-func (c *stateCapture) encode() ([]byte, error) {
+func (c *StateCapture) Encode() ([]byte, error) {
 	var w sliceWriter
-	err := c.encodeTo(&w)
+	err := c.EncodeTo(&w)
 	return w, err
 }
 
@@ -87,9 +87,9 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// encodeTo writes the encoding to w in chunks of about snapChunk bytes,
+// EncodeTo writes the encoding to w in chunks of about snapChunk bytes,
 // so that a snapshot never needs a buffer of its size.
-func (c *stateCapture) encodeTo(w io.Writer) error {
+func (c *StateCapture) EncodeTo(w io.Writer) error {
 	const snapChunk = 256 << 10
 	tasks := sortBySeq(c.tasks)
 	dst := make([]byte, 0, snapChunk+4<<10)
@@ -178,9 +178,9 @@ func sortBySeq(tasks []capturedTask) []capturedTask {
 	return tasks
 }
 
-func decodeState(b []byte) (*State, error) {
-	var body snapshotBody
-	if err := decMode.Unmarshal(b, &body); err != nil {
+func DecodeState(b []byte) (*State, error) {
+	var body SnapshotBody
+	if err := DecMode.Unmarshal(b, &body); err != nil {
 		return nil, err
 	}
 	if body.Version != 1 {
@@ -206,4 +206,20 @@ func decodeState(b []byte) (*State, error) {
 	}
 	s.reindex()
 	return s, nil
+}
+
+// EncodeStateLibrary is EncodeState as the CBOR library writes it: the
+// reference the fast encoder is checked against (tests, benchmarks).
+func EncodeStateLibrary(s *State) ([]byte, error) {
+	body := SnapshotBody{Version: 1, Applied: s.Applied, NextSubmitSeq: s.NextSubmitSeq, Paused: s.Paused}
+	for _, t := range s.Tasks {
+		body.Tasks = append(body.Tasks, t)
+	}
+	slices.SortFunc(body.Tasks, func(a, b *Task) int { return cmp.Compare(a.SubmitSeq, b.SubmitSeq) })
+	for _, t := range body.Tasks {
+		for _, id := range t.Runs {
+			body.Runs = append(body.Runs, s.Runs[id])
+		}
+	}
+	return encMode.Marshal(&body)
 }

@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	r.mustSubmit(TaskSpec{ID: "retry", Handler: "h", MaxAttempts: 3, Backoff: Backoff{Kind: BackoffFixed, BaseMs: 99}})
 	r.finish("retry#1", Result{Outcome: OutcomeTrap})
 	r.mustSubmit(TaskSpec{ID: "running", Handler: "h"})
-	r.step(startedInput{run: "running#1", attempt: 1})
+	r.step(StartedInput{Run: "running#1", Attempt: 1})
 	r.mustSubmit(TaskSpec{ID: "leased", Handler: "h"})
 	r.mustSubmit(TaskSpec{ID: "busy", Handler: "h"})
 	r.mustSubmit(TaskSpec{ID: "ready", Handler: "h", Priority: 3})
@@ -25,8 +25,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if _, err := r.cancel("gone"); err != nil {
 		t.Fatal(err)
 	}
-	ch := make(chan reply, 1)
-	r.ask(pauseInput{pause: true, reply: ch}, ch)
+	ch := make(chan Reply, 1)
+	r.ask(PauseInput{Pause: true, Reply: ch}, ch)
 	r.s.Applied = 12345
 	states := map[RunState]bool{}
 	for _, run := range r.s.Runs {
@@ -38,11 +38,11 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		}
 	}
 	got := rebuilt(t, r.s)
-	bw, err := encodeState(r.s)
+	bw, err := EncodeState(r.s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bg, err := encodeState(got)
+	bg, err := EncodeState(got)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	b := newCoreRig(t, coreOpts{workers: 3, state: got})
 	for _, x := range []*coreRig{a, b} {
 		x.now = rigStart + 100_000
-		x.step(pauseInput{pause: false})
+		x.step(PauseInput{Pause: false})
 		x.drive(x.now+100_000, okResult)
 	}
 	if diff := cmp.Diff(a.events, b.events); diff != "" {

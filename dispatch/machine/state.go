@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"cmp"
@@ -21,15 +21,15 @@ type State struct {
 	ready    readyHeap
 	timers   dueHeap // scheduled and retry_wait runs by DueAt
 	leases   dueHeap // leased and running runs by LeaseExp
-	finals   []TaskID
+	Finals   []TaskID
 	counts   runCounts
-	inflight int // leased + running
+	Inflight int // leased + running
 
 	// Workflow indexes (workflow.go).
 	keyHolder map[string]RunID      // concurrency key -> the run holding it
 	blocked   map[string]*readyHeap // ready runs waiting for a key, by key
-	doomed    []doom                // tasks to cancel because a prerequisite failed; drained by Core
-	justFinal []TaskID              // tasks that became final since the loop last looked (to wake Wait)
+	Doomed    []doom                // tasks to cancel because a prerequisite failed; drained by Core
+	JustFinal []TaskID              // tasks that became final since the loop last looked (to wake Wait)
 }
 
 // NewState returns an empty State.
@@ -127,7 +127,7 @@ type heapLess interface {
 	Swap(i, j int)
 }
 
-func siftUp(h heapLess, j int) {
+func SiftUp(h heapLess, j int) {
 	for {
 		i := (j - 1) / 2 // parent
 		if i == j || !h.Less(j, i) {
@@ -138,7 +138,7 @@ func siftUp(h heapLess, j int) {
 	}
 }
 
-func siftDown(h heapLess, i0, n int) {
+func SiftDown(h heapLess, i0, n int) {
 	i := i0
 	for {
 		j1 := 2*i + 1
@@ -159,27 +159,27 @@ func siftDown(h heapLess, i0, n int) {
 
 func (h *dueHeap) push(e dueEntry) {
 	*h = append(*h, e)
-	siftUp(h, len(*h)-1)
+	SiftUp(h, len(*h)-1)
 }
 
 // pop removes the first entry (as heap.Pop does).
 func (h *dueHeap) pop() {
 	n := len(*h) - 1
 	h.Swap(0, n)
-	siftDown(h, 0, n)
+	SiftDown(h, 0, n)
 	(*h)[n] = dueEntry{}
 	*h = (*h)[:n]
 }
 
 func (h *readyHeap) push(e readyEntry) {
 	*h = append(*h, e)
-	siftUp(h, len(*h)-1)
+	SiftUp(h, len(*h)-1)
 }
 
 func (h *readyHeap) pop() {
 	n := len(*h) - 1
 	h.Swap(0, n)
-	siftDown(h, 0, n)
+	SiftDown(h, 0, n)
 	(*h)[n] = readyEntry{}
 	*h = (*h)[:n]
 }
@@ -259,16 +259,16 @@ func (s *State) index(r *Run) {
 		s.timers.compact(s.counts.of(RunScheduled) + s.counts.of(RunRetryWait))
 	case RunLeased, RunRunning:
 		s.leases.push(dueEntry{run: r, gen: r.gen, at: r.LeaseExp, seq: submitSeq(s.taskOf(r))})
-		s.leases.compact(s.inflight)
+		s.leases.compact(s.Inflight)
 	}
 }
 
 // reindex rebuilds the derived indexes from the maps (after a snapshot load).
 func (s *State) reindex() {
-	s.ready, s.timers, s.leases, s.finals = nil, nil, nil, nil
-	s.keyHolder, s.blocked, s.doomed = map[string]RunID{}, map[string]*readyHeap{}, nil
+	s.ready, s.timers, s.leases, s.Finals = nil, nil, nil, nil
+	s.keyHolder, s.blocked, s.Doomed = map[string]RunID{}, map[string]*readyHeap{}, nil
 	s.counts = runCounts{}
-	s.inflight = 0
+	s.Inflight = 0
 	var fins []*Task
 	for _, t := range s.Tasks {
 		t.finalRuns = 0
@@ -279,7 +279,7 @@ func (s *State) reindex() {
 			t.runs = append(t.runs, r)
 			s.counts.add(r.State, 1)
 			if r.State == RunLeased || r.State == RunRunning {
-				s.inflight++
+				s.Inflight++
 			}
 			if r.State.Final() {
 				t.finalRuns++
@@ -304,7 +304,7 @@ func (s *State) reindex() {
 		return cmp.Or(cmp.Compare(a.FinalAt, b.FinalAt), cmp.Compare(a.SubmitSeq, b.SubmitSeq))
 	})
 	for _, t := range fins {
-		s.finals = append(s.finals, t.Spec.ID)
+		s.Finals = append(s.Finals, t.Spec.ID)
 	}
 }
 

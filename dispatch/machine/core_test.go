@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"errors"
@@ -57,10 +57,10 @@ func newCoreRig(t *testing.T, o coreOpts) *coreRig {
 	if o.state == nil {
 		o.state = NewState()
 	}
-	cfg := coreConfig{workers: o.workers, node: "n", leaseGrace: o.leaseGrace, retainMs: o.retainMs,
-		retainCount: o.retainCount, rand: o.rand}
+	cfg := CoreConfig{Workers: o.workers, Node: "n", LeaseGrace: o.leaseGrace, RetainMs: o.retainMs,
+		RetainCount: o.retainCount, Rand: o.rand}
 	entropy := ulid.Monotonic(mrand.NewChaCha8([32]byte{1}), 0)
-	return &coreRig{t: t, s: o.state, c: newCore(o.state, cfg, entropy), now: rigStart}
+	return &coreRig{t: t, s: o.state, c: NewCore(o.state, cfg, entropy), now: rigStart}
 }
 
 // step runs one tick at r.now; an error fails the test.
@@ -84,23 +84,23 @@ func (r *coreRig) record(b Batch) {
 }
 
 // ask steps with one input that carries a reply channel and returns the reply.
-func (r *coreRig) ask(in any, ch chan reply) (Batch, reply) {
+func (r *coreRig) ask(in any, ch chan Reply) (Batch, Reply) {
 	r.t.Helper()
 	b := r.step(in)
-	for _, a := range b.acks {
-		if a.to == ch {
-			return b, a.r
+	for _, a := range b.Acks {
+		if a.To == ch {
+			return b, a.R
 		}
 	}
 	r.t.Fatalf("no reply for %T", in)
-	return b, reply{}
+	return b, Reply{}
 }
 
 func (r *coreRig) submit(spec TaskSpec) (SubmitResult, error) {
 	r.t.Helper()
-	ch := make(chan reply, 1)
-	_, rep := r.ask(submitInput{spec: spec, reply: ch}, ch)
-	return rep.submit, rep.err
+	ch := make(chan Reply, 1)
+	_, rep := r.ask(SubmitInput{Spec: spec, Reply: ch}, ch)
+	return rep.Submit, rep.Err
 }
 
 func (r *coreRig) mustSubmit(spec TaskSpec) TaskID {
@@ -114,9 +114,9 @@ func (r *coreRig) mustSubmit(spec TaskSpec) TaskID {
 
 func (r *coreRig) cancel(id TaskID) (Batch, error) {
 	r.t.Helper()
-	ch := make(chan reply, 1)
-	b, rep := r.ask(cancelInput{task: id, reason: "test", reply: ch}, ch)
-	return b, rep.err
+	ch := make(chan Reply, 1)
+	b, rep := r.ask(CancelInput{Task: id, Reason: "test", Reply: ch}, ch)
+	return b, rep.Err
 }
 
 // take removes the pending attempt of run id and returns it.
@@ -144,7 +144,7 @@ func (r *coreRig) pendingRuns() []RunID {
 func (r *coreRig) finish(id RunID, res Result) Batch {
 	r.t.Helper()
 	j := r.take(id)
-	return r.step(startedInput{run: j.Run, attempt: j.Attempt}, resultInput{run: j.Run, attempt: j.Attempt, res: res})
+	return r.step(StartedInput{Run: j.Run, Attempt: j.Attempt}, ResultInput{Run: j.Run, Attempt: j.Attempt, Res: res})
 }
 
 // drive answers every attempt with exec (in the step after it was handed
@@ -156,7 +156,7 @@ func (r *coreRig) drive(until int64, exec func(j Job) Result) {
 		if len(r.pending) > 0 {
 			var in []any
 			for _, j := range r.pending {
-				in = append(in, startedInput{run: j.Run, attempt: j.Attempt}, resultInput{run: j.Run, attempt: j.Attempt, res: exec(j)})
+				in = append(in, StartedInput{Run: j.Run, Attempt: j.Attempt}, ResultInput{Run: j.Run, Attempt: j.Attempt, Res: exec(j)})
 			}
 			r.pending = nil
 			r.step(in...)
@@ -222,7 +222,7 @@ func TestCoreRunAccounting(t *testing.T) {
 			}
 			for i, id := range task.Runs {
 				run := r.run(id)
-				if want := runID("t", i+1); id != want || run.Index != i+1 {
+				if want := MakeRunID("t", i+1); id != want || run.Index != i+1 {
 					t.Errorf("run %d is %s index %d, want %s", i, id, run.Index, want)
 				}
 				if got := run.DueAt - rigStart; got != tc.wantDue[i] {
@@ -325,7 +325,7 @@ func TestCoreRetryCap(t *testing.T) {
 				if a.Number != i+1 {
 					t.Errorf("attempt %d numbered %d", i+1, a.Number)
 				}
-				wantRetryable := a.Outcome.retryable(tc.results[min(i+1, len(tc.results))-1].Retryable)
+				wantRetryable := a.Outcome.Retryable(tc.results[min(i+1, len(tc.results))-1].Retryable)
 				if a.Retryable != wantRetryable {
 					t.Errorf("attempt %d (%s) recorded Retryable=%v, want %v", i+1, a.Outcome, a.Retryable, wantRetryable)
 				}
@@ -512,7 +512,7 @@ func TestCoreLeaseChoiceAgainstModel(t *testing.T) {
 				var in []any
 				switch k := rng.IntN(10); {
 				case k < 4:
-					in = append(in, submitInput{spec: randomSpec(rng, fmt.Sprintf("t%03d", next), r.now)})
+					in = append(in, SubmitInput{Spec: randomSpec(rng, fmt.Sprintf("t%03d", next), r.now)})
 					next++
 				case k < 7 && len(r.pending) > 0:
 					j := r.pending[rng.IntN(len(r.pending))]
@@ -521,7 +521,7 @@ func TestCoreLeaseChoiceAgainstModel(t *testing.T) {
 					if rng.IntN(3) == 0 {
 						res = Result{Outcome: OutcomeTrap}
 					}
-					in = append(in, startedInput{run: j.Run, attempt: j.Attempt}, resultInput{run: j.Run, attempt: j.Attempt, res: res})
+					in = append(in, StartedInput{Run: j.Run, Attempt: j.Attempt}, ResultInput{Run: j.Run, Attempt: j.Attempt, Res: res})
 				default:
 					r.now += rng.Int64N(15)
 				}
@@ -538,11 +538,11 @@ func TestCoreLeaseChoiceAgainstModel(t *testing.T) {
 						t.Fatalf("leased %s while %s ranks first", j.Run, left[0])
 					}
 				}
-				if len(left) > 0 && r.s.inflight < r.c.cfg.workers && !r.s.Paused {
-					t.Fatalf("%d of %d workers busy while %v is ready", r.s.inflight, r.c.cfg.workers, left[0])
+				if len(left) > 0 && r.s.Inflight < r.c.cfg.Workers && !r.s.Paused {
+					t.Fatalf("%d of %d workers busy while %v is ready", r.s.Inflight, r.c.cfg.Workers, left[0])
 				}
-				if r.s.inflight > r.c.cfg.workers {
-					t.Fatalf("%d attempts in flight with %d workers", r.s.inflight, r.c.cfg.workers)
+				if r.s.Inflight > r.c.cfg.Workers {
+					t.Fatalf("%d attempts in flight with %d workers", r.s.Inflight, r.c.cfg.Workers)
 				}
 			}
 		})
@@ -609,8 +609,8 @@ func TestCoreWorkerBound(t *testing.T) {
 	for i := range 10 {
 		r.mustSubmit(TaskSpec{ID: TaskID(fmt.Sprint("t", i)), Handler: "h"})
 	}
-	if len(r.pending) != 3 || r.s.inflight != 3 {
-		t.Fatalf("%d attempts handed out (%d in flight) with 3 workers", len(r.pending), r.s.inflight)
+	if len(r.pending) != 3 || r.s.Inflight != 3 {
+		t.Fatalf("%d attempts handed out (%d in flight) with 3 workers", len(r.pending), r.s.Inflight)
 	}
 	workers := map[string]bool{}
 	for _, j := range r.pending {
@@ -675,15 +675,15 @@ func TestCoreCancel(t *testing.T) {
 		}},
 		{name: "running", from: RunRunning, wantCancels: true, finish: &Result{Outcome: OutcomeCancelled}, want: RunCanceled, setup: func(r *coreRig) {
 			r.mustSubmit(TaskSpec{ID: "t", Handler: "h", MaxAttempts: 3})
-			r.step(startedInput{run: "t#1", attempt: 1})
+			r.step(StartedInput{Run: "t#1", Attempt: 1})
 		}},
 		{name: "running, retryable failure is not retried", from: RunRunning, wantCancels: true, finish: &retryable, want: RunCanceled, setup: func(r *coreRig) {
 			r.mustSubmit(TaskSpec{ID: "t", Handler: "h", MaxAttempts: 3})
-			r.step(startedInput{run: "t#1", attempt: 1})
+			r.step(StartedInput{Run: "t#1", Attempt: 1})
 		}},
 		{name: "running, finishes ok anyway", from: RunRunning, wantCancels: true, finish: &Result{Outcome: OutcomeOK}, want: RunCompleted, setup: func(r *coreRig) {
 			r.mustSubmit(TaskSpec{ID: "t", Handler: "h", MaxAttempts: 3})
-			r.step(startedInput{run: "t#1", attempt: 1})
+			r.step(StartedInput{Run: "t#1", Attempt: 1})
 		}},
 	}
 	for _, tc := range tests {
@@ -737,7 +737,7 @@ func TestCoreCancelRepeatTask(t *testing.T) {
 	r.finish("t#1", Result{Outcome: OutcomeOK})
 	r.now += 1000
 	r.step()
-	r.step(startedInput{run: "t#2", attempt: 1})
+	r.step(StartedInput{Run: "t#2", Attempt: 1})
 	b, err := r.cancel("t")
 	if err != nil {
 		t.Fatal(err)
@@ -779,10 +779,10 @@ func TestCoreCancelFinalAndUnknown(t *testing.T) {
 func TestCorePause(t *testing.T) {
 	r := newCoreRig(t, coreOpts{workers: 2})
 	pause := func(p bool) Batch {
-		ch := make(chan reply, 1)
-		b, rep := r.ask(pauseInput{pause: p, reply: ch}, ch)
-		if rep.err != nil {
-			t.Fatal(rep.err)
+		ch := make(chan Reply, 1)
+		b, rep := r.ask(PauseInput{Pause: p, Reply: ch}, ch)
+		if rep.Err != nil {
+			t.Fatal(rep.Err)
 		}
 		return b
 	}
@@ -811,8 +811,8 @@ func TestCorePause(t *testing.T) {
 func TestCorePausedStillFinishesAttempts(t *testing.T) {
 	r := newCoreRig(t, coreOpts{})
 	r.mustSubmit(TaskSpec{ID: "a", Handler: "h", MaxAttempts: 2, Backoff: Backoff{Kind: BackoffFixed}})
-	ch := make(chan reply, 1)
-	r.ask(pauseInput{pause: true, reply: ch}, ch)
+	ch := make(chan Reply, 1)
+	r.ask(PauseInput{Pause: true, Reply: ch}, ch)
 	r.finish("a#1", Result{Outcome: OutcomeTrap})
 	if run := r.run("a#1"); run.State != RunReady || len(r.pending) != 0 {
 		t.Errorf("paused: run %s, pending %v; want the retry ready but not leased", run.State, r.pendingRuns())
@@ -822,7 +822,7 @@ func TestCorePausedStillFinishesAttempts(t *testing.T) {
 func TestCoreDrain(t *testing.T) {
 	r := newCoreRig(t, coreOpts{workers: 2})
 	r.mustSubmit(TaskSpec{ID: "a", Handler: "h"})
-	r.c.drain = true
+	r.c.Drain = true
 	r.mustSubmit(TaskSpec{ID: "b", Handler: "h"})
 	r.finish("a#1", Result{Outcome: OutcomeOK})
 	if len(r.pending) != 0 || r.run("b#1").State != RunReady {
@@ -833,14 +833,14 @@ func TestCoreDrain(t *testing.T) {
 func TestCoreHeartbeat(t *testing.T) {
 	r := newCoreRig(t, coreOpts{leaseGrace: 1000})
 	r.mustSubmit(TaskSpec{ID: "t", Handler: "h", TimeoutMs: 5000, MaxAttempts: 2})
-	r.step(startedInput{run: "t#1", attempt: 1})
+	r.step(StartedInput{Run: "t#1", Attempt: 1})
 	exp := r.run("t#1").LeaseExp
 	r.now += 500
-	if b := r.step(heartbeatInput{run: "t#1", attempt: 1}); len(b.Events) != 0 {
+	if b := r.step(HeartbeatInput{Run: "t#1", Attempt: 1}); len(b.Events) != 0 {
 		t.Errorf("a heartbeat extending the lease by 500ms wrote %v", b.Events)
 	}
 	r.now += 4000
-	b := r.step(heartbeatInput{run: "t#1", attempt: 1})
+	b := r.step(HeartbeatInput{Run: "t#1", Attempt: 1})
 	if len(b.Events) != 1 || b.Events[0].Type != EvLeaseRenewed || r.run("t#1").LeaseExp != r.now+6000 {
 		t.Fatalf("heartbeat: events %v, lease +%d", b.Events, r.run("t#1").LeaseExp-r.now)
 	}
@@ -858,7 +858,7 @@ func TestCoreHeartbeat(t *testing.T) {
 		t.Errorf("attempt 1 %s after the renewed lease ran out, want lost", a.Outcome)
 	}
 	// A heartbeat of the closed attempt changes nothing.
-	if b := r.step(heartbeatInput{run: "t#1", attempt: 1}); len(b.Events) != 0 {
+	if b := r.step(HeartbeatInput{Run: "t#1", Attempt: 1}); len(b.Events) != 0 {
 		t.Errorf("stale heartbeat wrote %v", b.Events)
 	}
 }
@@ -884,7 +884,7 @@ func TestCoreLeaseExpiry(t *testing.T) {
 				r.mustSubmit(TaskSpec{ID: "other", Handler: "h"}) // waits for the worker
 			}
 			if tc.started {
-				r.step(startedInput{run: "t#1", attempt: 1})
+				r.step(StartedInput{Run: "t#1", Attempt: 1})
 			}
 			stale := r.take("t#1")
 			if r.wake != rigStart+3000 {
@@ -916,7 +916,7 @@ func TestCoreLeaseExpiry(t *testing.T) {
 			}
 			// The worker that lost its lease reports late: ignored.
 			before := len(r.events)
-			r.step(startedInput{run: stale.Run, attempt: stale.Attempt}, resultInput{run: stale.Run, attempt: stale.Attempt, res: Result{Outcome: OutcomeOK}})
+			r.step(StartedInput{Run: stale.Run, Attempt: stale.Attempt}, ResultInput{Run: stale.Run, Attempt: stale.Attempt, Res: Result{Outcome: OutcomeOK}})
 			if got := r.run("t#1"); got.State != tc.wantState || got.Attempts[0].Outcome != OutcomeLost {
 				t.Errorf("stale result changed the run: %s, attempt 1 %s", got.State, got.Attempts[0].Outcome)
 			}
@@ -942,11 +942,11 @@ func TestCoreClosesLostAttempts(t *testing.T) {
 	first.mustSubmit(TaskSpec{ID: "b", Handler: "h", MaxAttempts: 1})
 	first.mustSubmit(TaskSpec{ID: "c", Handler: "h", MaxAttempts: 2, Backoff: Backoff{Kind: BackoffFixed}})
 	first.mustSubmit(TaskSpec{ID: "d", Handler: "h", NotBeforeMs: rigStart + 50_000})
-	first.step(startedInput{run: "a#1", attempt: 1}, startedInput{run: "b#1", attempt: 1})
+	first.step(StartedInput{Run: "a#1", Attempt: 1}, StartedInput{Run: "b#1", Attempt: 1})
 	// c stays leased (not started). Rebuild the state from the events alone.
 	s := NewState()
 	for i := range first.events {
-		if err := apply(s, &first.events[i]); err != nil {
+		if err := Apply(s, &first.events[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -976,12 +976,12 @@ func TestCoreClosesLostAttempts(t *testing.T) {
 	}
 	// Results of the previous process's attempts are stale.
 	before := len(r.events)
-	r.step(resultInput{run: "a#1", attempt: 1, res: Result{Outcome: OutcomeOK}}, resultInput{run: "b#1", attempt: 1, res: Result{Outcome: OutcomeOK}})
+	r.step(ResultInput{Run: "a#1", Attempt: 1, Res: Result{Outcome: OutcomeOK}}, ResultInput{Run: "b#1", Attempt: 1, Res: Result{Outcome: OutcomeOK}})
 	if len(r.events) != before {
 		t.Errorf("stale results wrote %v", r.events[before:])
 	}
 	// Only the first step closes lost attempts.
-	r.step(startedInput{run: "c#1", attempt: 2})
+	r.step(StartedInput{Run: "c#1", Attempt: 2})
 	if got := r.run("c#1").State; got != RunRunning {
 		t.Errorf("c#1 %s after a later step, want running", got)
 	}
@@ -1084,7 +1084,7 @@ func TestCoreRetention(t *testing.T) {
 			if _, ok := r.s.Tasks[id]; ok {
 				t.Errorf("%s still in the state", id)
 			}
-			if _, ok := r.s.Runs[runID(id, 1)]; ok {
+			if _, ok := r.s.Runs[MakeRunID(id, 1)]; ok {
 				t.Errorf("run of %s still in the state", id)
 			}
 		}

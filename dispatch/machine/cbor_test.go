@@ -1,12 +1,10 @@
-package dispatch
+package machine
 
 import (
 	"bytes"
-	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -39,7 +37,7 @@ func randomCBORSpec(r *rand.Rand) *TaskSpec {
 }
 
 func randomCBORRun(r *rand.Rand, task TaskID, index int) *Run {
-	run := &Run{ID: runID(task, index), Task: task, Index: index, State: []RunState{RunReady, RunRunning, RunCompleted, RunFailed, ""}[r.IntN(5)],
+	run := &Run{ID: MakeRunID(task, index), Task: task, Index: index, State: []RunState{RunReady, RunRunning, RunCompleted, RunFailed, ""}[r.IntN(5)],
 		DueAt: r.Int64N(1 << 42), UpdateAt: r.Int64N(1<<42) - 1<<41}
 	if r.IntN(2) == 0 {
 		run.LeaseExp = r.Int64N(1 << 42)
@@ -89,21 +87,6 @@ func randomCBORState(r *rand.Rand, tasks int) *State {
 	return s
 }
 
-// encodeStateLibrary is encodeState as the library writes it.
-func encodeStateLibrary(s *State) ([]byte, error) {
-	body := snapshotBody{Version: 1, Applied: s.Applied, NextSubmitSeq: s.NextSubmitSeq, Paused: s.Paused}
-	for _, t := range s.Tasks {
-		body.Tasks = append(body.Tasks, t)
-	}
-	slices.SortFunc(body.Tasks, func(a, b *Task) int { return cmp.Compare(a.SubmitSeq, b.SubmitSeq) })
-	for _, t := range body.Tasks {
-		for _, id := range t.Runs {
-			body.Runs = append(body.Runs, s.Runs[id])
-		}
-	}
-	return encMode.Marshal(&body)
-}
-
 func TestCBOREncodersMatchLibrary(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	check := func(what string, v any, got []byte, err error) {
@@ -136,8 +119,8 @@ func TestCBOREncodersMatchLibrary(t *testing.T) {
 	for _, n := range []int{0, 1, 7, 300} {
 		s := randomCBORState(r, n)
 		s.Paused = n%2 == 0
-		got, err := encodeState(s)
-		want, _ := encodeStateLibrary(s)
+		got, err := EncodeState(s)
+		want, _ := EncodeStateLibrary(s)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("state of %d tasks: err %v, fast %d bytes, library %d bytes", n, err, len(got), len(want))
 		}

@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import "slices"
 
@@ -34,10 +34,10 @@ func (v TaskView) Final() bool {
 	return v.State == TaskCompleted || v.State == TaskFailed || v.State == TaskCanceled
 }
 
-func viewOf(s *State, t *Task) TaskView {
+func ViewOf(s *State, t *Task) TaskView {
 	v := TaskView{ID: t.Spec.ID, Handler: t.Spec.Handler, Spec: t.Spec, SubmittedAt: t.SubmittedAt,
 		FinalAt: t.FinalAt, Canceled: t.Canceled, CancelNote: t.CancelNote, Parent: t.Spec.Parent,
-		Children: slices.Clone(t.children), After: t.prereqs(), seq: t.SubmitSeq, State: s.stateOf(t),
+		Children: slices.Clone(t.children), After: t.prereqs(), seq: t.SubmitSeq, State: s.StateOf(t),
 		Retries: t.Retries, PrunedRuns: t.Pruned}
 	if t.waiting > 0 && !t.final {
 		for _, p := range v.After {
@@ -51,7 +51,7 @@ func viewOf(s *State, t *Task) TaskView {
 		r.Attempts = slices.Clone(r.Attempts)
 		v.Runs = append(v.Runs, r)
 		if r.State == RunCompleted {
-			if a := r.current(); a != nil {
+			if a := r.Current(); a != nil {
 				v.Output = a.Output
 			}
 		}

@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"bytes"
@@ -87,7 +87,7 @@ type Event struct {
 
 var (
 	encMode cbor.EncMode
-	decMode cbor.DecMode
+	DecMode cbor.DecMode
 )
 
 func init() {
@@ -96,7 +96,7 @@ func init() {
 	if err != nil {
 		panic(err)
 	}
-	decMode, err = cbor.DecOptions{
+	DecMode, err = cbor.DecOptions{
 		MaxArrayElements:  1 << 20,
 		MaxMapPairs:       1 << 16,
 		MaxNestedLevels:   16,
@@ -112,10 +112,10 @@ func init() {
 // this build: the log was written by a newer wasmtask, or is damaged.
 var ErrUnknownEvent = errors.New("dispatch: unknown event type")
 
-// appendEvent appends the WAL record of e to dst: the type byte, then the
+// AppendEvent appends the WAL record of e to dst: the type byte, then the
 // CBOR body. The body is built by appendEventBody, which writes exactly
 // the bytes encMode.Marshal(e) would (canonical CBOR), without reflection.
-func appendEvent(dst []byte, e *Event) ([]byte, error) {
+func AppendEvent(dst []byte, e *Event) ([]byte, error) {
 	if e.Type == evInvalid || int(e.Type) >= len(eventNames) {
 		return dst, fmt.Errorf("dispatch: encode %v: %w", e.Type, ErrUnknownEvent)
 	}
@@ -128,9 +128,9 @@ func appendEvent(dst []byte, e *Event) ([]byte, error) {
 	return dst, nil
 }
 
-// decodeEvent parses one WAL record. Unknown types and trailing bytes are
+// DecodeEvent parses one WAL record. Unknown types and trailing bytes are
 // errors, never skipped.
-func decodeEvent(rec []byte) (Event, error) {
+func DecodeEvent(rec []byte) (Event, error) {
 	var e Event
 	if len(rec) == 0 {
 		return e, fmt.Errorf("%w: empty record", ErrUnknownEvent)
@@ -147,7 +147,7 @@ func decodeEvent(rec []byte) (Event, error) {
 		// would otherwise be allocated for every record.)
 		var le Event
 		var err error
-		rest, err = decMode.UnmarshalFirst(rec[1:], &le)
+		rest, err = DecMode.UnmarshalFirst(rec[1:], &le)
 		e = le
 		if err != nil {
 			return e, fmt.Errorf("dispatch: decode %v: %w", t, err)
@@ -346,7 +346,7 @@ func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
 			} else {
 				*spec = TaskSpec{}
 				var err error
-				if b, err = decMode.UnmarshalFirst(b, spec); err != nil {
+				if b, err = DecMode.UnmarshalFirst(b, spec); err != nil {
 					return nil, false
 				}
 			}

@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"fmt"
@@ -35,12 +35,12 @@ type cronSchedule struct {
 func parseCron(expr, tz string) (cronSchedule, error) {
 	s, err := cronParser.Parse(expr)
 	if err != nil {
-		return cronSchedule{}, invalid("run_policy.cron.expr", "%v (want 6 fields with seconds, e.g. \"*/5 * * * * *\", or 5 without)", err)
+		return cronSchedule{}, Invalid("run_policy.cron.expr", "%v (want 6 fields with seconds, e.g. \"*/5 * * * * *\", or 5 without)", err)
 	}
 	loc := time.UTC
 	if tz != "" {
 		if loc, err = time.LoadLocation(tz); err != nil {
-			return cronSchedule{}, invalid("run_policy.cron.time_zone", "unknown time zone %q", tz)
+			return cronSchedule{}, Invalid("run_policy.cron.time_zone", "unknown time zone %q", tz)
 		}
 	}
 	return cronSchedule{sched: s, loc: loc}, nil

@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"bytes"
@@ -55,7 +55,7 @@ type BackoffJSON struct {
 	Jitter *float64 `json:"jitter,omitempty"`
 }
 
-func fieldErr(field, format string, args ...any) error { return invalid(field, format, args...) }
+func fieldErr(field, format string, args ...any) error { return Invalid(field, format, args...) }
 
 // DecodeSpecJSON parses a JSON task spec strictly: unknown fields and
 // trailing data are errors naming them.

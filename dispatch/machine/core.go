@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"cmp"
@@ -81,63 +81,63 @@ type SubmitResult struct {
 	Duplicate bool // the same spec was already submitted under this id: nothing was written
 }
 
-// reply is what the loop sends back to a caller after the tick's fsync.
-type reply struct {
-	submit SubmitResult
-	view   *TaskView // for Engine.SubmitView
-	n      int       // tasks dropped by a delete or purge
-	err    error
+// Reply is what the loop sends back to a caller after the tick's fsync.
+type Reply struct {
+	Submit SubmitResult
+	View   *TaskView // for Engine.SubmitView
+	N      int       // tasks dropped by a delete or purge
+	Err    error
 }
 
 // Inputs to Core.Step. The loop builds them from its channels.
 type (
-	submitInput struct {
-		spec  TaskSpec
-		reply chan reply
-		// normalized: the caller ran spec.Normalize already (Engine.Submit
+	SubmitInput struct {
+		Spec  TaskSpec
+		Reply chan Reply
+		// Normalized: the caller ran spec.Normalize already (Engine.Submit
 		// does, on its own goroutine, to keep that work out of the loop).
-		normalized bool
-		// view: the caller wants the task's view as of this submission
+		Normalized bool
+		// View: the caller wants the task's view as of this submission
 		// (Engine.SubmitView), released with the reply once the tick is durable.
-		view bool
+		View bool
 	}
-	// submitManyInput is Engine.SubmitMany's: submissions handled in order
+	// SubmitManyInput is Engine.SubmitMany's: submissions handled in order
 	// in one tick, their replies released in that order on one channel.
-	submitManyInput []submitInput
-	startedInput    struct {
-		run     RunID
-		attempt int
-		at      int64 // unix ms the worker started it; 0: unknown (the tick's time)
+	SubmitManyInput []SubmitInput
+	StartedInput    struct {
+		Run     RunID
+		Attempt int
+		At      int64 // unix ms the worker started it; 0: unknown (the tick's time)
 	}
-	resultInput struct {
-		run     RunID
-		attempt int
-		res     Result
+	ResultInput struct {
+		Run     RunID
+		Attempt int
+		Res     Result
 	}
-	heartbeatInput struct {
-		run     RunID
-		attempt int
+	HeartbeatInput struct {
+		Run     RunID
+		Attempt int
 	}
-	cancelInput struct {
-		task   TaskID
-		reason string
-		reply  chan reply
+	CancelInput struct {
+		Task   TaskID
+		Reason string
+		Reply  chan Reply
 	}
-	afterInput struct {
-		task  TaskID
-		after []TaskID
-		reply chan reply
+	AfterInput struct {
+		Task  TaskID
+		After []TaskID
+		Reply chan Reply
 	}
-	pauseInput struct {
-		pause bool
-		reply chan reply
+	PauseInput struct {
+		Pause bool
+		Reply chan Reply
 	}
 )
 
-// ack is a reply released only after the tick's events are durable.
-type ack struct {
-	to chan reply
-	r  reply
+// Ack is a reply released only after the tick's events are durable.
+type Ack struct {
+	To chan Reply
+	R  Reply
 }
 
 // Batch is what one Step decided: events to append (already applied to the
@@ -145,7 +145,7 @@ type ack struct {
 // running attempts to cancel, and when to wake up next (0: no timer).
 type Batch struct {
 	Events   []Event
-	acks     []ack
+	Acks     []Ack
 	Starts   []Job
 	Cancels  []RunID
 	NextWake int64
@@ -156,74 +156,74 @@ type Batch struct {
 // persist and do. It does no I/O, reads no clock and starts no goroutine.
 type Core struct {
 	s      *State
-	cfg    coreConfig
+	cfg    CoreConfig
 	slots  []RunID       // worker slot -> run holding it ("" = free)
 	slotOf map[RunID]int // inverse of slots
 	batch  *Batch
 	spare  []Event // events of a batch the loop is done with, for reuse
 	// Arrays of a batch the committer released, for reuse (Engine.loop).
-	spareStarts []Job
-	spareAcks   []ack
-	lost        bool // in-flight attempts of a previous process are still open
-	drain       bool
+	SpareStarts []Job
+	SpareAcks   []Ack
+	Lost        bool // in-flight attempts of a previous process are still open
+	Drain       bool
 	dooming     bool // cancelDoomed is running: nested emits leave doomed to it
 	entropy     io.Reader
 }
 
-type coreConfig struct {
-	workers     int
-	node        string
-	leaseGrace  int64
-	retainMs    int64
-	retainCount int
-	rand        func() float64 // uniform [0,1), for backoff jitter
-	// validateHandler checks a handler name (deployed plugin); nil accepts any.
-	validateHandler func(handler string) error
+type CoreConfig struct {
+	Workers     int
+	Node        string
+	LeaseGrace  int64
+	RetainMs    int64
+	RetainCount int
+	Rand        func() float64 // uniform [0,1), for backoff jitter
+	// ValidateHandler checks a handler name (deployed plugin); nil accepts any.
+	ValidateHandler func(handler string) error
 }
 
-func newCore(s *State, cfg coreConfig, entropy io.Reader) *Core {
-	return &Core{s: s, cfg: cfg, slots: make([]RunID, cfg.workers), slotOf: map[RunID]int{}, lost: true, entropy: entropy}
+func NewCore(s *State, cfg CoreConfig, entropy io.Reader) *Core {
+	return &Core{s: s, cfg: cfg, slots: make([]RunID, cfg.Workers), slotOf: map[RunID]int{}, Lost: true, entropy: entropy}
 }
 
 // Step runs one tick at time now (unix ms) over inputs.
 func (c *Core) Step(now int64, inputs []any) (Batch, error) {
-	c.batch = &Batch{Events: c.spare, Starts: c.spareStarts, acks: c.spareAcks}
-	c.spare, c.spareStarts, c.spareAcks = nil, nil, nil
+	c.batch = &Batch{Events: c.spare, Starts: c.SpareStarts, Acks: c.SpareAcks}
+	c.spare, c.SpareStarts, c.SpareAcks = nil, nil, nil
 	defer func() { c.batch = nil }()
-	if c.lost {
+	if c.Lost {
 		if err := c.closeLostAttempts(now); err != nil {
 			return Batch{}, err
 		}
-		c.lost = false
+		c.Lost = false
 	}
 	for _, in := range inputs {
 		var err error
 		switch in := in.(type) {
-		case *submitInput:
+		case *SubmitInput:
 			err = c.handleSubmit(now, in)
-		case submitManyInput:
+		case SubmitManyInput:
 			for i := 0; i < len(in) && err == nil; i++ {
 				err = c.handleSubmit(now, &in[i])
 			}
-		case submitInput:
+		case SubmitInput:
 			err = c.handleSubmit(now, &in)
-		case startedInput:
+		case StartedInput:
 			err = c.handleStarted(now, in)
-		case resultInput:
+		case ResultInput:
 			err = c.handleResult(now, in)
-		case heartbeatInput:
+		case HeartbeatInput:
 			err = c.handleHeartbeat(now, in)
-		case cancelInput:
+		case CancelInput:
 			err = c.handleCancel(now, in)
-		case pauseInput:
+		case PauseInput:
 			err = c.handlePause(now, in)
-		case afterInput:
+		case AfterInput:
 			err = c.handleAfter(now, in)
-		case retryInput:
+		case RetryInput:
 			err = c.handleRetry(now, in)
-		case deleteInput:
+		case DeleteInput:
 			err = c.handleDelete(now, in)
-		case purgeInput:
+		case PurgeInput:
 			err = c.handlePurge(now, in)
 		default:
 			err = fmt.Errorf("dispatch: unknown input %T", in)
@@ -248,9 +248,9 @@ func (c *Core) Step(now int64, inputs []any) (Batch, error) {
 	return *c.batch, nil
 }
 
-// recycle hands back the events of a batch whose caller is done with them
+// Recycle hands back the events of a batch whose caller is done with them
 // (the loop, once they are in the WAL), so the next Step reuses the array.
-func (c *Core) recycle(events []Event) {
+func (c *Core) Recycle(events []Event) {
 	clear(events)
 	c.spare = events[:0]
 }
@@ -260,71 +260,71 @@ func (c *Core) recycle(events []Event) {
 // engine, so state that got ahead of the disk is never observed by a
 // caller that was acknowledged.
 func (c *Core) emit(e Event) error {
-	if err := apply(c.s, &e); err != nil {
+	if err := Apply(c.s, &e); err != nil {
 		return err
 	}
 	c.batch.Events = append(c.batch.Events, e)
-	if len(c.s.doomed) > 0 && !c.dooming {
+	if len(c.s.Doomed) > 0 && !c.dooming {
 		return c.cancelDoomed(e.At)
 	}
 	return nil
 }
 
-func (c *Core) reply(to chan reply, r reply) {
+func (c *Core) reply(to chan Reply, r Reply) {
 	if to != nil {
-		c.batch.acks = append(c.batch.acks, ack{to: to, r: r})
+		c.batch.Acks = append(c.batch.Acks, Ack{To: to, R: r})
 	}
 }
 
 // handleSubmit owns in: its spec is the one the submitted event points to
 // (Engine.Submit hands over a pointer, so the spec is never copied on its way).
-func (c *Core) handleSubmit(now int64, in *submitInput) error {
-	spec := &in.spec
-	if !in.normalized {
+func (c *Core) handleSubmit(now int64, in *SubmitInput) error {
+	spec := &in.Spec
+	if !in.Normalized {
 		if err := spec.Normalize(); err != nil {
-			c.reply(in.reply, reply{err: err})
+			c.reply(in.Reply, Reply{Err: err})
 			return nil
 		}
 	}
 	if spec.ID == "" {
 		id, err := ulid.New(uint64(now), c.entropy)
 		if err != nil {
-			c.reply(in.reply, reply{err: fmt.Errorf("dispatch: generate task id: %w", err)})
+			c.reply(in.Reply, Reply{Err: fmt.Errorf("dispatch: generate task id: %w", err)})
 			return nil
 		}
 		spec.ID = TaskID(id.String())
 	}
 	if t, ok := c.s.Tasks[spec.ID]; ok {
-		if t.Spec.equal(spec) {
-			c.reply(in.reply, reply{submit: SubmitResult{Task: spec.ID, Duplicate: true}, view: c.viewFor(in, t)})
+		if t.Spec.SameAs(spec) {
+			c.reply(in.Reply, Reply{Submit: SubmitResult{Task: spec.ID, Duplicate: true}, View: c.viewFor(in, t)})
 		} else {
-			c.reply(in.reply, reply{err: fmt.Errorf("%w: %q", ErrConflict, spec.ID)})
+			c.reply(in.Reply, Reply{Err: fmt.Errorf("%w: %q", ErrConflict, spec.ID)})
 		}
 		return nil
 	}
 	if spec.Parent != "" {
-		c.reply(in.reply, reply{err: invalid("parent", "is set by the engine for tasks submitted by handlers")})
+		c.reply(in.Reply, Reply{Err: Invalid("parent", "is set by the engine for tasks submitted by handlers")})
 		return nil
 	}
 	if err := c.checkSubmission(now, spec); err != nil {
-		c.reply(in.reply, reply{err: err})
+		c.reply(in.Reply, Reply{Err: err})
 		return nil
 	}
 	if err := c.submitTask(now, spec); err != nil {
 		return err
 	}
-	c.reply(in.reply, reply{submit: SubmitResult{Task: spec.ID}, view: c.viewFor(in, c.s.Tasks[spec.ID])})
+	c.reply(in.Reply, Reply{Submit: SubmitResult{Task: spec.ID}, View: c.viewFor(in, c.s.Tasks[spec.ID])})
 	return nil
 }
 
 // viewFor is t's view for a submitter that asked for it: taken in the tick
 // of the submission, so that it is durable when the reply is released,
 // whereas a read after the reply waits for whatever the loop stepped since.
-func (c *Core) viewFor(in *submitInput, t *Task) *TaskView {
-	if !in.view || t == nil {
+func (c *Core) viewFor(in *SubmitInput, t *Task) *TaskView {
+	if !in.View || t == nil {
 		return nil
 	}
-	v := viewOf(c.s, t)
+	v := ViewOf(c.s, t)
 	return &v
 }
 
@@ -338,31 +338,31 @@ func (c *Core) liveAttempt(id RunID, attempt int, states ...RunState) *Run {
 	return r
 }
 
-func (c *Core) handleStarted(now int64, in startedInput) error {
-	if r := c.liveAttempt(in.run, in.attempt, RunLeased); r != nil {
-		return c.emit(Event{Type: EvAttemptStarted, At: now, Task: r.Task, Run: r.ID, Attempt: in.attempt, ExecStart: in.at})
+func (c *Core) handleStarted(now int64, in StartedInput) error {
+	if r := c.liveAttempt(in.Run, in.Attempt, RunLeased); r != nil {
+		return c.emit(Event{Type: EvAttemptStarted, At: now, Task: r.Task, Run: r.ID, Attempt: in.Attempt, ExecStart: in.At})
 	}
 	return nil
 }
 
-func (c *Core) handleHeartbeat(now int64, in heartbeatInput) error {
-	r := c.liveAttempt(in.run, in.attempt, RunLeased, RunRunning)
+func (c *Core) handleHeartbeat(now int64, in HeartbeatInput) error {
+	r := c.liveAttempt(in.Run, in.Attempt, RunLeased, RunRunning)
 	if r == nil {
 		return nil
 	}
-	exp := now + c.s.taskOf(r).Spec.TimeoutMs + c.cfg.leaseGrace
+	exp := now + c.s.taskOf(r).Spec.TimeoutMs + c.cfg.LeaseGrace
 	if exp-r.LeaseExp < 1000 {
 		return nil // renewing by less than a second is not worth a WAL record
 	}
-	return c.emit(Event{Type: EvLeaseRenewed, At: now, Task: r.Task, Run: r.ID, Attempt: in.attempt, LeaseExp: exp})
+	return c.emit(Event{Type: EvLeaseRenewed, At: now, Task: r.Task, Run: r.ID, Attempt: in.Attempt, LeaseExp: exp})
 }
 
-func (c *Core) handleResult(now int64, in resultInput) error {
-	r := c.liveAttempt(in.run, in.attempt, RunLeased, RunRunning)
+func (c *Core) handleResult(now int64, in ResultInput) error {
+	r := c.liveAttempt(in.Run, in.Attempt, RunLeased, RunRunning)
 	if r == nil {
 		return nil
 	}
-	res := in.res
+	res := in.Res
 	ran := [2]int64{unixMsOrZero(res.StartedAt), unixMsOrZero(res.FinishedAt)}
 	// The WAL holds text as CBOR text strings, which must be valid UTF-8:
 	// an executor's error or module string from a guest may not be.
@@ -379,8 +379,8 @@ func (c *Core) handleResult(now int64, in resultInput) error {
 			res = Result{Outcome: OutcomeFailed, Error: "submitted children rejected: " + err.Error(), Module: res.Module}
 		}
 	}
-	e := Event{Type: EvAttemptFinished, At: now, Task: r.Task, Run: r.ID, From: r.State, Attempt: in.attempt,
-		Outcome: res.Outcome, Retryable: res.Outcome.retryable(res.Retryable), Error: res.Error,
+	e := Event{Type: EvAttemptFinished, At: now, Task: r.Task, Run: r.ID, From: r.State, Attempt: in.Attempt,
+		Outcome: res.Outcome, Retryable: res.Outcome.Retryable(res.Retryable), Error: res.Error,
 		Output: res.Output, Module: res.Module, Log: res.Log, ExecStart: ran[0], ExecEnd: ran[1]}
 	c.decideAfterAttempt(now, r, &e)
 	c.freeSlot(r.ID)
@@ -403,7 +403,7 @@ func (c *Core) decideAfterAttempt(now int64, r *Run, e *Event) {
 	case e.Outcome == OutcomeLost || e.Retryable && used < t.Spec.MaxAttempts:
 		// A lost attempt does not use max_attempts (MaxLostAttempts).
 		e.To = RunRetryWait
-		e.DueAt = now + t.Spec.Backoff.delay(e.Attempt, c.cfg.rand())
+		e.DueAt = now + t.Spec.Backoff.delay(e.Attempt, c.cfg.Rand())
 	default:
 		e.To = RunFailed
 	}
@@ -416,31 +416,31 @@ func validUTF8(s string) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
-func (c *Core) handleCancel(now int64, in cancelInput) error {
-	in.reason = validUTF8(in.reason)
-	t, ok := c.s.Tasks[in.task]
+func (c *Core) handleCancel(now int64, in CancelInput) error {
+	in.Reason = validUTF8(in.Reason)
+	t, ok := c.s.Tasks[in.Task]
 	if !ok {
-		c.reply(in.reply, reply{err: fmt.Errorf("%w: %q", ErrNotFound, in.task)})
+		c.reply(in.Reply, Reply{Err: fmt.Errorf("%w: %q", ErrNotFound, in.Task)})
 		return nil
 	}
-	if err := c.cancelTask(now, t, in.reason, true); err != nil {
+	if err := c.cancelTask(now, t, in.Reason, true); err != nil {
 		return err
 	}
-	c.reply(in.reply, reply{submit: SubmitResult{Task: in.task}})
+	c.reply(in.Reply, Reply{Submit: SubmitResult{Task: in.Task}})
 	return nil
 }
 
-func (c *Core) handlePause(now int64, in pauseInput) error {
-	if in.pause != c.s.Paused {
+func (c *Core) handlePause(now int64, in PauseInput) error {
+	if in.Pause != c.s.Paused {
 		typ := EvEngineResumed
-		if in.pause {
+		if in.Pause {
 			typ = EvEnginePaused
 		}
 		if err := c.emit(Event{Type: typ, At: now}); err != nil {
 			return err
 		}
 	}
-	c.reply(in.reply, reply{})
+	c.reply(in.Reply, Reply{})
 	return nil
 }
 
@@ -511,10 +511,10 @@ func (c *Core) promoteDue(now int64) error {
 }
 
 func (c *Core) leaseReady(now int64) error {
-	if c.s.Paused || c.drain {
+	if c.s.Paused || c.Drain {
 		return nil
 	}
-	for c.s.inflight < c.cfg.workers {
+	for c.s.Inflight < c.cfg.Workers {
 		e, ok := c.s.ready.peekValid()
 		if !ok {
 			return nil
@@ -536,9 +536,9 @@ func (c *Core) leaseReady(now int64) error {
 			}
 		}
 		slot := c.takeSlot(r.ID)
-		worker := c.cfg.node + "/w" + strconv.Itoa(slot)
+		worker := c.cfg.Node + "/w" + strconv.Itoa(slot)
 		attempt := len(r.Attempts) + 1
-		exp := now + t.Spec.TimeoutMs + c.cfg.leaseGrace
+		exp := now + t.Spec.TimeoutMs + c.cfg.LeaseGrace
 		if err := c.emit(Event{Type: EvLeaseAcquired, At: now, Task: r.Task, Run: r.ID, From: RunReady, Attempt: attempt, Worker: worker, LeaseExp: exp}); err != nil {
 			return err
 		}
@@ -572,15 +572,15 @@ func (c *Core) freeSlot(id RunID) {
 // dropRetained removes final tasks older than the retention time, and the
 // oldest final tasks beyond the retention count.
 func (c *Core) dropRetained(now int64) error {
-	for len(c.s.finals) > 0 {
-		id := c.s.finals[0]
+	for len(c.s.Finals) > 0 {
+		id := c.s.Finals[0]
 		t, ok := c.s.Tasks[id]
 		if !ok {
-			c.s.finals = c.s.finals[1:] // already dropped
+			c.s.Finals = c.s.Finals[1:] // already dropped
 			continue
 		}
-		over := c.cfg.retainCount > 0 && len(c.s.finals) > c.cfg.retainCount
-		old := c.cfg.retainMs > 0 && t.FinalAt+c.cfg.retainMs <= now
+		over := c.cfg.RetainCount > 0 && len(c.s.Finals) > c.cfg.RetainCount
+		old := c.cfg.RetainMs > 0 && t.FinalAt+c.cfg.RetainMs <= now
 		if !over && !old {
 			return nil
 		}
@@ -604,9 +604,9 @@ func (c *Core) nextWake() int64 {
 	if e, ok := c.s.leases.peekValid(); ok {
 		consider(e.at)
 	}
-	if len(c.s.finals) > 0 && c.cfg.retainMs > 0 {
-		if t, ok := c.s.Tasks[c.s.finals[0]]; ok {
-			consider(t.FinalAt + c.cfg.retainMs)
+	if len(c.s.Finals) > 0 && c.cfg.RetainMs > 0 {
+		if t, ok := c.s.Tasks[c.s.Finals[0]]; ok {
+			consider(t.FinalAt + c.cfg.RetainMs)
 		}
 	}
 	return next

@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"errors"
@@ -46,21 +46,21 @@ func TestCodecRoundTripEveryType(t *testing.T) {
 	for _, e := range sampleEvents() {
 		t.Run(e.Type.String(), func(t *testing.T) {
 			seen[e.Type] = true
-			rec, err := appendEvent([]byte("prefix"), &e)
+			rec, err := AppendEvent([]byte("prefix"), &e)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if string(rec[:6]) != "prefix" || rec[6] != byte(e.Type) {
 				t.Fatalf("record starts %q, want prefix then type byte %d", rec[:7], e.Type)
 			}
-			got, err := decodeEvent(rec[6:])
+			got, err := DecodeEvent(rec[6:])
 			if err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(e, got, eventCmp...); diff != "" {
 				t.Errorf("round trip (-want +got):\n%s", diff)
 			}
-			again, err := appendEvent(nil, &got)
+			again, err := AppendEvent(nil, &got)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,11 +79,11 @@ func TestCodecRoundTripEveryType(t *testing.T) {
 func TestCodecEmptyEvents(t *testing.T) {
 	// A minimal event of each type survives as well (omitempty fields).
 	for typ := EventType(1); int(typ) < len(eventNames); typ++ {
-		rec, err := appendEvent(nil, &Event{Type: typ})
+		rec, err := AppendEvent(nil, &Event{Type: typ})
 		if err != nil {
 			t.Fatalf("%v: %v", typ, err)
 		}
-		got, err := decodeEvent(rec)
+		got, err := DecodeEvent(rec)
 		if err != nil {
 			t.Fatalf("%v: %v", typ, err)
 		}
@@ -94,7 +94,7 @@ func TestCodecEmptyEvents(t *testing.T) {
 }
 
 func TestCodecErrors(t *testing.T) {
-	valid, err := appendEvent(nil, &Event{Type: EvRunCreated, Task: "t", Run: "t#1", Index: 1, To: RunReady})
+	valid, err := AppendEvent(nil, &Event{Type: EvRunCreated, Task: "t", Run: "t#1", Index: 1, To: RunReady})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestCodecErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := decodeEvent(tc.rec)
+			_, err := DecodeEvent(tc.rec)
 			if err == nil {
 				t.Fatal("decodeEvent accepted it")
 			}
@@ -135,7 +135,7 @@ func TestCodecErrors(t *testing.T) {
 	}
 	t.Run("encode unknown types", func(t *testing.T) {
 		for _, typ := range []EventType{evInvalid, EventType(len(eventNames)), 255} {
-			if _, err := appendEvent(nil, &Event{Type: typ}); !errors.Is(err, ErrUnknownEvent) {
+			if _, err := AppendEvent(nil, &Event{Type: typ}); !errors.Is(err, ErrUnknownEvent) {
 				t.Errorf("appendEvent(%v) = %v, want ErrUnknownEvent", typ, err)
 			}
 		}
@@ -164,7 +164,7 @@ func TestEventTypeNames(t *testing.T) {
 // to the same value.
 func FuzzDecodeEvent(f *testing.F) {
 	for _, e := range sampleEvents() {
-		rec, err := appendEvent(nil, &e)
+		rec, err := AppendEvent(nil, &e)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -176,18 +176,18 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte{byte(EvTaskSubmitted), 0xa1, 0x06, 0xa0})
 	f.Add([]byte{byte(EvTaskSubmitted), 0xbf, 0x01, 0x01, 0xff}) // indefinite-length map
 	f.Fuzz(func(t *testing.T, rec []byte) {
-		e, err := decodeEvent(rec)
+		e, err := DecodeEvent(rec)
 		if err != nil {
 			return
 		}
 		if e.Type != EventType(rec[0]) {
 			t.Fatalf("decoded type %v from type byte %d", e.Type, rec[0])
 		}
-		again, err := appendEvent(nil, &e)
+		again, err := AppendEvent(nil, &e)
 		if err != nil {
 			t.Fatalf("re-encode an accepted event: %v", err)
 		}
-		e2, err := decodeEvent(again)
+		e2, err := DecodeEvent(again)
 		if err != nil {
 			t.Fatalf("decode a re-encoded event: %v", err)
 		}

@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"fmt"
@@ -16,7 +16,7 @@ type TaskID string
 // RunID names one run of a task: "<task>#<index>", index from 1.
 type RunID string
 
-func runID(task TaskID, index int) RunID { return RunID(string(task) + "#" + strconv.Itoa(index)) }
+func MakeRunID(task TaskID, index int) RunID { return RunID(string(task) + "#" + strconv.Itoa(index)) }
 
 // isRunID reports whether id == runID(task, index) without building it.
 func isRunID(id RunID, task TaskID, index int) bool {
@@ -61,9 +61,9 @@ const (
 	OutcomeLost           Outcome = "lost" // the process died (or the lease expired) while the attempt ran
 )
 
-// retryable reports whether an attempt ending in o may be retried. For
+// Retryable reports whether an attempt ending in o may be retried. For
 // OutcomeFailed the executor's Retryable flag decides.
-func (o Outcome) retryable(flag bool) bool {
+func (o Outcome) Retryable(flag bool) bool {
 	switch o {
 	case OutcomeFailed:
 		return flag
@@ -209,7 +209,7 @@ type ValidationError struct {
 
 func (e *ValidationError) Error() string { return e.Field + ": " + e.Reason }
 
-func invalid(field, format string, args ...any) error {
+func Invalid(field, format string, args ...any) error {
 	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
@@ -218,71 +218,71 @@ func invalid(field, format string, args ...any) error {
 // engine generates one).
 func (s *TaskSpec) Normalize() error {
 	if s.ID != "" && !idPattern.MatchString(string(s.ID)) {
-		return invalid("id", "must be 1-128 characters of letters, digits, '.', '_', ':' or '-' (starting with a letter or digit), got %q", s.ID)
+		return Invalid("id", "must be 1-128 characters of letters, digits, '.', '_', ':' or '-' (starting with a letter or digit), got %q", s.ID)
 	}
 	if !handlerPattern.MatchString(s.Handler) {
-		return invalid("handler", "must be a plugin name of lower-case letters, digits, '_' or '-' (optionally @sha256:<64 hex>), got %q", s.Handler)
+		return Invalid("handler", "must be a plugin name of lower-case letters, digits, '_' or '-' (optionally @sha256:<64 hex>), got %q", s.Handler)
 	}
 	if len(s.Input) > MaxInputBytes {
-		return invalid("input", "is %d bytes, the limit is %d", len(s.Input), MaxInputBytes)
+		return Invalid("input", "is %d bytes, the limit is %d", len(s.Input), MaxInputBytes)
 	}
 	switch s.Policy.Kind {
 	case "", PolicyOnce:
 		s.Policy = RunPolicy{Kind: PolicyOnce}
 	case PolicyRepeat:
 		if s.Policy.Count < 1 || s.Policy.Count > MaxRepeatCount {
-			return invalid("run_policy.repeat.count", "must be between 1 and %d, got %d", MaxRepeatCount, s.Policy.Count)
+			return Invalid("run_policy.repeat.count", "must be between 1 and %d, got %d", MaxRepeatCount, s.Policy.Count)
 		}
 		if s.Policy.EveryMs < 0 {
-			return invalid("run_policy.repeat.every", "must not be negative, got %dms", s.Policy.EveryMs)
+			return Invalid("run_policy.repeat.every", "must not be negative, got %dms", s.Policy.EveryMs)
 		}
 	case PolicyCron:
 		if _, err := parseCron(s.Policy.CronExpr, s.Policy.TimeZone); err != nil {
 			return err
 		}
 		if s.Policy.MaxRuns < 0 {
-			return invalid("run_policy.cron.max_runs", "must not be negative, got %d", s.Policy.MaxRuns)
+			return Invalid("run_policy.cron.max_runs", "must not be negative, got %d", s.Policy.MaxRuns)
 		}
 		switch s.Policy.Misfire {
 		case "":
 			s.Policy.Misfire = MisfireSkip
 		case MisfireSkip, MisfireCatchUp:
 		default:
-			return invalid("run_policy.cron.misfire", "want %q or %q, got %q", MisfireSkip, MisfireCatchUp, s.Policy.Misfire)
+			return Invalid("run_policy.cron.misfire", "want %q or %q, got %q", MisfireSkip, MisfireCatchUp, s.Policy.Misfire)
 		}
 	default:
-		return invalid("run_policy", "unknown kind %q (want once, repeat or cron)", s.Policy.Kind)
+		return Invalid("run_policy", "unknown kind %q (want once, repeat or cron)", s.Policy.Kind)
 	}
 	if s.Policy.Kind != PolicyCron && (s.Policy.CronExpr != "" || s.Policy.MaxRuns != 0 || s.Policy.Misfire != "" || s.Policy.TimeZone != "") {
-		return invalid("run_policy", "cron fields given for a %s policy", s.Policy.Kind)
+		return Invalid("run_policy", "cron fields given for a %s policy", s.Policy.Kind)
 	}
 	if len(s.After) > MaxAfter {
-		return invalid("after", "at most %d prerequisites, got %d", MaxAfter, len(s.After))
+		return Invalid("after", "at most %d prerequisites, got %d", MaxAfter, len(s.After))
 	}
 	seen := make(map[TaskID]bool, len(s.After))
 	for _, id := range s.After {
 		if !idPattern.MatchString(string(id)) {
-			return invalid("after", "%q is not a task id", id)
+			return Invalid("after", "%q is not a task id", id)
 		}
 		if seen[id] {
-			return invalid("after", "lists %q twice", id)
+			return Invalid("after", "lists %q twice", id)
 		}
 		seen[id] = true
 	}
 	if len(s.ConcurrencyKey) > 256 {
-		return invalid("concurrency_key", "is %d bytes, the limit is 256", len(s.ConcurrencyKey))
+		return Invalid("concurrency_key", "is %d bytes, the limit is 256", len(s.ConcurrencyKey))
 	}
 	if s.MaxAttempts == 0 {
 		s.MaxAttempts = DefaultMaxAttempts
 	}
 	if s.MaxAttempts < 1 || s.MaxAttempts > MaxMaxAttempts {
-		return invalid("max_attempts", "must be between 1 and %d, got %d", MaxMaxAttempts, s.MaxAttempts)
+		return Invalid("max_attempts", "must be between 1 and %d, got %d", MaxMaxAttempts, s.MaxAttempts)
 	}
 	if s.TimeoutMs == 0 {
 		s.TimeoutMs = DefaultTimeoutMs
 	}
 	if s.TimeoutMs < 1 || s.TimeoutMs > MaxTimeoutMs {
-		return invalid("timeout", "must be between 1ms and 24h, got %dms", s.TimeoutMs)
+		return Invalid("timeout", "must be between 1ms and 24h, got %dms", s.TimeoutMs)
 	}
 	switch s.Backoff.Kind {
 	case "":
@@ -293,36 +293,36 @@ func (s *TaskSpec) Normalize() error {
 		}
 	case BackoffFixed, BackoffExponential:
 	default:
-		return invalid("backoff.kind", "unknown kind %q (want fixed or exponential)", s.Backoff.Kind)
+		return Invalid("backoff.kind", "unknown kind %q (want fixed or exponential)", s.Backoff.Kind)
 	}
 	if s.Backoff.BaseMs < 0 || s.Backoff.MaxMs < 0 {
-		return invalid("backoff", "base and max must not be negative")
+		return Invalid("backoff", "base and max must not be negative")
 	}
 	if s.Backoff.MaxMs > 0 && s.Backoff.MaxMs < s.Backoff.BaseMs {
-		return invalid("backoff.max", "must be at least backoff.base (%dms), got %dms", s.Backoff.BaseMs, s.Backoff.MaxMs)
+		return Invalid("backoff.max", "must be at least backoff.base (%dms), got %dms", s.Backoff.BaseMs, s.Backoff.MaxMs)
 	}
 	if s.Backoff.Jitter < 0 || s.Backoff.Jitter > 1 {
-		return invalid("backoff.jitter", "must be between 0 and 1, got %g", s.Backoff.Jitter)
+		return Invalid("backoff.jitter", "must be between 0 and 1, got %g", s.Backoff.Jitter)
 	}
 	if s.NotBeforeMs < 0 {
-		return invalid("not_before", "must not be negative")
+		return Invalid("not_before", "must not be negative")
 	}
 	if !utf8.ValidString(s.ConcurrencyKey) {
-		return invalid("concurrency_key", "must be valid UTF-8")
+		return Invalid("concurrency_key", "must be valid UTF-8")
 	}
 	for k := range s.Labels {
 		if !utf8.ValidString(k) || !utf8.ValidString(s.Labels[k]) {
-			return invalid("labels", "keys and values must be valid UTF-8 (key %q)", k)
+			return Invalid("labels", "keys and values must be valid UTF-8 (key %q)", k)
 		}
 		if k == "" || len(k) > 128 || len(s.Labels[k]) > 1024 {
-			return invalid("labels", "keys must be 1-128 bytes and values at most 1024 bytes (key %q)", k)
+			return Invalid("labels", "keys must be 1-128 bytes and values at most 1024 bytes (key %q)", k)
 		}
 	}
 	return nil
 }
 
-// equal reports whether two normalized specs are the same submission.
-func (s *TaskSpec) equal(o *TaskSpec) bool {
+// SameAs reports whether two normalized specs are the same submission.
+func (s *TaskSpec) SameAs(o *TaskSpec) bool {
 	return s.ID == o.ID && s.Handler == o.Handler && string(s.Input) == string(o.Input) &&
 		s.Policy == o.Policy && s.MaxAttempts == o.MaxAttempts && s.TimeoutMs == o.TimeoutMs &&
 		s.Backoff == o.Backoff && s.Priority == o.Priority && s.NotBeforeMs == o.NotBeforeMs &&
@@ -330,8 +330,8 @@ func (s *TaskSpec) equal(o *TaskSpec) bool {
 		s.Parent == o.Parent && s.TolerateChildFailures == o.TolerateChildFailures
 }
 
-// runCount is how many runs the policy creates.
-func (s *TaskSpec) runCount() int {
+// RunCount is how many runs the policy creates.
+func (s *TaskSpec) RunCount() int {
 	if s.Policy.Kind == PolicyRepeat {
 		return s.Policy.Count
 	}
@@ -398,7 +398,7 @@ func (t *Task) IsFinal() bool { return t.final }
 // FinalRuns counts the task's runs that are final (derived by apply).
 func (t *Task) FinalRuns() int { return t.finalRuns }
 
-func (r *Run) current() *Attempt {
+func (r *Run) Current() *Attempt {
 	if len(r.Attempts) == 0 {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"encoding/json"
@@ -61,7 +61,7 @@ func TestWorkflowChildrenCommitWithSuccess(t *testing.T) {
 					r.step() // the retry becomes due and is leased
 				}
 			}
-			if got := r.s.stateOf(r.s.Tasks["P"]); got != tc.want {
+			if got := r.s.StateOf(r.s.Tasks["P"]); got != tc.want {
 				t.Errorf("P is %s, want %s", got, tc.want)
 			}
 		})

@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"cmp"
@@ -6,11 +6,11 @@ import (
 	"slices"
 )
 
-// apply is the reducer: the only code that changes a State, used for live
+// Apply is the reducer: the only code that changes a State, used for live
 // ticks and for recovery alike. It is deterministic (no clock, no random, no
 // map-order dependence) and checks every event against the state: a
 // mismatch is an *InvariantError and leaves s unchanged.
-func apply(s *State, e *Event) error {
+func Apply(s *State, e *Event) error {
 	switch e.Type {
 	case EvTaskSubmitted:
 		return applySubmitted(s, e)
@@ -43,7 +43,7 @@ func apply(s *State, e *Event) error {
 		if err := checkAttempt(e, r); err != nil {
 			return err
 		}
-		r.current().StartedAt = cmp.Or(e.ExecStart, e.At)
+		r.Current().StartedAt = cmp.Or(e.ExecStart, e.At)
 		setState(s, r, RunRunning, e.At)
 	case EvLeaseRenewed:
 		r, err := runIn(s, e, RunLeased, RunRunning)
@@ -85,13 +85,13 @@ func apply(s *State, e *Event) error {
 			// A new slice: the parent may be captured by a snapshot.
 			p.children = slices.DeleteFunc(slices.Clone(p.children), func(id TaskID) bool { return id == e.Task })
 		}
-		s.justFinal = append(s.justFinal, e.Task) // wakes Wait, which then reports it gone
+		s.JustFinal = append(s.JustFinal, e.Task) // wakes Wait, which then reports it gone
 		// Retention drops the oldest final task: pop it in O(1) rather
 		// than shifting the whole list.
-		if len(s.finals) > 0 && s.finals[0] == e.Task {
-			s.finals = s.finals[1:]
-		} else if i := slices.Index(s.finals, e.Task); i >= 0 {
-			s.finals = slices.Delete(s.finals, i, i+1)
+		if len(s.Finals) > 0 && s.Finals[0] == e.Task {
+			s.Finals = s.Finals[1:]
+		} else if i := slices.Index(s.Finals, e.Task); i >= 0 {
+			s.Finals = slices.Delete(s.Finals, i, i+1)
 		}
 	case EvDependencyAdded:
 		return applyDependencyAdded(s, e)
@@ -257,7 +257,7 @@ func applyFinished(s *State, e *Event) error {
 			return violation(e, r, "retry after attempt %d (%d of max_attempts %d used, %d lost)", e.Attempt, used, t.Spec.MaxAttempts, lost)
 		}
 	}
-	a := r.current()
+	a := r.Current()
 	a.FinishedAt, a.Outcome, a.Retryable, a.Error, a.Output, a.Module, a.Log = cmp.Or(e.ExecEnd, e.At), e.Outcome, e.Retryable, e.Error, e.Output, e.Module, e.Log
 	if e.ExecStart != 0 {
 		a.StartedAt = e.ExecStart // as the executor measured it
@@ -283,10 +283,10 @@ func setState(s *State, r *Run, to RunState, at int64) {
 	s.counts.add(from, -1)
 	s.counts.add(to, 1)
 	if from == RunLeased || from == RunRunning {
-		s.inflight--
+		s.Inflight--
 	}
 	if to == RunLeased || to == RunRunning {
-		s.inflight++
+		s.Inflight++
 	}
 	r.State, r.UpdateAt = to, at
 	s.index(r)

@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"bytes"
@@ -95,7 +95,7 @@ func TestEventFastEncodeMatchesLibrary(t *testing.T) {
 		if !ok || len(rest) != 0 {
 			t.Fatalf("event %d: the fast decoder handed its own encoding over (ok %v, %d bytes left)", i, ok, len(rest))
 		}
-		if _, err := decMode.UnmarshalFirst(want, &lib); err != nil {
+		if _, err := DecMode.UnmarshalFirst(want, &lib); err != nil {
 			// The library rejects some of what random strings make
 			// (none: every string here is valid UTF-8), so this is a bug.
 			t.Fatalf("event %d: library decode: %v", i, err)
@@ -130,7 +130,7 @@ func FuzzEventFastDecode(f *testing.F) {
 			return
 		}
 		var lib Event
-		libRest, err := decMode.UnmarshalFirst(b, &lib)
+		libRest, err := DecMode.UnmarshalFirst(b, &lib)
 		if err != nil {
 			t.Fatalf("fast path accepted %x, the library rejects it: %v", b, err)
 		}
@@ -146,11 +146,11 @@ func FuzzEventFastDecode(f *testing.F) {
 func BenchmarkEventCodec(b *testing.B) {
 	e := Event{Type: EvAttemptFinished, At: 1_700_000_000_123, Task: "01HF8X2J9K7Q3V5W6Y8Z0A1B2C", Run: "01HF8X2J9K7Q3V5W6Y8Z0A1B2C#1",
 		From: RunRunning, To: RunCompleted, Attempt: 1, Outcome: OutcomeOK}
-	rec, _ := appendEvent(nil, &e)
+	rec, _ := AppendEvent(nil, &e)
 	b.Run("encode/fast", func(b *testing.B) {
 		var buf []byte
 		for range b.N {
-			buf, _ = appendEvent(buf[:0], &e)
+			buf, _ = AppendEvent(buf[:0], &e)
 		}
 	})
 	b.Run("encode/library", func(b *testing.B) {
@@ -160,13 +160,13 @@ func BenchmarkEventCodec(b *testing.B) {
 	})
 	b.Run("decode/fast", func(b *testing.B) {
 		for range b.N {
-			decodeEvent(rec)
+			DecodeEvent(rec)
 		}
 	})
 	b.Run("decode/library", func(b *testing.B) {
 		for range b.N {
 			var x Event
-			decMode.UnmarshalFirst(rec[1:], &x)
+			DecMode.UnmarshalFirst(rec[1:], &x)
 		}
 	})
 }

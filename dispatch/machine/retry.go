@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"errors"
@@ -31,17 +31,17 @@ const MaxPurge = 10_000
 const CronRunsKept = 100
 
 type (
-	retryInput struct {
-		task  TaskID
-		reply chan reply
+	RetryInput struct {
+		Task  TaskID
+		Reply chan Reply
 	}
-	deleteInput struct {
-		task  TaskID
-		reply chan reply
+	DeleteInput struct {
+		Task  TaskID
+		Reply chan Reply
 	}
-	purgeInput struct {
-		filter PurgeFilter
-		reply  chan reply
+	PurgeInput struct {
+		Filter PurgeFilter
+		Reply  chan Reply
 	}
 )
 
@@ -64,14 +64,14 @@ func notFinal(format string, args ...any) error {
 // new run for each run of the last generation that did not complete (one
 // run if they all completed and a child failed). The old runs stay as
 // they were, for the record.
-func (c *Core) handleRetry(now int64, in retryInput) error {
-	t, ok := c.s.Tasks[in.task]
+func (c *Core) handleRetry(now int64, in RetryInput) error {
+	t, ok := c.s.Tasks[in.Task]
 	if !ok {
-		c.reply(in.reply, reply{err: fmt.Errorf("%w: %q", ErrNotFound, in.task)})
+		c.reply(in.Reply, Reply{Err: fmt.Errorf("%w: %q", ErrNotFound, in.Task)})
 		return nil
 	}
 	if err := c.s.checkRetry(t); err != nil {
-		c.reply(in.reply, reply{err: err})
+		c.reply(in.Reply, Reply{Err: err})
 		return nil
 	}
 	var again int
@@ -84,18 +84,18 @@ func (c *Core) handleRetry(now int64, in retryInput) error {
 	if err := c.emit(Event{Type: EvTaskRetried, At: now, Task: t.Spec.ID, Reason: "retried by a client"}); err != nil {
 		return err
 	}
-	t = c.s.Tasks[in.task] // applyRetried replaced it
+	t = c.s.Tasks[in.Task] // applyRetried replaced it
 	for range again {
 		i := t.nextRunIndex()
 		to := RunReady
 		if t.waiting > 0 {
 			to = RunScheduled
 		}
-		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: t.Spec.ID, Run: runID(t.Spec.ID, i), Index: i, To: to, DueAt: now}); err != nil {
+		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: t.Spec.ID, Run: MakeRunID(t.Spec.ID, i), Index: i, To: to, DueAt: now}); err != nil {
 			return err
 		}
 	}
-	c.reply(in.reply, reply{submit: SubmitResult{Task: in.task}})
+	c.reply(in.Reply, Reply{Submit: SubmitResult{Task: in.Task}})
 	return nil
 }
 
@@ -104,7 +104,7 @@ func (s *State) checkRetry(t *Task) error {
 	id := t.Spec.ID
 	switch {
 	case !t.final:
-		return notFinal("task %s is %s; only a failed or canceled task can be retried", id, s.stateOf(t))
+		return notFinal("task %s is %s; only a failed or canceled task can be retried", id, s.StateOf(t))
 	case t.result == TaskCompleted:
 		return notFinal("task %s is completed; only a failed or canceled task can be retried", id)
 	case t.Spec.Parent != "":
@@ -174,29 +174,29 @@ func (s *State) removeFinalTree(t *Task) {
 		}
 	}
 	walk(t)
-	s.finals = slices.DeleteFunc(slices.Clone(s.finals), func(id TaskID) bool { return tree[id] })
+	s.Finals = slices.DeleteFunc(slices.Clone(s.Finals), func(id TaskID) bool { return tree[id] })
 }
 
 // handleDelete drops a final task and its subtree.
-func (c *Core) handleDelete(now int64, in deleteInput) error {
-	t, ok := c.s.Tasks[in.task]
+func (c *Core) handleDelete(now int64, in DeleteInput) error {
+	t, ok := c.s.Tasks[in.Task]
 	if !ok {
-		c.reply(in.reply, reply{err: fmt.Errorf("%w: %q", ErrNotFound, in.task)})
+		c.reply(in.Reply, Reply{Err: fmt.Errorf("%w: %q", ErrNotFound, in.Task)})
 		return nil
 	}
 	if !t.final {
-		c.reply(in.reply, reply{err: notFinal("task %s is %s; only a final task can be deleted (cancel it first)", in.task, c.s.stateOf(t))})
+		c.reply(in.Reply, Reply{Err: notFinal("task %s is %s; only a final task can be deleted (cancel it first)", in.Task, c.s.StateOf(t))})
 		return nil
 	}
 	if !c.s.retainable(t) {
-		c.reply(in.reply, reply{err: notFinal("task %s is a child of %s, which is not final yet", in.task, t.Spec.Parent)})
+		c.reply(in.Reply, Reply{Err: notFinal("task %s is a child of %s, which is not final yet", in.Task, t.Spec.Parent)})
 		return nil
 	}
 	n, err := c.dropTree(now, t, DropDeleted, map[TaskID]bool{})
 	if err != nil {
 		return err
 	}
-	c.reply(in.reply, reply{n: n})
+	c.reply(in.Reply, Reply{N: n})
 	return nil
 }
 
@@ -228,10 +228,10 @@ func (c *Core) dropTree(now int64, t *Task, reason string, done map[TaskID]bool)
 
 // handlePurge drops up to MaxPurge final tasks matching the filter (and
 // their subtrees), oldest final first.
-func (c *Core) handlePurge(now int64, in purgeInput) error {
-	f := in.filter
+func (c *Core) handlePurge(now int64, in PurgeInput) error {
+	f := in.Filter
 	var match []*Task
-	for _, id := range c.s.finals {
+	for _, id := range c.s.Finals {
 		t, ok := c.s.Tasks[id]
 		if !ok || !t.final {
 			continue
@@ -243,7 +243,7 @@ func (c *Core) handlePurge(now int64, in purgeInput) error {
 			continue
 		}
 		if len(f.States) > 0 && !slices.Contains(f.States, t.result) ||
-			f.Handler != "" && t.Spec.Handler != f.Handler || !hasLabels(t.Spec.Labels, f.Labels) {
+			f.Handler != "" && t.Spec.Handler != f.Handler || !HasLabels(t.Spec.Labels, f.Labels) {
 			continue
 		}
 		match = append(match, t)
@@ -259,12 +259,12 @@ func (c *Core) handlePurge(now int64, in purgeInput) error {
 		}
 		n += k
 	}
-	c.reply(in.reply, reply{n: n})
+	c.reply(in.Reply, Reply{N: n})
 	return nil
 }
 
-// hasLabels reports whether labels contains every pair of want.
-func hasLabels(labels, want map[string]string) bool {
+// HasLabels reports whether labels contains every pair of want.
+func HasLabels(labels, want map[string]string) bool {
 	for k, v := range want {
 		if got, ok := labels[k]; !ok || got != v {
 			return false

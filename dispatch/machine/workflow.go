@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"cmp"
@@ -67,7 +67,7 @@ func (s *State) addPrereq(t *Task, id TaskID) {
 		t.waiting++
 		p.dependents = append(p.dependents, t.Spec.ID)
 	case p.result != TaskCompleted:
-		s.doomed = append(s.doomed, doom{task: t.Spec.ID, reason: doomReason(p)})
+		s.Doomed = append(s.Doomed, doom{task: t.Spec.ID, reason: doomReason(p)})
 	}
 }
 
@@ -94,7 +94,7 @@ func (s *State) maybeFinalize(t *Task, at int64) {
 		return
 	}
 	t.final, t.FinalAt, t.result = true, at, s.resultOf(t)
-	s.justFinal = append(s.justFinal, t.Spec.ID)
+	s.JustFinal = append(s.JustFinal, t.Spec.ID)
 	if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {
 		p.pendingChildren--
 		s.maybeFinalize(p, at)
@@ -118,7 +118,7 @@ func (s *State) maybeFinalize(t *Task, at int64) {
 				}
 			}
 		} else {
-			s.doomed = append(s.doomed, doom{task: id, reason: doomReason(t)})
+			s.Doomed = append(s.Doomed, doom{task: id, reason: doomReason(t)})
 		}
 	}
 }
@@ -191,27 +191,27 @@ func (s *State) retainable(t *Task) bool {
 
 // addFinal records t in the retention order (FinalAt, SubmitSeq).
 func (s *State) addFinal(t *Task) {
-	if n := len(s.finals); n == 0 || finalBefore(s.Tasks[s.finals[n-1]], t) {
-		s.finals = append(s.finals, t.Spec.ID)
+	if n := len(s.Finals); n == 0 || finalBefore(s.Tasks[s.Finals[n-1]], t) {
+		s.Finals = append(s.Finals, t.Spec.ID)
 		return
 	}
 	// Tasks final in one tick share FinalAt and arrive out of submission
 	// order, so the place is near the end: gallop back from there, then
 	// search the last stride (each probe is a map lookup).
-	hi, step := len(s.finals)-1, 1 // finals[hi] is not before t
+	hi, step := len(s.Finals)-1, 1 // finals[hi] is not before t
 	lo := hi - step
-	for lo >= 0 && !finalBefore(s.Tasks[s.finals[lo]], t) {
+	for lo >= 0 && !finalBefore(s.Tasks[s.Finals[lo]], t) {
 		hi, step = lo, step*2
 		lo = hi - step
 	}
 	lo = max(lo, -1) // finals[lo] is before t, or lo is -1
-	i, _ := slices.BinarySearchFunc(s.finals[lo+1:hi], t, func(id TaskID, t *Task) int {
+	i, _ := slices.BinarySearchFunc(s.Finals[lo+1:hi], t, func(id TaskID, t *Task) int {
 		if finalBefore(s.Tasks[id], t) {
 			return -1
 		}
 		return 1
 	})
-	s.finals = slices.Insert(s.finals, lo+1+i, t.Spec.ID)
+	s.Finals = slices.Insert(s.Finals, lo+1+i, t.Spec.ID)
 }
 
 // reindexWorkflow rebuilds links, gating and finality from the tasks and
@@ -254,7 +254,7 @@ func (s *State) reindexWorkflow() {
 			}
 		}
 	}
-	s.doomed = nil
+	s.Doomed = nil
 }
 
 // releaseKey frees r's concurrency key when r became final and moves the

@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"bytes"
@@ -55,7 +55,7 @@ func applyChain(t *testing.T, evs []Event) *State {
 	s := NewState()
 	for i := range evs {
 		e := evs[i]
-		if err := apply(s, &e); err != nil {
+		if err := Apply(s, &e); err != nil {
 			t.Fatalf("setup event %d (%v): %v", i, e.Type, err)
 		}
 	}
@@ -65,7 +65,7 @@ func applyChain(t *testing.T, evs []Event) *State {
 // fingerprint captures everything apply may change, derived indexes included.
 func fingerprint(t *testing.T, s *State) string {
 	t.Helper()
-	b, err := encodeState(s)
+	b, err := EncodeState(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func fingerprint(t *testing.T, s *State) string {
 	for _, st := range []RunState{RunScheduled, RunReady, RunLeased, RunRunning, RunRetryWait, RunCompleted, RunFailed, RunCanceled} {
 		w.WriteString(" " + string(st) + "=" + strconv.Itoa(s.counts.of(st)))
 	}
-	w.WriteString(" inflight=" + strconv.Itoa(s.inflight) + " finals=" + strings.Join(taskIDs(s.finals), ","))
+	w.WriteString(" inflight=" + strconv.Itoa(s.Inflight) + " finals=" + strings.Join(taskIDs(s.Finals), ","))
 	w.WriteString(" ready=" + strconv.Itoa(s.ready.Len()) + " timers=" + strconv.Itoa(s.timers.Len()) + " leases=" + strconv.Itoa(s.leases.Len()))
 	for _, id := range slices.Sorted(maps.Keys(s.Tasks)) {
 		w.WriteString(" " + string(id) + ".finalRuns=" + strconv.Itoa(s.Tasks[id].finalRuns))
@@ -154,7 +154,7 @@ func TestApplyRejectsIllegalEvents(t *testing.T) {
 			s := applyChain(t, setup)
 			before := fingerprint(t, s)
 			e := tc.event
-			err := apply(s, &e)
+			err := Apply(s, &e)
 			var ie *InvariantError
 			if !errors.As(err, &ie) {
 				t.Fatalf("apply = %v, want *InvariantError", err)
@@ -213,11 +213,11 @@ func TestApplyLegalEvents(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := applyChain(t, applySetups[tc.setup])
 			e := tc.event
-			if err := apply(s, &e); err != nil {
+			if err := Apply(s, &e); err != nil {
 				t.Fatalf("apply: %v", err)
 			}
 			r := s.Runs["t#1"]
-			got := want{state: r.State, attempts: len(r.Attempts), dueAt: r.DueAt, leaseExp: r.LeaseExp, inflight: s.inflight, finals: len(s.finals)}
+			got := want{state: r.State, attempts: len(r.Attempts), dueAt: r.DueAt, leaseExp: r.LeaseExp, inflight: s.Inflight, finals: len(s.Finals)}
 			if got != tc.want {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
@@ -235,11 +235,11 @@ func TestApplyLegalEvents(t *testing.T) {
 // rebuilt returns s after a snapshot round trip (decodeState reindexes).
 func rebuilt(t *testing.T, s *State) *State {
 	t.Helper()
-	b, err := encodeState(s)
+	b, err := EncodeState(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := decodeState(b)
+	r, err := DecodeState(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestApplyAttemptRecord(t *testing.T) {
 	s := applyChain(t, applySetups["running"])
 	e := evRetry1
 	e.Error, e.Module, e.Output, e.Worker = "trap: unreachable", "sha256:ab", []byte("partial"), "n/w7"
-	if err := apply(s, &e); err != nil {
+	if err := Apply(s, &e); err != nil {
 		t.Fatal(err)
 	}
 	got := s.Runs["t#1"].Attempts[0]
@@ -269,7 +269,7 @@ func TestApplyAttemptRecord(t *testing.T) {
 func TestApplyTaskEvents(t *testing.T) {
 	t.Run("cancel marks the task", func(t *testing.T) {
 		s := applyChain(t, applySetups["running"])
-		if err := apply(s, &Event{Type: EvTaskCanceled, At: 9, Task: "t", Reason: "user"}); err != nil {
+		if err := Apply(s, &Event{Type: EvTaskCanceled, At: 9, Task: "t", Reason: "user"}); err != nil {
 			t.Fatal(err)
 		}
 		if tk := s.Tasks["t"]; !tk.Canceled || tk.CancelNote != "user" {
@@ -285,7 +285,7 @@ func TestApplyTaskEvents(t *testing.T) {
 			typ  EventType
 			want bool
 		}{{EvEnginePaused, true}, {EvEnginePaused, true}, {EvEngineResumed, false}, {EvEngineResumed, false}} {
-			if err := apply(s, &Event{Type: tc.typ}); err != nil {
+			if err := Apply(s, &Event{Type: tc.typ}); err != nil {
 				t.Fatal(err)
 			}
 			if s.Paused != tc.want {
@@ -295,17 +295,17 @@ func TestApplyTaskEvents(t *testing.T) {
 	})
 	t.Run("drop removes the task and its runs", func(t *testing.T) {
 		s := applyChain(t, applySetups["completed"])
-		if len(s.finals) != 1 || s.Tasks["t"].FinalAt != 4 {
-			t.Fatalf("finals %v FinalAt %d, want [t] 4", s.finals, s.Tasks["t"].FinalAt)
+		if len(s.Finals) != 1 || s.Tasks["t"].FinalAt != 4 {
+			t.Fatalf("finals %v FinalAt %d, want [t] 4", s.Finals, s.Tasks["t"].FinalAt)
 		}
-		if err := apply(s, &Event{Type: EvTaskDropped, At: 10, Task: "t"}); err != nil {
+		if err := Apply(s, &Event{Type: EvTaskDropped, At: 10, Task: "t"}); err != nil {
 			t.Fatal(err)
 		}
-		if len(s.Tasks) != 0 || len(s.Runs) != 0 || len(s.finals) != 0 || len(s.Counts()) != 0 {
-			t.Errorf("after drop tasks %d runs %d finals %v counts %v", len(s.Tasks), len(s.Runs), s.finals, s.Counts())
+		if len(s.Tasks) != 0 || len(s.Runs) != 0 || len(s.Finals) != 0 || len(s.Counts()) != 0 {
+			t.Errorf("after drop tasks %d runs %d finals %v counts %v", len(s.Tasks), len(s.Runs), s.Finals, s.Counts())
 		}
 		// The id can be used again.
-		if err := apply(s, &Event{Type: EvTaskSubmitted, At: 11, Task: "t", Spec: chainSpec}); err != nil {
+		if err := Apply(s, &Event{Type: EvTaskSubmitted, At: 11, Task: "t", Spec: chainSpec}); err != nil {
 			t.Errorf("resubmit after drop: %v", err)
 		}
 	})
@@ -314,7 +314,7 @@ func TestApplyTaskEvents(t *testing.T) {
 		for i, id := range []TaskID{"a", "b", "c"} {
 			spec := *chainSpec
 			spec.ID = id
-			if err := apply(s, &Event{Type: EvTaskSubmitted, Task: id, Spec: &spec}); err != nil {
+			if err := Apply(s, &Event{Type: EvTaskSubmitted, Task: id, Spec: &spec}); err != nil {
 				t.Fatal(err)
 			}
 			if got := s.Tasks[id].SubmitSeq; got != uint64(i+1) {
@@ -334,13 +334,13 @@ func TestApplyDeterministic(t *testing.T) {
 		spec.Labels = map[string]string{"a": "1", "b": "2", "c": "3"}
 		evs = append(evs,
 			Event{Type: EvTaskSubmitted, At: 1, Task: name, Spec: &spec},
-			Event{Type: EvRunCreated, At: 1, Task: name, Run: runID(name, 1), Index: 1, To: RunReady, DueAt: 1},
-			Event{Type: EvRunCreated, At: 1, Task: name, Run: runID(name, 2), Index: 2, To: RunScheduled, DueAt: 9},
+			Event{Type: EvRunCreated, At: 1, Task: name, Run: MakeRunID(name, 1), Index: 1, To: RunReady, DueAt: 1},
+			Event{Type: EvRunCreated, At: 1, Task: name, Run: MakeRunID(name, 2), Index: 2, To: RunScheduled, DueAt: 9},
 		)
 	}
 	a, b := applyChain(t, evs), applyChain(t, evs)
-	ba, _ := encodeState(a)
-	bb, _ := encodeState(b)
+	ba, _ := EncodeState(a)
+	bb, _ := EncodeState(b)
 	if !bytes.Equal(ba, bb) {
 		t.Error("two replays of the same events encode differently")
 	}
@@ -356,15 +356,15 @@ func TestIsRunID(t *testing.T) {
 		index int
 		want  bool
 	}{
-		{runID("t1", 1), "t1", 1, true},
-		{runID("t1", 12345), "t1", 12345, true},
-		{runID("t1", 1), "t1", 2, false},
-		{runID("t1", 1), "t", 1, false},
-		{runID("t1", 12), "t1", 1, false},
+		{MakeRunID("t1", 1), "t1", 1, true},
+		{MakeRunID("t1", 12345), "t1", 12345, true},
+		{MakeRunID("t1", 1), "t1", 2, false},
+		{MakeRunID("t1", 1), "t", 1, false},
+		{MakeRunID("t1", 12), "t1", 1, false},
 		{"t1#", "t1", 0, false},
 		{"t1", "t1", 1, false},
 		{"t1-1", "t1", 1, false},
-		{runID("a#1", 2), "a#1", 2, true},
+		{MakeRunID("a#1", 2), "a#1", 2, true},
 	} {
 		if got := isRunID(tc.id, tc.task, tc.index); got != tc.want {
 			t.Errorf("isRunID(%q, %q, %d) = %v, want %v", tc.id, tc.task, tc.index, got, tc.want)
@@ -414,7 +414,7 @@ func TestApplyLostAttemptBudget(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := applyChain(t, tc.events[:len(tc.events)-1])
 			last := tc.events[len(tc.events)-1]
-			err := apply(s, &last)
+			err := Apply(s, &last)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("apply: %v, want an error containing %q", err, tc.wantErr)

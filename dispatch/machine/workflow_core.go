@@ -1,4 +1,4 @@
-package dispatch
+package machine
 
 import (
 	"fmt"
@@ -11,20 +11,20 @@ import (
 func (c *Core) checkSubmission(now int64, spec *TaskSpec) error {
 	if spec.Policy.Kind == PolicyCron {
 		if cronOf(spec).next(max(now, spec.NotBeforeMs)-1) == 0 {
-			return invalid("run_policy.cron.expr", "%q has no future occurrence", spec.Policy.CronExpr)
+			return Invalid("run_policy.cron.expr", "%q has no future occurrence", spec.Policy.CronExpr)
 		}
 	}
-	if c.cfg.validateHandler != nil {
-		if err := c.cfg.validateHandler(spec.Handler); err != nil {
-			return invalid("handler", "%v", err)
+	if c.cfg.ValidateHandler != nil {
+		if err := c.cfg.ValidateHandler(spec.Handler); err != nil {
+			return Invalid("handler", "%v", err)
 		}
 	}
 	for _, id := range spec.After {
 		if id == spec.ID {
-			return invalid("after", "cycle: %s waits for itself (%s -> %s)", id, id, id)
+			return Invalid("after", "cycle: %s waits for itself (%s -> %s)", id, id, id)
 		}
 		if _, ok := c.s.Tasks[id]; !ok {
-			return invalid("after", "unknown task %q (a prerequisite must be submitted first)", id)
+			return Invalid("after", "unknown task %q (a prerequisite must be submitted first)", id)
 		}
 	}
 	return nil
@@ -44,13 +44,13 @@ func (c *Core) submitTask(now int64, spec *TaskSpec) error {
 		return c.refillCron(now, t)
 	}
 	base := max(now, spec.NotBeforeMs)
-	for i := 1; i <= spec.runCount(); i++ {
+	for i := 1; i <= spec.RunCount(); i++ {
 		due := base + int64(i-1)*spec.Policy.EveryMs
 		to := RunReady
 		if due > now || t.waiting > 0 || t.Canceled {
 			to = RunScheduled
 		}
-		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: spec.ID, Run: runID(spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
+		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: spec.ID, Run: MakeRunID(spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
 			return err
 		}
 	}
@@ -65,9 +65,9 @@ func (c *Core) submitTask(now int64, spec *TaskSpec) error {
 func (c *Core) cancelDoomed(now int64) error {
 	c.dooming = true
 	defer func() { c.dooming = false }()
-	for len(c.s.doomed) > 0 {
-		d := c.s.doomed[0]
-		c.s.doomed = c.s.doomed[1:]
+	for len(c.s.Doomed) > 0 {
+		d := c.s.Doomed[0]
+		c.s.Doomed = c.s.Doomed[1:]
 		t, ok := c.s.Tasks[d.task]
 		if !ok || t.final {
 			continue
@@ -121,47 +121,47 @@ func (c *Core) cancelRuns(now int64, t *Task, reason string) error {
 
 // handleAfter adds prerequisites to a task that has not started, all or
 // nothing: unknown ids and cycles (against the whole graph) are rejected.
-func (c *Core) handleAfter(now int64, in afterInput) error {
-	t, ok := c.s.Tasks[in.task]
+func (c *Core) handleAfter(now int64, in AfterInput) error {
+	t, ok := c.s.Tasks[in.Task]
 	if !ok {
-		c.reply(in.reply, reply{err: fmt.Errorf("%w: %q", ErrNotFound, in.task)})
+		c.reply(in.Reply, Reply{Err: fmt.Errorf("%w: %q", ErrNotFound, in.Task)})
 		return nil
 	}
-	fail := func(err error) error { c.reply(in.reply, reply{err: err}); return nil }
+	fail := func(err error) error { c.reply(in.Reply, Reply{Err: err}); return nil }
 	if t.final || t.Canceled {
-		return fail(invalid("after", "task %s is already %s", in.task, c.s.stateOf(t)))
+		return fail(Invalid("after", "task %s is already %s", in.Task, c.s.StateOf(t)))
 	}
 	for _, r := range t.runs {
 		if len(r.Attempts) > 0 || (r.State != RunScheduled && r.State != RunReady) {
-			return fail(invalid("after", "task %s already started (run %s is %s); prerequisites can only be added before its first attempt", in.task, r.ID, r.State))
+			return fail(Invalid("after", "task %s already started (run %s is %s); prerequisites can only be added before its first attempt", in.Task, r.ID, r.State))
 		}
 	}
-	if len(in.after) == 0 {
-		return fail(invalid("after", "give at least one prerequisite"))
+	if len(in.After) == 0 {
+		return fail(Invalid("after", "give at least one prerequisite"))
 	}
 	var add []TaskID
 	seen := map[TaskID]bool{}
-	for _, id := range in.after {
+	for _, id := range in.After {
 		p, ok := c.s.Tasks[id]
 		switch {
 		case !ok:
-			return fail(invalid("after", "unknown task %q", id))
+			return fail(Invalid("after", "unknown task %q", id))
 		case seen[id] || slices.Contains(t.prereqs(), id):
 			continue // already a prerequisite: idempotent
 		case p.final && p.result != TaskCompleted:
-			return fail(invalid("after", "prerequisite %s is already %s", id, p.result))
+			return fail(Invalid("after", "prerequisite %s is already %s", id, p.result))
 		}
 		seen[id] = true
 		add = append(add, id)
 	}
-	if cyc := findCycle(in.task, add, c.s.waitsFor); cyc != nil {
-		return fail(invalid("after", "cycle: %s", renderCycle(cyc)))
+	if cyc := findCycle(in.Task, add, c.s.waitsFor); cyc != nil {
+		return fail(Invalid("after", "cycle: %s", renderCycle(cyc)))
 	}
 	if len(add) > 0 {
 		if len(t.prereqs())+len(add) > MaxAfter {
-			return fail(invalid("after", "at most %d prerequisites", MaxAfter))
+			return fail(Invalid("after", "at most %d prerequisites", MaxAfter))
 		}
-		if err := c.emit(Event{Type: EvDependencyAdded, At: now, Task: in.task, After: add}); err != nil {
+		if err := c.emit(Event{Type: EvDependencyAdded, At: now, Task: in.Task, After: add}); err != nil {
 			return err
 		}
 		if t.waiting > 0 {
@@ -174,7 +174,7 @@ func (c *Core) handleAfter(now int64, in afterInput) error {
 			}
 		}
 	}
-	c.reply(in.reply, reply{submit: SubmitResult{Task: in.task}})
+	c.reply(in.Reply, Reply{Submit: SubmitResult{Task: in.Task}})
 	return nil
 }
 
@@ -216,7 +216,7 @@ func (c *Core) commitChildren(now int64, r *Run, children [][]byte) error {
 	}
 	for i := range specs {
 		spec := &specs[i]
-		if t, ok := c.s.Tasks[spec.ID]; ok && t.Spec.equal(spec) {
+		if t, ok := c.s.Tasks[spec.ID]; ok && t.Spec.SameAs(spec) {
 			continue // committed by an earlier attempt of this run
 		}
 		if err := c.submitTask(now, spec); err != nil {
@@ -237,30 +237,30 @@ func (c *Core) commitChildren(now int64, r *Run, children [][]byte) error {
 func (c *Core) checkChild(spec *TaskSpec, siblings map[TaskID]bool) error {
 	if siblings[spec.ID] {
 		// Committing it twice would stop the engine (the task exists).
-		return invalid("id", "%q is also the id of an earlier child of this attempt", spec.ID)
+		return Invalid("id", "%q is also the id of an earlier child of this attempt", spec.ID)
 	}
-	if t, ok := c.s.Tasks[spec.ID]; ok && !t.Spec.equal(spec) {
+	if t, ok := c.s.Tasks[spec.ID]; ok && !t.Spec.SameAs(spec) {
 		return fmt.Errorf("%w: %q", ErrConflict, spec.ID)
 	}
-	if c.cfg.validateHandler != nil {
-		if err := c.cfg.validateHandler(spec.Handler); err != nil {
-			return invalid("handler", "%v", err)
+	if c.cfg.ValidateHandler != nil {
+		if err := c.cfg.ValidateHandler(spec.Handler); err != nil {
+			return Invalid("handler", "%v", err)
 		}
 	}
 	for _, id := range spec.After {
 		if id == spec.ID {
-			return invalid("after", "cycle: %s -> %s", id, id)
+			return Invalid("after", "cycle: %s -> %s", id, id)
 		}
 		if _, ok := c.s.Tasks[id]; !ok {
 			if !siblings[id] {
-				return invalid("after", "unknown task %q (name an existing task or an earlier sibling)", id)
+				return Invalid("after", "unknown task %q (name an existing task or an earlier sibling)", id)
 			}
 			continue // new, like this child: it waits for nothing that waits for the parent
 		}
 		// The parent waits for this child, so a prerequisite that waits
 		// (transitively) for the parent would wait for ever.
 		if cyc := findCycle(spec.Parent, []TaskID{id}, c.s.waitsFor); cyc != nil {
-			return invalid("after", "cycle: %s -> %s -> %s (a task waits for its prerequisites and its children)", spec.ID, renderCycle(cyc[1:]), spec.ID)
+			return Invalid("after", "cycle: %s -> %s -> %s (a task waits for its prerequisites and its children)", spec.ID, renderCycle(cyc[1:]), spec.ID)
 		}
 	}
 	return nil
@@ -311,7 +311,7 @@ func (c *Core) refillCron(now int64, t *Task) error {
 		if due <= now && t.waiting == 0 {
 			to = RunReady
 		}
-		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: t.Spec.ID, Run: runID(t.Spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
+		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: t.Spec.ID, Run: MakeRunID(t.Spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
 			return err
 		}
 		last = due
@@ -351,8 +351,8 @@ func (c *Core) promoteCron(now int64, r *Run, t *Task) error {
 	return c.refillCron(now, t)
 }
 
-// stateOf summarizes a task as TaskView does.
-func (s *State) stateOf(t *Task) TaskState {
+// StateOf summarizes a task as TaskView does.
+func (s *State) StateOf(t *Task) TaskState {
 	if t.final {
 		return t.result
 	}
