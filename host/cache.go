@@ -36,7 +36,7 @@ func (h *Host) moduleCacheDir(hash string) string {
 // PruneCache removes from Config.CacheDir the compiled code of every
 // module for which keep("sha256:<hex>") is false and that this Host has
 // not loaded, and anything else in the directory (the single shared cache
-// of earlier versions). It returns what it removed. Without a CacheDir it
+// of earlier versions) but the module hashes of LoadFile. It returns what it removed. Without a CacheDir it
 // does nothing.
 func (h *Host) PruneCache(keep func(hash string) bool) ([]string, error) {
 	if h.cfg.CacheDir == "" {
@@ -62,7 +62,7 @@ func (h *Host) PruneCache(keep func(hash string) bool) ([]string, error) {
 	var errs []error
 	for _, e := range entries {
 		hash := "sha256:" + e.Name()
-		if isHex64(e.Name()) && (inUse[hash] || keep(hash)) {
+		if isHex64(e.Name()) && (inUse[hash] || keep(hash)) || e.Name() == fileHashesDir {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(h.cfg.CacheDir, e.Name())); err != nil {

@@ -77,8 +77,13 @@ func (h *Host) Load(ctx context.Context, wasm []byte, memoryPages uint32) (*Modu
 // content hash and limits: concurrent loads of the same module wait for
 // one compilation. The other fields of lim apply per attempt (Run).
 func (h *Host) LoadLimits(ctx context.Context, wasm []byte, lim Limits) (*Module, error) {
+	return h.loadHashed(ctx, wasm, Hash(wasm), lim)
+}
+
+// loadHashed is LoadLimits for wasm whose Hash is known.
+func (h *Host) loadHashed(ctx context.Context, wasm []byte, hash string, lim Limits) (*Module, error) {
 	lim = lim.Clamp(h.cfg.Max)
-	key := moduleKey{hash: Hash(wasm), pages: lim.MemoryPages, tables: lim.TableElements}
+	key := moduleKey{hash: hash, pages: lim.MemoryPages, tables: lim.TableElements}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()

@@ -17,6 +17,9 @@
 //  1. Load compiles a module once per (content hash, memory limit) and
 //     keeps it; concurrent loads of the same module wait for one compile.
 //     wazero's file cache under Config.CacheDir makes a restart cheap.
+//     LoadFile (wasmtask call) also remembers a file's hash by its identity
+//     and maps a large file under a read lease instead of copying it
+//     (modfile.go).
 //  2. Load rejects, naming the import or export: an import the host does
 //     not provide (or with another signature), an imported memory, no
 //     exported "memory", no entry point (wasmtask_handle, or _start for

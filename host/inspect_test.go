@@ -105,6 +105,7 @@ func TestPruneCache(t *testing.T) {
 	mustLoad(t, h, b, 0)
 	legacy := filepath.Join(dir, "wazero-v1.12.0-amd64-linux")
 	os.Mkdir(legacy, 0o755)
+	os.Mkdir(filepath.Join(dir, fileHashesDir), 0o755) // LoadFile's: kept
 	hexOf := func(w []byte) string { return strings.TrimPrefix(Hash(w), "sha256:") }
 	for _, w := range [][]byte{a, b} {
 		files, _ := filepath.Glob(filepath.Join(dir, hexOf(w), "*", "*"))
@@ -123,7 +124,7 @@ func TestPruneCache(t *testing.T) {
 		t.Fatalf("PruneCache: removed %v, %v; want %s", removed, err, hexOf(b))
 	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 || entries[0].Name() != hexOf(a) {
-		t.Errorf("cache holds %v, want only %s", entries, hexOf(a))
+	if len(entries) != 2 || entries[0].Name() != hexOf(a) || entries[1].Name() != fileHashesDir {
+		t.Errorf("cache holds %v, want only %s and %s", entries, hexOf(a), fileHashesDir)
 	}
 }

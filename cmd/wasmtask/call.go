@@ -61,10 +61,6 @@ func runCall(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	wasm, err := os.ReadFile(path)
-	if err != nil {
-		return fail(exitFailed, "read module: %v", err)
-	}
 	name := strings.TrimSuffix(baseName(path), ".wasm")
 	man, err := callManifest(c, path)
 	if err != nil {
@@ -80,7 +76,11 @@ func runCall(c *cli.Context) error {
 		return fail(exitFailed, "%v", err)
 	}
 	defer h.Close(context.Background())
-	m, err := h.LoadLimits(ctx, wasm, lim)
+	m, err := h.LoadFile(ctx, path, lim)
+	var pathErr *os.PathError
+	if errors.As(err, &pathErr) {
+		return fail(exitFailed, "read module: %v", err)
+	}
 	if err != nil {
 		return fail(exitFailed, "%s: %v", path, err)
 	}
