@@ -3,9 +3,11 @@ package host
 import (
 	"context"
 	"encoding/binary"
-
+	"fmt"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -369,4 +371,85 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// TestPoolScratchFull: in a reused instance the scratch directory lives as
+// long as the instance, and the line saying it is full goes to the log of
+// the attempt whose write was refused: not to the attempt that made the
+// instance, not to the next one. Concurrent attempts in separate instances
+// each get only their own line. Run it with -race.
+func TestPoolScratchFull(t *testing.T) {
+	const full = "scratch /tmp is full: a write of 3000 bytes was refused (limit 4096 bytes"
+	cmd := Command{ScratchBytes: 4096}
+	newPool := func(t *testing.T, h *Host) *Pool {
+		p, err := h.NewPool(mustLoad(t, h, readWasm(t, "scratchfill"), 0), InstancePolicy{Mode: InstancesReuse})
+		if err != nil {
+			t.Fatalf("NewPool: %v", err)
+		}
+		return p
+	}
+	run := func(p *Pool, n int, id string) Result {
+		return p.Run(context.Background(), Attempt{Input: []byte(strings.Repeat("x", n)), Command: cmd,
+			Info: TaskInfo{TaskID: id, RunID: id + "#1", Attempt: 1, MaxAttempts: 1, Handler: "scratchfill"}})
+	}
+	t.Run("sequential", func(t *testing.T) {
+		h := newTestHost(t, Config{})
+		p := newPool(t, h)
+		steps := []struct {
+			bytes   int
+			outcome dispatch.Outcome
+			full    bool
+		}{
+			{3000, dispatch.OutcomeOK, false},    // makes the instance: 3000 of 4096
+			{3000, dispatch.OutcomeFailed, true}, // 6000: refused
+			{500, dispatch.OutcomeOK, false},     // 3500: fits
+			{1000, dispatch.OutcomeFailed, true}, // 4500: refused
+		}
+		for i, s := range steps {
+			res := run(p, s.bytes, "t")
+			if res.Outcome != s.outcome {
+				t.Fatalf("attempt %d: outcome %s (%s), want %s\nlog:\n%s", i+1, res.Outcome, res.Error, s.outcome, res.Log)
+			}
+			line := "scratch /tmp is full: a write of " + strconv.Itoa(s.bytes) + " bytes was refused (limit 4096 bytes"
+			if got := strings.Contains(string(res.Log), line); got != s.full {
+				t.Errorf("attempt %d: log has the scratch-full line: %v, want %v\nlog:\n%s", i+1, got, s.full, res.Log)
+			}
+			if n := strings.Count(string(res.Log), "is full"); n > 1 {
+				t.Errorf("attempt %d: %d scratch-full lines, want at most 1:\n%s", i+1, n, res.Log)
+			}
+		}
+		if st := p.Stats(); st.Created != 1 {
+			t.Errorf("Stats().Created = %d, want 1: every attempt ran in the same instance", st.Created)
+		}
+	})
+	t.Run("concurrent", func(t *testing.T) {
+		const workers, perWorker = 4, 6
+		h := newTestHost(t, Config{MaxIdleInstances: workers})
+		p := newPool(t, h)
+		var wg sync.WaitGroup
+		var refused atomic.Int32
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range perWorker {
+					res := run(p, 3000, fmt.Sprintf("w%d-%d", w, i))
+					hasLine := strings.Contains(string(res.Log), full)
+					switch {
+					case res.Outcome == dispatch.OutcomeOK && !hasLine && string(res.Output) == "ok":
+					case res.Outcome == dispatch.OutcomeFailed && hasLine &&
+						strings.Count(string(res.Log), "is full") == 1:
+						refused.Add(1)
+					default:
+						t.Errorf("outcome %s, output %q, log with its own scratch-full line: %v\nlog:\n%s", res.Outcome, res.Output, hasLine, res.Log)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		// Every instance takes one 3000-byte write; all later ones are refused.
+		if st := p.Stats(); int(refused.Load()) != workers*perWorker-st.Created {
+			t.Errorf("%d attempts refused, want %d (attempts %d - instances %d)", refused.Load(), workers*perWorker-st.Created, workers*perWorker, st.Created)
+		}
+	})
 }
