@@ -93,12 +93,44 @@ type Config struct {
 	// the plugin is deployed. nil accepts any name.
 	ValidateHandler func(handler string) error
 
+	// Log, when set, replaces the WAL in Dir/wal (cluster mode: the raft
+	// log, see package cluster): the committer appends each tick's records
+	// to it and Commit makes them durable (committed by a majority). State
+	// is then the state to start from, which the caller recovered (nil: an
+	// empty one); the engine writes no snapshots of its own (the Log's
+	// owner does), and every attempt starts only once its lease is
+	// committed (DurableLeases), so that a deposed leader, whose commits
+	// fail, never starts one.
+	Log Log
+	// State is the state to start from with Log; ignored without it.
+	State *State
+
 	// beforeCommit, for tests, runs in the committer before each fsync
 	// (where it would be under SyncNone); an error stands for a failed fsync.
 	beforeCommit func() error
 }
 
+// Log is where the committer writes the ticks' events: the segwal WAL in
+// single-node mode, the raft log in cluster mode (Config.Log). Records get
+// consecutive sequences; Append returns the sequence of the last one.
+// Append may be called while a Commit is in flight and must copy records,
+// whose buffer the engine reuses. Commit makes every record appended so far
+// durable and returns the sequence they reach; an error stops the engine.
+type Log interface {
+	Append(records ...[]byte) (last uint64, err error)
+	Commit() (durable uint64, err error)
+	Close() error
+}
+
 func (c *Config) normalize() error {
+	if c.Log != nil {
+		if c.Dir == "" {
+			c.Dir = "(cluster)"
+		}
+		c.DurableLeases = true
+		c.SnapshotEvery = -1
+		c.InlinePayloadBytes = -1 // the log is all a replica gets: payloads travel in it
+	}
 	if c.Dir == "" {
 		return errors.New("dispatch: Config.Dir is required")
 	}
@@ -179,7 +211,8 @@ type RecoveryInfo struct {
 // the only writer of the WAL.
 type Engine struct {
 	cfg  Config
-	wal  *segwal.Log
+	wal  *segwal.Log // nil with Config.Log
+	out  Log         // where the committer writes: wal, or Config.Log
 	core *Core
 	log  *slog.Logger
 
@@ -239,6 +272,9 @@ func Open(cfg Config) (*Engine, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
+	if cfg.Log != nil {
+		return openOnLog(cfg)
+	}
 	start := time.Now()
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
@@ -257,39 +293,71 @@ func Open(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: open WAL: %w", err)
 	}
-	e := &Engine{
-		cfg: cfg, wal: wal, log: cfg.Logger,
-		inbox: make(chan any, cfg.MaxBatch), results: make(chan any, 4*cfg.Workers+64),
-		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
-		cancels: map[RunID]context.CancelFunc{},
-		// One group of ticks is committed at a time; the loop holds the next
-		// one (pending) until the committer gives back its token.
-		commits: make(chan []*committedTick, 1), commitReady: make(chan struct{}, 1), spareArrays: make(chan releasedArrays, 4), committerDone: make(chan struct{}), commitFailed: make(chan struct{}),
-		groupCommit: cfg.WAL.Sync == segwal.SyncAlways,
-		snapshots:   &snapshotter{dir: filepath.Join(cfg.Dir, "snapshots"), retain: cfg.SnapshotRetain},
-		payloads:    payloads, budget: payload.NewBudget(cfg.MaxPayloadMemory),
-	}
+	e := newEngine(cfg, wal, payloads)
 	e.recovery.WAL = wal.Recovery()
 	state, err := e.recover()
 	if err != nil {
 		wal.Close()
 		return nil, err
 	}
-	e.state = state
-	e.durable.Store(state.Applied)
+	e.setState(state)
 	e.sinceSnapshot = int(state.Applied - e.recovery.SnapshotSeq)
 	e.sinceSnapshotBytes = int64(e.recovery.BytesReplayed)
-	e.core = machine.NewCore(state, machine.CoreConfig{
-		Workers: cfg.Workers, Node: cfg.Node, LeaseGrace: cfg.LeaseGrace.Milliseconds(),
-		RetainMs: cfg.RetainFor.Milliseconds(), RetainCount: cfg.RetainCount, Rand: cfg.Rand,
-		ValidateHandler: cfg.ValidateHandler,
-	}, ulidEntropy())
 	e.recovery.Duration = time.Since(start)
 	// Debug: the program embedding the engine reports recovery (wasmtask
 	// serve logs "recovered" with the WAL's repairs); this is the detail.
 	e.log.Debug("dispatch: recovered", "snapshot_seq", e.recovery.SnapshotSeq,
 		"events_replayed", e.recovery.EventsReplayed, "bytes_replayed", e.recovery.BytesReplayed, "tasks", len(state.Tasks),
 		"duration", e.recovery.Duration, "torn_tail", e.recovery.WAL.TornTail != nil)
+	go e.loop()
+	return e, nil
+}
+
+func newEngine(cfg Config, wal *segwal.Log, payloads *payload.Store) *Engine {
+	e := &Engine{
+		cfg: cfg, wal: wal, out: cfg.Log, log: cfg.Logger,
+		inbox: make(chan any, cfg.MaxBatch), results: make(chan any, 4*cfg.Workers+64),
+		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
+		cancels: map[RunID]context.CancelFunc{},
+		// One group of ticks is committed at a time; the loop holds the next
+		// one (pending) until the committer gives back its token.
+		commits: make(chan []*committedTick, 1), commitReady: make(chan struct{}, 1), spareArrays: make(chan releasedArrays, 4), committerDone: make(chan struct{}), commitFailed: make(chan struct{}),
+		groupCommit: cfg.Log != nil || cfg.WAL.Sync == segwal.SyncAlways,
+		snapshots:   &snapshotter{dir: filepath.Join(cfg.Dir, "snapshots"), retain: cfg.SnapshotRetain},
+		payloads:    payloads, budget: payload.NewBudget(cfg.MaxPayloadMemory),
+	}
+	if wal != nil {
+		e.out = wal
+	}
+	return e
+}
+
+func (e *Engine) setState(state *State) {
+	e.state = state
+	e.durable.Store(state.Applied)
+	e.core = machine.NewCore(state, machine.CoreConfig{
+		Workers: e.cfg.Workers, Node: e.cfg.Node, LeaseGrace: e.cfg.LeaseGrace.Milliseconds(),
+		RetainMs: e.cfg.RetainFor.Milliseconds(), RetainCount: e.cfg.RetainCount, Rand: e.cfg.Rand,
+		ValidateHandler: e.cfg.ValidateHandler,
+	}, ulidEntropy())
+}
+
+// openOnLog starts an engine on Config.Log from Config.State (cluster
+// mode): its first tick closes the attempts the state holds as leased or
+// running (a previous leader's) as lost, as recovery's first tick does.
+func openOnLog(cfg Config) (*Engine, error) {
+	payloads, err := payload.Open(filepath.Join(cfg.Dir, "payloads"))
+	if err != nil {
+		return nil, fmt.Errorf("dispatch: %w", err)
+	}
+	e := newEngine(cfg, nil, payloads)
+	state := cfg.State
+	if state == nil {
+		state = NewState()
+	}
+	state.Doomed, state.JustFinal = nil, nil
+	e.setState(state)
+	e.recovery.SnapshotSeq = state.Applied
 	go e.loop()
 	return e, nil
 }
@@ -535,7 +603,7 @@ func (e *Engine) writeFrame() error {
 	if len(p.records) == 0 {
 		return nil
 	}
-	last, err := e.wal.Append(p.records...)
+	last, err := e.out.Append(p.records...)
 	if err == nil && last != p.last {
 		err = fmt.Errorf("the WAL gave the events sequences up to %d, the state expects %d", last, p.last)
 	}
@@ -649,12 +717,16 @@ func (e *Engine) commitLoop() {
 			}
 			if err == nil && e.groupCommit {
 				var synced uint64
-				if synced, err = e.wal.Commit(); err == nil && synced < seq {
+				if synced, err = e.out.Commit(); err == nil && synced < seq {
 					err = fmt.Errorf("the WAL made %d durable, the tick needs %d", synced, seq)
 				}
 			}
 			if err != nil {
-				e.commitErr = fmt.Errorf("dispatch: engine stopped: fsync WAL: %w", err)
+				what := "fsync WAL"
+				if e.wal == nil {
+					what = "commit"
+				}
+				e.commitErr = fmt.Errorf("dispatch: engine stopped: %s: %w", what, err)
 				close(e.commitFailed)
 			}
 		}
@@ -1150,7 +1222,7 @@ func (e *Engine) Close() error {
 		<-e.done
 	}
 	e.workers.Wait()
-	err := e.wal.Close()
+	err := e.out.Close()
 	if e.err != nil {
 		return e.err
 	}
@@ -1171,4 +1243,9 @@ func (e *Engine) Err() error {
 func (e *Engine) Recovery() RecoveryInfo { return e.recovery }
 
 // WALStats returns the WAL's counters since Open (appends, fsyncs, bytes).
-func (e *Engine) WALStats() segwal.Stats { return e.wal.Stats() }
+func (e *Engine) WALStats() segwal.Stats {
+	if e.wal == nil {
+		return segwal.Stats{}
+	}
+	return e.wal.Stats()
+}

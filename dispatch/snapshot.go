@@ -271,6 +271,11 @@ func (e *Engine) snapshotDue() bool {
 // another goroutine; then the WAL drops segments the oldest kept snapshot covers.
 // One snapshot at a time; a tick that finds one running skips.
 func (e *Engine) snapshot() chan error {
+	if e.wal == nil {
+		done := make(chan error, 1)
+		done <- errors.New("dispatch: the engine runs on a replicated log (cluster mode), whose owner writes the snapshots")
+		return done
+	}
 	if !e.snapshots.running.CompareAndSwap(false, true) {
 		return nil
 	}

@@ -1,0 +1,176 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+)
+
+// testCluster runs nodes in this process on loopback ports.
+type testCluster struct {
+	t     *testing.T
+	nodes map[string]*Node
+	dirs  map[string]string
+	addrs map[string]string
+	runs  atomic.Int64 // attempts executed, over all nodes
+	mu    sync.Mutex
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func newTestCluster(t *testing.T) *testCluster {
+	return &testCluster{t: t, nodes: map[string]*Node{}, dirs: map[string]string{}, addrs: map[string]string{}}
+}
+
+func (c *testCluster) start(id string, bootstrap bool) *Node {
+	c.t.Helper()
+	if c.dirs[id] == "" {
+		c.dirs[id], c.addrs[id] = c.t.TempDir(), freeAddr(c.t)
+	}
+	exec := dispatch.ExecutorFunc(func(ctx context.Context, job dispatch.Job) dispatch.Result {
+		c.runs.Add(1)
+		return dispatch.Result{Outcome: dispatch.OutcomeOK, Output: []byte("ok")}
+	})
+	n, err := Open(Config{NodeID: id, RaftAddr: c.addrs[id], HTTPAddr: "http://" + id + ".invalid", Dir: c.dirs[id], Bootstrap: bootstrap,
+		Engine:  dispatch.Config{Executor: exec, Workers: 8, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLog: io.Discard,
+		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.nodes[id] = n
+	c.mu.Unlock()
+	return n
+}
+
+func (c *testCluster) closeAll() {
+	for id, n := range c.nodes {
+		n.Close()
+		delete(c.nodes, id)
+	}
+}
+
+// leader waits until one of the running nodes leads and runs its engine.
+func (c *testCluster) leader() *Node {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range c.nodes {
+			if n.IsLeader() && n.Engine() != nil {
+				return n
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatal("no leader with a running engine within 10s")
+	return nil
+}
+
+// converged waits until every running node applied the same sequence and
+// checks that their states are identical.
+func (c *testCluster) converged() uint64 {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		seqs := map[uint64]bool{}
+		digests := map[string][]string{}
+		for id, n := range c.nodes {
+			seq, d, err := n.Digest()
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			seqs[seq] = true
+			digests[d] = append(digests[d], id)
+		}
+		if len(seqs) == 1 && len(digests) == 1 {
+			for s := range seqs {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("nodes did not converge: sequences %v, digests %v", seqs, digests)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func submitAndWait(t *testing.T, e *dispatch.Engine, prefix string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var ids []dispatch.TaskID
+	for i := range n {
+		res, err := e.Submit(ctx, dispatch.TaskSpec{ID: dispatch.TaskID(fmt.Sprintf("%s-%d", prefix, i)), Handler: "noop", MaxAttempts: 3})
+		if err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+		ids = append(ids, res.Task)
+	}
+	for _, id := range ids {
+		v, err := e.Wait(ctx, id)
+		if err != nil || v.State != dispatch.TaskCompleted {
+			t.Fatalf("task %s: %v %v", id, v.State, err)
+		}
+	}
+}
+
+func TestThreeNodesReplicateAndFailOver(t *testing.T) {
+	c := newTestCluster(t)
+	defer c.closeAll()
+	n1 := c.start("n1", true)
+	c.start("n2", false)
+	c.start("n3", false)
+	if l := c.leader(); l != n1 {
+		t.Fatalf("leader %s, want the bootstrapped n1", l.cfg.NodeID)
+	}
+	for _, id := range []string{"n2", "n3"} {
+		if err := n1.Join(id, c.addrs[id], "http://"+id+".invalid"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	submitAndWait(t, n1.Engine(), "a", 200)
+	seq := c.converged()
+	if got := c.runs.Load(); got != 200 {
+		t.Errorf("%d attempts ran for 200 tasks, want exactly 200", got)
+	}
+	st := c.nodes["n3"].Status()
+	if st.Tasks != 200 || st.Leader != "n1" || st.LeaderHTTP != "http://n1.invalid" || len(st.Servers) != 3 {
+		t.Errorf("n3's status: %+v", st)
+	}
+	t.Logf("converged at sequence %d", seq)
+
+	// The leader stops; another takes over on the same committed state.
+	start := time.Now()
+	n1.Close()
+	delete(c.nodes, "n1")
+	l := c.leader()
+	t.Logf("new leader %s after %v", l.cfg.NodeID, time.Since(start))
+	submitAndWait(t, l.Engine(), "b", 100)
+	c.converged()
+
+	// n1 comes back and catches up.
+	c.start("n1", true)
+	c.converged()
+	if st := c.nodes["n1"].Status(); st.Tasks != 300 || st.Leader != l.cfg.NodeID {
+		t.Errorf("n1 after its restart: tasks %d, leader %q", st.Tasks, st.Leader)
+	}
+	if got := c.runs.Load(); got != 300 {
+		t.Errorf("%d attempts ran for 300 tasks, want exactly 300", got)
+	}
+}

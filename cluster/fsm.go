@@ -1,0 +1,184 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+)
+
+// fsm is raft's state machine on every node: it applies each committed
+// entry through the dispatch reducer (dispatch.ApplyRecord, what recovery
+// uses) to its own State, so it always holds exactly the committed state.
+// On the leader the engine steps ahead on a copy of it (see doc.go).
+type fsm struct {
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	state   *dispatch.State
+	members map[string]string // node id -> HTTP address (replicated)
+	err     error             // the first entry that failed to apply: the state is suspect
+
+	index   atomic.Uint64 // raft index of the last entry applied
+	seq     atomic.Uint64 // dispatch sequence of the last record applied
+	changed chan struct{} // closed and replaced after each apply (for waiters)
+}
+
+func newFSM(log *slog.Logger) *fsm {
+	return &fsm{log: log, state: dispatch.NewState(), members: map[string]string{}, changed: make(chan struct{})}
+}
+
+type memberEntry struct {
+	ID     string `json:"id"`
+	HTTP   string `json:"http,omitempty"`
+	Remove bool   `json:"remove,omitempty"`
+}
+
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand || len(l.Data) == 0 {
+		f.index.Store(l.Index)
+		return nil
+	}
+	f.mu.Lock()
+	err := f.applyLocked(l.Data)
+	if err != nil && f.err == nil {
+		f.err = fmt.Errorf("raft entry %d: %w", l.Index, err)
+		f.log.Error("cluster: an entry does not apply; this node's state is suspect (restart it to rebuild from the leader)", "index", l.Index, "err", err)
+	}
+	f.seq.Store(f.state.Applied)
+	f.index.Store(l.Index)
+	ch := f.changed
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+	close(ch)
+	return err
+}
+
+func (f *fsm) applyLocked(data []byte) error {
+	switch data[0] {
+	case entryEvents:
+		return decodeFrame(data[1:], func(seq uint64, rec []byte) error {
+			_, err := dispatch.ApplyRecord(f.state, seq, rec)
+			return err
+		})
+	case entryMember:
+		var m memberEntry
+		if err := json.Unmarshal(data[1:], &m); err != nil {
+			return fmt.Errorf("member entry: %w", err)
+		}
+		if m.Remove {
+			delete(f.members, m.ID)
+		} else {
+			f.members[m.ID] = m.HTTP
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown entry type %d", data[0])
+}
+
+// copyState returns a deep copy of the committed state, for a new leader's
+// engine.
+func (f *fsm) copyState() (*dispatch.State, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	return dispatch.CopyState(f.state)
+}
+
+func (f *fsm) member(id string) string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.members[id]
+}
+
+func (f *fsm) memberMap() map[string]string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return maps.Clone(f.members)
+}
+
+// read runs fn with the committed state under the read lock.
+func (f *fsm) read(fn func(s *dispatch.State)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fn(f.state)
+}
+
+// Snapshot file: "WTRAFT01", uvarint length + JSON of the members, then
+// the dispatch snapshot encoding of the state (dispatch.EncodeState).
+const snapMagic = "WTRAFT01"
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	state, err := dispatch.EncodeState(f.state)
+	if err != nil {
+		return nil, err
+	}
+	members, err := json.Marshal(f.members)
+	if err != nil {
+		return nil, err
+	}
+	b := append([]byte(snapMagic), binary.AppendUvarint(nil, uint64(len(members)))...)
+	b = append(append(b, members...), state...)
+	return fsmSnapshot(b), nil
+}
+
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return err
+	}
+	rest, ok := bytes.CutPrefix(b, []byte(snapMagic))
+	if !ok {
+		return errors.New("cluster: snapshot: not a wasmtask raft snapshot")
+	}
+	n, k := binary.Uvarint(rest)
+	if k <= 0 || uint64(len(rest)-k) < n {
+		return errors.New("cluster: snapshot: members cut short")
+	}
+	members := map[string]string{}
+	if err := json.Unmarshal(rest[k:k+int(n)], &members); err != nil {
+		return fmt.Errorf("cluster: snapshot: members: %w", err)
+	}
+	state, err := dispatch.DecodeState(rest[k+int(n):])
+	if err != nil {
+		return fmt.Errorf("cluster: snapshot: %w", err)
+	}
+	f.mu.Lock()
+	f.state, f.members, f.err = state, members, nil
+	f.seq.Store(state.Applied)
+	ch := f.changed
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+	close(ch)
+	return nil
+}
+
+type fsmSnapshot []byte
+
+func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (fsmSnapshot) Release() {}

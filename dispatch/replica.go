@@ -1,0 +1,52 @@
+package dispatch
+
+import (
+	"fmt"
+
+	"github.com/wasmtask/wasmtask/dispatch/machine"
+)
+
+// A replica (a cluster follower, or raft's FSM on any node) holds a State
+// that it changes only through ApplyRecord, with the records a leader's
+// engine wrote to its Log, in order: the same reducer as the loop and
+// recovery, so every replica holds the leader's committed state.
+
+// ApplyRecord decodes one record, the seq-th, and applies it to s through
+// the reducer. A record at or below s.Applied is skipped (applied already:
+// reported false); one past s.Applied+1 is an error (a gap in the log).
+func ApplyRecord(s *State, seq uint64, rec []byte) (applied bool, err error) {
+	if seq <= s.Applied {
+		return false, nil
+	}
+	if seq != s.Applied+1 {
+		return false, fmt.Errorf("dispatch: record %d follows %d: a gap in the log", seq, s.Applied)
+	}
+	ev, err := machine.DecodeEvent(rec)
+	if err != nil {
+		return false, fmt.Errorf("dispatch: record %d: %w", seq, err)
+	}
+	if err := machine.Apply(s, &ev); err != nil {
+		return false, fmt.Errorf("dispatch: record %d: %w", seq, err)
+	}
+	s.Applied = seq
+	// What a loop would drain: the cancellations are in the log already,
+	// and a replica wakes no Wait call.
+	s.Doomed, s.JustFinal = nil, nil
+	return true, nil
+}
+
+// EncodeState returns the snapshot encoding of s (CBOR, tasks in
+// submission order), which DecodeState reads back.
+func EncodeState(s *State) ([]byte, error) { return machine.EncodeState(s) }
+
+// DecodeState decodes what EncodeState wrote.
+func DecodeState(b []byte) (*State, error) { return machine.DecodeState(b) }
+
+// CopyState returns a deep copy of s (through its snapshot encoding).
+func CopyState(s *State) (*State, error) {
+	b, err := machine.EncodeState(s)
+	if err != nil {
+		return nil, err
+	}
+	return machine.DecodeState(b)
+}
