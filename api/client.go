@@ -55,7 +55,37 @@ func (e *UnreachableError) Error() string {
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
+// leaderRetry bounds how long a request answered "no_leader" (a cluster
+// electing a leader, serve --node-id) is retried: elections take seconds.
+const leaderRetry = 15 * time.Second
+
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) (int, error) {
+	start := time.Now()
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		status, err := c.doOnce(ctx, method, path, body, contentType, out)
+		var e *Error
+		if !errors.As(err, &e) || e.Code != "no_leader" || time.Since(start) > leaderRetry {
+			return status, err
+		}
+		// No leader was serving: the request was not carried out; retry it.
+		if body != nil {
+			s, ok := body.(io.Seeker)
+			if !ok {
+				return status, err
+			}
+			if _, serr := s.Seek(0, io.SeekStart); serr != nil {
+				return status, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return status, err
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (c *Client) doOnce(ctx context.Context, method, path string, body io.Reader, contentType string, out any) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
 	if err != nil {
 		return 0, err

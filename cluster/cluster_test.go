@@ -47,8 +47,8 @@ func (c *testCluster) start(id string, bootstrap bool) *Node {
 		return dispatch.Result{Outcome: dispatch.OutcomeOK, Output: []byte("ok")}
 	})
 	n, err := Open(Config{NodeID: id, RaftAddr: c.addrs[id], HTTPAddr: "http://" + id + ".invalid", Dir: c.dirs[id], Bootstrap: bootstrap,
-		Engine:  dispatch.Config{Executor: exec, Workers: 8, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLog: io.Discard,
+		Engine: dispatch.Config{Executor: exec, Workers: 8, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLog: io.Discard,
 		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond})
 	if err != nil {
 		c.t.Fatal(err)

@@ -58,7 +58,15 @@ func (m *metrics) watchHost(h *host.Host) {
 
 // watchEngine registers the metrics read from the engine at scrape time.
 func (m *metrics) watchEngine(e *dispatch.Engine) {
-	m.reg.MustRegister(&engineCollector{e: e}, &payloadCollector{e: e})
+	m.watchEngineOf(func() *dispatch.Engine { return e })
+	m.reg.MustRegister(&payloadCollector{e: e})
+}
+
+// watchEngineOf reads the metrics from the engine get returns at scrape
+// time (in cluster mode, the one this node runs while it leads; none: no
+// engine metrics).
+func (m *metrics) watchEngineOf(get func() *dispatch.Engine) {
+	m.reg.MustRegister(&engineCollector{get: get})
 }
 
 func (m *metrics) handler() http.Handler {
@@ -79,7 +87,7 @@ var (
 	descReplayed  = prometheus.NewDesc("wasmtask_recovery_events_replayed", "WAL events replayed at the last start.", nil, nil)
 )
 
-type engineCollector struct{ e *dispatch.Engine }
+type engineCollector struct{ get func() *dispatch.Engine }
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSubmitted, descRuns, descQueue, descInFlight, descWALBytes, descWALRecs, descFsyncs, descFsyncSec, descFsyncHist, descRecovery, descReplayed} {
@@ -88,7 +96,11 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.e.Stats()
+	e := c.get()
+	if e == nil {
+		return
+	}
+	st := e.Stats()
 	ch <- prometheus.MustNewConstMetric(descSubmitted, prometheus.CounterValue, float64(st.Submitted))
 	for _, s := range []dispatch.RunState{dispatch.RunScheduled, dispatch.RunReady, dispatch.RunLeased, dispatch.RunRunning,
 		dispatch.RunRetryWait, dispatch.RunCompleted, dispatch.RunFailed, dispatch.RunCanceled} {
@@ -96,13 +108,13 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(st.RunsByState[dispatch.RunReady]))
 	ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(st.InFlight))
-	w := c.e.WALStats()
+	w := e.WALStats()
 	ch <- prometheus.MustNewConstMetric(descWALBytes, prometheus.CounterValue, float64(w.FrameBytes))
 	ch <- prometheus.MustNewConstMetric(descWALRecs, prometheus.CounterValue, float64(w.Records))
 	ch <- prometheus.MustNewConstMetric(descFsyncs, prometheus.CounterValue, float64(w.Syncs))
 	ch <- prometheus.MustNewConstMetric(descFsyncSec, prometheus.CounterValue, w.SyncTime.Seconds())
 	ch <- fsyncHistogram(w)
-	rec := c.e.Recovery()
+	rec := e.Recovery()
 	ch <- prometheus.MustNewConstMetric(descRecovery, prometheus.GaugeValue, rec.Duration.Seconds())
 	ch <- prometheus.MustNewConstMetric(descReplayed, prometheus.GaugeValue, float64(rec.EventsReplayed))
 }

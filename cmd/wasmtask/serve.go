@@ -44,7 +44,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log as JSON"},
 			&cli.DurationFlag{Name: "history-interval", Value: 10 * time.Second, Usage: "how often the dashboard's counters are sampled (an hour of samples is kept)"},
-		}, networkFlags()...),
+		}, append(networkFlags(), clusterFlags()...)...),
 		Action: runServe,
 	}
 }
@@ -108,6 +108,9 @@ func runServe(c *cli.Context) error {
 		return fail(exitFailed, "%v", err)
 	}
 	exec := &observedExecutor{next: host.NewExecutor(h, reg.Resolve), m: m, reg: reg}
+	if clusterMode(c) {
+		return serveCluster(c, hl, logger, dataDir, reg, exec, m)
+	}
 	engine, err := dispatch.Open(dispatch.Config{Dir: filepath.Join(dataDir, "engine"), Executor: exec,
 		Workers: c.Int("workers"), Logger: logger, ValidateHandler: reg.Check, DurableLeases: c.Bool("durable-leases"),
 		WAL: segwal.Options{Repair: c.Bool("repair")}, MaxPayloadMemory: payloadMemory})

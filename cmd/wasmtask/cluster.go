@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/urfave/cli/v2"
+
+	"github.com/wasmtask/wasmtask/api"
+	"github.com/wasmtask/wasmtask/cluster"
+	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/plugins"
+)
+
+func clusterFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "node-id", Usage: "cluster mode: this node's name in the cluster, for all time (with --raft-addr; see README, High availability)"},
+		&cli.StringFlag{Name: "raft-addr", Usage: "cluster mode: host:port raft listens on and the other nodes dial"},
+		&cli.BoolFlag{Name: "bootstrap", Usage: "cluster mode: start a new cluster with this node as its only voter (first node, first start; ignored once the data dir holds raft state)"},
+		&cli.StringFlag{Name: "join", Usage: "cluster mode: API URL of any node of the cluster to join (it asks the leader to add this node as a voter; a restarted member rejoins as it is)"},
+		&cli.StringFlag{Name: "advertise", Usage: "cluster mode: the API URL the other nodes forward requests to (default: the listen address)"},
+	}
+}
+
+func clusterMode(c *cli.Context) bool {
+	return c.String("node-id") != "" || c.String("raft-addr") != "" || c.Bool("bootstrap") || c.String("join") != ""
+}
+
+// serveCluster is serve in cluster mode: raft state in DATA_DIR/raft, the
+// engine running on whichever node leads, every other route forwarded to
+// it (api.ClusterFront).
+func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir string, reg *plugins.Registry, exec dispatch.Executor, m *metrics) error {
+	id, raftAddr, join := c.String("node-id"), c.String("raft-addr"), c.String("join")
+	switch {
+	case id == "":
+		return fail(exitUsage, "cluster mode needs --node-id (this node's name in the cluster)")
+	case raftAddr == "":
+		return fail(exitUsage, "cluster mode needs --raft-addr host:port (where raft listens)")
+	case c.Bool("bootstrap") && join != "":
+		return fail(exitUsage, "--bootstrap starts a new cluster and --join joins one: pass one of them")
+	case c.Bool("durable-leases"):
+		hl.Info("--durable-leases is always on in cluster mode")
+	}
+	if join != "" {
+		if u, err := url.Parse(join); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return fail(exitUsage, "--join %q: want the API URL of a node, like http://127.0.0.1:7070", join)
+		}
+	}
+	ctx := c.Context
+	if dir := c.String("plugins"); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fail(exitFailed, "--plugins: %v", err)
+		}
+		if err := reg.Watch(ctx, dir, 0); err != nil {
+			return fail(exitFailed, "%v", err)
+		}
+		hl.Info("watching plugins", "dir", dir)
+	}
+	ln, warnings, err := listen(c)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		hl.Warn(w)
+	}
+	self := c.String("advertise")
+	if self == "" {
+		self = ln.url()
+	}
+	token := c.String("token")
+	var front *api.ClusterFront
+	historyCtx, stopHistory := context.WithCancel(ctx)
+	defer stopHistory()
+	var stopServerHistory context.CancelFunc = func() {}
+	onEngine := func(e *dispatch.Engine) {
+		stopServerHistory()
+		if e == nil {
+			front.SetServer(nil)
+			return
+		}
+		srv := api.New(api.Config{Engine: e, Plugins: reg, Token: token, Metrics: m.handler(), Logger: logger, Version: buildVersion(),
+			DiskUsage: func() api.DiskUsage { return diskUsage(dataDir) }})
+		srv.SetReady(true)
+		var hctx context.Context
+		hctx, stopServerHistory = context.WithCancel(historyCtx)
+		go srv.SampleHistory(hctx, c.Duration("history-interval"))
+		front.SetServer(srv)
+	}
+	raftDir := filepath.Join(dataDir, "raft")
+	node, err := cluster.Open(cluster.Config{NodeID: id, RaftAddr: raftAddr, HTTPAddr: self, Dir: raftDir, Bootstrap: c.Bool("bootstrap"),
+		Engine:   dispatch.Config{Executor: exec, Workers: c.Int("workers"), Logger: logger, ValidateHandler: reg.Check, Node: id},
+		OnEngine: onEngine, Logger: logger, RaftLog: hclogWriter{logger}})
+	if err != nil {
+		ln.Close()
+		return fail(exitFailed, "%v", err)
+	}
+	front = api.NewClusterFront(api.ClusterConfig{Node: node, Self: self, Token: token, Metrics: m.handler(), Logger: logger})
+	m.watchEngineOf(node.Engine)
+	m.watchCluster(node)
+
+	hs := ln.httpServer(c, front)
+	hl.Info("listening", "addr", ln.url(), "data_dir", dataDir, "workers", c.Int("workers"), "node_id", id, "raft_addr", raftAddr, "raft_dir", raftDir)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- ln.serve(hs) }()
+	if join != "" {
+		go joinCluster(ctx, hl, join, token, api.JoinRequest{ID: id, RaftAddr: raftAddr, HTTP: self})
+	}
+	select {
+	case <-ctx.Done():
+		hl.Info("shutting down")
+	case err := <-serveErr:
+		node.Close()
+		return fail(exitFailed, "http server: %v", err)
+	}
+	if srv := front.Server(); srv != nil {
+		srv.StopWaits()
+		if e := node.Engine(); e != nil {
+			left, _ := e.Drain(c.Duration("drain-timeout"))
+			if left > 0 {
+				hl.Warn("drain timeout: attempts still running are closed as lost and retried by the next leader", "attempts", left)
+			}
+		}
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		hl.Warn("http shutdown", "err", err)
+	}
+	if err := node.Close(); err != nil {
+		return fail(exitFailed, "close cluster node: %v", err)
+	}
+	hl.Info("stopped")
+	return nil
+}
+
+// joinCluster asks the cluster at addr to add this node, until it has.
+func joinCluster(ctx context.Context, hl hclog.Logger, addr, token string, req api.JoinRequest) {
+	cl := api.NewClient(addr, token)
+	for delay := 200 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+		_, err := cl.ClusterJoin(ctx, req)
+		if err == nil {
+			hl.Info("joined the cluster", "via", addr)
+			return
+		}
+		hl.Warn("join the cluster: retrying", "via", addr, "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+// hclogWriter turns hashicorp/raft's log lines (hclog text, warnings and
+// errors) into the server's log.
+type hclogWriter struct{ log *slog.Logger }
+
+func (w hclogWriter) Write(p []byte) (int, error) {
+	for _, line := range bytes.Split(bytes.TrimSpace(p), []byte("\n")) {
+		s := string(line)
+		level := slog.LevelWarn
+		if strings.Contains(s, "[ERROR]") {
+			level = slog.LevelError
+		}
+		w.log.Log(context.Background(), level, "raft: "+s)
+	}
+	return len(p), nil
+}
+
+// watchCluster registers the node's raft gauges.
+func (m *metrics) watchCluster(n *cluster.Node) {
+	gauge := func(name, help string, f func(cluster.Status) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(n.Status()) })
+	}
+	m.reg.MustRegister(
+		gauge("wasmtask_cluster_leader", "1 while this node leads the cluster, else 0.", func(s cluster.Status) float64 {
+			if s.Role == "leader" {
+				return 1
+			}
+			return 0
+		}),
+		gauge("wasmtask_cluster_term", "The raft term this node is in.", func(s cluster.Status) float64 { return float64(s.Term) }),
+		gauge("wasmtask_cluster_commit_index", "The raft commit index this node knows.", func(s cluster.Status) float64 { return float64(s.CommitIndex) }),
+		gauge("wasmtask_cluster_applied_index", "The raft index this node's state applied.", func(s cluster.Status) float64 { return float64(s.AppliedIndex) }),
+		gauge("wasmtask_cluster_last_contact_seconds", "Seconds since this follower last heard the leader (0 on the leader).", func(s cluster.Status) float64 {
+			return float64(s.LastContactMs) / 1000
+		}),
+		gauge("wasmtask_cluster_servers", "Servers in the cluster's configuration.", func(s cluster.Status) float64 { return float64(len(s.Servers)) }),
+	)
+}
+
+func clusterCommand() *cli.Command {
+	show := func(c *cli.Context, st api.ClusterStatus) error {
+		if c.Bool("json") {
+			printJSON(c.App.Writer, st)
+			return nil
+		}
+		writeClusterStatus(c.App.Writer, st)
+		return nil
+	}
+	return &cli.Command{
+		Name:  "cluster",
+		Usage: "see and change a cluster's membership (serve --node-id ...)",
+		Subcommands: []*cli.Command{
+			{Name: "status", Usage: "role, term, leader, commit and applied index of the node asked, and each member's lag", Flags: clientFlags(jsonFlag),
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 0 {
+						return fail(exitUsage, "cluster status takes no arguments")
+					}
+					st, err := clientFrom(c).ClusterStatus(c.Context)
+					if err != nil {
+						return apiFail(err)
+					}
+					return show(c, st)
+				}},
+			{Name: "add", Usage: "add a voter: wasmtask cluster add NODE_ID RAFT_ADDR [--http URL] (serve --join does this by itself)", ArgsUsage: "NODE_ID RAFT_ADDR",
+				Flags: clientFlags(jsonFlag, &cli.StringFlag{Name: "http", Usage: "the new node's API URL (for forwarding; it also sends it when it starts with --join)"}),
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 2 {
+						return fail(exitUsage, "cluster add takes NODE_ID RAFT_ADDR, got %q", c.Args().Slice())
+					}
+					st, err := clientFrom(c).ClusterJoin(c.Context, api.JoinRequest{ID: c.Args().Get(0), RaftAddr: c.Args().Get(1), HTTP: c.String("http")})
+					if err != nil {
+						return apiFail(err)
+					}
+					return show(c, st)
+				}},
+			{Name: "remove", Usage: "remove a server from the cluster: wasmtask cluster remove NODE_ID", ArgsUsage: "NODE_ID", Flags: clientFlags(jsonFlag),
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return fail(exitUsage, "cluster remove takes NODE_ID, got %q", c.Args().Slice())
+					}
+					st, err := clientFrom(c).ClusterRemove(c.Context, c.Args().Get(0))
+					if err != nil {
+						return apiFail(err)
+					}
+					return show(c, st)
+				}},
+		},
+	}
+}
+
+func writeClusterStatus(w io.Writer, st api.ClusterStatus) {
+	leader := st.Leader
+	if leader == "" {
+		leader = "none known (election under way or no quorum)"
+	}
+	fmt.Fprintf(w, "node %s: %s, term %d, leader %s\n", st.NodeID, st.Role, st.Term, leader)
+	fmt.Fprintf(w, "index: last %d, commit %d, applied %d (sequence %d, %d tasks)\n", st.LastIndex, st.CommitIndex, st.AppliedIndex, st.AppliedSeq, st.Tasks)
+	for _, s := range st.Servers {
+		role := "voter"
+		if !s.Voter {
+			role = "nonvoter"
+		}
+		if s.Leader {
+			role += ", leader"
+		}
+		lag := fmt.Sprintf("applied %d, lag %d", s.AppliedIndex, s.Lag)
+		if s.Error != "" {
+			lag = "unreachable: " + s.Error
+		}
+		fmt.Fprintf(w, "  %-10s %-22s %-28s %s  %s\n", s.ID, s.RaftAddr, orDash(s.HTTP), role, lag)
+	}
+}
