@@ -16,9 +16,10 @@ var allowedImports = map[string][]string{
 	"host/extism":      {},
 	"host":             {"host/extism", "dispatch", "dispatch/machine", "dispatch/payload", "segwal"},
 	"plugins":          {"host", "host/extism", "dispatch", "dispatch/machine", "dispatch/payload", "segwal"},
-	"api":              {"api/ui", "plugins", "host", "host/extism", "dispatch", "dispatch/machine", "dispatch/payload", "segwal"},
+	"cluster":          {"dispatch", "dispatch/machine", "dispatch/payload", "segwal"},
+	"api":              {"api/ui", "cluster", "plugins", "host", "host/extism", "dispatch", "dispatch/machine", "dispatch/payload", "segwal"},
 	"api/ui":           {},
-	"cmd/wasmtask":     {"api", "api/ui", "plugins", "host", "host/extism", "dispatch", "dispatch/machine", "dispatch/payload", "segwal"},
+	"cmd/wasmtask":     {"api", "api/ui", "cluster", "plugins", "host", "host/extism", "dispatch", "dispatch/machine", "dispatch/payload", "segwal"},
 }
 
 // externalAllowed lists third-party modules a package may reach, where the
@@ -27,6 +28,9 @@ var externalAllowed = map[string][]string{
 	"segwal":           {"github.com/klauspost/compress"},
 	"dispatch":         {"github.com/klauspost/compress", "github.com/fxamacker/cbor", "github.com/x448/float16", "github.com/robfig/cron", "github.com/oklog/ulid"},
 	"dispatch/machine": {"github.com/fxamacker/cbor", "github.com/x448/float16", "github.com/robfig/cron", "github.com/oklog/ulid"},
+	// hashicorp/raft and raft-boltdb/v2 with what they pull in (bbolt, msgpack, metrics, hclog).
+	"cluster": {"github.com/klauspost/compress", "github.com/fxamacker/cbor", "github.com/x448/float16", "github.com/robfig/cron", "github.com/oklog/ulid",
+		"github.com/hashicorp/", "github.com/armon/go-metrics", "github.com/boltdb/bolt", "go.etcd.io/bbolt", "github.com/fatih/color", "github.com/mattn/", "golang.org/x/sys"},
 }
 
 // pureForbidden lists what a pure package must not import directly: no

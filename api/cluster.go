@@ -1,11 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -39,6 +41,7 @@ type ClusterConfig struct {
 // retries it.
 type ClusterFront struct {
 	cfg     ClusterConfig
+	mux     *http.ServeMux
 	server  atomic.Pointer[Server]
 	proxies sync.Map // leader URL -> *httputil.ReverseProxy
 	client  *http.Client
@@ -57,7 +60,11 @@ func NewClusterFront(cfg ClusterConfig) *ClusterFront {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &ClusterFront{cfg: cfg, client: &http.Client{Timeout: 2 * time.Second, Transport: newTransport()}}
+	f := &ClusterFront{cfg: cfg, mux: http.NewServeMux(), client: &http.Client{Timeout: 2 * time.Second, Transport: newTransport()}}
+	for _, r := range f.routes() {
+		f.mux.HandleFunc(r.pattern, r.handler)
+	}
+	return f
 }
 
 // SetServer sets the API of this node's engine (nil: it does not lead).
@@ -103,7 +110,7 @@ func (f *ClusterFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case p == "/v1/cluster" || strings.HasPrefix(p, "/v1/cluster/"):
 		if f.authorized(w, r) {
-			f.serveCluster(w, r)
+			f.mux.ServeHTTP(w, r)
 		}
 		return
 	}
@@ -156,62 +163,77 @@ type JoinRequest struct {
 	HTTP     string `json:"http,omitempty"`
 }
 
-func (f *ClusterFront) serveCluster(w http.ResponseWriter, r *http.Request) {
-	n := f.cfg.Node
-	switch {
-	case r.Method == http.MethodGet && r.URL.Path == "/v1/cluster":
-		st := n.Status()
-		q := r.URL.Query()
-		if q.Get("local") == "" {
-			f.peerLag(r, &st)
-		}
-		out := ClusterStatus{Status: st}
-		if q.Get("digest") != "" {
-			seq, d, err := n.Digest()
-			if err != nil {
-				writeError(w, err)
-				return
-			}
-			out.DigestSeq, out.Digest = seq, d
-		}
-		writeJSON(w, 200, out)
-	case r.Method == http.MethodPost && r.URL.Path == "/v1/cluster/servers":
-		var req JoinRequest
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-			writeError(w, &Error{Status: 400, Code: "invalid", Message: "body: " + err.Error()})
-			return
-		}
-		if req.ID == "" || req.RaftAddr == "" {
-			field := "id"
-			if req.ID != "" {
-				field = "raft_addr"
-			}
-			writeError(w, &Error{Status: 400, Code: "invalid", Field: field, Message: field + " is required (the node's --node-id and --raft-addr)"})
-			return
-		}
-		if !n.IsLeader() {
-			f.forward(w, r)
-			return
-		}
-		if err := n.Join(req.ID, req.RaftAddr, req.HTTP); err != nil {
-			writeError(w, clusterError(err))
-			return
-		}
-		writeJSON(w, 200, ClusterStatus{Status: n.Status()})
-	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/v1/cluster/servers/"):
-		id := strings.TrimPrefix(r.URL.Path, "/v1/cluster/servers/")
-		if !n.IsLeader() {
-			f.forward(w, r)
-			return
-		}
-		if err := n.Remove(id); err != nil {
-			writeError(w, clusterError(err))
-			return
-		}
-		writeJSON(w, 200, ClusterStatus{Status: n.Status()})
-	default:
-		writeError(w, &Error{Status: 404, Code: "not_found", Message: fmt.Sprintf("no route for %s %s (see docs/http-api.md)", r.Method, r.URL.Path)})
+// routes are the cluster routes (docs/http-api.md, "Cluster").
+func (f *ClusterFront) routes() []route {
+	return []route{
+		{"GET /v1/cluster", f.getCluster},
+		{"POST /v1/cluster/servers", f.addServer},
+		{"DELETE /v1/cluster/servers/{id}", f.removeServer},
 	}
+}
+
+func (f *ClusterFront) getCluster(w http.ResponseWriter, r *http.Request) {
+	n := f.cfg.Node
+	st := n.Status()
+	q := r.URL.Query()
+	if q.Get("local") == "" {
+		f.peerLag(r, &st)
+	}
+	out := ClusterStatus{Status: st}
+	if q.Get("digest") != "" {
+		seq, d, err := n.Digest()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		out.DigestSeq, out.Digest = seq, d
+	}
+	writeJSON(w, 200, out)
+}
+
+func (f *ClusterFront) addServer(w http.ResponseWriter, r *http.Request) {
+	n := f.cfg.Node
+	var req JoinRequest
+	body, err := readBody(w, r, 1<<16)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeError(w, &Error{Status: 400, Code: "invalid", Message: "body: " + err.Error()})
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body)) // for forward
+	if req.ID == "" || req.RaftAddr == "" {
+		field := "id"
+		if req.ID != "" {
+			field = "raft_addr"
+		}
+		writeError(w, &Error{Status: 400, Code: "invalid", Field: field, Message: field + " is required (the node's --node-id and --raft-addr)"})
+		return
+	}
+	if !n.IsLeader() {
+		f.forward(w, r)
+		return
+	}
+	if err := n.Join(req.ID, req.RaftAddr, req.HTTP); err != nil {
+		writeError(w, clusterError(err))
+		return
+	}
+	writeJSON(w, 200, ClusterStatus{Status: n.Status()})
+}
+
+func (f *ClusterFront) removeServer(w http.ResponseWriter, r *http.Request) {
+	n := f.cfg.Node
+	if !n.IsLeader() {
+		f.forward(w, r)
+		return
+	}
+	if err := n.Remove(r.PathValue("id")); err != nil {
+		writeError(w, clusterError(err))
+		return
+	}
+	writeJSON(w, 200, ClusterStatus{Status: n.Status()})
 }
 
 func clusterError(err error) *Error {

@@ -11,7 +11,7 @@ import (
 // docs/http-api.md, spelled as registered ("GET /v1/tasks/{id}").
 func TestRoutesDocumented(t *testing.T) {
 	doc := readDoc(t, "../docs/http-api.md")
-	for _, r := range (&Server{}).routes() {
+	for _, r := range append((&Server{}).routes(), (&ClusterFront{}).routes()...) {
 		if r.pattern == "/" {
 			continue // the not-found answer
 		}

@@ -100,6 +100,14 @@ func apiDocs() []opDoc {
 			responses: []respDoc{{200, "engine status", EngineStatus{}, `{"paused":false,"tasks":3,"runs":{"completed":3},"in_flight":0,"wal_seq":12,"events":12,"recovery":{"events_replayed":0,"snapshot_seq":0,"seconds":0.003,"torn_tail_bytes":0}}`}}},
 		{method: "GET", path: "/v1/engine/history", summary: "Samples of the engine's counters over the last hour (the dashboard's chart)",
 			responses: []respDoc{{200, "samples, oldest first", History{}, `{"interval":"10s","points":[{"time":"2026-12-04T10:00:00Z","submitted":3,"completed":3,"failed":0,"in_flight":0}]}`}}},
+		{method: "GET", path: "/v1/cluster", summary: "Cluster mode: the node's role, term, leader, commit and applied index, and each member's applied index and lag",
+			query:     []paramDoc{{"local", "1: this node's own view only (no member is asked)"}, {"digest", "1: add a SHA-256 of this node's committed state (digest, digest_seq)"}},
+			responses: []respDoc{{200, "the cluster status", ClusterStatus{}, clusterExample}}},
+		{method: "POST", path: "/v1/cluster/servers", summary: "Cluster mode: add a voter (serve --join sends this); forwarded to the leader",
+			request: JoinRequest{}, requestExample: `{"id":"n4","raft_addr":"127.0.0.1:7104","http":"http://127.0.0.1:7074"}`,
+			responses: []respDoc{{200, "the cluster status after the change", ClusterStatus{}, ""}, {400, "id or raft_addr missing", ErrorBody{}, ""}, {503, "no leader", ErrorBody{}, ""}}},
+		{method: "DELETE", path: "/v1/cluster/servers/{id}", summary: "Cluster mode: remove a server from the configuration; forwarded to the leader",
+			responses: []respDoc{{200, "the cluster status after the change", ClusterStatus{}, ""}, {404, "no such server", ErrorBody{}, ""}, {503, "no leader", ErrorBody{}, ""}}},
 		{method: "GET", path: "/v1/openapi.json", summary: "This document", responses: []respDoc{{200, "OpenAPI 3.1", nil, ""}}},
 		{method: "GET", path: "/ui/", summary: "The dashboard (static files; no token needed for them)", responses: []respDoc{{200, "HTML, JavaScript, CSS", nil, ""}}},
 		{method: "GET", path: "/ui", summary: "Redirect to /ui/", responses: []respDoc{{301, "to /ui/", nil, ""}}},
@@ -108,6 +116,10 @@ func apiDocs() []opDoc {
 		{method: "GET", path: "/readyz", summary: "Readiness: after recovery, until shutdown", responses: []respDoc{{200, "ready", map[string]string{}, `{"status":"ready"}`}, {503, "recovering or stopping", ErrorBody{}, ""}}},
 	}
 }
+
+const clusterExample = `{"node_id":"n1","role":"leader","term":2,"leader":"n1","leader_http":"http://127.0.0.1:7070","last_index":40,"commit_index":40,"applied_index":40,"applied_seq":150,"tasks":30,"last_contact_ms":0,` +
+	`"servers":[{"id":"n1","raft_addr":"127.0.0.1:7101","http":"http://127.0.0.1:7070","voter":true,"leader":true,"applied_index":40,"lag":0},` +
+	`{"id":"n2","raft_addr":"127.0.0.1:7102","http":"http://127.0.0.1:7071","voter":true,"leader":false,"applied_index":39,"lag":1}]}`
 
 // Request and response bodies that have no named type in the handlers.
 type (

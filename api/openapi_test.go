@@ -14,7 +14,7 @@ import (
 // and every documented route is registered.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	registered := map[string]bool{}
-	for _, r := range (&Server{}).routes() {
+	for _, r := range append((&Server{}).routes(), (&ClusterFront{}).routes()...) {
 		if r.pattern == "/" {
 			continue // the 404 catch-all
 		}
