@@ -64,7 +64,11 @@
 // own. Each raft entry holds a frame of every tick stepped during the
 // previous commit, so bolt's per-entry cost (a B+tree write and an fsync)
 // is paid per group, not per event. BenchmarkLogStore compares it with
-// segwal's append + fsync.
+// segwal's append + fsync: on this (shared, 2-core) machine a frame of 64
+// events took 2.1 ms in bolt and 0.83 ms in segwal, 512 events 2.7 ms and
+// 1.0 ms (bolt's transaction does two fsyncs). Per group, so per many
+// submissions, and beside the network round trip that raft adds anyway;
+// a segwal adapter is the next step if the store bounds the rate.
 //
 // # Snapshots
 //
