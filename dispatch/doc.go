@@ -24,7 +24,9 @@
 // repeat{count, every} = count runs due every interval (cron arrives with
 // workflows). A Run moves scheduled -> ready -> leased -> running ->
 // completed | failed | retry_wait -> ready ...; canceled from any non-final
-// state. Retries are Attempts of the same run, never new runs. At most
+// state. An attempt reports its start (leased -> running) once it has run
+// for a millisecond: a shorter one goes from leased to its outcome, its
+// result carrying when it started (runner.go). Retries are Attempts of the same run, never new runs. At most
 // max_attempts attempts of a run end with the handler's (or the host's)
 // verdict; an attempt that ends lost (the engine stopped or crashed while
 // it ran, or its lease expired) does not count against max_attempts, so a

@@ -246,6 +246,10 @@ type Engine struct {
 	err       error // fatal error that stopped the loop (set before done closes)
 	recovery  RecoveryInfo
 
+	// Runners (runner.go): an idle one waits on idleRunners; runnersIdle counts them.
+	idleRunners chan runnerJob
+	runnersIdle atomic.Int64
+
 	waits waiters
 	// Events and record bytes written since the last snapshot, counted from
 	// the sequence of the snapshot recovery loaded (not from 0 in each
@@ -318,7 +322,7 @@ func newEngine(cfg Config, wal *segwal.Log, payloads *payload.Store) *Engine {
 		cfg: cfg, wal: wal, out: cfg.Log, log: cfg.Logger,
 		inbox: make(chan any, cfg.MaxBatch), results: make(chan any, 4*cfg.Workers+64),
 		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
-		cancels: map[RunID]context.CancelFunc{},
+		cancels: map[RunID]context.CancelFunc{}, idleRunners: make(chan runnerJob),
 		// One group of ticks is committed at a time; the loop holds the next
 		// one (pending) until the committer gives back its token.
 		commits: make(chan []*committedTick, 1), commitReady: make(chan struct{}, 1), spareArrays: make(chan releasedArrays, 4), committerDone: make(chan struct{}), commitFailed: make(chan struct{}),
@@ -884,49 +888,6 @@ func (e *Engine) idle(now int64, b Batch) bool {
 		return false
 	}
 	return b.NextWake == 0 || b.NextWake > now || e.state.Paused
-}
-
-// start runs job on a new goroutine. The number in flight is bounded by
-// Config.Workers through the core's lease accounting.
-func (e *Engine) start(job Job) {
-	// The deadline is in the engine clock's time; the context counts the
-	// same span on the real clock (the same thing for SystemClock, and what
-	// keeps a ManualClock test's attempts from expiring at once).
-	timeout := time.Duration(job.DeadlineMs-unixMs(e.cfg.Clock.Now())) * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	e.cancelsMu.Lock()
-	if prev, ok := e.cancels[job.Run]; ok {
-		prev() // the run's previous attempt is closed: release its context
-	}
-	e.cancels[job.Run] = cancel
-	e.cancelsMu.Unlock()
-	job.Heartbeat = func() {
-		select {
-		case e.results <- machine.HeartbeatInput{Run: job.Run, Attempt: job.Attempt}:
-		default: // the loop is busy; the next heartbeat renews the lease
-		}
-	}
-	e.workers.Add(1)
-	go func() {
-		defer e.workers.Done()
-		started := e.cfg.Clock.Now()
-		select {
-		case e.results <- machine.StartedInput{Run: job.Run, Attempt: job.Attempt, At: started.UnixMilli()}:
-		case <-e.done:
-		}
-		res := safeExecute(ctx, e.cfg.Executor, job)
-		if res.StartedAt.IsZero() || res.FinishedAt.IsZero() {
-			// The executor did not say when it ran: the worker's own times.
-			res.StartedAt, res.FinishedAt = started, e.cfg.Clock.Now()
-		}
-		if ctx.Err() == context.DeadlineExceeded && res.Outcome != OutcomeOK && res.Outcome != OutcomeTimeout {
-			res.Outcome, res.Error = OutcomeTimeout, fmt.Sprintf("attempt timed out (%s)", res.Error)
-		}
-		select {
-		case e.results <- machine.ResultInput{Run: job.Run, Attempt: job.Attempt, Res: res}:
-		case <-e.done:
-		}
-	}()
 }
 
 func (e *Engine) broadcast() {

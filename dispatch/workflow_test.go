@@ -433,6 +433,7 @@ func TestWorkflowAfterRejected(t *testing.T) {
 				r.submit(TaskSpec{ID: "B", Handler: "quick", NotBeforeMs: rigEpoch.Add(time.Hour).UnixMilli()})
 				r.submit(TaskSpec{ID: "A", Handler: "hold"})
 				g.next(r.t)
+				r.waitRunning("A#1") // an attempt reports its start once it ran startedReportDelay
 			}},
 		{name: "task in retry_wait", call: afterCall{"A", after("B")}, wantErr: []string{"already started", "retry_wait"},
 			setup: func(r *engineRig, g *gate) {

@@ -1,0 +1,139 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/wasmtask/wasmtask/dispatch/machine"
+)
+
+// Attempts run on runners: goroutines that run one attempt after another
+// and wait, idle, for the next. A goroutine per attempt cost its creation,
+// a closure and a fresh stack on every attempt, a share of the loop's
+// allocations that the garbage collector paid for again.
+//
+// An attempt reports that it started (EvAttemptStarted: its run goes from
+// leased to running) only once it has run for startedReportDelay. Most
+// attempts of short handlers end sooner, and then their result alone
+// closes the lease: the finish event carries when the attempt started
+// (Result.StartedAt), so the attempt's times are the same, and a short
+// attempt costs the loop one input and the WAL four events instead of two
+// inputs and five. Leased and running are alike for every rule (leases,
+// heartbeats, cancellation, recovery); only views tell them apart, and a
+// view shows a run running once its attempt ran that long.
+const startedReportDelay = time.Millisecond
+
+// runner is one of the goroutines that run attempts.
+type runner struct {
+	e     *Engine
+	timer *time.Timer // fires reportStarted startedReportDelay after an attempt began
+
+	mu      sync.Mutex
+	started machine.StartedInput // the report the timer sends; zero once sent or the attempt ended
+}
+
+// start runs job on an idle runner, or on a new one when none is idle. The
+// number in flight is bounded by the core's lease accounting (Config.Workers).
+func (e *Engine) start(job Job) {
+	// The deadline is in the engine clock's time; the context counts the
+	// same span on the real clock (the same thing for SystemClock, and what
+	// keeps a ManualClock test's attempts from expiring at once).
+	timeout := time.Duration(job.DeadlineMs-unixMs(e.cfg.Clock.Now())) * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	e.cancelsMu.Lock()
+	if prev, ok := e.cancels[job.Run]; ok {
+		prev() // the run's previous attempt is closed: release its context
+	}
+	e.cancels[job.Run] = cancel
+	e.cancelsMu.Unlock()
+	job.Heartbeat = func() {
+		select {
+		case e.results <- machine.HeartbeatInput{Run: job.Run, Attempt: job.Attempt}:
+		default: // the loop is busy; the next heartbeat renews the lease
+		}
+	}
+	a := runnerJob{ctx: ctx, job: job}
+	select {
+	case e.idleRunners <- a: // an idle runner was waiting for it (unbuffered)
+	default:
+		e.workers.Add(1)
+		go e.runRunner(a)
+	}
+}
+
+// runnerJob is an attempt handed to a runner.
+type runnerJob struct {
+	ctx context.Context
+	job Job
+}
+
+// runRunner runs a, then the attempts handed to it while idle, until the
+// engine stops. Beyond Config.Workers idle runners it ends (attempts of
+// remote workers can take the count in flight past it for a while).
+func (e *Engine) runRunner(a runnerJob) {
+	defer e.workers.Done()
+	r := &runner{e: e}
+	r.timer = time.AfterFunc(time.Hour, r.reportStarted)
+	r.timer.Stop()
+	defer r.timer.Stop()
+	for {
+		r.run(a.ctx, a.job)
+		if e.runnersIdle.Add(1) > int64(e.cfg.Workers) {
+			e.runnersIdle.Add(-1)
+			return
+		}
+		select {
+		case a = <-e.idleRunners:
+			e.runnersIdle.Add(-1)
+		case <-e.done:
+			e.runnersIdle.Add(-1)
+			return
+		}
+	}
+}
+
+// run executes one attempt and sends its result to the loop.
+func (r *runner) run(ctx context.Context, job Job) {
+	e := r.e
+	started := e.cfg.Clock.Now()
+	r.mu.Lock()
+	r.started = machine.StartedInput{Run: job.Run, Attempt: job.Attempt, At: started.UnixMilli()}
+	r.mu.Unlock()
+	r.timer.Reset(startedReportDelay)
+	res := safeExecute(ctx, e.cfg.Executor, job)
+	r.mu.Lock()
+	r.started = machine.StartedInput{}
+	r.mu.Unlock()
+	r.timer.Stop()
+	if res.StartedAt.IsZero() || res.FinishedAt.IsZero() {
+		// The executor did not say when it ran: the runner's own times.
+		res.StartedAt, res.FinishedAt = started, e.cfg.Clock.Now()
+	}
+	if ctx.Err() == context.DeadlineExceeded && res.Outcome != OutcomeOK && res.Outcome != OutcomeTimeout {
+		res.Outcome, res.Error = OutcomeTimeout, fmt.Sprintf("attempt timed out (%s)", res.Error)
+	}
+	select {
+	case e.results <- machine.ResultInput{Run: job.Run, Attempt: job.Attempt, Res: res}:
+	case <-e.done:
+	}
+}
+
+// reportStarted tells the loop that the runner's attempt started, if it
+// still runs. A report that arrives after the result, or a stale timer's
+// report of the runner's next attempt (which is about to start), is
+// harmless: the core ignores a start of an attempt that is not leased.
+func (r *runner) reportStarted() {
+	r.mu.Lock()
+	in := r.started
+	r.started = machine.StartedInput{}
+	r.mu.Unlock()
+	if in.Run == "" {
+		return
+	}
+	select {
+	case r.e.results <- in:
+	case <-r.e.done:
+	}
+}

@@ -1,0 +1,138 @@
+package dispatch
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// waitRunning waits until run is running: its attempt reported its start.
+func (r *engineRig) waitRunning(run RunID) {
+	r.t.Helper()
+	waitFor(r.t, string(run)+" running", func() bool { return r.isRunning(run) })
+}
+
+// isRunning reports whether run is running.
+func (r *engineRig) isRunning(run RunID) bool {
+	task, _, _ := strings.Cut(string(run), "#")
+	v, ok := r.e.Task(TaskID(task))
+	if !ok {
+		return false
+	}
+	for _, x := range v.Runs {
+		if x.ID == run {
+			return x.State == RunRunning
+		}
+	}
+	return false
+}
+
+// walEvents returns the types of the events in the WAL, in order.
+func (r *engineRig) walEvents() []EventType {
+	r.t.Helper()
+	var types []EventType
+	err := r.e.wal.Replay(1, func(seq uint64, rec []byte) error {
+		ev, err := DecodeEvent(rec)
+		types = append(types, ev.Type)
+		return err
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return types
+}
+
+func countOf[T comparable](s []T, v T) int {
+	n := 0
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRunnerStartReport: an attempt that ends before startedReportDelay
+// is closed by its result alone (no EvAttemptStarted; its times come from
+// the result), one that runs longer is seen running while it runs, and
+// runners are reused rather than one goroutine started per attempt.
+func TestRunnerStartReport(t *testing.T) {
+	tests := []struct {
+		name        string
+		hold        time.Duration // how long each attempt runs
+		wantStarted bool          // EvAttemptStarted written for every attempt
+	}{
+		{name: "short attempts", hold: 0, wantStarted: false},
+		{name: "long attempts", hold: 20 * startedReportDelay, wantStarted: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var r *engineRig
+			r = newEngineRig(t, func(c *Config) {
+				c.Clock = SystemClock{} // the attempt times are the runner's own
+				c.Workers = 2
+				c.Executor = ExecutorFunc(func(ctx context.Context, j Job) Result {
+					time.Sleep(tc.hold)
+					if tc.wantStarted {
+						// A long attempt sees its run running before it ends
+						// (on a busy machine the report may take longer than
+						// the sleep).
+						for deadline := time.Now().Add(10 * time.Second); !r.isRunning(j.Run) && time.Now().Before(deadline); {
+							time.Sleep(time.Millisecond)
+						}
+					}
+					return Result{Outcome: OutcomeOK}
+				})
+			})
+			const tasks = 20
+			for i := range tasks {
+				r.submit(TaskSpec{ID: TaskID(string(rune('a'+i))) + "-task"})
+			}
+			for i := range tasks {
+				v := r.wait(TaskID(string(rune('a'+i))) + "-task")
+				a := v.Runs[0].Attempts[0]
+				if v.State != TaskCompleted || a.StartedAt == 0 || a.FinishedAt < a.StartedAt || a.LeasedAt == 0 {
+					t.Fatalf("task %s: state %s, attempt %+v: want completed with leased, started and finished times", v.ID, v.State, a)
+				}
+				if tc.hold > 0 && time.Duration(a.FinishedAt-a.StartedAt)*time.Millisecond < tc.hold {
+					t.Errorf("task %s ran %d ms by its times, it held %v", v.ID, a.FinishedAt-a.StartedAt, tc.hold)
+				}
+			}
+			types := r.walEvents()
+			started, finished := countOf(types, EvAttemptStarted), countOf(types, EvAttemptFinished)
+			if finished != tasks {
+				t.Fatalf("%d attempts finished in the WAL, want %d", finished, tasks)
+			}
+			// A short attempt may still outlast the delay on a busy machine:
+			// most must not report their start.
+			if tc.wantStarted && started != tasks {
+				t.Errorf("%d of %d long attempts reported their start", started, tasks)
+			}
+			if !tc.wantStarted && started > tasks/2 {
+				t.Errorf("%d of %d short attempts reported their start, want few", started, tasks)
+			}
+			if n := r.e.runnersIdle.Load(); n < 1 || n > int64(r.cfg.Workers) {
+				t.Errorf("%d idle runners after the attempts, want 1..%d (Config.Workers)", n, r.cfg.Workers)
+			}
+		})
+	}
+}
+
+// TestRunnerRunningView: a held attempt shows its run running with its
+// start time while it runs.
+func TestRunnerRunningView(t *testing.T) {
+	r := newEngineRig(t, nil)
+	g := newGate(t, true)
+	r.ex.fn = g.execute
+	r.submit(TaskSpec{ID: "held"})
+	g.next(t)
+	r.waitRunning("held#1")
+	if a := r.view("held").Runs[0].Attempts[0]; a.StartedAt == 0 {
+		t.Errorf("running attempt without a start time: %+v", a)
+	}
+	g.open()
+	if v := r.wait("held"); v.State != TaskCompleted {
+		t.Fatalf("state %s, want completed", v.State)
+	}
+}
