@@ -92,6 +92,15 @@ type Config struct {
 	// clients and children from handlers): the plugin registry's check that
 	// the plugin is deployed. nil accepts any name.
 	ValidateHandler func(handler string) error
+	// MinFreeDisk: below this many free bytes on the data dir's filesystem
+	// (statfs, every DiskCheckEvery) new submissions are refused with a
+	// *DiskFullError until space is back; running attempts go on. A write
+	// that fails for lack of space (ENOSPC) does the same whatever the
+	// threshold. Default DefaultMinFreeDisk, at most 5% of the
+	// filesystem's size; negative: no threshold, ENOSPC alone.
+	MinFreeDisk int64
+	// DiskCheckEvery is how often the free space is read. Default 1s.
+	DiskCheckEvery time.Duration
 
 	// Log, when set, replaces the WAL in Dir/wal (cluster mode: the raft
 	// log, see package cluster): the committer appends each tick's records
@@ -105,6 +114,8 @@ type Config struct {
 	// State is the state to start from with Log; ignored without it.
 	State *State
 
+	// freeSpace, for tests, stands in for FreeSpace.
+	freeSpace func(dir string) (avail, size int64, err error)
 	// beforeCommit, for tests, runs in the committer before each fsync
 	// (where it would be under SyncNone); an error stands for a failed fsync.
 	beforeCommit func() error
@@ -188,6 +199,12 @@ func (c *Config) normalize() error {
 	if c.WAL.Logger == nil {
 		c.WAL.Logger = c.Logger
 	}
+	if c.DiskCheckEvery <= 0 {
+		c.DiskCheckEvery = time.Second
+	}
+	if c.freeSpace == nil {
+		c.freeSpace = FreeSpace
+	}
 	return nil
 }
 
@@ -196,6 +213,20 @@ const (
 	DefaultMaxPayloadMemory   = 256 << 20
 	DefaultInlinePayloadBytes = 1 << 10
 )
+
+// minFreeDisk resolves Config.MinFreeDisk for the filesystem of dir.
+func (c *Config) minFreeDisk() int64 {
+	switch {
+	case c.MinFreeDisk < 0:
+		return 0
+	case c.MinFreeDisk > 0:
+		return c.MinFreeDisk
+	}
+	if _, size, err := c.freeSpace(c.Dir); err == nil && size > 0 {
+		return min(DefaultMinFreeDisk, size/20)
+	}
+	return DefaultMinFreeDisk
+}
 
 // RecoveryInfo reports what Open did to rebuild the state.
 type RecoveryInfo struct {
@@ -264,6 +295,8 @@ type Engine struct {
 	payloads  *payload.Store  // Dir/payloads: inputs and outputs too large to keep inline
 	budget    *payload.Budget // payload bytes held in memory for work in progress
 	throttled atomic.Uint64   // submissions refused by AdmitPayload
+
+	disk *diskGuard // watches the data dir's free space (diskguard.go)
 }
 
 type engineCounters struct {
@@ -313,7 +346,9 @@ func Open(cfg Config) (*Engine, error) {
 	e.log.Debug("dispatch: recovered", "snapshot_seq", e.recovery.SnapshotSeq,
 		"events_replayed", e.recovery.EventsReplayed, "bytes_replayed", e.recovery.BytesReplayed, "tasks", len(state.Tasks),
 		"duration", e.recovery.Duration, "torn_tail", e.recovery.WAL.TornTail != nil)
+	e.disk.check(wal.Reserve) // a server started on a full disk refuses work from the start
 	go e.loop()
+	go e.disk.watch(wal.Reserve, e.done)
 	return e, nil
 }
 
@@ -329,6 +364,7 @@ func newEngine(cfg Config, wal *segwal.Log, payloads *payload.Store) *Engine {
 		groupCommit: cfg.Log != nil || cfg.WAL.Sync == segwal.SyncAlways,
 		snapshots:   &snapshotter{dir: filepath.Join(cfg.Dir, "snapshots"), retain: cfg.SnapshotRetain},
 		payloads:    payloads, budget: payload.NewBudget(cfg.MaxPayloadMemory),
+		disk: newDiskGuard(cfg.Dir, cfg.minFreeDisk(), cfg.DiskCheckEvery, cfg.Logger, cfg.freeSpace),
 	}
 	if wal != nil {
 		e.out = wal
@@ -608,6 +644,14 @@ func (e *Engine) writeFrame() error {
 		return nil
 	}
 	last, err := e.out.Append(p.records...)
+	if err != nil && IsNoSpace(err) {
+		last, err = e.waitForSpace(err)
+	}
+	if e.wal != nil && e.disk.full.Load() == nil {
+		if ns := e.wal.NoSpace(); ns != nil {
+			e.disk.enter(ns) // written into the WAL's headroom: refuse new work now
+		}
+	}
 	if err == nil && last != p.last {
 		err = fmt.Errorf("the WAL gave the events sequences up to %d, the state expects %d", last, p.last)
 	}
@@ -619,6 +663,39 @@ func (e *Engine) writeFrame() error {
 	}
 	e.stats.appends.Add(1)
 	return nil
+}
+
+// waitForSpace retries the Append of the pending records, which failed
+// for lack of space (err), every DiskCheckEvery until it succeeds or the
+// engine is closed. Meanwhile new submissions are refused, every other
+// input to the loop fails with the *DiskFullError, and reads answer from
+// memory without waiting for these records to be durable (the ticks are
+// not acknowledged: a crash before space returns loses them, as it would
+// any tick not yet fsynced).
+func (e *Engine) waitForSpace(err error) (uint64, error) {
+	e.disk.enter(err)
+	e.disk.stalled.Store(true)
+	defer e.disk.stalled.Store(false)
+	e.broadcast() // readers waiting for these ticks: stop waiting
+	e.log.Warn("dispatch: a WAL write failed for lack of space: retrying until space is freed", "events", len(e.pending.records), "err", err)
+	retry := time.NewTicker(e.cfg.DiskCheckEvery)
+	defer retry.Stop()
+	for {
+		select {
+		case <-retry.C:
+		case <-e.stop:
+			return 0, fmt.Errorf("closed while the disk was full (%d events were not written; none was acknowledged): %w", len(e.pending.records), err)
+		}
+		var last uint64
+		if last, err = e.out.Append(e.pending.records...); err == nil {
+			e.log.Info("dispatch: the WAL write that waited for space succeeded", "events", len(e.pending.records))
+			return last, nil
+		}
+		if !IsNoSpace(err) {
+			return 0, err
+		}
+		e.disk.enter(err)
+	}
 }
 
 // handOff writes what is pending and hands the ticks to the committer,
@@ -843,7 +920,7 @@ func stoppedBy(err error) error {
 func (e *Engine) waitDurable(seq uint64) {
 	for e.durable.Load() < seq {
 		ch := e.changedCh()
-		if e.durable.Load() >= seq {
+		if e.durable.Load() >= seq || e.disk.stalled.Load() {
 			return
 		}
 		select {
@@ -967,8 +1044,19 @@ type (
 	}
 )
 
-// send delivers an input to the loop, or fails when the engine stopped.
+// send delivers an input to the loop, or fails when the engine stopped,
+// or with a *DiskFullError: for new work while the disk is full, for any
+// input while the loop waits for space to write.
 func (e *Engine) send(ctx context.Context, in any) error {
+	if err := e.disk.refused(); err != nil {
+		switch in.(type) {
+		case *machine.SubmitInput, machine.SubmitManyInput, machine.RetryInput:
+			return err
+		}
+		if e.disk.stalled.Load() {
+			return err
+		}
+	}
 	select {
 	case e.inbox <- in:
 		return nil
@@ -1199,6 +1287,16 @@ func (e *Engine) Err() error {
 		return nil
 	}
 }
+
+// DiskStatus reports the data dir's disk as the engine sees it: whether new
+// submissions are refused for lack of space, the free space at the last
+// check, and how many such episodes there were.
+func (e *Engine) DiskStatus() DiskStatus { return e.disk.status() }
+
+// DiskFull returns the *DiskFullError that new submissions get while the
+// disk is full, nil otherwise: the API refuses a request with it before
+// reading the body.
+func (e *Engine) DiskFull() error { return e.disk.refused() }
 
 // Recovery reports what Open did.
 func (e *Engine) Recovery() RecoveryInfo { return e.recovery }

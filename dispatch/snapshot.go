@@ -298,6 +298,9 @@ func (e *Engine) snapshot() chan error {
 		oldest, err := e.snapshots.writeFrom(applied, capture.EncodeTo)
 		if err != nil {
 			e.log.Error("dispatch: snapshot write failed", "seq", applied, "err", err)
+			if IsNoSpace(err) {
+				e.disk.enter(err)
+			}
 			done <- fmt.Errorf("dispatch: snapshot %d: %w", applied, err)
 			return
 		}

@@ -56,12 +56,14 @@ func (l *Log) Append(records ...[]byte) (uint64, error) {
 			// Nothing of the frame is in the log, which stays usable:
 			// the same Append succeeds once space is freed.
 			l.writeShort = werr
+			l.noteSpace()
 			return 0, werr
 		}
 		l.err = werr
 		return 0, l.err
 	}
 	l.writeShort = nil
+	l.noteSpace()
 	active.size += int64(len(frame))
 	l.last = h.last()
 	if l.opts.Sync == SyncAlways {
@@ -299,10 +301,22 @@ func (l *Log) undoWrite(size int64) error {
 // because the next segment could not be created. nil when none of these
 // holds. A writer that sees it should stop taking new work until Reserve
 // succeeds. The error wraps the ENOSPC.
+// It does not wait for an Append in progress.
 func (l *Log) NoSpace() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.noSpace()
+	if p := l.spaceErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// noteSpace publishes noSpace for NoSpace; called with l.mu held after
+// every change of what it reports.
+func (l *Log) noteSpace() {
+	if err := l.noSpace(); err != nil {
+		l.spaceErr.Store(&err)
+	} else if l.spaceErr.Load() != nil {
+		l.spaceErr.Store(nil)
+	}
 }
 
 func (l *Log) noSpace() error {
@@ -327,6 +341,7 @@ func (l *Log) noSpace() error {
 func (l *Log) Reserve() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	defer l.noteSpace()
 	if l.closed {
 		return ErrClosed
 	}

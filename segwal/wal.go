@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -179,6 +180,7 @@ type Log struct {
 	// Append's write failed, or the last rotation could not create the
 	// next segment.
 	writeShort, rotateShort error
+	spaceErr                atomic.Pointer[error] // what NoSpace returns
 	closed                  bool
 	buf                     []byte // raw frame under construction
 	zbuf                    []byte // compressed frame under construction

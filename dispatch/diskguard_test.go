@@ -1,0 +1,216 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeDisk stands in statfs: the free space is what the test sets.
+type fakeDisk struct{ avail atomic.Int64 }
+
+func (d *fakeDisk) free(string) (int64, int64, error) { return d.avail.Load(), 1 << 40, nil }
+
+// logBuffer collects a logger's lines for counting.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) count(s string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), s)
+}
+
+// eventually polls cond for up to 10 seconds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestDiskFullThreshold: below Config.MinFreeDisk new submissions (single,
+// batch) are refused with a *DiskFullError naming the dir and the free
+// space, while reads answer and a running attempt finishes; one log line
+// starts the episode; with space back (past the hysteresis) submissions
+// are accepted again without a restart, and one line says so.
+func TestDiskFullThreshold(t *testing.T) {
+	disk := &fakeDisk{}
+	disk.avail.Store(1 << 30)
+	logs := &logBuffer{}
+	const minFree = 10 << 20
+	r := newEngineRig(t, func(c *Config) {
+		c.MinFreeDisk, c.DiskCheckEvery, c.freeSpace = minFree, 2*time.Millisecond, disk.free
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	ctx := r.ctx()
+	release, started := make(chan struct{}), make(chan struct{}, 1)
+	r.ex.set(func(ctx context.Context, j Job) Result {
+		if j.Handler == "slow" {
+			started <- struct{}{}
+			<-release
+		}
+		return Result{Outcome: OutcomeOK, Output: []byte("done")}
+	})
+	r.submit(TaskSpec{ID: "running", Handler: "slow"})
+	<-started
+	r.submit(TaskSpec{ID: "before"})
+
+	disk.avail.Store(1 << 20)
+	eventually(t, "refusing submissions", func() bool { return r.e.DiskStatus().Full })
+	_, err := r.e.Submit(ctx, TaskSpec{ID: "refused", Handler: "h"})
+	var dfe *DiskFullError
+	if !errors.Is(err, ErrDiskFull) || !errors.As(err, &dfe) || dfe.Dir != r.cfg.Dir ||
+		!strings.Contains(err.Error(), "data dir "+r.cfg.Dir+" has 1.0 MiB free") || !strings.Contains(err.Error(), "below 10.0 MiB") {
+		t.Fatalf("Submit on a full disk: %v, want a *DiskFullError naming %s and 1.0 MiB free", err, r.cfg.Dir)
+	}
+	if _, _, err := r.e.SubmitMany(ctx, []TaskSpec{{ID: "refused2", Handler: "h"}}); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("SubmitMany on a full disk: %v, want ErrDiskFull", err)
+	}
+	if r.e.DiskFull() == nil {
+		t.Fatal("DiskFull() = nil while submissions are refused")
+	}
+	// Reads answer; the attempt that was running finishes and is recorded.
+	if v := r.view("before"); v.ID != "before" {
+		t.Fatalf("Task(before) = %+v", v)
+	}
+	if got := len(r.e.List(ListFilter{})); got != 2 {
+		t.Fatalf("List: %d tasks, want 2", got)
+	}
+	close(release)
+	if v := r.wait("running"); v.State != TaskCompleted || string(v.Output) != "done" {
+		t.Fatalf("the attempt running when the disk filled: %s %q, want completed", v.State, v.Output)
+	}
+	// Just above the threshold is not enough (hysteresis against flapping).
+	disk.avail.Store(minFree + 1)
+	time.Sleep(20 * time.Millisecond)
+	if !r.e.DiskStatus().Full {
+		t.Fatal("accepting again 1 byte above the threshold: want min + 1/16 first")
+	}
+	if n := logs.count("disk full: refusing new submissions"); n != 1 {
+		t.Fatalf("%d 'disk full' log lines in one episode, want 1:\n%s", n, logs.buf.String())
+	}
+
+	disk.avail.Store(1 << 30)
+	eventually(t, "accepting submissions again", func() bool { return !r.e.DiskStatus().Full })
+	r.submit(TaskSpec{ID: "after"})
+	r.idle()
+	r.checkStates(map[TaskID]TaskState{"running": TaskCompleted, "before": TaskCompleted, "after": TaskCompleted})
+	st := r.e.DiskStatus()
+	if st.Episodes != 1 || st.FreeBytes != 1<<30 || st.MinFree != minFree {
+		t.Fatalf("DiskStatus = %+v, want 1 episode, 1 GiB free, min 10 MiB", st)
+	}
+	if n := logs.count("disk space is back"); n != 1 {
+		t.Fatalf("%d 'disk space is back' lines, want 1", n)
+	}
+	r.reopen()
+	for _, id := range []TaskID{"refused", "refused2"} {
+		if _, ok := r.e.Task(id); ok {
+			t.Fatalf("task %s, refused on a full disk, exists after a restart", id)
+		}
+	}
+	r.checkStates(map[TaskID]TaskState{"running": TaskCompleted, "before": TaskCompleted, "after": TaskCompleted})
+}
+
+// TestDiskFullFromTheStart: an engine opened on a disk below the threshold
+// refuses submissions at once; MinFreeDisk < 0 turns the threshold off.
+func TestDiskFullFromTheStart(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		min     int64
+		refused bool
+	}{{"threshold", 10 << 20, true}, {"threshold off", -1, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			disk := &fakeDisk{}
+			disk.avail.Store(1 << 20)
+			r := newEngineRig(t, func(c *Config) {
+				c.MinFreeDisk, c.DiskCheckEvery, c.freeSpace = tc.min, time.Hour, disk.free
+			})
+			_, err := r.e.Submit(r.ctx(), TaskSpec{ID: "a", Handler: "h"})
+			if got := errors.Is(err, ErrDiskFull); got != tc.refused {
+				t.Fatalf("Submit: %v, want refused %v", err, tc.refused)
+			}
+		})
+	}
+}
+
+// TestDefaultMinFreeDisk: 64 MiB, at most 5% of the filesystem.
+func TestDefaultMinFreeDisk(t *testing.T) {
+	for _, tc := range []struct{ size, want int64 }{{1 << 40, DefaultMinFreeDisk}, {100 << 20, 5 << 20}} {
+		c := Config{Dir: "x", freeSpace: func(string) (int64, int64, error) { return 0, tc.size, nil }}
+		if got := c.minFreeDisk(); got != tc.want {
+			t.Errorf("filesystem of %d bytes: default MinFreeDisk %d, want %d", tc.size, got, tc.want)
+		}
+	}
+}
+
+// TestFsyncFailureKeepsReads: a failed fsync stops the engine (nothing of
+// that tick is acknowledged: its submission fails), but reads of durable
+// tasks still answer, submissions get ErrStopped naming the fsync, and a
+// restart recovers every acknowledged task.
+func TestFsyncFailureKeepsReads(t *testing.T) {
+	var fail atomic.Bool
+	r := newEngineRig(t, func(c *Config) {
+		c.beforeCommit = func() error {
+			if fail.Load() {
+				return errors.New("injected fsync failure")
+			}
+			return nil
+		}
+	})
+	ctx := r.ctx()
+	for _, id := range []TaskID{"a", "b"} {
+		r.submit(TaskSpec{ID: id})
+	}
+	r.idle()
+	fail.Store(true)
+	if _, err := r.e.Submit(ctx, TaskSpec{ID: "c", Handler: "h"}); !errors.Is(err, ErrStopped) || !strings.Contains(err.Error(), "injected fsync failure") {
+		t.Fatalf("Submit in the failed tick: %v, want ErrStopped naming the fsync error", err)
+	}
+	select {
+	case <-r.e.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the engine did not stop after a failed fsync")
+	}
+	if err := r.e.Err(); err == nil || !strings.Contains(err.Error(), "fsync WAL") {
+		t.Fatalf("Err() = %v, want the fsync failure", err)
+	}
+	for _, id := range []TaskID{"a", "b"} {
+		if v := r.view(id); v.State != TaskCompleted {
+			t.Fatalf("read of %s after the failure: %s, want completed", id, v.State)
+		}
+	}
+	if got := len(r.e.List(ListFilter{State: TaskCompleted})); got != 2 {
+		t.Fatalf("List after the failure: %d completed, want 2", got)
+	}
+	if _, err := r.e.Submit(ctx, TaskSpec{ID: "d", Handler: "h"}); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Submit after the failure: %v, want ErrStopped", err)
+	}
+	if err := r.e.Close(); err == nil {
+		t.Fatal("Close after a failed fsync returned nil")
+	}
+	fail.Store(false)
+	r.open()
+	r.checkStates(map[TaskID]TaskState{"a": TaskCompleted, "b": TaskCompleted})
+	if _, ok := r.e.Task("d"); ok {
+		t.Fatal("d, submitted after the engine stopped, exists")
+	}
+}
