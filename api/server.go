@@ -202,6 +202,10 @@ func (s *Server) specFromBody(b []byte) (dispatch.TaskSpec, error) {
 }
 
 func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.Engine.DiskFull(); err != nil { // 507 before reading a body it cannot store
+		writeError(w, err)
+		return
+	}
 	release, err := s.admit(r.ContentLength, s.cfg.MaxTaskBytes)
 	if err != nil {
 		writeError(w, err)
@@ -525,6 +529,12 @@ type EngineStatus struct {
 	Events   uint64         `json:"events"`
 	Recovery RecoveryStatus `json:"recovery"`
 	Disk     *DiskUsage     `json:"disk,omitempty"`
+	// DiskFull, while the data dir's disk is full: why submissions are
+	// refused (507).
+	DiskFull string `json:"disk_full,omitempty"`
+	// Stopped: the error (a failed fsync) that stopped the engine; the
+	// server answers reads only until it is restarted.
+	Stopped string `json:"stopped,omitempty"`
 	// OpenWaits counts wait requests (long polls) being answered.
 	OpenWaits int64 `json:"open_waits"`
 }
@@ -549,6 +559,12 @@ func (s *Server) engineStatus(w http.ResponseWriter, _ *http.Request) {
 		out.Runs[string(k)] = v
 	}
 	out.OpenWaits = s.openWaits.Load()
+	if err := s.cfg.Engine.DiskFull(); err != nil {
+		out.DiskFull = err.Error()
+	}
+	if err := s.cfg.Engine.Err(); err != nil {
+		out.Stopped = err.Error()
+	}
 	if s.cfg.DiskUsage != nil {
 		d := s.cfg.DiskUsage()
 		out.Disk = &d
@@ -567,6 +583,11 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {
 		writeError(w, &Error{Status: 503, Code: "not_ready", Message: "recovering"})
+		return
+	}
+	if err := s.cfg.Engine.Err(); err != nil {
+		// A failed fsync stopped the engine: reads go on, writes cannot.
+		writeError(w, &Error{Status: 503, Code: "not_ready", Message: "read-only until restarted: " + err.Error()})
 		return
 	}
 	writeJSON(w, 200, map[string]string{"status": "ready"})

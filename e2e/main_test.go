@@ -102,6 +102,8 @@ type serverOpts struct {
 	tls     bool   // --tls-cert/--tls-key with the suite's certificate (always with WASMTASK_E2E_TLS=1)
 	workers int    // --workers (default 4)
 	extra   []string
+	bin     string   // the binary to run (default binPath)
+	env     []string // KEY=VALUE added to the environment
 }
 
 // server is a `wasmtask serve` subprocess.
@@ -167,10 +169,14 @@ func (s *server) start() {
 	args = append(args, s.opts.extra...)
 	s.log = &syncBuffer{}
 	s.logs = append(s.logs, s.log)
-	s.cmd = exec.Command(binPath, args...)
+	bin := binPath
+	if s.opts.bin != "" {
+		bin = s.opts.bin
+	}
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout = s.log
 	s.cmd.Stderr = s.log
-	s.cmd.Env = append(os.Environ(), "WASMTASK_TOKEN=", "WASMTASK_SERVER=")
+	s.cmd.Env = append(append(os.Environ(), "WASMTASK_TOKEN=", "WASMTASK_SERVER="), s.opts.env...)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

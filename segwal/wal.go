@@ -79,6 +79,11 @@ const (
 	compressMinBytes = 512
 )
 
+// faultHook wraps the opener of segments in binaries built with the
+// wasmtask_faults tag (faultinject.go), for end-to-end tests of a failing
+// fsync; nil in every other build.
+var faultHook func(open func(path string) (appendFile, error)) func(path string) (appendFile, error)
+
 // appendFile is what the log needs of the active segment.
 type appendFile interface {
 	io.Writer
@@ -250,6 +255,9 @@ func (o *Options) normalize() error {
 		o.openFile = openAppend
 		if o.Preallocate {
 			o.openFile = openPrealloc
+		}
+		if faultHook != nil {
+			o.openFile = faultHook(o.openFile)
 		}
 	}
 	return nil

@@ -43,6 +43,8 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "repair", Usage: "if the WAL is damaged before its tail, keep its longest valid prefix and delete what follows (logged); check first with wasmtask wal verify"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log as JSON"},
+			&cli.StringFlag{Name: "min-free-disk", DefaultText: "64MiB, at most 5% of the filesystem", Usage: "below this much free space on the data dir's filesystem, new submissions get 507 (reads and running attempts go on) until space is freed: a size (512MiB, 2GB) or a share of the filesystem (2%); 0: only when a write fails with ENOSPC"},
+			&cli.DurationFlag{Name: "disk-check-interval", Value: time.Second, Usage: "how often the data dir's free space is read"},
 			&cli.DurationFlag{Name: "history-interval", Value: 10 * time.Second, Usage: "how often the dashboard's counters are sampled (an hour of samples is kept)"},
 		}, append(networkFlags(), clusterFlags()...)...),
 		Action: runServe,
@@ -74,6 +76,13 @@ func runServe(c *cli.Context) error {
 			return fail(exitUsage, "--max-payload-memory must be at least 1MiB, got %s", formatBytes(b.n))
 		}
 		payloadMemory, payloadMemorySource = b.n, "--max-payload-memory"
+	}
+	minFree, err := minFreeDisk(c.String("min-free-disk"), dataDir)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	if c.Duration("disk-check-interval") <= 0 {
+		return fail(exitUsage, "--disk-check-interval must be positive, got %v", c.Duration("disk-check-interval"))
 	}
 	ctx := c.Context
 	if n := c.Uint("max-table-elements"); n < 1 || n > 1<<27 {
@@ -113,7 +122,8 @@ func runServe(c *cli.Context) error {
 	}
 	engine, err := dispatch.Open(dispatch.Config{Dir: filepath.Join(dataDir, "engine"), Executor: exec,
 		Workers: c.Int("workers"), Logger: logger, ValidateHandler: reg.Check, DurableLeases: c.Bool("durable-leases"),
-		WAL: segwal.Options{Repair: c.Bool("repair")}, MaxPayloadMemory: payloadMemory})
+		WAL: segwal.Options{Repair: c.Bool("repair")}, MaxPayloadMemory: payloadMemory,
+		MinFreeDisk: minFree, DiskCheckEvery: c.Duration("disk-check-interval")})
 	var damage *segwal.CorruptionError
 	if errors.As(err, &damage) {
 		return fail(exitFailed, "%v\nCheck the WAL with:\n  %s wal verify --data-dir %s\nTo keep its longest valid prefix and drop what follows the damage, start the server once with:\n  %s",
@@ -126,6 +136,7 @@ func runServe(c *cli.Context) error {
 		hl.Warn("repair: the WAL was cut back to its longest valid prefix", "cuts", len(removed))
 	}
 	m.watchEngine(engine)
+	m.reg.MustRegister(&diskCollector{e: engine})
 	rec := engine.Recovery()
 	args := []any{"events_replayed", rec.EventsReplayed, "bytes_replayed", rec.BytesReplayed, "snapshot_seq", rec.SnapshotSeq,
 		"duration", rec.Duration.Round(time.Microsecond), "tasks", engine.Stats().Tasks}
@@ -173,8 +184,17 @@ func runServe(c *cli.Context) error {
 		engine.Close()
 		return fail(exitFailed, "http server: %v", err)
 	case <-engine.Done():
-		hs.Close()
-		return fail(exitFailed, "%v", engine.Err())
+		// A failed fsync stopped the engine: nothing unsynced was
+		// acknowledged. Keep answering reads (and /readyz false, naming
+		// the error) rather than refuse every client; a restart recovers.
+		hl.Error("the engine stopped: serving reads only, writes get 503 and /readyz is false until the server is restarted", "err", engine.Err())
+		select {
+		case <-ctx.Done():
+			hl.Info("shutting down")
+		case err := <-serveErr:
+			engine.Close()
+			return fail(exitFailed, "http server: %v", err)
+		}
 	}
 	srv.SetReady(false)
 	srv.StopWaits()
