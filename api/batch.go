@@ -33,7 +33,7 @@ const maxBatchTasks = 10_000
 // held whole. A body that is not valid JSON is refused whole (400) before
 // anything is submitted, so a client can resend it.
 func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
-	if err := s.cfg.Engine.DiskFull(); err != nil { // 507 for the whole batch, before reading it
+	if err := s.diskFull(); err != nil { // 507 for the whole batch, before reading it
 		writeError(w, err)
 		return
 	}

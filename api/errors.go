@@ -105,3 +105,12 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
+
+// diskFull is the engine's *dispatch.DiskFullError while its disk is full
+// (new submissions get 507 before their body is read), nil otherwise.
+func (s *Server) diskFull() error {
+	if s.cfg.Engine == nil { // a server for tests that need no engine
+		return nil
+	}
+	return s.cfg.Engine.DiskFull()
+}

@@ -42,6 +42,11 @@ type respDoc struct {
 var errorResponses = []respDoc{{400, "invalid request: the error names the field", ErrorBody{}, `{"error":{"code":"invalid","message":"handler: required","field":"handler"}}`},
 	{401, "missing or wrong bearer token", ErrorBody{}, ""}}
 
+// writeUnavailable are the answers of a submission the server cannot store.
+var writeUnavailable = []respDoc{{503, "shutting down, or a failed fsync stopped the engine (the message names it)", ErrorBody{}, ""},
+	{507, "the data dir's disk is full: the message names the directory and its free space; accepted again once space is freed", ErrorBody{},
+		`{"error":{"code":"insufficient_storage","message":"disk full: data dir /var/lib/wasmtask/engine has 12.0 MiB free (new work is refused below 64.0 MiB); free space there, new submissions are accepted again by themselves"}}`}}
+
 // ErrorBody is the shape of every error response.
 type ErrorBody struct {
 	Error Error `json:"error"`
@@ -57,10 +62,10 @@ func apiDocs() []opDoc {
 		{method: "POST", path: "/v1/tasks", summary: "Submit a task spec; answered once it is durable",
 			request: TaskSpec{}, requestExample: `{"id":"t1","handler":"uppercase","input":"hello","max_attempts":3,"timeout":"30s","labels":{"team":"a"}}`,
 			responses: append([]respDoc{{201, "created (durable)", TaskView{}, taskViewExample}, {200, "identical resubmit of an existing id", TaskView{}, ""},
-				{409, "another spec under this id", ErrorBody{}, ""}}, errorResponses...)},
+				{409, "another spec under this id", ErrorBody{}, ""}}, append(errorResponses, writeUnavailable...)...)},
 		{method: "POST", path: "/v1/tasks/batch", summary: "Submit many task specs together; each gets its own status",
 			request: batchRequest{}, requestExample: `{"tasks":[{"handler":"uppercase","input":"a"},{"handler":"uppercase","input":"b"}]}`,
-			responses: append([]respDoc{{200, "one result per task, in order", batchResponse{}, `{"results":[{"id":"01J","status":201},{"id":"01K","status":201}]}`}}, errorResponses...)},
+			responses: append([]respDoc{{200, "one result per task, in order", batchResponse{}, `{"results":[{"id":"01J","status":201},{"id":"01K","status":201}]}`}}, append(errorResponses, writeUnavailable...)...)},
 		{method: "GET", path: "/v1/tasks", summary: "List tasks, newest first, paginated",
 			query: []paramDoc{{"state", "pending, running, waiting_children, completed, failed or canceled"}, {"handler", "plugin name"},
 				{"limit", "1 to 1000 (default 100)"}, {"cursor", "next_cursor of the previous page"},
@@ -73,7 +78,8 @@ func apiDocs() []opDoc {
 		{method: "POST", path: "/v1/tasks/{id}/cancel", summary: "Cancel the task and its subtree", responses: taskResp},
 		{method: "POST", path: "/v1/tasks/{id}/retry", summary: "Start a failed or canceled task again: a new run for each run that did not complete, recorded in the WAL (task_retried); the view counts retries",
 			responses: []respDoc{{200, "the task view with its new runs", TaskView{}, ""}, {404, "no such task", ErrorBody{}, ""},
-				{409, "the task is not final, completed, a child (retry its root), a cron task, or waits for a failed prerequisite", ErrorBody{}, ""}}},
+				{409, "the task is not final, completed, a child (retry its root), a cron task, or waits for a failed prerequisite", ErrorBody{}, ""},
+				writeUnavailable[0], writeUnavailable[1]}},
 		{method: "DELETE", path: "/v1/tasks/{id}", summary: "Delete a final task and its subtree now (durable; retention does the same later)",
 			responses: []respDoc{{200, "how many tasks were deleted", DeleteResult{}, `{"id":"t1","deleted":1}`}, {404, "no such task", ErrorBody{}, ""},
 				{409, "the task (or its root) is not final", ErrorBody{}, ""}}},
@@ -113,7 +119,7 @@ func apiDocs() []opDoc {
 		{method: "GET", path: "/ui", summary: "Redirect to /ui/", responses: []respDoc{{301, "to /ui/", nil, ""}}},
 		{method: "GET", path: "/metrics", summary: "Prometheus metrics", responses: []respDoc{{200, "text exposition format", nil, ""}}},
 		{method: "GET", path: "/healthz", summary: "Liveness (no token needed)", responses: []respDoc{{200, "alive", map[string]string{}, `{"status":"ok"}`}}},
-		{method: "GET", path: "/readyz", summary: "Readiness: after recovery, until shutdown", responses: []respDoc{{200, "ready", map[string]string{}, `{"status":"ready"}`}, {503, "recovering or stopping", ErrorBody{}, ""}}},
+		{method: "GET", path: "/readyz", summary: "Readiness: after recovery, until shutdown", responses: []respDoc{{200, "ready", map[string]string{}, `{"status":"ready"}`}, {503, "recovering, stopping, or read-only after a failed fsync (the message names the error)", ErrorBody{}, ""}}},
 	}
 }
 

@@ -202,7 +202,7 @@ func (s *Server) specFromBody(b []byte) (dispatch.TaskSpec, error) {
 }
 
 func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
-	if err := s.cfg.Engine.DiskFull(); err != nil { // 507 before reading a body it cannot store
+	if err := s.diskFull(); err != nil { // 507 before reading a body it cannot store
 		writeError(w, err)
 		return
 	}
