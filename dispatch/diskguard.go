@@ -161,3 +161,18 @@ func (g *diskGuard) status() DiskStatus {
 	return DiskStatus{Full: f != nil, Err: f, Stalled: g.stalled.Load(), FreeBytes: g.freeBytes.Load(), MinFree: g.min,
 		Episodes: g.episodes.Load()}
 }
+
+// diskFullFrom is for the other stores of the data dir (the payload
+// store): an ENOSPC from their writes starts a disk-full episode, as one
+// from the WAL does, and becomes the *DiskFullError the API answers with
+// 507; any other error is returned as it is.
+func (e *Engine) diskFullFrom(err error) error {
+	if err == nil || !IsNoSpace(err) {
+		return err
+	}
+	e.disk.enter(err)
+	if f := e.disk.full.Load(); f != nil {
+		return f
+	}
+	return NewDiskFullError(e.cfg.Dir, err)
+}

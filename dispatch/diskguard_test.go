@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -212,5 +214,28 @@ func TestFsyncFailureKeepsReads(t *testing.T) {
 	r.checkStates(map[TaskID]TaskState{"a": TaskCompleted, "b": TaskCompleted})
 	if _, ok := r.e.Task("d"); ok {
 		t.Fatal("d, submitted after the engine stopped, exists")
+	}
+}
+
+// TestDiskFullFrom: an ENOSPC of another store in the data dir starts an
+// episode and becomes the *DiskFullError; other errors pass unchanged.
+func TestDiskFullFrom(t *testing.T) {
+	disk := &fakeDisk{}
+	disk.avail.Store(1 << 30)
+	r := newEngineRig(t, func(c *Config) { c.DiskCheckEvery, c.freeSpace = time.Hour, disk.free })
+	other := errors.New("permission denied")
+	if got := r.e.diskFullFrom(other); got != other {
+		t.Fatalf("diskFullFrom(%v) = %v, want it unchanged", other, got)
+	}
+	if r.e.DiskStatus().Full {
+		t.Fatal("a non-ENOSPC error started a disk-full episode")
+	}
+	enospc := &os.PathError{Op: "write", Path: "payloads/ab", Err: syscall.ENOSPC}
+	got := r.e.diskFullFrom(enospc)
+	if !errors.Is(got, ErrDiskFull) || !errors.Is(got, syscall.ENOSPC) || !r.e.DiskStatus().Full {
+		t.Fatalf("diskFullFrom(ENOSPC) = %v (full %v), want a *DiskFullError and an episode", got, r.e.DiskStatus().Full)
+	}
+	if _, err := r.e.Submit(r.ctx(), TaskSpec{ID: "x", Handler: "h"}); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("Submit after a payload store ENOSPC: %v, want ErrDiskFull", err)
 	}
 }
