@@ -168,10 +168,33 @@
 // Final tasks are dropped (EvTaskDropped) after Config.RetainFor or beyond
 // Config.RetainCount, so memory, disk and recovery time stay bounded.
 //
+// # Disk faults
+//
+// A full disk is a degraded mode, not a stop (diskguard.go). The free
+// space of Dir's filesystem is read every Config.DiskCheckEvery; below
+// Config.MinFreeDisk, or once a WAL, snapshot or payload write failed with
+// ENOSPC, Submit, SubmitMany and Retry return a *DiskFullError
+// (ErrDiskFull) naming the directory and the free space, while reads,
+// cancels and the work already accepted go on: segwal keeps 1 MiB of
+// preallocated headroom beyond its data, and the frames of running
+// attempts land there. One log line starts an episode and one ends it:
+// once free space is back above the threshold (plus a sixteenth, against
+// flapping) and the WAL's headroom is restored, submissions are accepted
+// again, without a restart. A frame that does not fit even the headroom
+// is kept and its Append retried every check (waitForSpace); meanwhile
+// every input to the loop is refused and readers answer from memory
+// without waiting for those ticks, which are not acknowledged until they
+// are written. An fsync error is not retried: after a failed fsync the
+// kernel may have dropped the pages, so nothing says what the disk holds.
+// The engine stops (Err), nothing of the ticks in that fsync is
+// acknowledged, and reads keep answering from memory (which may show those
+// unacknowledged ticks) until the process restarts and recovers.
+//
 // # Errors
 //
 // Submit returns a *ValidationError naming the field, ErrConflict for a
-// different spec under an existing id, or ErrStopped. apply returns an
+// different spec under an existing id, a *DiskFullError while the disk is
+// full, or ErrStopped. apply returns an
 // *InvariantError for an event that does not fit the state (a bug or a
 // damaged log); the loop stops the engine rather than panic.
 package dispatch
