@@ -76,4 +76,16 @@
 // too), and counts the refusal; a trap after a refused grow is an oom.
 // wazero's own cap is the wasm32 maximum, so every InstantiateModule must
 // pass Module.withMemory. The Host keeps one runtime per distinct limit.
+//
+// Not under the limit: wazero's stack for wasm code, a Go slice doubled
+// from 10 KiB until it is over 50,000,000 bytes (a constant of wazero's;
+// there is no option and no call-depth limit). Unbounded recursion thus
+// allocates ~168 MB before it traps with "stack overflow" (the last stack
+// is 84 MB, the 42 MB one before it alive while copied;
+// TestStackOverflowMemory): `wasmtask call` of testdata/recurse.wasm peaks
+// at 185 MB RSS against 17 MB for echo. Plan host memory per worker as
+// the memory limit plus ~170 MB. A reused instance keeps the stack its
+// deepest attempt grew (up to 84 MB) while it is idle; neither
+// instances.max_memory_pages nor IdleStats counts it, MaxIdleInstances
+// bounds how many there are.
 package host
