@@ -67,7 +67,7 @@ func BenchmarkAttempt(b *testing.B) {
 			})
 			b.Run("reuse", func(b *testing.B) {
 				h := newTestHost(b, Config{})
-				p, err := h.NewPool(mustLoad(b, h, wasm, 0), InstancePolicy{Mode: InstancesReuse, MaxUses: 1 << 30})
+				p, err := h.NewPool(mustLoad(b, h, wasm, 0), InstancePolicy{Mode: InstancesReuse, MaxUses: 1 << 30}, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -296,7 +296,7 @@ func BenchmarkResetCost(b *testing.B) {
 	for _, mode := range []InstanceMode{InstancesReset, InstancesReuse} {
 		b.Run(string(mode), func(b *testing.B) {
 			h := newTestHost(b, Config{})
-			p, err := h.NewPool(mustLoad(b, h, wasm, 0), InstancePolicy{Mode: mode, MaxUses: 1 << 30})
+			p, err := h.NewPool(mustLoad(b, h, wasm, 0), InstancePolicy{Mode: mode, MaxUses: 1 << 30}, wasm)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -45,7 +45,7 @@ type Module struct {
 	memMaxPages    uint32
 	memDeclaredMax bool
 	compiled       wazero.CompiledModule
-	src            []byte              // the bytes compiled, for a reset pool's variant (reset.go)
+	tableLimit     uint32              // the table limit compiled in, for a reset pool's variant (reset.go)
 	cfg            wazero.ModuleConfig // see moduleConfig
 	rt             *runtime
 }
@@ -149,8 +149,10 @@ func (h *Host) compile(ctx context.Context, wasm []byte, key moduleKey) (*Module
 	if layout.memMax > 0 && layout.memMax < key.pages {
 		m.memMaxPages, m.memDeclaredMax = layout.memMax, true
 	}
-	m.src = boundedModule(wasm, layout, key.tables, true)
-	compiled, err := rt.rt.CompileModule(ctx, m.src)
+	// The bytes are not kept: wazero keeps a copy of what it needs, and a
+	// reset pool, the only other user, is given them (NewPool).
+	m.tableLimit = key.tables
+	compiled, err := rt.rt.CompileModule(ctx, boundedModule(wasm, layout, key.tables, true))
 	release()
 	if err != nil {
 		return nil, &ValidationError{Module: key.hash, Reason: "not a valid WebAssembly module: " + err.Error()}

@@ -37,7 +37,8 @@
 //     Pool.Run (pool.go) runs a plugin version under its InstancePolicy:
 //     fresh as Run; reuse, where an instance stays alive between attempts;
 //     or reset, reuse with memory and mutable globals restored to their
-//     post-_initialize state before each attempt (reset.go). Host functions find the attempt's state in the call's
+//     post-_initialize state before each attempt (reset.go; NewPool gets
+//     the module's bytes for it: a Module does not keep them). Host functions find the attempt's state in the call's
 //     context and WASI stdout/stderr are routed per attempt, so input,
 //     output, logs, children and cancellation stay per attempt. An instance
 //     is checked out by one attempt at a time; it goes back only after ok

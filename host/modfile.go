@@ -28,11 +28,9 @@ import (
 //     while it is held, any other open for writing or truncate of the file
 //     waits, so the bytes cannot change under the hash and the compile.
 //     (wazero copies what it keeps, so nothing refers to the mapping
-//     afterwards.) Without a lease (a file open for writing elsewhere,
-//     another user's file, a file system without leases) it is read.
-//
-// A module that was mapped does not keep its bytes: a reset pool
-// (InstancesReset) cannot be made from it.
+//     afterwards, and neither does a Module.) Without a lease (a file open
+//     for writing elsewhere, another user's file, a file system without
+//     leases) it is read.
 func (h *Host) LoadFile(ctx context.Context, path string, lim Limits) (*Module, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -52,8 +50,7 @@ func (h *Host) LoadFile(ctx context.Context, path string, lim Limits) (*Module, 
 			return nil, err
 		}
 	}
-	mapped := release != nil
-	if mapped {
+	if release != nil {
 		defer release()
 	}
 	// The identity is taken after the read: the bytes are then no newer
@@ -70,9 +67,6 @@ func (h *Host) LoadFile(ctx context.Context, path string, lim Limits) (*Module, 
 	m, err := h.loadHashed(ctx, wasm, hash, lim)
 	if err != nil {
 		return nil, err
-	}
-	if mapped {
-		m.src = nil // the mapping goes with the lease
 	}
 	return m, nil
 }

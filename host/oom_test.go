@@ -70,7 +70,7 @@ func TestOutcomeAfterRefusedGrow(t *testing.T) {
 func TestPoolRefusalsArePerAttempt(t *testing.T) {
 	h := newTestHost(t, Config{})
 	m := mustLoad(t, h, readWasm(t, "growcheck"), 16)
-	p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReuse, MaxMemoryPages: 16})
+	p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReuse, MaxMemoryPages: 16}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestPoolRefusalsArePerAttempt(t *testing.T) {
 func TestEveryInstanceBounded(t *testing.T) {
 	h := newTestHost(t, Config{})
 	m := mustLoad(t, h, readWasm(t, "bomb16"), 64)
-	p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReuse})
+	p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReuse}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

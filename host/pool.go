@@ -144,8 +144,11 @@ func (w *streamRouter) Write(p []byte) (int, error) {
 
 // NewPool returns the pool of a plugin version: m run under policy. A
 // reuse policy needs a handler-mode module: a command module's _start runs
-// once per instance.
-func (h *Host) NewPool(m *Module, policy InstancePolicy) (*Pool, error) {
+// once per instance. wasm is the bytes m was loaded from: the reset policy
+// compiles a variant of them (a Module does not keep its bytes, so that a
+// large module is not held in memory beside wazero's copy); the other
+// policies take nil.
+func (h *Host) NewPool(m *Module, policy InstancePolicy, wasm []byte) (*Pool, error) {
 	switch policy.Mode {
 	case "", InstancesFresh, InstancesReuse, InstancesReset:
 	default:
@@ -158,7 +161,7 @@ func (h *Host) NewPool(m *Module, policy InstancePolicy) (*Pool, error) {
 	p := &Pool{h: h, m: m, policy: policy.withDefaults(m.rt.pages)}
 	if policy.Mode == InstancesReset {
 		var err error
-		if p.reset, err = compileReset(context.Background(), m); err != nil {
+		if p.reset, err = compileReset(context.Background(), m, wasm); err != nil {
 			return nil, err
 		}
 	}

@@ -80,13 +80,14 @@ func runGoCounter(t *testing.T, p *Pool, input string) (Result, int) {
 // takes tens of seconds to compile under -race.
 func TestPoolGoGuest(t *testing.T) {
 	h := newTestHost(t, Config{})
-	m := mustLoad(t, h, goGuestWasm(t, "gocounter"), 0)
+	wasm := goGuestWasm(t, "gocounter")
+	m := mustLoad(t, h, wasm, 0)
 	t.Run("reuse", func(t *testing.T) { testGoGuestReuse(t, h, m) })
-	t.Run("reset", func(t *testing.T) { testGoGuestReset(t, h, m) })
+	t.Run("reset", func(t *testing.T) { testGoGuestReset(t, h, m, wasm) })
 }
 
 func testGoGuestReuse(t *testing.T, h *Host, m *Module) {
-	p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReuse, MaxMemoryPages: 128})
+	p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReuse, MaxMemoryPages: 128}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,8 +133,8 @@ func testGoGuestReuse(t *testing.T, h *Host, m *Module) {
 	}
 }
 
-func testGoGuestReset(t *testing.T, h *Host, m *Module) {
-	p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReset})
+func testGoGuestReset(t *testing.T, h *Host, m *Module, wasm []byte) {
+	p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReset}, wasm)
 	if err != nil {
 		t.Fatal(err)
 	}

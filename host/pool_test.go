@@ -48,7 +48,8 @@ func runCounter(t *testing.T, p *Pool, input string, cancel bool, lim Limits) (R
 
 func newCounterPool(t *testing.T, h *Host, pages uint32, policy InstancePolicy) *Pool {
 	t.Helper()
-	p, err := h.NewPool(mustLoad(t, h, readWasm(t, "counter"), pages), policy)
+	wasm := readWasm(t, "counter")
+	p, err := h.NewPool(mustLoad(t, h, wasm, pages), policy, wasm)
 	if err != nil {
 		t.Fatalf("NewPool: %v", err)
 	}
@@ -321,15 +322,20 @@ func testPoolClose(t *testing.T, policy InstancePolicy) {
 	}
 }
 
-// TestNewPoolErrors: a reuse policy needs a handler-mode module; unknown
-// modes are rejected.
+// TestNewPoolErrors: a reuse policy needs a handler-mode module, a reset
+// policy the module's own bytes; unknown modes are rejected.
 func TestNewPoolErrors(t *testing.T) {
 	h := newTestHost(t, Config{})
 	tests := []struct {
 		name, module string
 		policy       InstancePolicy
+		bytesOf      string // the module whose bytes NewPool gets: "" the same, "-" none
 		want         string
 	}{
+		{name: "reset without the module's bytes", module: "counter", policy: InstancePolicy{Mode: InstancesReset}, bytesOf: "-",
+			want: `instance policy "reset": NewPool needs the module's bytes`},
+		{name: "reset with another module's bytes", module: "counter", policy: InstancePolicy{Mode: InstancesReset}, bytesOf: "echo",
+			want: `instance policy "reset": the bytes given to NewPool are not those of module sha256:`},
 		{name: "reuse of a command module", module: "command", policy: InstancePolicy{Mode: InstancesReuse},
 			want: `instance policy "reuse" needs a handler-mode module (exporting wasmtask_handle)`},
 		{name: "reset of a command module", module: "command", policy: InstancePolicy{Mode: InstancesReset},
@@ -339,7 +345,16 @@ func TestNewPoolErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := h.NewPool(mustLoad(t, h, readWasm(t, tc.module), 0), tc.policy)
+			wasm := readWasm(t, tc.module)
+			given := wasm
+			switch tc.bytesOf {
+			case "-":
+				given = nil
+			case "":
+			default:
+				given = readWasm(t, tc.bytesOf)
+			}
+			_, err := h.NewPool(mustLoad(t, h, wasm, 0), tc.policy, given)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("NewPool: %v, want an error containing %q", err, tc.want)
 			}
@@ -382,7 +397,7 @@ func TestPoolScratchFull(t *testing.T) {
 	const full = "scratch /tmp is full: a write of 3000 bytes was refused (limit 4096 bytes"
 	cmd := Command{ScratchBytes: 4096}
 	newPool := func(t *testing.T, h *Host) *Pool {
-		p, err := h.NewPool(mustLoad(t, h, readWasm(t, "scratchfill"), 0), InstancePolicy{Mode: InstancesReuse})
+		p, err := h.NewPool(mustLoad(t, h, readWasm(t, "scratchfill"), 0), InstancePolicy{Mode: InstancesReuse}, nil)
 		if err != nil {
 			t.Fatalf("NewPool: %v", err)
 		}

@@ -167,12 +167,20 @@ func (s *resetState) restore(mod api.Module) bool {
 	return true
 }
 
-// compileReset compiles the reset variant of m (exportGlobals).
-func compileReset(ctx context.Context, m *Module) (*resetVariant, error) {
-	if m.src == nil {
-		return nil, fmt.Errorf("instance policy %q: the module's bytes are not kept", InstancesReset)
+// compileReset compiles the reset variant of m (exportGlobals) from the
+// bytes m was loaded from.
+func compileReset(ctx context.Context, m *Module, src []byte) (*resetVariant, error) {
+	if src == nil {
+		return nil, fmt.Errorf("instance policy %q: NewPool needs the module's bytes (the Module does not keep them)", InstancesReset)
 	}
-	wasm, names, err := exportGlobals(m.src)
+	if Hash(src) != m.Hash {
+		return nil, fmt.Errorf("instance policy %q: the bytes given to NewPool are not those of module %s", InstancesReset, m.Hash)
+	}
+	layout, err := readLayout(src)
+	if err != nil {
+		return nil, fmt.Errorf("instance policy %q: %w", InstancesReset, err)
+	}
+	wasm, names, err := exportGlobals(boundedModule(src, layout, m.tableLimit, true))
 	if err != nil {
 		return nil, fmt.Errorf("instance policy %q: %w", InstancesReset, err)
 	}

@@ -245,7 +245,7 @@ func (r *Registry) compile(ctx context.Context, name string, wasm []byte, m *Man
 		}
 		return nil, err
 	} else if policy.Mode != host.InstancesFresh {
-		if l.pool, err = r.host.NewPool(mod, policy); err != nil {
+		if l.pool, err = r.host.NewPool(mod, policy, wasm); err != nil {
 			return nil, &ValidationError{Plugin: name, Field: "manifest.instances.policy", Reason: err.Error()}
 		}
 	}

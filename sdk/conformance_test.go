@@ -147,7 +147,8 @@ func TestConformanceReuse(t *testing.T) {
 			t.Run(string(mode)+"/"+lang, func(t *testing.T) {
 				for _, ex := range examples {
 					t.Run(ex, func(t *testing.T) {
-						p, err := h.NewPool(load(t, h, dir, lang, ex), host.InstancePolicy{Mode: mode})
+						wasm := moduleBytes(t, dir, lang, ex)
+						p, err := h.NewPool(load(t, h, dir, lang, ex), host.InstancePolicy{Mode: mode}, wasm)
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -258,13 +259,19 @@ func moduleFile(dir, lang, example string) string {
 	return filepath.Join(dir, lang+"-"+example+".wasm")
 }
 
-func load(t testing.TB, h *host.Host, dir, lang, example string) *host.Module {
+// moduleBytes reads a built example module.
+func moduleBytes(t testing.TB, dir, lang, example string) []byte {
 	t.Helper()
 	wasm, err := os.ReadFile(moduleFile(dir, lang, example))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := h.Load(context.Background(), wasm, 0)
+	return wasm
+}
+
+func load(t testing.TB, h *host.Host, dir, lang, example string) *host.Module {
+	t.Helper()
+	m, err := h.Load(context.Background(), moduleBytes(t, dir, lang, example), 0)
 	if err != nil {
 		t.Fatalf("load %s/%s: %v", lang, example, err)
 	}
@@ -303,7 +310,7 @@ func BenchmarkSDK(b *testing.B) {
 		})
 		for _, mode := range []host.InstanceMode{host.InstancesReuse, host.InstancesReset} {
 			b.Run(lang+"/"+string(mode), func(b *testing.B) {
-				p, err := h.NewPool(m, host.InstancePolicy{Mode: mode, MaxUses: 1 << 30})
+				p, err := h.NewPool(m, host.InstancePolicy{Mode: mode, MaxUses: 1 << 30}, moduleBytes(b, dir, lang, "uppercase"))
 				if err != nil {
 					b.Fatal(err)
 				}
