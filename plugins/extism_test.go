@@ -91,7 +91,7 @@ func TestParseManifestExtism(t *testing.T) {
 		{`{"extism": {"function": "f", "log_level": "loud"}}`, "manifest.extism.log_level", `unknown log level "loud"`},
 		{`{"extism": {"function": "f", "http_max_bytes": -1}}`, "manifest.extism.http_max_bytes", "must not be negative"},
 		{`{"extism": {"function": "f", "max_var_bytes": -5}}`, "manifest.extism.max_var_bytes", "must not be negative"},
-		{`{"extism": {"function": "f", "timeout_ms": 5}}`, "manifest", `"timeout_ms"`},
+		{`{"extism": {"function": "f", "timeout_ms": 5}}`, "manifest.extism", `unknown field "timeout_ms" (known: function, allowed_hosts, http_timeout, http_max_bytes, max_var_bytes, log_level)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.wantField, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -109,6 +110,9 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		if errors.As(err, &ve) { // from ManifestInstances, naming its field
 			return nil, ve
 		}
+		if where, name, known, ok := unknownMember(b, reflect.TypeFor[Manifest](), "manifest"); ok {
+			return nil, &ValidationError{Field: where, Reason: describeUnknown(name, known)}
+		}
 		return nil, &ValidationError{Field: "manifest", Reason: describeJSONError(err)}
 	}
 	if dec.More() {
@@ -187,14 +191,127 @@ func describeJSONError(err error) string {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "the JSON ends too early (an empty or cut manifest)"
 	}
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		name = strings.Trim(name, `"`)
-		if fieldName.MatchString(name) {
-			return fmt.Sprintf("unknown field %q (known: limits.{memory_pages, table_elements, timeout, output_bytes, log_bytes, children}, config)", name)
-		}
-		return "an unknown field (known: limits, config)"
-	}
 	return "not a valid manifest (a JSON object with limits and config)"
+}
+
+var unmarshaler = reflect.TypeFor[json.Unmarshaler]()
+
+// unknownMember finds the first member of the JSON object b that no field
+// of t takes (as encoding/json matches names: ignoring case), in document
+// order, descending into the objects and arrays of objects of t's fields.
+// It returns where it is ("manifest.limits", "manifest.mounts[1]"), its
+// name and the names t knows there; ok is false when there is none.
+// Types that decode themselves (ManifestInstances) and maps are skipped.
+func unknownMember(b []byte, t reflect.Type, path string) (where, name string, known []string, ok bool) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(unmarshaler) {
+		return "", "", nil, false
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		var items []json.RawMessage
+		if json.Unmarshal(b, &items) != nil {
+			return "", "", nil, false
+		}
+		for i, item := range items {
+			if w, n, k, ok := unknownMember(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); ok {
+				return w, n, k, true
+			}
+		}
+	case reflect.Struct:
+		fields := map[string]reflect.StructField{}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if f.IsExported() && tag != "-" && tag != "" {
+				known = append(known, tag)
+				fields[tag] = f
+			}
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+			return "", "", nil, false
+		}
+		for dec.More() {
+			tok, err := dec.Token()
+			key, isKey := tok.(string)
+			var value json.RawMessage
+			if err != nil || !isKey || dec.Decode(&value) != nil {
+				return "", "", nil, false
+			}
+			var f reflect.StructField
+			found := false
+			for _, k := range known {
+				if strings.EqualFold(k, key) {
+					f, found = fields[k], true
+					break
+				}
+			}
+			if !found {
+				return path, key, known, true
+			}
+			tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if w, n, k, ok := unknownMember(value, f.Type, path+"."+tag); ok {
+				return w, n, k, true
+			}
+		}
+	}
+	return "", "", nil, false
+}
+
+// describeUnknown names an unknown member (when it looks like a name: a
+// file that is not a manifest must not be quoted), the closest known one
+// and every known one.
+func describeUnknown(name string, known []string) string {
+	list := "known: " + strings.Join(known, ", ")
+	if !fieldName.MatchString(name) {
+		return "an unknown field (" + list + ")"
+	}
+	if c := closest(name, known); c != "" {
+		return fmt.Sprintf("unknown field %q: did you mean %q? (%s)", name, c, list)
+	}
+	return fmt.Sprintf("unknown field %q (%s)", name, list)
+}
+
+// closest returns the known name nearest to name: one that starts with it
+// or it starts with ("memory" for "memory_pages"), else one within a few
+// edits (a third of its length, at least 2); "" when none is.
+func closest(name string, known []string) string {
+	lower := strings.ToLower(name)
+	best, bestDist := "", 0
+	for _, k := range known {
+		d := editDistance(lower, k)
+		if strings.HasPrefix(k, lower) || strings.HasPrefix(lower, k) {
+			d = min(d, 1)
+		}
+		if d <= max(2, len(k)/3) && (best == "" || d < bestDist) {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func jsonKind(kind string) string {
