@@ -105,7 +105,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 		}
 		k++
 	}
-	writeJSON(w, 200, map[string]any{"results": results})
+	writeBuilt(w, 200, func(o *indentedJSON) { o.batchResults(results) })
 }
 
 func batchTooLarge(limit int64) *Error {

@@ -233,7 +233,7 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
 	if res.Duplicate {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, s.taskView(v))
+	writeTaskView(w, status, s.taskView(v))
 }
 
 // admit reserves payload memory for a submission body of length bytes (limit
@@ -258,7 +258,7 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: %q", dispatch.ErrNotFound, id))
 		return
 	}
-	writeJSON(w, 200, s.taskView(v))
+	writeTaskView(w, 200, s.taskView(v))
 }
 
 func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) {
@@ -294,7 +294,7 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, 200, s.taskView(v))
+	writeTaskView(w, 200, s.taskView(v))
 }
 
 // TaskList is the response of GET /v1/tasks.
@@ -357,7 +357,7 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, _ := s.cfg.Engine.Task(id)
-	writeJSON(w, 200, s.taskView(v))
+	writeTaskView(w, 200, s.taskView(v))
 }
 
 func (s *Server) addAfter(w http.ResponseWriter, r *http.Request) {
@@ -383,7 +383,7 @@ func (s *Server) addAfter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, _ := s.cfg.Engine.Task(id)
-	writeJSON(w, 200, s.taskView(v))
+	writeTaskView(w, 200, s.taskView(v))
 }
 
 // decodeStrict decodes a small JSON body, rejecting unknown fields.
