@@ -23,7 +23,12 @@ type (
 type FieldError = dispatch.ValidationError
 
 // DecodeTaskSpec parses a JSON task spec strictly.
-func DecodeTaskSpec(b []byte) (TaskSpec, error) { return dispatch.DecodeSpecJSON(b) }
+func DecodeTaskSpec(b []byte) (TaskSpec, error) {
+	if spec, ok := decodeSpecFast(b); ok {
+		return spec, nil
+	}
+	return dispatch.DecodeSpecJSON(b)
+}
 
 func jsonFieldError(err error) error { return dispatch.JSONFieldError(err) }
 
