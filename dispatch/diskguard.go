@@ -113,7 +113,11 @@ func (g *diskGuard) leave(free int64) {
 		return
 	}
 	g.full.Store(nil)
-	g.log.Info("dispatch: disk space is back: accepting submissions again", "dir", g.dir, "free", FormatBytes(free),
+	freeText := "unknown"
+	if free >= 0 {
+		freeText = FormatBytes(free)
+	}
+	g.log.Info("dispatch: disk space is back: accepting submissions again", "dir", g.dir, "free", freeText,
 		"refused_for", time.Since(g.since).Round(time.Millisecond))
 }
 

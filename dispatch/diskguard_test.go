@@ -239,3 +239,95 @@ func TestDiskFullFrom(t *testing.T) {
 		t.Fatalf("Submit after a payload store ENOSPC: %v, want ErrDiskFull", err)
 	}
 }
+
+// fullLog is a Config.Log whose Appends fail with ENOSPC while full is set.
+type fullLog struct {
+	mu   sync.Mutex
+	full bool
+	last uint64
+}
+
+func (l *fullLog) setFull(v bool) { l.mu.Lock(); l.full = v; l.mu.Unlock() }
+
+func (l *fullLog) Append(records ...[]byte) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.full {
+		return 0, &os.PathError{Op: "write", Path: "log", Err: syscall.ENOSPC}
+	}
+	l.last += uint64(len(records))
+	return l.last, nil
+}
+
+func (l *fullLog) Commit() (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last, nil
+}
+
+func (l *fullLog) Close() error { return nil }
+
+// TestDiskFullStalledWrite: a frame that cannot be written at all (ENOSPC)
+// is kept and retried: its submission is not answered meanwhile, other
+// submissions get ErrDiskFull, reads answer; once the write succeeds the
+// waiting submission is acknowledged.
+func TestDiskFullStalledWrite(t *testing.T) {
+	log := &fullLog{}
+	e, err := Open(Config{Dir: t.TempDir(), Executor: &recorder{}, Workers: 2, Logger: quietLogger(), Log: log,
+		DiskCheckEvery: 5 * time.Millisecond, MinFreeDisk: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.Submit(ctx, TaskSpec{ID: "a", Handler: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Wait(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	log.setFull(true)
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := e.Submit(ctx, TaskSpec{ID: "b", Handler: "h"})
+		waiting <- err
+	}()
+	eventually(t, "the write to stall", func() bool { return e.DiskStatus().Stalled })
+	if _, err := e.Submit(ctx, TaskSpec{ID: "c", Handler: "h"}); !errors.Is(err, ErrDiskFull) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Submit while a write waits for space: %v, want ErrDiskFull with the ENOSPC", err)
+	}
+	if err := e.Cancel(ctx, "a", "x"); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("Cancel while a write waits for space: %v, want ErrDiskFull (the loop takes no input)", err)
+	}
+	read := make(chan TaskView, 1)
+	go func() { v, _ := e.Task("a"); read <- v }()
+	select {
+	case v := <-read:
+		if v.State != TaskCompleted {
+			t.Fatalf("Task(a) while stalled: %s", v.State)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a read waited for the stalled write")
+	}
+	select {
+	case err := <-waiting:
+		t.Fatalf("the submission whose write waits for space was answered: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	log.setFull(false)
+	select {
+	case err := <-waiting:
+		if err != nil {
+			t.Fatalf("the submission after space came back: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting submission was not acknowledged once the write succeeded")
+	}
+	if st := e.DiskStatus(); st.Stalled || st.Full {
+		t.Fatalf("after the write succeeded: %+v, want neither stalled nor full (no watcher ends it on a Config.Log)", st)
+	}
+	if v, err := e.Wait(ctx, "b"); err != nil || v.State != TaskCompleted {
+		t.Fatalf("b: %s %v, want completed", v.State, err)
+	}
+}

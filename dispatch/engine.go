@@ -689,6 +689,9 @@ func (e *Engine) waitForSpace(err error) (uint64, error) {
 		var last uint64
 		if last, err = e.out.Append(e.pending.records...); err == nil {
 			e.log.Info("dispatch: the WAL write that waited for space succeeded", "events", len(e.pending.records))
+			if e.wal == nil { // Config.Log: no watcher of a data dir ends the episode
+				e.disk.leave(e.disk.freeBytes.Load())
+			}
 			return last, nil
 		}
 		if !IsNoSpace(err) {
