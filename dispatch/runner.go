@@ -37,11 +37,11 @@ type runner struct {
 // start runs job on an idle runner, or on a new one when none is idle. The
 // number in flight is bounded by the core's lease accounting (Config.Workers).
 func (e *Engine) start(job Job) {
-	// The deadline is in the engine clock's time; the context counts the
-	// same span on the real clock (the same thing for SystemClock, and what
-	// keeps a ManualClock test's attempts from expiring at once).
-	timeout := time.Duration(job.DeadlineMs-unixMs(e.cfg.Clock.Now())) * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	// The attempt's timeout counts from its start (runner.run), not from
+	// the tick that leased it: under load a runner may start it well after
+	// the lease (or after the lease's fsync), and that wait is not the
+	// handler's time. Core renews the lease when the start comes late.
+	ctx, cancel := context.WithCancel(context.Background())
 	e.cancelsMu.Lock()
 	if prev, ok := e.cancels[job.Run]; ok {
 		prev() // the run's previous attempt is closed: release its context
@@ -98,6 +98,16 @@ func (e *Engine) runRunner(a runnerJob) {
 func (r *runner) run(ctx context.Context, job Job) {
 	e := r.e
 	started := e.cfg.Clock.Now()
+	// DeadlineMs is in the engine clock's time; the context counts the
+	// same span on the real clock (the same thing for SystemClock, and what
+	// keeps a ManualClock test's attempts from expiring at once).
+	span := job.TimeoutMs
+	if span <= 0 { // a Job not made by Core: keep its deadline
+		span = max(job.DeadlineMs-started.UnixMilli(), 0)
+	}
+	job.DeadlineMs = started.UnixMilli() + span
+	ctx, stop := context.WithTimeout(ctx, time.Duration(span)*time.Millisecond)
+	defer stop()
 	r.mu.Lock()
 	r.started = machine.StartedInput{Run: job.Run, Attempt: job.Attempt, At: started.UnixMilli()}
 	r.mu.Unlock()

@@ -89,7 +89,11 @@ type attemptState struct {
 	mem        *guestMemory // the instance's memory: refused grows (memory.go)
 
 	softDeadline time.Time
-	canceled     atomic.Bool // the caller canceled the attempt
+	// startedLate is how long the caller's deadline had passed when the
+	// attempt started (0: it had not): the stop then names that, not a
+	// negative timeout.
+	startedLate time.Duration
+	canceled    atomic.Bool // the caller canceled the attempt
 }
 
 func (st *attemptState) violate(fn, reason string) {
@@ -157,12 +161,17 @@ func (h *Host) begin(ctx context.Context, m *Module, a Attempt) *running {
 	lim := a.Limits.Clamp(h.cfg.Max)
 	lim.MemoryPages = m.rt.pages // the limit the runtime enforces, set at Load
 	deadline := start.Add(lim.Timeout)
+	var late time.Duration
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 		// The message names the caller's span when it is clearly the shorter
-		// (not when it is the same timeout, counted from a little earlier).
-		if d.Before(start.Add(lim.Timeout - lim.Timeout/10)) {
-			lim.Timeout = d.Sub(start).Round(time.Millisecond)
+		// (not when it is the same timeout, counted from a little earlier),
+		// and says so when the deadline had passed before the start.
+		switch left := d.Sub(start).Round(time.Millisecond); {
+		case left <= 0:
+			late = max(-left, time.Millisecond)
+		case d.Before(start.Add(lim.Timeout - lim.Timeout/10)):
+			lim.Timeout = left
 		}
 	}
 	a.Info.Module, a.Info.DeadlineMs = m.Hash, deadline.UnixMilli()
@@ -172,7 +181,7 @@ func (h *Host) begin(ctx context.Context, m *Module, a Attempt) *running {
 	at := &running{m: m, start: start, state: attemptState{
 		input: a.Input, task: a.Info, config: a.Config, limits: lim, failKind: -1,
 		childBase: childBase(a.Info), heartbeat: a.Heartbeat,
-		softDeadline: deadline.Add(-lim.Grace),
+		softDeadline: deadline.Add(-lim.Grace), startedLate: late,
 	}}
 	st := &at.state
 	at.st = st

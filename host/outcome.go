@@ -44,6 +44,10 @@ func classify(ctx context.Context, st *attemptState, mem api.Memory, code int64,
 	if exit := exitErrorIn(err); exit != nil {
 		switch exit.ExitCode() {
 		case sys.ExitCodeDeadlineExceeded:
+			if st.startedLate > 0 {
+				return Result{Outcome: dispatch.OutcomeTimeout, Retryable: true,
+					Error: fmt.Sprintf("stopped at once: the attempt's deadline had passed %s before it started (timeout %s)", st.startedLate, st.limits.Timeout)}
+			}
 			return Result{Outcome: dispatch.OutcomeTimeout, Retryable: true,
 				Error: fmt.Sprintf("stopped at the attempt deadline (timeout %s)", st.limits.Timeout)}
 		case sys.ExitCodeContextCanceled:

@@ -132,3 +132,20 @@ func TestTimeoutNamesTheTaskTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestTimeoutPastBeforeStart: a caller's deadline that had already passed
+// when the attempt started stops the guest at once, as a timeout whose
+// error says so; it never names a negative timeout ("timeout -50ms").
+func TestTimeoutPastBeforeStart(t *testing.T) {
+	h := newTestHost(t, Config{})
+	m := mustLoad(t, h, readWasm(t, "loop"), 0)
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-50*time.Millisecond))
+	defer cancel()
+	res := h.Run(ctx, m, Attempt{Limits: Limits{Timeout: 150 * time.Millisecond}})
+	if res.Outcome != dispatch.OutcomeTimeout || !res.Retryable {
+		t.Fatalf("Outcome, Retryable = %s, %v (%s), want timeout, true", res.Outcome, res.Retryable, res.Error)
+	}
+	if strings.Contains(res.Error, "-") || !strings.Contains(res.Error, "had passed") || !strings.Contains(res.Error, "(timeout 150ms)") {
+		t.Errorf("Error = %q; want it to say the deadline had passed before the start, naming the 150ms timeout and no negative span", res.Error)
+	}
+}

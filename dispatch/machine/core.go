@@ -32,7 +32,12 @@ type Job struct {
 	Input       []byte
 	Attempt     int // 1-based
 	MaxAttempts int
-	DeadlineMs  int64 // unix ms; the context given to Execute ends then too
+	// DeadlineMs (unix ms) is when the attempt must end: its start plus
+	// TimeoutMs. Core fills in the lease's time plus TimeoutMs; the worker
+	// that starts the attempt sets it from its start (Engine.start), and
+	// the context given to Execute ends then too, so a wait for a worker
+	// never eats into the handler's time.
+	DeadlineMs int64
 	// TimeoutMs is the task's timeout (the span up to DeadlineMs), for
 	// messages: an executor names the timeout that stopped the attempt.
 	TimeoutMs int64
@@ -339,10 +344,27 @@ func (c *Core) liveAttempt(id RunID, attempt int, states ...RunState) *Run {
 }
 
 func (c *Core) handleStarted(now int64, in StartedInput) error {
-	if r := c.liveAttempt(in.Run, in.Attempt, RunLeased); r != nil {
-		return c.emit(Event{Type: EvAttemptStarted, At: now, Task: r.Task, Run: r.ID, Attempt: in.Attempt, ExecStart: in.At})
+	r := c.liveAttempt(in.Run, in.Attempt, RunLeased)
+	if r == nil {
+		return nil
 	}
-	return nil
+	if err := c.emit(Event{Type: EvAttemptStarted, At: now, Task: r.Task, Run: r.ID, Attempt: in.Attempt, ExecStart: in.At}); err != nil {
+		return err
+	}
+	// The attempt's deadline counts from its start (Engine.start), which
+	// comes after the lease by a worker's scheduling delay, or an fsync
+	// (Config.DurableLeases): the lease must outlast start + timeout by
+	// the grace, so a late start renews it. A start within half the grace
+	// of the lease writes nothing more (the common case).
+	start := now
+	if in.At > 0 && in.At < now {
+		start = in.At
+	}
+	exp := start + c.s.taskOf(r).Spec.TimeoutMs + c.cfg.LeaseGrace
+	if exp-r.LeaseExp <= c.cfg.LeaseGrace/2 {
+		return nil
+	}
+	return c.emit(Event{Type: EvLeaseRenewed, At: now, Task: r.Task, Run: r.ID, Attempt: in.Attempt, LeaseExp: exp})
 }
 
 func (c *Core) handleHeartbeat(now int64, in HeartbeatInput) error {
