@@ -169,6 +169,9 @@ func applyRunCreated(s *State, e *Event) error {
 		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: fmt.Sprintf("run index %d, want %d", e.Index, want)}
 	}
 	r := &Run{ID: e.Run, Task: e.Task, Index: e.Index, DueAt: e.DueAt, task: t}
+	if t.Spec.Policy.Kind == PolicyCron {
+		t.CronLast = max(t.CronLast, e.DueAt)
+	}
 	s.Runs[r.ID] = r
 	t.Runs = append(t.Runs, r.ID)
 	t.runs = append(t.runs, r)

@@ -160,7 +160,7 @@ func appendSpec(dst []byte, s *TaskSpec) ([]byte, error) {
 }
 
 func appendTask(dst []byte, t *Task) ([]byte, error) {
-	if len(t.AddedAfter) > 0 || t.Retries > 0 || t.Skipped > 0 || t.Pruned > 0 {
+	if len(t.AddedAfter) > 0 || t.Retries > 0 || t.Skipped > 0 || t.Pruned > 0 || t.CronLast != 0 {
 		b, err := encMode.Marshal(t)
 		return append(dst, b...), err
 	}

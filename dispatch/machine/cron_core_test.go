@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"slices"
 	"testing"
 )
 
@@ -34,5 +35,42 @@ func TestCronCatchUpCap(t *testing.T) {
 	r.drive(r.now+10_000, okResult)
 	if got := len(r.started) - before; got != 10 {
 		t.Errorf("%d runs in the 10 s after the catch-up, want 10", got)
+	}
+}
+
+// TestCronRetryDoesNotShiftTheSchedule: a cron run that fails and waits a
+// long backoff keeps its retry's due time to itself; the schedule goes on
+// from the occurrences, not from the retried run's moved due time, so no
+// occurrence in between is left without a run.
+func TestCronRetryDoesNotShiftTheSchedule(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		name := "same core"
+		if restart {
+			name = "state rebuilt from a snapshot"
+		}
+		t.Run(name, func(t *testing.T) {
+			r := newCoreRig(t, coreOpts{workers: 4})
+			r.mustSubmit(TaskSpec{ID: "c", Handler: "h", MaxAttempts: 3, Backoff: Backoff{Kind: BackoffFixed, BaseMs: 60_000},
+				Policy: RunPolicy{Kind: PolicyCron, CronExpr: "* * * * * *"}})
+			r.finish("c#1", Result{Outcome: OutcomeFailed, Retryable: true, Error: "boom"})
+			if run := r.run("c#1"); run.State != RunRetryWait || run.DueAt != rigStart+60_000 {
+				t.Fatalf("c#1 is %s due +%d, want retry_wait due +60000", run.State, run.DueAt-rigStart)
+			}
+			if restart {
+				r = newCoreRig(t, coreOpts{workers: 4, state: rebuilt(t, r.s)})
+				r.c.Lost = false // nothing was in flight
+				r.step()
+			}
+			before := len(r.started)
+			r.drive(rigStart+10_000, okResult)
+			var dues []int64
+			for _, s := range r.started[before:] {
+				dues = append(dues, r.run(s.job.Run).DueAt-rigStart)
+			}
+			want := []int64{1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000}
+			if !slices.Equal(dues, want) {
+				t.Errorf("runs started in the first 10 s due at %v, want one per second %v", dues, want)
+			}
+		})
 	}
 }

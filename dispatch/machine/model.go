@@ -430,7 +430,12 @@ type Task struct {
 	// PrunedFailed is set when one of them failed (the task then fails).
 	Pruned       int  `cbor:"13,keyasint,omitempty" json:"pruned_runs,omitempty"`
 	PrunedFailed bool `cbor:"14,keyasint,omitempty" json:"pruned_failed,omitempty"`
-	finalRuns    int
+	// CronLast is the latest occurrence a run of this cron task was
+	// created for: the schedule goes on from it, not from the runs' due
+	// times, which a retry's backoff moves. 0 in snapshots written before
+	// it was kept (the runs' due times stand in then).
+	CronLast  int64 `cbor:"15,keyasint,omitempty" json:"cron_last_ms,omitempty"`
+	finalRuns int
 
 	// Derived by apply and reindex (workflow.go), never encoded.
 	final           bool

@@ -276,10 +276,15 @@ func (c *Core) refillCron(now int64, t *Task) error {
 	}
 	sched := cronOf(&t.Spec)
 	pol := t.Spec.Policy
-	last := max(t.SubmittedAt, t.Spec.NotBeforeMs) - 1
+	// The schedule goes on from the latest occurrence a run was created
+	// for; a run's DueAt is that occurrence only until a retry's backoff
+	// moves it (a state from an older snapshot has no CronLast: due times).
+	last := max(t.SubmittedAt, t.Spec.NotBeforeMs, t.CronLast+1) - 1
 	future := 0
 	for _, r := range t.runs {
-		last = max(last, r.DueAt)
+		if t.CronLast == 0 {
+			last = max(last, r.DueAt)
+		}
 		if r.State == RunScheduled && r.DueAt > now {
 			future++
 		}
