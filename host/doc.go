@@ -85,8 +85,8 @@
 // is 84 MB, the 42 MB one before it alive while copied;
 // TestStackOverflowMemory): `wasmtask call` of testdata/recurse.wasm peaks
 // at 185 MB RSS against 17 MB for echo. Plan host memory per worker as
-// the memory limit plus ~170 MB. A reused instance keeps the stack its
-// deepest attempt grew (up to 84 MB) while it is idle; neither
-// instances.max_memory_pages nor IdleStats counts it, MaxIdleInstances
-// bounds how many there are.
+// the memory limit plus ~170 MB. wazero never shrinks a call handle's
+// stack: a reused instance whose attempt ran 1 ms or more gets a new
+// handle (stackRefreshAfter), so an idle instance keeps a few MB of stack
+// at most (TestPoolDropsGrownStack).
 package host

@@ -242,7 +242,9 @@ func (p *Pool) Run(ctx context.Context, a Attempt) Result {
 		inst.mem.refused.Store(0) // refusals of earlier attempts are not this one's
 	}
 	at.st.mem = inst.mem
+	start := time.Now()
 	err := inst.handle.CallWithStack(at.ctx, inst.stack[:])
+	ran := time.Since(start)
 	inst.streams.st = nil
 	code := int64(0)
 	if err == nil {
@@ -255,9 +257,20 @@ func (p *Pool) Run(ctx context.Context, a Attempt) Result {
 		!inst.mod.IsClosed() && // stopped at a deadline the instant the call returned
 		inst.uses < p.policy.MaxUses &&
 		mem.Size() <= p.policy.MaxMemoryPages*65536
+	if keep && ran >= stackRefreshAfter {
+		inst.handle = inst.mod.ExportedFunction(handleExport)
+	}
 	p.put(inst, keep)
 	return at.finish(res)
 }
+
+// stackRefreshAfter: an instance whose attempt ran this long gets a new
+// call handle before it goes idle. wazero grows a handle's stack by
+// doubling (up to 84 MB, host/doc.go) and never shrinks it, so a deep
+// recursion would stay with the idle instance; a new handle starts at
+// 10 KiB. Within this time a guest can grow its stack to a few MB at
+// most, and a 10 KiB allocation is nothing beside such an attempt.
+const stackRefreshAfter = time.Millisecond
 
 // take checks out the idle instance used last, if any.
 func (p *Pool) take() (inst *instance) {

@@ -36,3 +36,44 @@ func TestStackOverflowMemory(t *testing.T) {
 		t.Errorf("unbounded recursion allocated %d MiB; the docs say about 160 MiB (host/doc.go, docs/manifest.md): update them", alloc/mb)
 	}
 }
+
+// TestPoolDropsGrownStack: wazero never shrinks the stack of a call
+// handle, so a reused instance whose attempt recursed deep would keep
+// that stack (tens of MB) while idle; the pool gives such an instance a
+// new handle. Not parallel: it reads the process's heap.
+func TestPoolDropsGrownStack(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's allocations blur the figure")
+	}
+	h := newTestHost(t, Config{})
+	p, err := h.NewPool(mustLoad(t, h, readWasm(t, "deep"), 0), InstancePolicy{Mode: InstancesReuse}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap := func() uint64 {
+		var ms goruntime.MemStats
+		goruntime.GC()
+		goruntime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	run := func(depthBytes int) {
+		t.Helper()
+		res := p.Run(context.Background(), Attempt{Input: make([]byte, depthBytes), Limits: DefaultLimits()})
+		if res.Outcome != dispatch.OutcomeOK {
+			t.Fatalf("outcome %s (%s)", res.Outcome, res.Error)
+		}
+	}
+	run(1) // 10,000 frames: the instance exists
+	before := heap()
+	run(100) // 1,000,000 frames
+	after := heap()
+	if st := p.Stats(); st.Created != 1 || st.Idle != 1 {
+		t.Fatalf("stats %+v: want one instance, idle", st)
+	}
+	const mb = 1 << 20
+	t.Logf("heap with the instance idle: %d MiB before the deep attempt, %d MiB after", before/mb, after/mb)
+	if after > before+4*mb {
+		t.Errorf("the idle instance keeps %d MiB more after a deep attempt: its grown stack", (after-before)/mb)
+	}
+	run(1) // the instance still works
+}
