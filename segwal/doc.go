@@ -31,7 +31,8 @@
 //     Log cuts what got out, stays usable and reports it in NoSpace; the
 //     same Append succeeds once space is freed. With Preallocate the
 //     active segment keeps 1 MiB of zeros ahead of its data: when more
-//     cannot be allocated, Appends still land there while NoSpace says so,
+//     cannot be allocated, Appends still land there (or past it, while the
+//     disk has room for the frame alone) while NoSpace says so,
 //     and when the next segment cannot be created the active one grows
 //     past SegmentSize; Reserve tells when space is back. An fsync error
 //     stays fatal (after a failed fsync the kernel may have dropped the

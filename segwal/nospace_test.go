@@ -227,3 +227,37 @@ func TestNoSpaceRotation(t *testing.T) {
 	}
 	checkReplay(t, mustOpen(t, dir, Options{}), 1, want)
 }
+
+// TestNoSpaceLessThanAChunk: on a disk with less room than one
+// preallocation chunk, frames still go in while they fit (NoSpace set from
+// the first), and the first that does not fit is refused, not torn.
+func TestNoSpaceLessThanAChunk(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	disk := &smallDisk{free: 300 << 10}
+	l := mustOpen(t, dir, Options{Preallocate: true, Compression: CompressNone, openFile: disk.open})
+	rng := newRand(11)
+	var want []record
+	for i := 0; ; i++ {
+		rec := randomBytes(rng, 64<<10)
+		last, err := l.Append(rec)
+		if err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("Append %d: %v", i+1, err)
+			}
+			if i < 3 {
+				t.Fatalf("Append %d refused with %d KiB free", i+1, 300)
+			}
+			break
+		}
+		want = append(want, record{seq: last, data: rec})
+		if l.NoSpace() == nil {
+			t.Fatalf("Append %d: NoSpace nil on a disk without room for a chunk", i+1)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2 := mustOpen(t, dir, Options{})
+	checkReplay(t, l2, 1, want)
+}

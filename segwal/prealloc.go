@@ -54,12 +54,14 @@ func openPrealloc(path string) (appendFile, error) {
 	return &preallocFile{f: f, pos: fi.Size(), filled: fi.Size(), writeAt: f.WriteAt}, nil
 }
 
-// Write writes b at the end of the data. A write that fails leaves pos
-// where it was, so the next one overwrites whatever part of b got out:
-// the log is unchanged (undoWrite has nothing to do).
+// Write writes b at the end of the data. When the zeros ahead cannot be
+// allocated, b still goes in: into the headroom, or past it when the disk
+// has room for b alone (spaceShort tells the log either way). A write
+// that fails leaves pos where it was, so the next one overwrites whatever
+// part of b got out (and a crash leaves it beyond the last frame, a torn
+// tail): the log is unchanged, undoWrite has nothing to do.
 func (p *preallocFile) Write(b []byte) (int, error) {
-	end := p.pos + int64(len(b))
-	if err := p.fill(end + preallocReserve); err != nil && (end > p.filled || !isNoSpace(err)) {
+	if err := p.fill(p.pos + int64(len(b)) + preallocReserve); err != nil && !isNoSpace(err) {
 		return 0, err
 	}
 	n, err := p.writeAt(b, p.pos)
@@ -67,6 +69,7 @@ func (p *preallocFile) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	p.pos += int64(n)
+	p.filled = max(p.filled, p.pos)
 	return n, nil
 }
 
