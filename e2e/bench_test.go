@@ -30,6 +30,17 @@ func TestBenchCommand(t *testing.T) {
 	if r := s.cli("bench", "--clients", "one"); r.code != 2 || !strings.Contains(r.stderr, "--clients") {
 		t.Errorf("bench --clients one: %s", r)
 	}
+	if r := s.cli("bench", "--instances", "warm"); r.code != 2 || !strings.Contains(r.stderr, "--instances") {
+		t.Errorf("bench --instances warm: %s", r)
+	}
+	// --instances reuse deploys the no-op with that policy.
+	r2 := s.mustCLI(0, "bench", "--instances", "reuse", "--tasks", "20", "--clients", "2", "--batch", "0", "--rates", "", "--cleanup")
+	if !regexp.MustCompile(`(?m)^handler bench-noop sha256:[0-9a-f]{64} \(built-in no-op, instances reuse\)$`).MatchString(r2.stdout) {
+		t.Errorf("bench --instances reuse:\n%s", r2.stdout)
+	}
+	if out := s.mustCLI(0, "plugin", "list", "bench-noop", "--json").stdout; !strings.Contains(out, `"reuse"`) {
+		t.Errorf("bench-noop after --instances reuse does not have the reuse policy:\n%s", out)
+	}
 
 	// Every task of the run is labelled, and the output says how to remove
 	// them: 3 x 200 for throughput, 2 x 100 for latency.

@@ -56,6 +56,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "rates", Value: "200,1000", Usage: "offered rates of the latency scenarios, tasks/s (comma-separated; empty: skip)"},
 			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "length of each latency scenario"},
 			&cli.BoolFlag{Name: "cleanup", Usage: "purge this run's tasks (final ones) from the server at the end"},
+			&cli.StringFlag{Name: "instances", Value: "fresh", Usage: "instance policy of the built-in no-op (fresh, reuse or reset; see docs/manifest.md)"},
 		),
 		Action: runBench,
 	}
@@ -104,12 +105,23 @@ func runBench(c *cli.Context) error {
 		run: time.Now().UTC().Format("20060102T150405.000Z")}
 	defer b.finish(c.Bool("cleanup"))
 	if b.handler == "" {
-		res, err := cl.PluginDeploy(c.Context, "bench-noop", noopModule, nil)
+		policy, note := c.String("instances"), ""
+		var manifest []byte
+		switch policy {
+		case "fresh":
+		case "reuse", "reset":
+			manifest, note = []byte(`{"instances": "`+policy+`"}`), ", instances "+policy
+		default:
+			return fail(exitUsage, "--instances: want fresh, reuse or reset, got %q", policy)
+		}
+		res, err := cl.PluginDeploy(c.Context, "bench-noop", noopModule, manifest)
 		if err != nil {
 			return apiFail(err)
 		}
 		b.handler = "bench-noop"
-		fmt.Fprintf(b.out, "handler bench-noop %s (built-in no-op)\n", res.Version)
+		fmt.Fprintf(b.out, "handler bench-noop %s (built-in no-op%s)\n", res.Version, note)
+	} else if c.IsSet("instances") {
+		return fail(exitUsage, "--instances applies to the built-in no-op; deploy --handler's plugin with the policy in its manifest")
 	}
 	if _, err := cl.EngineStatus(c.Context); err != nil {
 		return apiFail(err)
