@@ -71,6 +71,9 @@ func toError(err error) *Error {
 		return &Error{Status: 404, Code: "not_found", Message: err.Error()}
 	case errors.Is(err, dispatch.ErrDiskFull):
 		return &Error{Status: http.StatusInsufficientStorage, Code: "insufficient_storage", Message: err.Error()}
+	case dispatch.IsNoSpace(err): // a store that reports its ENOSPC as it is (a plugin deploy)
+		return &Error{Status: http.StatusInsufficientStorage, Code: "insufficient_storage",
+			Message: "disk full: " + err.Error() + "; free space in the data dir and try again"}
 	case errors.Is(err, dispatch.ErrStopped):
 		return &Error{Status: 503, Code: "unavailable", Message: err.Error()}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
