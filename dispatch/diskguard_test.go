@@ -184,8 +184,9 @@ func TestFsyncFailureKeepsReads(t *testing.T) {
 	}
 	r.idle()
 	fail.Store(true)
-	if _, err := r.e.Submit(ctx, TaskSpec{ID: "c", Handler: "h"}); !errors.Is(err, ErrStopped) || !strings.Contains(err.Error(), "injected fsync failure") {
-		t.Fatalf("Submit in the failed tick: %v, want ErrStopped naming the fsync error", err)
+	_, err := r.e.Submit(ctx, TaskSpec{ID: "c", Handler: "h"})
+	if want := "dispatch: engine stopped: fsync WAL: injected fsync failure"; !errors.Is(err, ErrStopped) || err.Error() != want {
+		t.Fatalf("Submit in the failed tick: %v, want ErrStopped %q", err, want)
 	}
 	select {
 	case <-r.e.Done():

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -915,7 +916,8 @@ func stoppedBy(err error) error {
 	if err == nil {
 		return ErrStopped
 	}
-	return fmt.Errorf("%w: %v", ErrStopped, err)
+	// The loop's errors already start with ErrStopped's text: say it once.
+	return fmt.Errorf("%w: %s", ErrStopped, strings.TrimPrefix(err.Error(), ErrStopped.Error()+": "))
 }
 
 // waitDurable waits until the WAL is durable up to seq (what a reader saw
