@@ -2,7 +2,7 @@
 GO ?= go
 BENCHTIME ?= 2s
 
-.PHONY: test vet unit soak bench bench-server e2e-tls fuzz build clean wasm toolchains demo examples extism-plugins
+.PHONY: test vet unit soak bench bench-server bench-cluster e2e-tls fuzz build clean wasm toolchains demo examples extism-plugins
 
 test: vet unit
 
@@ -35,6 +35,11 @@ bench:
 # tasks/s with 1 and 32 clients and with batch submits, latency at 200/s and 1000/s.
 bench-server:
 	scripts/bench-server.sh
+
+# One server against a three-node cluster on loopback (scripts/bench-cluster.sh,
+# `wasmtask bench`, fsync on): tasks/s and submit latency p50/p99, alternating.
+bench-cluster:
+	scripts/bench-cluster.sh
 
 # The end-to-end suite with every server serving HTTPS (a self-signed test
 # certificate that every client of the suite trusts).

@@ -67,6 +67,13 @@ func (f *fsm) Apply(l *raft.Log) any {
 func (f *fsm) applyLocked(data []byte) error {
 	switch data[0] {
 	case entryEvents:
+		if first, n := binary.Uvarint(data[1:]); n > 0 && first > f.state.Applied+1 {
+			// An entry of a leader's engine whose earlier entry failed
+			// (leadership lost): that engine stopped without releasing
+			// it, and every node skips it alike.
+			f.log.Warn("cluster: skipped an entry that does not follow the state (its leader's engine had stopped)", "first", first, "applied", f.state.Applied)
+			return nil
+		}
 		return decodeFrame(data[1:], func(seq uint64, rec []byte) error {
 			_, err := dispatch.ApplyRecord(f.state, seq, rec)
 			return err

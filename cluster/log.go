@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -16,72 +17,123 @@ const (
 	entryMember byte = 2 // a member's HTTP address (JSON memberEntry)
 )
 
-// raftLog is the engine's Log in cluster mode (dispatch.Log): the records
-// the loop writes are buffered, and Commit applies them as one raft entry
-// (a frame: first sequence, count, records) and waits until a majority
-// has it, as segwal.Commit waits for an fsync. Like the WAL's, its frames
-// group every tick stepped while the previous commit was in flight.
+// raftLog is the engine's Log in cluster mode (dispatch.Log): each frame
+// the loop writes (a tick, or the ticks stepped while the committer was
+// busy) is applied to raft at once as one entry (first sequence, count,
+// records), without waiting: raft pipelines it behind the entries in
+// flight and batches what queues up into one write. Commit waits until a
+// majority has every entry applied so far, as segwal.Commit waits for an
+// fsync of every frame written.
 type raftLog struct {
-	r       *raft.Raft
-	timeout time.Duration
+	r     *raft.Raft
+	stats *commitStats
+	// earlyWindow: attempts may start before their lease is committed only
+	// this soon after a commit succeeded (see EarlyStartOK).
+	earlyWindow time.Duration
+	lastOK      atomic.Int64 // unix ns of the last successful commit
 
 	mu        sync.Mutex
-	frame     []byte // header room + records of the next entry
-	count     uint64 // records in frame
 	last      uint64 // sequence of the last record appended
+	inflight  []pendingEntry
 	committed uint64 // sequence the last successful Commit reached
+	failed    error  // an entry failed: nothing after it may be committed
 	closed    bool
 }
 
-const frameHeaderRoom = 1 + 2*binary.MaxVarintLen64
+type pendingEntry struct {
+	f      raft.ApplyFuture
+	last   uint64
+	events uint64
+	start  time.Time
+}
 
-func newRaftLog(r *raft.Raft, applied uint64) *raftLog {
-	return &raftLog{r: r, timeout: 10 * time.Second, last: applied, committed: applied,
-		frame: make([]byte, frameHeaderRoom, 64<<10)}
+// commitStats count the leader's commits (raft entries of dispatch frames)
+// and the time from an entry's Apply to its commit, over the node's life.
+type commitStats struct {
+	commits, events, nanos atomic.Uint64
+}
+
+func newRaftLog(r *raft.Raft, applied uint64, stats *commitStats, earlyWindow time.Duration) *raftLog {
+	l := &raftLog{r: r, last: applied, committed: applied, stats: stats, earlyWindow: earlyWindow}
+	l.lastOK.Store(time.Now().UnixNano()) // the leader's Barrier just committed
+	return l
+}
+
+// EarlyStartOK lets an attempt start once its lease is written to raft,
+// before it is committed, only while this node surely still leads: within
+// earlyWindow (half the heartbeat timeout) of issuing an entry that a
+// majority has since acknowledged. No other node can be elected before a majority has missed
+// the leader's heartbeats for a heartbeat timeout, so an attempt started
+// early is one the cluster would run under this leader; if it dies at
+// once, the lease may be lost and the new leader runs the attempt again,
+// like any attempt in flight at a failover (at least once). A leader that
+// was paused or cut off (SIGSTOP, a partition) finds its last commit too
+// old and starts nothing before a new commit, which a deposed leader never
+// gets.
+func (l *raftLog) EarlyStartOK() bool {
+	return time.Since(time.Unix(0, l.lastOK.Load())) < l.earlyWindow && l.r.State() == raft.Leader
 }
 
 func (l *raftLog) Append(records ...[]byte) (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
+	switch {
+	case l.closed:
 		return 0, errors.New("cluster: log closed")
+	case l.failed != nil:
+		return 0, l.failed
 	}
+	size := 1 + 2*binary.MaxVarintLen64
 	for _, rec := range records {
-		l.frame = binary.AppendUvarint(l.frame, uint64(len(rec)))
-		l.frame = append(l.frame, rec...)
+		size += binary.MaxVarintLen64 + len(rec)
 	}
-	l.count += uint64(len(records))
+	first := l.last + 1
+	data := make([]byte, 0, size)
+	data = append(data, entryEvents)
+	data = binary.AppendUvarint(data, first)
+	data = binary.AppendUvarint(data, uint64(len(records)))
+	for _, rec := range records {
+		data = binary.AppendUvarint(data, uint64(len(rec)))
+		data = append(data, rec...)
+	}
 	l.last += uint64(len(records))
+	// No timeout: an Apply that timed out before raft took it would leave
+	// a gap that later entries (taken) would follow.
+	l.inflight = append(l.inflight, pendingEntry{f: l.r.Apply(data, 0), last: l.last, events: uint64(len(records)), start: time.Now()})
 	return l.last, nil
 }
 
-// Commit applies what was appended as one raft entry and waits for the
-// majority. It is called by the engine's committer only, one at a time.
+// Commit waits for every entry applied so far. It is called by the
+// engine's committer only, one at a time; Append may run meanwhile.
 func (l *raftLog) Commit() (uint64, error) {
 	l.mu.Lock()
-	if l.count == 0 {
-		c := l.committed
-		l.mu.Unlock()
-		return c, nil
-	}
-	body, count, last := l.frame[frameHeaderRoom:], l.count, l.last
-	first := last - count + 1
-	l.frame, l.count = make([]byte, frameHeaderRoom, max(64<<10, cap(l.frame))), 0
+	wait := l.inflight
+	l.inflight = nil
+	committed, failed := l.committed, l.failed
 	l.mu.Unlock()
-
-	var head [frameHeaderRoom]byte
-	h := append(head[:0], entryEvents)
-	h = binary.AppendUvarint(h, first)
-	h = binary.AppendUvarint(h, count)
-	data := make([]byte, 0, len(h)+len(body))
-	data = append(append(data, h...), body...)
-	if err := l.r.Apply(data, l.timeout).Error(); err != nil {
-		return 0, fmt.Errorf("raft: %w", err)
+	if failed != nil {
+		return 0, failed
+	}
+	for _, p := range wait {
+		if err := p.f.Error(); err != nil {
+			err = fmt.Errorf("raft: %w", err)
+			l.mu.Lock()
+			l.failed = err
+			l.mu.Unlock()
+			return 0, err
+		}
+		committed = p.last
+		// A majority acknowledged this entry after it was issued: from
+		// then on, no other leader can be elected for a heartbeat timeout.
+		l.lastOK.Store(max(l.lastOK.Load(), p.start.UnixNano()))
+		l.stats.commits.Add(1)
+		l.stats.events.Add(p.events)
+		l.stats.nanos.Add(uint64(time.Since(p.start)))
 	}
 	l.mu.Lock()
-	l.committed = last
+	l.committed = committed
 	l.mu.Unlock()
-	return last, nil
+	return committed, nil
 }
 
 func (l *raftLog) Close() error {

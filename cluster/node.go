@@ -69,8 +69,11 @@ type Node struct {
 	stop   chan struct{}
 	done   chan struct{}
 
-	mu     sync.Mutex
-	engine *dispatch.Engine
+	heartbeat time.Duration // raft's heartbeat timeout
+
+	mu      sync.Mutex
+	engine  *dispatch.Engine
+	commits commitStats
 }
 
 // Open starts the node: raft recovers its snapshot and log from Dir and
@@ -125,7 +128,7 @@ func Open(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("cluster: listen on --raft-addr %s: %w", cfg.RaftAddr, err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, fsm: newFSM(cfg.Logger), trans: trans, store: store, notify: notify,
+	n := &Node{cfg: cfg, log: cfg.Logger, fsm: newFSM(cfg.Logger), trans: trans, store: store, notify: notify, heartbeat: rc.HeartbeatTimeout,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	if cfg.Bootstrap {
 		existing, err := raft.HasExistingState(store, store, snaps)
@@ -141,7 +144,14 @@ func Open(cfg Config) (*Node, error) {
 			}
 		}
 	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, store, store, snaps, trans)
+	// The leader reads back what it replicates: recent entries come from
+	// memory rather than a bolt read transaction each.
+	logs, err := raft.NewLogCache(512, store)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -211,7 +221,7 @@ func (n *Node) startEngine() (done <-chan struct{}, retry <-chan time.Time) {
 		return nil, again
 	}
 	cfg := n.cfg.Engine
-	cfg.Log, cfg.State, cfg.Dir = newRaftLog(n.raft, state.Applied), state, filepath.Join(n.cfg.Dir, "engine")
+	cfg.Log, cfg.State, cfg.Dir = newRaftLog(n.raft, state.Applied, &n.commits, n.heartbeat/2), state, filepath.Join(n.cfg.Dir, "engine")
 	if cfg.Node == "" {
 		cfg.Node = n.cfg.NodeID
 	}

@@ -30,7 +30,15 @@ type Status struct {
 	Tasks int `json:"tasks"`
 	// LastContactMs: milliseconds since a follower last heard the leader
 	// (0 on the leader).
-	LastContactMs int64    `json:"last_contact_ms"`
+	LastContactMs int64 `json:"last_contact_ms"`
+	// Commits counts the raft entries of dispatch events this node
+	// committed while it led (each holds the ticks stepped during the
+	// previous commit), CommitEvents their events and CommitSeconds the
+	// time spent waiting for them: the mean commit latency is
+	// CommitSeconds/Commits.
+	Commits       uint64   `json:"commits"`
+	CommitEvents  uint64   `json:"commit_events"`
+	CommitSeconds float64  `json:"commit_seconds"`
 	Servers       []Server `json:"servers"`
 }
 
@@ -55,7 +63,8 @@ func (n *Node) Status() Status {
 	_ = addr
 	st := Status{NodeID: n.cfg.NodeID, Role: roleName(n.raft.State()), Term: n.raft.CurrentTerm(), Leader: string(id),
 		LastIndex: n.raft.LastIndex(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.index.Load(),
-		AppliedSeq: n.fsm.seq.Load()}
+		AppliedSeq: n.fsm.seq.Load(), Commits: n.commits.commits.Load(), CommitEvents: n.commits.events.Load(),
+		CommitSeconds: time.Duration(n.commits.nanos.Load()).Seconds()}
 	if st.Role != "leader" {
 		if lc := n.raft.LastContact(); !lc.IsZero() {
 			st.LastContactMs = time.Since(lc).Milliseconds()

@@ -108,9 +108,8 @@ type Config struct {
 	// to it and Commit makes them durable (committed by a majority). State
 	// is then the state to start from, which the caller recovered (nil: an
 	// empty one); the engine writes no snapshots of its own (the Log's
-	// owner does), and every attempt starts only once its lease is
-	// committed (DurableLeases), so that a deposed leader, whose commits
-	// fail, never starts one.
+	// owner does). A Log that implements EarlyStartGate decides when
+	// attempts may start before their lease is durable.
 	Log Log
 	// State is the state to start from with Log; ignored without it.
 	State *State
@@ -134,12 +133,19 @@ type Log interface {
 	Close() error
 }
 
+// EarlyStartGate is implemented by a Log that must sometimes hold every
+// attempt until its lease is durable (as DurableLeases does always): the
+// raft log while its node cannot be sure it still leads, so that a deposed
+// leader starts nothing the cluster did not agree to.
+type EarlyStartGate interface {
+	EarlyStartOK() bool
+}
+
 func (c *Config) normalize() error {
 	if c.Log != nil {
 		if c.Dir == "" {
 			c.Dir = "(cluster)"
 		}
-		c.DurableLeases = true
 		c.SnapshotEvery = -1
 		c.InlinePayloadBytes = -1 // the log is all a replica gets: payloads travel in it
 	}
@@ -632,7 +638,10 @@ func (e *Engine) pend(tick *committedTick, events []Event) error {
 		return e.handOff()
 	default:
 	}
-	if len(p.records) >= frameEvents {
+	if len(p.records) >= frameEvents || (e.wal == nil && len(p.records) > 0) {
+		// On a replicated Log each tick's frame goes out at once: the log
+		// pipelines it behind the commit in flight (a round trip to the
+		// followers, not a local fsync, is what the next tick would wait for).
 		return e.writeFrame()
 	}
 	return nil
@@ -660,6 +669,9 @@ func (e *Engine) writeFrame() error {
 	p.records, p.buf = p.records[:0], p.buf[:0]
 	if err != nil {
 		e.failPending(err)
+		if e.wal == nil {
+			return fmt.Errorf("dispatch: engine stopped: write log: %w", err)
+		}
 		return fmt.Errorf("dispatch: engine stopped: write WAL: %w", err)
 	}
 	e.stats.appends.Add(1)
@@ -752,6 +764,9 @@ func (e *Engine) failPending(err error) {
 // durable lease.
 func (e *Engine) splitEarly(starts []Job) (early, later []Job) {
 	if e.cfg.DurableLeases || len(starts) == 0 {
+		return nil, starts
+	}
+	if g, ok := e.out.(EarlyStartGate); ok && !g.EarlyStartOK() {
 		return nil, starts
 	}
 	durable := e.durable.Load()

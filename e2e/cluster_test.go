@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -232,6 +233,12 @@ func waitCompleted(t testing.TB, n *clusterNode, want int, within time.Duration)
 // an attempt again after a lost one.
 func checkExactlyOnce(t testing.TB, n *clusterNode, ids []string) (again int) {
 	t.Helper()
+	byWorker := map[string]int{}
+	defer func() {
+		if len(byWorker) > 0 {
+			t.Logf("recorded attempts by worker and outcome: %v", byWorker)
+		}
+	}()
 	ctx := context.Background()
 	for _, id := range ids {
 		v, err := n.s.client.TaskGet(ctx, id)
@@ -258,8 +265,55 @@ func checkExactlyOnce(t testing.TB, n *clusterNode, ids []string) (again int) {
 		if len(v.Runs[0].Attempts) > 1 {
 			again++
 		}
+		if os.Getenv("WASMTASK_CLUSTER_DEBUG") != "" {
+			for _, a := range v.Runs[0].Attempts {
+				byWorker[strings.SplitN(a.Worker, "/", 2)[0]+" "+a.Outcome]++
+			}
+		}
 	}
 	return again
+}
+
+// attemptsRun sums wasmtask_attempts_total (attempts executed by this
+// process, every outcome) over the nodes that run.
+func attemptsRun(t testing.TB, nodes []*clusterNode) int {
+	t.Helper()
+	total := 0
+	for _, n := range nodes {
+		resp, err := http.Get(n.s.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(line, "wasmtask_attempts_total{") {
+				continue
+			}
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				t.Fatalf("metrics line %q: %v", line, err)
+			}
+			total += int(v)
+			if os.Getenv("WASMTASK_CLUSTER_DEBUG") != "" {
+				t.Logf("%s: %s", n.id, line)
+			}
+		}
+	}
+	return total
+}
+
+func mustStatus(t testing.TB, n *clusterNode) api.ClusterStatus {
+	t.Helper()
+	st, err := n.status(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func TestClusterFailover(t *testing.T) {
@@ -336,6 +390,8 @@ func TestClusterFailover(t *testing.T) {
 		}
 	}
 	const more = 500
+	runBefore := attemptsRun(t, nodes)
+	termBefore := mustStatus(t, stopped).Term
 	var l2 loader
 	go func() {
 		loadErr <- l2.run(t, "s", more, 25, func() []*clusterNode { return others }, 10*time.Millisecond)
@@ -343,6 +399,7 @@ func TestClusterFailover(t *testing.T) {
 	for l2.count() < more/5 {
 		time.Sleep(10 * time.Millisecond)
 	}
+	ranBeforeStop := attemptsRun(t, []*clusterNode{stopped})
 	if err := stopped.s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +418,24 @@ func TestClusterFailover(t *testing.T) {
 	if s, err := stopped.status(t); err != nil || s.Role != "follower" || s.Leader != next.id {
 		t.Errorf("the resumed node: %+v %v; want a follower of %s", s.Status, err, next.id)
 	}
-	t.Logf("CLUSTER: after SIGCONT: %d tasks on every node at sequence %d; %d of %d tasks ran an attempt again after it was lost", st.Tasks, st.DigestSeq, again, more)
+	// The resumed node may finish the attempts it was running when it
+	// stopped (at most its 8 workers, and what it started in the moment
+	// between reading its metrics and the SIGSTOP), but it must start no
+	// new one: a deposed leader acting would run hundreds in this time.
+	time.Sleep(500 * time.Millisecond) // the resumed node's cancelled attempts report
+	afterResume := attemptsRun(t, []*clusterNode{stopped}) - ranBeforeStop
+	if afterResume > 16 {
+		t.Errorf("the resumed node ran %d attempts after the SIGSTOP; a deposed leader must start none (at most its 8 in flight finish)", afterResume)
+	}
+	// Every process counts the attempts it executed: beyond one per task,
+	// the attempts in flight at the failover ran again (at least once).
+	twice := attemptsRun(t, nodes) - runBefore - more
+	terms := st.Term - termBefore
+	t.Logf("CLUSTER: after SIGCONT: %d tasks on every node at sequence %d; %d of %d tasks ran an attempt again after it was lost; %d attempts ran twice (in flight at the failover: started, result not committed); %d new terms; the resumed node ran %d attempts after the SIGSTOP",
+		st.Tasks, st.DigestSeq, again, more, twice, terms, afterResume)
+	if twice < 0 {
+		t.Errorf("%d attempts executed for %d tasks completed", more+twice, more)
+	}
 }
 
 func TestClusterMembership(t *testing.T) {

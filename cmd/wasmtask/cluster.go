@@ -49,8 +49,6 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 		return fail(exitUsage, "cluster mode needs --raft-addr host:port (where raft listens)")
 	case c.Bool("bootstrap") && join != "":
 		return fail(exitUsage, "--bootstrap starts a new cluster and --join joins one: pass one of them")
-	case c.Bool("durable-leases"):
-		hl.Info("--durable-leases is always on in cluster mode")
 	}
 	if join != "" {
 		if u, err := url.Parse(join); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
@@ -99,7 +97,8 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 	}
 	raftDir := filepath.Join(dataDir, "raft")
 	node, err := cluster.Open(cluster.Config{NodeID: id, RaftAddr: raftAddr, HTTPAddr: self, Dir: raftDir, Bootstrap: c.Bool("bootstrap"),
-		Engine:   dispatch.Config{Executor: exec, Workers: c.Int("workers"), Logger: logger, ValidateHandler: reg.Check, Node: id},
+		Engine: dispatch.Config{Executor: exec, Workers: c.Int("workers"), Logger: logger, ValidateHandler: reg.Check, Node: id,
+			DurableLeases: c.Bool("durable-leases")},
 		OnEngine: onEngine, Logger: logger, RaftLog: hclogWriter{logger}})
 	if err != nil {
 		ln.Close()
@@ -197,6 +196,12 @@ func (m *metrics) watchCluster(n *cluster.Node) {
 			return float64(s.LastContactMs) / 1000
 		}),
 		gauge("wasmtask_cluster_servers", "Servers in the cluster's configuration.", func(s cluster.Status) float64 { return float64(len(s.Servers)) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wasmtask_cluster_commits_total",
+			Help: "Raft entries of dispatch events this node committed while it led (each holds the ticks stepped during the previous commit)."},
+			func() float64 { return float64(n.Status().Commits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wasmtask_cluster_commit_seconds_total",
+			Help: "Time spent waiting for those commits (a majority's write); divide by wasmtask_cluster_commits_total for the mean latency."},
+			func() float64 { return n.Status().CommitSeconds }),
 	)
 }
 
@@ -258,6 +263,9 @@ func writeClusterStatus(w io.Writer, st api.ClusterStatus) {
 	}
 	fmt.Fprintf(w, "node %s: %s, term %d, leader %s\n", st.NodeID, st.Role, st.Term, leader)
 	fmt.Fprintf(w, "index: last %d, commit %d, applied %d (sequence %d, %d tasks)\n", st.LastIndex, st.CommitIndex, st.AppliedIndex, st.AppliedSeq, st.Tasks)
+	if st.Commits > 0 {
+		fmt.Fprintf(w, "commits while leading: %d of %.1f events each, %.2f ms each\n", st.Commits, float64(st.CommitEvents)/float64(st.Commits), 1000*st.CommitSeconds/float64(st.Commits))
+	}
 	for _, s := range st.Servers {
 		role := "voter"
 		if !s.Voter {
