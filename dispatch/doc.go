@@ -159,7 +159,9 @@
 // (2) events per task and run in the state, or every SnapshotEveryBytes of
 // records (and no sooner than the ratio times the last snapshot's size),
 // counted from the last snapshot's sequence (so across restarts: what Open
-// replays is what counts), the loop captures the state (final
+// replays is what counts; a snapshot that fails to be written leaves the
+// count as it was and is retried a tenth of the interval later), the loop
+// captures the state (final
 // tasks by pointer, as they no longer change; the others by copy); another
 // goroutine encodes it, compresses it as it goes and writes
 // snap-<seq>.snap atomically (tmp, fsync,

@@ -294,10 +294,18 @@ type Engine struct {
 	// process, or a server restarted often would never snapshot).
 	sinceSnapshot      int
 	sinceSnapshotBytes int64
-	lastSnapshotBytes  atomic.Int64  // size of the newest snapshot file
-	snapFinished       chan struct{} // closed when the snapshot being written is done (loop-owned)
-	snapshots          *snapshotter
-	stats              engineCounters
+	// A snapshot being written took these counts with it; if it fails
+	// (snapFailed), they are added back and retryFloor defers the retry
+	// by a tenth of the interval, so a failure neither resets the count
+	// nor retries on every tick. All loop-owned but snapFailed.
+	snapTakenEvents   int
+	snapTakenBytes    int64
+	snapRetryFloor    int
+	snapFailed        atomic.Bool
+	lastSnapshotBytes atomic.Int64  // size of the newest snapshot file
+	snapFinished      chan struct{} // closed when the snapshot being written is done (loop-owned)
+	snapshots         *snapshotter
+	stats             engineCounters
 
 	payloads  *payload.Store  // Dir/payloads: inputs and outputs too large to keep inline
 	budget    *payload.Budget // payload bytes held in memory for work in progress

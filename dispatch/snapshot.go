@@ -259,12 +259,27 @@ func (e *Engine) snapshotDue() bool {
 	if e.cfg.SnapshotEvery <= 0 {
 		return false
 	}
+	e.countFailedSnapshot()
+	if e.sinceSnapshot < e.snapRetryFloor {
+		return false
+	}
 	r := e.cfg.SnapshotStateRatio
 	byEvents := e.sinceSnapshot >= e.cfg.SnapshotEvery &&
 		(r <= 0 || float64(e.sinceSnapshot) >= r*float64(len(e.state.Tasks)+len(e.state.Runs)))
 	byBytes := e.cfg.SnapshotEveryBytes > 0 && e.sinceSnapshotBytes >= e.cfg.SnapshotEveryBytes &&
 		(r <= 0 || float64(e.sinceSnapshotBytes) >= r*float64(e.lastSnapshotBytes.Load()))
 	return byEvents || byBytes
+}
+
+// countFailedSnapshot adds back the counts a failed snapshot took, so that
+// the cadence counts from the last snapshot written, and defers the retry
+// by a tenth of the interval. Called in the loop.
+func (e *Engine) countFailedSnapshot() {
+	if e.snapFailed.Swap(false) {
+		e.sinceSnapshot += e.snapTakenEvents
+		e.sinceSnapshotBytes += e.snapTakenBytes
+		e.snapRetryFloor = e.sinceSnapshot + max(e.cfg.SnapshotEvery/10, 1)
+	}
 }
 
 // snapshot copies the state in the loop, and encodes and persists it on
@@ -279,9 +294,11 @@ func (e *Engine) snapshot() chan error {
 	if !e.snapshots.running.CompareAndSwap(false, true) {
 		return nil
 	}
+	e.countFailedSnapshot()
 	capture := machine.CaptureState(e.state)
 	applied := e.state.Applied
-	e.sinceSnapshot, e.sinceSnapshotBytes = 0, 0
+	e.snapTakenEvents, e.snapTakenBytes = e.sinceSnapshot, e.sinceSnapshotBytes
+	e.sinceSnapshot, e.sinceSnapshotBytes, e.snapRetryFloor = 0, 0, 0
 	done, finished := make(chan error, 1), make(chan struct{})
 	e.snapFinished = finished
 	e.workers.Add(1)
@@ -292,11 +309,13 @@ func (e *Engine) snapshot() chan error {
 		// The capture may hold a tick whose fsync is in flight; a snapshot
 		// must never get ahead of the WAL it continues.
 		if e.waitDurable(applied); e.durable.Load() < applied {
+			e.snapFailed.Store(true)
 			done <- fmt.Errorf("dispatch: snapshot %d: %w: its events never became durable", applied, ErrStopped)
 			return
 		}
 		oldest, err := e.snapshots.writeFrom(applied, capture.EncodeTo)
 		if err != nil {
+			e.snapFailed.Store(true) // the loop counts from the last snapshot written
 			e.log.Error("dispatch: snapshot write failed", "seq", applied, "err", err)
 			if IsNoSpace(err) {
 				e.disk.enter(err)
