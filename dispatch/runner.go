@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmtask/wasmtask/dispatch/machine"
@@ -27,11 +28,13 @@ const startedReportDelay = time.Millisecond
 
 // runner is one of the goroutines that run attempts.
 type runner struct {
-	e     *Engine
-	timer *time.Timer // fires reportStarted startedReportDelay after an attempt began
+	e        *Engine
+	timer    *time.Timer // fires reportStarted startedReportDelay after an attempt began
+	deadline *time.Timer // fires expire at the attempt's deadline
 
 	mu      sync.Mutex
 	started machine.StartedInput // the report the timer sends; zero once sent or the attempt ended
+	cur     *attemptCtx          // the attempt running, nil between attempts
 }
 
 // start runs job on an idle runner, or on a new one when none is idle. The
@@ -41,7 +44,8 @@ func (e *Engine) start(job Job) {
 	// the tick that leased it: under load a runner may start it well after
 	// the lease (or after the lease's fsync), and that wait is not the
 	// handler's time. Core renews the lease when the start comes late.
-	ctx, cancel := context.WithCancel(context.Background())
+	inner, cancel := context.WithCancel(context.Background())
+	ctx := &attemptCtx{inner: inner, cancel: cancel}
 	e.cancelsMu.Lock()
 	if prev, ok := e.cancels[job.Run]; ok {
 		prev() // the run's previous attempt is closed: release its context
@@ -65,7 +69,7 @@ func (e *Engine) start(job Job) {
 
 // runnerJob is an attempt handed to a runner.
 type runnerJob struct {
-	ctx context.Context
+	ctx *attemptCtx
 	job Job
 }
 
@@ -78,6 +82,9 @@ func (e *Engine) runRunner(a runnerJob) {
 	r.timer = time.AfterFunc(time.Hour, r.reportStarted)
 	r.timer.Stop()
 	defer r.timer.Stop()
+	r.deadline = time.AfterFunc(time.Hour, r.expire)
+	r.deadline.Stop()
+	defer r.deadline.Stop()
 	for {
 		r.run(a.ctx, a.job)
 		if e.runnersIdle.Add(1) > int64(e.cfg.Workers) {
@@ -95,7 +102,7 @@ func (e *Engine) runRunner(a runnerJob) {
 }
 
 // run executes one attempt and sends its result to the loop.
-func (r *runner) run(ctx context.Context, job Job) {
+func (r *runner) run(ctx *attemptCtx, job Job) {
 	e := r.e
 	started := e.cfg.Clock.Now()
 	// DeadlineMs is in the engine clock's time; the context counts the
@@ -106,17 +113,21 @@ func (r *runner) run(ctx context.Context, job Job) {
 		span = max(job.DeadlineMs-started.UnixMilli(), 0)
 	}
 	job.DeadlineMs = started.UnixMilli() + span
-	ctx, stop := context.WithTimeout(ctx, time.Duration(span)*time.Millisecond)
-	defer stop()
+	timeout := time.Duration(span) * time.Millisecond
+	ctx.deadline = time.Now().Add(timeout)
 	r.mu.Lock()
 	r.started = machine.StartedInput{Run: job.Run, Attempt: job.Attempt, At: started.UnixMilli()}
+	r.cur = ctx
 	r.mu.Unlock()
+	r.deadline.Reset(timeout)
 	r.timer.Reset(startedReportDelay)
 	res := safeExecute(ctx, e.cfg.Executor, job)
 	r.mu.Lock()
 	r.started = machine.StartedInput{}
+	r.cur = nil
 	r.mu.Unlock()
 	r.timer.Stop()
+	r.deadline.Stop()
 	if res.StartedAt.IsZero() || res.FinishedAt.IsZero() {
 		// The executor did not say when it ran: the runner's own times.
 		res.StartedAt, res.FinishedAt = started, e.cfg.Clock.Now()
@@ -147,3 +158,58 @@ func (r *runner) reportStarted() {
 	case <-r.e.done:
 	}
 }
+
+// expire ends the runner's attempt once its deadline has passed (a stale
+// timer of an earlier attempt finds the next one's deadline ahead).
+func (r *runner) expire() {
+	r.mu.Lock()
+	ctx := r.cur
+	r.mu.Unlock()
+	if ctx != nil && !time.Now().Before(ctx.deadline) {
+		ctx.expire()
+	}
+}
+
+// attemptCtx is the context an attempt runs under: canceled through
+// Engine.cancels (a canceled task, a stopping engine), or at its deadline,
+// which its runner sets as the attempt starts, so that the timeout counts
+// from the start. One cancelable context and a runner's reused timer, where
+// a context with a timeout under the cancelable one cost a timer, a child
+// registration and four more allocations per attempt.
+//
+// It behaves as context.WithTimeout's would: Deadline reports the
+// deadline, Err is context.DeadlineExceeded once it passed, and contexts
+// derived from it learn that error too (they register through AfterFunc,
+// as the inner context is not exposed through Value).
+type attemptCtx struct {
+	inner    context.Context // context.WithCancel(context.Background())
+	cancel   context.CancelFunc
+	deadline time.Time // set by the runner before the attempt runs
+	timedOut atomic.Bool
+}
+
+func (c *attemptCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
+func (c *attemptCtx) Done() <-chan struct{}       { return c.inner.Done() }
+func (c *attemptCtx) Value(any) any               { return nil }
+
+func (c *attemptCtx) Err() error {
+	err := c.inner.Err()
+	if err != nil && c.timedOut.Load() {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// AfterFunc lets context.AfterFunc and contexts derived from c register
+// without a goroutine of their own.
+func (c *attemptCtx) AfterFunc(f func()) func() bool { return context.AfterFunc(c.inner, f) }
+
+// expire ends the context at its deadline (unless it was canceled before).
+func (c *attemptCtx) expire() {
+	if c.inner.Err() == nil {
+		c.timedOut.Store(true)
+		c.cancel()
+	}
+}
+
+func (c *attemptCtx) String() string { return "dispatch.attemptCtx" }

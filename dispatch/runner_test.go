@@ -136,3 +136,70 @@ func TestRunnerRunningView(t *testing.T) {
 		t.Fatalf("state %s, want completed", v.State)
 	}
 }
+
+// TestAttemptContext: an attempt's context behaves as context.WithTimeout's
+// would, for the executor and for contexts it derives: at the deadline
+// (counted from the start) Err is DeadlineExceeded everywhere; when the task
+// is canceled, Canceled.
+func TestAttemptContext(t *testing.T) {
+	type seen struct {
+		err, childErr, cause, afterErr error
+		deadline                       time.Duration // deadline - start
+		hasDeadline                    bool
+	}
+	tests := []struct {
+		name   string
+		cancel bool
+		want   error
+	}{
+		{name: "deadline", want: context.DeadlineExceeded},
+		{name: "canceled", cancel: true, want: context.Canceled},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan seen, 1)
+			running := make(chan struct{}, 1)
+			r := newEngineRig(t, func(c *Config) {
+				c.Clock = SystemClock{}
+				c.Executor = ExecutorFunc(func(ctx context.Context, j Job) Result {
+					start := time.Now()
+					child, stop := context.WithCancel(ctx)
+					defer stop()
+					after := make(chan error, 1)
+					context.AfterFunc(ctx, func() { after <- ctx.Err() })
+					running <- struct{}{}
+					<-child.Done()
+					d, ok := ctx.Deadline()
+					got <- seen{err: ctx.Err(), childErr: child.Err(), cause: context.Cause(child), afterErr: <-after,
+						deadline: d.Sub(start), hasDeadline: ok}
+					return Result{Outcome: OutcomeCancelled, Error: ctx.Err().Error()}
+				})
+			})
+			timeout := 200 * time.Millisecond
+			if tc.cancel {
+				timeout = time.Minute
+			}
+			r.submit(TaskSpec{ID: "t", TimeoutMs: timeout.Milliseconds()})
+			<-running
+			if tc.cancel {
+				if err := r.e.Cancel(r.ctx(), "t", "test"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := <-got
+			if s.err != tc.want || s.childErr != tc.want || s.cause != tc.want || s.afterErr != tc.want {
+				t.Errorf("Err %v, derived Err %v, Cause %v, Err in AfterFunc %v: want %v for all", s.err, s.childErr, s.cause, s.afterErr, tc.want)
+			}
+			if !s.hasDeadline || s.deadline > timeout || s.deadline < timeout-50*time.Millisecond {
+				t.Errorf("Deadline %v after the start (set: %v), want about the timeout %v", s.deadline, s.hasDeadline, timeout)
+			}
+			want := OutcomeTimeout
+			if tc.cancel {
+				want = OutcomeCancelled
+			}
+			if v := r.wait("t"); v.Runs[0].Attempts[0].Outcome != want {
+				t.Errorf("outcome %s, want %s", v.Runs[0].Attempts[0].Outcome, want)
+			}
+		})
+	}
+}
