@@ -163,6 +163,7 @@ type Core struct {
 	s      *State
 	cfg    CoreConfig
 	slots  []RunID       // worker slot -> run holding it ("" = free)
+	names  []string      // worker slot -> its worker id (built once, not per lease)
 	slotOf map[RunID]int // inverse of slots
 	batch  *Batch
 	spare  []Event // events of a batch the loop is done with, for reuse
@@ -558,7 +559,7 @@ func (c *Core) leaseReady(now int64) error {
 			}
 		}
 		slot := c.takeSlot(r.ID)
-		worker := c.cfg.Node + "/w" + strconv.Itoa(slot)
+		worker := c.workerName(slot)
 		attempt := len(r.Attempts) + 1
 		exp := now + t.Spec.TimeoutMs + c.cfg.LeaseGrace
 		if err := c.emit(Event{Type: EvLeaseAcquired, At: now, Task: r.Task, Run: r.ID, From: RunReady, Attempt: attempt, Worker: worker, LeaseExp: exp}); err != nil {
@@ -640,4 +641,12 @@ func unixMsOrZero(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixMilli()
+}
+
+// workerName is the worker id of slot: "<node>/w<slot>".
+func (c *Core) workerName(slot int) string {
+	for len(c.names) <= slot {
+		c.names = append(c.names, c.cfg.Node+"/w"+strconv.Itoa(len(c.names)))
+	}
+	return c.names[slot]
 }
