@@ -148,6 +148,10 @@ func TestDiskFull(t *testing.T) {
 	engineDir := filepath.Join(dataDir, "engine")
 	checkDiskFull(t, refused, engineDir)
 	checkDiskFull(t, s.do("POST", "/v1/tasks/batch", map[string]any{"tasks": []map[string]any{{"handler": "noop"}, {"handler": "noop"}}}), engineDir)
+	deploy := s.do("PUT", "/v1/plugins/swap", module(t, "swap_v1"))
+	if e := deploy.apiError(t); deploy.status != 507 || e.Code != "insufficient_storage" || !strings.Contains(e.Message, "no space left on device") {
+		t.Fatalf("deploy on a full disk: %d %s, want 507 insufficient_storage", deploy.status, deploy.body)
+	}
 	if r := s.cli("submit", "noop"); r.code == 0 || !strings.Contains(r.stderr, "disk full") {
 		t.Fatalf("wasmtask submit on a full disk: want a failure saying the disk is full, got %s", r)
 	}

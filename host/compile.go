@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -154,6 +156,11 @@ func (h *Host) compile(ctx context.Context, wasm []byte, key moduleKey) (*Module
 	m.tableLimit = key.tables
 	compiled, err := rt.rt.CompileModule(ctx, boundedModule(wasm, layout, key.tables, true))
 	release()
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		// The compilation cache could not be written: the disk is full,
+		// the module may well be valid (the API answers 507).
+		return nil, fmt.Errorf("compile module %s: %w", key.hash, err)
+	}
 	if err != nil {
 		return nil, &ValidationError{Module: key.hash, Reason: "not a valid WebAssembly module: " + err.Error()}
 	}

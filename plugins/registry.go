@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/wasmtask/wasmtask/dispatch"
@@ -223,6 +224,9 @@ func (r *Registry) compile(ctx context.Context, name string, wasm []byte, m *Man
 		return nil, err
 	}
 	mod, err := r.host.LoadLimits(ctx, wasm, lim)
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return nil, fmt.Errorf("plugins: %s: %w", name, err) // a full disk, not a bad module (the API answers 507)
+	}
 	if err != nil {
 		return nil, &ValidationError{Plugin: name, Field: "module", Reason: err.Error()}
 	}
