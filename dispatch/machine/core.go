@@ -167,26 +167,34 @@ type Core struct {
 	slotOf map[RunID]int // inverse of slots
 	batch  *Batch
 	spare  []Event // events of a batch the loop is done with, for reuse
-	// Arrays of a batch the committer released, for reuse (Engine.loop).
+	// SpareStarts and SpareAcks are arrays of a batch the committer
+	// released, handed back for reuse (Engine.loop).
 	SpareStarts []Job
 	SpareAcks   []Ack
-	Lost        bool // in-flight attempts of a previous process are still open
-	Drain       bool
-	dooming     bool // cancelDoomed is running: nested emits leave doomed to it
-	entropy     io.Reader
+	// Lost: in-flight attempts of a previous process are still open; the
+	// next Step closes them as lost. NewCore sets it; a State known to have
+	// nothing in flight may clear it.
+	Lost bool
+	// Drain: lease nothing new (the engine is shutting down).
+	Drain   bool
+	dooming bool // cancelDoomed is running: nested emits leave doomed to it
+	entropy io.Reader
 }
 
+// CoreConfig sets up a Core: times are milliseconds.
 type CoreConfig struct {
-	Workers     int
-	Node        string
-	LeaseGrace  int64
-	RetainMs    int64
-	RetainCount int
+	Workers     int            // attempts in flight at most (worker slots)
+	Node        string         // names the worker slots in leases ("node/w3")
+	LeaseGrace  int64          // added to an attempt's timeout to form its lease
+	RetainMs    int64          // final tasks are dropped this long after they end (0: kept)
+	RetainCount int            // at most this many final root tasks are kept (0: no limit)
 	Rand        func() float64 // uniform [0,1), for backoff jitter
 	// ValidateHandler checks a handler name (deployed plugin); nil accepts any.
 	ValidateHandler func(handler string) error
 }
 
+// NewCore returns a Core that changes s; entropy feeds the ULIDs of
+// tasks submitted without an id.
 func NewCore(s *State, cfg CoreConfig, entropy io.Reader) *Core {
 	return &Core{s: s, cfg: cfg, slots: make([]RunID, cfg.Workers), slotOf: map[RunID]int{}, Lost: true, entropy: entropy}
 }

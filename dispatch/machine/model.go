@@ -16,6 +16,7 @@ type TaskID string
 // RunID names one run of a task: "<task>#<index>", index from 1.
 type RunID string
 
+// MakeRunID returns the id of run index (from 1) of task.
 func MakeRunID(task TaskID, index int) RunID { return RunID(string(task) + "#" + strconv.Itoa(index)) }
 
 // isRunID reports whether id == runID(task, index) without building it.
@@ -209,6 +210,7 @@ type ValidationError struct {
 
 func (e *ValidationError) Error() string { return e.Field + ": " + e.Reason }
 
+// Invalid returns a *ValidationError naming field.
 func Invalid(field, format string, args ...any) error {
 	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
@@ -372,7 +374,6 @@ type Run struct {
 	task   *Task  // its task, kept by apply and reindex (saves a map lookup per event)
 }
 
-// current returns the open or last attempt, or nil.
 // attemptCounts counts r's attempts against its two budgets, the open
 // attempt included as if it ended with closing: used is the attempts that
 // count against the task's max_attempts (every outcome but lost), lost the
@@ -398,6 +399,7 @@ func (t *Task) IsFinal() bool { return t.final }
 // FinalRuns counts the task's runs that are final (derived by apply).
 func (t *Task) FinalRuns() int { return t.finalRuns }
 
+// Current returns the open or last attempt, or nil.
 func (r *Run) Current() *Attempt {
 	if len(r.Attempts) == 0 {
 		return nil

@@ -30,6 +30,7 @@ const MaxPurge = 10_000
 // (older ones are pruned, so a cron task's memory stays bounded).
 const CronRunsKept = 100
 
+// Inputs to Core.Step for Engine.Retry, Delete and Purge.
 type (
 	RetryInput struct {
 		Task  TaskID

@@ -7,6 +7,7 @@ import (
 	"slices"
 )
 
+// SnapshotBody is the CBOR payload of a snapshot: the state at Applied.
 type SnapshotBody struct {
 	Version       int     `cbor:"1,keyasint"`
 	Applied       uint64  `cbor:"2,keyasint"`
@@ -178,6 +179,8 @@ func sortBySeq(tasks []capturedTask) []capturedTask {
 	return tasks
 }
 
+// DecodeState rebuilds a State, derived indexes included, from what
+// EncodeState wrote.
 func DecodeState(b []byte) (*State, error) {
 	var body SnapshotBody
 	if err := DecMode.Unmarshal(b, &body); err != nil {

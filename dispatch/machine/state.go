@@ -127,6 +127,7 @@ type heapLess interface {
 	Swap(i, j int)
 }
 
+// SiftUp restores the heap order of h after element j moved up (a smaller key).
 func SiftUp(h heapLess, j int) {
 	for {
 		i := (j - 1) / 2 // parent
@@ -138,6 +139,7 @@ func SiftUp(h heapLess, j int) {
 	}
 }
 
+// SiftDown restores the heap order of h[i0:n] after element i0 moved down (a larger key).
 func SiftDown(h heapLess, i0, n int) {
 	i := i0
 	for {

@@ -34,6 +34,7 @@ func (v TaskView) Final() bool {
 	return v.State == TaskCompleted || v.State == TaskFailed || v.State == TaskCanceled
 }
 
+// ViewOf returns a copy of t and its runs as callers see it.
 func ViewOf(s *State, t *Task) TaskView {
 	v := TaskView{ID: t.Spec.ID, Handler: t.Spec.Handler, Spec: t.Spec, SubmittedAt: t.SubmittedAt,
 		FinalAt: t.FinalAt, Canceled: t.Canceled, CancelNote: t.CancelNote, Parent: t.Spec.Parent,
