@@ -100,7 +100,9 @@ type Config struct {
 	// threshold. Default DefaultMinFreeDisk, at most 5% of the
 	// filesystem's size; negative: no threshold, ENOSPC alone.
 	MinFreeDisk int64
-	// DiskCheckEvery is how often the free space is read. Default 1s.
+	// DiskCheckEvery is how often the free space is read (a statfs: cheap,
+	// and the sooner a full disk is seen, the fewer submissions land in the
+	// WAL's headroom). Default 250ms.
 	DiskCheckEvery time.Duration
 
 	// Log, when set, replaces the WAL in Dir/wal (cluster mode: the raft
@@ -207,7 +209,7 @@ func (c *Config) normalize() error {
 		c.WAL.Logger = c.Logger
 	}
 	if c.DiskCheckEvery <= 0 {
-		c.DiskCheckEvery = time.Second
+		c.DiskCheckEvery = 250 * time.Millisecond
 	}
 	if c.freeSpace == nil {
 		c.freeSpace = FreeSpace

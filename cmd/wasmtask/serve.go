@@ -44,7 +44,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log as JSON"},
 			&cli.StringFlag{Name: "min-free-disk", DefaultText: "64MiB, at most 5% of the filesystem", Usage: "below this much free space on the data dir's filesystem, new submissions get 507 (reads and running attempts go on) until space is freed: a size (512MiB, 2GB) or a share of the filesystem (2%); 0: only when a write fails with ENOSPC"},
-			&cli.DurationFlag{Name: "disk-check-interval", Value: time.Second, Usage: "how often the data dir's free space is read"},
+			&cli.DurationFlag{Name: "disk-check-interval", Value: 250 * time.Millisecond, Usage: "how often the data dir's free space is read"},
 			&cli.DurationFlag{Name: "history-interval", Value: 10 * time.Second, Usage: "how often the dashboard's counters are sampled (an hour of samples is kept)"},
 		}, append(networkFlags(), clusterFlags()...)...),
 		Action: runServe,
