@@ -365,7 +365,11 @@ func Open(cfg Config) (*Engine, error) {
 		"duration", e.recovery.Duration, "torn_tail", e.recovery.WAL.TornTail != nil)
 	e.disk.check(wal.Reserve) // a server started on a full disk refuses work from the start
 	go e.loop()
-	go e.disk.watch(wal.Reserve, e.done)
+	e.workers.Add(1) // Close waits for the watcher as for the workers
+	go func() {
+		defer e.workers.Done()
+		e.disk.watch(wal.Reserve, e.done)
+	}()
 	return e, nil
 }
 
