@@ -22,6 +22,8 @@ type testCluster struct {
 	addrs map[string]string
 	runs  atomic.Int64 // attempts executed, over all nodes
 	mu    sync.Mutex
+	// snapshotEvery is raft's SnapshotThreshold (and TrailingLogs); 0: default.
+	snapshotEvery uint64
 }
 
 func freeAddr(t *testing.T) string {
@@ -49,7 +51,7 @@ func (c *testCluster) start(id string, bootstrap bool) *Node {
 	n, err := Open(Config{NodeID: id, RaftAddr: c.addrs[id], HTTPAddr: "http://" + id + ".invalid", Dir: c.dirs[id], Bootstrap: bootstrap,
 		Engine: dispatch.Config{Executor: exec, Workers: 8, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLog: io.Discard,
-		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond})
+		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, SnapshotThreshold: c.snapshotEvery})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -122,6 +124,11 @@ func submitAndWait(t *testing.T, e *dispatch.Engine, prefix string, n int) {
 		}
 		ids = append(ids, res.Task)
 	}
+	waitCompleted(t, ctx, e, ids)
+}
+
+func waitCompleted(t *testing.T, ctx context.Context, e *dispatch.Engine, ids []dispatch.TaskID) {
+	t.Helper()
 	for _, id := range ids {
 		v, err := e.Wait(ctx, id)
 		if err != nil || v.State != dispatch.TaskCompleted {
@@ -172,5 +179,66 @@ func TestThreeNodesReplicateAndFailOver(t *testing.T) {
 	}
 	if got := c.runs.Load(); got != 300 {
 		t.Errorf("%d attempts ran for 300 tasks, want exactly 300", got)
+	}
+}
+
+// A node that joins after the log was compacted catches up from raft's
+// snapshot (the FSM's: the dispatch snapshot encoding) plus the tail, and
+// so does a node restarted on its own snapshot.
+func TestCatchUpFromSnapshot(t *testing.T) {
+	c := newTestCluster(t)
+	c.snapshotEvery = 8
+	defer c.closeAll()
+	n1 := c.start("n1", true)
+	c.leader()
+	c.start("n3", false) // three voters: the leader keeps its quorum while n2 installs the snapshot
+	if err := n1.Join("n3", c.addrs["n3"], "http://n3.invalid"); err != nil {
+		t.Fatal(err)
+	}
+	submitAndWait(t, n1.Engine(), "a", 150)
+	snapshot(t, n1)
+	submitAndWait(t, n1.Engine(), "b", 20) // a tail after the snapshot
+	first, err := n1.store.FirstIndex()
+	if err != nil || first <= 1 {
+		t.Fatalf("the leader's log starts at %d (%v): not compacted, the test would not need the snapshot", first, err)
+	}
+	n2 := c.start("n2", false)
+	if err := n1.Join("n2", c.addrs["n2"], "http://n2.invalid"); err != nil {
+		t.Fatal(err)
+	}
+	seq := c.converged()
+	if st := n2.Status(); st.Tasks != 170 {
+		t.Errorf("n2 holds %d tasks after catching up, want 170", st.Tasks)
+	}
+	// n2 restarts on its own snapshot and log. (A follower learns that
+	// the last entry, its own AddVoter, is committed with the next one.)
+	submitAndWait(t, n1.Engine(), "x", 1)
+	snapshot(t, n2)
+	n2.Close()
+	delete(c.nodes, "n2")
+	submitAndWait(t, n1.Engine(), "c", 30)
+	c.start("n2", false)
+	if got := c.converged(); got <= seq {
+		t.Errorf("converged at %d, want past %d", got, seq)
+	}
+	if st := c.nodes["n2"].Status(); st.Tasks != 201 {
+		t.Errorf("n2 holds %d tasks after its restart, want 201", st.Tasks)
+	}
+}
+
+// snapshot has raft snapshot n, retrying while raft is not ready for one
+// (an entry it must apply first).
+func snapshot(t *testing.T, n *Node) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := n.raft.Snapshot().Error()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("snapshot of %s: %v", n.cfg.NodeID, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
