@@ -16,7 +16,7 @@ import (
 
 // testCluster runs nodes in this process on loopback ports.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	nodes map[string]*Node
 	dirs  map[string]string
 	addrs map[string]string
@@ -26,7 +26,7 @@ type testCluster struct {
 	snapshotEvery uint64
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +35,7 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func newTestCluster(t *testing.T) *testCluster {
+func newTestCluster(t testing.TB) *testCluster {
 	return &testCluster{t: t, nodes: map[string]*Node{}, dirs: map[string]string{}, addrs: map[string]string{}}
 }
 

@@ -58,10 +58,16 @@
 //     behind the entries in flight and batches what queues up, where the
 //     single-node committer's group commit would wait for the commit in
 //     flight first.
-//   - Followers forward reads too, not only writes: the API reads the
-//     engine, which only the leader runs, and the leader's answer is never
-//     stale. Only the cluster routes, /healthz, /readyz and /metrics are
-//     answered locally.
+//   - Followers forward reads too, not only writes: a follower's state
+//     lags the leader's by up to a heartbeat (it learns of a commit with
+//     the next entry or heartbeat), so a task submitted through it could
+//     answer 404 on the next GET; the leader's answer is never stale, and
+//     the API reads the engine, which only the leader runs. Only the
+//     cluster routes, /healthz, /readyz and /metrics are answered locally
+//     (GET /v1/cluster?local=1&digest=1 shows a follower's own state).
+//     Per-peer lag: GET /v1/cluster on any node; in Prometheus, the
+//     leader's wasmtask_cluster_commit_index minus each node's
+//     wasmtask_cluster_applied_index.
 //   - Plugins are not replicated: each node has its own registry. Give every
 //     node the same --plugins folder (README, High availability); a deploy
 //     through the API reaches the leader only.

@@ -103,37 +103,46 @@ func (l *raftLog) Append(records ...[]byte) (uint64, error) {
 	return l.last, nil
 }
 
-// Commit waits for every entry applied so far. It is called by the
-// engine's committer only, one at a time; Append may run meanwhile.
+// Commit waits for every entry applied so far.
 func (l *raftLog) Commit() (uint64, error) {
 	l.mu.Lock()
-	wait := l.inflight
-	l.inflight = nil
-	committed, failed := l.committed, l.failed
+	last := l.last
 	l.mu.Unlock()
-	if failed != nil {
-		return 0, failed
-	}
-	for _, p := range wait {
-		if err := p.f.Error(); err != nil {
-			err = fmt.Errorf("raft: %w", err)
-			l.mu.Lock()
-			l.failed = err
+	return l.CommitTo(last)
+}
+
+// CommitTo waits until the entries holding sequences up to seq are
+// committed (dispatch.CommitterTo), leaving the later ones in flight. It
+// is called by the engine's committer only, one at a time; Append may run
+// meanwhile.
+func (l *raftLog) CommitTo(seq uint64) (uint64, error) {
+	for {
+		l.mu.Lock()
+		if l.failed != nil || l.committed >= seq || len(l.inflight) == 0 {
+			committed, failed := l.committed, l.failed
 			l.mu.Unlock()
-			return 0, err
+			return committed, failed
 		}
-		committed = p.last
+		p := l.inflight[0]
+		l.mu.Unlock()
+		err := p.f.Error()
+		l.mu.Lock()
+		l.inflight[0] = pendingEntry{}
+		l.inflight = l.inflight[1:]
+		if err != nil {
+			l.failed = fmt.Errorf("raft: %w", err)
+			l.mu.Unlock()
+			continue
+		}
+		l.committed = p.last
 		// A majority acknowledged this entry after it was issued: from
 		// then on, no other leader can be elected for a heartbeat timeout.
 		l.lastOK.Store(max(l.lastOK.Load(), p.start.UnixNano()))
+		l.mu.Unlock()
 		l.stats.commits.Add(1)
 		l.stats.events.Add(p.events)
 		l.stats.nanos.Add(uint64(time.Since(p.start)))
 	}
-	l.mu.Lock()
-	l.committed = committed
-	l.mu.Unlock()
-	return committed, nil
 }
 
 func (l *raftLog) Close() error {

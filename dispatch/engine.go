@@ -135,6 +135,14 @@ type Log interface {
 	Close() error
 }
 
+// CommitterTo is implemented by a Log that can make records durable up to
+// a sequence without waiting for the ones written after it (the raft log,
+// whose entries commit one by one): the committer then waits only for the
+// ticks it releases.
+type CommitterTo interface {
+	CommitTo(seq uint64) (durable uint64, err error)
+}
+
 // EarlyStartGate is implemented by a Log that must sometimes hold every
 // attempt until its lease is durable (as DurableLeases does always): the
 // raft log while its node cannot be sure it still leads, so that a deposed
@@ -831,7 +839,12 @@ func (e *Engine) commitLoop() {
 			}
 			if err == nil && e.groupCommit {
 				var synced uint64
-				if synced, err = e.out.Commit(); err == nil && synced < seq {
+				if ct, ok := e.out.(CommitterTo); ok {
+					synced, err = ct.CommitTo(seq)
+				} else {
+					synced, err = e.out.Commit()
+				}
+				if err == nil && synced < seq {
 					err = fmt.Errorf("the WAL made %d durable, the tick needs %d", synced, seq)
 				}
 			}

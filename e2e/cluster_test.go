@@ -419,13 +419,15 @@ func TestClusterFailover(t *testing.T) {
 		t.Errorf("the resumed node: %+v %v; want a follower of %s", s.Status, err, next.id)
 	}
 	// The resumed node may finish the attempts it was running when it
-	// stopped (at most its 8 workers, and what it started in the moment
-	// between reading its metrics and the SIGSTOP), but it must start no
-	// new one: a deposed leader acting would run hundreds in this time.
+	// stopped (at most its 8 workers), start those whose leases a majority
+	// had committed just before it stopped (at most 8 more: the new leader
+	// closed them as lost), and count what it ran between the metrics read
+	// and the SIGSTOP; but it starts nothing on its own: a deposed leader
+	// acting would run hundreds in these seconds.
 	time.Sleep(500 * time.Millisecond) // the resumed node's cancelled attempts report
 	afterResume := attemptsRun(t, []*clusterNode{stopped}) - ranBeforeStop
-	if afterResume > 16 {
-		t.Errorf("the resumed node ran %d attempts after the SIGSTOP; a deposed leader must start none (at most its 8 in flight finish)", afterResume)
+	if afterResume > 24 {
+		t.Errorf("the resumed node ran %d attempts after the SIGSTOP; a deposed leader must start none of its own", afterResume)
 	}
 	// Every process counts the attempts it executed: beyond one per task,
 	// the attempts in flight at the failover ran again (at least once).
