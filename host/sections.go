@@ -83,7 +83,11 @@ func readLayout(wasm []byte) (wasmLayout, error) {
 // (with dropMemMax) the memory's declared maximum removed, for the
 // allocator to enforce. It returns wasm itself when nothing changes.
 func boundedModule(wasm []byte, l wasmLayout, tableLimit uint32, dropMemMax bool) []byte {
-	out := wasm
+	type patch struct {
+		start, end int    // the section replaced, header included
+		sec        []byte // its new encoding
+	}
+	var patches []patch
 	_ = eachSection(wasm, func(id byte, _ []byte, start, end int) error {
 		var body []byte
 		switch {
@@ -95,19 +99,27 @@ func boundedModule(wasm []byte, l wasmLayout, tableLimit uint32, dropMemMax bool
 		default:
 			return nil
 		}
-		// Sections are rewritten one at a time; keep offsets valid by
-		// rebuilding out from the original and the new section.
-		delta := len(out) - len(wasm)
 		sec := append([]byte{id}, appendU32(nil, uint32(len(body)))...)
-		sec = append(sec, body...)
-		next := make([]byte, 0, len(out)+len(sec))
-		next = append(next, out[:start+delta]...)
-		next = append(next, sec...)
-		next = append(next, out[end+delta:]...)
-		out = next
+		patches = append(patches, patch{start: start, end: end, sec: append(sec, body...)})
 		return nil
 	})
-	return out
+	if len(patches) == 0 {
+		return wasm
+	}
+	// One copy of the module (tens of MB for some), whatever the number
+	// of sections rewritten.
+	size := len(wasm)
+	for _, p := range patches {
+		size += len(p.sec) - (p.end - p.start)
+	}
+	out := make([]byte, 0, size)
+	prev := 0
+	for _, p := range patches {
+		out = append(out, wasm[prev:p.start]...)
+		out = append(out, p.sec...)
+		prev = p.end
+	}
+	return append(out, wasm[prev:]...)
 }
 
 // tableSection encodes tables with maxima bounding their total to limit:

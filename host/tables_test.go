@@ -118,3 +118,57 @@ func TestTableSectionShare(t *testing.T) {
 		}
 	}
 }
+
+// TestBoundedModuleRewritesBoth: a module with a table and a memory
+// maximum gets both sections rewritten in one copy, the rest of its bytes
+// unchanged, and still runs with the declared maximum enforced by the
+// host (a grow past it is refused).
+func TestBoundedModuleRewritesBoth(t *testing.T) {
+	wasm := readWasm(t, "tablemem")
+	l, err := readLayout(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := boundedModule(wasm, l, 100, true)
+	got, err := readLayout(out)
+	if err != nil {
+		t.Fatalf("readLayout of the rewritten module: %v", err)
+	}
+	if len(got.tables) != 1 || !got.tables[0].hasMax || got.tables[0].max > 100 || got.tables[0].min != 10 {
+		t.Errorf("rewritten tables %+v, want min 10 and a max of at most 100", got.tables)
+	}
+	if got.memMax != 0 || got.memMin != 1 {
+		t.Errorf("rewritten memory: min %d max %d, want min 1 and no max", got.memMin, got.memMax)
+	}
+	var before, after [][]byte // the sections other than table and memory
+	for _, c := range []struct {
+		b   []byte
+		out *[][]byte
+	}{{wasm, &before}, {out, &after}} {
+		eachSection(c.b, func(id byte, body []byte, _, _ int) error {
+			if id != sectionTable && id != sectionMemory {
+				*c.out = append(*c.out, body)
+			}
+			return nil
+		})
+	}
+	if len(before) != len(after) {
+		t.Fatalf("%d other sections before, %d after", len(before), len(after))
+	}
+	for i := range before {
+		if string(before[i]) != string(after[i]) {
+			t.Errorf("section %d changed", i)
+		}
+	}
+	h := newTestHost(t, Config{})
+	m := mustLoad(t, h, wasm, 0)
+	for _, tc := range []struct {
+		grow int
+		want string
+	}{{3, le32(1)}, {4, le32(-1)}} { // 1+3 = the declared maximum of 4; 1+4 is past it
+		res := h.Run(context.Background(), m, Attempt{Input: make([]byte, tc.grow), Limits: DefaultLimits()})
+		if res.Outcome != dispatch.OutcomeOK || string(res.Output) != tc.want {
+			t.Errorf("grow %d: %s %q (%s), want ok %q", tc.grow, res.Outcome, res.Output, res.Error, tc.want)
+		}
+	}
+}
