@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -42,7 +41,7 @@ func (h *Host) LoadFile(ctx context.Context, path string, lim Limits) (*Module, 
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
+		return nil, &os.PathError{Op: "read", Path: path, Err: errors.New("not a regular file")}
 	}
 	wasm, release := mapModule(f, fi.Size())
 	if wasm == nil {

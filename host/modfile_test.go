@@ -5,6 +5,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,5 +170,24 @@ func TestLoadFileLease(t *testing.T) {
 	h := newTestHost(t, Config{})
 	if m := loadFile(t, h, path); m.Hash != Hash(wasm) {
 		t.Fatalf("read fallback: hash %s, want %s", m.Hash, Hash(wasm))
+	}
+}
+
+// TestLoadFileErrors: what cannot be read is an *os.PathError naming the
+// file, once.
+func TestLoadFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	h := newTestHost(t, Config{})
+	for _, tc := range []struct{ name, path, want string }{
+		{"missing", filepath.Join(dir, "none.wasm"), "open " + filepath.Join(dir, "none.wasm") + ": no such file or directory"},
+		{"a directory", dir, "read " + dir + ": not a regular file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := h.LoadFile(context.Background(), tc.path, Limits{})
+			var pe *os.PathError
+			if !errors.As(err, &pe) || err.Error() != tc.want {
+				t.Fatalf("LoadFile: %v (%T), want the *os.PathError %q", err, err, tc.want)
+			}
+		})
 	}
 }
