@@ -16,9 +16,6 @@ import (
 // (84 MB the last, the 42 MB before it alive while copied) before the
 // trap. Not parallel: it reads the process's allocation counter.
 func TestStackOverflowMemory(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector's allocations blur the figure")
-	}
 	h := newTestHost(t, Config{})
 	m := mustLoad(t, h, readWasm(t, "recurse"), 0)
 	var before, after goruntime.MemStats
@@ -42,9 +39,6 @@ func TestStackOverflowMemory(t *testing.T) {
 // that stack (tens of MB) while idle; the pool gives such an instance a
 // new handle. Not parallel: it reads the process's heap.
 func TestPoolDropsGrownStack(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector's allocations blur the figure")
-	}
 	h := newTestHost(t, Config{})
 	p, err := h.NewPool(mustLoad(t, h, readWasm(t, "deep"), 0), InstancePolicy{Mode: InstancesReuse}, nil)
 	if err != nil {
