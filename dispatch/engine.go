@@ -89,6 +89,12 @@ type Config struct {
 	// for them, so memory grows with the number of tasks, not with their
 	// payloads. Default 1 KiB; negative keeps every payload inline.
 	InlinePayloadBytes int
+	// Runnable reports whether some worker can run a handler now (remote
+	// workers serve some handlers, or none is connected); a ready run whose
+	// handler it refuses stays ready, unleased, until SetCapacity is called
+	// again. nil: every handler. Called by the loop: it must be quick and
+	// must not call the Engine.
+	Runnable func(handler string) bool
 	// ValidateHandler checks a task's handler at submission (for tasks from
 	// clients and children from handlers): the plugin registry's check that
 	// the plugin is deployed. nil accepts any name.
@@ -322,6 +328,9 @@ type Engine struct {
 	throttled atomic.Uint64   // submissions refused by AdmitPayload
 
 	disk *diskGuard // watches the data dir's free space (diskguard.go)
+
+	capacity atomic.Int64  // SetCapacity's bound; -1: Config.Workers
+	poke     chan struct{} // SetCapacity wakes the loop
 }
 
 type engineCounters struct {
@@ -394,7 +403,9 @@ func newEngine(cfg Config, wal *segwal.Log, payloads *payload.Store) *Engine {
 		snapshots:   &snapshotter{dir: filepath.Join(cfg.Dir, "snapshots"), retain: cfg.SnapshotRetain},
 		payloads:    payloads, budget: payload.NewBudget(cfg.MaxPayloadMemory),
 		disk: newDiskGuard(cfg.Dir, cfg.minFreeDisk(), cfg.DiskCheckEvery, cfg.Logger, cfg.freeSpace),
+		poke: make(chan struct{}, 1),
 	}
+	e.capacity.Store(-1)
 	if wal != nil {
 		e.out = wal
 	}
@@ -407,8 +418,11 @@ func (e *Engine) setState(state *State) {
 	e.core = machine.NewCore(state, machine.CoreConfig{
 		Workers: e.cfg.Workers, Node: e.cfg.Node, LeaseGrace: e.cfg.LeaseGrace.Milliseconds(),
 		RetainMs: e.cfg.RetainFor.Milliseconds(), RetainCount: e.cfg.RetainCount, Rand: e.cfg.Rand,
-		ValidateHandler: e.cfg.ValidateHandler,
+		ValidateHandler: e.cfg.ValidateHandler, Runnable: e.cfg.Runnable,
 	}, ulidEntropy())
+	if n := e.capacity.Load(); n >= 0 {
+		e.core.SetWorkers(int(n)) // a core rebuilt on a new state keeps SetCapacity's bound
+	}
 }
 
 // openOnLog starts an engine on Config.Log from Config.State (cluster
@@ -485,6 +499,8 @@ func (e *Engine) loop() {
 				inputs = append(inputs, in)
 			case <-timerC:
 				timerC = nil
+			case <-e.poke:
+				e.applyCapacity()
 			case <-ready:
 				if err := e.handOff(); err != nil {
 					e.stopLoop(err)
@@ -611,6 +627,29 @@ func (e *Engine) loop() {
 			timerC, timerAt = timer.C(), batch.NextWake
 		}
 	}
+}
+
+// SetCapacity bounds the attempts in flight at n (n >= 0), replacing
+// Config.Workers, and gives ready runs that Config.Runnable refused another
+// chance: a server with remote workers calls it as workers come and go
+// (its own workers plus the remote ones' slots). It does not block.
+func (e *Engine) SetCapacity(n int) {
+	e.capacity.Store(int64(max(n, 0)))
+	select {
+	case e.poke <- struct{}{}:
+	default: // a poke is pending: the loop reads the latest bound
+	}
+}
+
+// applyCapacity hands SetCapacity's bound to the core (in the loop).
+func (e *Engine) applyCapacity() {
+	n := int(e.capacity.Load())
+	if n < 0 {
+		n = e.cfg.Workers
+	}
+	e.mu.Lock()
+	e.core.SetWorkers(n)
+	e.mu.Unlock()
 }
 
 // pendingTicks are ticks stepped but not yet handed to the committer.

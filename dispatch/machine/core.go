@@ -72,6 +72,9 @@ type Result struct {
 	// Log is what the handler logged; kept on the attempt (bounded by the
 	// executor: the host's per-plugin log quota).
 	Log []byte
+	// Worker, when set, names who ran the attempt (a remote worker); it
+	// replaces the engine's slot name on the attempt.
+	Worker string
 	// StartedAt and FinishedAt are when the attempt ran, measured by the
 	// executor where it runs; the engine's worker fills them in (around
 	// Execute) when the executor leaves them zero. They become the
@@ -171,6 +174,9 @@ type Core struct {
 	// released, handed back for reuse (Engine.loop).
 	SpareStarts []Job
 	SpareAcks   []Ack
+	// parked are ready runs whose handler no worker could run when they
+	// came up (CoreConfig.Runnable); SetWorkers brings them back.
+	parked []readyEntry
 	// Lost: in-flight attempts of a previous process are still open; the
 	// next Step closes them as lost. NewCore sets it; a State known to have
 	// nothing in flight may clear it.
@@ -191,12 +197,29 @@ type CoreConfig struct {
 	Rand        func() float64 // uniform [0,1), for backoff jitter
 	// ValidateHandler checks a handler name (deployed plugin); nil accepts any.
 	ValidateHandler func(handler string) error
+	// Runnable reports whether some worker can run handler now; nil: all.
+	Runnable func(handler string) bool
 }
 
 // NewCore returns a Core that changes s; entropy feeds the ULIDs of
 // tasks submitted without an id.
 func NewCore(s *State, cfg CoreConfig, entropy io.Reader) *Core {
 	return &Core{s: s, cfg: cfg, slots: make([]RunID, cfg.Workers), slotOf: map[RunID]int{}, Lost: true, entropy: entropy}
+}
+
+// SetWorkers sets the bound on attempts in flight (remote workers come and
+// go) and gives the runs parked for want of a worker another chance. A
+// bound below the attempts in flight lets them finish.
+func (c *Core) SetWorkers(n int) {
+	c.cfg.Workers = max(n, 0)
+	for len(c.slots) < c.cfg.Workers {
+		c.slots = append(c.slots, "")
+	}
+	for _, e := range c.parked {
+		c.s.ready.push(e) // stale ones (canceled meanwhile) drop out at peekValid
+	}
+	clear(c.parked)
+	c.parked = c.parked[:0]
 }
 
 // Step runs one tick at time now (unix ms) over inputs.
@@ -412,7 +435,7 @@ func (c *Core) handleResult(now int64, in ResultInput) error {
 	}
 	e := Event{Type: EvAttemptFinished, At: now, Task: r.Task, Run: r.ID, From: r.State, Attempt: in.Attempt,
 		Outcome: res.Outcome, Retryable: res.Outcome.Retryable(res.Retryable), Error: res.Error,
-		Output: res.Output, Module: res.Module, Log: res.Log, ExecStart: ran[0], ExecEnd: ran[1]}
+		Output: res.Output, Module: res.Module, Log: res.Log, ExecStart: ran[0], ExecEnd: ran[1], Worker: validUTF8(res.Worker)}
 	c.decideAfterAttempt(now, r, &e)
 	c.freeSlot(r.ID)
 	return c.emit(e)
@@ -553,6 +576,12 @@ func (c *Core) leaseReady(now int64) error {
 		c.s.ready.pop()
 		r := e.run
 		t := c.s.taskOf(r)
+		if c.cfg.Runnable != nil && !c.cfg.Runnable(t.Spec.Handler) {
+			// No worker can run it now (remote-only, or no worker serves
+			// the handler): leasing it would burn its timeout in a queue.
+			c.parked = append(c.parked, e)
+			continue
+		}
 		if k := t.Spec.ConcurrencyKey; k != "" {
 			if h, held := c.s.keyHolder[k]; held && h != r.ID {
 				// Park it with its key so it does not block other runs;
