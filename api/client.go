@@ -115,6 +115,10 @@ func (c *Client) doOnce(ctx context.Context, method, path string, body io.Reader
 		}
 		return resp.StatusCode, e
 	}
+	if raw, ok := out.(*[]byte); ok { // a body that is not JSON (a module)
+		*raw = b
+		return resp.StatusCode, nil
+	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
 			return resp.StatusCode, fmt.Errorf("decode %s %s response: %w", method, path, err)

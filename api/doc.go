@@ -17,6 +17,8 @@
 //	GET  /v1/plugins[/{name}]       active version, history, attempt counts
 //	POST /v1/plugins/{name}/rollback
 //	POST /v1/engine/pause|resume, GET /v1/engine, GET /v1/engine/history
+//	POST /v1/workers/lease|heartbeat|result, GET /v1/workers, GET /v1/modules/{version}
+//	                                remote workers (broker.go, workers.go)
 //	GET  /metrics, /healthz, /readyz, /ui/ (the dashboard)
 //
 // Errors are {"error": {"code", "message", "field"}} with a fitting status;
@@ -26,4 +28,24 @@
 // scheme in any case). Bodies are size-limited; batch bodies are decoded
 // as a stream, and those decoded at once share Config.BatchMemory (429
 // with Retry-After past it; 413 past Config.MaxBatchBytes for one batch).
+//
+// # Remote workers
+//
+// A Broker is the engine's executor when remote workers may connect
+// (wasmtask serve): attempts go to the server's own workers while one is
+// free, else wait in one queue that remote lease requests (long polls)
+// take from, each attempt exactly once. The engine's capacity follows the
+// connected workers (Engine.SetCapacity), and Broker.Runnable keeps a run
+// ready, unleased, while no worker can run its handler (none connected,
+// none serving it, or a plugin placed "remote" on a server with its own
+// workers), so a queued attempt does not burn its timeout. A lease is
+// fenced by its id; a worker silent for the lease timeout loses it and
+// the attempt ends lost (retried, without using max_attempts). The lease
+// names the exact module version (the plugin's active version at the lease,
+// or the pinned one), so a hot swap never changes a running attempt; the
+// worker fetches it by hash (GET /v1/modules/{version}). Deviation from a
+// per-handler capacity: the engine bounds attempts in flight as a whole,
+// so with workers serving different handlers an attempt can wait in the
+// queue for its kind of worker while another kind idles; give such workers
+// their own server or equal concurrency.
 package api

@@ -49,6 +49,9 @@ type Config struct {
 	BatchMemory int64
 	// Version of the server, shown by GET /v1/engine.
 	Version string
+	// Broker, when set, serves the remote worker routes (/v1/workers/...);
+	// it is the engine's executor. nil: they answer 404.
+	Broker *Broker
 }
 
 // Server is the HTTP API of docs/http-api.md.
@@ -138,6 +141,11 @@ func (s *Server) routes() []route {
 		{"GET /v1/engine", s.engineStatus},
 		{"GET /v1/engine/history", s.engineHistory},
 		{"GET /v1/openapi.json", s.openAPI},
+		{"POST /v1/workers/lease", s.workerLease},
+		{"POST /v1/workers/heartbeat", s.workerHeartbeat},
+		{"POST /v1/workers/result", s.workerResult},
+		{"GET /v1/workers", s.listWorkers},
+		{"GET /v1/modules/{version}", s.getModule},
 		{"GET /ui/", uiHandler().ServeHTTP},
 		{"GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusMovedPermanently) }},
 		{"GET /metrics", s.metrics},

@@ -48,7 +48,23 @@ type Manifest struct {
 
 	// Extism says how an Extism plugin is called (extism.go).
 	Extism *ManifestExtism `json:"extism,omitempty"`
+
+	// Placement says where attempts run: "any" (default: the server's own
+	// workers or remote ones) or "remote" (only on `wasmtask worker`
+	// processes, e.g. a handler that needs a GPU box or must not share the
+	// server's machine). A task of a remote-only plugin waits, ready, until
+	// a worker that serves it connects.
+	Placement string `json:"placement,omitempty"`
 }
+
+// Placements a manifest may name.
+const (
+	PlacementAny    = "any"
+	PlacementRemote = "remote"
+)
+
+// RemoteOnly reports whether the manifest restricts its plugin to remote workers.
+func (m *Manifest) RemoteOnly() bool { return m != nil && m.Placement == PlacementRemote }
 
 // ManifestMount is a host directory the guest sees at Guest. ReadOnly
 // defaults to true: a writable mount says "read_only": false.
@@ -120,6 +136,9 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	}
 	if _, err := m.HostLimits(); err != nil {
 		return nil, err
+	}
+	if m.Placement != "" && m.Placement != PlacementAny && m.Placement != PlacementRemote {
+		return nil, &ValidationError{Field: "manifest.placement", Reason: fmt.Sprintf("want \"any\" (default) or \"remote\" (only wasmtask worker processes run it), got %q", m.Placement)}
 	}
 	if _, err := m.Command(); err != nil {
 		return nil, err

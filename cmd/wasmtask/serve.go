@@ -30,7 +30,8 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "data-dir", Value: "wasmtask-data", EnvVars: []string{"WASMTASK_DATA_DIR"}, Usage: "data directory (WAL, snapshots, plugin store)"},
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7070", EnvVars: []string{"WASMTASK_ADDR"}, Usage: "listen address (port 0 picks a free port)"},
 			&cli.StringFlag{Name: "plugins", Usage: "directory of NAME.wasm modules to load and watch"},
-			&cli.IntFlag{Name: "workers", Value: max(16, 4*runtime.GOMAXPROCS(0)), DefaultText: "4 per core, at least 16", Usage: "attempts run at once (more than the cores pays off for handlers that wait)"},
+			&cli.IntFlag{Name: "workers", Value: max(16, 4*runtime.GOMAXPROCS(0)), DefaultText: "4 per core, at least 16", Usage: "attempts this process runs at once (more than the cores pays off for handlers that wait); 0: schedule only, every attempt runs on a remote `wasmtask worker`"},
+			&cli.DurationFlag{Name: "worker-lease-timeout", Value: 10 * time.Second, Usage: "a remote worker's lease not renewed by a heartbeat for this long is lost: the attempt is retried elsewhere (workers heartbeat 4 times per timeout)"},
 			&cli.BoolFlag{Name: "durable-leases", Usage: "start each attempt only once its lease is fsynced, so that even a power loss never runs an attempt twice, at the cost of one fsync wait per attempt (by default an attempt starts once its lease is written: a crash of the process is covered, one of the machine in that window may run it again)"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"WASMTASK_TOKEN"}, Usage: "require this bearer token on every route but /healthz"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "how long running attempts may take to finish on shutdown"},
@@ -67,8 +68,11 @@ func runServe(c *cli.Context) error {
 	if c.Duration("history-interval") <= 0 {
 		return fail(exitUsage, "--history-interval must be positive, got %v", c.Duration("history-interval"))
 	}
-	if c.Int("workers") < 1 {
-		return fail(exitUsage, "--workers must be at least 1, got %d", c.Int("workers"))
+	if c.Int("workers") < 0 {
+		return fail(exitUsage, "--workers must be 0 (schedule only: remote workers run every attempt) or more, got %d", c.Int("workers"))
+	}
+	if d := c.Duration("worker-lease-timeout"); d < 100*time.Millisecond {
+		return fail(exitUsage, "--worker-lease-timeout must be at least 100ms, got %v", d)
 	}
 	payloadMemory, payloadMemorySource := defaultPayloadMemory()
 	if b := c.Generic("max-payload-memory").(*byteSize); b.set {
@@ -91,7 +95,7 @@ func runServe(c *cli.Context) error {
 	maxLimits := host.Limits{MemoryPages: uint32(c.Uint("max-memory-pages")), Timeout: c.Duration("max-timeout"),
 		TableElements: uint32(c.Uint("max-table-elements"))}
 	h, err := host.New(ctx, host.Config{CacheDir: filepath.Join(dataDir, "wazero-cache"), Max: maxLimits, Logger: logger,
-		MaxIdleInstances: c.Int("workers")}) // warm instances beyond the workers would never run
+		MaxIdleInstances: max(c.Int("workers"), 1)}) // warm instances beyond the workers would never run
 	if err != nil {
 		return fail(exitFailed, "%v", err)
 	}
@@ -110,18 +114,33 @@ func runServe(c *cli.Context) error {
 		}
 		allow = append(allow, abs)
 	}
+	var broker *api.Broker // set below; a deploy may change where a plugin may run
 	reg, err := plugins.Open(ctx, filepath.Join(dataDir, "plugins"), h, plugins.Options{Max: maxLimits, Logger: logger,
 		AllowDirs: allow, MaxScratchBytes: c.Int64("max-scratch-bytes"),
-		OnActivate: func(name, _, _ string) { m.activations.WithLabelValues(name).Inc() }})
+		OnActivate: func(name, _, _ string) {
+			m.activations.WithLabelValues(name).Inc()
+			if broker != nil {
+				broker.Refresh()
+			}
+		}})
 	if err != nil {
 		return fail(exitFailed, "%v", err)
 	}
-	exec := &observedExecutor{next: host.NewExecutor(h, reg.Resolve), m: m, reg: reg}
 	if clusterMode(c) {
-		return serveCluster(c, hl, logger, dataDir, reg, exec, m)
+		if c.Int("workers") < 1 {
+			return fail(exitUsage, "--workers 0 (remote workers only) is not available in cluster mode yet: give each node --workers 1 or more")
+		}
+		return serveCluster(c, hl, logger, dataDir, reg, &observedExecutor{next: host.NewExecutor(h, reg.Resolve), m: m, reg: reg}, m)
 	}
-	engine, err := dispatch.Open(dispatch.Config{Dir: filepath.Join(dataDir, "engine"), Executor: exec,
-		Workers: c.Int("workers"), Logger: logger, ValidateHandler: reg.Check, DurableLeases: c.Bool("durable-leases"),
+	// The broker runs attempts on this process's workers and hands the
+	// others to remote ones (wasmtask worker); the metrics see both.
+	broker = api.NewBroker(api.BrokerConfig{Local: host.NewExecutor(h, reg.Resolve), LocalWorkers: c.Int("workers"), Plugins: reg,
+		LeaseTimeout: c.Duration("worker-lease-timeout"), Logger: logger})
+	defer broker.Close()
+	m.watchWorkers(broker)
+	exec := &observedExecutor{next: broker, m: m, reg: reg}
+	engine, err := dispatch.Open(dispatch.Config{Dir: filepath.Join(dataDir, "engine"), Executor: exec, Runnable: broker.Runnable,
+		Workers: max(c.Int("workers"), 1), Logger: logger, ValidateHandler: reg.Check, DurableLeases: c.Bool("durable-leases"),
 		WAL: segwal.Options{Repair: c.Bool("repair")}, MaxPayloadMemory: payloadMemory,
 		MinFreeDisk: minFree, DiskCheckEvery: c.Duration("disk-check-interval")})
 	var damage *segwal.CorruptionError
@@ -137,6 +156,7 @@ func runServe(c *cli.Context) error {
 	}
 	m.watchEngine(engine)
 	m.reg.MustRegister(&diskCollector{e: engine})
+	broker.Attach(engine)
 	rec := engine.Recovery()
 	args := []any{"events_replayed", rec.EventsReplayed, "bytes_replayed", rec.BytesReplayed, "snapshot_seq", rec.SnapshotSeq,
 		"duration", rec.Duration.Round(time.Microsecond), "tasks", engine.Stats().Tasks}
@@ -157,7 +177,7 @@ func runServe(c *cli.Context) error {
 		hl.Info("watching plugins", "dir", dir)
 	}
 
-	srv := api.New(api.Config{Engine: engine, Plugins: reg, Token: c.String("token"), Metrics: m.handler(), Logger: logger, Version: buildVersion(),
+	srv := api.New(api.Config{Engine: engine, Plugins: reg, Broker: broker, Token: c.String("token"), Metrics: m.handler(), Logger: logger, Version: buildVersion(),
 		DiskUsage: func() api.DiskUsage { return diskUsage(dataDir) }})
 	historyCtx, stopHistory := context.WithCancel(ctx)
 	defer stopHistory()
@@ -198,6 +218,7 @@ func runServe(c *cli.Context) error {
 	}
 	srv.SetReady(false)
 	srv.StopWaits()
+	broker.StopLeasing() // remote attempts in flight may still report during the drain
 	left, _ := engine.Drain(c.Duration("drain-timeout"))
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

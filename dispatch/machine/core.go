@@ -430,7 +430,7 @@ func (c *Core) handleResult(now int64, in ResultInput) error {
 			if errors.As(err, &inv) {
 				return err
 			}
-			res = Result{Outcome: OutcomeFailed, Error: "submitted children rejected: " + err.Error(), Module: res.Module}
+			res = Result{Outcome: OutcomeFailed, Error: "submitted children rejected: " + err.Error(), Module: res.Module, Worker: res.Worker}
 		}
 	}
 	e := Event{Type: EvAttemptFinished, At: now, Task: r.Task, Run: r.ID, From: r.State, Attempt: in.Attempt,

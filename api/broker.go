@@ -1,0 +1,681 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/plugins"
+)
+
+// BrokerConfig configures a Broker.
+type BrokerConfig struct {
+	// Local runs attempts in this process (the host's executor); nil or
+	// LocalWorkers 0: every attempt goes to a remote worker (serve
+	// --workers 0).
+	Local        dispatch.Executor
+	LocalWorkers int
+	// Plugins pins the version a remote attempt runs and says which
+	// plugins are remote-only (manifest placement "remote"). Required.
+	Plugins *plugins.Registry
+	// LeaseTimeout: a remote lease not renewed by a heartbeat for this long
+	// is lost, and so is a worker not heard from. Default 10s.
+	LeaseTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Broker is the server side of remote workers, and the engine's executor
+// when they may connect: Execute queues an attempt, and the server's own
+// workers (LocalWorkers) and the lease requests of remote ones take
+// attempts from that one queue, each exactly once. It tells the engine
+// its capacity (local workers plus every connected remote worker's
+// concurrency) and which handlers someone can run (Runnable), so the
+// engine leases only attempts that someone will take.
+//
+// Leases are fenced: a lease id (run, attempt, random) is live from the
+// lease until its result, its expiry (no heartbeat for LeaseTimeout: the
+// attempt ends lost and the engine retries it) or the end of the attempt's
+// context; a heartbeat or result for any other id is a conflict (409) and
+// changes nothing, while a result repeated for a lease whose result was
+// applied is answered "duplicate" and applied once.
+type Broker struct {
+	cfg    BrokerConfig
+	log    *slog.Logger
+	engine *dispatch.Engine
+
+	mu        sync.Mutex
+	queue     []*pendingJob
+	changed   chan struct{} // closed (and replaced) when a job is queued
+	localFree int
+	workers   map[string]*remoteWorker // by instance id
+	leases    map[string]*remoteLease  // live leases by id
+	closed    map[string]string        // recently closed lease id -> how (applied, lost, canceled)
+	closedIDs []string                 // closed's keys, oldest first (bounded)
+	stopping  bool
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// closedMemory bounds the closed leases remembered for fencing answers
+// ("duplicate" rather than "conflict" for a result posted twice).
+const closedMemory = 1 << 16
+
+type pendingJob struct {
+	ctx      context.Context
+	job      dispatch.Job
+	queuedAt time.Time
+	local    bool         // a local worker may run it
+	assigned chan *remoteLease // nil lease: run it locally; buffered 1
+	taken    bool
+}
+
+type remoteLease struct {
+	id       string
+	job      dispatch.Job
+	pin      plugins.Pinned
+	worker   *remoteWorker
+	queuedAt time.Time
+	leasedAt time.Time
+	seen     time.Time // last heartbeat (or the lease)
+	canceled bool      // the attempt's context ended: the worker is told to stop
+	done     chan dispatch.Result
+}
+
+type remoteWorker struct {
+	id, name, addr string
+	handlers       []string // plugin names; empty: all
+	concurrency    int
+	connectedAt    time.Time
+	lastSeen       time.Time
+	live           bool
+	polls          int // lease requests waiting
+	inFlight       int
+	stats          workerStats
+}
+
+type workerStats struct {
+	leases, done, failed, lost, rejected uint64
+	// wait: from the engine's lease to the worker's lease request taking
+	// it; start: from the engine's lease to the attempt's start on the
+	// worker (its clock). Both in latencyBuckets.
+	wait, start latencyHist
+}
+
+// NewBroker returns a broker; Attach it to the engine it executes for.
+func NewBroker(cfg BrokerConfig) *Broker {
+	if cfg.LeaseTimeout <= 0 {
+		cfg.LeaseTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Local == nil {
+		cfg.LocalWorkers = 0
+	}
+	return &Broker{cfg: cfg, log: cfg.Logger, changed: make(chan struct{}), localFree: cfg.LocalWorkers,
+		workers: map[string]*remoteWorker{}, leases: map[string]*remoteLease{}, closed: map[string]string{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+var _ dispatch.Executor = (*Broker)(nil)
+
+// Attach tells the broker its engine (opened with the broker as Executor
+// and Runnable as Config.Runnable), sets the engine's capacity and starts
+// expiring leases. Close stops that.
+func (b *Broker) Attach(e *dispatch.Engine) {
+	b.mu.Lock()
+	b.engine = e
+	b.mu.Unlock()
+	b.refresh()
+	go b.expireLoop()
+}
+
+// Close stops the expiry loop.
+func (b *Broker) Close() {
+	select {
+	case <-b.stop:
+	default:
+		close(b.stop)
+		<-b.done
+	}
+}
+
+// LeaseTimeout is the lease timeout remote workers are held to.
+func (b *Broker) LeaseTimeout() time.Duration { return b.cfg.LeaseTimeout }
+
+// Runnable reports whether some worker can run handler now: a local one
+// (unless the plugin is remote-only) or a connected remote worker serving
+// it. It is the engine's Config.Runnable.
+func (b *Broker) Runnable(handler string) bool {
+	remoteOnly := b.cfg.Plugins != nil && b.cfg.Plugins.RemoteOnly(handler)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cfg.LocalWorkers > 0 && !remoteOnly || b.servedLocked(handler)
+}
+
+// Refresh tells the engine that what workers can run may have changed
+// (a plugin's placement changed with a deploy).
+func (b *Broker) Refresh() { b.refresh() }
+
+// refresh gives the engine the current capacity (and another look at the
+// runs Runnable refused). Never called with b.mu held... it does not block,
+// but the capacity is read under it.
+func (b *Broker) refresh() {
+	b.mu.Lock()
+	e, n := b.engine, b.capacityLocked()
+	b.mu.Unlock()
+	if e != nil {
+		e.SetCapacity(n)
+	}
+}
+
+func (b *Broker) capacityLocked() int {
+	n := b.cfg.LocalWorkers
+	for _, w := range b.workers {
+		if w.live {
+			n += w.concurrency
+		}
+	}
+	return n
+}
+
+func (w *remoteWorker) serves(handler string) bool {
+	name, _, _ := strings.Cut(handler, "@")
+	return len(w.handlers) == 0 || slices.Contains(w.handlers, name)
+}
+
+// Execute runs job on a local worker if one is free (and the plugin may
+// run here), else queues it for the next worker, local or remote, that
+// asks; it returns the attempt's result, or lost when the remote worker's
+// lease expired.
+func (b *Broker) Execute(ctx context.Context, job dispatch.Job) dispatch.Result {
+	local := b.cfg.LocalWorkers > 0 && !(b.cfg.Plugins != nil && b.cfg.Plugins.RemoteOnly(job.Handler))
+	b.mu.Lock()
+	if local && b.localFree > 0 {
+		b.localFree--
+		b.mu.Unlock()
+		return b.runLocal(ctx, job)
+	}
+	p := &pendingJob{ctx: ctx, job: job, queuedAt: time.Now(), local: local, assigned: make(chan *remoteLease, 1)}
+	b.queue = append(b.queue, p)
+	close(b.changed)
+	b.changed = make(chan struct{})
+	b.mu.Unlock()
+
+	select {
+	case l := <-p.assigned:
+		return b.run(ctx, job, l)
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	if p.taken { // assigned as the context ended
+		b.mu.Unlock()
+		return b.run(ctx, job, <-p.assigned)
+	}
+	b.queue = slices.DeleteFunc(b.queue, func(q *pendingJob) bool { return q == p })
+	b.mu.Unlock()
+	return ended(ctx, "before a worker took it")
+}
+
+func (b *Broker) run(ctx context.Context, job dispatch.Job, l *remoteLease) dispatch.Result {
+	if l == nil {
+		return b.runLocal(ctx, job)
+	}
+	return b.awaitRemote(ctx, l)
+}
+
+// ended is the result of an attempt whose context ended (timeout or cancel).
+func ended(ctx context.Context, when string) dispatch.Result {
+	if ctx.Err() == context.DeadlineExceeded {
+		return dispatch.Result{Outcome: dispatch.OutcomeTimeout, Retryable: true, Error: "attempt timed out " + when}
+	}
+	return dispatch.Result{Outcome: dispatch.OutcomeCancelled, Error: "attempt canceled " + when}
+}
+
+// runLocal runs job on this process's executor, then hands the local
+// worker to the oldest queued job it may run.
+func (b *Broker) runLocal(ctx context.Context, job dispatch.Job) dispatch.Result {
+	res := b.cfg.Local.Execute(ctx, job)
+	b.mu.Lock()
+	b.localFree++
+	for i, p := range b.queue {
+		if p.local {
+			b.queue = slices.Delete(b.queue, i, i+1)
+			b.localFree--
+			p.taken = true
+			p.assigned <- nil
+			break
+		}
+	}
+	b.mu.Unlock()
+	return res
+}
+
+// stopGrace is how long a remote attempt whose context ended may take to
+// report before the broker closes it itself: the worker learns of a
+// cancellation at its next heartbeat, and stops at its deadline itself.
+func (b *Broker) stopGrace() time.Duration { return min(2*time.Second, b.cfg.LeaseTimeout) }
+
+func (b *Broker) awaitRemote(ctx context.Context, l *remoteLease) dispatch.Result {
+	select {
+	case res := <-l.done: // answered already (a plugin that could not be pinned)
+		return res
+	default:
+	}
+	select {
+	case res := <-l.done:
+		return res
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	l.canceled = true
+	b.mu.Unlock()
+	t := time.NewTimer(b.stopGrace())
+	defer t.Stop()
+	select {
+	case res := <-l.done:
+		return res
+	case <-t.C:
+	}
+	b.mu.Lock()
+	if b.leases[l.id] == nil { // its result or expiry came at the last moment
+		b.mu.Unlock()
+		return <-l.done
+	}
+	b.closeLeaseLocked(l, "canceled")
+	b.mu.Unlock()
+	res := ended(ctx, "on worker "+l.worker.name+", which did not report in time")
+	res.Worker = l.worker.name
+	return res
+}
+
+func (b *Broker) closeLeaseLocked(l *remoteLease, how string) {
+	delete(b.leases, l.id)
+	l.worker.inFlight--
+	b.closed[l.id] = how
+	b.closedIDs = append(b.closedIDs, l.id)
+	if len(b.closedIDs) > closedMemory {
+		delete(b.closed, b.closedIDs[0])
+		b.closedIDs = b.closedIDs[1:]
+	}
+}
+
+// hello registers or refreshes a worker from a request. Called with b.mu
+// held; reports whether the capacity changed.
+func (b *Broker) helloLocked(h WorkerHello, addr string, now time.Time) (*remoteWorker, bool) {
+	w := b.workers[h.Worker]
+	changed := false
+	if w == nil {
+		w = &remoteWorker{id: h.Worker, connectedAt: now}
+		b.workers[h.Worker] = w
+	}
+	if !w.live {
+		w.live, changed = true, true
+		w.connectedAt = now
+		b.log.Info("worker connected", "worker", h.Name, "addr", addr, "concurrency", h.Concurrency, "handlers", strings.Join(h.Handlers, ","))
+	}
+	if w.concurrency != h.Concurrency || !slices.Equal(w.handlers, h.Handlers) {
+		changed = true
+	}
+	w.name, w.addr, w.concurrency, w.handlers, w.lastSeen = h.Name, addr, h.Concurrency, slices.Clone(h.Handlers), now
+	return w, changed
+}
+
+// lease hands worker up to max queued attempts it serves, waiting up to
+// wait for the first one. It returns no lease when none came or ctx ended.
+func (b *Broker) lease(ctx context.Context, h WorkerHello, addr string, max int, wait time.Duration) ([]*remoteLease, error) {
+	b.mu.Lock()
+	if b.stopping {
+		b.mu.Unlock()
+		return nil, &Error{Status: 503, Code: "unavailable", Message: "the server is shutting down"}
+	}
+	w, changed := b.helloLocked(h, addr, time.Now())
+	w.polls++
+	b.mu.Unlock()
+	if changed {
+		b.refresh()
+	}
+	defer func() {
+		b.mu.Lock()
+		w.polls--
+		w.lastSeen = time.Now()
+		b.mu.Unlock()
+	}()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		b.mu.Lock()
+		got := b.takeLocked(w, max)
+		ch := b.changed
+		b.mu.Unlock()
+		if len(got) > 0 {
+			return got, nil
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, nil
+		case <-b.stop:
+			return nil, nil
+		}
+	}
+}
+
+// takeLocked takes up to max queued jobs w serves, oldest first.
+func (b *Broker) takeLocked(w *remoteWorker, max int) []*remoteLease {
+	var got []*remoteLease
+	now := time.Now()
+	kept := b.queue[:0]
+	for _, p := range b.queue {
+		if len(got) >= max || !w.serves(p.job.Handler) {
+			kept = append(kept, p)
+			continue
+		}
+		pin, err := b.cfg.Plugins.Pin(p.job.Handler)
+		if err != nil {
+			// As the local executor does: the plugin may be deployed later.
+			p.taken = true
+			l := &remoteLease{id: "unpinned", worker: w, done: make(chan dispatch.Result, 1)}
+			l.done <- dispatch.Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: err.Error()}
+			p.assigned <- l
+			continue
+		}
+		l := &remoteLease{id: leaseID(p.job), job: p.job, pin: pin, worker: w, queuedAt: p.queuedAt, leasedAt: now, seen: now,
+			done: make(chan dispatch.Result, 1)}
+		b.leases[l.id] = l
+		w.inFlight++
+		w.stats.leases++
+		w.stats.wait.observe(now.Sub(p.queuedAt))
+		p.taken = true
+		p.assigned <- l
+		got = append(got, l)
+	}
+	clear(b.queue[len(kept):])
+	b.queue = kept
+	return got
+}
+
+// leaseID is the fencing token: run, attempt and 64 random bits, so that
+// no two leases share an id, across restarts too.
+func leaseID(j dispatch.Job) string {
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	return fmt.Sprintf("%s.%d.%s", j.Run, j.Attempt, hex.EncodeToString(r[:]))
+}
+
+// heartbeat renews w's leases in ids; it returns those to stop (their
+// attempt's context ended) and those no longer live (fenced off).
+func (b *Broker) heartbeat(h WorkerHello, addr string, ids []string) (cancel, lost []string) {
+	now := time.Now()
+	b.mu.Lock()
+	w, changed := b.helloLocked(h, addr, now)
+	var beats []func()
+	for _, id := range ids {
+		l := b.leases[id]
+		if l == nil || l.worker != w {
+			lost = append(lost, id)
+			continue
+		}
+		l.seen = now
+		if l.canceled {
+			cancel = append(cancel, id)
+		} else if l.job.Heartbeat != nil {
+			beats = append(beats, l.job.Heartbeat)
+		}
+	}
+	b.mu.Unlock()
+	for _, beat := range beats {
+		beat()
+	}
+	if changed {
+		b.refresh()
+	}
+	return cancel, lost
+}
+
+// Result outcomes of a posted result.
+const (
+	resultApplied   = "applied"
+	resultDuplicate = "duplicate"
+	resultConflict  = "conflict"
+)
+
+// result applies a worker's result for a lease (once).
+func (b *Broker) result(h WorkerHello, addr string, r WorkerResult) (status, why string) {
+	now := time.Now()
+	b.mu.Lock()
+	w, changed := b.helloLocked(h, addr, now)
+	l := b.leases[r.Lease]
+	switch {
+	case l == nil && b.closed[r.Lease] == "applied":
+		b.mu.Unlock()
+		return resultDuplicate, ""
+	case l == nil:
+		how := b.closed[r.Lease]
+		w.stats.rejected++
+		b.mu.Unlock()
+		switch how {
+		case "lost":
+			why = "its lease expired (no heartbeat within the lease timeout): the attempt was closed lost and retried"
+		case "canceled":
+			why = "the attempt was canceled or timed out on the server before the result came"
+		default:
+			why = "no such live lease (the server restarted, or the lease was never given)"
+		}
+		b.log.Info("worker result rejected", "worker", w.name, "lease", r.Lease, "reason", why)
+		return resultConflict, why
+	case l.worker != w:
+		w.stats.rejected++
+		b.mu.Unlock()
+		return resultConflict, "the lease belongs to another worker"
+	}
+	b.closeLeaseLocked(l, "applied")
+	res := r.toResult()
+	res.Worker = w.name
+	if res.Outcome == dispatch.OutcomeOK {
+		w.stats.done++
+	} else {
+		w.stats.failed++
+	}
+	if !res.StartedAt.IsZero() {
+		w.stats.start.observe(res.StartedAt.Sub(l.queuedAt))
+	}
+	b.mu.Unlock()
+	if changed {
+		b.refresh()
+	}
+	l.done <- res
+	return resultApplied, ""
+}
+
+// expireLoop closes leases not renewed within the lease timeout as lost
+// and forgets workers not heard from for as long.
+func (b *Broker) expireLoop() {
+	defer close(b.done)
+	tick := time.NewTicker(min(max(b.cfg.LeaseTimeout/20, 20*time.Millisecond), 500*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-tick.C:
+		}
+		if b.expire(time.Now()) {
+			b.refresh()
+		}
+	}
+}
+
+// expire does one pass of expireLoop; it reports whether the capacity changed.
+func (b *Broker) expire(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	changed := false
+	for _, l := range b.leases {
+		if now.Sub(l.seen) <= b.cfg.LeaseTimeout {
+			continue
+		}
+		b.closeLeaseLocked(l, "lost")
+		l.worker.stats.lost++
+		b.log.Warn("worker lease expired: the attempt is lost and will be retried", "worker", l.worker.name, "task", l.job.Task,
+			"run", l.job.Run, "attempt", l.job.Attempt, "silent_for", now.Sub(l.seen).Round(time.Millisecond))
+		l.done <- dispatch.Result{Outcome: dispatch.OutcomeLost, Retryable: true, Worker: l.worker.name,
+			Error: fmt.Sprintf("lease expired: worker %s (%s) sent no heartbeat for %s", l.worker.name, l.worker.addr, b.cfg.LeaseTimeout)}
+	}
+	for id, w := range b.workers {
+		if !w.live || w.polls > 0 || now.Sub(w.lastSeen) <= b.cfg.LeaseTimeout {
+			if !w.live && now.Sub(w.lastSeen) > time.Hour {
+				delete(b.workers, id) // gone for long: no longer listed
+			}
+			continue
+		}
+		w.live, changed = false, true
+		b.log.Warn("worker gone: not heard from within the lease timeout", "worker", w.name, "addr", w.addr, "timeout", b.cfg.LeaseTimeout)
+	}
+	if changed {
+		b.failUnservedLocked()
+	}
+	return changed
+}
+
+// failUnservedLocked hands back, as lost, queued attempts no worker left
+// can run: the engine retries them, and keeps them ready (Runnable) until
+// a worker that serves them connects.
+func (b *Broker) failUnservedLocked() {
+	kept := b.queue[:0]
+	for _, p := range b.queue {
+		if p.local || b.servedLocked(p.job.Handler) {
+			kept = append(kept, p)
+			continue
+		}
+		p.taken = true
+		l := &remoteLease{id: "unserved", done: make(chan dispatch.Result, 1)}
+		l.done <- dispatch.Result{Outcome: dispatch.OutcomeLost, Retryable: true,
+			Error: fmt.Sprintf("no connected worker serves handler %q any more", p.job.Handler)}
+		p.assigned <- l
+	}
+	clear(b.queue[len(kept):])
+	b.queue = kept
+}
+
+// servedLocked reports whether a connected remote worker serves handler.
+func (b *Broker) servedLocked(handler string) bool {
+	for _, w := range b.workers {
+		if w.live && w.serves(handler) {
+			return true
+		}
+	}
+	return false
+}
+
+// StopLeasing answers lease requests with 503 from now on (the server is
+// draining; remote attempts in flight may still report).
+func (b *Broker) StopLeasing() {
+	b.mu.Lock()
+	b.stopping = true
+	b.mu.Unlock()
+}
+
+// Workers lists the remote workers, connected ones first, then by name.
+func (b *Broker) Workers() []WorkerInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]WorkerInfo, 0, len(b.workers))
+	for _, w := range b.workers {
+		out = append(out, WorkerInfo{ID: w.id, Name: w.name, Address: w.addr, Handlers: slices.Clone(w.handlers), Concurrency: w.concurrency,
+			InFlight: w.inFlight, Connected: w.live, ConnectedAt: w.connectedAt.UTC().Format(time.RFC3339Nano),
+			LastHeartbeat: w.lastSeen.UTC().Format(time.RFC3339Nano),
+			Leases:        w.stats.leases, Done: w.stats.done, Failed: w.stats.failed, Lost: w.stats.lost, Rejected: w.stats.rejected,
+			LeaseWait: w.stats.wait.summary(), LeaseToStart: w.stats.start.summary(),
+			leaseWaitHist: w.stats.wait, startHist: w.stats.start})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Connected != out[j].Connected {
+			return out[i].Connected
+		}
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// LocalWorkers is the number of attempts this process runs at once.
+func (b *Broker) LocalWorkers() int { return b.cfg.LocalWorkers }
+
+// Queued is the number of attempts leased by the engine and waiting for a worker.
+func (b *Broker) Queued() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
+}
+
+// latencyBuckets are the upper bounds (seconds) of latencyHist's buckets.
+var latencyBuckets = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// latencyHist counts latencies in latencyBuckets (the last count is above
+// every bound).
+type latencyHist struct {
+	counts [15]uint64
+	sum    float64
+	n      uint64
+}
+
+func (h *latencyHist) observe(d time.Duration) {
+	s := max(d.Seconds(), 0)
+	i := sort.SearchFloat64s(latencyBuckets, s)
+	h.counts[i]++
+	h.sum += s
+	h.n++
+}
+
+// Buckets returns the cumulative counts per bound, the count and the sum
+// (for a Prometheus histogram).
+func (h latencyHist) Buckets() (map[float64]uint64, uint64, float64) {
+	m := make(map[float64]uint64, len(latencyBuckets))
+	var c uint64
+	for i, bound := range latencyBuckets {
+		c += h.counts[i]
+		m[bound] = c
+	}
+	return m, h.n, h.sum
+}
+
+// quantile is the upper bound of the bucket holding quantile q (an
+// estimate good to the bucket).
+func (h latencyHist) quantile(q float64) float64 {
+	if h.n == 0 {
+		return 0
+	}
+	want := uint64(q*float64(h.n) + 0.5)
+	var c uint64
+	for i, n := range h.counts {
+		c += n
+		if c >= max(want, 1) {
+			if i < len(latencyBuckets) {
+				return latencyBuckets[i]
+			}
+			return latencyBuckets[len(latencyBuckets)-1]
+		}
+	}
+	return latencyBuckets[len(latencyBuckets)-1]
+}
+
+func (h latencyHist) summary() *LatencySummary {
+	if h.n == 0 {
+		return nil
+	}
+	return &LatencySummary{Count: h.n, MeanMs: h.sum / float64(h.n) * 1000, P50Ms: h.quantile(0.5) * 1000, P99Ms: h.quantile(0.99) * 1000}
+}

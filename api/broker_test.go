@@ -1,0 +1,323 @@
+package api_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmtask/wasmtask/api"
+	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/host"
+	"github.com/wasmtask/wasmtask/plugins"
+)
+
+// remoteBundle is a server whose engine runs attempts through a Broker:
+// no local workers unless asked, the echo plugin deployed.
+type remoteBundle struct {
+	srv    *httptest.Server
+	engine *dispatch.Engine
+	reg    *plugins.Registry
+	broker *api.Broker
+	cl     *api.Client
+	echo   string
+}
+
+func setupRemote(t *testing.T, localWorkers int, leaseTimeout time.Duration, token string) *remoteBundle {
+	t.Helper()
+	ctx := context.Background()
+	h, err := host.New(ctx, host.Config{Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(context.Background()) })
+	reg, err := plugins.Open(ctx, filepath.Join(t.TempDir(), "plugins"), h, plugins.Options{Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := api.NewBroker(api.BrokerConfig{Local: host.NewExecutor(h, reg.Resolve), LocalWorkers: localWorkers, Plugins: reg,
+		LeaseTimeout: leaseTimeout, Logger: discard})
+	t.Cleanup(br.Close)
+	engine, err := dispatch.Open(dispatch.Config{Dir: t.TempDir(), Executor: br, Runnable: br.Runnable,
+		ValidateHandler: reg.Check, Workers: max(localWorkers, 1), Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { engine.Close() })
+	br.Attach(engine)
+	res, err := reg.Deploy(ctx, "echo", module(t, "echo"), nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.New(api.Config{Engine: engine, Plugins: reg, Broker: br, Token: token, Logger: discard}))
+	t.Cleanup(srv.Close)
+	return &remoteBundle{srv: srv, engine: engine, reg: reg, broker: br, cl: api.NewClient(srv.URL, token), echo: res.Version}
+}
+
+func hello(name string, handlers ...string) api.WorkerHello {
+	return api.WorkerHello{Worker: name + "-id", Name: name, Handlers: handlers, Concurrency: 4}
+}
+
+func ms(n int64) *int64 { return &n }
+
+func (b *remoteBundle) submit(t *testing.T, spec api.TaskSpec) string {
+	t.Helper()
+	res, err := b.cl.Submit(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Task.ID
+}
+
+// leaseOne long-polls for exactly one lease.
+func (b *remoteBundle) leaseOne(t *testing.T, h api.WorkerHello) api.Lease {
+	t.Helper()
+	res, err := b.cl.WorkerLease(context.Background(), api.LeaseRequest{WorkerHello: h, Max: 1, WaitMs: ms(10_000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Leases) != 1 {
+		t.Fatalf("%s got %d leases, want 1", h.Name, len(res.Leases))
+	}
+	return res.Leases[0]
+}
+
+func (b *remoteBundle) wait(t *testing.T, id string) api.TaskView {
+	t.Helper()
+	v, err := b.cl.TaskWait(context.Background(), id, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func okResult(lease, output string) api.WorkerResult {
+	now := time.Now()
+	return api.WorkerResult{Lease: lease, Outcome: "ok", Output: []byte(output), StartedAt: now, FinishedAt: now}
+}
+
+func TestWorkerLeaseRunsAttemptAndAppliesResultOnce(t *testing.T) {
+	b := setupRemote(t, 0, 10*time.Second, "")
+	id := b.submit(t, api.TaskSpec{Handler: "echo", Input: ptr("hi"), Labels: map[string]string{"k": "v"}})
+	w := hello("box-1")
+	l := b.leaseOne(t, w)
+	if l.Task != id || l.Attempt != 1 || l.Plugin != "echo" || l.Version != b.echo || string(l.Input) != "hi" || l.Labels["k"] != "v" || l.RemainingMs <= 0 {
+		t.Fatalf("lease %+v", l)
+	}
+	res := api.ResultRequest{WorkerHello: w, Results: []api.WorkerResult{okResult(l.Lease, "from box-1")}}
+	for i, want := range []string{"applied", "duplicate"} {
+		out, err := b.cl.WorkerResults(context.Background(), res)
+		if err != nil {
+			t.Fatalf("post %d: %v", i, err)
+		}
+		if out.Results[0].Status != want {
+			t.Fatalf("post %d: status %q, want %q", i, out.Results[0].Status, want)
+		}
+	}
+	v := b.wait(t, id)
+	a := v.Runs[0].Attempts
+	if v.State != "completed" || len(a) != 1 || *a[0].Output != "from box-1" || a[0].Worker != "box-1" {
+		t.Fatalf("task %s, attempts %+v", v.State, a)
+	}
+	list, err := b.cl.Workers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Workers) != 1 || list.Workers[0].Name != "box-1" || list.Workers[0].Leases != 1 || list.Workers[0].Done != 1 || !list.Workers[0].Connected {
+		t.Fatalf("workers %+v", list.Workers)
+	}
+}
+
+// TestWorkerLeaseExpiryFencesLateResult: a lease not renewed is lost, the
+// attempt is retried on another worker, and the first worker's late
+// heartbeat and result get 409 and change nothing.
+func TestWorkerLeaseExpiryFencesLateResult(t *testing.T) {
+	b := setupRemote(t, 0, 300*time.Millisecond, "")
+	id := b.submit(t, api.TaskSpec{Handler: "echo", Backoff: &api.Backoff{Kind: "fixed", Base: "1ms"}})
+	slow, fast := hello("slow"), hello("fast")
+	first := b.leaseOne(t, slow)
+	second := b.leaseOne(t, fast) // long-polls until the first lease expired and the run is ready again
+	if second.Attempt != 2 || second.Run != first.Run || second.Lease == first.Lease {
+		t.Fatalf("second lease %+v after %+v", second, first)
+	}
+	_, err := b.cl.WorkerHeartbeat(context.Background(), api.HeartbeatRequest{WorkerHello: slow, Leases: []string{first.Lease}})
+	if !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("late heartbeat: %v, want 409 conflict", err)
+	}
+	out, err := b.cl.WorkerResults(context.Background(), api.ResultRequest{WorkerHello: slow, Results: []api.WorkerResult{okResult(first.Lease, "late")}})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 409 || !strings.Contains(ae.Message, "expired") || out.Results[0].Status != "conflict" {
+		t.Fatalf("late result: %v %+v, want 409 naming the expired lease", err, out)
+	}
+	if _, err := b.cl.WorkerResults(context.Background(), api.ResultRequest{WorkerHello: fast, Results: []api.WorkerResult{okResult(second.Lease, "on time")}}); err != nil {
+		t.Fatal(err)
+	}
+	v := b.wait(t, id)
+	a := v.Runs[0].Attempts
+	if v.State != "completed" || len(a) != 2 || a[0].Outcome != "lost" || a[0].Worker != "slow" || *a[1].Output != "on time" || a[1].Worker != "fast" {
+		t.Fatalf("task %s, attempts %+v", v.State, a)
+	}
+	if !strings.Contains(a[0].Error, "lease expired: worker slow") {
+		t.Errorf("lost attempt's error %q", a[0].Error)
+	}
+	list, _ := b.cl.Workers(context.Background())
+	for _, w := range list.Workers {
+		if w.Name == "slow" && (w.Lost != 1 || w.Rejected != 1) {
+			t.Errorf("slow: lost %d rejected %d, want 1 and 1", w.Lost, w.Rejected)
+		}
+	}
+}
+
+func TestWorkerHeartbeatKeepsLeaseAndRelaysCancel(t *testing.T) {
+	b := setupRemote(t, 0, 300*time.Millisecond, "")
+	id := b.submit(t, api.TaskSpec{Handler: "echo"})
+	w := hello("box")
+	l := b.leaseOne(t, w)
+	for range 6 { // 1.2 s: four lease timeouts
+		time.Sleep(200 * time.Millisecond)
+		hb, err := b.cl.WorkerHeartbeat(context.Background(), api.HeartbeatRequest{WorkerHello: w, Leases: []string{l.Lease}})
+		if err != nil || len(hb.Lost) != 0 || len(hb.Cancel) != 0 {
+			t.Fatalf("heartbeat: %+v %v", hb, err)
+		}
+	}
+	if _, err := b.cl.TaskCancel(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		hb, err := b.cl.WorkerHeartbeat(context.Background(), api.HeartbeatRequest{WorkerHello: w, Leases: []string{l.Lease}})
+		if err == nil && len(hb.Cancel) == 1 && hb.Cancel[0] == l.Lease {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no cancel relayed: %+v %v", hb, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	res := api.WorkerResult{Lease: l.Lease, Outcome: "cancelled", Error: "stopped by the worker"}
+	if _, err := b.cl.WorkerResults(context.Background(), api.ResultRequest{WorkerHello: w, Results: []api.WorkerResult{res}}); err != nil {
+		t.Fatal(err)
+	}
+	if v := b.wait(t, id); v.State != "canceled" || v.Runs[0].Attempts[0].Outcome != "cancelled" || len(v.Runs[0].Attempts) != 1 {
+		t.Fatalf("task %s %+v", v.State, v.Runs[0].Attempts)
+	}
+}
+
+// TestWorkerPlacement: with no worker for a handler, its runs stay ready
+// and unleased (their timeout does not burn); a worker's handler filter
+// and a plugin's remote-only placement are honoured.
+func TestWorkerPlacement(t *testing.T) {
+	tests := []struct {
+		name      string
+		local     int
+		placement string
+		wantLocal bool
+	}{
+		{"schedule only", 0, "", false},
+		{"mixed runs locally", 2, "", true},
+		{"remote-only plugin waits for a worker", 2, "remote", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := setupRemote(t, tc.local, 10*time.Second, "")
+			var m *plugins.Manifest
+			if tc.placement != "" {
+				m = &plugins.Manifest{Placement: tc.placement}
+			}
+			if _, err := b.reg.Deploy(context.Background(), "far", module(t, "echo"), m, "test"); err != nil {
+				t.Fatal(err)
+			}
+			b.broker.Refresh()
+			id := b.submit(t, api.TaskSpec{Handler: "far", Input: ptr("x"), Timeout: "300ms"})
+			if tc.wantLocal {
+				if v := b.wait(t, id); v.State != "completed" || !strings.HasPrefix(v.Runs[0].Attempts[0].Worker, "pid") {
+					t.Fatalf("local run: %s %+v", v.State, v.Runs[0].Attempts)
+				}
+				return
+			}
+			time.Sleep(600 * time.Millisecond) // twice its timeout
+			v, _ := b.cl.TaskGet(context.Background(), id)
+			if v.Runs[0].State != "ready" || len(v.Runs[0].Attempts) != 0 {
+				t.Fatalf("before a worker serves it: run %s, %d attempts; want ready with none", v.Runs[0].State, len(v.Runs[0].Attempts))
+			}
+			other, err := b.cl.WorkerLease(context.Background(), api.LeaseRequest{WorkerHello: hello("echo-only", "echo"), Max: 4, WaitMs: ms(200)})
+			if err != nil || len(other.Leases) != 0 {
+				t.Fatalf("a worker serving only echo got %+v (%v)", other.Leases, err)
+			}
+			l := b.leaseOne(t, hello("any"))
+			if l.Task != id || (tc.placement != "") != (l.Manifest != nil) || l.Manifest != nil && l.Manifest.Placement != tc.placement {
+				t.Fatalf("lease %+v", l)
+			}
+			if _, err := b.cl.WorkerResults(context.Background(), api.ResultRequest{WorkerHello: hello("any"), Results: []api.WorkerResult{okResult(l.Lease, "x")}}); err != nil {
+				t.Fatal(err)
+			}
+			if v := b.wait(t, id); v.State != "completed" || v.Runs[0].Attempts[0].Worker != "any" {
+				t.Fatalf("%s %+v", v.State, v.Runs[0].Attempts)
+			}
+		})
+	}
+}
+
+func TestWorkerResultCommitsChildren(t *testing.T) {
+	b := setupRemote(t, 0, 10*time.Second, "")
+	id := b.submit(t, api.TaskSpec{Handler: "echo"})
+	w := hello("box")
+	l := b.leaseOne(t, w)
+	child := `{"id":"kid-1","handler":"echo","input":"kid"}`
+	res := okResult(l.Lease, "parent")
+	res.Children = append(res.Children, []byte(child))
+	if _, err := b.cl.WorkerResults(context.Background(), api.ResultRequest{WorkerHello: w, Results: []api.WorkerResult{res}}); err != nil {
+		t.Fatal(err)
+	}
+	cl := b.leaseOne(t, w)
+	if cl.Task != "kid-1" || string(cl.Input) != "kid" || cl.Parent != id {
+		t.Fatalf("child lease %+v", cl)
+	}
+	if _, err := b.cl.WorkerResults(context.Background(), api.ResultRequest{WorkerHello: w, Results: []api.WorkerResult{okResult(cl.Lease, "kid done")}}); err != nil {
+		t.Fatal(err)
+	}
+	if v := b.wait(t, id); v.State != "completed" {
+		t.Fatalf("parent %s", v.State)
+	}
+}
+
+func TestWorkerRoutesNeedTokenAndModuleFetchChecksHash(t *testing.T) {
+	b := setupRemote(t, 0, 10*time.Second, "s3cret")
+	anon := api.NewClient(b.srv.URL, "")
+	if _, err := anon.WorkerLease(context.Background(), api.LeaseRequest{WorkerHello: hello("x"), Max: 1, WaitMs: ms(0)}); !errors.Is(err, api.ErrUnauthorized) {
+		t.Fatalf("lease without token: %v", err)
+	}
+	if _, err := anon.Module(context.Background(), b.echo); !errors.Is(err, api.ErrUnauthorized) {
+		t.Fatalf("module without token: %v", err)
+	}
+	if _, err := anon.Workers(context.Background()); !errors.Is(err, api.ErrUnauthorized) {
+		t.Fatalf("workers without token: %v", err)
+	}
+	wasm, err := b.cl.Module(context.Background(), b.echo)
+	sum := sha256.Sum256(wasm)
+	if err != nil || "sha256:"+hex.EncodeToString(sum[:]) != b.echo {
+		t.Fatalf("module: %d bytes, %v", len(wasm), err)
+	}
+	missing := "sha256:" + strings.Repeat("0", 64)
+	if _, err := b.cl.Module(context.Background(), missing); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("missing module: %v", err)
+	}
+	if _, err := b.cl.Module(context.Background(), "md5:abc"); !errors.Is(err, api.ErrInvalid) {
+		t.Fatalf("bad version: %v", err)
+	}
+	for _, bad := range []api.LeaseRequest{
+		{WorkerHello: api.WorkerHello{Worker: "", Name: "n", Concurrency: 1}, Max: 1},
+		{WorkerHello: api.WorkerHello{Worker: "i", Name: "n", Concurrency: 0}, Max: 1},
+		{WorkerHello: hello("n"), Max: 0},
+		{WorkerHello: hello("n"), Max: 1, WaitMs: ms(60_000)},
+	} {
+		if _, err := b.cl.WorkerLease(context.Background(), bad); !errors.Is(err, api.ErrInvalid) {
+			t.Errorf("lease %+v: %v, want 400 invalid", bad, err)
+		}
+	}
+}
