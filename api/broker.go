@@ -73,7 +73,7 @@ type pendingJob struct {
 	ctx      context.Context
 	job      dispatch.Job
 	queuedAt time.Time
-	local    bool         // a local worker may run it
+	local    bool              // a local worker may run it
 	assigned chan *remoteLease // nil lease: run it locally; buffered 1
 	taken    bool
 }

@@ -155,7 +155,9 @@ type WorkerInfo struct {
 
 // LeaseWaitBuckets returns the lease wait histogram (cumulative counts per
 // upper bound in seconds, count, sum) for metrics.
-func (w WorkerInfo) LeaseWaitBuckets() (map[float64]uint64, uint64, float64) { return w.leaseWaitHist.Buckets() }
+func (w WorkerInfo) LeaseWaitBuckets() (map[float64]uint64, uint64, float64) {
+	return w.leaseWaitHist.Buckets()
+}
 
 // LatencySummary summarizes a latency histogram (quantiles are bucket bounds).
 type LatencySummary struct {
