@@ -19,7 +19,8 @@ var allowedImports = map[string][]string{
 	"cluster":          {"dispatch", "dispatch/machine", "dispatch/payload", "segwal"},
 	"api":              {"api/ui", "cluster", "plugins", "host", "host/extism", "dispatch", "dispatch/machine", "dispatch/payload", "segwal"},
 	"api/ui":           {},
-	"cmd/wasmtask":     {"api", "api/ui", "cluster", "plugins", "host", "host/extism", "dispatch", "dispatch/machine", "dispatch/payload", "segwal"},
+	"worker":           {"api", "api/ui", "cluster", "plugins", "host", "host/extism", "dispatch", "dispatch/machine", "dispatch/payload", "segwal"},
+	"cmd/wasmtask":     {"api", "api/ui", "worker", "cluster", "plugins", "host", "host/extism", "dispatch", "dispatch/machine", "dispatch/payload", "segwal"},
 }
 
 // externalAllowed lists third-party modules a package may reach, where the

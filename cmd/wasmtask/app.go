@@ -67,6 +67,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		OnUsageError:         usageError,
 		Commands: []*cli.Command{
 			serveCommand(),
+			workerCommand(),
+			workersCommand(),
 			submitCommand(),
 			getCommand(),
 			listCommand(),

@@ -99,6 +99,9 @@ func writeTask(w io.Writer, v api.TaskView, maxRuns int, now time.Time) {
 		fmt.Fprintln(w)
 		for _, a := range r.Attempts {
 			fmt.Fprintf(w, "    attempt %d  %s  module=%s  started=%s", a.Number, orDash(a.Outcome), shortHash(a.Module), a.StartedAt)
+			if a.Worker != "" {
+				fmt.Fprintf(w, "  worker=%s", a.Worker)
+			}
 			if a.Error != "" {
 				first, _, _ := strings.Cut(a.Error, "\n")
 				fmt.Fprintf(w, "  error=%q", first)

@@ -1,0 +1,41 @@
+// Package worker is the remote worker process (wasmtask worker): it leases
+// attempts from a wasmtask server over its HTTP API (api.Client), runs them
+// through the same host package as serve (limits, pools, command mode,
+// Extism), heartbeats while they run and reports their results.
+//
+// # How an attempt runs
+//
+// A lease names the exact module version and manifest the server resolved
+// (its active version at the lease, or the version the task pins), so a hot
+// swap on the server changes only later attempts. The worker deploys that
+// version in a local plugins.Registry kept in its cache directory (from the
+// cache, or fetched from GET /v1/modules/{version} and checked against the
+// hash before it compiles), once per version and manifest, and resolves the
+// attempt to plugin@version; wazero's compiled code is kept in the cache
+// directory too, so a restarted worker does not compile again. The guest
+// sees the task as serve would show it (handler as submitted, run id,
+// attempt, labels, parent); children it submits go back with the result
+// and are committed with its success.
+//
+// # Failures
+//
+//   - Server unreachable (restart, network): the lease loop retries with
+//     backoff (100ms doubling to 5s, jittered) and logs the outage once,
+//     and its end once. Results are retried likewise; after a server restart
+//     they are refused (409: the restarted server closed those attempts as
+//     lost and retries them), and the worker drops them.
+//   - Lease lost (the worker was stopped or cut off past the lease timeout):
+//     the heartbeat answer (or its 409) says so, the worker stops the attempt
+//     and does not send its result; a result sent anyway gets 409.
+//   - Cancel or timeout on the server: the heartbeat answer lists the lease
+//     under cancel; the attempt's context is canceled and its (cancelled)
+//     result is reported.
+//   - SIGTERM (Run's context ends): drain. No more leases; running attempts
+//     get Config.DrainTimeout to finish and report; those still running are
+//     stopped and reported lost, so the server retries them at once without
+//     using their max_attempts.
+//
+// Heartbeats carry every running lease in one request; results that finish
+// together go in one request, so a busy worker costs the server about one
+// lease and one result request per batch, not per attempt.
+package worker

@@ -1,0 +1,461 @@
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/wasmtask/wasmtask/api"
+	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/host"
+	"github.com/wasmtask/wasmtask/plugins"
+)
+
+// Config configures a worker.
+type Config struct {
+	// Client talks to the server (its URL, token and TLS trust). Required.
+	Client *api.Client
+	// Name is shown on the attempts the worker runs. Default host-pid.
+	Name string
+	// Handlers are the plugin names to serve; none: every plugin.
+	Handlers []string
+	// Concurrency bounds the attempts run at once. Required (>= 1).
+	Concurrency int
+	// CacheDir holds the module cache (fetched modules and wazero's
+	// compiled code). Required.
+	CacheDir string
+	// DrainTimeout bounds how long running attempts may take to finish
+	// once Run's context ends; those still running are then stopped and
+	// reported lost (retried elsewhere). Default 30s.
+	DrainTimeout time.Duration
+	// Max are the operator maxima of plugin limits on this machine
+	// (zero fields: host.DefaultMaxLimits).
+	Max host.Limits
+	// AllowDirs are the directories under which a manifest may mount.
+	AllowDirs []string
+	// LeaseWait is how long a lease request waits on the server for work.
+	// Default 5s.
+	LeaseWait time.Duration
+	Logger    *slog.Logger
+}
+
+// Worker leases attempts from a server and runs them. Make one with New,
+// then Run it.
+type Worker struct {
+	cfg   Config
+	cl    *api.Client
+	log   *slog.Logger
+	hello api.WorkerHello
+	host  *host.Host
+	reg   *plugins.Registry
+	exec  *host.Executor
+
+	mu        sync.Mutex
+	running   map[string]*attempt // by lease id
+	freed     chan struct{}       // signalled when a slot frees
+	heartbeat time.Duration       // the server's advice
+	deployed  map[string]*deploy  // by version + manifest
+	results   chan api.WorkerResult
+}
+
+type attempt struct {
+	lease   api.Lease
+	cancel  context.CancelFunc
+	dropped bool // the server no longer holds the lease: its result is not sent
+	drained bool // stopped by the drain timeout: reported lost
+}
+
+type deploy struct {
+	done chan struct{}
+	err  error
+}
+
+// pinKey carries an attempt's pinned handler (plugin@version) to the
+// resolver, so that the guest still sees the handler as submitted.
+type pinKey struct{}
+
+// New opens the worker's module cache and host.
+func New(ctx context.Context, cfg Config) (*Worker, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("worker: Config.Client is required")
+	}
+	if cfg.CacheDir == "" {
+		return nil, errors.New("worker: Config.CacheDir is required")
+	}
+	if cfg.Concurrency < 1 {
+		return nil, fmt.Errorf("worker: concurrency must be at least 1, got %d", cfg.Concurrency)
+	}
+	if cfg.Name == "" {
+		hn, _ := os.Hostname()
+		cfg.Name = fmt.Sprintf("%s-%d", hn, os.Getpid())
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	if cfg.LeaseWait <= 0 {
+		cfg.LeaseWait = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	w := &Worker{cfg: cfg, cl: cfg.Client, log: cfg.Logger,
+		hello:   api.WorkerHello{Worker: hex.EncodeToString(id[:]), Name: cfg.Name, Handlers: cfg.Handlers, Concurrency: cfg.Concurrency},
+		running: map[string]*attempt{}, freed: make(chan struct{}, 1), heartbeat: 2 * time.Second,
+		deployed: map[string]*deploy{}, results: make(chan api.WorkerResult, cfg.Concurrency)}
+	h, err := host.New(ctx, host.Config{CacheDir: filepath.Join(cfg.CacheDir, "wazero-cache"), Max: cfg.Max, Logger: cfg.Logger,
+		MaxIdleInstances: cfg.Concurrency})
+	if err != nil {
+		return nil, err
+	}
+	reg, err := plugins.Open(ctx, filepath.Join(cfg.CacheDir, "plugins"), h, plugins.Options{Max: cfg.Max, Logger: cfg.Logger, AllowDirs: cfg.AllowDirs})
+	if err != nil {
+		h.Close(context.Background())
+		return nil, err
+	}
+	w.host, w.reg = h, reg
+	w.exec = host.NewExecutor(h, func(ctx context.Context, handler string) (host.Plugin, error) {
+		if pinned, ok := ctx.Value(pinKey{}).(string); ok {
+			handler = pinned
+		}
+		return reg.Resolve(ctx, handler)
+	})
+	return w, nil
+}
+
+// Name is the worker's name.
+func (w *Worker) Name() string { return w.cfg.Name }
+
+// Run leases and runs attempts until ctx ends, then drains: it stops
+// leasing, lets running attempts finish (up to Config.DrainTimeout),
+// reports their results and returns. It returns an error only for what
+// retrying cannot fix (a wrong token, a request the server refuses).
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.host.Close(context.Background())
+	bg, stopBackground := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	senderDone := make(chan struct{})
+	go func() { defer wg.Done(); w.heartbeatLoop(bg) }()
+	go func() { defer wg.Done(); defer close(senderDone); w.sendLoop(bg) }()
+	w.log.Info("worker started", "name", w.cfg.Name, "server", w.cl.BaseURL, "concurrency", w.cfg.Concurrency,
+		"handlers", w.hello.Handlers, "cache_dir", w.cfg.CacheDir)
+
+	err := w.leaseLoop(ctx)
+
+	// Drain: no more leases; running attempts finish or are stopped.
+	n := w.inFlight()
+	if n > 0 {
+		w.log.Info("draining: waiting for running attempts", "attempts", n, "timeout", w.cfg.DrainTimeout)
+	}
+	deadline := time.Now().Add(w.cfg.DrainTimeout)
+	for w.inFlight() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-w.freed:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	w.mu.Lock()
+	for _, a := range w.running {
+		a.drained = true
+		a.cancel()
+	}
+	w.mu.Unlock()
+	for w.inFlight() > 0 {
+		<-w.freed
+	}
+	close(w.results) // the sender posts what is left, then stops
+	select {
+	case <-senderDone:
+	case <-time.After(10 * time.Second):
+		w.log.Warn("drain: could not report every result; the server retries those attempts when their leases expire")
+	}
+	stopBackground()
+	wg.Wait()
+	w.log.Info("worker stopped", "name", w.cfg.Name)
+	return err
+}
+
+func (w *Worker) inFlight() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.running)
+}
+
+// backoff is the wait before retry n (from 0): 100ms doubling to 5s, with
+// up to 20 % jitter so that workers do not come back in step.
+func backoff(n int) time.Duration {
+	d := min(100*time.Millisecond<<min(n, 6), 5*time.Second)
+	return d + time.Duration(mrand.Float64()*0.2*float64(d))
+}
+
+// permanent reports whether a failed request will fail the same way
+// again: a wrong token, or a request the server finds invalid.
+func permanent(err error) bool {
+	var e *api.Error
+	return errors.As(err, &e) && (e.Status == 400 || e.Status == 401 || e.Status == 403 || e.Status == 404)
+}
+
+func (w *Worker) leaseLoop(ctx context.Context) error {
+	failures := 0
+	for ctx.Err() == nil {
+		free := w.cfg.Concurrency - w.inFlight()
+		if free <= 0 {
+			select {
+			case <-w.freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		wait := w.cfg.LeaseWait.Milliseconds()
+		res, err := w.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w.hello, Max: free, WaitMs: &wait})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if permanent(err) {
+				w.log.Error("the server refuses this worker's lease requests", "server", w.cl.BaseURL, "err", err)
+				return fmt.Errorf("lease from %s: %w", w.cl.BaseURL, err)
+			}
+			if failures == 0 {
+				w.log.Warn("server unreachable or unavailable; retrying with backoff (logged once until it answers)", "server", w.cl.BaseURL, "err", err)
+			}
+			failures++
+			select {
+			case <-time.After(backoff(failures - 1)):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if failures > 0 {
+			w.log.Info("server answers again: leasing", "server", w.cl.BaseURL, "after_failures", failures)
+			failures = 0
+		}
+		if res.HeartbeatMs > 0 {
+			w.mu.Lock()
+			w.heartbeat = time.Duration(res.HeartbeatMs) * time.Millisecond
+			w.mu.Unlock()
+		}
+		for _, l := range res.Leases {
+			w.start(l)
+		}
+	}
+	return nil
+}
+
+// start runs one leased attempt on its own goroutine.
+func (w *Worker) start(l api.Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(l.RemainingMs)*time.Millisecond)
+	a := &attempt{lease: l, cancel: cancel}
+	w.mu.Lock()
+	w.running[l.Lease] = a
+	w.mu.Unlock()
+	go func() {
+		defer cancel()
+		res := w.execute(ctx, l)
+		w.mu.Lock()
+		dropped, drained := a.dropped, a.drained
+		w.mu.Unlock()
+		switch {
+		case dropped:
+			w.log.Info("attempt ended after its lease was lost; its result is not sent", "task", l.Task, "attempt", l.Attempt, "lease", l.Lease)
+		case drained:
+			res.Outcome, res.Retryable = string(dispatch.OutcomeLost), true
+			res.Error = fmt.Sprintf("worker %s stopped (drain timeout %s) before the attempt finished", w.cfg.Name, w.cfg.DrainTimeout)
+			fallthrough
+		default:
+			w.results <- res // before it leaves running: Run closes results once none runs
+		}
+		w.mu.Lock()
+		delete(w.running, l.Lease)
+		w.mu.Unlock()
+		select {
+		case w.freed <- struct{}{}:
+		default:
+		}
+	}()
+}
+
+// execute runs a lease's attempt through the host, as serve would.
+func (w *Worker) execute(ctx context.Context, l api.Lease) api.WorkerResult {
+	started := time.Now()
+	out := api.WorkerResult{Lease: l.Lease}
+	if err := w.ensure(ctx, l); err != nil {
+		out.Outcome, out.Retryable = string(dispatch.OutcomeFailed), true
+		out.Error = fmt.Sprintf("worker %s cannot load %s@%s: %v", w.cfg.Name, l.Plugin, l.Version, err)
+		out.StartedAt, out.FinishedAt = started, time.Now()
+		return out
+	}
+	job := dispatch.Job{Task: dispatch.TaskID(l.Task), Run: dispatch.RunID(l.Run), Handler: l.Handler, Input: l.Input,
+		Attempt: l.Attempt, MaxAttempts: l.MaxAttempts, DeadlineMs: started.UnixMilli() + l.RemainingMs, TimeoutMs: l.TimeoutMs,
+		Worker: w.cfg.Name, Labels: l.Labels, Parent: dispatch.TaskID(l.Parent)}
+	res := w.exec.Execute(context.WithValue(ctx, pinKey{}, l.Plugin+"@"+l.Version), job)
+	if res.StartedAt.IsZero() || res.FinishedAt.IsZero() {
+		res.StartedAt, res.FinishedAt = started, time.Now()
+	}
+	if ctx.Err() == context.DeadlineExceeded && res.Outcome != dispatch.OutcomeOK && res.Outcome != dispatch.OutcomeTimeout {
+		res.Outcome, res.Error = dispatch.OutcomeTimeout, fmt.Sprintf("attempt timed out (%s)", res.Error)
+	}
+	out.Outcome, out.Retryable, out.Error, out.Output, out.Log, out.Module = string(res.Outcome), res.Retryable, res.Error, res.Output, res.Log, res.Module
+	out.StartedAt, out.FinishedAt = res.StartedAt, res.FinishedAt
+	for _, c := range res.Children {
+		out.Children = append(out.Children, json.RawMessage(c))
+	}
+	return out
+}
+
+// ensure deploys the lease's module version (with its manifest) in the
+// local registry once: from the cache, or fetched from the server and
+// checked against its hash.
+func (w *Worker) ensure(ctx context.Context, l api.Lease) error {
+	m, _ := json.Marshal(l.Manifest)
+	key := l.Plugin + "@" + l.Version + string(m)
+	w.mu.Lock()
+	d := w.deployed[key]
+	if d == nil {
+		d = &deploy{done: make(chan struct{})}
+		w.deployed[key] = d
+		w.mu.Unlock()
+		d.err = w.deploy(ctx, l)
+		if d.err != nil {
+			w.mu.Lock()
+			delete(w.deployed, key) // try again with the next lease
+			w.mu.Unlock()
+		}
+		close(d.done)
+		return d.err
+	}
+	w.mu.Unlock()
+	select {
+	case <-d.done:
+		return d.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *Worker) deploy(ctx context.Context, l api.Lease) error {
+	wasm, err := w.reg.Module(l.Version)
+	source := "cache"
+	if err != nil {
+		source = "server"
+		if wasm, err = w.cl.Module(ctx, l.Version); err != nil {
+			return fmt.Errorf("fetch the module: %w", err)
+		}
+	}
+	if _, err := w.reg.Deploy(ctx, l.Plugin, wasm, l.Manifest, "remote"); err != nil {
+		return err
+	}
+	w.log.Info("module ready", "plugin", l.Plugin, "version", l.Version, "from", source, "bytes", len(wasm))
+	return nil
+}
+
+// heartbeatLoop renews the leases of running attempts (and keeps the
+// worker listed while it runs long attempts); it stops attempts the server
+// canceled or no longer holds.
+func (w *Worker) heartbeatLoop(ctx context.Context) {
+	for {
+		w.mu.Lock()
+		every := w.heartbeat
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		w.mu.Lock()
+		ids := make([]string, 0, len(w.running))
+		for id := range w.running {
+			ids = append(ids, id)
+		}
+		w.mu.Unlock()
+		res, err := w.cl.WorkerHeartbeat(ctx, api.HeartbeatRequest{WorkerHello: w.hello, Leases: ids})
+		var ae *api.Error
+		switch {
+		case errors.As(err, &ae) && ae.Status == 409:
+			w.stop(ids, true)
+		case err != nil:
+			continue // the lease loop reports an unreachable server
+		default:
+			w.stop(res.Lost, true)
+			w.stop(res.Cancel, false)
+		}
+	}
+}
+
+// stop cancels the attempts of ids; lost: the server no longer holds their
+// leases (their results would be refused).
+func (w *Worker) stop(ids []string, lost bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, id := range ids {
+		if a := w.running[id]; a != nil {
+			if lost && !a.dropped {
+				w.log.Warn("lease lost (expired on the server): stopping the attempt", "task", a.lease.Task, "attempt", a.lease.Attempt, "lease", id)
+			}
+			a.dropped = a.dropped || lost
+			a.cancel()
+		}
+	}
+}
+
+// sendLoop posts results, as many at once as finished meanwhile, retrying
+// while the server is unreachable. A result the server refuses (409: the
+// lease expired or was superseded) is logged and dropped.
+func (w *Worker) sendLoop(ctx context.Context) {
+	batch := make([]api.WorkerResult, 0, 64)
+	for {
+		r, ok := <-w.results
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], r)
+	more:
+		for len(batch) < 256 {
+			select {
+			case r, ok := <-w.results:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		w.post(ctx, batch)
+	}
+}
+
+func (w *Worker) post(ctx context.Context, batch []api.WorkerResult) {
+	for try := 0; ; try++ {
+		out, err := w.cl.WorkerResults(ctx, api.ResultRequest{WorkerHello: w.hello, Results: batch})
+		var ae *api.Error
+		if err == nil || errors.As(err, &ae) && ae.Status == 409 {
+			for _, st := range out.Results {
+				if st.Status == "conflict" {
+					w.log.Info("result refused by the server (409): another attempt owns the run now", "lease", st.Lease, "reason", st.Error)
+				}
+			}
+			return
+		}
+		if permanent(err) || ctx.Err() != nil {
+			w.log.Error("results not reported", "results", len(batch), "err", err)
+			return
+		}
+		select {
+		case <-time.After(backoff(try)):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
