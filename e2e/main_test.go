@@ -101,9 +101,11 @@ type serverOpts struct {
 	token   string // --token
 	tls     bool   // --tls-cert/--tls-key with the suite's certificate (always with WASMTASK_E2E_TLS=1)
 	workers int    // --workers (default 4)
-	extra   []string
-	bin     string   // the binary to run (default binPath)
-	env     []string // KEY=VALUE added to the environment
+	// scheduleOnly: --workers 0 (remote workers run every attempt).
+	scheduleOnly bool
+	extra        []string
+	bin          string   // the binary to run (default binPath)
+	env          []string // KEY=VALUE added to the environment
 }
 
 // server is a `wasmtask serve` subprocess.
@@ -156,7 +158,14 @@ func tail(s string, n int) string {
 func (s *server) start() {
 	t := s.t
 	t.Helper()
-	args := []string{"serve", "--data-dir", s.opts.dataDir, "--addr", "127.0.0.1:0", "--workers", fmt.Sprint(s.opts.workers)}
+	workers, addr := s.opts.workers, "127.0.0.1:0"
+	if s.opts.scheduleOnly {
+		workers = 0
+	}
+	if s.URL != "" { // a restart: the same port, so that remote workers find it again
+		addr = strings.TrimPrefix(strings.TrimPrefix(s.URL, "http://"), "https://")
+	}
+	args := []string{"serve", "--data-dir", s.opts.dataDir, "--addr", addr, "--workers", fmt.Sprint(workers)}
 	if s.opts.plugins != "" {
 		args = append(args, "--plugins", s.opts.plugins)
 	}

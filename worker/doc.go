@@ -25,8 +25,8 @@
 //     they are refused (409: the restarted server closed those attempts as
 //     lost and retries them), and the worker drops them.
 //   - Lease lost (the worker was stopped or cut off past the lease timeout):
-//     the heartbeat answer (or its 409) says so, the worker stops the attempt
-//     and does not send its result; a result sent anyway gets 409.
+//     the heartbeat answer (or its 409) says so and the worker stops the
+//     attempt; its result, still sent, gets 409 and is logged and counted.
 //   - Cancel or timeout on the server: the heartbeat answer lists the lease
 //     under cancel; the attempt's context is canceled and its (cancelled)
 //     result is reported.

@@ -70,7 +70,7 @@ type Worker struct {
 type attempt struct {
 	lease   api.Lease
 	cancel  context.CancelFunc
-	dropped bool // the server no longer holds the lease: its result is not sent
+	dropped bool // the server no longer holds the lease: the attempt was stopped
 	drained bool // stopped by the drain timeout: reported lost
 }
 
@@ -266,16 +266,13 @@ func (w *Worker) start(l api.Lease) {
 		w.mu.Lock()
 		dropped, drained := a.dropped, a.drained
 		w.mu.Unlock()
-		switch {
-		case dropped:
-			w.log.Info("attempt ended after its lease was lost; its result is not sent", "task", l.Task, "attempt", l.Attempt, "lease", l.Lease)
-		case drained:
+		if drained && !dropped {
 			res.Outcome, res.Retryable = string(dispatch.OutcomeLost), true
 			res.Error = fmt.Sprintf("worker %s stopped (drain timeout %s) before the attempt finished", w.cfg.Name, w.cfg.DrainTimeout)
-			fallthrough
-		default:
-			w.results <- res // before it leaves running: Run closes results once none runs
 		}
+		// Sent even when the lease was lost: the server fences it off (409)
+		// and counts it, which is what an operator looks for.
+		w.results <- res // before it leaves running: Run closes results once none runs
 		w.mu.Lock()
 		delete(w.running, l.Lease)
 		w.mu.Unlock()
