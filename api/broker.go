@@ -462,7 +462,7 @@ func (b *Broker) result(h WorkerHello, addr string, r WorkerResult) (status, why
 		b.mu.Unlock()
 		return resultDuplicate, ""
 	case l == nil:
-		how := b.closed[r.Lease]
+		how, name := b.closed[r.Lease], w.name
 		w.stats.rejected++
 		b.mu.Unlock()
 		switch how {
@@ -473,7 +473,7 @@ func (b *Broker) result(h WorkerHello, addr string, r WorkerResult) (status, why
 		default:
 			why = "no such live lease (the server restarted, or the lease was never given)"
 		}
-		b.log.Info("worker result rejected", "worker", w.name, "lease", r.Lease, "reason", why)
+		b.log.Info("worker result rejected", "worker", name, "lease", r.Lease, "reason", why)
 		return resultConflict, why
 	case l.worker != w:
 		w.stats.rejected++

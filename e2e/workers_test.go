@@ -155,14 +155,19 @@ func allTasks(t testing.TB, s *server) []api.TaskView {
 // waitAllFinal waits until the server has n tasks and none is pending.
 func waitAllFinal(t testing.TB, s *server, n int, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, timeout, fmt.Sprintf("%d tasks to be final", n), func() bool {
+	deadline := time.Now().Add(timeout)
+	for {
 		st, err := s.client.EngineStatus(context.Background())
-		if err != nil {
-			return false
-		}
 		final := st.Runs["completed"] + st.Runs["failed"] + st.Runs["canceled"]
-		return st.Tasks == n && final == n
-	})
+		if err == nil && st.Tasks == n && final == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			workers, werr := s.client.Workers(context.Background())
+			t.Fatalf("timed out after %v waiting for %d tasks to be final: status %+v (%v); workers %+v (%v)", timeout, n, st, err, workers, werr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestWorkersRunManyTasks: a server that schedules only and three remote

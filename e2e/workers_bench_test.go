@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/wasmtask/wasmtask/api"
+)
+
+// BenchmarkRemoteWorkers: no-op WAT tasks through the server's own
+// workers ("local", serve --workers 16) and through 1 and 2 remote
+// workers (serve --workers 0 + wasmtask worker --concurrency 16), all on
+// this machine. The engine is paused while the b.N tasks are submitted and
+// resumed for the measure, so tasks/s is execution alone (lease, run,
+// result, commit). lease-start-p50/p99-ms: from the engine's lease to the
+// attempt's start where it ran (the task view's leased_at and started_at,
+// millisecond resolution).
+//
+//	go test ./e2e -run '^$' -bench 'RemoteWorkers|LeaseRoundTrip' -benchtime 5000x -count 3
+func BenchmarkRemoteWorkers(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		workers int // remote; 0: local
+	}{{"local", 0}, {"remote-1", 1}, {"remote-2", 2}} {
+		b.Run(tc.name, func(b *testing.B) {
+			opts := serverOpts{workers: 16}
+			if tc.workers > 0 {
+				opts = serverOpts{scheduleOnly: true}
+			}
+			s := startServer(b, opts)
+			s.deploy("noop", module(b, "noop"))
+			var names []string
+			for i := range tc.workers {
+				name := fmt.Sprintf("w%d", i+1)
+				startWorker(b, s, name, "--concurrency", "16")
+				names = append(names, name)
+			}
+			waitConnected(b, s, names...)
+			ctx := context.Background()
+			if _, err := s.client.EnginePause(ctx); err != nil {
+				b.Fatal(err)
+			}
+			specs := make([]api.TaskSpec, b.N)
+			for i := range specs {
+				specs[i] = api.TaskSpec{Handler: "noop"}
+			}
+			submitBatches(b, s, specs)
+			b.ResetTimer()
+			start := time.Now()
+			if _, err := s.client.EngineResume(ctx); err != nil {
+				b.Fatal(err)
+			}
+			waitAllFinal(b, s, b.N, 5*time.Minute)
+			elapsed := time.Since(start)
+			b.StopTimer()
+			var lat []time.Duration
+			for _, v := range allTasks(b, s) {
+				a := v.Runs[0].Attempts[0]
+				leased, err1 := time.Parse(time.RFC3339Nano, a.LeasedAt)
+				started, err2 := time.Parse(time.RFC3339Nano, a.StartedAt)
+				if v.State != "completed" || err1 != nil || err2 != nil {
+					b.Fatalf("task %s: %s %+v", v.ID, v.State, a)
+				}
+				lat = append(lat, started.Sub(leased))
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "lease-start-p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "lease-start-p99-ms")
+		})
+	}
+}
+
+// BenchmarkWorkerLeaseRoundTrip: one POST /v1/workers/lease (max 1, no
+// wait) answered with an attempt, timed from the client, with the result
+// posted after each (untimed) so the engine leases the next: the lease
+// round trip a worker pays when work is ready.
+//
+//	go test ./e2e -run '^$' -bench LeaseRoundTrip -benchtime 2000x
+func BenchmarkWorkerLeaseRoundTrip(b *testing.B) {
+	s := startServer(b, serverOpts{scheduleOnly: true})
+	s.deploy("noop", module(b, "noop"))
+	specs := make([]api.TaskSpec, b.N)
+	for i := range specs {
+		specs[i] = api.TaskSpec{Handler: "noop"}
+	}
+	submitBatches(b, s, specs)
+	ctx := context.Background()
+	hello := api.WorkerHello{Worker: "bench-rtt", Name: "bench", Concurrency: 16}
+	noWait := int64(0)
+	rtt := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for len(rtt) < b.N {
+		t0 := time.Now()
+		res, err := s.client.WorkerLease(ctx, api.LeaseRequest{WorkerHello: hello, Max: 1, WaitMs: &noWait})
+		d := time.Since(t0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Leases) == 0 {
+			continue // the engine has not leased the next one yet
+		}
+		rtt = append(rtt, d)
+		now := time.Now()
+		if _, err := s.client.WorkerResults(ctx, api.ResultRequest{WorkerHello: hello, Results: []api.WorkerResult{
+			{Lease: res.Leases[0].Lease, Outcome: "ok", StartedAt: now, FinishedAt: now}}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	slices.Sort(rtt)
+	b.ReportMetric(float64(rtt[len(rtt)/2].Microseconds())/1000, "lease-rtt-p50-ms")
+	b.ReportMetric(float64(rtt[len(rtt)*99/100].Microseconds())/1000, "lease-rtt-p99-ms")
+}
