@@ -97,9 +97,13 @@ type remoteWorker struct {
 	connectedAt    time.Time
 	lastSeen       time.Time
 	live           bool
-	polls          int // lease requests waiting
-	inFlight       int
-	stats          workerStats
+	// stalled: one of its leases expired, so it is not processing (stopped,
+	// cut off): a lease request it sent before does not take attempts, and
+	// it is not connected, until a new request proves it alive.
+	stalled  bool
+	polls    int // lease requests waiting
+	inFlight int
+	stats    workerStats
 }
 
 type workerStats struct {
@@ -318,6 +322,7 @@ func (b *Broker) helloLocked(h WorkerHello, addr string, now time.Time) (*remote
 		w = &remoteWorker{id: h.Worker, connectedAt: now}
 		b.workers[h.Worker] = w
 	}
+	w.stalled = false
 	if !w.live {
 		w.live, changed = true, true
 		w.connectedAt = now
@@ -347,7 +352,6 @@ func (b *Broker) lease(ctx context.Context, h WorkerHello, addr string, max int,
 	defer func() {
 		b.mu.Lock()
 		w.polls--
-		w.lastSeen = time.Now()
 		b.mu.Unlock()
 	}()
 	timer := time.NewTimer(wait)
@@ -374,6 +378,9 @@ func (b *Broker) lease(ctx context.Context, h WorkerHello, addr string, max int,
 
 // takeLocked takes up to max queued jobs w serves, oldest first.
 func (b *Broker) takeLocked(w *remoteWorker, max int) []*remoteLease {
+	if !w.live {
+		return nil // stalled or gone: its request may be answered to no one
+	}
 	var got []*remoteLease
 	now := time.Now()
 	kept := b.queue[:0]
@@ -456,6 +463,9 @@ func (b *Broker) result(h WorkerHello, addr string, r WorkerResult) (status, why
 	now := time.Now()
 	b.mu.Lock()
 	w, changed := b.helloLocked(h, addr, now)
+	if changed {
+		defer b.refresh() // after the unlocks below, on every path
+	}
 	l := b.leases[r.Lease]
 	switch {
 	case l == nil && b.closed[r.Lease] == "applied":
@@ -492,9 +502,6 @@ func (b *Broker) result(h WorkerHello, addr string, r WorkerResult) (status, why
 		w.stats.start.observe(res.StartedAt.Sub(l.queuedAt))
 	}
 	b.mu.Unlock()
-	if changed {
-		b.refresh()
-	}
 	l.done <- res
 	return resultApplied, ""
 }
@@ -528,20 +535,21 @@ func (b *Broker) expire(now time.Time) bool {
 		}
 		b.closeLeaseLocked(l, "lost")
 		l.worker.stats.lost++
+		l.worker.stalled = true
 		b.log.Warn("worker lease expired: the attempt is lost and will be retried", "worker", l.worker.name, "task", l.job.Task,
 			"run", l.job.Run, "attempt", l.job.Attempt, "silent_for", now.Sub(l.seen).Round(time.Millisecond))
 		l.done <- dispatch.Result{Outcome: dispatch.OutcomeLost, Retryable: true, Worker: l.worker.name,
 			Error: fmt.Sprintf("lease expired: worker %s (%s) sent no heartbeat for %s", l.worker.name, l.worker.addr, b.cfg.LeaseTimeout)}
 	}
 	for id, w := range b.workers {
-		if !w.live || w.polls > 0 || now.Sub(w.lastSeen) <= b.cfg.LeaseTimeout {
+		if !w.live || !w.stalled && (w.polls > 0 || now.Sub(w.lastSeen) <= b.cfg.LeaseTimeout) {
 			if !w.live && now.Sub(w.lastSeen) > time.Hour {
 				delete(b.workers, id) // gone for long: no longer listed
 			}
 			continue
 		}
 		w.live, changed = false, true
-		b.log.Warn("worker gone: not heard from within the lease timeout", "worker", w.name, "addr", w.addr, "timeout", b.cfg.LeaseTimeout)
+		b.log.Warn("worker gone: not heard from within the lease timeout", "worker", w.name, "addr", w.addr, "timeout", b.cfg.LeaseTimeout, "lease_expired", w.stalled)
 	}
 	if changed {
 		b.failUnservedLocked()

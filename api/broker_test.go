@@ -321,3 +321,38 @@ func TestWorkerRoutesNeedTokenAndModuleFetchChecksHash(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerFirstSeenThroughRefusedResult: a worker whose first request to
+// a (restarted) server is a result for a lease the server does not know
+// gets 409 and is counted as connected: the engine leases to it.
+func TestWorkerFirstSeenThroughRefusedResult(t *testing.T) {
+	b := setupRemote(t, 0, 10*time.Second, "")
+	id := b.submit(t, api.TaskSpec{Handler: "echo"})
+	w := hello("back")
+	_, err := b.cl.WorkerResults(context.Background(), api.ResultRequest{WorkerHello: w, Results: []api.WorkerResult{okResult("old.1.ffff", "stale")}})
+	if !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("result for an unknown lease: %v, want 409", err)
+	}
+	if l := b.leaseOne(t, w); l.Task != id {
+		t.Fatalf("lease %+v", l)
+	}
+}
+
+// TestWorkerWithExpiredLeaseTakesNoMore: once a worker's lease expired, a
+// lease request it had already sent takes no attempt (it may be answered
+// to a stopped process); its next request makes it eligible again.
+func TestWorkerWithExpiredLeaseTakesNoMore(t *testing.T) {
+	b := setupRemote(t, 0, 300*time.Millisecond, "")
+	b.submit(t, api.TaskSpec{Handler: "echo", Backoff: &api.Backoff{Kind: "fixed", Base: "1ms"}})
+	stuck := hello("stuck")
+	first := b.leaseOne(t, stuck)
+	// stuck's next request is already waiting when its first lease expires
+	res, err := b.cl.WorkerLease(context.Background(), api.LeaseRequest{WorkerHello: stuck, Max: 1, WaitMs: ms(1500)})
+	if err != nil || len(res.Leases) != 0 {
+		t.Fatalf("a stalled worker's pending request got %+v (%v); want none", res.Leases, err)
+	}
+	second := b.leaseOne(t, stuck) // a new request: alive again
+	if second.Run != first.Run || second.Attempt != 2 {
+		t.Fatalf("second lease %+v", second)
+	}
+}
