@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmtask/wasmtask/dispatch"
@@ -61,8 +62,9 @@ type Broker struct {
 	closedIDs []string                 // closed's keys, oldest first (bounded)
 	stopping  bool
 
-	stop chan struct{}
-	done chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	attached atomic.Bool
 }
 
 // closedMemory bounds the closed leases remembered for fencing answers
@@ -140,16 +142,19 @@ func (b *Broker) Attach(e *dispatch.Engine) {
 	b.engine = e
 	b.mu.Unlock()
 	b.refresh()
+	b.attached.Store(true)
 	go b.expireLoop()
 }
 
-// Close stops the expiry loop.
+// Close stops the expiry loop (if Attach started it).
 func (b *Broker) Close() {
 	select {
 	case <-b.stop:
 	default:
 		close(b.stop)
-		<-b.done
+		if b.attached.Load() {
+			<-b.done
+		}
 	}
 }
 

@@ -122,7 +122,8 @@ func TestServeRefuses(t *testing.T) {
 		t.Errorf("the first server after the refused second one: %s", r)
 	}
 	for _, args := range [][]string{
-		{"serve", "--data-dir", t.TempDir(), "--workers", "0"},
+		{"serve", "--data-dir", t.TempDir(), "--workers", "-1"},
+		{"serve", "--data-dir", t.TempDir(), "--worker-lease-timeout", "10ms"},
 		{"serve", "--data-dir", t.TempDir(), "--no-such-flag"},
 		{"serve", "extra-argument"},
 	} {
