@@ -155,5 +155,9 @@ func BenchmarkSubmit(b *testing.B) {
 		}
 		c.converged()
 		run(b, func() *dispatch.Engine { return n1.Engine() })
+		if st := n1.Status(); st.Commits > 0 {
+			b.ReportMetric(1000*st.CommitSeconds/float64(st.Commits), "commit-ms")
+			b.ReportMetric(float64(st.CommitEvents)/float64(st.Commits), "events/commit")
+		}
 	})
 }

@@ -59,6 +59,19 @@ func newRaftLog(r *raft.Raft, applied uint64, stats *commitStats, earlyWindow ti
 	return l
 }
 
+// pipelineDepth bounds the entries in flight the loop adds to tick by
+// tick (dispatch.Pipeliner); past it, ticks gather into the next entry.
+// Raft's cost is per entry as much as per byte: a few larger entries beat
+// many small ones, and a short pipeline keeps the followers busy.
+var pipelineDepth = 2
+
+// WantsFrame reports whether the loop should apply a tick's frame now.
+func (l *raftLog) WantsFrame() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.inflight) < pipelineDepth
+}
+
 // EarlyStartOK lets an attempt start once its lease is written to raft,
 // before it is committed, only while this node surely still leads: within
 // earlyWindow (half the heartbeat timeout) of issuing an entry that a

@@ -107,6 +107,10 @@ func Open(cfg Config) (*Node, error) {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 		rc.TrailingLogs = cfg.SnapshotThreshold
 	}
+	// The engine's loop applies a frame per tick: a buffered apply channel
+	// lets it go on stepping while raft's leader loop writes the previous
+	// batch (unbuffered, each Apply waited for that loop).
+	rc.BatchApplyCh = true
 	notify := make(chan bool, 16)
 	rc.NotifyCh = notify
 

@@ -149,6 +149,19 @@ type CommitterTo interface {
 	CommitTo(seq uint64) (durable uint64, err error)
 }
 
+// Pipeliner is implemented by a Log that commits frames one after another
+// without waiting for the previous one (the raft log): while it wants
+// more, the loop writes each tick's frame at once rather than holding it
+// for the next commit.
+type Pipeliner interface {
+	WantsFrame() bool
+}
+
+func (e *Engine) pipelines() bool {
+	p, ok := e.out.(Pipeliner)
+	return ok && p.WantsFrame()
+}
+
 // EarlyStartGate is implemented by a Log that must sometimes hold every
 // attempt until its lease is durable (as DurableLeases does always): the
 // raft log while its node cannot be sure it still leads, so that a deposed
@@ -699,10 +712,11 @@ func (e *Engine) pend(tick *committedTick, events []Event) error {
 		return e.handOff()
 	default:
 	}
-	if len(p.records) >= frameEvents || (e.wal == nil && len(p.records) > 0) {
-		// On a replicated Log each tick's frame goes out at once: the log
-		// pipelines it behind the commit in flight (a round trip to the
-		// followers, not a local fsync, is what the next tick would wait for).
+	if len(p.records) >= frameEvents || (len(p.records) > 0 && e.pipelines()) {
+		// A replicated Log takes a tick's frame at once while it has room
+		// in its pipeline: it commits it behind the entries in flight (a
+		// round trip to the followers, not a local fsync, is what the next
+		// tick would wait for).
 		return e.writeFrame()
 	}
 	return nil
