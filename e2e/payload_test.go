@@ -85,6 +85,9 @@ func TestPayloadMemoryBounded(t *testing.T) {
 	if raceEnabled {
 		n = 400 // a race-enabled server is several times slower
 	}
+	if v, err := strconv.Atoi(os.Getenv("WASMTASK_PAYLOAD_TASKS")); err == nil && v > 0 {
+		n = v // for before/after figures
+	}
 	s := startServer(t, serverOpts{workers: 4, extra: []string{"--max-payload-memory", "32MiB"}})
 	s.deploy("flaky", module(t, "flaky"))
 
