@@ -262,6 +262,7 @@ func applyFinished(s *State, e *Event) error {
 	}
 	a := r.Current()
 	a.FinishedAt, a.Outcome, a.Retryable, a.Error, a.Output, a.Module, a.Log = cmp.Or(e.ExecEnd, e.At), e.Outcome, e.Retryable, e.Error, e.Output, e.Module, e.Log
+	a.OutputRef, a.OutputSize = e.OutputRef, e.OutputSize
 	if e.ExecStart != 0 {
 		a.StartedAt = e.ExecStart // as the executor measured it
 	}

@@ -95,7 +95,8 @@ func appendSpec(dst []byte, s *TaskSpec) ([]byte, error) {
 		b, err := encMode.Marshal(s)
 		return append(dst, b...), err
 	}
-	dst = appendHead(dst, cborMap, 5+count(s.ID != "", len(s.Input) > 0, s.Priority != 0, s.NotBeforeMs != 0, len(s.Labels) > 0))
+	dst = appendHead(dst, cborMap, 5+count(s.ID != "", len(s.Input) > 0, s.Priority != 0, s.NotBeforeMs != 0, len(s.Labels) > 0,
+		s.InputRef != "", s.InputSize != 0))
 	if s.ID != "" {
 		dst = appendText(dst, 1, string(s.ID))
 	}
@@ -155,6 +156,13 @@ func appendSpec(dst []byte, s *TaskSpec) ([]byte, error) {
 			dst = appendHead(dst, cborText, uint64(len(v)))
 			dst = append(dst, v...)
 		}
+	}
+	// Keys 11-14 (workflow fields) never reach this encoder.
+	if s.InputRef != "" {
+		dst = appendText(dst, 15, s.InputRef)
+	}
+	if s.InputSize != 0 {
+		dst = appendInt(dst, 16, s.InputSize)
 	}
 	return dst, nil
 }
@@ -218,7 +226,7 @@ func appendRun(dst []byte, r *Run) []byte {
 
 func appendAttempt(dst []byte, a *Attempt) []byte {
 	dst = appendHead(dst, cborMap, 2+count(a.Worker != "", a.StartedAt != 0, a.FinishedAt != 0, a.Outcome != "",
-		a.Retryable, a.Error != "", len(a.Output) > 0, a.Module != "", len(a.Log) > 0))
+		a.Retryable, a.Error != "", len(a.Output) > 0, a.Module != "", len(a.Log) > 0, a.OutputRef != "", a.OutputSize != 0))
 	dst = appendInt(dst, 1, int64(a.Number))
 	if a.Worker != "" {
 		dst = appendText(dst, 2, a.Worker)
@@ -247,6 +255,12 @@ func appendAttempt(dst []byte, a *Attempt) []byte {
 	}
 	if len(a.Log) > 0 {
 		dst = appendByteString(dst, 11, a.Log)
+	}
+	if a.OutputRef != "" {
+		dst = appendText(dst, 12, a.OutputRef)
+	}
+	if a.OutputSize != 0 {
+		dst = appendInt(dst, 13, a.OutputSize)
 	}
 	return dst
 }

@@ -21,8 +21,11 @@ func randomCBORSpec(r *rand.Rand) *TaskSpec {
 	s := &TaskSpec{ID: TaskID(str()), Handler: str(), Policy: RunPolicy{Kind: PolicyKind(str()), Count: int(i()), EveryMs: i()},
 		MaxAttempts: int(i()), TimeoutMs: i(), Backoff: Backoff{Kind: BackoffKind(str()), BaseMs: i(), MaxMs: i(), Jitter: floats[r.IntN(len(floats))]},
 		Priority: int(i()), NotBeforeMs: i()}
-	if r.IntN(2) == 0 {
+	switch r.IntN(3) {
+	case 0:
 		s.Input = []byte(str())
+	case 1: // in the payload store
+		s.InputRef, s.InputSize = PayloadRefOf([]byte(str())), i()
 	}
 	switch r.IntN(3) {
 	case 0:
@@ -54,6 +57,9 @@ func randomCBORRun(r *rand.Rand, task TaskID, index int) *Run {
 			if r.IntN(2) == 0 {
 				a = Attempt{Number: n + 1, Worker: "pid1/w2", LeasedAt: 5, StartedAt: 6, FinishedAt: 7, Outcome: OutcomeTrap,
 					Retryable: true, Error: "boom ü", Output: []byte{0, 1, 2}, Module: "sha256:00"}
+			}
+			if r.IntN(3) == 0 {
+				a.Output, a.OutputRef, a.OutputSize = nil, PayloadRefOf([]byte{byte(n)}), r.Int64N(1<<24)
 			}
 			run.Attempts = append(run.Attempts, a)
 		}

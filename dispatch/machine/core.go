@@ -26,10 +26,14 @@ var (
 
 // Job is one attempt handed to an Executor.
 type Job struct {
-	Task        TaskID
-	Run         RunID
-	Handler     string
-	Input       []byte
+	Task    TaskID
+	Run     RunID
+	Handler string
+	Input   []byte
+	// InputRef and InputSize name the input in the payload store when it
+	// is not inline: the engine reads it into Input before Execute.
+	InputRef    string
+	InputSize   int64
 	Attempt     int // 1-based
 	MaxAttempts int
 	// DeadlineMs (unix ms) is when the attempt must end: its start plus
@@ -63,7 +67,11 @@ type Result struct {
 	Retryable bool // for OutcomeFailed: may the attempt be retried
 	Error     string
 	Output    []byte
-	Module    string // module version the attempt ran on (sha256:<hex>)
+	// OutputRef and OutputSize name the output in the payload store, where
+	// the engine's worker put it (Output is then empty).
+	OutputRef  string
+	OutputSize int64
+	Module     string // module version the attempt ran on (sha256:<hex>)
 	// Children are task specs (JSON, the spec of docs/task-spec.md) the handler
 	// submitted; they are committed with the attempt's success, in the same
 	// WAL frame, and dropped otherwise. Each needs an id derived from the
@@ -435,7 +443,8 @@ func (c *Core) handleResult(now int64, in ResultInput) error {
 	}
 	e := Event{Type: EvAttemptFinished, At: now, Task: r.Task, Run: r.ID, From: r.State, Attempt: in.Attempt,
 		Outcome: res.Outcome, Retryable: res.Outcome.Retryable(res.Retryable), Error: res.Error,
-		Output: res.Output, Module: res.Module, Log: res.Log, ExecStart: ran[0], ExecEnd: ran[1], Worker: validUTF8(res.Worker)}
+		Output: res.Output, Module: res.Module, Log: res.Log, ExecStart: ran[0], ExecEnd: ran[1], Worker: validUTF8(res.Worker),
+		OutputRef: res.OutputRef, OutputSize: res.OutputSize}
 	c.decideAfterAttempt(now, r, &e)
 	c.freeSlot(r.ID)
 	return c.emit(e)
@@ -604,6 +613,7 @@ func (c *Core) leaseReady(now int64) error {
 		}
 		c.batch.Starts = append(c.batch.Starts, Job{
 			Task: r.Task, Run: r.ID, Handler: t.Spec.Handler, Input: t.Spec.Input, Attempt: attempt,
+			InputRef: t.Spec.InputRef, InputSize: t.Spec.InputSize,
 			MaxAttempts: t.Spec.MaxAttempts, DeadlineMs: now + t.Spec.TimeoutMs, Worker: worker, Labels: t.Spec.Labels,
 			Parent: t.Spec.Parent, TimeoutMs: t.Spec.TimeoutMs, taskSeq: t.submitSeq,
 		})

@@ -83,6 +83,10 @@ type Event struct {
 	// time. Zero in logs written before they existed.
 	ExecStart int64 `cbor:"20,keyasint,omitempty" json:"exec_start,omitempty"`
 	ExecEnd   int64 `cbor:"21,keyasint,omitempty" json:"exec_end,omitempty"`
+	// OutputRef and OutputSize (EvAttemptFinished) name an output kept in
+	// the payload store instead of Output.
+	OutputRef  string `cbor:"22,keyasint,omitempty" json:"output_ref,omitempty"`
+	OutputSize int64  `cbor:"23,keyasint,omitempty" json:"output_size,omitempty"`
 }
 
 var (
@@ -178,7 +182,8 @@ func appendEventBody(dst []byte, e *Event) ([]byte, error) {
 	n := 0
 	for _, set := range [...]bool{e.At != 0, e.Task != "", e.Run != "", e.From != "", e.To != "", e.Spec != nil,
 		e.Index != 0, e.DueAt != 0, e.Attempt != 0, e.Worker != "", e.LeaseExp != 0, e.Outcome != "",
-		e.Retryable, e.Error != "", len(e.Output) > 0, e.Module != "", e.Reason != "", e.ExecStart != 0, e.ExecEnd != 0} {
+		e.Retryable, e.Error != "", len(e.Output) > 0, e.Module != "", e.Reason != "", e.ExecStart != 0, e.ExecEnd != 0,
+		e.OutputRef != "", e.OutputSize != 0} {
 		if set {
 			n++
 		}
@@ -245,6 +250,12 @@ func appendEventBody(dst []byte, e *Event) ([]byte, error) {
 	if e.ExecEnd != 0 {
 		dst = appendInt(dst, 21, e.ExecEnd)
 	}
+	if e.OutputRef != "" {
+		dst = appendText(dst, 22, e.OutputRef)
+	}
+	if e.OutputSize != 0 {
+		dst = appendInt(dst, 23, e.OutputSize)
+	}
 	return dst, nil
 }
 
@@ -309,12 +320,12 @@ func readString(b []byte, want byte) ([]byte, []byte, bool) {
 // path never accepts what the library would reject or read differently.
 func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
 	major, n, b, ok := readHead(b)
-	if !ok || major != cborMap || n > 19 {
+	if !ok || major != cborMap || n > 21 {
 		return nil, false
 	}
 	prev := byte(0)
 	for range n {
-		if len(b) == 0 || b[0] <= prev || b[0] > 21 || b[0] == 18 || b[0] == 19 {
+		if len(b) == 0 || b[0] <= prev || b[0] > 23 || b[0] == 18 || b[0] == 19 {
 			return nil, false // not a known key in ascending order (18, 19: the library's)
 		}
 		key := b[0]
@@ -322,7 +333,7 @@ func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
 		var iv int64
 		var sv []byte
 		switch key {
-		case 1, 7, 8, 9, 11, 20, 21:
+		case 1, 7, 8, 9, 11, 20, 21, 23:
 			iv, b, ok = readInt(b)
 			if ok && (key == 7 || key == 9) && int64(int(iv)) != iv {
 				ok = false
@@ -392,6 +403,10 @@ func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
 			e.ExecStart = iv
 		case 21:
 			e.ExecEnd = iv
+		case 22:
+			e.OutputRef = string(sv)
+		case 23:
+			e.OutputSize = iv
 		}
 	}
 	return b, true
@@ -442,8 +457,14 @@ func readTextField(b []byte, dst *string) ([]byte, bool) {
 // Floats are read only as float64 (what a jitter like 0.1 needs); labels
 // only with keys in the encoded order, which rules out duplicates.
 func decodeSpec(b []byte, s *TaskSpec) ([]byte, bool) {
-	return mapKeys(b, 10, func(key byte, b []byte) ([]byte, bool) {
+	return mapKeys(b, 16, func(key byte, b []byte) ([]byte, bool) {
 		switch key {
+		case 11, 12, 13, 14:
+			return nil, false // workflow fields: the library's
+		case 15:
+			return readTextField(b, &s.InputRef)
+		case 16:
+			return readIntField(b, &s.InputSize)
 		case 1:
 			var id string
 			b, ok := readTextField(b, &id)

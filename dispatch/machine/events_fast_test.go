@@ -34,13 +34,19 @@ func randomEvent(r *rand.Rand) Event {
 		From: RunState(str()), To: RunState(str()), Index: int(i()), DueAt: i(), Attempt: int(i()), Worker: str(),
 		LeaseExp: i(), Outcome: Outcome(str()), Retryable: r.IntN(2) == 0, Error: str(), Module: str(), Reason: str(),
 		ExecStart: i(), ExecEnd: i()}
-	if r.IntN(3) == 0 {
+	switch r.IntN(4) {
+	case 0:
 		e.Output = []byte(str())
+	case 1: // in the payload store
+		e.OutputRef, e.OutputSize = str(), i()
 	}
 	if r.IntN(4) == 0 {
 		e.Spec = &TaskSpec{ID: TaskID(str()), Handler: str(), Input: []byte(str()), Policy: RunPolicy{Kind: PolicyRepeat, Count: int(i()), EveryMs: i()},
 			MaxAttempts: int(i()), TimeoutMs: i(), Backoff: Backoff{Kind: BackoffExponential, BaseMs: i(), MaxMs: i(), Jitter: r.Float64()},
 			Priority: int(i()), NotBeforeMs: i()}
+		if r.IntN(3) == 0 {
+			e.Spec.Input, e.Spec.InputRef, e.Spec.InputSize = nil, str(), i()
+		}
 		if r.IntN(2) == 0 {
 			e.Spec.Labels = map[string]string{str(): str(), "b": "1", "aa": "2"}
 		}

@@ -1,6 +1,8 @@
 package machine
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"regexp"
@@ -165,6 +167,48 @@ type TaskSpec struct {
 	// TolerateChildFailures lets this task complete even when a child
 	// failed or was canceled.
 	TolerateChildFailures bool `cbor:"14,keyasint,omitempty" json:"tolerate_child_failures,omitempty"`
+	// InputRef names the input in the engine's payload store ("sha256:" and
+	// the hex SHA-256 of its InputSize bytes) when it was too large to keep
+	// in the WAL record and in memory; Input is then empty. Set by the
+	// engine, never by clients.
+	InputRef  string `cbor:"15,keyasint,omitempty" json:"input_ref,omitempty"`
+	InputSize int64  `cbor:"16,keyasint,omitempty" json:"input_size,omitempty"`
+}
+
+// ValidPayloadRef reports whether ref has the form of a payload store
+// reference: "sha256:" and 64 lower-case hex digits.
+func ValidPayloadRef(ref string) bool {
+	h, ok := strings.CutPrefix(ref, "sha256:")
+	if !ok || len(h) != 2*sha256.Size {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// PayloadRefOf returns the payload store reference of b.
+func PayloadRefOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// sameInput reports whether two specs carry the same input, inline or by
+// reference (a log written before payloads spilled holds it inline).
+func (s *TaskSpec) sameInput(o *TaskSpec) bool {
+	switch {
+	case s.InputRef == "" && o.InputRef == "":
+		return string(s.Input) == string(o.Input)
+	case s.InputRef != "" && o.InputRef != "":
+		return s.InputRef == o.InputRef && s.InputSize == o.InputSize
+	case s.InputRef != "":
+		return int64(len(o.Input)) == s.InputSize && PayloadRefOf(o.Input) == s.InputRef
+	default:
+		return int64(len(s.Input)) == o.InputSize && PayloadRefOf(s.Input) == o.InputRef
+	}
 }
 
 // workflowFields reports whether s uses fields the hand-written encoder
@@ -227,6 +271,16 @@ func (s *TaskSpec) Normalize() error {
 	}
 	if len(s.Input) > MaxInputBytes {
 		return Invalid("input", "is %d bytes, the limit is %d", len(s.Input), MaxInputBytes)
+	}
+	if s.InputRef != "" || s.InputSize != 0 {
+		switch {
+		case !ValidPayloadRef(s.InputRef):
+			return Invalid("input_ref", "must be sha256:<64 hex digits>, got %q", s.InputRef)
+		case len(s.Input) > 0:
+			return Invalid("input_ref", "given with an inline input")
+		case s.InputSize < 0 || s.InputSize > MaxInputBytes:
+			return Invalid("input_size", "must be between 0 and %d, got %d", MaxInputBytes, s.InputSize)
+		}
 	}
 	switch s.Policy.Kind {
 	case "", PolicyOnce:
@@ -325,7 +379,7 @@ func (s *TaskSpec) Normalize() error {
 
 // SameAs reports whether two normalized specs are the same submission.
 func (s *TaskSpec) SameAs(o *TaskSpec) bool {
-	return s.ID == o.ID && s.Handler == o.Handler && string(s.Input) == string(o.Input) &&
+	return s.ID == o.ID && s.Handler == o.Handler && s.sameInput(o) &&
 		s.Policy == o.Policy && s.MaxAttempts == o.MaxAttempts && s.TimeoutMs == o.TimeoutMs &&
 		s.Backoff == o.Backoff && s.Priority == o.Priority && s.NotBeforeMs == o.NotBeforeMs &&
 		maps.Equal(s.Labels, o.Labels) && slices.Equal(s.After, o.After) && s.ConcurrencyKey == o.ConcurrencyKey &&
@@ -355,6 +409,11 @@ type Attempt struct {
 	// Log is what the handler logged (log import, stdout, stderr), bounded
 	// by the plugin's log quota.
 	Log []byte `cbor:"11,keyasint,omitempty" json:"log,omitempty"`
+	// OutputRef names the output in the engine's payload store when it was
+	// too large to keep inline (Output is then empty); OutputSize is its
+	// length.
+	OutputRef  string `cbor:"12,keyasint,omitempty" json:"output_ref,omitempty"`
+	OutputSize int64  `cbor:"13,keyasint,omitempty" json:"output_size,omitempty"`
 }
 
 // Run is one occurrence of a task. Retries are attempts of the same run.

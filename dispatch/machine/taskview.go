@@ -24,9 +24,16 @@ type TaskView struct {
 	Retries int `json:"retries,omitempty"`
 	// PrunedRuns counts old final runs of a cron task no longer listed.
 	PrunedRuns int `json:"pruned_runs,omitempty"`
-	// Output of the last successful attempt, if any.
-	Output []byte `json:"output,omitempty"`
-	seq    uint64
+	// Output of the last successful attempt, if any. When it is in the
+	// payload store, OutputRef and OutputSize name it and the engine reads
+	// it into Output.
+	Output     []byte `json:"output,omitempty"`
+	OutputRef  string `json:"output_ref,omitempty"`
+	OutputSize int64  `json:"output_size,omitempty"`
+	// PayloadError says why an input or output in the payload store could
+	// not be read (a damaged file, named); the rest of the view is sound.
+	PayloadError string `json:"payload_error,omitempty"`
+	seq          uint64
 }
 
 // Final reports whether the task can no longer change.
@@ -53,7 +60,7 @@ func ViewOf(s *State, t *Task) TaskView {
 		v.Runs = append(v.Runs, r)
 		if r.State == RunCompleted {
 			if a := r.Current(); a != nil {
-				v.Output = a.Output
+				v.Output, v.OutputRef, v.OutputSize = a.Output, a.OutputRef, a.OutputSize
 			}
 		}
 	}
