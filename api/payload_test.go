@@ -79,6 +79,11 @@ func TestSubmitBusy(t *testing.T) {
 	if r.status != 201 {
 		t.Fatalf("a submission larger than the budget with nothing else held: %d %s, want 201", r.status, r.body)
 	}
+	var bigView api.TaskView
+	r.decode(t, &bigView)
+	if v, err := c.TaskWait(ctx, bigView.ID, 30*time.Second); err != nil || v.State != "completed" || v.Output == nil || len(*v.Output) != budget {
+		t.Fatalf("the large task: %v, state %q", err, v.State)
+	}
 	if used := b.engine.PayloadStats().MemoryUsed; used != 0 {
 		t.Fatalf("%d bytes of payload memory held after the submissions ended, want 0", used)
 	}

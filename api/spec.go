@@ -65,6 +65,9 @@ type TaskView struct {
 	Retries int `json:"retries,omitempty"`
 	// PrunedRuns counts old final runs of a cron task no longer listed.
 	PrunedRuns int `json:"pruned_runs,omitempty"`
+	// PayloadError names a payload file (an output kept in the data dir's
+	// payload store) that could not be read back; the output is left out.
+	PayloadError string `json:"payload_error,omitempty"`
 }
 
 type RunView struct {
@@ -116,8 +119,9 @@ func viewFrom(v dispatch.TaskView) TaskView {
 	out := TaskView{ID: string(v.ID), Handler: v.Handler, State: string(v.State), Children: []string{}, Parent: string(v.Parent),
 		CancelNote:  v.CancelNote,
 		SubmittedAt: msTime(v.SubmittedAt), FinishedAt: msTime(v.FinalAt), MaxAttempts: v.Spec.MaxAttempts,
-		Priority: v.Spec.Priority, Labels: v.Spec.Labels, Runs: []RunView{}, Retries: v.Retries, PrunedRuns: v.PrunedRuns}
-	if v.State == dispatch.TaskCompleted || v.Output != nil {
+		Priority: v.Spec.Priority, Labels: v.Spec.Labels, Runs: []RunView{}, Retries: v.Retries, PrunedRuns: v.PrunedRuns,
+		PayloadError: v.PayloadError}
+	if (v.State == dispatch.TaskCompleted || v.Output != nil) && (v.Output != nil || v.OutputRef == "") {
 		b := v.Output
 		if b == nil {
 			b = []byte{}

@@ -270,8 +270,11 @@ type RecoveryInfo struct {
 	SnapshotErrors []error
 	EventsReplayed uint64
 	BytesReplayed  uint64 // record bytes of the events replayed
-	Duration       time.Duration
-	WAL            segwal.Recovery
+	// PayloadErrors name the payload files the state needs that are
+	// missing or of the wrong size (each a *payload.DamagedError).
+	PayloadErrors []error
+	Duration      time.Duration
+	WAL           segwal.Recovery
 }
 
 // Engine runs the dispatch loop: the only goroutine that changes state and
@@ -387,6 +390,7 @@ func Open(cfg Config) (*Engine, error) {
 	e.setState(state)
 	e.sinceSnapshot = int(state.Applied - e.recovery.SnapshotSeq)
 	e.sinceSnapshotBytes = int64(e.recovery.BytesReplayed)
+	e.recovery.PayloadErrors = e.checkPayloads(state)
 	e.recovery.Duration = time.Since(start)
 	// Debug: the program embedding the engine reports recovery (wasmtask
 	// serve logs "recovered" with the WAL's repairs); this is the detail.
@@ -595,6 +599,7 @@ func (e *Engine) loop() {
 			tick.probes = probes
 		}
 		e.mu.Unlock()
+		e.unpinHandled(inputs)
 		var early []Job
 		early, tick.starts = e.splitEarly(tick.starts)
 		if err := e.pend(tick, batch.Events); err != nil {
@@ -1224,14 +1229,28 @@ func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (machine.
 	if err := spec.Normalize(); err != nil {
 		return machine.Reply{}, err
 	}
+	input := spec.Input
+	ref, err := e.spill(&spec)
+	if err != nil {
+		return machine.Reply{}, err
+	}
 	ch := replyChans.Get().(chan machine.Reply)
 	if err := e.send(ctx, &machine.SubmitInput{Spec: spec, Reply: ch, Normalized: true, View: view}); err != nil {
 		replyChans.Put(ch)
+		if ref != "" {
+			e.payloads.Unpin(ref) // the loop never saw it
+		}
 		return machine.Reply{}, err
 	}
 	r, received, err := e.awaitReply(ctx, ch)
 	if received {
 		replyChans.Put(ch) // its one reply was taken: nothing is sent on it again
+	}
+	if r.View != nil {
+		if r.View.Spec.InputRef == ref && ref != "" {
+			r.View.Spec.Input = input // the caller's bytes: no need to read them back
+		}
+		e.resolveView(r.View, true)
 	}
 	return r, err
 }
@@ -1247,7 +1266,10 @@ func (e *Engine) SubmitMany(ctx context.Context, specs []TaskSpec) (results []Su
 	in := make(machine.SubmitManyInput, 0, len(specs))
 	index := make([]int, 0, len(specs)) // in[k] is specs[index[k]]
 	for i, spec := range specs {
-		if errs[i] = spec.Normalize(); errs[i] == nil {
+		if errs[i] = spec.Normalize(); errs[i] != nil {
+			continue
+		}
+		if _, errs[i] = e.spill(&spec); errs[i] == nil {
 			in = append(in, machine.SubmitInput{Spec: spec, Reply: ch, Normalized: true})
 			index = append(index, i)
 		}
@@ -1256,6 +1278,7 @@ func (e *Engine) SubmitMany(ctx context.Context, specs []TaskSpec) (results []Su
 		return results, errs, nil
 	}
 	if err := e.send(ctx, in); err != nil {
+		e.unpinHandled([]any{in}) // the loop never saw them
 		return nil, nil, err
 	}
 	for _, i := range index {

@@ -1,7 +1,11 @@
 package dispatch
 
 import (
+	"errors"
 	"fmt"
+
+	"github.com/wasmtask/wasmtask/dispatch/machine"
+	"github.com/wasmtask/wasmtask/dispatch/payload"
 )
 
 // BusyError refuses a submission whose payload does not fit in the memory
@@ -45,4 +49,183 @@ func (e *Engine) PayloadStats() PayloadStats {
 	files, bytes := e.payloads.Usage()
 	return PayloadStats{MemoryUsed: e.budget.Used(), MemoryPeak: e.budget.Peak(), MemoryMax: e.budget.Max(),
 		StoreFiles: files, StoreBytes: bytes, Throttled: e.throttled.Load()}
+}
+
+// spill moves spec's input to the payload store when it is larger than
+// Config.InlinePayloadBytes, so that neither the WAL record nor the state
+// holds it. It returns the reference, pinned until the loop has handled
+// the submission (unpinHandled), or "" when the input stays inline. The
+// file is durable before spill returns, so before any WAL frame names it.
+func (e *Engine) spill(spec *TaskSpec) (string, error) {
+	if e.cfg.InlinePayloadBytes < 0 || len(spec.Input) <= e.cfg.InlinePayloadBytes {
+		return "", nil
+	}
+	ref, err := e.putPayload(spec.Input)
+	if err != nil {
+		return "", err
+	}
+	spec.InputRef, spec.InputSize, spec.Input = ref, int64(len(spec.Input)), nil
+	return ref, nil
+}
+
+// putPayload stores b; a full disk is reported as the engine reports its
+// own (*DiskFullError: 507 through the API).
+func (e *Engine) putPayload(b []byte) (string, error) {
+	ref, err := e.payloads.Put(b)
+	if err != nil {
+		if IsNoSpace(err) {
+			return "", NewDiskFullError(e.payloads.Dir(), err)
+		}
+		return "", fmt.Errorf("dispatch: %w", err)
+	}
+	return ref, nil
+}
+
+// unpinHandled releases the pins of the payloads named by inputs the loop
+// has just stepped: what they named is in the state now (or was refused),
+// and a snapshot captured from now on sees it.
+func (e *Engine) unpinHandled(inputs []any) {
+	for _, in := range inputs {
+		switch in := in.(type) {
+		case *machine.SubmitInput:
+			if in.Spec.InputRef != "" {
+				e.payloads.Unpin(in.Spec.InputRef)
+			}
+		case machine.SubmitManyInput:
+			for i := range in {
+				if in[i].Spec.InputRef != "" {
+					e.payloads.Unpin(in[i].Spec.InputRef)
+				}
+			}
+		case machine.ResultInput:
+			if in.Res.OutputRef != "" {
+				e.payloads.Unpin(in.Res.OutputRef)
+			}
+		}
+	}
+}
+
+// loadInput reads the input of job from the payload store into job.Input,
+// holding its bytes in the payload budget until release. A damaged or
+// missing file fails the attempt for good, naming the file: retrying
+// cannot bring the bytes back.
+func (e *Engine) loadInput(job *Job) (release func(), failed *Result) {
+	if job.InputRef == "" {
+		return func() {}, nil
+	}
+	n := job.InputSize
+	e.budget.Acquire(n)
+	release = func() { e.budget.Release(n) }
+	b, err := e.payloads.Get(job.InputRef, job.InputSize)
+	if err != nil {
+		release()
+		var damaged *payload.DamagedError
+		return func() {}, &Result{Outcome: OutcomeFailed, Retryable: !errors.As(err, &damaged), Error: "input: " + err.Error()}
+	}
+	job.Input = b
+	return release, nil
+}
+
+// spillOutput moves an attempt's output larger than the inline limit to
+// the payload store (res.OutputRef, pinned until the loop has handled the
+// result). If the store cannot take it (a full disk), the output stays
+// inline: an output is never lost for want of a file.
+func (e *Engine) spillOutput(res *Result) {
+	if e.cfg.InlinePayloadBytes < 0 || len(res.Output) <= e.cfg.InlinePayloadBytes {
+		return
+	}
+	n := int64(len(res.Output))
+	e.budget.Acquire(n)
+	defer e.budget.Release(n)
+	ref, err := e.putPayload(res.Output)
+	if err != nil {
+		e.log.Warn("dispatch: an output stays in memory: the payload store refused it", "bytes", n, "err", err)
+		return
+	}
+	res.OutputRef, res.OutputSize, res.Output = ref, n, nil
+}
+
+// resolveView reads what v names in the payload store: the outputs of its
+// attempts (and the task's output), and with input its spec's input. A
+// payload that cannot be read is left out and named in v.PayloadError.
+func (e *Engine) resolveView(v *TaskView, input bool) {
+	read := func(ref string, size int64) []byte {
+		b, err := e.payloads.Get(ref, size)
+		if err != nil {
+			if v.PayloadError == "" {
+				v.PayloadError = err.Error()
+			}
+			return nil
+		}
+		return b
+	}
+	if input && v.Spec.InputRef != "" && v.Spec.Input == nil {
+		v.Spec.Input = read(v.Spec.InputRef, v.Spec.InputSize)
+	}
+	var last []byte // the task output is its last completed run's
+	for i := range v.Runs {
+		r := &v.Runs[i]
+		for j := range r.Attempts {
+			a := &r.Attempts[j]
+			if a.OutputRef != "" && a.Output == nil {
+				a.Output = read(a.OutputRef, a.OutputSize)
+			}
+			if r.State == RunCompleted && j == len(r.Attempts)-1 && a.OutputRef != "" {
+				last = a.Output
+			}
+		}
+	}
+	if v.OutputRef != "" && v.Output == nil {
+		v.Output = last
+	}
+}
+
+// checkPayloads checks, by their size alone, that every payload the
+// recovered state names is in the store, and logs each that is not
+// (naming its file); the attempt that needs a damaged input fails naming
+// it, and views name a damaged output.
+func (e *Engine) checkPayloads(s *State) []error {
+	var errs []error
+	check := func(ref string, size int64) {
+		if ref == "" {
+			return
+		}
+		if err := e.payloads.Check(ref, size); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, t := range s.Tasks {
+		check(t.Spec.InputRef, t.Spec.InputSize)
+	}
+	for _, r := range s.Runs {
+		for i := range r.Attempts {
+			check(r.Attempts[i].OutputRef, r.Attempts[i].OutputSize)
+		}
+	}
+	const logged = 20
+	for i, err := range errs {
+		if i == logged {
+			e.log.Warn("dispatch: more damaged payload files", "count", len(errs)-logged)
+			break
+		}
+		e.log.Warn("dispatch: "+err.Error(), "payload_errors", len(errs))
+	}
+	return errs
+}
+
+// sweepPayloads removes the payload files that neither the snapshot just
+// written (capture) nor anything put since it was captured names.
+func (e *Engine) sweepPayloads(capture *machine.StateCapture) {
+	live := map[string]struct{}{}
+	capture.PayloadRefs(func(ref string) { live[ref] = struct{}{} })
+	files, freed, err := e.payloads.Sweep(func(ref string) bool {
+		_, ok := live[ref]
+		return ok
+	})
+	if err != nil {
+		e.log.Warn("dispatch: payload sweep", "err", err)
+	}
+	if files > 0 {
+		e.log.Debug("dispatch: payload files removed", "files", files, "bytes", freed)
+	}
 }

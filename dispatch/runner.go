@@ -121,7 +121,18 @@ func (r *runner) run(ctx *attemptCtx, job Job) {
 	r.mu.Unlock()
 	r.deadline.Reset(timeout)
 	r.timer.Reset(startedReportDelay)
-	res := safeExecute(ctx, e.cfg.Executor, job)
+	// An input in the payload store is read now, held in the payload
+	// budget while the attempt runs.
+	release, failed := e.loadInput(&job)
+	var res Result
+	if failed != nil {
+		res = *failed
+	} else {
+		res = safeExecute(ctx, e.cfg.Executor, job)
+	}
+	job.Input = nil
+	release()
+	e.spillOutput(&res)
 	r.mu.Lock()
 	r.started = machine.StartedInput{}
 	r.cur = nil

@@ -295,6 +295,7 @@ func (e *Engine) snapshot() chan error {
 		return nil
 	}
 	e.countFailedSnapshot()
+	e.payloads.BeginSweep() // what is put or pinned from now on is kept
 	capture := machine.CaptureState(e.state)
 	applied := e.state.Applied
 	e.snapTakenEvents, e.snapTakenBytes = e.sinceSnapshot, e.sinceSnapshotBytes
@@ -310,6 +311,7 @@ func (e *Engine) snapshot() chan error {
 		// must never get ahead of the WAL it continues.
 		if e.waitDurable(applied); e.durable.Load() < applied {
 			e.snapFailed.Store(true)
+			e.payloads.EndSweep()
 			done <- fmt.Errorf("dispatch: snapshot %d: %w: its events never became durable", applied, ErrStopped)
 			return
 		}
@@ -320,6 +322,7 @@ func (e *Engine) snapshot() chan error {
 			if IsNoSpace(err) {
 				e.disk.enter(err)
 			}
+			e.payloads.EndSweep()
 			done <- fmt.Errorf("dispatch: snapshot %d: %w", applied, err)
 			return
 		}
@@ -329,6 +332,7 @@ func (e *Engine) snapshot() chan error {
 		if err := e.wal.TruncateFront(oldest + 1); err != nil && !errors.Is(err, segwal.ErrClosed) {
 			e.log.Error("dispatch: WAL truncate after snapshot failed", "err", err)
 		}
+		e.sweepPayloads(capture)
 		done <- nil
 	}()
 	return done

@@ -20,6 +20,9 @@ func (e *Engine) Task(id TaskID) (v TaskView, ok bool) {
 			v = machine.ViewOf(s, t)
 		}
 	})
+	if ok {
+		e.resolveView(&v, true) // outside the lock: it reads files
+	}
 	return v, ok
 }
 
@@ -80,6 +83,9 @@ func (e *Engine) List(f ListFilter) []TaskView {
 			out[i] = machine.ViewOf(s, t)
 		}
 	})
+	for i := range out {
+		e.resolveView(&out[i], false) // outputs; inputs only in Task's single views
+	}
 	return out
 }
 

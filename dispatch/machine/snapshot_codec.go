@@ -226,3 +226,24 @@ func EncodeStateLibrary(s *State) ([]byte, error) {
 	}
 	return encMode.Marshal(&body)
 }
+
+// PayloadRefs calls ref for every payload store reference the capture
+// names (task inputs and attempt outputs): what a recovery from its
+// snapshot, or from any later point of the WAL, may read.
+func (c *StateCapture) PayloadRefs(ref func(string)) {
+	for _, ct := range c.tasks {
+		if ct.t.Spec.InputRef != "" {
+			ref(ct.t.Spec.InputRef)
+		}
+	}
+	for _, r := range c.runs {
+		if r == nil {
+			continue
+		}
+		for i := range r.Attempts {
+			if r.Attempts[i].OutputRef != "" {
+				ref(r.Attempts[i].OutputRef)
+			}
+		}
+	}
+}
