@@ -179,7 +179,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body := http.MaxBytesReader(w, r.Body, limit)
+	var b []byte
+	var err error
+	if n := r.ContentLength; n > 0 && n <= limit {
+		// One buffer of the announced size, rather than ReadAll's doubling
+		// (which leaves twice a large body in garbage).
+		b = make([]byte, n)
+		if _, err = io.ReadFull(body, b); err == nil {
+			var extra [1]byte
+			if k, _ := body.Read(extra[:]); k > 0 {
+				err = errors.New("the body is longer than its Content-Length")
+			}
+		}
+	} else {
+		b, err = io.ReadAll(body)
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

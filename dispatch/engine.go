@@ -345,8 +345,9 @@ type Engine struct {
 
 	disk *diskGuard // watches the data dir's free space (diskguard.go)
 
-	capacity atomic.Int64  // SetCapacity's bound; -1: Config.Workers
-	poke     chan struct{} // SetCapacity wakes the loop
+	capacity  atomic.Int64  // SetCapacity's bound; -1: Config.Workers
+	poke      chan struct{} // SetCapacity wakes the loop
+	collector collector     // collects after payload bytes were freed
 }
 
 type engineCounters struct {
@@ -398,6 +399,7 @@ func Open(cfg Config) (*Engine, error) {
 		"events_replayed", e.recovery.EventsReplayed, "bytes_replayed", e.recovery.BytesReplayed, "tasks", len(state.Tasks),
 		"duration", e.recovery.Duration, "torn_tail", e.recovery.WAL.TornTail != nil)
 	e.disk.check(wal.Reserve) // a server started on a full disk refuses work from the start
+	e.startCollector()
 	go e.loop()
 	e.workers.Add(1) // Close waits for the watcher as for the workers
 	go func() {
@@ -458,6 +460,7 @@ func openOnLog(cfg Config) (*Engine, error) {
 	state.Doomed, state.JustFinal = nil, nil
 	e.setState(state)
 	e.recovery.SnapshotSeq = state.Applied
+	e.startCollector()
 	go e.loop()
 	return e, nil
 }
@@ -1394,6 +1397,7 @@ func (e *Engine) Close() error {
 		<-e.done
 	}
 	e.workers.Wait()
+	e.stopCollector()
 	err := e.out.Close()
 	if e.err != nil {
 		return e.err

@@ -3,6 +3,8 @@ package dispatch
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/wasmtask/wasmtask/dispatch/machine"
 	"github.com/wasmtask/wasmtask/dispatch/payload"
@@ -228,4 +230,47 @@ func (e *Engine) sweepPayloads(capture *machine.StateCapture) {
 	if files > 0 {
 		e.log.Debug("dispatch: payload files removed", "files", files, "bytes", freed)
 	}
+}
+
+// collector runs a garbage collection each time another quarter of the
+// payload budget was freed (at least 1 MiB). The GC's own target is a
+// multiple of the live heap (serve runs at GOGC=200: three times it), so
+// without this the garbage of large payloads passing through would let
+// the heap grow to several times the budget; with it, payload garbage
+// stays near a quarter of the budget. One collection at a time; a kick
+// while one runs is folded into it.
+type collector struct {
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func (e *Engine) startCollector() {
+	c := &e.collector
+	c.kick, c.stop, c.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(c.done)
+		for {
+			select {
+			case <-c.kick:
+				runtime.GC()
+			case <-c.stop:
+				return
+			}
+		}
+	}()
+	e.budget.OnFreed(max(e.budget.Max()/4, 1<<20), func() {
+		select {
+		case c.kick <- struct{}{}:
+		default: // one is queued already
+		}
+	})
+}
+
+func (e *Engine) stopCollector() {
+	e.collector.once.Do(func() {
+		close(e.collector.stop)
+		<-e.collector.done
+	})
 }

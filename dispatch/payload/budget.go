@@ -10,6 +10,22 @@ type Budget struct {
 	used int64
 	max  int64
 	peak int64
+
+	// freed counts bytes released since onFreed last ran; past every
+	// freedEvery of them, onFreed runs (the engine starts a collection).
+	freed      int64
+	freedEvery int64
+	onFreed    func()
+}
+
+// OnFreed calls fn (on the releasing goroutine; fn must not block) each
+// time another every bytes were released: the bytes of payloads that are
+// garbage now. The engine collects then, so that the garbage of payloads
+// never grows to the GC's own target, a multiple of the live heap.
+func (b *Budget) OnFreed(every int64, fn func()) {
+	b.mu.Lock()
+	b.freedEvery, b.onFreed = every, fn
+	b.mu.Unlock()
 }
 
 // NewBudget returns a budget of max bytes.
@@ -56,7 +72,15 @@ func (b *Budget) Acquire(n int64) {
 func (b *Budget) Release(n int64) {
 	b.mu.Lock()
 	b.used -= n
+	b.freed += n
+	var fn func()
+	if b.onFreed != nil && b.freed >= b.freedEvery {
+		b.freed, fn = 0, b.onFreed
+	}
 	b.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
 }
 
 func (b *Budget) add(n int64) {

@@ -224,3 +224,16 @@ func TestBudget(t *testing.T) {
 		t.Fatalf("used %d peak %d, want 101 and 150", b.Used(), b.Peak())
 	}
 }
+
+func TestBudgetOnFreed(t *testing.T) {
+	b := NewBudget(100)
+	calls := 0
+	b.OnFreed(25, func() { calls++ })
+	for range 10 {
+		b.Acquire(10)
+		b.Release(10)
+	}
+	if calls != 3 { // after 30, 60 and 90 bytes freed
+		t.Fatalf("OnFreed ran %d times for 100 bytes freed every 25, want 3", calls)
+	}
+}

@@ -1,0 +1,224 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wasmtask/wasmtask/dispatch/payload"
+)
+
+// upper is an executor that outputs its input upper-cased.
+func upper(_ context.Context, j Job) Result {
+	return Result{Outcome: OutcomeOK, Output: bytes.ToUpper(j.Input)}
+}
+
+func payloadFiles(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(filepath.Join(dir, "payloads"), func(_ string, d os.DirEntry, _ error) error {
+		if d != nil && !d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// TestPayloadsSpill: inputs and outputs over the inline limit live in the
+// payload store, not in the state or the WAL record; the executor gets the
+// input, views get both, across a restart; inputs within the limit stay
+// inline.
+func TestPayloadsSpill(t *testing.T) {
+	r := newEngineRig(t, func(c *Config) { c.InlinePayloadBytes = 16 })
+	r.ex.set(upper)
+	big, small := strings.Repeat("big input ", 100), "small"
+	r.submit(TaskSpec{ID: "big", Input: []byte(big)})
+	r.submit(TaskSpec{ID: "small", Input: []byte(small)})
+	for _, id := range []TaskID{"big", "small"} {
+		r.wait(id)
+	}
+	check := func(when string) {
+		t.Helper()
+		r.e.mu.RLock()
+		spec, att := r.e.state.Tasks["big"].Spec, r.e.state.Runs["big#1"].Attempts[0]
+		smallSpec := r.e.state.Tasks["small"].Spec
+		r.e.mu.RUnlock()
+		if spec.Input != nil || spec.InputRef != payload.Ref([]byte(big)) || spec.InputSize != int64(len(big)) {
+			t.Fatalf("%s: the state holds the big input inline (%d bytes) or names it wrongly (%q, %d)", when, len(spec.Input), spec.InputRef, spec.InputSize)
+		}
+		if att.Output != nil || att.OutputRef == "" || att.OutputSize != int64(len(big)) {
+			t.Fatalf("%s: the state holds the big output inline (%d bytes, ref %q)", when, len(att.Output), att.OutputRef)
+		}
+		if string(smallSpec.Input) != small || smallSpec.InputRef != "" {
+			t.Fatalf("%s: the small input is not inline: %+v", when, smallSpec)
+		}
+		v := r.view("big")
+		if string(v.Spec.Input) != big || string(v.Output) != strings.ToUpper(big) || string(v.Runs[0].Attempts[0].Output) != strings.ToUpper(big) || v.PayloadError != "" {
+			t.Fatalf("%s: view has input %d bytes, output %d bytes (%q), want %d each", when, len(v.Spec.Input), len(v.Output), v.PayloadError, len(big))
+		}
+		if l := r.e.List(ListFilter{}); len(l) != 2 || string(l[1].Output) != strings.ToUpper(big) && string(l[0].Output) != strings.ToUpper(big) {
+			t.Fatalf("%s: List does not read the big output back", when)
+		}
+	}
+	check("live")
+	if got := string(r.ex.calls()[0].Input); got != big && string(r.ex.calls()[1].Input) != big {
+		t.Fatal("the executor did not get the big input")
+	}
+	if n := payloadFiles(t, r.cfg.Dir); n != 2 {
+		t.Fatalf("%d payload files, want 2 (the big input and output)", n)
+	}
+	r.reopen()
+	check("after a restart")
+
+	// The same spec again is a duplicate, not a conflict.
+	res := r.submit(TaskSpec{ID: "big", Input: []byte(big)})
+	if !res.Duplicate {
+		t.Fatalf("resubmitting the same big spec: %+v, want a duplicate", res)
+	}
+	if _, err := r.e.Submit(r.ctx(), TaskSpec{ID: "big", Handler: "h", Input: []byte(big + "!")}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("another input under the same id: %v, want ErrConflict", err)
+	}
+}
+
+// TestPayloadsInlineLogStillLoads: a log whose inputs were written inline
+// (an older server, or InlinePayloadBytes < 0) replays under the spilling
+// default: views and attempts see the bytes, a resubmission of the same
+// spec (now spilled) is a duplicate.
+func TestPayloadsInlineLogStillLoads(t *testing.T) {
+	r := newEngineRig(t, func(c *Config) { c.InlinePayloadBytes = -1 })
+	r.ex.set(upper)
+	big := strings.Repeat("x", 5000)
+	r.submit(TaskSpec{ID: "old", Input: []byte(big)})
+	r.wait("old")
+	if n := payloadFiles(t, r.cfg.Dir); n != 0 {
+		t.Fatalf("%d payload files with every payload inline, want 0", n)
+	}
+	r.close()
+	r.cfg.InlinePayloadBytes = 0 // the default: 1 KiB
+	r.open()
+	if v := r.view("old"); string(v.Spec.Input) != big || string(v.Output) != strings.ToUpper(big) {
+		t.Fatalf("inline payloads after the switch: input %d bytes, output %d", len(v.Spec.Input), len(v.Output))
+	}
+	if res := r.submit(TaskSpec{ID: "old", Input: []byte(big)}); !res.Duplicate {
+		t.Fatalf("the same spec, spilled this time: %+v, want a duplicate of the inline one", res)
+	}
+}
+
+// TestPayloadsSweep: after a snapshot, payload files of tasks deleted
+// (or dropped by retention) are removed; those still named are kept, and
+// so are files of submissions in flight.
+func TestPayloadsSweep(t *testing.T) {
+	r := newEngineRig(t, func(c *Config) { c.InlinePayloadBytes = 16 })
+	r.ex.set(upper)
+	for _, id := range []TaskID{"keep", "drop"} {
+		r.submit(TaskSpec{ID: id, Input: []byte(strings.Repeat(string(id), 100))})
+		r.wait(id)
+	}
+	if n := payloadFiles(t, r.cfg.Dir); n != 4 {
+		t.Fatalf("%d payload files, want 4", n)
+	}
+	// A payload put and pinned, as a submission on its way to the loop.
+	inFlight, err := r.e.payloads.Put([]byte("in flight, not yet applied"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.e.Delete(r.ctx(), "drop"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.e.Snapshot(r.ctx()); err != nil {
+		t.Fatal(err)
+	}
+	if n := payloadFiles(t, r.cfg.Dir); n != 3 {
+		t.Fatalf("%d payload files after the snapshot, want 3 (keep's input and output, the one in flight)", n)
+	}
+	if v := r.view("keep"); string(v.Output) != strings.ToUpper(strings.Repeat("keep", 100)) {
+		t.Fatal("a kept task lost its output")
+	}
+	r.e.payloads.Unpin(inFlight)
+	r.reopen()
+	if err := r.e.Snapshot(r.ctx()); err != nil {
+		t.Fatal(err)
+	}
+	if n := payloadFiles(t, r.cfg.Dir); n != 2 {
+		t.Fatalf("%d payload files after the next snapshot, want 2", n)
+	}
+	if st := r.e.PayloadStats(); st.StoreFiles != 2 {
+		t.Fatalf("stats count %d files, want 2", st.StoreFiles)
+	}
+}
+
+// TestPayloadBudgetHeldByAttempts: inputs of running attempts hold payload
+// memory, so submissions are refused (a *BusyError) while they run and
+// admitted again once they end; every accepted task completes.
+func TestPayloadBudgetHeldByAttempts(t *testing.T) {
+	const mib = 1 << 20
+	g := newGate(t, false)
+	r := newEngineRig(t, func(c *Config) { c.MaxPayloadMemory = 2*mib + mib/2 })
+	r.ex.set(g.execute)
+	for _, id := range []TaskID{"a", "b"} {
+		r.submit(TaskSpec{ID: id, Input: bytes.Repeat([]byte(id), mib)})
+	}
+	for range 2 {
+		if j := g.next(t); len(j.Input) != mib {
+			t.Fatalf("the executor got %d input bytes, want %d", len(j.Input), mib)
+		}
+	}
+	if used := r.e.PayloadStats().MemoryUsed; used != 2*mib {
+		t.Fatalf("%d bytes of payload memory held by two running attempts, want %d", used, 2*mib)
+	}
+	_, err := r.e.AdmitPayload(mib)
+	var busy *BusyError
+	if !errors.As(err, &busy) || busy.Used != 2*mib || busy.Need != mib || !strings.Contains(err.Error(), "--max-payload-memory") {
+		t.Fatalf("AdmitPayload while attempts hold the budget: %v, want a BusyError", err)
+	}
+	g.open()
+	for _, id := range []TaskID{"a", "b"} {
+		if v := r.wait(id); v.State != TaskCompleted {
+			t.Fatalf("%s: %s", id, v.State)
+		}
+	}
+	release, err := r.e.AdmitPayload(mib)
+	if err != nil {
+		t.Fatalf("AdmitPayload once the attempts ended: %v", err)
+	}
+	release()
+	if st := r.e.PayloadStats(); st.MemoryUsed != 0 || st.Throttled != 1 || st.MemoryPeak < 2*mib {
+		t.Fatalf("stats %+v, want nothing held, 1 refusal, a peak of at least 2 MiB", st)
+	}
+}
+
+// TestPayloadDamagedInput: an input file cut short fails its attempt for
+// good, naming the file; recovery named it first.
+func TestPayloadDamagedInput(t *testing.T) {
+	g := newGate(t, false)
+	r := newEngineRig(t, nil)
+	r.ex.set(g.execute)
+	r.e.Pause(r.ctx())
+	in := []byte(strings.Repeat("z", 4096))
+	r.submit(TaskSpec{ID: "torn", Input: in, MaxAttempts: 3})
+	r.close()
+	path := filepath.Join(r.cfg.Dir, "payloads", payload.Ref(in)[7:9], payload.Ref(in)[7:])
+	if err := os.Truncate(path, 10); err != nil {
+		t.Fatal(err)
+	}
+	r.open()
+	if errs := r.e.Recovery().PayloadErrors; len(errs) != 1 || !strings.Contains(errs[0].Error(), path) {
+		t.Fatalf("recovery payload errors %v, want one naming %s", errs, path)
+	}
+	r.e.Resume(r.ctx())
+	v := r.wait("torn")
+	if v.State != TaskFailed || len(v.Runs[0].Attempts) != 1 {
+		t.Fatalf("torn input: %s after %d attempts, want failed after 1", v.State, len(v.Runs[0].Attempts))
+	}
+	if msg := v.Runs[0].Attempts[0].Error; !strings.Contains(msg, path) || !strings.Contains(msg, "torn or truncated") {
+		t.Fatalf("error %q, want it to name %s", msg, path)
+	}
+	if len(r.ex.calls()) != 0 {
+		t.Fatal("the executor ran with a damaged input")
+	}
+}
