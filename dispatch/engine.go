@@ -1217,7 +1217,9 @@ func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (SubmitResult, error
 // SubmitView is Submit returning the task's view as of its submission
 // (for a duplicate, as of the resubmission). It is durable when SubmitView
 // returns, as Submit's answer is; Task called after Submit may wait for
-// one more fsync, as the loop has often stepped further by then.
+// one more fsync, as the loop has often stepped further by then. An input
+// kept in the payload store is not read back into the view: its
+// Spec.InputRef names it (Task reads it).
 func (e *Engine) SubmitView(ctx context.Context, spec TaskSpec) (SubmitResult, TaskView, error) {
 	r, err := e.submit(ctx, spec, true)
 	if err != nil || r.View == nil {
@@ -1232,7 +1234,6 @@ func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (machine.
 	if err := spec.Normalize(); err != nil {
 		return machine.Reply{}, err
 	}
-	input := spec.Input
 	ref, err := e.spill(&spec)
 	if err != nil {
 		return machine.Reply{}, err
@@ -1250,10 +1251,9 @@ func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (machine.
 		replyChans.Put(ch) // its one reply was taken: nothing is sent on it again
 	}
 	if r.View != nil {
-		if r.View.Spec.InputRef == ref && ref != "" {
-			r.View.Spec.Input = input // the caller's bytes: no need to read them back
-		}
-		e.resolveView(r.View, true)
+		// Outputs (a duplicate of a task that ran); the input stays named
+		// by Spec.InputRef (the caller has it; Task reads it back).
+		e.resolveView(r.View, false)
 	}
 	return r, err
 }

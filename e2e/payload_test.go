@@ -79,7 +79,7 @@ func TestPayloadMemoryBounded(t *testing.T) {
 		budget     = 32 << 20
 		tasks      = 2000
 		inputBytes = 1 << 20
-		submitters = 8
+		submitters = 16 // more than the budget admits at once: some get 429 and resend
 	)
 	n := tasks
 	if raceEnabled {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -64,13 +65,18 @@ func DecodeSpecJSON(b []byte) (SpecJSON, error) {
 	if err := checkSpecUTF8(b); err != nil {
 		return s, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
+	// json.Unmarshal reads b where it is; a Decoder would first copy it
+	// into a buffer grown by doubling: four times a 1 MiB input in
+	// garbage. Unknown fields are then found by knownFields.
+	if err := json.Unmarshal(b, &s); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) && strings.Contains(se.Error(), "after top-level value") {
+			return s, fieldErr("body", "unexpected data after the task spec")
+		}
 		return s, JSONFieldError(err)
 	}
-	if dec.More() {
-		return s, fieldErr("body", "unexpected data after the task spec")
+	if err := knownFields(b, reflect.TypeFor[SpecJSON]()); err != nil {
+		return s, err
 	}
 	if s.MaxAttempts == 0 && bytes.Contains(b, []byte(`"max_attempts"`)) {
 		// Omitted means the default; an explicit 0 is a mistake (it used
@@ -213,4 +219,58 @@ func ParseSpecJSON(b []byte) (TaskSpec, error) {
 		return TaskSpec{}, err
 	}
 	return js.ToSpec()
+}
+
+// rawValue keeps the bytes of a JSON value where they are (a slice of the
+// document being decoded, which outlives it): no copy of a large input.
+type rawValue []byte
+
+func (r *rawValue) UnmarshalJSON(b []byte) error {
+	*r = b
+	return nil
+}
+
+// knownFields reports the first member of the JSON object b, or of an
+// object nested in it, that typ (a struct) has no field for: what
+// Decoder.DisallowUnknownFields would, matching names as encoding/json
+// does (case-insensitively).
+func knownFields(b []byte, typ reflect.Type) error {
+	var members map[string]rawValue
+	if err := json.Unmarshal(b, &members); err != nil {
+		return nil // not an object: the typed decode reported it
+	}
+	for name, raw := range members {
+		f, ok := jsonField(typ, name)
+		if !ok {
+			return fieldErr(name, "unknown field (see docs/task-spec.md for the task spec)")
+		}
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct && len(raw) > 0 && raw[0] == '{' {
+			if err := knownFields(raw, ft); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// jsonField finds the field of struct typ that encoding/json decodes
+// member name into.
+func jsonField(typ reflect.Type, name string) (reflect.StructField, bool) {
+	for f := range typ.Fields() {
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == "-" || !f.IsExported() {
+			continue
+		}
+		if tag == "" {
+			tag = f.Name
+		}
+		if strings.EqualFold(tag, name) {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
