@@ -70,13 +70,14 @@ func (e *Engine) spill(spec *TaskSpec) (string, error) {
 	return ref, nil
 }
 
-// putPayload stores b; a full disk is reported as the engine reports its
-// own (*DiskFullError: 507 through the API).
+// putPayload stores b; a full disk starts a disk-full episode and is
+// reported as the engine reports its own (*DiskFullError: 507 through the
+// API).
 func (e *Engine) putPayload(b []byte) (string, error) {
 	ref, err := e.payloads.Put(b)
 	if err != nil {
 		if IsNoSpace(err) {
-			return "", NewDiskFullError(e.payloads.Dir(), err)
+			return "", e.diskFullFrom(err)
 		}
 		return "", fmt.Errorf("dispatch: %w", err)
 	}
