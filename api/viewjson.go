@@ -194,6 +194,7 @@ func (o *indentedJSON) taskView(v *TaskView) {
 	}
 	o.intOmit("retries", v.Retries)
 	o.intOmit("pruned_runs", v.PrunedRuns)
+	o.strOmit("payload_error", v.PayloadError)
 	o.close('}')
 }
 
