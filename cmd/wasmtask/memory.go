@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -16,7 +15,7 @@ type byteSize struct {
 }
 
 func (b *byteSize) Set(s string) error {
-	n, err := parseByteSize(s)
+	n, err := parseSize(s) // disk.go
 	if err != nil {
 		return err
 	}
@@ -29,36 +28,6 @@ func (b *byteSize) String() string {
 		return ""
 	}
 	return formatBytes(b.n)
-}
-
-// byteUnits: K, M, G, T and their KiB forms are powers of 1024; KB, MB,
-// GB, TB powers of 1000.
-var byteUnits = map[string]float64{
-	"": 1, "b": 1,
-	"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
-	"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
-	"g": 1 << 30, "gib": 1 << 30, "gb": 1e9,
-	"t": 1 << 40, "tib": 1 << 40, "tb": 1e12,
-}
-
-// parseByteSize reads a size such as 4096, 512MiB, 1.5GB or 64k.
-func parseByteSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	i := strings.IndexFunc(t, func(r rune) bool { return !('0' <= r && r <= '9' || r == '.') })
-	num, unit := t, ""
-	if i >= 0 {
-		num, unit = t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
-	}
-	mult, ok := byteUnits[unit]
-	v, err := strconv.ParseFloat(num, 64)
-	if !ok || err != nil || num == "" {
-		return 0, fmt.Errorf("%q is not a size: want a number of bytes with an optional unit (KiB, MiB, GiB, TiB = powers of 1024; KB, MB, GB, TB = powers of 1000), e.g. 512MiB", s)
-	}
-	v *= mult
-	if v < 0 || v > math.MaxInt64/2 {
-		return 0, fmt.Errorf("%q is out of range", s)
-	}
-	return int64(v), nil
 }
 
 // formatBytes prints n in the largest binary unit that divides it.

@@ -23,18 +23,18 @@ func TestParseByteSize(t *testing.T) {
 		{"MiB", 0, "is not a size"},
 		{"12 parsecs", 0, "is not a size"},
 		{"-1", 0, "is not a size"},
-		{"99999999TiB", 0, "out of range"},
+		{"99999999TiB", 0, "is not a size"},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := parseByteSize(tc.in)
+			got, err := parseSize(tc.in)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("parseByteSize(%q) = %d, %v; want an error saying %q", tc.in, got, err, tc.err)
+					t.Fatalf("parseSize(%q) = %d, %v; want an error saying %q", tc.in, got, err, tc.err)
 				}
 				return
 			}
 			if err != nil || got != tc.want {
-				t.Fatalf("parseByteSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+				t.Fatalf("parseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
 			}
 		})
 	}
