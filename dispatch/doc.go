@@ -170,6 +170,27 @@
 // Final tasks are dropped (EvTaskDropped) after Config.RetainFor or beyond
 // Config.RetainCount, so memory, disk and recovery time stay bounded.
 //
+// # Payloads
+//
+// An input or output larger than Config.InlinePayloadBytes (1 KiB) is not
+// kept in the WAL record or the state: Submit (and the worker, for an
+// output) writes it to the payload store (Dir/payloads, package payload:
+// content-addressed, fsynced and renamed into place) before the event
+// naming it (TaskSpec.InputRef, Attempt.OutputRef) is written, so a
+// durable reference always names a durable file. A runner reads the input
+// when its attempt starts; Task, Wait and List read outputs (Task inputs
+// too) outside the state lock. A payload is pinned from its write until the
+// loop has stepped the input naming it; a snapshot begins a sweep when it
+// captures the state and, once written, removes every file that neither
+// the capture nor a pin nor a later write names. Recovery checks that every
+// named file exists with its size; an attempt whose input is damaged fails
+// for good naming the file. Config.MaxPayloadMemory bounds the payload
+// bytes held for work in progress (AdmitPayload: the API's 429; running
+// attempts' inputs; outputs on their way to the store), and every quarter
+// of it freed starts a collection, so payload garbage does not grow with
+// the GC's multiple of the live heap. Logs whose payloads were written
+// inline replay unchanged.
+//
 // # Disk faults
 //
 // A full disk is a degraded mode, not a stop (diskguard.go). The free
