@@ -282,7 +282,7 @@ const submitMemoryFactor = 4
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
 	id := dispatch.TaskID(r.PathValue("id"))
-	v, ok := s.cfg.Engine.Task(id)
+	v, ok := s.cfg.Engine.TaskWithoutInput(id)
 	if !ok {
 		writeError(w, fmt.Errorf("%w: %q", dispatch.ErrNotFound, id))
 		return
@@ -313,7 +313,7 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
-	v, err := s.cfg.Engine.Wait(ctx, id)
+	v, err := s.cfg.Engine.WaitWithoutInput(ctx, id)
 	switch {
 	case err == nil:
 	case s.stopping.Err() != nil && !errors.Is(err, dispatch.ErrNotFound):
@@ -361,7 +361,7 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 		f.Limit = n
 	}
 	if f.Before != "" {
-		if _, ok := s.cfg.Engine.Task(f.Before); !ok {
+		if _, ok := s.cfg.Engine.TaskWithoutInput(f.Before); !ok {
 			writeError(w, &FieldError{Field: "cursor", Reason: fmt.Sprintf("unknown task %q (a cursor is the id of the last task of the previous page)", f.Before)})
 			return
 		}
@@ -385,7 +385,7 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	v, _ := s.cfg.Engine.Task(id)
+	v, _ := s.cfg.Engine.TaskWithoutInput(id)
 	writeTaskView(w, 200, s.taskView(v))
 }
 
@@ -411,7 +411,7 @@ func (s *Server) addAfter(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	v, _ := s.cfg.Engine.Task(id)
+	v, _ := s.cfg.Engine.TaskWithoutInput(id)
 	writeTaskView(w, 200, s.taskView(v))
 }
 

@@ -38,7 +38,7 @@ func (s *Server) retryTask(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	v, _ := s.cfg.Engine.Task(id)
+	v, _ := s.cfg.Engine.TaskWithoutInput(id)
 	writeJSON(w, 200, viewFrom(v))
 }
 

@@ -61,6 +61,9 @@ func TestPayloadsSpill(t *testing.T) {
 		if string(v.Spec.Input) != big || string(v.Output) != strings.ToUpper(big) || string(v.Runs[0].Attempts[0].Output) != strings.ToUpper(big) || v.PayloadError != "" {
 			t.Fatalf("%s: view has input %d bytes, output %d bytes (%q), want %d each", when, len(v.Spec.Input), len(v.Output), v.PayloadError, len(big))
 		}
+		if v, _ := r.e.TaskWithoutInput("big"); v.Spec.Input != nil || string(v.Output) != strings.ToUpper(big) {
+			t.Fatalf("%s: TaskWithoutInput read the input (%d bytes) or not the output (%d bytes)", when, len(v.Spec.Input), len(v.Output))
+		}
 		if l := r.e.List(ListFilter{}); len(l) != 2 || string(l[1].Output) != strings.ToUpper(big) && string(l[0].Output) != strings.ToUpper(big) {
 			t.Fatalf("%s: List does not read the big output back", when)
 		}

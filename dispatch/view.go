@@ -13,7 +13,14 @@ import (
 // Task returns a copy of task id, or false. Like every read it returns only
 // durable state: the view may include the last tick or two, whose fsync is
 // in flight, so it waits for that fsync (at most about one) before returning.
-func (e *Engine) Task(id TaskID) (v TaskView, ok bool) {
+func (e *Engine) Task(id TaskID) (v TaskView, ok bool) { return e.task(id, true) }
+
+// TaskWithoutInput is Task without reading an input kept in the payload
+// store (Spec.InputRef names it): for views that do not show the input,
+// such as the API's.
+func (e *Engine) TaskWithoutInput(id TaskID) (TaskView, bool) { return e.task(id, false) }
+
+func (e *Engine) task(id TaskID, input bool) (v TaskView, ok bool) {
 	e.readDurable(func(s *State) {
 		var t *Task
 		if t, ok = s.Tasks[id]; ok {
@@ -21,7 +28,7 @@ func (e *Engine) Task(id TaskID) (v TaskView, ok bool) {
 		}
 	})
 	if ok {
-		e.resolveView(&v, true) // outside the lock: it reads files
+		e.resolveView(&v, input) // outside the lock: it reads files
 	}
 	return v, ok
 }
@@ -120,14 +127,21 @@ func (e *Engine) After(ctx context.Context, id TaskID, after []TaskID) error {
 }
 
 // Wait blocks until task id is final or ctx ends, and returns its view.
-func (e *Engine) Wait(ctx context.Context, id TaskID) (TaskView, error) {
+func (e *Engine) Wait(ctx context.Context, id TaskID) (TaskView, error) { return e.wait(ctx, id, true) }
+
+// WaitWithoutInput is Wait returning TaskWithoutInput's view.
+func (e *Engine) WaitWithoutInput(ctx context.Context, id TaskID) (TaskView, error) {
+	return e.wait(ctx, id, false)
+}
+
+func (e *Engine) wait(ctx context.Context, id TaskID, input bool) (TaskView, error) {
 	for {
 		// Register before looking, so a task that becomes final in between
 		// still wakes us; the engine closes the channel of each task that
 		// became final once its tick is durable (not on every tick: many
 		// waiters would otherwise all wake at every fsync).
 		ch := e.waiter(id)
-		v, ok := e.Task(id)
+		v, ok := e.task(id, input)
 		if !ok {
 			e.unwait(id, ch)
 			return v, ErrNotFound
