@@ -87,7 +87,8 @@ type Config struct {
 	// WAL record and in memory; larger ones go to the payload store
 	// (Dir/payloads) and are read when an attempt starts or a view asks
 	// for them, so memory grows with the number of tasks, not with their
-	// payloads. Default 1 KiB; negative keeps every payload inline.
+	// payloads. Default 1 KiB; negative keeps every payload inline (as
+	// cluster mode, Config.Log, always does: the log must replicate them).
 	InlinePayloadBytes int
 	// Runnable reports whether some worker can run a handler now (remote
 	// workers serve some handlers, or none is connected); a ready run whose
@@ -448,6 +449,9 @@ func (e *Engine) setState(state *State) {
 // mode): its first tick closes the attempts the state holds as leased or
 // running (a previous leader's) as lost, as recovery's first tick does.
 func openOnLog(cfg Config) (*Engine, error) {
+	// Payloads stay inline: the replicated log must carry them, as a file
+	// in this node's payload store would be missing on the next leader.
+	cfg.InlinePayloadBytes = -1
 	payloads, err := payload.Open(filepath.Join(cfg.Dir, "payloads"))
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
