@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -12,21 +13,31 @@ import (
 
 // BenchmarkRemoteWorkers: no-op WAT tasks through the server's own
 // workers ("local", serve --workers 16) and through 1 and 2 remote
-// workers (serve --workers 0 + wasmtask worker --concurrency 16), all on
+// workers (serve --workers 0 + wasmtask worker --concurrency 16, and 64:
+// a deeper pipeline, results and leases in flight), all on
 // this machine. The engine is paused while the b.N tasks are submitted and
 // resumed for the measure, so tasks/s is execution alone (lease, run,
 // result, commit). lease-start-p50/p99-ms: from the engine's lease to the
 // attempt's start where it ran (the task view's leased_at and started_at,
-// millisecond resolution).
+// millisecond resolution). With WASMTASK_E2E_BASE_BIN=path (a wasmtask
+// built from an earlier commit), "local-base" runs that binary's server
+// the same way, for a before/after in one run.
 //
 //	go test ./e2e -run '^$' -bench 'RemoteWorkers|LeaseRoundTrip' -benchtime 5000x -count 3
 func BenchmarkRemoteWorkers(b *testing.B) {
+	base := os.Getenv("WASMTASK_E2E_BASE_BIN")
 	for _, tc := range []struct {
 		name    string
 		workers int // remote; 0: local
-	}{{"local", 0}, {"remote-1", 1}, {"remote-2", 2}} {
+		bin     string
+		conc    string // each remote worker's --concurrency
+	}{{"local-base", 0, base, ""}, {"local", 0, "", ""}, {"remote-1", 1, "", "16"}, {"remote-2", 2, "", "16"},
+		{"remote-1-c64", 1, "", "64"}, {"remote-2-c64", 2, "", "64"}} {
+		if tc.name == "local-base" && base == "" {
+			continue
+		}
 		b.Run(tc.name, func(b *testing.B) {
-			opts := serverOpts{workers: 16}
+			opts := serverOpts{workers: 16, bin: tc.bin}
 			if tc.workers > 0 {
 				opts = serverOpts{scheduleOnly: true}
 			}
@@ -35,7 +46,7 @@ func BenchmarkRemoteWorkers(b *testing.B) {
 			var names []string
 			for i := range tc.workers {
 				name := fmt.Sprintf("w%d", i+1)
-				startWorker(b, s, name, "--concurrency", "16")
+				startWorker(b, s, name, "--concurrency", tc.conc)
 				names = append(names, name)
 			}
 			waitConnected(b, s, names...)
