@@ -53,11 +53,15 @@
 //     bench-cluster: waiting for the lease commit halves the completion rate
 //     with the default 16 workers (each attempt waits two commits, ~7-16 ms
 //     each on this loaded machine, instead of one).
-//   - Each tick's frame goes to raft as soon as it is written (the engine
-//     writes a frame per tick on a replicated Log): raft pipelines it
-//     behind the entries in flight and batches what queues up, where the
-//     single-node committer's group commit would wait for the commit in
-//     flight first.
+//   - Ticks go to raft as they are stepped, not one group per commit: while
+//     fewer than two entries are in flight (dispatch.Pipeliner), each
+//     tick's frame is applied at once, and the committer waits only for the
+//     entries of the ticks it releases (dispatch.CommitterTo); past that,
+//     ticks gather into the next entry. The single-node committer instead
+//     waits for the fsync in flight before writing the next group; with
+//     raft the round trip, not a local fsync, is the wait, and raft
+//     pipelines entries to the followers. raft's apply channel is buffered
+//     (BatchApplyCh) so the loop never waits for raft's leader loop.
 //   - Followers forward reads too, not only writes: a follower's state
 //     lags the leader's by up to a heartbeat (it learns of a commit with
 //     the next entry or heartbeat), so a task submitted through it could
@@ -81,14 +85,18 @@
 // asks of a LogStore and segwal lacks: reads by index and suffix
 // truncation (a follower's conflicting tail is cut), plus a stable store
 // for the term and vote; hashicorp/raft-wal shows that is a project of its
-// own. Each raft entry holds a frame of every tick stepped during the
-// previous commit, so bolt's per-entry cost (a B+tree write and an fsync)
-// is paid per group, not per event. BenchmarkLogStore compares it with
+// own. Each raft entry holds a frame of one or more ticks, and raft writes
+// the entries that queue up in one bolt transaction, so bolt's cost (a
+// B+tree write and two fsyncs) is paid per batch, not per event. BenchmarkLogStore compares it with
 // segwal's append + fsync: on this (shared, 2-core) machine a frame of 64
 // events took 2.1 ms in bolt and 0.83 ms in segwal, 512 events 2.7 ms and
-// 1.0 ms (bolt's transaction does two fsyncs). Per group, so per many
-// submissions, and beside the network round trip that raft adds anyway;
-// a segwal adapter is the next step if the store bounds the rate.
+// 1.0 ms (bolt's transaction does two fsyncs). It does not bound the
+// cluster's rate here: BenchmarkSubmit with bolt's fsyncs turned off
+// (NoSync, tried, not kept) ran no faster; on this loaded machine the
+// commit's ~10 ms go to handing the entry between goroutines and
+// processes (leader loop, replication, the follower, the FSM), each
+// waiting for a CPU. A segwal adapter is the next step if the store ever
+// bounds the rate.
 //
 // # Snapshots
 //
