@@ -84,11 +84,15 @@ type Config struct {
 	// with Retry-After); accepted work always runs. Default 256 MiB.
 	MaxPayloadMemory int64
 	// InlinePayloadBytes: inputs and outputs up to this size stay in the
-	// WAL record and in memory; larger ones go to the payload store
+	// WAL record and in memory while the inline payloads the state holds
+	// take less than half of MaxPayloadMemory (beyond it, only those up to
+	// SmallPayloadBytes); larger ones go to the payload store
 	// (Dir/payloads) and are read when an attempt starts or a view asks
 	// for them, so memory grows with the number of tasks, not with their
-	// payloads. Default 1 KiB; negative keeps every payload inline (as
-	// cluster mode, Config.Log, always does: the log must replicate them).
+	// payloads. A write to the store costs two fsyncs (the WAL's group
+	// commit shares one among many submissions), hence the inline room.
+	// Default 16 KiB; negative keeps every payload inline (as cluster
+	// mode, Config.Log, always does: the log must replicate them).
 	InlinePayloadBytes int
 	// Runnable reports whether some worker can run a handler now (remote
 	// workers serve some handlers, or none is connected); a ready run whose
@@ -248,7 +252,10 @@ func (c *Config) normalize() error {
 // Defaults of Config's payload fields.
 const (
 	DefaultMaxPayloadMemory   = 256 << 20
-	DefaultInlinePayloadBytes = 1 << 10
+	DefaultInlinePayloadBytes = 16 << 10
+	// SmallPayloadBytes: payloads up to this size stay inline whatever the
+	// inline payloads held (a few per task, like its id and labels).
+	SmallPayloadBytes = 1 << 10
 )
 
 // minFreeDisk resolves Config.MinFreeDisk for the filesystem of dir.
@@ -343,6 +350,11 @@ type Engine struct {
 	payloads  *payload.Store  // Dir/payloads: inputs and outputs too large to keep inline
 	budget    *payload.Budget // payload bytes held in memory for work in progress
 	throttled atomic.Uint64   // submissions refused by AdmitPayload
+	// inlineHeld estimates the inline payload bytes the state holds: set
+	// from the state at recovery and at each snapshot's capture, raised by
+	// every payload kept inline since (drops lower it at the next
+	// snapshot). inlineAdded counts the bytes kept inline, ever.
+	inlineHeld, inlineAdded atomic.Int64
 
 	disk *diskGuard // watches the data dir's free space (diskguard.go)
 
@@ -393,6 +405,7 @@ func Open(cfg Config) (*Engine, error) {
 	e.sinceSnapshot = int(state.Applied - e.recovery.SnapshotSeq)
 	e.sinceSnapshotBytes = int64(e.recovery.BytesReplayed)
 	e.recovery.PayloadErrors = e.checkPayloads(state)
+	e.inlineHeld.Store(inlineBytes(state.Tasks, state.Runs))
 	e.recovery.Duration = time.Since(start)
 	// Debug: the program embedding the engine reports recovery (wasmtask
 	// serve logs "recovered" with the WAL's repairs); this is the detail.

@@ -43,6 +43,7 @@ func (e *Engine) AdmitPayload(n int64) (release func(), err error) {
 type PayloadStats struct {
 	MemoryUsed, MemoryPeak, MemoryMax int64  // payload bytes held in memory for work in progress
 	StoreFiles, StoreBytes            int64  // what the payload store holds on disk
+	InlineBytes                       int64  // inline payloads the state holds (estimate; recounted at each snapshot)
 	Throttled                         uint64 // submissions refused by AdmitPayload
 }
 
@@ -50,7 +51,7 @@ type PayloadStats struct {
 func (e *Engine) PayloadStats() PayloadStats {
 	files, bytes := e.payloads.Usage()
 	return PayloadStats{MemoryUsed: e.budget.Used(), MemoryPeak: e.budget.Peak(), MemoryMax: e.budget.Max(),
-		StoreFiles: files, StoreBytes: bytes, Throttled: e.throttled.Load()}
+		StoreFiles: files, StoreBytes: bytes, Throttled: e.throttled.Load(), InlineBytes: e.inlineHeld.Load()}
 }
 
 // spill moves spec's input to the payload store when it is larger than
@@ -59,7 +60,7 @@ func (e *Engine) PayloadStats() PayloadStats {
 // the submission (unpinHandled), or "" when the input stays inline. The
 // file is durable before spill returns, so before any WAL frame names it.
 func (e *Engine) spill(spec *TaskSpec) (string, error) {
-	if e.cfg.InlinePayloadBytes < 0 || len(spec.Input) <= e.cfg.InlinePayloadBytes {
+	if e.keepInline(len(spec.Input)) {
 		return "", nil
 	}
 	ref, err := e.putPayload(spec.Input)
@@ -134,7 +135,7 @@ func (e *Engine) loadInput(job *Job) (release func(), failed *Result) {
 // result). If the store cannot take it (a full disk), the output stays
 // inline: an output is never lost for want of a file.
 func (e *Engine) spillOutput(res *Result) {
-	if e.cfg.InlinePayloadBytes < 0 || len(res.Output) <= e.cfg.InlinePayloadBytes {
+	if e.keepInline(len(res.Output)) {
 		return
 	}
 	n := int64(len(res.Output))
@@ -274,4 +275,33 @@ func (e *Engine) stopCollector() {
 		close(e.collector.stop)
 		<-e.collector.done
 	})
+}
+
+// keepInline decides whether a payload of n bytes stays in the WAL record
+// and the state, and counts it if so: payloads up to SmallPayloadBytes
+// always, up to Config.InlinePayloadBytes while the inline payloads held
+// take less than half the payload budget.
+func (e *Engine) keepInline(n int) bool {
+	inline := e.cfg.InlinePayloadBytes
+	if inline < 0 || n <= min(inline, SmallPayloadBytes) ||
+		n <= inline && e.inlineHeld.Load() < e.budget.Max()/2 {
+		e.inlineHeld.Add(int64(n))
+		e.inlineAdded.Add(int64(n))
+		return true
+	}
+	return false
+}
+
+// inlineBytes sums the inline inputs and outputs of tasks.
+func inlineBytes(tasks map[TaskID]*Task, runs map[RunID]*Run) int64 {
+	var n int64
+	for _, t := range tasks {
+		n += int64(len(t.Spec.Input))
+	}
+	for _, r := range runs {
+		for i := range r.Attempts {
+			n += int64(len(r.Attempts[i].Output))
+		}
+	}
+	return n
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +96,7 @@ func TestPayloadsSpill(t *testing.T) {
 func TestPayloadsInlineLogStillLoads(t *testing.T) {
 	r := newEngineRig(t, func(c *Config) { c.InlinePayloadBytes = -1 })
 	r.ex.set(upper)
-	big := strings.Repeat("x", 5000)
+	big := strings.Repeat("x", 64<<10)
 	r.submit(TaskSpec{ID: "old", Input: []byte(big)})
 	r.wait("old")
 	if n := payloadFiles(t, r.cfg.Dir); n != 0 {
@@ -202,7 +203,7 @@ func TestPayloadDamagedInput(t *testing.T) {
 	r := newEngineRig(t, nil)
 	r.ex.set(g.execute)
 	r.e.Pause(r.ctx())
-	in := []byte(strings.Repeat("z", 4096))
+	in := []byte(strings.Repeat("z", 64<<10))
 	r.submit(TaskSpec{ID: "torn", Input: in, MaxAttempts: 3})
 	r.close()
 	path := filepath.Join(r.cfg.Dir, "payloads", payload.Ref(in)[7:9], payload.Ref(in)[7:])
@@ -223,5 +224,47 @@ func TestPayloadDamagedInput(t *testing.T) {
 	}
 	if len(r.ex.calls()) != 0 {
 		t.Fatal("the executor ran with a damaged input")
+	}
+}
+
+// TestPayloadsInlineRoom: payloads up to InlinePayloadBytes stay inline
+// while the inline payloads held take less than half the budget; past it
+// only small ones (SmallPayloadBytes) do. A snapshot recounts what is held.
+func TestPayloadsInlineRoom(t *testing.T) {
+	r := newEngineRig(t, func(c *Config) { c.MaxPayloadMemory = 64 << 10 })
+	spilled := func(id TaskID) bool {
+		r.e.mu.RLock()
+		defer r.e.mu.RUnlock()
+		return r.e.state.Tasks[id].Spec.InputRef != ""
+	}
+	for i, want := range []bool{false, false, false, false, true, true} { // 10 KiB each; half the budget is 32 KiB
+		id := TaskID(fmt.Sprintf("t%d", i))
+		r.submit(TaskSpec{ID: id, Input: bytes.Repeat([]byte{byte('a' + i)}, 10<<10)})
+		if got := spilled(id); got != want {
+			t.Fatalf("%s (held before: %d KiB of inline payloads): spilled %v, want %v", id, (int64(i)*10<<10)>>10, got, want)
+		}
+	}
+	r.submit(TaskSpec{ID: "small", Input: bytes.Repeat([]byte("s"), SmallPayloadBytes)})
+	if spilled("small") {
+		t.Fatal("a small input was spilled")
+	}
+	for i := range 4 {
+		if _, err := r.e.Delete(r.ctx(), TaskID(fmt.Sprintf("t%d", i))); err != nil && !errors.Is(err, ErrNotFinal) {
+			t.Fatal(err)
+		}
+	}
+	r.idle()
+	for i := range 4 {
+		r.e.Delete(r.ctx(), TaskID(fmt.Sprintf("t%d", i)))
+	}
+	if err := r.e.Snapshot(r.ctx()); err != nil {
+		t.Fatal(err)
+	}
+	if held := r.e.inlineHeld.Load(); held != SmallPayloadBytes+int64(len("out:small#1"))+int64(2*len("out:t4#1")) {
+		t.Fatalf("after the snapshot %d inline bytes are counted, want those of the tasks left", held)
+	}
+	r.submit(TaskSpec{ID: "again", Input: bytes.Repeat([]byte("g"), 10<<10)})
+	if spilled("again") {
+		t.Fatal("with room again, a 10 KiB input was spilled")
 	}
 }

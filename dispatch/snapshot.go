@@ -297,6 +297,7 @@ func (e *Engine) snapshot() chan error {
 	e.countFailedSnapshot()
 	e.payloads.BeginSweep() // what is put or pinned from now on is kept
 	capture := machine.CaptureState(e.state)
+	addedAtCapture := e.inlineAdded.Load()
 	applied := e.state.Applied
 	e.snapTakenEvents, e.snapTakenBytes = e.sinceSnapshot, e.sinceSnapshotBytes
 	e.sinceSnapshot, e.sinceSnapshotBytes, e.snapRetryFloor = 0, 0, 0
@@ -333,6 +334,7 @@ func (e *Engine) snapshot() chan error {
 			e.log.Error("dispatch: WAL truncate after snapshot failed", "err", err)
 		}
 		e.sweepPayloads(capture)
+		e.inlineHeld.Store(capture.InlineBytes() + e.inlineAdded.Load() - addedAtCapture)
 		done <- nil
 	}()
 	return done

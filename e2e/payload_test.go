@@ -305,7 +305,7 @@ func TestTornPayloadFile(t *testing.T) {
 	dataDir := t.TempDir()
 	s := startServer(t, serverOpts{dataDir: dataDir, workers: 2})
 	s.deploy("echo", hostModule(t, "echo"))
-	const size = 8 << 10
+	const size = 32 << 10 // past the inline limit (16 KiB): in the store
 	done := payloadInput(0, size)
 	if r := s.do("POST", "/v1/tasks", api.TaskSpec{ID: "done", Handler: "echo", Input: &done}); r.status != 201 {
 		t.Fatalf("submit: %d %s", r.status, r.body)

@@ -14,6 +14,7 @@ var (
 	descPayloadMax   = prometheus.NewDesc("wasmtask_payload_memory_limit_bytes", "The payload memory budget (--max-payload-memory).", nil, nil)
 	descPayloadFiles = prometheus.NewDesc("wasmtask_payload_store_files", "Payload files in the data dir's payload store.", nil, nil)
 	descPayloadDisk  = prometheus.NewDesc("wasmtask_payload_store_bytes", "Bytes of the payload files in the data dir's payload store.", nil, nil)
+	descPayloadInl   = prometheus.NewDesc("wasmtask_payload_inline_bytes", "Inputs and outputs kept inline (in the WAL and in memory, up to 16 KiB each while they take less than half the budget), estimated; recounted at each snapshot.", nil, nil)
 	descThrottled    = prometheus.NewDesc("wasmtask_submits_throttled_total", "Submissions refused with 429 because the payload memory budget was taken.", nil, nil)
 	descHeap         = prometheus.NewDesc("wasmtask_heap_bytes", "Go heap bytes in objects, live or not yet collected (runtime/metrics /memory/classes/heap/objects:bytes).", nil, nil)
 	descHeapLive     = prometheus.NewDesc("wasmtask_heap_live_bytes", "Go heap bytes live at the last collection (runtime/metrics /gc/heap/live:bytes).", nil, nil)
@@ -25,7 +26,7 @@ var (
 type payloadCollector struct{ e *dispatch.Engine }
 
 func (c *payloadCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPayloadMem, descPayloadPeak, descPayloadMax, descPayloadFiles, descPayloadDisk, descThrottled, descHeap, descHeapLive, descHeapGoal} {
+	for _, d := range []*prometheus.Desc{descPayloadMem, descPayloadPeak, descPayloadMax, descPayloadFiles, descPayloadDisk, descPayloadInl, descThrottled, descHeap, descHeapLive, descHeapGoal} {
 		ch <- d
 	}
 }
@@ -40,6 +41,7 @@ func (c *payloadCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descPayloadMax, p.MemoryMax)
 	gauge(descPayloadFiles, p.StoreFiles)
 	gauge(descPayloadDisk, p.StoreBytes)
+	gauge(descPayloadInl, p.InlineBytes)
 	ch <- prometheus.MustNewConstMetric(descThrottled, prometheus.CounterValue, float64(p.Throttled))
 	samples := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/goal:bytes"}}
 	rtmetrics.Read(samples)

@@ -40,7 +40,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "max-timeout", Value: host.DefaultMaxLimits().Timeout, Usage: "operator maximum of an attempt's timeout"},
 			&cli.GenericFlag{Name: "allow-dir", Value: &repeated{}, Usage: "host directory under which a plugin manifest may mount directories (repeatable); none: no mounts"},
 			&cli.Int64Flag{Name: "max-scratch-bytes", Value: 1 << 30, Usage: "operator maximum of a manifest's scratch_bytes (a plugin's writable /tmp)"},
-			&cli.GenericFlag{Name: "max-payload-memory", Value: &byteSize{}, DefaultText: payloadMemoryDefaultText, Usage: "bytes of task inputs and outputs held in memory for work in progress (submissions being received, inputs of running attempts, outputs being written), e.g. 512MiB; past it submissions get 429 with Retry-After. Payloads over 1 KiB live in the data dir's payload store and are read when needed"},
+			&cli.GenericFlag{Name: "max-payload-memory", Value: &byteSize{}, DefaultText: payloadMemoryDefaultText, Usage: "bytes of task inputs and outputs held in memory for work in progress (submissions being received, inputs of running attempts, outputs being written), e.g. 512MiB; past it submissions get 429 with Retry-After. Payloads over 16 KiB (over 1 KiB once inline ones take half of it) live in the data dir's payload store and are read when needed"},
 			&cli.BoolFlag{Name: "repair", Usage: "if the WAL is damaged before its tail, keep its longest valid prefix and delete what follows (logged); check first with wasmtask wal verify"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log as JSON"},

@@ -247,3 +247,21 @@ func (c *StateCapture) PayloadRefs(ref func(string)) {
 		}
 	}
 }
+
+// InlineBytes sums the inputs and outputs the capture holds inline (not
+// in the payload store).
+func (c *StateCapture) InlineBytes() int64 {
+	var n int64
+	for _, ct := range c.tasks {
+		n += int64(len(ct.t.Spec.Input))
+	}
+	for _, r := range c.runs {
+		if r == nil {
+			continue
+		}
+		for i := range r.Attempts {
+			n += int64(len(r.Attempts[i].Output))
+		}
+	}
+	return n
+}
