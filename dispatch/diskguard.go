@@ -121,8 +121,15 @@ func (g *diskGuard) leave(free int64) {
 		"refused_for", time.Since(g.since).Round(time.Millisecond))
 }
 
+// enospcResumeBytes: an episode that a write's ENOSPC started ends only
+// once this much is free (whatever the threshold, which may be off): room
+// for the WAL to grow by a preallocation chunk, not a few bytes that the
+// next write fills again.
+const enospcResumeBytes = 4 << 20
+
 // check is one look at the disk: below the threshold an episode starts;
-// in one, it ends once free space reaches resumeAt and the WAL's headroom
+// in one, it ends once free space reaches resumeAt (enospcResumeBytes at
+// least, when an ENOSPC started it) and the WAL's headroom
 // could be restored (reserve), unless the loop is stalled on a frame it
 // could not write (its own retry ends that).
 func (g *diskGuard) check(reserve func() error) {
@@ -131,7 +138,11 @@ func (g *diskGuard) check(reserve func() error) {
 		g.enter(nil)
 		return
 	}
-	if g.full.Load() == nil || g.stalled.Load() || (free >= 0 && free < g.resumeAt) {
+	resumeAt := g.resumeAt
+	if f := g.full.Load(); f != nil && f.Cause != nil {
+		resumeAt = max(resumeAt, enospcResumeBytes)
+	}
+	if g.full.Load() == nil || g.stalled.Load() || (free >= 0 && free < resumeAt) {
 		if g.full.Load() != nil {
 			g.enter(nil) // refresh the free space the error names
 		}

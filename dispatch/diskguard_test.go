@@ -223,7 +223,7 @@ func TestFsyncFailureKeepsReads(t *testing.T) {
 func TestDiskFullFrom(t *testing.T) {
 	disk := &fakeDisk{}
 	disk.avail.Store(1 << 30)
-	r := newEngineRig(t, func(c *Config) { c.DiskCheckEvery, c.freeSpace = time.Hour, disk.free })
+	r := newEngineRig(t, func(c *Config) { c.MinFreeDisk, c.DiskCheckEvery, c.freeSpace = -1, 2*time.Millisecond, disk.free })
 	other := errors.New("permission denied")
 	if got := r.e.diskFullFrom(other); got != other {
 		t.Fatalf("diskFullFrom(%v) = %v, want it unchanged", other, got)
@@ -232,6 +232,7 @@ func TestDiskFullFrom(t *testing.T) {
 		t.Fatal("a non-ENOSPC error started a disk-full episode")
 	}
 	enospc := &os.PathError{Op: "write", Path: "payloads/ab", Err: syscall.ENOSPC}
+	disk.avail.Store(0)
 	got := r.e.diskFullFrom(enospc)
 	if !errors.Is(got, ErrDiskFull) || !errors.Is(got, syscall.ENOSPC) || !r.e.DiskStatus().Full {
 		t.Fatalf("diskFullFrom(ENOSPC) = %v (full %v), want a *DiskFullError and an episode", got, r.e.DiskStatus().Full)
@@ -239,6 +240,16 @@ func TestDiskFullFrom(t *testing.T) {
 	if _, err := r.e.Submit(r.ctx(), TaskSpec{ID: "x", Handler: "h"}); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("Submit after a payload store ENOSPC: %v, want ErrDiskFull", err)
 	}
+	// With the threshold off, a few free bytes do not end an episode an
+	// ENOSPC started: the next write would fill them again.
+	disk.avail.Store(enospcResumeBytes - 1)
+	time.Sleep(30 * time.Millisecond)
+	if !r.e.DiskStatus().Full {
+		t.Fatalf("the ENOSPC episode ended with %d bytes free", enospcResumeBytes-1)
+	}
+	disk.avail.Store(1 << 30)
+	eventually(t, "accepting again", func() bool { return !r.e.DiskStatus().Full })
+	r.submit(TaskSpec{ID: "y"})
 }
 
 // fullLog is a Config.Log whose Appends fail with ENOSPC while full is set.
