@@ -140,6 +140,16 @@
 // by apply and rebuilt by reindex after a snapshot load (machine/workflow.go), so
 // they hold after a restart.
 //
+// # Capacity
+//
+// The attempts in flight are bounded by Config.Workers, or by
+// Engine.SetCapacity once called: a server with remote workers (api.Broker)
+// sets it to its own workers plus the connected workers' slots as they come
+// and go. Config.Runnable says whether anyone can run a handler now; a
+// ready run it refuses is set aside (not leased, so its timeout does not
+// start) and comes back at the next SetCapacity. Result.Worker, when an
+// executor sets it, names who ran the attempt in place of the slot name.
+//
 // # Recovery
 //
 // Open loads the newest intact snapshot (falling back to an older one, or

@@ -1,0 +1,151 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmtask/wasmtask/api"
+	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/host"
+	"github.com/wasmtask/wasmtask/plugins"
+	"github.com/wasmtask/wasmtask/worker"
+)
+
+// lockedBuffer is a log sink for a worker's logger.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// server starts an in-process server whose attempts all go to remote
+// workers, with host/testdata/echo.wasm deployed as "echo".
+func server(t *testing.T) *api.Client {
+	t.Helper()
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	h, err := host.New(ctx, host.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(context.Background()) })
+	reg, err := plugins.Open(ctx, filepath.Join(t.TempDir(), "plugins"), h, plugins.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := api.NewBroker(api.BrokerConfig{Plugins: reg, LeaseTimeout: 2 * time.Second, Logger: quiet})
+	t.Cleanup(br.Close)
+	engine, err := dispatch.Open(dispatch.Config{Dir: t.TempDir(), Executor: br, Runnable: br.Runnable, ValidateHandler: reg.Check, Workers: 1, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { engine.Close() })
+	br.Attach(engine)
+	wasm, err := os.ReadFile(filepath.Join("..", "host", "testdata", "echo.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Deploy(ctx, "echo", wasm, nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.New(api.Config{Engine: engine, Plugins: reg, Broker: br, Logger: quiet}))
+	t.Cleanup(srv.Close)
+	return api.NewClient(srv.URL, "")
+}
+
+// runWorker runs a worker on cacheDir until the returned stop is called.
+func runWorker(t *testing.T, cl *api.Client, cacheDir string, log *lockedBuffer) (stop func() error) {
+	t.Helper()
+	w, err := worker.New(context.Background(), worker.Config{Client: cl, Name: "unit", Concurrency: 2, CacheDir: cacheDir,
+		LeaseWait: 200 * time.Millisecond, DrainTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatal("the worker did not stop within 30s of its context ending")
+			return nil
+		}
+	}
+}
+
+func echo(t *testing.T, cl *api.Client, in string) api.TaskView {
+	t.Helper()
+	res, err := cl.Submit(context.Background(), api.TaskSpec{Handler: "echo", Input: &in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := cl.TaskWait(context.Background(), res.Task.ID, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestWorkerCachesModulesAcrossRestarts: the first worker fetches the
+// module from the server; a worker started later on the same cache dir
+// finds it there. Both run attempts named after them and stop cleanly.
+func TestWorkerCachesModulesAcrossRestarts(t *testing.T) {
+	cl := server(t)
+	cache := t.TempDir()
+	for i, want := range []string{"from=server", "from=cache"} {
+		log := &lockedBuffer{}
+		stop := runWorker(t, cl, cache, log)
+		v := echo(t, cl, "hi")
+		if v.State != "completed" || *v.Output != "HI" || v.Runs[0].Attempts[0].Worker != "unit" {
+			t.Fatalf("start %d: %s %+v", i, v.State, v.Runs[0].Attempts)
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("start %d: Run: %v", i, err)
+		}
+		if l := log.String(); !strings.Contains(l, "module ready") || !strings.Contains(l, want) || !strings.Contains(l, "worker stopped") {
+			t.Fatalf("start %d: want the module %s and a clean stop in the log:\n%s", i, want, l)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cache, "wazero-cache")); err != nil {
+		t.Errorf("no compiled code cache in the cache dir: %v", err)
+	}
+}
+
+// TestWorkerRefusedTokenEndsRun: a server that refuses the worker's token
+// ends Run with an error saying so, rather than retrying forever.
+func TestWorkerRefusedTokenEndsRun(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	srv := httptest.NewServer(api.New(api.Config{Token: "right", Logger: quiet}))
+	t.Cleanup(srv.Close)
+	w, err := worker.New(context.Background(), worker.Config{Client: api.NewClient(srv.URL, "wrong"), Concurrency: 1, CacheDir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Run(ctx); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Fatalf("Run with a wrong token: %v, want an error about the token", err)
+	}
+}
