@@ -407,6 +407,7 @@ func TestWorkersSurviveServerKill(t *testing.T) {
 // what the next attempt on a worker runs; a task pinned to the old version
 // still runs it.
 func TestWorkerRunsHotSwappedModule(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, serverOpts{scheduleOnly: true})
 	v1 := s.deploy("swap", module(t, "swap_v1"))
 	startWorker(t, s, "w")
@@ -438,6 +439,7 @@ func TestWorkerRunsHotSwappedModule(t *testing.T) {
 // TestWorkerTokenAndTLS: with --token, a worker without it gets nothing and
 // exits saying why; with the token and --ca over HTTPS it runs attempts.
 func TestWorkerTokenAndTLS(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, serverOpts{scheduleOnly: true, token: "s3cret", tls: true})
 	s.deploy("echo", hostModule(t, "echo"))
 	bad := startWorker(t, s, "bad", "--token", "wrong")
@@ -466,6 +468,7 @@ func TestWorkerTokenAndTLS(t *testing.T) {
 // TestWorkerDrainsOnSIGTERM: SIGTERM while an attempt runs: the worker
 // takes no new lease, finishes the attempt, reports it and exits 0.
 func TestWorkerDrainsOnSIGTERM(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, serverOpts{scheduleOnly: true})
 	s.deploy("slow", module(t, "slowinfo"))
 	w := startWorker(t, s, "d")
