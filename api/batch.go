@@ -56,6 +56,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	defer s.batches.release(reserve)
 	release, err := s.admit(reserve, limit)
 	if err != nil {
+		refuseBody(w, r, limit)
 		writeError(w, err)
 		return
 	}

@@ -231,6 +231,7 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
 	}
 	release, err := s.admit(r.ContentLength, s.cfg.MaxTaskBytes)
 	if err != nil {
+		refuseBody(w, r, s.cfg.MaxTaskBytes)
 		writeError(w, err)
 		return
 	}
@@ -257,6 +258,14 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	writeTaskView(w, status, s.taskView(v))
+}
+
+// refuseBody reads and drops a refused request's body (up to limit, a
+// small buffer at a time, nothing kept): a server that answers without
+// reading a large body closes the connection under a client still
+// sending it, which then sees a reset instead of the answer (429).
+func refuseBody(w http.ResponseWriter, r *http.Request, limit int64) {
+	io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, limit))
 }
 
 // admit reserves payload memory for a submission body of length bytes (limit

@@ -63,9 +63,18 @@ func (e *Engine) spill(spec *TaskSpec) (string, error) {
 	if e.keepInline(len(spec.Input)) {
 		return "", nil
 	}
-	ref, err := e.putPayload(spec.Input)
+	ref, err := e.payloads.Put(spec.Input)
 	if err != nil {
-		return "", err
+		if IsNoSpace(err) {
+			// This submission is under way (the disk guard let it in): its
+			// input goes inline, into the WAL, whose write meets the full
+			// disk, starts the episode that refuses the next submissions
+			// and waits for space, as any accepted write does.
+			e.inlineHeld.Add(int64(len(spec.Input)))
+			e.inlineAdded.Add(int64(len(spec.Input)))
+			return "", nil
+		}
+		return "", fmt.Errorf("dispatch: %w", err)
 	}
 	spec.InputRef, spec.InputSize, spec.Input = ref, int64(len(spec.Input)), nil
 	return ref, nil
