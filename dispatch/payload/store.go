@@ -63,6 +63,11 @@ type Store struct {
 	marked  map[string]struct{} // payloads pinned when the sweep began or put since
 
 	files, bytes atomic.Int64 // what the directory holds (for metrics)
+
+	// renames serializes the stat-then-rename of writers of the same
+	// payload (striped by reference), so two concurrent Puts of the same
+	// bytes count one file, not two.
+	renames [16]sync.Mutex
 }
 
 // Open opens (creating it if needed) the store in dir and removes the
@@ -133,8 +138,12 @@ func (s *Store) write(ref string, b []byte) error {
 		os.Remove(tmp)
 		return fmt.Errorf("payload store: write %s: %w", tmp, err)
 	}
+	stripe := &s.renames[ref[len(ref)-1]%uint8(len(s.renames))]
+	stripe.Lock()
 	_, statErr := os.Stat(path)
-	if err := os.Rename(tmp, path); err != nil {
+	err := os.Rename(tmp, path)
+	stripe.Unlock()
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("payload store: %w", err)
 	}
