@@ -65,3 +65,12 @@ func largeModule() []byte {
 	}
 	return wasmgen.Command(20<<20, code)
 }
+
+// commandModule is a WASI command printing "big\n", size bytes (padded
+// with a custom section) and ending with the byte pad, so that two
+// modules of one size differ.
+func commandModule(size int, pad byte) []byte {
+	b := wasmgen.Command(size, 4096)
+	b[len(b)-1] = pad
+	return b
+}

@@ -13,18 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/wasmtask/wasmtask/internal/wasmgen"
 )
-
-// commandModule is a WASI command printing "big\n", size bytes (padded
-// with a custom section) and ending with the byte pad, so that two
-// modules of one size differ.
-func commandModule(size int, pad byte) []byte {
-	b := wasmgen.Command(size, 4096)
-	b[len(b)-1] = pad
-	return b
-}
 
 func loadFile(t *testing.T, h *Host, path string) *Module {
 	t.Helper()

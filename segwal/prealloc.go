@@ -101,14 +101,9 @@ func (p *preallocFile) spaceShort() error { return p.short }
 
 func (p *preallocFile) undoWrite(int64) error { return nil }
 
-func (p *preallocFile) Sync() error {
-	for {
-		err := syscall.Fdatasync(int(p.f.Fd()))
-		if err != syscall.EINTR {
-			return err
-		}
-	}
-}
+// Sync makes the data written so far durable: fdatasync on Linux,
+// F_FULLFSYNC on macOS, fsync elsewhere (datasync_*.go).
+func (p *preallocFile) Sync() error { return datasync(p.f) }
 
 // seal cuts the zeros off and makes that durable: a sealed segment must
 // end at its last frame (zeros there would be damage in an older segment).

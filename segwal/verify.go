@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 )
 
 // VerifyReport is what Verify found in a log directory.
@@ -148,28 +147,4 @@ func ReadDir(dir string, fn func(seq uint64, rec []byte) error) error {
 		return r.Err()
 	}
 	return rep.Damage
-}
-
-// lockShared takes a shared flock on dir/LOCK so that verification cannot
-// race a writer; it fails with ErrLocked while a Log holds the directory.
-func lockShared(dir string) (func(), error) {
-	path := filepath.Join(dir, lockName)
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		if _, statErr := os.Stat(dir); statErr != nil {
-			return nil, fmt.Errorf("segwal: verify: %w", statErr)
-		}
-		return func() {}, nil // never opened by a Log: nothing can hold it
-	}
-	if err != nil {
-		return nil, fmt.Errorf("segwal: lock %s: %w", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is held; stop the server using %s first", ErrLocked, path, dir)
-		}
-		return nil, fmt.Errorf("segwal: lock %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
 }
