@@ -74,6 +74,19 @@
 // S2-compressed (larger frames, where zstd would cost as much as the fsync). A frame never crosses a segment, so a torn write
 // can only damage the newest segment.
 //
+// # Platforms
+//
+// A frame is durable once its segment is synced. On Linux that is
+// fdatasync for a preallocated segment (datasync_linux.go) and fsync
+// otherwise. On macOS plain fsync only hands the data to the drive, whose
+// cache can lose it on power loss, so every sync there is F_FULLFSYNC
+// (datasync_darwin.go; os.File.Sync does the same for the others, and both
+// fall back to fsync where a filesystem answers ENOTSUP). Elsewhere
+// (FreeBSD, Windows: build only, untested) it is the OS's fsync. Preallocation
+// writes zeros ahead of the data on every OS (no fallocate), so it behaves
+// the same everywhere. The directory lock is flock on unix and LockFileEx on
+// Windows.
+//
 // # Deviations from the style guide
 //
 // Stats are plain counters (no metrics import): cmd exports them. The
