@@ -26,8 +26,9 @@ var allowedImports = map[string][]string{
 // externalAllowed lists third-party modules a package may reach, where the
 // architecture restricts them.
 var externalAllowed = map[string][]string{
-	"segwal":           {"github.com/klauspost/compress"},
-	"dispatch":         {"github.com/klauspost/compress", "github.com/fxamacker/cbor", "github.com/x448/float16", "github.com/robfig/cron", "github.com/oklog/ulid"},
+	// golang.org/x/sys: only for per-OS calls syscall lacks (F_FULLFSYNC on macOS, LockFileEx on Windows).
+	"segwal":           {"github.com/klauspost/compress", "golang.org/x/sys"},
+	"dispatch":         {"github.com/klauspost/compress", "golang.org/x/sys", "github.com/fxamacker/cbor", "github.com/x448/float16", "github.com/robfig/cron", "github.com/oklog/ulid"},
 	"dispatch/machine": {"github.com/fxamacker/cbor", "github.com/x448/float16", "github.com/robfig/cron", "github.com/oklog/ulid"},
 	// hashicorp/raft and raft-boltdb/v2 with what they pull in (bbolt, msgpack, metrics, hclog).
 	"cluster": {"github.com/klauspost/compress", "github.com/fxamacker/cbor", "github.com/x448/float16", "github.com/robfig/cron", "github.com/oklog/ulid",

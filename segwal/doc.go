@@ -92,5 +92,6 @@
 // Stats are plain counters (no metrics import): cmd exports them. The
 // logger is log/slog rather than hclog so that this package depends only on
 // the standard library and klauspost/compress, as docs/architecture.md requires;
-// cmd/wasmtask bridges it to hclog.
+// cmd/wasmtask bridges it to hclog. On macOS and Windows it also imports
+// golang.org/x/sys for the calls package syscall lacks (see Platforms).
 package segwal
