@@ -12,7 +12,7 @@ var allowedImports = map[string][]string{
 	"segwal":           {},
 	"dispatch/machine": {},
 	"dispatch":         {"dispatch/machine", "dispatch/payload", "segwal"},
-	"dispatch/payload": {"segwal"},
+	"dispatch/payload": {"dispatch/machine", "segwal"},
 	"host/extism":      {},
 	"host":             {"host/extism", "dispatch", "dispatch/machine", "dispatch/payload", "segwal"},
 	"plugins":          {"host", "host/extism", "dispatch", "dispatch/machine", "dispatch/payload", "segwal"},

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/wasmtask/wasmtask/dispatch/machine"
 	"github.com/wasmtask/wasmtask/segwal"
 )
 
@@ -27,19 +28,9 @@ func Ref(b []byte) string {
 	return RefPrefix + hex.EncodeToString(sum[:])
 }
 
-// ValidRef reports whether ref has the form Ref returns.
-func ValidRef(ref string) bool {
-	h, ok := strings.CutPrefix(ref, RefPrefix)
-	if !ok || len(h) != 2*sha256.Size {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
+// ValidRef reports whether ref has the form Ref returns (the check the
+// state machine applies to a spec's input_ref).
+func ValidRef(ref string) bool { return machine.ValidPayloadRef(ref) }
 
 // DamagedError is a payload file that is missing, cut short or altered.
 type DamagedError struct {
