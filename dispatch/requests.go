@@ -1,0 +1,307 @@
+package dispatch
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/wasmtask/wasmtask/segwal"
+
+	"github.com/wasmtask/wasmtask/dispatch/machine"
+)
+
+type (
+	idleProbe struct{ reply chan idleReply }
+	idleReply struct {
+		idle bool
+		next chan struct{} // closed by the next tick
+	}
+	drainInput struct {
+		on    bool
+		reply chan struct{}
+	}
+)
+
+// send delivers an input to the loop, or fails when the engine stopped,
+// or with a *DiskFullError: for new work while the disk is full, for any
+// input while the loop waits for space to write.
+func (e *Engine) send(ctx context.Context, in any) error {
+	if err := e.disk.refused(); err != nil {
+		switch in.(type) {
+		case *machine.SubmitInput, machine.SubmitManyInput, machine.RetryInput:
+			return err
+		}
+		if e.disk.stalled.Load() {
+			return err
+		}
+	}
+	select {
+	case e.inbox <- in:
+		return nil
+	case <-e.done:
+		return e.stoppedErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *Engine) stoppedErr() error {
+	return stoppedBy(e.err)
+}
+
+// replyChans are reply channels for Submit, which is the hot path: a
+// channel goes back to the pool only once its one reply was received.
+var replyChans = sync.Pool{New: func() any { return make(chan machine.Reply, 1) }}
+
+func (e *Engine) await(ctx context.Context, ch chan machine.Reply) (machine.Reply, error) {
+	r, _, err := e.awaitReply(ctx, ch)
+	return r, err
+}
+
+// awaitReply waits for the reply on ch; received reports whether it came.
+func (e *Engine) awaitReply(ctx context.Context, ch chan machine.Reply) (r machine.Reply, received bool, err error) {
+	select {
+	case r := <-ch:
+		return r, true, r.Err
+	case <-e.done:
+		select {
+		case r := <-ch:
+			return r, true, r.Err
+		default:
+		}
+		return machine.Reply{}, false, e.stoppedErr()
+	case <-ctx.Done():
+		return machine.Reply{}, false, ctx.Err()
+	}
+}
+
+// Submit validates and stores a task. It returns once the task is durable
+// (fsynced). Resubmitting the same spec under the same id is a no-op
+// (Duplicate); a different spec under an existing id is ErrConflict. An
+// invalid spec is a *ValidationError naming the field.
+func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (SubmitResult, error) {
+	r, err := e.submit(ctx, spec, false)
+	return r.Submit, err
+}
+
+// SubmitView is Submit returning the task's view as of its submission
+// (for a duplicate, as of the resubmission). It is durable when SubmitView
+// returns, as Submit's answer is; Task called after Submit may wait for
+// one more fsync, as the loop has often stepped further by then. An input
+// kept in the payload store is not read back into the view: its
+// Spec.InputRef names it (Task reads it).
+func (e *Engine) SubmitView(ctx context.Context, spec TaskSpec) (SubmitResult, TaskView, error) {
+	r, err := e.submit(ctx, spec, true)
+	if err != nil || r.View == nil {
+		return r.Submit, TaskView{}, err
+	}
+	return r.Submit, *r.View, nil
+}
+
+func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (machine.Reply, error) {
+	// Normalize is a pure function of the spec: run it here, beside the
+	// caller, rather than in the loop that every submission goes through.
+	if err := spec.Normalize(); err != nil {
+		return machine.Reply{}, err
+	}
+	ref, err := e.spill(&spec)
+	if err != nil {
+		return machine.Reply{}, err
+	}
+	ch := replyChans.Get().(chan machine.Reply)
+	if err := e.send(ctx, &machine.SubmitInput{Spec: spec, Reply: ch, Normalized: true, View: view}); err != nil {
+		replyChans.Put(ch)
+		if ref != "" {
+			e.payloads.Unpin(ref) // the loop never saw it
+		}
+		return machine.Reply{}, err
+	}
+	r, received, err := e.awaitReply(ctx, ch)
+	if received {
+		replyChans.Put(ch) // its one reply was taken: nothing is sent on it again
+	}
+	if r.View != nil {
+		// Outputs (a duplicate of a task that ran); the input stays named
+		// by Spec.InputRef (the caller has it; Task reads it back).
+		e.resolveView(r.View, false)
+	}
+	return r, err
+}
+
+// SubmitMany submits specs together: one input to the loop, handled in
+// one tick (so in one WAL frame and one fsync), answered once that tick is
+// durable. results[i] and errs[i] are what Submit would return for
+// specs[i]; err is set when none could be submitted (the engine stopped,
+// ctx ended).
+func (e *Engine) SubmitMany(ctx context.Context, specs []TaskSpec) (results []SubmitResult, errs []error, err error) {
+	results, errs = make([]SubmitResult, len(specs)), make([]error, len(specs))
+	ch := make(chan machine.Reply, len(specs))
+	in := make(machine.SubmitManyInput, 0, len(specs))
+	index := make([]int, 0, len(specs)) // in[k] is specs[index[k]]
+	for i, spec := range specs {
+		if errs[i] = spec.Normalize(); errs[i] != nil {
+			continue
+		}
+		if _, errs[i] = e.spill(&spec); errs[i] == nil {
+			in = append(in, machine.SubmitInput{Spec: spec, Reply: ch, Normalized: true})
+			index = append(index, i)
+		}
+	}
+	if len(in) == 0 {
+		return results, errs, nil
+	}
+	if err := e.send(ctx, in); err != nil {
+		e.unpinHandled([]any{in}) // the loop never saw them
+		return nil, nil, err
+	}
+	for _, i := range index {
+		r, received, err := e.awaitReply(ctx, ch)
+		if !received {
+			return nil, nil, err // stopped or ctx ended before the answer
+		}
+		results[i], errs[i] = r.Submit, r.Err
+	}
+	return results, errs, nil
+}
+
+// Cancel cancels a task: its scheduled, ready and retry-waiting runs at
+// once (durably, before Cancel returns); running attempts get their
+// context cancelled and end as canceled. Canceling a final task is a no-op.
+func (e *Engine) Cancel(ctx context.Context, id TaskID, reason string) error {
+	ch := make(chan machine.Reply, 1)
+	if err := e.send(ctx, machine.CancelInput{Task: id, Reason: reason, Reply: ch}); err != nil {
+		return err
+	}
+	_, err := e.await(ctx, ch)
+	return err
+}
+
+// Pause stops dispatching new attempts (durably); running ones go on.
+func (e *Engine) Pause(ctx context.Context) error { return e.setPaused(ctx, true) }
+
+// Resume undoes Pause.
+func (e *Engine) Resume(ctx context.Context) error { return e.setPaused(ctx, false) }
+
+func (e *Engine) setPaused(ctx context.Context, p bool) error {
+	ch := make(chan machine.Reply, 1)
+	if err := e.send(ctx, machine.PauseInput{Pause: p, Reply: ch}); err != nil {
+		return err
+	}
+	_, err := e.await(ctx, ch)
+	return err
+}
+
+// Drain stops starting attempts and waits until none is in flight or the
+// timeout passes. It returns the number of attempts still running.
+func (e *Engine) Drain(timeout time.Duration) (int, error) {
+	ch := make(chan struct{})
+	if err := e.send(context.Background(), drainInput{on: true, reply: ch}); err != nil {
+		return 0, err
+	}
+	select {
+	case <-ch:
+	case <-e.done: // send may queue into the inbox of a loop that already ended
+		return 0, e.stoppedErr()
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		changed := e.changedCh()
+		e.mu.RLock()
+		n := e.state.Inflight
+		e.mu.RUnlock()
+		if n == 0 {
+			return 0, nil
+		}
+		select {
+		case <-changed:
+		case <-e.done:
+			return n, e.stoppedErr()
+		case <-deadline.C:
+			return n, nil
+		}
+	}
+}
+
+// RunUntilIdle waits until the engine has nothing to do at the current
+// time: no queued input, no attempt in flight, nothing due. For tests with
+// a ManualClock: advance the clock, then RunUntilIdle.
+func (e *Engine) RunUntilIdle(ctx context.Context) error {
+	for {
+		ch := make(chan idleReply, 1)
+		if err := e.send(ctx, idleProbe{reply: ch}); err != nil {
+			return err
+		}
+		var r idleReply
+		select {
+		case r = <-ch:
+		case <-e.done:
+			return e.stoppedErr()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if r.idle {
+			return nil
+		}
+		select {
+		case <-r.next:
+		case <-e.done:
+			return e.stoppedErr()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Close stops the loop, cancels running attempts, waits for the workers
+// and closes the WAL. Attempts cut short are closed as lost on the next
+// Open and retried under their policy.
+func (e *Engine) Close() error {
+	select {
+	case <-e.done:
+	default:
+		select {
+		case e.stop <- struct{}{}:
+		case <-e.done:
+		}
+		<-e.done
+	}
+	e.workers.Wait()
+	e.stopCollector()
+	err := e.out.Close()
+	if e.err != nil {
+		return e.err
+	}
+	return err
+}
+
+// Err returns the fatal error that stopped the loop, if any.
+func (e *Engine) Err() error {
+	select {
+	case <-e.done:
+		return e.err
+	default:
+		return nil
+	}
+}
+
+// DiskStatus reports the data dir's disk as the engine sees it: whether new
+// submissions are refused for lack of space, the free space at the last
+// check, and how many such episodes there were.
+func (e *Engine) DiskStatus() DiskStatus { return e.disk.status() }
+
+// DiskFull returns the *DiskFullError that new submissions get while the
+// disk is full, nil otherwise: the API refuses a request with it before
+// reading the body.
+func (e *Engine) DiskFull() error { return e.disk.refused() }
+
+// Recovery reports what Open did.
+func (e *Engine) Recovery() RecoveryInfo { return e.recovery }
+
+// WALStats returns the WAL's counters since Open (appends, fsyncs, bytes).
+func (e *Engine) WALStats() segwal.Stats {
+	if e.wal == nil {
+		return segwal.Stats{}
+	}
+	return e.wal.Stats()
+}
