@@ -8,13 +8,13 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/wasmtask/wasmtask/segwal"
 
 	"github.com/wasmtask/wasmtask/dispatch/machine"
+	"github.com/wasmtask/wasmtask/internal/cputime"
 )
 
 // Benchmarks of the whole engine (make bench):
@@ -147,16 +147,11 @@ func benchNoopConfig(b *testing.B, submitters int, wait bool, cfg Config) {
 	b.ReportMetric(float64(b.N)/float64(e.Stats().Ticks-s0.Ticks), "tasks/tick")
 }
 
-// cpuTime is the CPU time (user + system) the process used so far. Per
-// task it tells the engine's cost apart from waiting for the disk, and
-// from other processes competing for the cores.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+// cpuTime is the CPU time (user + system) the process used so far (0
+// where getrusage is missing). Per task it tells the engine's cost apart
+// from waiting for the disk, and from other processes competing for the
+// cores.
+func cpuTime() time.Duration { return cputime.Process() }
 
 // waitCompleted waits until total tasks were submitted and completed of
 // them are completed. Final tasks beyond Config.RetainCount are dropped,

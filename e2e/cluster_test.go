@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -400,12 +399,12 @@ func TestClusterFailover(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	ranBeforeStop := attemptsRun(t, []*clusterNode{stopped})
-	if err := stopped.s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := suspend(stopped.s.cmd.Process); err != nil {
 		t.Fatal(err)
 	}
 	next, took = waitLeader(t, 15*time.Second, others...)
 	time.Sleep(2 * time.Second) // well past the election timeout (1s)
-	if err := stopped.s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := resume(stopped.s.cmd.Process); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("CLUSTER: SIGSTOP of leader %s: %s led after %v; resumed after 2s more", stopped.id, next.id, took.Round(time.Millisecond))
@@ -457,12 +456,12 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatalf("submit the delayed tasks: %v %+v", err, res)
 	}
 	quiet := attemptsRun(t, []*clusterNode{stopped})
-	if err := stopped.s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := suspend(stopped.s.cmd.Process); err != nil {
 		t.Fatal(err)
 	}
 	next, took = waitLeader(t, 15*time.Second, others...)
 	time.Sleep(max(time.Until(dueAt.Add(time.Second)), 1500*time.Millisecond)) // past the tasks' due time and the election timeout
-	if err := stopped.s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := resume(stopped.s.cmd.Process); err != nil {
 		t.Fatal(err)
 	}
 	waitCompleted(t, next, total+more+due, time.Minute)

@@ -49,7 +49,9 @@ func startWorker(t testing.TB, s *server, name string, extra ...string) *workerP
 		close(w.exited)
 	}()
 	t.Cleanup(func() {
-		w.signal(syscall.SIGCONT)
+		if w.running() {
+			resume(w.cmd.Process) // a stopped process may not take SIGKILL at once everywhere
+		}
 		w.kill()
 		if strings.Contains(w.log.String(), "DATA RACE") {
 			t.Errorf("worker %s reported a data race:\n%s", name, w.log.String())
@@ -317,7 +319,9 @@ func TestWorkerStoppedPastLeaseIsFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	holder(t, s, a)
-	a.signal(syscall.SIGSTOP)
+	if err := suspend(a.cmd.Process); err != nil {
+		t.Fatal(err)
+	}
 	startWorker(t, s, "b")
 	v, err := s.client.TaskWait(context.Background(), res.Task.ID, 30*time.Second)
 	if err != nil {
@@ -327,7 +331,9 @@ func TestWorkerStoppedPastLeaseIsFenced(t *testing.T) {
 	if v.State != "completed" || len(at) != 2 || at[0].Worker != "a" || at[0].Outcome != "lost" || at[1].Worker != "b" {
 		t.Fatalf("task %s, attempts %+v; want lost on a, then ok on b", v.State, at)
 	}
-	a.signal(syscall.SIGCONT)
+	if err := resume(a.cmd.Process); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 20*time.Second, "a's late result to be refused", func() bool {
 		return strings.Contains(a.log.String(), "result refused by the server (409)")
 	})
