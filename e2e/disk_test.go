@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -27,10 +28,15 @@ import (
 // unless the process may mount (root).
 func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
+	return mountTmpfsOn(t, t.TempDir(), size)
+}
+
+// mountTmpfsOn is mountTmpfs on dir, which must exist.
+func mountTmpfsOn(t *testing.T, dir, size string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("this test fills a small tmpfs, and mounting one needs root: run it as root (sudo -E go test ./e2e -run 'TestDiskFull')")
+		t.Skip("this test fills a small tmpfs, and mounting one needs root: run it as root (sudo -E go test ./e2e -run 'TestDiskFull|TestDeployCompileCacheFull')")
 	}
-	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount a tmpfs on %s (%v: %s): this test needs one", dir, err, strings.TrimSpace(string(out)))
 	}
@@ -214,6 +220,46 @@ func TestDiskFull(t *testing.T) {
 	s.restart() // kill -9
 	s.checkAcked(acked)
 	t.Logf("%d tasks acknowledged, %d recovered after kill -9", len(acked), len(acked))
+}
+
+// TestDeployCompileCacheFull: wazero's compile cache is an optimisation.
+// With its filesystem full (a real tmpfs on DATA_DIR/wazero-cache, filled)
+// while the data dir has room for the module, a deploy succeeds and its
+// tasks run; after kill -9 and a restart the plugin is active again. (On
+// one full filesystem a deploy still gets 507, TestDiskFull: the module
+// file and registry.json must be stored before a version is active.)
+func TestDeployCompileCacheFull(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	cacheDir := filepath.Join(dataDir, "wazero-cache")
+	if err := os.Mkdir(cacheDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mountTmpfsOn(t, cacheDir, "1m")
+	s := startServer(t, serverOpts{dataDir: dataDir})
+	fillDisk(t, cacheDir) // after the start: a start prunes what is not compiled code
+
+	version := s.deploy("noop", module(t, "noop"))
+	if version != "sha256:"+fmt.Sprintf("%x", sha256.Sum256(module(t, "noop"))) {
+		t.Fatalf("deployed version %s", version)
+	}
+	if !strings.Contains(s.log.String(), "module compiled without caching it") {
+		t.Fatalf("no log line about the full compile cache:\n%s", s.log.String())
+	}
+	if r := s.tryNoop("cache-full"); r.status != 201 {
+		t.Fatalf("submit: %d %s", r.status, r.body)
+	}
+	if v := s.waitFinal("cache-full", time.Minute); v.State != "completed" {
+		t.Fatalf("task of a plugin deployed with the compile cache full: %s", v.State)
+	}
+
+	s.restart() // kill -9
+	if r := s.tryNoop("after-restart"); r.status != 201 {
+		t.Fatalf("submit after the restart: %d %s", r.status, r.body)
+	}
+	if v := s.waitFinal("after-restart", time.Minute); v.State != "completed" {
+		t.Fatalf("task after the restart: %s", v.State)
+	}
 }
 
 // TestDiskFullStalledWrite: with the threshold off (--min-free-disk 0) a

@@ -154,11 +154,20 @@ func (h *Host) compile(ctx context.Context, wasm []byte, key moduleKey) (*Module
 	// The bytes are not kept: wazero keeps a copy of what it needs, and a
 	// reset pool, the only other user, is given them (NewPool).
 	m.tableLimit = key.tables
-	compiled, err := rt.rt.CompileModule(ctx, boundedModule(wasm, layout, key.tables, true))
+	bounded := boundedModule(wasm, layout, key.tables, true)
+	compiled, err := rt.rt.CompileModule(ctx, bounded)
+	if noSpace(err) && rt.cache != nil {
+		// The compiled code could not be written to the cache: its disk
+		// is full. The cache only spares a later start the compile, so
+		// go on without it: wazero (v1.12) keeps what it compiled in
+		// memory before it writes the cache, and a second compile takes
+		// it from there; the next start with space writes the cache.
+		h.log.Warn("host: the compile cache's disk is full: module compiled without caching it", "module", key.hash, "err", err)
+		compiled, err = rt.rt.CompileModule(ctx, bounded)
+	}
 	release()
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		// The compilation cache could not be written: the disk is full,
-		// the module may well be valid (the API answers 507).
+	if noSpace(err) {
+		// The module may well be valid (the API answers 507).
 		return nil, fmt.Errorf("compile module %s: %w", key.hash, err)
 	}
 	if err != nil {
@@ -212,4 +221,9 @@ func (s funcSig) String() string {
 		return "(" + strings.Join(out, ", ") + ")"
 	}
 	return names(s.params) + " -> " + names(s.results)
+}
+
+// noSpace reports a write that failed because the disk (or a quota) is full.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
