@@ -56,6 +56,21 @@ func BenchmarkLogStore(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
 		})
+		b.Run(fmt.Sprintf("events=%d/store=segwal-raft", events), func(b *testing.B) {
+			store, err := openWalStore(b.TempDir(), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer store.Close()
+			b.SetBytes(int64(len(frame)))
+			b.ResetTimer()
+			for i := range b.N {
+				if err := store.StoreLogs([]*raft.Log{{Index: uint64(i + 1), Term: 1, Type: raft.LogCommand, Data: frame}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
+		})
 		b.Run(fmt.Sprintf("events=%d/store=segwal", events), func(b *testing.B) {
 			wal, err := segwal.Open(filepath.Join(b.TempDir(), "wal"), segwal.Options{Sync: segwal.SyncNone, Preallocate: true})
 			if err != nil {
@@ -141,23 +156,26 @@ func BenchmarkSubmit(b *testing.B) {
 		defer e.Close()
 		run(b, func() *dispatch.Engine { return e })
 	})
-	b.Run("nodes=3", func(b *testing.B) {
-		c := newTestCluster(b)
-		defer c.closeAll()
-		n1 := c.start("n1", true)
-		c.start("n2", false)
-		c.start("n3", false)
-		c.leader()
-		for _, id := range []string{"n2", "n3"} {
-			if err := n1.Join(id, c.addrs[id], "http://"+id+".invalid"); err != nil {
-				b.Fatal(err)
+	for _, store := range []string{LogStoreBolt, LogStoreSegwal} {
+		b.Run("nodes=3/store="+store, func(b *testing.B) {
+			c := newTestCluster(b)
+			c.workers, c.store = 16, store // workers as nodes=1
+			defer c.closeAll()
+			n1 := c.start("n1", true)
+			c.start("n2", false)
+			c.start("n3", false)
+			c.leader()
+			for _, id := range []string{"n2", "n3"} {
+				if err := n1.Join(id, c.addrs[id], "http://"+id+".invalid"); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-		c.converged()
-		run(b, func() *dispatch.Engine { return n1.Engine() })
-		if st := n1.Status(); st.Commits > 0 {
-			b.ReportMetric(1000*st.CommitSeconds/float64(st.Commits), "commit-ms")
-			b.ReportMetric(float64(st.CommitEvents)/float64(st.Commits), "events/commit")
-		}
-	})
+			c.converged()
+			run(b, func() *dispatch.Engine { return n1.Engine() })
+			if st := n1.Status(); st.Commits > 0 {
+				b.ReportMetric(1000*st.CommitSeconds/float64(st.Commits), "commit-ms")
+				b.ReportMetric(float64(st.CommitEvents)/float64(st.Commits), "events/commit")
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -24,6 +25,10 @@ type testCluster struct {
 	mu    sync.Mutex
 	// snapshotEvery is raft's SnapshotThreshold (and TrailingLogs); 0: default.
 	snapshotEvery uint64
+	// workers is the engine's Workers; 0: 8.
+	workers int
+	// store is Config.LogStore ("": the default).
+	store string
 }
 
 func freeAddr(t testing.TB) string {
@@ -49,9 +54,9 @@ func (c *testCluster) start(id string, bootstrap bool) *Node {
 		return dispatch.Result{Outcome: dispatch.OutcomeOK, Output: []byte("ok")}
 	})
 	n, err := Open(Config{NodeID: id, RaftAddr: c.addrs[id], HTTPAddr: "http://" + id + ".invalid", Dir: c.dirs[id], Bootstrap: bootstrap,
-		Engine: dispatch.Config{Executor: exec, Workers: 8, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		Engine: dispatch.Config{Executor: exec, Workers: cmp.Or(c.workers, 8), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLog: io.Discard,
-		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, SnapshotThreshold: c.snapshotEvery})
+		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, SnapshotThreshold: c.snapshotEvery, LogStore: c.store})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -49,6 +49,23 @@ type Config struct {
 	// SnapshotThreshold: raft snapshots the state after this many entries
 	// (default 8192; each entry holds a frame of many events).
 	SnapshotThreshold uint64
+	// LogStore is raft's log and stable store: "segwal" (DATA_DIR/raft/log
+	// and stable.json, the default) or "bolt" (raft-boltdb, DATA_DIR/raft/raft.db,
+	// what earlier versions used: a Dir that holds a raft.db keeps it).
+	LogStore string
+}
+
+// Log stores (Config.LogStore).
+const (
+	LogStoreSegwal = "segwal"
+	LogStoreBolt   = "bolt"
+)
+
+// raftStore is raft's log and stable store in one.
+type raftStore interface {
+	raft.LogStore
+	raft.StableStore
+	Close() error
 }
 
 // ErrNotLeader is returned by membership changes on a node that does not
@@ -64,7 +81,7 @@ type Node struct {
 	raft   *raft.Raft
 	fsm    *fsm
 	trans  *raft.NetworkTransport
-	store  *raftboltdb.BoltStore
+	store  raftStore
 	notify chan bool
 	stop   chan struct{}
 	done   chan struct{}
@@ -118,9 +135,9 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: --raft-addr %s: %w", cfg.RaftAddr, err)
 	}
-	store, err := raftboltdb.NewBoltStore(filepath.Join(cfg.Dir, "raft.db"))
+	store, err := openStore(&cfg)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open %s: %w", filepath.Join(cfg.Dir, "raft.db"), err)
+		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, rc.Logger)
 	if err != nil {
@@ -148,12 +165,14 @@ func Open(cfg Config) (*Node, error) {
 			}
 		}
 	}
-	// The leader reads back what it replicates: recent entries come from
-	// memory rather than a bolt read transaction each.
-	logs, err := raft.NewLogCache(512, store)
-	if err != nil {
-		n.closeStores()
-		return nil, fmt.Errorf("cluster: %w", err)
+	var logs raft.LogStore = store // walStore reads from memory
+	if cfg.LogStore == LogStoreBolt {
+		// The leader reads back what it replicates: recent entries come
+		// from memory rather than a bolt read transaction each.
+		if logs, err = raft.NewLogCache(512, store); err != nil {
+			n.closeStores()
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
 	}
 	n.raft, err = raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
 	if err != nil {
@@ -162,6 +181,32 @@ func Open(cfg Config) (*Node, error) {
 	}
 	go n.run()
 	return n, nil
+}
+
+// openStore opens the log store cfg.LogStore names (default segwal, or
+// bolt when Dir holds a raft.db of an earlier version) and sets it there.
+func openStore(cfg *Config) (raftStore, error) {
+	bolt := filepath.Join(cfg.Dir, "raft.db")
+	if cfg.LogStore == "" {
+		cfg.LogStore = LogStoreSegwal
+		if _, err := os.Stat(bolt); err == nil {
+			cfg.LogStore = LogStoreBolt
+		}
+	}
+	switch cfg.LogStore {
+	case LogStoreSegwal:
+		if _, err := os.Stat(bolt); err == nil {
+			return nil, fmt.Errorf("cluster: %s holds raft-boltdb's raft.db: open it with the bolt log store, or remove the node's raft folder and join it again", cfg.Dir)
+		}
+		return openWalStore(cfg.Dir, cfg.Logger)
+	case LogStoreBolt:
+		store, err := raftboltdb.NewBoltStore(bolt)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: open %s: %w", bolt, err)
+		}
+		return store, nil
+	}
+	return nil, fmt.Errorf("cluster: unknown Config.LogStore %q (segwal or bolt)", cfg.LogStore)
 }
 
 func (n *Node) closeStores() {
