@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmtask/wasmtask/plugins"
@@ -23,14 +24,42 @@ type Client struct {
 	BaseURL string // e.g. http://127.0.0.1:7070
 	Token   string
 	HTTP    *http.Client
+	// Index holds the newest state sequence a cluster answered this client
+	// (X-Wasmtask-Index), sent back as X-Wasmtask-Min-Index so that a
+	// follower answers from a state holding everything seen so far
+	// (read-your-writes). Clients of one cluster may share one (c2.Index =
+	// c1.Index); nil sends none.
+	Index *IndexTracker
 }
+
+// IndexTracker keeps the highest index observed; safe for concurrent use.
+type IndexTracker struct{ v atomic.Uint64 }
+
+// Observe raises the index to v (never lowers it).
+func (t *IndexTracker) Observe(v uint64) {
+	for {
+		old := t.v.Load()
+		if v <= old || t.v.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+// Load returns the highest index observed (0: none).
+func (t *IndexTracker) Load() uint64 { return t.v.Load() }
+
+// The read-your-writes headers of a cluster (docs/http-api.md, Cluster).
+const (
+	IndexHeader    = "X-Wasmtask-Index"
+	MinIndexHeader = "X-Wasmtask-Min-Index"
+)
 
 // NewClient returns a client for base (default http://127.0.0.1:7070).
 func NewClient(base, token string) *Client {
 	if base == "" {
 		base = "http://127.0.0.1:7070"
 	}
-	return &Client{BaseURL: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{Transport: newTransport()}}
+	return &Client{BaseURL: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{Transport: newTransport()}, Index: new(IndexTracker)}
 }
 
 // newTransport is http.DefaultTransport keeping up to 64 idle connections
@@ -96,6 +125,11 @@ func (c *Client) doOnce(ctx context.Context, method, path string, body io.Reader
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
+	if c.Index != nil {
+		if v := c.Index.Load(); v > 0 {
+			req.Header.Set(MinIndexHeader, strconv.FormatUint(v, 10))
+		}
+	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -104,6 +138,11 @@ func (c *Client) doOnce(ctx context.Context, method, path string, body io.Reader
 		return 0, &UnreachableError{URL: c.BaseURL, Err: err}
 	}
 	defer resp.Body.Close()
+	if c.Index != nil {
+		if v, err := strconv.ParseUint(resp.Header.Get(IndexHeader), 10, 64); err == nil {
+			c.Index.Observe(v)
+		}
+	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return resp.StatusCode, &UnreachableError{URL: c.BaseURL, Err: err}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/wasmtask/wasmtask/cluster"
+	"github.com/wasmtask/wasmtask/plugins"
 )
 
 // ClusterConfig configures the HTTP front of a cluster node.
@@ -30,6 +31,15 @@ type ClusterConfig struct {
 	Token   string
 	Metrics http.Handler
 	Logger  *slog.Logger
+	// Plugins is this node's registry (for the attempt timeouts of task
+	// views answered here) and Version the server's, as in Config.
+	Plugins *plugins.Registry
+	Version string
+	// ReadWait bounds how long a follower waits to reach a read's
+	// X-Wasmtask-Min-Index before it forwards the read to the leader
+	// (default DefaultReadWait); WriteWait how long a write forwarded
+	// through it waits for it to apply the write (DefaultWriteWait).
+	ReadWait, WriteWait time.Duration
 }
 
 // ClusterFront is a cluster node's HTTP API: the cluster routes, and
@@ -45,6 +55,11 @@ type ClusterFront struct {
 	server  atomic.Pointer[Server]
 	proxies sync.Map // leader URL -> *httputil.ReverseProxy
 	client  *http.Client
+	// replica and follower answer reads from this node's replicated
+	// state while it follows (cluster_reads.go).
+	replica                    *cluster.Replica
+	follower                   *Server
+	readsLocal, readsForwarded atomic.Uint64
 }
 
 // ErrNoLeader is the client's error while the cluster has no leader.
@@ -60,7 +75,16 @@ func NewClusterFront(cfg ClusterConfig) *ClusterFront {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	f := &ClusterFront{cfg: cfg, mux: http.NewServeMux(), client: &http.Client{Timeout: 2 * time.Second, Transport: newTransport()}}
+	if cfg.ReadWait <= 0 {
+		cfg.ReadWait = DefaultReadWait
+	}
+	if cfg.WriteWait <= 0 {
+		cfg.WriteWait = DefaultWriteWait
+	}
+	f := &ClusterFront{cfg: cfg, mux: http.NewServeMux(), client: &http.Client{Timeout: 2 * time.Second, Transport: newTransport()},
+		replica: cfg.Node.Replica()}
+	f.follower = New(Config{Replica: f.replica, Plugins: cfg.Plugins, Token: cfg.Token, Logger: cfg.Logger, Version: cfg.Version})
+	f.follower.SetReady(true)
 	for _, r := range f.routes() {
 		f.mux.HandleFunc(r.pattern, r.handler)
 	}
@@ -115,7 +139,10 @@ func (f *ClusterFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s := f.server.Load(); s != nil {
-		s.ServeHTTP(w, r)
+		s.ServeHTTP(&indexWriter{ResponseWriter: w, seq: s.cfg.Engine.DurableSeq}, r)
+		return
+	}
+	if localRead(r) && f.serveLocal(w, r) {
 		return
 	}
 	f.forward(w, r)
@@ -139,6 +166,7 @@ func (f *ClusterFront) forward(w http.ResponseWriter, r *http.Request) {
 		rp := httputil.NewSingleHostReverseProxy(target)
 		rp.Transport = newTransport()
 		rp.FlushInterval = -1
+		rp.ModifyResponse = f.waitForward
 		rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Retry-After", "1")
 			var op *net.OpError

@@ -52,6 +52,27 @@ type Config struct {
 	// Broker, when set, serves the remote worker routes (/v1/workers/...);
 	// it is the engine's executor. nil: they answer 404.
 	Broker *Broker
+	// Replica, set instead of Engine on a cluster follower, answers the
+	// reads (tasks, waits, engine status) from the node's replicated
+	// state; ClusterFront forwards every write to the leader.
+	Replica Reads
+}
+
+// Reads are the engine's reads the API answers from: the engine's own, or
+// a cluster follower's replicated state (cluster.Replica).
+type Reads interface {
+	TaskWithoutInput(id dispatch.TaskID) (dispatch.TaskView, bool)
+	List(f dispatch.ListFilter) []dispatch.TaskView
+	WaitWithoutInput(ctx context.Context, id dispatch.TaskID) (dispatch.TaskView, error)
+	Stats() dispatch.Stats
+}
+
+// reads is what the read routes answer from.
+func (s *Server) reads() Reads {
+	if s.cfg.Engine != nil {
+		return s.cfg.Engine
+	}
+	return s.cfg.Replica
 }
 
 // Server is the HTTP API of docs/http-api.md.
@@ -291,7 +312,7 @@ const submitMemoryFactor = 4
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
 	id := dispatch.TaskID(r.PathValue("id"))
-	v, ok := s.cfg.Engine.TaskWithoutInput(id)
+	v, ok := s.reads().TaskWithoutInput(id)
 	if !ok {
 		writeError(w, fmt.Errorf("%w: %q", dispatch.ErrNotFound, id))
 		return
@@ -322,7 +343,7 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
-	v, err := s.cfg.Engine.WaitWithoutInput(ctx, id)
+	v, err := s.reads().WaitWithoutInput(ctx, id)
 	switch {
 	case err == nil:
 	case s.stopping.Err() != nil && !errors.Is(err, dispatch.ErrNotFound):
@@ -370,13 +391,13 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 		f.Limit = n
 	}
 	if f.Before != "" {
-		if _, ok := s.cfg.Engine.TaskWithoutInput(f.Before); !ok {
+		if _, ok := s.reads().TaskWithoutInput(f.Before); !ok {
 			writeError(w, &FieldError{Field: "cursor", Reason: fmt.Sprintf("unknown task %q (a cursor is the id of the last task of the previous page)", f.Before)})
 			return
 		}
 	}
 	f.Limit++ // one more to know whether there is a next page
-	views := s.cfg.Engine.List(f)
+	views := s.reads().List(f)
 	out := TaskList{Tasks: []TaskView{}}
 	for i, v := range views {
 		if i == f.Limit-1 {
@@ -575,6 +596,17 @@ type EngineStatus struct {
 	Stopped string `json:"stopped,omitempty"`
 	// OpenWaits counts wait requests (long polls) being answered.
 	OpenWaits int64 `json:"open_waits"`
+	// Role is "follower" when a cluster follower answered from its
+	// replicated state (no loop, recovery or disk figures of its own).
+	Role string `json:"role,omitempty"`
+}
+
+func runCounts(st dispatch.Stats) map[string]int {
+	out := make(map[string]int, len(st.RunsByState))
+	for k, v := range st.RunsByState {
+		out[string(k)] = v
+	}
+	return out
 }
 
 type RecoveryStatus struct {
@@ -585,7 +617,12 @@ type RecoveryStatus struct {
 }
 
 func (s *Server) engineStatus(w http.ResponseWriter, _ *http.Request) {
-	st := s.cfg.Engine.Stats()
+	st := s.reads().Stats()
+	if s.cfg.Engine == nil { // a cluster follower: its replicated state
+		writeJSON(w, 200, EngineStatus{Version: s.cfg.Version, Paused: st.Paused, Tasks: st.Tasks, Runs: runCounts(st), InFlight: st.InFlight,
+			WALSeq: st.Applied, OpenWaits: s.openWaits.Load(), Role: "follower"})
+		return
+	}
 	rec := s.cfg.Engine.Recovery()
 	out := EngineStatus{Version: s.cfg.Version, Paused: st.Paused, Tasks: st.Tasks, Runs: map[string]int{}, InFlight: st.InFlight,
 		WALSeq: st.Applied, Events: st.Events,
@@ -593,9 +630,7 @@ func (s *Server) engineStatus(w http.ResponseWriter, _ *http.Request) {
 	if rec.WAL.TornTail != nil {
 		out.Recovery.TornTailBytes = rec.WAL.TornTail.Bytes
 	}
-	for k, v := range st.RunsByState {
-		out.Runs[string(k)] = v
-	}
+	out.Runs = runCounts(st)
 	out.OpenWaits = s.openWaits.Load()
 	if err := s.cfg.Engine.DiskFull(); err != nil {
 		out.DiskFull = err.Error()

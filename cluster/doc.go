@@ -62,13 +62,25 @@
 //     raft the round trip, not a local fsync, is the wait, and raft
 //     pipelines entries to the followers. raft's apply channel is buffered
 //     (BatchApplyCh) so the loop never waits for raft's leader loop.
-//   - Followers forward reads too, not only writes: a follower's state
-//     lags the leader's by up to a heartbeat (it learns of a commit with
-//     the next entry or heartbeat), so a task submitted through it could
-//     answer 404 on the next GET; the leader's answer is never stale, and
-//     the API reads the engine, which only the leader runs. Only the
-//     cluster routes, /healthz, /readyz and /metrics are answered locally
-//     (GET /v1/cluster?local=1&digest=1 shows a follower's own state).
+//   - Followers answer reads from their own committed state (Replica,
+//     replica.go: the same reducer's state, views built as the engine
+//     builds them) and forward writes to the leader. Their state lags the
+//     leader's by the entries not yet applied (a follower learns of a
+//     commit with the next entry, or after raft's CommitTimeout when
+//     idle), so reads carry read-your-writes in the API (api/cluster_reads.go):
+//     every answer names the dispatch sequence it reflects
+//     (X-Wasmtask-Index: the leader's Engine.DurableSeq, a follower's
+//     applied sequence), a request may ask for a minimum
+//     (X-Wasmtask-Min-Index; the Go client sends the highest it saw), and
+//     a follower waits briefly to reach it (WaitApplied) or forwards the
+//     read. A write forwarded through a follower answers once the
+//     follower applied it, and a task a follower lacks is asked of the
+//     leader, so a 404 is always the leader's. The dispatch sequence
+//     rather than the raft index: raft hands the FSM only command entries
+//     (no-ops and barriers advance the index without reaching it), while
+//     the sequence counts exactly what a state holds and is the same on
+//     every node for committed events. Waits on a follower wake at each
+//     entry applied and check the task's state (cheap: no view built).
 //     Per-peer lag: GET /v1/cluster on any node; in Prometheus, the
 //     leader's wasmtask_cluster_commit_index minus each node's
 //     wasmtask_cluster_applied_index.

@@ -189,3 +189,7 @@ func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (fsmSnapshot) Release() {}
+
+// changedCh is closed at the next entry applied (or snapshot restored);
+// call it under the read lock, then check the state.
+func (f *fsm) changedCh() chan struct{} { return f.changed }

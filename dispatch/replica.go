@@ -50,3 +50,27 @@ func CopyState(s *State) (*State, error) {
 	}
 	return machine.DecodeState(b)
 }
+
+// ViewTask returns the view of task id in s, without reading the payload
+// store (a replica's payloads are inline), and whether it is final.
+func ViewTask(s *State, id TaskID) (v TaskView, ok bool) {
+	t, ok := s.Tasks[id]
+	if !ok {
+		return v, false
+	}
+	return machine.ViewOf(s, t), true
+}
+
+// TaskFinal reports whether task id is in s and whether it is final,
+// without building its view (a replica's waits check it at every entry).
+func TaskFinal(s *State, id TaskID) (exists, final bool) {
+	t, ok := s.Tasks[id]
+	if !ok {
+		return false, false
+	}
+	switch s.StateOf(t) {
+	case TaskCompleted, TaskFailed, TaskCanceled:
+		return true, true
+	}
+	return true, false
+}

@@ -65,33 +65,41 @@ func (e *Engine) List(f ListFilter) []TaskView {
 		f.Limit = 100
 	}
 	var out []TaskView
-	e.readDurable(func(s *State) {
-		var before uint64
-		if t, ok := s.Tasks[f.Before]; ok {
-			before = t.SubmitSeq
-		}
-		newest := make(taskHeap, 0, min(f.Limit, len(s.Tasks)))
-		for _, t := range s.Tasks {
-			if before != 0 && t.SubmitSeq >= before || f.Handler != "" && t.Spec.Handler != f.Handler ||
-				!machine.HasLabels(t.Spec.Labels, f.Labels) || f.IDContains != "" && !strings.Contains(string(t.Spec.ID), f.IDContains) {
-				continue
-			}
-			if len(newest) == f.Limit && t.SubmitSeq < newest[0].SubmitSeq {
-				continue // older than every task kept so far
-			}
-			if f.State != "" && s.StateOf(t) != f.State {
-				continue
-			}
-			newest.keep(t, f.Limit)
-		}
-		slices.SortFunc(newest, func(a, b *Task) int { return cmp.Compare(b.SubmitSeq, a.SubmitSeq) })
-		out = make([]TaskView, len(newest))
-		for i, t := range newest {
-			out[i] = machine.ViewOf(s, t)
-		}
-	})
+	e.readDurable(func(s *State) { out = ListState(s, f) })
 	for i := range out {
 		e.resolveView(&out[i], false) // outputs; inputs only in Task's single views
+	}
+	return out
+}
+
+// ListState is List over s, without reading the payload store (a
+// replica's payloads are inline): the caller holds s still.
+func ListState(s *State, f ListFilter) []TaskView {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	var before uint64
+	if t, ok := s.Tasks[f.Before]; ok {
+		before = t.SubmitSeq
+	}
+	newest := make(taskHeap, 0, min(f.Limit, len(s.Tasks)))
+	for _, t := range s.Tasks {
+		if before != 0 && t.SubmitSeq >= before || f.Handler != "" && t.Spec.Handler != f.Handler ||
+			!machine.HasLabels(t.Spec.Labels, f.Labels) || f.IDContains != "" && !strings.Contains(string(t.Spec.ID), f.IDContains) {
+			continue
+		}
+		if len(newest) == f.Limit && t.SubmitSeq < newest[0].SubmitSeq {
+			continue // older than every task kept so far
+		}
+		if f.State != "" && s.StateOf(t) != f.State {
+			continue
+		}
+		newest.keep(t, f.Limit)
+	}
+	slices.SortFunc(newest, func(a, b *Task) int { return cmp.Compare(b.SubmitSeq, a.SubmitSeq) })
+	out := make([]TaskView, len(newest))
+	for i, t := range newest {
+		out[i] = machine.ViewOf(s, t)
 	}
 	return out
 }
@@ -232,14 +240,23 @@ type Stats struct {
 
 // Stats returns counters; it never blocks the loop for long.
 func (e *Engine) Stats() (st Stats) {
-	e.readDurable(func(s *State) {
-		st = Stats{Submitted: s.NextSubmitSeq - 1, Tasks: len(s.Tasks), RunsByState: s.Counts(), InFlight: s.Inflight,
-			Paused: s.Paused, Applied: s.Applied,
-			Ticks: e.stats.ticks.Load(), Events: e.stats.events.Load(), WALAppends: e.stats.appends.Load()}
-	})
+	e.readDurable(func(s *State) { st = StateStats(s) })
+	st.Ticks, st.Events, st.WALAppends = e.stats.ticks.Load(), e.stats.events.Load(), e.stats.appends.Load()
 	return st
+}
+
+// StateStats are the counters of s alone (no loop counters): a replica's.
+func StateStats(s *State) Stats {
+	return Stats{Submitted: s.NextSubmitSeq - 1, Tasks: len(s.Tasks), RunsByState: s.Counts(), InFlight: s.Inflight,
+		Paused: s.Paused, Applied: s.Applied}
 }
 
 // Done is closed when the loop has stopped: after Close, or on its own
 // after a fatal error (see Err).
 func (e *Engine) Done() <-chan struct{} { return e.done }
+
+// DurableSeq is the sequence up to which the log is durable (in cluster
+// mode: committed by a majority). Every answer given so far, a write's
+// acknowledgment included, is at or below it: a replica that applied it
+// holds everything a client has seen (read-your-writes).
+func (e *Engine) DurableSeq() uint64 { return e.durable.Load() }

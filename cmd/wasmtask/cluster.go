@@ -104,9 +104,11 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 		ln.Close()
 		return fail(exitFailed, "%v", err)
 	}
-	front = api.NewClusterFront(api.ClusterConfig{Node: node, Self: self, Token: token, Metrics: m.handler(), Logger: logger})
+	front = api.NewClusterFront(api.ClusterConfig{Node: node, Self: self, Token: token, Metrics: m.handler(), Logger: logger,
+		Plugins: reg, Version: buildVersion()})
 	m.watchEngineOf(node.Engine)
 	m.watchCluster(node)
+	m.watchFollowerReads(front)
 
 	hs := ln.httpServer(c, front)
 	hl.Info("listening", "addr", ln.url(), "data_dir", dataDir, "workers", c.Int("workers"), "node_id", id, "raft_addr", raftAddr, "raft_dir", raftDir)
@@ -122,6 +124,7 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 		node.Close()
 		return fail(exitFailed, "http server: %v", err)
 	}
+	front.StopWaits()
 	if srv := front.Server(); srv != nil {
 		srv.StopWaits()
 		if e := node.Engine(); e != nil {
@@ -203,6 +206,23 @@ func (m *metrics) watchCluster(n *cluster.Node) {
 			Help: "Time spent waiting for those commits (a majority's write); divide by wasmtask_cluster_commits_total for the mean latency."},
 			func() float64 { return n.Status().CommitSeconds }),
 	)
+}
+
+// watchFollowerReads counts the reads this node answered from its own
+// replicated state while it followed, and those it forwarded to the leader.
+func (m *metrics) watchFollowerReads(f *api.ClusterFront) {
+	for _, answered := range []string{"local", "leader"} {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wasmtask_cluster_follower_reads_total",
+			Help:        "Reads this node answered while it followed: from its own replicated state (local), or forwarded to the leader (leader: it had not caught up with the client's X-Wasmtask-Min-Index in time, or did not hold the task).",
+			ConstLabels: prometheus.Labels{"answered": answered}},
+			func() float64 {
+				local, forwarded := f.FollowerReads()
+				if answered == "local" {
+					return float64(local)
+				}
+				return float64(forwarded)
+			}))
+	}
 }
 
 func clusterCommand() *cli.Command {

@@ -1,0 +1,95 @@
+package api
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func TestLocalRead(t *testing.T) {
+	for _, tc := range []struct {
+		method, path string
+		local        bool
+	}{
+		{"GET", "/v1/tasks", true},
+		{"GET", "/v1/tasks/a", true},
+		{"HEAD", "/v1/tasks/a", true},
+		{"GET", "/v1/tasks/a/wait", true},
+		{"GET", "/v1/engine", true},
+		{"GET", "/v1/openapi.json", true},
+		{"GET", "/ui/", true},
+		{"GET", "/v1/tasks/", false},
+		{"GET", "/v1/engine/history", false}, // sampled by the leader's server
+		{"GET", "/v1/workers", false},        // the leader's broker
+		{"POST", "/v1/tasks", false},
+		{"POST", "/v1/tasks/a/cancel", false},
+		{"DELETE", "/v1/tasks/a", false},
+		{"POST", "/v1/engine/pause", false},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			if got := localRead(httptest.NewRequest(tc.method, tc.path, nil)); got != tc.local {
+				t.Errorf("localRead = %v, want %v", got, tc.local)
+			}
+		})
+	}
+	if id := taskOfPath("/v1/tasks/abc/wait"); id != "abc" {
+		t.Errorf("taskOfPath = %q", id)
+	}
+}
+
+// The index header is set as the answer starts, unless a forwarded
+// answer carries the leader's already.
+func TestIndexWriter(t *testing.T) {
+	for _, tc := range []struct {
+		name, preset, want string
+		writeHeader        bool
+	}{
+		{"write only", "", "42", false},
+		{"WriteHeader", "", "42", true},
+		{"forwarded", "7", "7", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			w := &indexWriter{ResponseWriter: rec, seq: func() uint64 { return 42 }}
+			if tc.preset != "" {
+				w.Header().Set(IndexHeader, tc.preset)
+			}
+			if tc.writeHeader {
+				w.WriteHeader(http.StatusCreated)
+			}
+			w.Write([]byte("{}"))
+			if got := rec.Header().Get(IndexHeader); got != tc.want {
+				t.Errorf("%s = %q, want %q", IndexHeader, got, tc.want)
+			}
+		})
+	}
+}
+
+// The client sends back the highest index it was answered, shared by
+// the clients given the same tracker; a lower answer does not lower it.
+func TestClientSendsMinIndex(t *testing.T) {
+	answers := []string{"5", "3", "9", ""}
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get(MinIndexHeader))
+		if a := answers[len(got)-1]; a != "" {
+			w.Header().Set(IndexHeader, a)
+		}
+		writeJSON(w, 200, TaskView{ID: "x"})
+	}))
+	defer srv.Close()
+	a := NewClient(srv.URL, "")
+	b := NewClient(srv.URL, "")
+	b.Index = a.Index
+	for _, c := range []*Client{a, b, a, b} {
+		if _, err := c.TaskGet(t.Context(), "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"", "5", "5", "9"}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("request %d sent %s %q, want %q (all: %q)", i, MinIndexHeader, got[i], want[i], got)
+		}
+	}
+}
