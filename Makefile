@@ -2,7 +2,7 @@
 GO ?= go
 BENCHTIME ?= 2s
 
-.PHONY: test vet unit soak bench bench-server bench-cluster e2e-tls fuzz build clean wasm toolchains demo examples extism-plugins
+.PHONY: test vet unit soak bench bench-server bench-server-ab bench-cluster e2e-tls fuzz build clean wasm toolchains demo examples extism-plugins
 
 test: vet unit
 
@@ -35,6 +35,14 @@ bench:
 # tasks/s with 1 and 32 clients and with batch submits, latency at 200/s and 1000/s.
 bench-server:
 	scripts/bench-server.sh
+
+# The same scenarios against fresh servers of two builds, alternating (base:
+# BASE, a git ref, default main; new: the work tree), with the CPU the server
+# and the bench client used per task (scripts/bench-server-ab.sh; ROUNDS,
+# TASKS, BENCH_FLAGS, SERVE_FLAGS, SCENARIOS tune it).
+BASE ?= main
+bench-server-ab:
+	scripts/bench-server-ab.sh $(BASE)
 
 # One server against a three-node cluster on loopback (scripts/bench-cluster.sh,
 # `wasmtask bench`, fsync on): tasks/s and submit latency p50/p99, alternating.

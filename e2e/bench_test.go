@@ -30,6 +30,9 @@ func TestBenchCommand(t *testing.T) {
 	if r := s.cli("bench", "--clients", "one"); r.code != 2 || !strings.Contains(r.stderr, "--clients") {
 		t.Errorf("bench --clients one: %s", r)
 	}
+	if r := s.cli("bench", "--client", "http2"); r.code != 2 || !strings.Contains(r.stderr, "--client") {
+		t.Errorf("bench --client http2: %s", r)
+	}
 	if r := s.cli("bench", "--instances", "warm"); r.code != 2 || !strings.Contains(r.stderr, "--instances") {
 		t.Errorf("bench --instances warm: %s", r)
 	}
@@ -59,8 +62,9 @@ func TestBenchCommand(t *testing.T) {
 		t.Errorf("%d tasks labelled %s, want 800", n, m[1])
 	}
 
-	// --cleanup purges the run's tasks and leaves the others.
-	r = s.mustCLI(0, "bench", "--tasks", "30", "--clients", "2", "--batch", "10", "--rates", "", "--cleanup")
+	// --cleanup purges the run's tasks and leaves the others (here through
+	// the Go client rather than the lean one).
+	r = s.mustCLI(0, "bench", "--client", "go", "--tasks", "30", "--clients", "2", "--batch", "10", "--rates", "", "--cleanup")
 	m2 := regexp.MustCompile(`(?m)^cleanup: 60 tasks labelled (wasmtask-bench=\S+) purged \(the bench-noop plugin stays`).FindStringSubmatch(r.stdout)
 	if m2 == nil {
 		t.Fatalf("bench --cleanup does not report purging its 60 tasks:\n%s", r.stdout)
@@ -70,5 +74,27 @@ func TestBenchCommand(t *testing.T) {
 	}
 	if n := countLabelled(m[1]); n != 800 {
 		t.Errorf("the first run's tasks after the second run's cleanup: %d, want 800", n)
+	}
+}
+
+// TestBenchCommandToken: the bench's lean client sends the token, and
+// its submits, batches and waits all count (wrong token: refused).
+func TestBenchCommandToken(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{token: "bench-secret"})
+	r := s.mustCLI(0, "bench", "--tasks", "40", "--clients", "4", "--batch", "20", "--rates", "50", "--duration", "1s", "--cleanup")
+	for _, re := range []string{
+		`(?m)POST /v1/tasks, 4 clients +40 `,
+		`(?m)POST /v1/tasks/batch of 20, 1 client +40 `,
+		`(?m)^ +50/s +wait +\d+ +50 +0 `,
+		`(?m)^cleanup: 180 tasks labelled wasmtask-bench=\S+ purged`,
+	} {
+		if !regexp.MustCompile(re).MatchString(r.stdout) {
+			t.Errorf("bench output does not match %s:\n%s", re, r.stdout)
+		}
+	}
+	bad := runCLI(t, []string{"WASMTASK_SERVER=" + s.URL, "WASMTASK_TOKEN=wrong"}, "bench", "--tasks", "5", "--clients", "1", "--batch", "0", "--rates", "")
+	if bad.code == 0 || !strings.Contains(bad.stderr, "token") {
+		t.Errorf("bench with a wrong token: %s", bad)
 	}
 }

@@ -57,6 +57,7 @@ func benchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "length of each latency scenario"},
 			&cli.BoolFlag{Name: "cleanup", Usage: "purge this run's tasks (final ones) from the server at the end"},
 			&cli.StringFlag{Name: "instances", Value: "fresh", Usage: "instance policy of the built-in no-op (fresh, reuse or reset; see docs/manifest.md)"},
+			&cli.StringFlag{Name: "client", Value: "lean", Usage: "HTTP client of the submits and waits: lean (persistent HTTP/1.1 connections, prepared request bodies: cheap on a machine shared with the server) or go (the Go client of package api, as a Go program would use it)"},
 		),
 		Action: runBench,
 	}
@@ -103,6 +104,16 @@ func runBench(c *cli.Context) error {
 	defer cl.HTTP.CloseIdleConnections()
 	b := &bench{ctx: c.Context, cl: cl, out: c.App.Writer, handler: c.String("handler"),
 		run: time.Now().UTC().Format("20060102T150405.000Z")}
+	switch c.String("client") {
+	case "lean":
+		if b.lean, err = newBenchHTTP(cl); err != nil {
+			return fail(exitUsage, "--server: %v", err)
+		}
+		defer b.lean.close()
+	case "go":
+	default:
+		return fail(exitUsage, "--client: want lean or go, got %q", c.String("client"))
+	}
 	defer b.finish(c.Bool("cleanup"))
 	if b.handler == "" {
 		policy, note := c.String("instances"), ""
@@ -182,6 +193,10 @@ type bench struct {
 	handler string
 	run     string // the value of every task's benchLabel
 	tasks   atomic.Int64
+	lean    *benchHTTP // nil: submits and waits through cl
+
+	specOnce sync.Once
+	specJSON []byte // the JSON of spec(), for the lean client
 }
 
 // benchLabel marks the tasks of a bench run.
@@ -291,6 +306,9 @@ func (b *bench) throughput(n, clients, size int) (throughputResult, error) {
 }
 
 func (b *bench) submit(k int) error {
+	if b.lean != nil {
+		return b.submitLean(k)
+	}
 	if k == 1 {
 		_, err := b.cl.Submit(b.ctx, b.spec())
 		return err
@@ -432,6 +450,9 @@ func (b *bench) finishedAt(want int, submitted map[string]time.Time, res *latenc
 }
 
 func (b *bench) submitAndWait(wait bool) (string, error) {
+	if b.lean != nil {
+		return b.submitAndWaitLean(wait)
+	}
 	res, err := b.cl.Submit(b.ctx, b.spec())
 	if err != nil {
 		return "", err

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/wasmtask/wasmtask/api"
+)
+
+// benchHTTP is the lean HTTP/1.1 client of wasmtask bench's hot requests
+// (submit, batch submit, wait): persistent connections, each used by one
+// request at a time, requests written from prepared bytes in one write and
+// responses read with http.ReadResponse. The bench client shares the
+// machine with the server it measures: net/http's Transport (two
+// goroutines per connection and a hand-off to each per request) and
+// encoding/json's reflection cost it as much CPU per submit as a third of
+// the server's. It measures the same thing: every submit is acknowledged
+// (201 or 200) by the server once durable, every wait answers the task's
+// final view.
+type benchHTTP struct {
+	addr    string      // host:port
+	host    string      // the Host header
+	tls     *tls.Config // nil: plain TCP
+	auth    string      // "Authorization: Bearer ...\r\n" or ""
+	timeout time.Duration
+
+	mu   sync.Mutex
+	idle []*benchConn
+}
+
+type benchConn struct {
+	c   net.Conn
+	r   *bufio.Reader
+	req []byte // the request being written
+}
+
+// newBenchHTTP returns the lean client for cl's server.
+func newBenchHTTP(cl *api.Client) (*benchHTTP, error) {
+	u, err := url.Parse(cl.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	b := &benchHTTP{addr: u.Host, host: u.Host, timeout: 2 * time.Minute}
+	switch u.Scheme {
+	case "http":
+		if u.Port() == "" {
+			b.addr = net.JoinHostPort(u.Hostname(), "80")
+		}
+	case "https":
+		if u.Port() == "" {
+			b.addr = net.JoinHostPort(u.Hostname(), "443")
+		}
+		b.tls = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+		if t, ok := cl.HTTP.Transport.(*http.Transport); ok && t.TLSClientConfig != nil {
+			b.tls = t.TLSClientConfig.Clone()
+			if b.tls.ServerName == "" {
+				b.tls.ServerName = u.Hostname()
+			}
+		}
+	default:
+		return nil, fmt.Errorf("server %s: want http:// or https://", cl.BaseURL)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return nil, fmt.Errorf("server %s: a path prefix is not supported by bench", cl.BaseURL)
+	}
+	if cl.Token != "" {
+		b.auth = "Authorization: Bearer " + cl.Token + "\r\n"
+	}
+	return b, nil
+}
+
+func (b *benchHTTP) get() (*benchConn, error) {
+	b.mu.Lock()
+	if n := len(b.idle); n > 0 {
+		c := b.idle[n-1]
+		b.idle = b.idle[:n-1]
+		b.mu.Unlock()
+		return c, nil
+	}
+	b.mu.Unlock()
+	d := net.Dialer{Timeout: 10 * time.Second}
+	var c net.Conn
+	var err error
+	if b.tls != nil {
+		c, err = tls.DialWithDialer(&d, "tcp", b.addr, b.tls)
+	} else {
+		c, err = d.Dial("tcp", b.addr)
+	}
+	if err != nil {
+		return nil, &api.UnreachableError{URL: b.host, Err: err}
+	}
+	return &benchConn{c: c, r: bufio.NewReaderSize(c, 16<<10)}, nil
+}
+
+func (b *benchHTTP) put(c *benchConn) {
+	b.mu.Lock()
+	b.idle = append(b.idle, c)
+	b.mu.Unlock()
+}
+
+// close closes the idle connections.
+func (b *benchHTTP) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range b.idle {
+		c.c.Close()
+	}
+	b.idle = nil
+}
+
+// do sends one request and returns the status and the body (appended to
+// buf). A response other than 2xx is an *api.Error; 429 is resent after
+// its Retry-After, as api.Client does.
+func (b *benchHTTP) do(ctx context.Context, method, path string, body, buf []byte) (int, []byte, error) {
+	for try := 0; ; try++ {
+		status, out, retry, err := b.once(method, path, body, buf)
+		if err == nil && status >= 400 {
+			e := decodeAPIError(status, out)
+			if status == http.StatusTooManyRequests && try < 30 {
+				select {
+				case <-time.After(min(max(retry, 100*time.Millisecond), 10*time.Second)):
+					continue
+				case <-ctx.Done():
+					return status, out, ctx.Err()
+				}
+			}
+			return status, out, e
+		}
+		if err == nil && ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return status, out, err
+	}
+}
+
+func (b *benchHTTP) once(method, path string, body, buf []byte) (status int, out []byte, retryAfter time.Duration, err error) {
+	c, err := b.get()
+	if err != nil {
+		return 0, buf, 0, err
+	}
+	c.req = append(c.req[:0], method...)
+	c.req = append(c.req, ' ')
+	c.req = append(c.req, path...)
+	c.req = append(c.req, " HTTP/1.1\r\nHost: "...)
+	c.req = append(c.req, b.host...)
+	c.req = append(c.req, "\r\n"...)
+	c.req = append(c.req, b.auth...)
+	if body != nil {
+		c.req = append(c.req, "Content-Type: application/json\r\nContent-Length: "...)
+		c.req = strconv.AppendInt(c.req, int64(len(body)), 10)
+		c.req = append(c.req, "\r\n"...)
+	}
+	c.req = append(c.req, "\r\n"...)
+	if len(body) < 64<<10 {
+		c.req = append(c.req, body...)
+		body = nil
+	}
+	fail := func(err error) (int, []byte, time.Duration, error) {
+		c.c.Close()
+		return 0, buf, 0, &api.UnreachableError{URL: b.host, Err: err}
+	}
+	c.c.SetDeadline(time.Now().Add(b.timeout))
+	if _, err := c.c.Write(c.req); err != nil {
+		return fail(err)
+	}
+	if len(body) > 0 {
+		if _, err := c.c.Write(body); err != nil {
+			return fail(err)
+		}
+	}
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		return fail(err)
+	}
+	w := bytes.NewBuffer(buf[:0])
+	if resp.ContentLength > 0 {
+		w.Grow(int(resp.ContentLength))
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fail(err)
+	}
+	resp.Body.Close()
+	if resp.Close {
+		c.c.Close()
+	} else {
+		b.put(c)
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+		retryAfter = time.Duration(s) * time.Second
+	}
+	return resp.StatusCode, w.Bytes(), retryAfter, nil
+}
+
+// decodeAPIError is the *api.Error of an error response's body.
+func decodeAPIError(status int, body []byte) *api.Error {
+	var wrap struct {
+		Error *api.Error `json:"error"`
+	}
+	if json.Unmarshal(body, &wrap) == nil && wrap.Error != nil {
+		wrap.Error.Status = status
+		return wrap.Error
+	}
+	return &api.Error{Status: status, Code: http.StatusText(status), Message: fmt.Sprintf("HTTP %d: %.200s", status, body)}
+}
+
+// viewIDState reads a task view's id and state. The server writes them
+// as top-level members, two spaces in (docs/http-api.md's indented JSON);
+// a view written otherwise is decoded in full.
+func viewIDState(body []byte) (id, state string, err error) {
+	id, ok1 := topString(body, `"id": "`)
+	state, ok2 := topString(body, `"state": "`)
+	if ok1 && ok2 {
+		return id, state, nil
+	}
+	var v struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return "", "", fmt.Errorf("decode a task view: %w", err)
+	}
+	return v.ID, v.State, nil
+}
+
+// topString finds a top-level member `key` (up to its opening quote) of
+// an object indented by two spaces and returns its string value, if it
+// has no escapes. A newline is escaped inside JSON strings, so "\n  " then
+// the key only matches a member of the outer object.
+func topString(body []byte, key string) (string, bool) {
+	var pat [32]byte
+	p := append(append(pat[:0], "\n  "...), key...)
+	i := bytes.Index(body, p)
+	if i < 0 {
+		return "", false
+	}
+	rest := body[i+len(p):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || bytes.IndexByte(rest[:j], '\\') >= 0 {
+		return "", false
+	}
+	return string(rest[:j]), true
+}
+
+// errNoResults: a batch answer without one result per task.
+var errNoResults = errors.New("the batch answer does not have one result per task")
+
+// specBody is the JSON of one task of the run (all are alike: the server
+// names each); it counts the task as spec() does.
+func (b *bench) specBody() []byte {
+	b.specOnce.Do(func() {
+		spec := api.TaskSpec{Handler: b.handler, Labels: map[string]string{benchLabel: b.run}}
+		b.specJSON, _ = json.Marshal(spec)
+	})
+	b.tasks.Add(1)
+	return b.specJSON
+}
+
+var benchBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// submitLean submits k tasks through the lean client: one POST /v1/tasks,
+// or a batch of k. Each must be acknowledged.
+func (b *bench) submitLean(k int) error {
+	bufp := benchBufs.Get().(*[]byte)
+	defer benchBufs.Put(bufp)
+	if k == 1 {
+		status, out, err := b.lean.do(b.ctx, "POST", "/v1/tasks", b.specBody(), *bufp)
+		*bufp = out
+		if err == nil && status != http.StatusCreated && status != http.StatusOK {
+			err = fmt.Errorf("POST /v1/tasks: HTTP %d", status)
+		}
+		return err
+	}
+	body := append([]byte(nil), `{"tasks": [`...)
+	for i := range k {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, b.specBody()...)
+	}
+	body = append(body, "]}"...)
+	_, out, err := b.lean.do(b.ctx, "POST", "/v1/tasks/batch", body, *bufp)
+	*bufp = out
+	if err != nil {
+		return err
+	}
+	// Every result must say 201 (or 200, a duplicate): count them rather
+	// than decode them all; anything else is decoded to say why.
+	if bytes.Count(out, []byte(`"status": 201`)) == k {
+		return nil
+	}
+	var res struct {
+		Results []api.BatchResult `json:"results"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		return fmt.Errorf("decode the batch answer: %w", err)
+	}
+	if len(res.Results) != k {
+		return errNoResults
+	}
+	for _, r := range res.Results {
+		if r.Error != nil {
+			return r.Error
+		}
+		if r.Status != http.StatusCreated && r.Status != http.StatusOK {
+			return fmt.Errorf("batch: a task answered %d", r.Status)
+		}
+	}
+	return nil
+}
+
+// submitAndWaitLean is submitAndWait through the lean client.
+func (b *bench) submitAndWaitLean(wait bool) (string, error) {
+	bufp := benchBufs.Get().(*[]byte)
+	defer benchBufs.Put(bufp)
+	status, out, err := b.lean.do(b.ctx, "POST", "/v1/tasks", b.specBody(), *bufp)
+	*bufp = out
+	if err != nil {
+		return "", err
+	}
+	if status != http.StatusCreated && status != http.StatusOK {
+		return "", fmt.Errorf("POST /v1/tasks: HTTP %d", status)
+	}
+	id, state, err := viewIDState(out)
+	if err != nil {
+		return "", err
+	}
+	for wait && !isFinal(state) {
+		_, out, err = b.lean.do(b.ctx, "GET", "/v1/tasks/"+url.PathEscape(id)+"/wait?timeout=1m0s", nil, *bufp)
+		*bufp = out
+		if err != nil {
+			return id, err
+		}
+		if _, state, err = viewIDState(out); err != nil {
+			return id, err
+		}
+	}
+	if wait && state != "completed" {
+		return id, errors.New("task " + id + " " + state)
+	}
+	return id, nil
+}

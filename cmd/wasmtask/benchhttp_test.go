@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/wasmtask/wasmtask/api"
+)
+
+// TestViewIDState: the lean client reads a view's id and state from the
+// server's indented JSON, never from a nested member or a label, and falls
+// back to a full decode for JSON written otherwise.
+func TestViewIDState(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, id, state string
+		wantErr               bool
+	}{
+		{name: "server's view", body: "{\n  \"id\": \"T1\",\n  \"handler\": \"h\",\n  \"state\": \"pending\",\n  \"runs\": [\n    {\n      \"id\": \"T1#1\",\n      \"state\": \"ready\"\n    }\n  ]\n}\n",
+			id: "T1", state: "pending"},
+		{name: "nested members first", body: "{\n  \"runs\": [\n    {\n      \"id\": \"T1#1\",\n      \"state\": \"ready\"\n    }\n  ],\n  \"labels\": {\n    \"state\": \"x\"\n  },\n  \"state\": \"completed\",\n  \"id\": \"T2\"\n}\n",
+			id: "T2", state: "completed"},
+		{name: "compact JSON", body: `{"runs":[{"id":"T1#1","state":"ready"}],"id":"T3","state":"failed"}`, id: "T3", state: "failed"},
+		{name: "escaped id", body: "{\n  \"id\": \"a\\u0062\",\n  \"state\": \"pending\"\n}", id: "ab", state: "pending"},
+		{name: "not JSON", body: "<html>", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id, state, err := viewIDState([]byte(tc.body))
+			if (err != nil) != tc.wantErr || id != tc.id || state != tc.state {
+				t.Errorf("viewIDState = %q, %q, %v; want %q, %q, error %v", id, state, err, tc.id, tc.state, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestBenchHTTP: the lean client keeps its connection across requests,
+// sends the token and the body, reads chunked and sized answers, resends
+// a 429 after its Retry-After, turns other errors into *api.Error, and
+// dials again after the server closed the connection.
+func TestBenchHTTP(t *testing.T) {
+	var busy atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer sesame" {
+			w.WriteHeader(401)
+			io.WriteString(w, `{"error": {"code": "unauthorized", "message": "missing or wrong bearer token"}}`)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/echo":
+			fmt.Fprintf(w, "%s %s", r.Method, body)
+		case "/chunked":
+			for i := range 3 {
+				fmt.Fprintf(w, "part%d ", i)
+				w.(http.Flusher).Flush()
+			}
+		case "/busy":
+			if busy.Add(1) == 1 {
+				w.Header().Set("Retry-After", "0")
+				w.WriteHeader(429)
+				io.WriteString(w, `{"error": {"code": "busy", "message": "try again"}}`)
+				return
+			}
+			io.WriteString(w, "done")
+		case "/close":
+			w.Header().Set("Connection", "close")
+			io.WriteString(w, "closing")
+		default:
+			w.WriteHeader(404)
+			io.WriteString(w, `{"error": {"code": "not_found", "message": "no such route"}}`)
+		}
+	}))
+	srv.Start()
+	defer srv.Close()
+
+	cl := api.NewClient(srv.URL, "sesame")
+	b, err := newBenchHTTP(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, method, path, body string
+		wantStatus               int
+		want                     string
+		wantCode                 string
+	}{
+		{name: "post", method: "POST", path: "/echo", body: `{"a": 1}`, wantStatus: 200, want: `POST {"a": 1}`},
+		{name: "get", method: "GET", path: "/echo", wantStatus: 200, want: "GET "},
+		{name: "chunked", method: "GET", path: "/chunked", wantStatus: 200, want: "part0 part1 part2 "},
+		{name: "busy then done", method: "POST", path: "/busy", body: "{}", wantStatus: 200, want: "done"},
+		{name: "error", method: "GET", path: "/nope", wantStatus: 404, wantCode: "not_found"},
+		{name: "closed by the server", method: "GET", path: "/close", wantStatus: 200, want: "closing"},
+		{name: "after the close", method: "GET", path: "/echo", wantStatus: 200, want: "GET "},
+		{name: "large body", method: "POST", path: "/echo", body: strings.Repeat("x", 100<<10), wantStatus: 200, want: "POST " + strings.Repeat("x", 100<<10)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var body []byte
+			if tc.body != "" {
+				body = []byte(tc.body)
+			}
+			status, out, err := b.do(ctx, tc.method, tc.path, body, nil)
+			if status != tc.wantStatus {
+				t.Fatalf("status %d (%v), want %d", status, err, tc.wantStatus)
+			}
+			if tc.wantCode != "" {
+				var e *api.Error
+				if !errors.As(err, &e) || e.Code != tc.wantCode || e.Status != tc.wantStatus {
+					t.Fatalf("error %v, want an *api.Error %s", err, tc.wantCode)
+				}
+				return
+			}
+			if err != nil || string(out) != tc.want {
+				t.Fatalf("answer %.80q, %v; want %.80q", out, err, tc.want)
+			}
+		})
+	}
+	if n := len(b.idle); n != 1 {
+		t.Errorf("%d idle connections after requests one at a time, want 1", n)
+	}
+
+	// A wrong token: the server's 401 as an *api.Error.
+	bad, _ := newBenchHTTP(api.NewClient(srv.URL, "wrong"))
+	defer bad.close()
+	var e *api.Error
+	if _, _, err := bad.do(ctx, "GET", "/echo", nil, nil); !errors.As(err, &e) || e.Code != "unauthorized" {
+		t.Errorf("wrong token: %v, want unauthorized", err)
+	}
+	// Nobody listening: unreachable.
+	srv.Close()
+	gone, _ := newBenchHTTP(api.NewClient(srv.URL, ""))
+	if _, _, err := gone.do(ctx, "GET", "/echo", nil, nil); !api.IsUnreachable(err) {
+		t.Errorf("closed server: %v, want unreachable", err)
+	}
+}
