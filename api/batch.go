@@ -62,7 +62,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 
-	specs, err := s.decodeBatch(http.MaxBytesReader(w, r.Body, limit))
+	valid, entries, err := s.decodeBatch(http.MaxBytesReader(w, r.Body, limit), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -73,16 +73,6 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	// One SubmitMany for the valid specs: one input to the loop, one tick,
 	// one fsync, rather than a goroutine and a reply channel per task.
-	results := make([]BatchResult, len(specs))
-	valid := make([]dispatch.TaskSpec, 0, len(specs))
-	for i, sp := range specs {
-		if sp.err != nil {
-			e := toError(sp.err)
-			results[i] = BatchResult{ID: string(sp.spec.ID), Status: e.Status, Error: e}
-			continue
-		}
-		valid = append(valid, sp.spec)
-	}
 	res, errs, err := s.cfg.Engine.SubmitMany(r.Context(), valid)
 	if err != nil { // none was answered: each gets the error, as before
 		res, errs = make([]dispatch.SubmitResult, len(valid)), make([]error, len(valid))
@@ -90,21 +80,21 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 			errs[k] = err
 		}
 	}
-	k := 0
-	for i, sp := range specs {
-		if sp.err != nil {
-			continue
-		}
+	results := make([]BatchResult, len(entries))
+	for i, en := range entries {
+		k := en.valid
 		switch {
+		case k < 0:
+			e := toError(en.err)
+			results[i] = BatchResult{ID: en.id, Status: e.Status, Error: e}
 		case errs[k] != nil:
 			e := toError(errs[k])
-			results[i] = BatchResult{ID: string(sp.spec.ID), Status: e.Status, Error: e}
+			results[i] = BatchResult{ID: string(valid[k].ID), Status: e.Status, Error: e}
 		case res[k].Duplicate:
 			results[i] = BatchResult{ID: string(res[k].Task), Status: 200, Duplicate: true}
 		default:
 			results[i] = BatchResult{ID: string(res[k].Task), Status: 201}
 		}
-		k++
 	}
 	writeBuilt(w, 200, func(o *indentedJSON) { o.batchResults(results) })
 }
@@ -114,15 +104,19 @@ func batchTooLarge(limit int64) *Error {
 		Message: fmt.Sprintf("batch body exceeds %d bytes; split it into smaller batches", limit)}
 }
 
-// batchSpec is one decoded entry: a spec, or why it is invalid.
-type batchSpec struct {
-	spec dispatch.TaskSpec
-	err  error
+// batchEntry is one decoded entry of a batch: valid indexes its spec in
+// the valid specs, or it is -1 and err says why it is invalid.
+type batchEntry struct {
+	valid int
+	id    string // of an invalid entry, as far as it was read
+	err   error
 }
 
 // decodeBatch reads {"tasks": [...]} one element at a time. Each element
-// is converted (and its raw JSON dropped) before the next is read.
-func (s *Server) decodeBatch(body io.Reader) ([]batchSpec, error) {
+// is converted (and its raw JSON dropped) before the next is read. It
+// returns the valid specs and, in order, an entry for every element.
+// length is the body's Content-Length (-1: unknown), to size the slices.
+func (s *Server) decodeBatch(body io.Reader, length int64) (valid []dispatch.TaskSpec, entries []batchEntry, err error) {
 	dec := json.NewDecoder(body)
 	bad := func(field, format string, args ...any) error {
 		return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
@@ -138,54 +132,72 @@ func (s *Server) decodeBatch(body io.Reader) ([]batchSpec, error) {
 		return jsonFieldError(err)
 	}
 	if tok, err := dec.Token(); err != nil {
-		return nil, syntax(err)
+		return nil, nil, syntax(err)
 	} else if tok != json.Delim('{') {
-		return nil, bad("body", `want an object {"tasks": [task spec, ...]}`)
+		return nil, nil, bad("body", `want an object {"tasks": [task spec, ...]}`)
 	}
-	var specs []batchSpec
 	seen := false
+	var raw json.RawMessage // one buffer for every element
+	var shared stringCache
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, syntax(err)
+			return nil, nil, syntax(err)
 		}
 		if key, _ := tok.(string); key != "tasks" {
-			return nil, bad(key, "unknown field (a batch is {\"tasks\": [task spec, ...]})")
+			return nil, nil, bad(key, "unknown field (a batch is {\"tasks\": [task spec, ...]})")
 		}
 		if seen {
-			return nil, bad("tasks", "given twice")
+			return nil, nil, bad("tasks", "given twice")
 		}
 		seen = true
 		if tok, err := dec.Token(); err != nil {
-			return nil, syntax(err)
+			return nil, nil, syntax(err)
 		} else if tok != json.Delim('[') {
-			return nil, bad("tasks", "want an array of task specs")
+			return nil, nil, bad("tasks", "want an array of task specs")
 		}
 		for dec.More() {
-			if len(specs) == maxBatchTasks {
-				return nil, bad("tasks", "at most %d tasks per batch", maxBatchTasks)
+			if len(entries) == maxBatchTasks {
+				return nil, nil, bad("tasks", "at most %d tasks per batch", maxBatchTasks)
 			}
-			var raw json.RawMessage
+			raw = raw[:0]
 			if err := dec.Decode(&raw); err != nil {
-				return nil, syntax(err)
+				return nil, nil, syntax(err)
 			}
-			spec, err := s.specFromBody(raw)
-			specs = append(specs, batchSpec{spec: spec, err: err})
+			if entries == nil {
+				// Sized for a batch of elements like the first: growing a
+				// slice of specs (a few hundred bytes each) copies them all.
+				n := min(maxBatchTasks, 16)
+				if length > 0 {
+					n = min(maxBatchTasks, int(length/int64(len(raw)+1))+1)
+				}
+				valid, entries = make([]dispatch.TaskSpec, 0, n), make([]batchEntry, 0, n)
+			}
+			spec, err := s.specFromBodyShared(raw, &shared)
+			if err != nil {
+				entries = append(entries, batchEntry{valid: -1, id: string(spec.ID), err: err})
+				continue
+			}
+			entries = append(entries, batchEntry{valid: len(valid)})
+			valid = append(valid, spec)
 		}
 		if _, err := dec.Token(); err != nil { // ']'
-			return nil, syntax(err)
+			return nil, nil, syntax(err)
 		}
 	}
 	if _, err := dec.Token(); err != nil { // '}'
-		return nil, syntax(err)
+		return nil, nil, syntax(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		if err != nil {
-			return nil, syntax(err)
+			return nil, nil, syntax(err)
 		}
-		return nil, bad("body", "unexpected data after the batch object")
+		return nil, nil, bad("body", "unexpected data after the batch object")
 	}
-	return specs, nil
+	if entries == nil {
+		entries = []batchEntry{}
+	}
+	return valid, entries, nil
 }
 
 // byteBudget is a counting semaphore of bytes that never waits.

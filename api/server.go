@@ -229,9 +229,18 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 // specFromBody decodes, converts and checks a task spec, including that
 // its handler is deployed.
 func (s *Server) specFromBody(b []byte) (dispatch.TaskSpec, error) {
-	js, err := DecodeTaskSpec(b)
-	if err != nil {
-		return dispatch.TaskSpec{}, err
+	return s.specFromBodyShared(b, nil)
+}
+
+// specFromBodyShared is specFromBody taking repeated strings from shared
+// (see decodeSpecFastShared).
+func (s *Server) specFromBodyShared(b []byte, shared *stringCache) (dispatch.TaskSpec, error) {
+	js, ok := decodeSpecFastShared(b, shared)
+	if !ok {
+		var err error
+		if js, err = dispatch.DecodeSpecJSON(b); err != nil {
+			return dispatch.TaskSpec{}, err
+		}
 	}
 	spec, err := js.ToSpec()
 	if err != nil {

@@ -14,10 +14,17 @@ import (
 // with dispatch.DecodeSpecJSON, which decodes what this accepts to the same
 // spec (FuzzDecodeSpecFast) and names the field of every error.
 func decodeSpecFast(b []byte) (spec TaskSpec, ok bool) {
+	return decodeSpecFastShared(b, nil)
+}
+
+// decodeSpecFastShared is decodeSpecFast taking the strings that repeat
+// from spec to spec (handler, labels, concurrency key) from shared, when
+// not nil: the specs of a batch then hold one copy of each.
+func decodeSpecFastShared(b []byte, shared *stringCache) (spec TaskSpec, ok bool) {
 	if !utf8.Valid(b) {
 		return spec, false
 	}
-	p := specParser{b: b}
+	p := specParser{b: b, shared: shared}
 	p.space()
 	if !p.byte('{') {
 		return spec, false
@@ -29,7 +36,7 @@ func decodeSpecFast(b []byte) (spec TaskSpec, ok bool) {
 	}
 	for {
 		p.space()
-		key, ok := p.str()
+		key, ok := p.strBytes()
 		if !ok {
 			return spec, false
 		}
@@ -38,38 +45,38 @@ func decodeSpecFast(b []byte) (spec TaskSpec, ok bool) {
 			return spec, false
 		}
 		p.space()
-		bit, ok := specMembers[key]
+		bit, ok := specMembers[string(key)] // no copy for a map lookup
 		if !ok || seen&bit != 0 {
 			return spec, false
 		}
 		seen |= bit
-		switch key {
-		case "id":
+		switch bit {
+		case memberID:
 			spec.ID, ok = p.str()
-		case "handler":
-			spec.Handler, ok = p.str()
-		case "input":
+		case memberHandler:
+			spec.Handler, ok = p.sharedStr()
+		case memberInput:
 			var s string
 			s, ok = p.str()
 			spec.Input = &s
-		case "input_b64":
+		case memberInputB64:
 			var s string
 			s, ok = p.str()
 			spec.InputB64 = &s
-		case "max_attempts":
+		case memberMaxAttempts:
 			spec.MaxAttempts, ok = p.int()
 			ok = ok && spec.MaxAttempts != 0 // an explicit 0 is refused by the full decoder
-		case "timeout":
-			spec.Timeout, ok = p.str()
-		case "priority":
+		case memberTimeout:
+			spec.Timeout, ok = p.sharedStr()
+		case memberPriority:
 			spec.Priority, ok = p.int()
-		case "concurrency_key":
-			spec.ConcurrencyKey, ok = p.str()
-		case "not_before":
+		case memberConcurrencyKey:
+			spec.ConcurrencyKey, ok = p.sharedStr()
+		case memberNotBefore:
 			spec.NotBefore, ok = p.str()
-		case "tolerate_child_failures":
+		case memberTolerateChildFailures:
 			spec.TolerateChildFailures, ok = p.bool()
-		case "labels":
+		case memberLabels:
 			spec.Labels, ok = p.labels()
 		}
 		if !ok {
@@ -85,16 +92,56 @@ func decodeSpecFast(b []byte) (spec TaskSpec, ok bool) {
 	}
 }
 
-// specMembers are the members decodeSpecFast knows, one bit each.
+// The members decodeSpecFast knows, one bit each.
+const (
+	memberID uint16 = 1 << iota
+	memberHandler
+	memberInput
+	memberInputB64
+	memberMaxAttempts
+	memberTimeout
+	memberPriority
+	memberConcurrencyKey
+	memberNotBefore
+	memberTolerateChildFailures
+	memberLabels
+)
+
 var specMembers = map[string]uint16{
-	"id": 1 << 0, "handler": 1 << 1, "input": 1 << 2, "input_b64": 1 << 3, "max_attempts": 1 << 4,
-	"timeout": 1 << 5, "priority": 1 << 6, "concurrency_key": 1 << 7, "not_before": 1 << 8,
-	"tolerate_child_failures": 1 << 9, "labels": 1 << 10,
+	"id": memberID, "handler": memberHandler, "input": memberInput, "input_b64": memberInputB64,
+	"max_attempts": memberMaxAttempts, "timeout": memberTimeout, "priority": memberPriority,
+	"concurrency_key": memberConcurrencyKey, "not_before": memberNotBefore,
+	"tolerate_child_failures": memberTolerateChildFailures, "labels": memberLabels,
 }
 
 type specParser struct {
-	b []byte
-	i int
+	b      []byte
+	i      int
+	shared *stringCache // nil: every string is its own copy
+}
+
+// stringCache hands out one copy of each string it was asked for, up to
+// a bound: the specs of a batch mostly repeat their handler and labels.
+type stringCache struct {
+	m map[string]string
+}
+
+// maxSharedStrings bounds a stringCache (a batch of distinct labels keeps
+// the usual copy per spec beyond it).
+const maxSharedStrings = 256
+
+func (c *stringCache) get(b []byte) string {
+	if s, ok := c.m[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if c.m == nil {
+		c.m = make(map[string]string)
+	}
+	if len(c.m) < maxSharedStrings {
+		c.m[s] = s
+	}
+	return s
 }
 
 func (p *specParser) space() {
@@ -124,23 +171,45 @@ func (p *specParser) end() bool {
 
 // str reads a string without escapes or control characters.
 func (p *specParser) str() (string, bool) {
-	if !p.byte('"') {
+	b, ok := p.strBytes()
+	if !ok {
 		return "", false
+	}
+	return string(b), true
+}
+
+// sharedStr is str taking the string from p.shared, if any.
+func (p *specParser) sharedStr() (string, bool) {
+	b, ok := p.strBytes()
+	if !ok {
+		return "", false
+	}
+	if p.shared != nil {
+		return p.shared.get(b), true
+	}
+	return string(b), true
+}
+
+// strBytes reads a string without escapes or control characters and
+// returns its bytes (in p.b).
+func (p *specParser) strBytes() ([]byte, bool) {
+	if !p.byte('"') {
+		return nil, false
 	}
 	start := p.i
 	for p.i < len(p.b) {
 		c := p.b[p.i]
 		switch {
 		case c == '"':
-			s := string(p.b[start:p.i])
+			b := p.b[start:p.i]
 			p.i++
-			return s, true
+			return b, true
 		case c == '\\' || c < 0x20:
-			return "", false
+			return nil, false
 		}
 		p.i++
 	}
-	return "", false
+	return nil, false
 }
 
 // int reads an integer as JSON writes it (no fraction, no exponent, no
@@ -195,7 +264,7 @@ func (p *specParser) labels() (map[string]string, bool) {
 	}
 	for {
 		p.space()
-		k, ok := p.str()
+		k, ok := p.sharedStr()
 		if !ok {
 			return nil, false
 		}
@@ -204,7 +273,7 @@ func (p *specParser) labels() (map[string]string, bool) {
 			return nil, false
 		}
 		p.space()
-		v, ok := p.str()
+		v, ok := p.sharedStr()
 		if !ok {
 			return nil, false
 		}
