@@ -303,8 +303,8 @@ func (e *Engine) release(t *committedTick) {
 	if len(t.cancels) > 0 {
 		e.cancelsMu.Lock()
 		for _, id := range t.cancels {
-			if cancel, ok := e.cancels[id]; ok {
-				cancel()
+			if ctx, ok := e.cancels[id]; ok {
+				ctx.cancel()
 			}
 		}
 		e.cancelsMu.Unlock()
@@ -342,8 +342,8 @@ func (e *Engine) releaseFinished(inputs []any) {
 		if !ok {
 			continue
 		}
-		if cancel, ok := e.cancels[r.Run]; ok && cancelOwner(e, r) {
-			cancel()
+		if ctx, ok := e.cancels[r.Run]; ok && cancelOwner(e, r) {
+			ctx.cancel()
 			delete(e.cancels, r.Run)
 		}
 	}

@@ -1,7 +1,6 @@
 package dispatch
 
 import (
-	"context"
 	"crypto/rand"
 	"fmt"
 	"log/slog"
@@ -65,7 +64,7 @@ type Engine struct {
 	stopping      atomic.Bool
 
 	cancelsMu sync.Mutex
-	cancels   map[RunID]context.CancelFunc // contexts of attempts in flight
+	cancels   map[RunID]*attemptCtx // contexts of attempts in flight
 	workers   sync.WaitGroup
 	err       error // fatal error that stopped the loop (set before done closes)
 	recovery  RecoveryInfo
@@ -73,6 +72,9 @@ type Engine struct {
 	// Runners (runner.go): an idle one waits on idleRunners; runnersIdle counts them.
 	idleRunners chan runnerJob
 	runnersIdle atomic.Int64
+	watch       attemptWatch // the runners' start reports and deadlines (watch.go)
+	watching    atomic.Bool  // the watcher goroutine was started
+	epoch       time.Time    // Engine.mono counts from here
 
 	waits waiters
 	// Events and record bytes written since the last snapshot, counted from
@@ -174,7 +176,8 @@ func newEngine(cfg Config, wal *segwal.Log, payloads *payload.Store) *Engine {
 		cfg: cfg, wal: wal, out: cfg.Log, log: cfg.Logger,
 		inbox: make(chan any, cfg.MaxBatch), results: make(chan any, 4*cfg.Workers+64),
 		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
-		cancels: map[RunID]context.CancelFunc{}, idleRunners: make(chan runnerJob),
+		cancels: map[RunID]*attemptCtx{}, idleRunners: make(chan runnerJob),
+		watch: newAttemptWatch(), epoch: time.Now(),
 		// One group of ticks is committed at a time; the loop holds the next
 		// one (pending) until the committer gives back its token.
 		commits: make(chan []*committedTick, 1), commitReady: make(chan struct{}, 1), spareArrays: make(chan releasedArrays, 4), committerDone: make(chan struct{}), commitFailed: make(chan struct{}),

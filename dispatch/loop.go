@@ -226,8 +226,8 @@ func (e *Engine) shutdown(err error) {
 		e.log.Error("dispatch: loop stopped", "err", err)
 	}
 	e.cancelsMu.Lock()
-	for _, cancel := range e.cancels {
-		cancel()
+	for _, ctx := range e.cancels {
+		ctx.cancel()
 	}
 	e.cancelsMu.Unlock()
 	e.broadcast()

@@ -28,12 +28,14 @@ const startedReportDelay = time.Millisecond
 
 // runner is one of the goroutines that run attempts.
 type runner struct {
-	e        *Engine
-	timer    *time.Timer // fires reportStarted startedReportDelay after an attempt began
-	deadline *time.Timer // fires expire at the attempt's deadline
+	e *Engine
+	// Read by the attempt watcher without the lock (watch.go), in the
+	// engine's monotonic nanoseconds (Engine.mono); 0: nothing pending.
+	reportAt atomic.Int64 // when the running attempt's start is to be reported
+	deadline atomic.Int64 // when the running attempt is to be stopped
 
 	mu      sync.Mutex
-	started machine.StartedInput // the report the timer sends; zero once sent or the attempt ended
+	started machine.StartedInput // the report the watcher sends; zero once sent or the attempt ended
 	cur     *attemptCtx          // the attempt running, nil between attempts
 }
 
@@ -44,13 +46,12 @@ func (e *Engine) start(job Job) {
 	// the tick that leased it: under load a runner may start it well after
 	// the lease (or after the lease's fsync), and that wait is not the
 	// handler's time. Core renews the lease when the start comes late.
-	inner, cancel := context.WithCancel(context.Background())
-	ctx := &attemptCtx{inner: inner, cancel: cancel}
+	ctx := &attemptCtx{}
 	e.cancelsMu.Lock()
 	if prev, ok := e.cancels[job.Run]; ok {
-		prev() // the run's previous attempt is closed: release its context
+		prev.cancel() // the run's previous attempt is closed: release its context
 	}
-	e.cancels[job.Run] = cancel
+	e.cancels[job.Run] = ctx
 	e.cancelsMu.Unlock()
 	job.Heartbeat = func() {
 		select {
@@ -62,6 +63,10 @@ func (e *Engine) start(job Job) {
 	select {
 	case e.idleRunners <- a: // an idle runner was waiting for it (unbuffered)
 	default:
+		if e.watching.CompareAndSwap(false, true) {
+			e.workers.Add(1)
+			go e.watchAttempts()
+		}
 		e.workers.Add(1)
 		go e.runRunner(a)
 	}
@@ -79,12 +84,8 @@ type runnerJob struct {
 func (e *Engine) runRunner(a runnerJob) {
 	defer e.workers.Done()
 	r := &runner{e: e}
-	r.timer = time.AfterFunc(time.Hour, r.reportStarted)
-	r.timer.Stop()
-	defer r.timer.Stop()
-	r.deadline = time.AfterFunc(time.Hour, r.expire)
-	r.deadline.Stop()
-	defer r.deadline.Stop()
+	e.watch.add(r)
+	defer e.watch.remove(r)
 	for {
 		r.run(a.ctx, a.job)
 		if e.runnersIdle.Add(1) > int64(e.cfg.Workers) {
@@ -115,12 +116,17 @@ func (r *runner) run(ctx *attemptCtx, job Job) {
 	job.DeadlineMs = started.UnixMilli() + span
 	timeout := time.Duration(span) * time.Millisecond
 	ctx.deadline = time.Now().Add(timeout)
+	begun := e.mono()
+	ctx.deadlineMono = begun + int64(timeout)
 	r.mu.Lock()
 	r.started = machine.StartedInput{Run: job.Run, Attempt: job.Attempt, At: started.UnixMilli()}
 	r.cur = ctx
 	r.mu.Unlock()
-	r.deadline.Reset(timeout)
-	r.timer.Reset(startedReportDelay)
+	// The watcher reports the start once the attempt ran for
+	// startedReportDelay and stops it at its deadline: one goroutine for
+	// every runner, where two timers per runner, reset and stopped on every
+	// attempt, cost more than a short attempt itself.
+	e.watch.due(r, begun+int64(startedReportDelay), ctx.deadlineMono)
 	// An input in the payload store is read now, held in the payload
 	// budget while the attempt runs.
 	release, failed := e.loadInput(&job)
@@ -133,12 +139,12 @@ func (r *runner) run(ctx *attemptCtx, job Job) {
 	job.Input = nil
 	release()
 	e.spillOutput(&res)
+	r.reportAt.Store(0)
+	r.deadline.Store(0)
 	r.mu.Lock()
 	r.started = machine.StartedInput{}
 	r.cur = nil
 	r.mu.Unlock()
-	r.timer.Stop()
-	r.deadline.Stop()
 	if res.StartedAt.IsZero() || res.FinishedAt.IsZero() {
 		// The executor did not say when it ran: the runner's own times.
 		res.StartedAt, res.FinishedAt = started, e.cfg.Clock.Now()
@@ -153,9 +159,9 @@ func (r *runner) run(ctx *attemptCtx, job Job) {
 }
 
 // reportStarted tells the loop that the runner's attempt started, if it
-// still runs. A report that arrives after the result, or a stale timer's
-// report of the runner's next attempt (which is about to start), is
-// harmless: the core ignores a start of an attempt that is not leased.
+// still runs. A report that arrives after the result, or a report of the
+// runner's next attempt (which is about to start), is harmless: the core
+// ignores a start of an attempt that is not leased.
 func (r *runner) reportStarted() {
 	r.mu.Lock()
 	in := r.started
@@ -170,13 +176,13 @@ func (r *runner) reportStarted() {
 	}
 }
 
-// expire ends the runner's attempt once its deadline has passed (a stale
-// timer of an earlier attempt finds the next one's deadline ahead).
-func (r *runner) expire() {
+// expire ends the runner's attempt if its deadline (monotonic, at) has
+// passed by now: the attempt the watcher saw may have ended meanwhile.
+func (r *runner) expire(at, now int64) {
 	r.mu.Lock()
 	ctx := r.cur
 	r.mu.Unlock()
-	if ctx != nil && !time.Now().Before(ctx.deadline) {
+	if ctx != nil && ctx.deadlineMono == at && at <= now {
 		ctx.expire()
 	}
 }
@@ -184,42 +190,117 @@ func (r *runner) expire() {
 // attemptCtx is the context an attempt runs under: canceled through
 // Engine.cancels (a canceled task, a stopping engine), or at its deadline,
 // which its runner sets as the attempt starts, so that the timeout counts
-// from the start. One cancelable context and a runner's reused timer, where
-// a context with a timeout under the cancelable one cost a timer, a child
-// registration and four more allocations per attempt.
+// from the start. It is its own cancelable context: one allocation per
+// attempt (and its Done channel once asked for), where
+// context.WithCancel under a wrapper cost three, and a context with a
+// timeout a timer, a child registration and four more.
 //
 // It behaves as context.WithTimeout's would: Deadline reports the
-// deadline, Err is context.DeadlineExceeded once it passed, and contexts
-// derived from it learn that error too (they register through AfterFunc,
-// as the inner context is not exposed through Value).
+// deadline, Err is context.DeadlineExceeded once it passed (Canceled when
+// canceled first), and contexts derived from it learn that error too
+// (they register through AfterFunc).
 type attemptCtx struct {
-	inner    context.Context // context.WithCancel(context.Background())
-	cancel   context.CancelFunc
-	deadline time.Time // set by the runner before the attempt runs
-	timedOut atomic.Bool
+	deadline     time.Time // set by the runner before the attempt runs
+	deadlineMono int64     // the same in Engine.mono's nanoseconds
+
+	state  atomic.Int32 // ctxLive, ctxCanceled or ctxTimedOut
+	done   atomic.Value // chan struct{}: made by the first Done, closedCh if the context ended first
+	mu     sync.Mutex   // guards ending, done's creation and afters
+	afters []afterFunc
+	nextID uint64
+}
+
+const (
+	ctxLive int32 = iota
+	ctxCanceled
+	ctxTimedOut
+)
+
+// afterFunc is a function registered through AfterFunc, run when the
+// context ends.
+type afterFunc struct {
+	id uint64
+	f  func()
 }
 
 func (c *attemptCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
-func (c *attemptCtx) Done() <-chan struct{}       { return c.inner.Done() }
 func (c *attemptCtx) Value(any) any               { return nil }
 
+func (c *attemptCtx) Done() <-chan struct{} {
+	if d, ok := c.done.Load().(chan struct{}); ok {
+		return d
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d, ok := c.done.Load().(chan struct{}); ok {
+		return d
+	}
+	d := make(chan struct{})
+	c.done.Store(d)
+	return d
+}
+
 func (c *attemptCtx) Err() error {
-	err := c.inner.Err()
-	if err != nil && c.timedOut.Load() {
+	switch c.state.Load() {
+	case ctxCanceled:
+		return context.Canceled
+	case ctxTimedOut:
 		return context.DeadlineExceeded
 	}
-	return err
+	return nil
 }
 
 // AfterFunc lets context.AfterFunc and contexts derived from c register
-// without a goroutine of their own.
-func (c *attemptCtx) AfterFunc(f func()) func() bool { return context.AfterFunc(c.inner, f) }
+// without a goroutine of their own: f runs in its own goroutine once c
+// ends (at once if it has). The returned stop reports whether it kept f
+// from running.
+func (c *attemptCtx) AfterFunc(f func()) func() bool {
+	c.mu.Lock()
+	if c.state.Load() != ctxLive {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	c.nextID++
+	id := c.nextID
+	c.afters = append(c.afters, afterFunc{id: id, f: f})
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, a := range c.afters {
+			if a.id == id {
+				c.afters = append(c.afters[:i], c.afters[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
 
-// expire ends the context at its deadline (unless it was canceled before).
-func (c *attemptCtx) expire() {
-	if c.inner.Err() == nil {
-		c.timedOut.Store(true)
-		c.cancel()
+// cancel ends the context as canceled (unless it ended before).
+func (c *attemptCtx) cancel() { c.end(ctxCanceled) }
+
+// expire ends the context at its deadline (unless it ended before).
+func (c *attemptCtx) expire() { c.end(ctxTimedOut) }
+
+func (c *attemptCtx) end(state int32) {
+	c.mu.Lock()
+	if c.state.Load() != ctxLive {
+		c.mu.Unlock()
+		return
+	}
+	c.state.Store(state)
+	if d, ok := c.done.Load().(chan struct{}); ok {
+		close(d)
+	} else {
+		c.done.Store(closedCh)
+	}
+	afters := c.afters
+	c.afters = nil
+	c.mu.Unlock()
+	for _, a := range afters {
+		go a.f()
 	}
 }
 

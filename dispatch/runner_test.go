@@ -203,3 +203,66 @@ func TestAttemptContext(t *testing.T) {
 		})
 	}
 }
+
+// TestAttemptContextOwnCancel: the attempt context's own cancellation, as
+// context.WithCancel's: Done made before or after the end is closed, an
+// AfterFunc stopped in time never runs, one registered after the end runs
+// at once, and the first end decides Err.
+func TestAttemptContextOwnCancel(t *testing.T) {
+	tests := []struct {
+		name       string
+		doneBefore bool // Done is asked for before the end
+		stop       bool // the AfterFunc is stopped before the end
+		ends       []func(*attemptCtx)
+		want       error
+	}{
+		{name: "canceled", doneBefore: true, ends: []func(*attemptCtx){(*attemptCtx).cancel}, want: context.Canceled},
+		{name: "expired, Done asked after", ends: []func(*attemptCtx){(*attemptCtx).expire}, want: context.DeadlineExceeded},
+		{name: "canceled then expired", ends: []func(*attemptCtx){(*attemptCtx).cancel, (*attemptCtx).expire}, want: context.Canceled},
+		{name: "expired then canceled", ends: []func(*attemptCtx){(*attemptCtx).expire, (*attemptCtx).cancel}, want: context.DeadlineExceeded},
+		{name: "stopped AfterFunc", stop: true, ends: []func(*attemptCtx){(*attemptCtx).cancel}, want: context.Canceled},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &attemptCtx{}
+			if c.Err() != nil {
+				t.Fatalf("Err %v before the end", c.Err())
+			}
+			if tc.doneBefore {
+				select {
+				case <-c.Done():
+					t.Fatal("Done closed before the end")
+				default:
+				}
+			}
+			ran := make(chan struct{}, 2)
+			stop := context.AfterFunc(c, func() { ran <- struct{}{} })
+			child, cancelChild := context.WithCancel(c)
+			defer cancelChild()
+			if tc.stop && !stop() {
+				t.Fatal("stop before the end reported false")
+			}
+			for _, end := range tc.ends {
+				end(c)
+			}
+			<-c.Done()
+			<-child.Done()
+			if c.Err() != tc.want || child.Err() != tc.want {
+				t.Errorf("Err %v, derived Err %v, want %v", c.Err(), child.Err(), tc.want)
+			}
+			if !tc.stop {
+				<-ran
+			}
+			if stop() {
+				t.Error("stop after the end reported true")
+			}
+			context.AfterFunc(c, func() { ran <- struct{}{} }) // after the end: runs at once
+			<-ran
+			select {
+			case <-ran:
+				t.Error("a stopped AfterFunc ran")
+			case <-time.After(10 * time.Millisecond):
+			}
+		})
+	}
+}
