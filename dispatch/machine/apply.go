@@ -32,6 +32,9 @@ func Apply(s *State, e *Event) error {
 			}
 			s.keyHolder[k] = r.ID
 		}
+		if cap(r.Attempts) == 0 {
+			r.Attempts = r.att0[:0:1]
+		}
 		r.Attempts = append(r.Attempts, Attempt{Number: e.Attempt, Worker: e.Worker, LeasedAt: e.At})
 		r.LeaseExp = e.LeaseExp
 		setState(s, r, RunLeased, e.At)
@@ -168,7 +171,14 @@ func applyRunCreated(s *State, e *Event) error {
 	if want := t.nextRunIndex(); e.Index != want || !isRunID(e.Run, e.Task, e.Index) {
 		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: fmt.Sprintf("run index %d, want %d", e.Index, want)}
 	}
-	r := &Run{ID: e.Run, Task: e.Task, Index: e.Index, DueAt: e.DueAt, task: t}
+	var r *Run
+	if t.run0.ID == "" && len(t.Runs) == 0 {
+		r = &t.run0 // the task's first run lives in the Task's allocation
+		*r = Run{ID: e.Run, Task: e.Task, Index: e.Index, DueAt: e.DueAt, task: t}
+		t.Runs, t.runs = t.ids0[:0:1], t.runs0[:0:1]
+	} else {
+		r = &Run{ID: e.Run, Task: e.Task, Index: e.Index, DueAt: e.DueAt, task: t}
+	}
 	if t.Spec.Policy.Kind == PolicyCron {
 		t.CronLast = max(t.CronLast, e.DueAt)
 	}

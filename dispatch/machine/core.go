@@ -193,6 +193,51 @@ type Core struct {
 	Drain   bool
 	dooming bool // cancelDoomed is running: nested emits leave doomed to it
 	entropy io.Reader
+	// idBuf holds a new task id's ULID while it is made (in the Core, so
+	// that it does not escape to a new allocation); run1 is the id of the
+	// first run of the task whose id was made last, built in the same
+	// string (runID).
+	idBuf ulid.ULID
+	run1  RunID
+}
+
+// newTaskID returns a new ULID task id. It and its first run's id are
+// one string ("<ulid>#1"): one allocation instead of three.
+func (c *Core) newTaskID(now int64) (TaskID, error) {
+	if err := c.idBuf.SetTime(uint64(now)); err != nil {
+		return "", err
+	}
+	var err error
+	switch e := c.entropy.(type) { // as ulid.New
+	case nil:
+		clear(c.idBuf[6:])
+	case ulid.MonotonicReader:
+		err = e.MonotonicRead(uint64(now), c.idBuf[6:])
+	default:
+		_, err = io.ReadFull(e, c.idBuf[6:])
+	}
+	if err != nil {
+		return "", err
+	}
+	var text [ulid.EncodedSize]byte
+	if err := c.idBuf.MarshalTextTo(text[:]); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.Grow(ulid.EncodedSize + 2)
+	b.Write(text[:])
+	b.WriteString("#1")
+	c.run1 = RunID(b.String())
+	return TaskID(c.run1[:ulid.EncodedSize]), nil
+}
+
+// runID is MakeRunID(task, index), without building the first run's id
+// of the task newTaskID made last.
+func (c *Core) runID(task TaskID, index int) RunID {
+	if index == 1 && len(c.run1) == len(task)+2 && string(c.run1[:len(task)]) == string(task) {
+		return c.run1
+	}
+	return MakeRunID(task, index)
 }
 
 // CoreConfig sets up a Core: times are milliseconds.
@@ -332,12 +377,12 @@ func (c *Core) handleSubmit(now int64, in *SubmitInput) error {
 		}
 	}
 	if spec.ID == "" {
-		id, err := ulid.New(uint64(now), c.entropy)
+		id, err := c.newTaskID(now)
 		if err != nil {
 			c.reply(in.Reply, Reply{Err: fmt.Errorf("dispatch: generate task id: %w", err)})
 			return nil
 		}
-		spec.ID = TaskID(id.String())
+		spec.ID = id
 	}
 	if t, ok := c.s.Tasks[spec.ID]; ok {
 		if t.Spec.SameAs(spec) {

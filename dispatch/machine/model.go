@@ -431,6 +431,9 @@ type Run struct {
 	Reason string `cbor:"9,keyasint,omitempty" json:"reason,omitempty"`
 	gen    uint64 // bumped on every state change; invalidates index entries
 	task   *Task  // its task, kept by apply and reindex (saves a map lookup per event)
+	// att0 is room for the first attempt (apply): a snapshot's capture
+	// and views clone Attempts, so nothing shares it but the run itself.
+	att0 [1]Attempt
 }
 
 // attemptCounts counts r's attempts against its two budgets, the open
@@ -511,6 +514,14 @@ type Task struct {
 	// running engine submitted it (0 when recovered: durable). The loop
 	// starts an attempt before its lease is durable only once this is.
 	submitSeq uint64
+
+	// Room for the task's first run and the first entries of Runs and
+	// runs (apply): most tasks have one run, which then costs no
+	// allocation of its own. A copy of the Task (a snapshot's capture, a
+	// retry) still shares them by pointer, as it would separate ones.
+	run0  Run
+	ids0  [1]RunID
+	runs0 [1]*Run
 }
 
 // nextRunIndex is the index of the task's next run. Runs are kept in

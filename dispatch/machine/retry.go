@@ -92,7 +92,7 @@ func (c *Core) handleRetry(now int64, in RetryInput) error {
 		if t.waiting > 0 {
 			to = RunScheduled
 		}
-		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: t.Spec.ID, Run: MakeRunID(t.Spec.ID, i), Index: i, To: to, DueAt: now}); err != nil {
+		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: t.Spec.ID, Run: c.runID(t.Spec.ID, i), Index: i, To: to, DueAt: now}); err != nil {
 			return err
 		}
 	}

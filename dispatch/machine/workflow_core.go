@@ -50,7 +50,7 @@ func (c *Core) submitTask(now int64, spec *TaskSpec) error {
 		if due > now || t.waiting > 0 || t.Canceled {
 			to = RunScheduled
 		}
-		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: spec.ID, Run: MakeRunID(spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
+		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: spec.ID, Run: c.runID(spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
 			return err
 		}
 	}
@@ -316,7 +316,7 @@ func (c *Core) refillCron(now int64, t *Task) error {
 		if due <= now && t.waiting == 0 {
 			to = RunReady
 		}
-		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: t.Spec.ID, Run: MakeRunID(t.Spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
+		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: t.Spec.ID, Run: c.runID(t.Spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
 			return err
 		}
 		last = due
