@@ -122,8 +122,13 @@ type specParser struct {
 
 // stringCache hands out one copy of each string it was asked for, up to
 // a bound: the specs of a batch mostly repeat their handler and labels.
+// It also keeps the last labels object read: a spec whose labels are
+// written byte for byte like the previous one's shares its map (the
+// engine never changes a task's labels).
 type stringCache struct {
-	m map[string]string
+	m         map[string]string
+	labelsRaw []byte
+	labels    map[string]string
 }
 
 // maxSharedStrings bounds a stringCache (a batch of distinct labels keeps
@@ -254,9 +259,25 @@ func (p *specParser) bool() (bool, bool) {
 // labels reads an object of strings (a repeated key keeps the last value,
 // as encoding/json does).
 func (p *specParser) labels() (map[string]string, bool) {
+	start := p.i
 	if !p.byte('{') {
 		return nil, false
 	}
+	if c := p.shared; c != nil && c.labels != nil && len(p.b)-start >= len(c.labelsRaw) &&
+		string(p.b[start:start+len(c.labelsRaw)]) == string(c.labelsRaw) {
+		p.i = start + len(c.labelsRaw)
+		return c.labels, true
+	}
+	m, ok := p.labelMembers()
+	if ok && p.shared != nil {
+		p.shared.labelsRaw = append(p.shared.labelsRaw[:0], p.b[start:p.i]...)
+		p.shared.labels = m
+	}
+	return m, ok
+}
+
+// labelMembers reads the members of a labels object, after its '{'.
+func (p *specParser) labelMembers() (map[string]string, bool) {
 	m := map[string]string{}
 	p.space()
 	if p.byte('}') {

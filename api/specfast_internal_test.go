@@ -1,6 +1,9 @@
 package api
 
 import (
+	"fmt"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -97,4 +100,54 @@ func BenchmarkDecodeTaskSpec(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestDecodeSpecFastShared: decoding the specs of a batch with one shared
+// string cache gives each the spec it gets alone; equal labels written
+// alike share one map, other labels get their own; past the cache's bound
+// strings are still right.
+func TestDecodeSpecFastShared(t *testing.T) {
+	specs := append([]string(nil), specFastSeeds...)
+	specs = append(specs,
+		`{"handler":"h","labels":{"a":"1"}}`,
+		`{"handler":"h","labels":{"a":"1"}}`,
+		`{"handler":"h","labels":{"a":"1","b":"2"}}`,
+		`{"handler":"h","labels":{"a":"1"} ,"priority":2}`,
+		`{"handler":"h","labels":{"a":"1"`,
+		`{"handler":"h","labels":{"a":"1"}}`,
+	)
+	for i := range 2 * maxSharedStrings {
+		specs = append(specs, fmt.Sprintf(`{"handler":"h%d","labels":{"k%d":"v%d"},"timeout":"%ds"}`, i, i, i, i+1))
+	}
+	var shared stringCache
+	var prev map[string]string
+	prevRaw := ""
+	for _, s := range specs {
+		want, wantOK := decodeSpecFast([]byte(s))
+		got, ok := decodeSpecFastShared([]byte(s), &shared)
+		if ok != wantOK {
+			t.Fatalf("%s: ok %v shared, %v alone", s, ok, wantOK)
+		}
+		if !ok {
+			continue
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Fatalf("%s: decoded differently (-alone +shared):\n%s", s, d)
+		}
+		i := strings.Index(s, `"labels":`)
+		raw := ""
+		if i >= 0 {
+			raw = s[i:]
+		}
+		same := got.Labels != nil && prev != nil && reflect.ValueOf(got.Labels).UnsafePointer() == reflect.ValueOf(prev).UnsafePointer()
+		if want := raw != "" && strings.HasPrefix(raw, `"labels":{"a":"1"}`) && strings.HasPrefix(prevRaw, `"labels":{"a":"1"}`); same != want {
+			t.Errorf("%s after %s: shares the previous labels map: %v, want %v", s, prevRaw, same, want)
+		}
+		if got.Labels != nil {
+			prev, prevRaw = got.Labels, raw
+		}
+	}
+	if len(shared.m) > maxSharedStrings {
+		t.Errorf("the cache holds %d strings, more than its bound %d", len(shared.m), maxSharedStrings)
+	}
 }
