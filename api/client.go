@@ -332,6 +332,9 @@ func (c *Client) PluginDeploy(ctx context.Context, name string, wasm, manifest [
 	if c.Token != "" {
 		r.Header.Set("Authorization", "Bearer "+c.Token)
 	}
+	if c.Index != nil && c.Index.Load() > 0 {
+		r.Header.Set(MinIndexHeader, strconv.FormatUint(c.Index.Load(), 10))
+	}
 	resp, err := c.HTTP.Do(r)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -340,6 +343,9 @@ func (c *Client) PluginDeploy(ctx context.Context, name string, wasm, manifest [
 		return out, &UnreachableError{URL: c.BaseURL, Err: err}
 	}
 	defer resp.Body.Close()
+	if v, err := strconv.ParseUint(resp.Header.Get(IndexHeader), 10, 64); err == nil && c.Index != nil {
+		c.Index.Observe(v)
+	}
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode >= 400 {
 		return out, decodeError(resp.StatusCode, b)

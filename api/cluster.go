@@ -91,8 +91,12 @@ func NewClusterFront(cfg ClusterConfig) *ClusterFront {
 	return f
 }
 
-// SetServer sets the API of this node's engine (nil: it does not lead).
+// SetServer sets the API of this node's engine (nil: it does not lead);
+// its deploys and rollbacks are replicated (ClusterDeployer).
 func (f *ClusterFront) SetServer(s *Server) {
+	if s != nil && s.cfg.Deployer == nil && f.cfg.Plugins != nil {
+		s.cfg.Deployer = ClusterDeployer{Reg: f.cfg.Plugins, Node: f.cfg.Node} // deploys are replicated
+	}
 	if old := f.server.Swap(s); old != nil && old != s {
 		old.StopWaits()
 	}

@@ -32,6 +32,10 @@ func localRead(r *http.Request) bool {
 	switch {
 	case p == "/v1/tasks", p == "/v1/engine", p == "/v1/openapi.json", p == "/ui", strings.HasPrefix(p, "/ui/"):
 		return true
+	case p == "/v1/plugins" || strings.HasPrefix(p, "/v1/plugins/") && !strings.Contains(strings.TrimPrefix(p, "/v1/plugins/"), "/"):
+		// The leader's registry counts the attempts; ?local=1 shows this
+		// node's own (its active versions, replicated).
+		return r.URL.Query().Get("local") != ""
 	case strings.HasPrefix(p, "/v1/tasks/"):
 		rest := strings.TrimPrefix(p, "/v1/tasks/")
 		id, sub, _ := strings.Cut(rest, "/")

@@ -25,6 +25,11 @@ func TestLocalRead(t *testing.T) {
 		{"POST", "/v1/tasks/a/cancel", false},
 		{"DELETE", "/v1/tasks/a", false},
 		{"POST", "/v1/engine/pause", false},
+		{"GET", "/v1/plugins", false}, // attempt counts are the leader's
+		{"GET", "/v1/plugins/sw", false},
+		{"GET", "/v1/plugins/sw?local=1", true},
+		{"GET", "/v1/plugins?local=1", true},
+		{"POST", "/v1/plugins/sw/rollback?local=1", false},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			if got := localRead(httptest.NewRequest(tc.method, tc.path, nil)); got != tc.local {

@@ -52,6 +52,9 @@ type Config struct {
 	// Broker, when set, serves the remote worker routes (/v1/workers/...);
 	// it is the engine's executor. nil: they answer 404.
 	Broker *Broker
+	// Deployer carries out deploys and rollbacks; default Plugins itself.
+	// In cluster mode ClusterDeployer replicates them to every node.
+	Deployer PluginDeployer
 	// Replica, set instead of Engine on a cluster follower, answers the
 	// reads (tasks, waits, engine status) from the node's replicated
 	// state; ClusterFront forwards every write to the leader.
@@ -65,6 +68,20 @@ type Reads interface {
 	List(f dispatch.ListFilter) []dispatch.TaskView
 	WaitWithoutInput(ctx context.Context, id dispatch.TaskID) (dispatch.TaskView, error)
 	Stats() dispatch.Stats
+}
+
+// PluginDeployer deploys and rolls back plugins (plugins.Registry, or
+// ClusterDeployer).
+type PluginDeployer interface {
+	Deploy(ctx context.Context, name string, wasm []byte, m *plugins.Manifest, source string) (plugins.DeployResult, error)
+	Rollback(ctx context.Context, name, version string) (plugins.DeployResult, error)
+}
+
+func (s *Server) deployer() PluginDeployer {
+	if s.cfg.Deployer != nil {
+		return s.cfg.Deployer
+	}
+	return s.cfg.Plugins
 }
 
 // reads is what the read routes answer from.
@@ -517,7 +534,7 @@ func (s *Server) deployPlugin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res, err := s.cfg.Plugins.Deploy(r.Context(), name, wasm, m, "http")
+	res, err := s.deployer().Deploy(r.Context(), name, wasm, m, "http")
 	if err != nil {
 		writeError(w, err)
 		return
@@ -562,7 +579,7 @@ func (s *Server) rollbackPlugin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res, err := s.cfg.Plugins.Rollback(r.Context(), r.PathValue("name"), req.Version)
+	res, err := s.deployer().Rollback(r.Context(), r.PathValue("name"), req.Version)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -29,6 +29,8 @@ type testCluster struct {
 	workers int
 	// store is Config.LogStore ("": the default).
 	store string
+	// plugins are the nodes' registries (plugins_test.go); nil: none.
+	plugins map[string]*fakeRegistry
 }
 
 func freeAddr(t testing.TB) string {
@@ -56,7 +58,8 @@ func (c *testCluster) start(id string, bootstrap bool) *Node {
 	n, err := Open(Config{NodeID: id, RaftAddr: c.addrs[id], HTTPAddr: "http://" + id + ".invalid", Dir: c.dirs[id], Bootstrap: bootstrap,
 		Engine: dispatch.Config{Executor: exec, Workers: cmp.Or(c.workers, 8), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLog: io.Discard,
-		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, SnapshotThreshold: c.snapshotEvery, LogStore: c.store})
+		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, SnapshotThreshold: c.snapshotEvery, LogStore: c.store,
+		Plugins: c.registry(id)})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -64,6 +67,15 @@ func (c *testCluster) start(id string, bootstrap bool) *Node {
 	c.nodes[id] = n
 	c.mu.Unlock()
 	return n
+}
+
+// registry is node id's plugin registry, or nil (an interface holding
+// no *fakeRegistry).
+func (c *testCluster) registry(id string) Plugins {
+	if r := c.plugins[id]; r != nil {
+		return r
+	}
+	return nil
 }
 
 func (c *testCluster) closeAll() {

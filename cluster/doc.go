@@ -84,9 +84,34 @@
 //     Per-peer lag: GET /v1/cluster on any node; in Prometheus, the
 //     leader's wasmtask_cluster_commit_index minus each node's
 //     wasmtask_cluster_applied_index.
-//   - Plugins are not replicated: each node has its own registry. Give every
-//     node the same --plugins folder (README, High availability); a deploy
-//     through the API reaches the leader only.
+//   - Plugins are replicated (plugins.go): a deploy or rollback through
+//     any node reaches the leader (forwarded), which validates the module
+//     (compile, trial) and proposes one raft entry holding the change and
+//     the module's bytes. It answers once the entry is committed (a
+//     majority holds the bytes, so a majority can run it whichever node
+//     leads next) and the leader's registry activated it. Every node
+//     carries out committed changes on its own registry in log order, on
+//     a goroutine of its own rather than raft's FSM goroutine (a compile
+//     takes up to seconds, and the FSM applies the dispatch events); a
+//     node that becomes leader first waits (up to 30 s) until it applied
+//     every change committed so far, so it runs the deployed versions.
+//     Chosen over a small entry with the sha256 and a fetch of the bytes
+//     from the leader: the log then holds everything a node needs (no
+//     second protocol, no window where a committed version is on the
+//     leader's disk only), at the cost of the module's bytes in the log
+//     (64 MiB at most, a deploy being rare). A rollback's entry carries
+//     the bytes too, so a node that never stored that version can run it.
+//     The FSM keeps each plugin's active version, manifest and versions;
+//     snapshots (WTRAFT02) carry that and every version's bytes, so a node
+//     that catches up from a snapshot gets them (the active one active,
+//     the others stored for rollbacks). Attempt counts stay per node (the
+//     leader's registry counts what it runs): GET /v1/plugins goes to the
+//     leader, ?local=1 shows a node's own registry.
+//   - A watched --plugins folder stays its own node's: a file there is
+//     loaded into that node's registry only, as on a single server (with
+//     its conflict rules against API deploys), and is not replicated.
+//     Give every node the same folder content, or deploy through the API,
+//     which reaches every node.
 //
 // # Log store
 //

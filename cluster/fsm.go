@@ -26,16 +26,19 @@ type fsm struct {
 
 	mu      sync.RWMutex
 	state   *dispatch.State
-	members map[string]string // node id -> HTTP address (replicated)
-	err     error             // the first entry that failed to apply: the state is suspect
+	members map[string]string      // node id -> HTTP address (replicated)
+	err     error                  // the first entry that failed to apply: the state is suspect
+	plugins map[string]*pluginMeta // replicated plugin state (plugins.go)
+	pluginQ *pluginQueue           // this node's registry carries out the plugin changes
 
 	index   atomic.Uint64 // raft index of the last entry applied
 	seq     atomic.Uint64 // dispatch sequence of the last record applied
 	changed chan struct{} // closed and replaced after each apply (for waiters)
 }
 
-func newFSM(log *slog.Logger) *fsm {
-	return &fsm{log: log, state: dispatch.NewState(), members: map[string]string{}, changed: make(chan struct{})}
+func newFSM(log *slog.Logger, plugins Plugins) *fsm {
+	return &fsm{log: log, state: dispatch.NewState(), members: map[string]string{}, changed: make(chan struct{}),
+		plugins: map[string]*pluginMeta{}, pluginQ: newPluginQueue(log, plugins)}
 }
 
 type memberEntry struct {
@@ -50,7 +53,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 		return nil
 	}
 	f.mu.Lock()
-	err := f.applyLocked(l.Data)
+	err := f.applyLocked(l.Index, l.Data)
 	if err != nil && f.err == nil {
 		f.err = fmt.Errorf("raft entry %d: %w", l.Index, err)
 		f.log.Error("cluster: an entry does not apply; this node's state is suspect (restart it to rebuild from the leader)", "index", l.Index, "err", err)
@@ -64,7 +67,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return err
 }
 
-func (f *fsm) applyLocked(data []byte) error {
+func (f *fsm) applyLocked(index uint64, data []byte) error {
 	switch data[0] {
 	case entryEvents:
 		if first, n := binary.Uvarint(data[1:]); n > 0 && first > f.state.Applied+1 {
@@ -89,6 +92,8 @@ func (f *fsm) applyLocked(data []byte) error {
 			f.members[m.ID] = m.HTTP
 		}
 		return nil
+	case entryPlugin:
+		return f.applyPluginLocked(index, data[1:])
 	}
 	return fmt.Errorf("unknown entry type %d", data[0])
 }
@@ -123,9 +128,14 @@ func (f *fsm) read(fn func(s *dispatch.State)) {
 	fn(f.state)
 }
 
-// Snapshot file: "WTRAFT01", uvarint length + JSON of the members, then
+// Snapshot file: "WTRAFT02", uvarint length + JSON of the members, the
+// plugin section (plugins.go: the plugins' state and their modules), then
 // the dispatch snapshot encoding of the state (dispatch.EncodeState).
-const snapMagic = "WTRAFT01"
+// "WTRAFT01" (before plugins were replicated) has no plugin section.
+const (
+	snapMagic   = "WTRAFT02"
+	snapMagicV1 = "WTRAFT01"
+)
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
@@ -142,8 +152,11 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, err
 	}
 	b := append([]byte(snapMagic), binary.AppendUvarint(nil, uint64(len(members)))...)
-	b = append(append(b, members...), state...)
-	return fsmSnapshot(b), nil
+	snap := &fsmSnapshot{head: append(b, members...), plugins: f.pluginMetaCopyLocked(), state: state}
+	if f.pluginQ.apply != nil {
+		snap.module = f.pluginQ.apply.Module
+	}
+	return snap, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -152,9 +165,12 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
-	rest, ok := bytes.CutPrefix(b, []byte(snapMagic))
-	if !ok {
-		return errors.New("cluster: snapshot: not a wasmtask raft snapshot")
+	rest, v2 := bytes.CutPrefix(b, []byte(snapMagic))
+	if !v2 {
+		var ok bool
+		if rest, ok = bytes.CutPrefix(b, []byte(snapMagicV1)); !ok {
+			return errors.New("cluster: snapshot: not a wasmtask raft snapshot")
+		}
 	}
 	n, k := binary.Uvarint(rest)
 	if k <= 0 || uint64(len(rest)-k) < n {
@@ -164,31 +180,54 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := json.Unmarshal(rest[k:k+int(n)], &members); err != nil {
 		return fmt.Errorf("cluster: snapshot: members: %w", err)
 	}
-	state, err := dispatch.DecodeState(rest[k+int(n):])
+	rest = rest[k+int(n):]
+	plugins, modules := map[string]*pluginMeta{}, map[string][]byte{}
+	if v2 {
+		if plugins, modules, rest, err = readPluginSection(rest); err != nil {
+			return err
+		}
+	}
+	state, err := dispatch.DecodeState(rest)
 	if err != nil {
 		return fmt.Errorf("cluster: snapshot: %w", err)
 	}
 	f.mu.Lock()
-	f.state, f.members, f.err = state, members, nil
+	f.state, f.members, f.err, f.plugins = state, members, nil, plugins
 	f.seq.Store(state.Applied)
 	ch := f.changed
 	f.changed = make(chan struct{})
+	f.restorePlugins(plugins, modules)
 	f.mu.Unlock()
 	close(ch)
 	return nil
 }
 
-type fsmSnapshot []byte
+// fsmSnapshot is captured under the FSM's lock; Persist, which raft runs
+// beside later applies, reads the modules' bytes (immutable, by hash).
+type fsmSnapshot struct {
+	head    []byte // magic and members
+	plugins map[string]*pluginMeta
+	module  func(version string) ([]byte, error)
+	state   []byte
+}
 
-func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s); err != nil {
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	module := s.module
+	if module == nil {
+		module = func(v string) ([]byte, error) { return nil, fmt.Errorf("no plugin registry on this node") }
+	}
+	b, err := appendPluginSection(s.head, s.plugins, module)
+	if err == nil {
+		_, err = sink.Write(append(b, s.state...))
+	}
+	if err != nil {
 		sink.Cancel()
 		return err
 	}
 	return sink.Close()
 }
 
-func (fsmSnapshot) Release() {}
+func (*fsmSnapshot) Release() {}
 
 // changedCh is closed at the next entry applied (or snapshot restored);
 // call it under the read lock, then check the state.

@@ -15,6 +15,7 @@ import (
 const (
 	entryEvents byte = 1 // a frame of dispatch records (one or more ticks)
 	entryMember byte = 2 // a member's HTTP address (JSON memberEntry)
+	entryPlugin byte = 3 // a plugin change (plugins.go)
 )
 
 // raftLog is the engine's Log in cluster mode (dispatch.Log): each frame

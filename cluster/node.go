@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +54,9 @@ type Config struct {
 	// and stable.json, the default) or "bolt" (raft-boltdb, DATA_DIR/raft/raft.db,
 	// what earlier versions used: a Dir that holds a raft.db keeps it).
 	LogStore string
+	// Plugins, when set, is this node's plugin registry: deploys and
+	// rollbacks are replicated (ProposePlugin) and carried out on it.
+	Plugins Plugins
 }
 
 // Log stores (Config.LogStore).
@@ -149,7 +153,7 @@ func Open(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("cluster: listen on --raft-addr %s: %w", cfg.RaftAddr, err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, fsm: newFSM(cfg.Logger), trans: trans, store: store, notify: notify, heartbeat: rc.HeartbeatTimeout,
+	n := &Node{cfg: cfg, log: cfg.Logger, fsm: newFSM(cfg.Logger, cfg.Plugins), trans: trans, store: store, notify: notify, heartbeat: rc.HeartbeatTimeout,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	if cfg.Bootstrap {
 		existing, err := raft.HasExistingState(store, store, snaps)
@@ -264,6 +268,13 @@ func (n *Node) startEngine() (done <-chan struct{}, retry <-chan time.Time) {
 			return nil, again
 		}
 	}
+	// The plugin changes committed so far are carried out here first, so
+	// that the new leader runs the versions the cluster deployed.
+	pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if !n.fsm.pluginQ.idle(pctx) {
+		n.log.Warn("cluster: leading before every replicated plugin change was applied here (30s)")
+	}
+	cancel()
 	state, err := n.fsm.copyState()
 	if err != nil {
 		n.log.Error("cluster: cannot lead: the committed state is suspect", "err", err)

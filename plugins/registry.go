@@ -300,14 +300,27 @@ func (r *Registry) Deploy(ctx context.Context, name string, wasm []byte, m *Mani
 // deploy is Deploy; watched, when not nil, is recorded as the plugin's
 // last load from the watched folder in the same registry.json write.
 func (r *Registry) deploy(ctx context.Context, name string, wasm []byte, m *Manifest, source string, watched *WatchedFile) (DeployResult, error) {
+	l, err := r.validate(ctx, name, wasm, m)
+	if err != nil {
+		return DeployResult{}, err
+	}
+	if err := r.store.put(l.version, wasm); err != nil {
+		return DeployResult{}, fmt.Errorf("plugins: store %s: %w", name, err)
+	}
+	return r.activate(name, l, len(wasm), source, watched)
+}
+
+// validate is what a deploy checks before it stores and activates: the
+// name, the size, the compile with the manifest, a trial instantiation.
+func (r *Registry) validate(ctx context.Context, name string, wasm []byte, m *Manifest) (*loaded, error) {
 	if !namePattern.MatchString(name) {
-		return DeployResult{}, &ValidationError{Plugin: name, Field: "name", Reason: "must be 1-63 lower-case letters, digits, '_' or '-', starting with a letter or digit"}
+		return nil, &ValidationError{Plugin: name, Field: "name", Reason: "must be 1-63 lower-case letters, digits, '_' or '-', starting with a letter or digit"}
 	}
 	if len(wasm) == 0 {
-		return DeployResult{}, r.failed(name, &ValidationError{Plugin: name, Field: "module", Reason: "is empty"})
+		return nil, r.failed(name, &ValidationError{Plugin: name, Field: "module", Reason: "is empty"})
 	}
 	if len(wasm) > r.opts.MaxModuleBytes {
-		return DeployResult{}, r.failed(name, &ValidationError{Plugin: name, Field: "module",
+		return nil, r.failed(name, &ValidationError{Plugin: name, Field: "module",
 			Reason: fmt.Sprintf("is %d bytes, the limit is %d", len(wasm), r.opts.MaxModuleBytes)})
 	}
 	r.setLoading(name, +1)
@@ -315,15 +328,12 @@ func (r *Registry) deploy(ctx context.Context, name string, wasm []byte, m *Mani
 	r.setLoading(name, -1)
 	if err != nil {
 		r.pruneCache() // a rejected module leaves no compiled code behind
-		return DeployResult{}, r.failed(name, err)
+		return nil, r.failed(name, err)
 	}
 	if err := r.host.Trial(ctx, l.module, 5*time.Second); err != nil {
-		return DeployResult{}, r.failed(name, &ValidationError{Plugin: name, Field: "module", Reason: err.Error()})
+		return nil, r.failed(name, &ValidationError{Plugin: name, Field: "module", Reason: err.Error()})
 	}
-	if err := r.store.put(l.version, wasm); err != nil {
-		return DeployResult{}, fmt.Errorf("plugins: store %s: %w", name, err)
-	}
-	return r.activate(name, l, len(wasm), source, watched)
+	return l, nil
 }
 
 func (r *Registry) setLoading(name string, d int) {
@@ -415,6 +425,20 @@ func (r *Registry) persist() error {
 // Rollback re-activates version (or, when empty, the version active before
 // the current one) of name.
 func (r *Registry) Rollback(ctx context.Context, name, version string) (DeployResult, error) {
+	target, err := r.RollbackTarget(name, version)
+	if err != nil {
+		return DeployResult{}, err
+	}
+	l, err := r.load(ctx, name, target.Version, target.Manifest)
+	if err != nil {
+		return DeployResult{}, err
+	}
+	return r.activate(name, l, target.Size, "rollback", nil)
+}
+
+// RollbackTarget is the activation Rollback(name, version) would make
+// active again.
+func (r *Registry) RollbackTarget(name, version string) (Activation, error) {
 	r.mu.RLock()
 	rec := r.state.Plugins[name]
 	var target *Activation
@@ -441,19 +465,15 @@ func (r *Registry) Rollback(ctx context.Context, name, version string) (DeployRe
 	r.mu.RUnlock()
 	switch {
 	case rec == nil:
-		return DeployResult{}, fmt.Errorf("%w: no plugin named %q", ErrNotFound, name)
+		return Activation{}, fmt.Errorf("%w: no plugin named %q", ErrNotFound, name)
 	case target == nil && version != "":
-		return DeployResult{}, fmt.Errorf("%w: plugin %q never had version %s", ErrNotFound, name, version)
+		return Activation{}, fmt.Errorf("%w: plugin %q never had version %s", ErrNotFound, name, version)
 	case target == nil && len(rec.History) > 1:
-		return DeployResult{}, &ValidationError{Plugin: name, Field: "version", Reason: "no earlier version or manifest to roll back to (every activation was this one)"}
+		return Activation{}, &ValidationError{Plugin: name, Field: "version", Reason: "no earlier version or manifest to roll back to (every activation was this one)"}
 	case target == nil:
-		return DeployResult{}, &ValidationError{Plugin: name, Field: "version", Reason: "no earlier version to roll back to"}
+		return Activation{}, &ValidationError{Plugin: name, Field: "version", Reason: "no earlier version to roll back to"}
 	}
-	l, err := r.load(ctx, name, target.Version, target.Manifest)
-	if err != nil {
-		return DeployResult{}, err
-	}
-	return r.activate(name, l, target.Size, "rollback", nil)
+	return *target, nil
 }
 
 // Resolve returns the plugin for a handler: "name" (the active version) or

@@ -99,7 +99,7 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 	node, err := cluster.Open(cluster.Config{NodeID: id, RaftAddr: raftAddr, HTTPAddr: self, Dir: raftDir, Bootstrap: c.Bool("bootstrap"),
 		Engine: dispatch.Config{Executor: exec, Workers: c.Int("workers"), Logger: logger, ValidateHandler: reg.Check, Node: id,
 			DurableLeases: c.Bool("durable-leases")},
-		OnEngine: onEngine, Logger: logger, RaftLog: hclogWriter{logger}})
+		OnEngine: onEngine, Logger: logger, RaftLog: hclogWriter{logger}, Plugins: api.PluginApplier{Reg: reg}})
 	if err != nil {
 		ln.Close()
 		return fail(exitFailed, "%v", err)
