@@ -62,6 +62,13 @@
 //     raft the round trip, not a local fsync, is the wait, and raft
 //     pipelines entries to the followers. raft's apply channel is buffered
 //     (BatchApplyCh) so the loop never waits for raft's leader loop.
+//     A tick that starts attempts early does not force its frame out
+//     either (the single-node loop writes it first, so that a crash of the
+//     process keeps the leases; an entry in flight in raft keeps nothing a
+//     pending one does not): before, such ticks bypassed the bound of two
+//     entries, and at 256 submitters the leader wrote 10-20 entries of
+//     10-30 events per write; now ~1.5 entries of 30 (32 submitters) to 230
+//     events (256), for as many fsyncs and less work per event.
 //   - Followers answer reads from their own committed state (Replica,
 //     replica.go: the same reducer's state, views built as the engine
 //     builds them) and forward writes to the leader. Their state lags the

@@ -129,9 +129,13 @@ func (e *Engine) loop() {
 			// Written before they start (fsynced later): a crash of the
 			// process keeps what it wrote, so their leases are found and
 			// closed as lost, counted against the lost-attempt budget.
-			if err := e.writeFrame(); err != nil {
-				e.stopLoop(err)
-				return
+			// Not with a Pipeliner (raft): an entry in flight survives
+			// nothing that a pending one does not.
+			if _, replicated := e.out.(Pipeliner); !replicated {
+				if err := e.writeFrame(); err != nil {
+					e.stopLoop(err)
+					return
+				}
 			}
 			for _, job := range early {
 				e.start(job)
