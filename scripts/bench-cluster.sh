@@ -6,10 +6,11 @@
 # its leader and through a follower (which forwards to the leader).
 # Arguments are passed to `wasmtask bench` (default: --tasks 3000
 # --clients 1,32 --batch 500 --rates 200,1000 --duration 5s).
+# WASMTASK_BIN=path measures that binary instead of building this tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=$PWD/bin/wasmtask
-go build -o "$BIN" ./cmd/wasmtask
+BIN=${WASMTASK_BIN:-$PWD/bin/wasmtask}
+[ -n "${WASMTASK_BIN:-}" ] || go build -o "$BIN" ./cmd/wasmtask
 ROUNDS=${ROUNDS:-2}
 ARGS=("$@")
 [ ${#ARGS[@]} -gt 0 ] || ARGS=(--tasks 3000 --clients 1,32 --batch 500 --rates 200,1000 --duration 5s)
