@@ -78,6 +78,17 @@
 // wazero's own cap is the wasm32 maximum, so every InstantiateModule must
 // pass Module.withMemory. The Host keeps one runtime per distinct limit.
 //
+// The buffers come from a pool (memPool, Config.MemoryPoolBytes): wazero
+// frees an instance's memory when it closes it, and the next instance
+// takes the buffer, zeroing only what its last owner could have written,
+// instead of allocating (and the kernel faulting in) fresh memory per
+// attempt. This is safe because nothing keeps a slice of guest memory past
+// its instance: host functions, WASI writers, the Extism path and reset
+// snapshots copy what they read (TestNoGuestMemoryAlias runs every path
+// with released buffers poisoned, as every test host does). Host.Close
+// stops the pool first: closing a runtime frees the memory of guests still
+// running. The pool is bounded, and drops buffers unused for 10s.
+//
 // Not under the limit: wazero's stack for wasm code, a Go slice doubled
 // from 10 KiB until it is over 50,000,000 bytes (a constant of wazero's;
 // there is no option and no call-depth limit). Unbounded recursion thus

@@ -36,6 +36,12 @@ type Config struct {
 	// at once would never be used. Default 2 x GOMAXPROCS (dispatch's
 	// default worker count); serve sets it to --workers. Negative: none.
 	MaxIdleInstances int
+	// MemoryPoolBytes bounds the guest memory kept from closed instances
+	// for the next ones (memory.go): a fresh instance then reuses a buffer
+	// instead of allocating and faulting in its memory. Buffers unused for
+	// 10s are dropped. Default DefaultMemoryPoolBytes (32 MiB); negative:
+	// no pool.
+	MemoryPoolBytes int64
 }
 
 // Host compiles modules once per content hash and runs attempts, each in a
@@ -56,7 +62,8 @@ type Host struct {
 	runtimes map[runtimeKey]*runtime
 	modules  map[moduleKey]*moduleEntry
 
-	idle idleSet // warm instances of every Pool (pool.go)
+	idle idleSet  // warm instances of every Pool (pool.go)
+	mem  *memPool // guest memory of closed instances (memory.go); nil: none
 }
 
 // runtimeKey: one runtime per memory limit and, with a CacheDir, per module
@@ -73,6 +80,7 @@ type runtime struct {
 	rt    wazero.Runtime
 	cache wazero.CompilationCache // closed with rt when it is the runtime's own
 	pages uint32
+	mem   *memPool // the Host's
 }
 
 type moduleKey struct {
@@ -101,6 +109,13 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	h := &Host{cfg: cfg, log: cfg.Logger, runtimes: map[runtimeKey]*runtime{}, modules: map[moduleKey]*moduleEntry{},
 		compileSem: make(chan struct{}, cfg.CompileConcurrency)}
 	h.idle = idleSet{max: cfg.MaxIdleInstances, pools: map[*Pool]struct{}{}}
+	if cfg.MemoryPoolBytes == 0 {
+		cfg.MemoryPoolBytes = DefaultMemoryPoolBytes
+		h.cfg.MemoryPoolBytes = cfg.MemoryPoolBytes
+	}
+	if cfg.MemoryPoolBytes > 0 {
+		h.mem = newMemPool(cfg.MemoryPoolBytes)
+	}
 	if cfg.CacheDir != "" {
 		if err := os.MkdirAll(cfg.CacheDir, 0o750); err != nil {
 			return nil, fmt.Errorf("host: compilation cache: %w", err)
@@ -184,7 +199,7 @@ func (h *Host) runtimeFor(ctx context.Context, pages uint32, hash string) (*runt
 		}
 		return nil, err
 	}
-	r := &runtime{rt: rt, cache: own, pages: pages}
+	r := &runtime{rt: rt, cache: own, pages: pages, mem: h.mem}
 	h.runtimes[key] = r
 	return r, nil
 }
@@ -192,6 +207,7 @@ func (h *Host) runtimeFor(ctx context.Context, pages uint32, hash string) (*runt
 // Close releases every runtime, compiled module and warm instance.
 func (h *Host) Close(ctx context.Context) error {
 	h.idle.close()
+	h.mem.close() // before the runtimes: closing them frees memories of guests still running
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
