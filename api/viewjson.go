@@ -241,6 +241,8 @@ func (o *indentedJSON) attemptView(a *AttemptView) {
 
 // batchResults writes {"results": [...]}, the batch submit's answer.
 func (o *indentedJSON) batchResults(results []BatchResult) {
+	// About 60 bytes per result: one allocation rather than doubling.
+	o.b = slices.Grow(o.b, 64*len(results))
 	o.open('{')
 	o.key("results")
 	o.open('[')
@@ -274,13 +276,24 @@ func writeBuilt(w http.ResponseWriter, status int, build func(o *indentedJSON)) 
 	o.b, o.count = o.b[:0], o.count[:0]
 	build(o)
 	o.b = append(o.b, '\n')
-	w.Header().Set("Content-Type", "application/json")
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	if len(o.b) > 2048 {
+		// net/http sends what it cannot hold in its 2 KiB buffer chunked;
+		// the length is known here.
+		h["Content-Length"] = []string{strconv.Itoa(len(o.b))}
+	}
 	w.WriteHeader(status)
 	w.Write(o.b)
 	if cap(o.b) <= 64<<10 {
 		jsonBufs.Put(o)
 	}
 }
+
+// jsonContentType is the Content-Type of every JSON answer: one slice
+// shared by all of them rather than one made per response by Header.Set.
+// net/http only reads it.
+var jsonContentType = []string{"application/json"}
 
 // writeTaskView writes a task view as writeJSON(w, status, v) does.
 func writeTaskView(w http.ResponseWriter, status int, v TaskView) {
