@@ -207,8 +207,11 @@ type committedTick struct {
 	cancels []RunID
 	starts  []Job
 	finals  []TaskID // tasks that became final: their Wait calls wake
-	probes  []chan idleReply
-	idle    bool
+	// finalViews: views of finals as of the tick, for their Wait calls
+	// (finalViews in view.go)
+	finalViews []*TaskView
+	probes     []chan idleReply
+	idle       bool
 }
 
 // commitLoop is the committer: it fsyncs the group of ticks the loop
@@ -314,7 +317,7 @@ func (e *Engine) release(t *committedTick) {
 			e.start(job)
 		}
 	}
-	e.wakeFinal(t.finals)
+	e.wakeFinal(t.finals, t.finalViews)
 	if cap(t.starts) > 0 || cap(t.acks) > 0 {
 		clear(t.starts)
 		clear(t.acks)

@@ -112,6 +112,7 @@ func (e *Engine) loop() {
 		e.state.Applied = want
 		tick := &committedTick{seq: want, acks: batch.Acks, cancels: batch.Cancels, starts: batch.Starts,
 			finals: e.state.JustFinal}
+		tick.finalViews = e.finalViews(tick.finals)
 		e.state.JustFinal = nil
 		if len(probes) > 0 {
 			tick.idle = e.idle(now, batch)

@@ -148,79 +148,144 @@ func (e *Engine) wait(ctx context.Context, id TaskID, input bool) (TaskView, err
 		// still wakes us; the engine closes the channel of each task that
 		// became final once its tick is durable (not on every tick: many
 		// waiters would otherwise all wake at every fsync).
-		ch := e.waiter(id)
+		slot := e.waiter(id)
 		v, ok := e.task(id, input)
 		if !ok {
-			e.unwait(id, ch)
+			e.unwait(id, slot)
 			return v, ErrNotFound
 		}
 		if v.Final() {
-			e.unwait(id, ch)
+			e.unwait(id, slot)
 			return v, nil
 		}
 		select {
-		case <-ch:
+		case <-slot.ch:
+			// The view as of the tick that made the task final, which is
+			// durable now: reading the task again would wait for the fsync
+			// of whatever the loop stepped since (often one more).
+			if fv := slot.view; fv != nil && fv.Final() {
+				v := cloneView(fv)
+				e.resolveView(&v, input)
+				return v, nil
+			}
 		case <-e.done:
-			e.unwait(id, ch)
+			e.unwait(id, slot)
 			return v, e.stoppedErr()
 		case <-ctx.Done():
-			e.unwait(id, ch)
+			e.unwait(id, slot)
 			return v, ctx.Err()
 		}
 	}
 }
 
-// waiters are the channels of Wait calls by task; the loop closes them.
-type waiters struct {
-	mu sync.Mutex
-	m  map[TaskID]chan struct{}
-	n  map[TaskID]int // Wait calls sharing the channel
+// cloneView copies what resolveView writes into (the runs and their
+// attempts) and the lists, so that Wait calls sharing a view each get
+// their own.
+func cloneView(v *TaskView) TaskView {
+	c := *v
+	c.Runs = slices.Clone(v.Runs)
+	for i := range c.Runs {
+		c.Runs[i].Attempts = slices.Clone(c.Runs[i].Attempts)
+	}
+	c.Children, c.After, c.WaitingFor = slices.Clone(v.Children), slices.Clone(v.After), slices.Clone(v.WaitingFor)
+	return c
 }
 
-func (e *Engine) waiter(id TaskID) chan struct{} {
+// waiters are the Wait calls by task; the committer wakes them.
+type waiters struct {
+	mu sync.Mutex
+	m  map[TaskID]*waitSlot
+}
+
+// waitSlot is what the Wait calls on one task share.
+type waitSlot struct {
+	ch chan struct{} // closed when the task became final (or was dropped) in a durable tick
+	n  int           // Wait calls sharing it
+	// view, set before ch closes: the task's view as of that tick, when
+	// the slot was registered before the tick was stepped (nil: read the
+	// task again).
+	view *TaskView
+}
+
+func (e *Engine) waiter(id TaskID) *waitSlot {
 	w := &e.waits
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.m == nil {
-		w.m, w.n = map[TaskID]chan struct{}{}, map[TaskID]int{}
+		w.m = map[TaskID]*waitSlot{}
 	}
-	ch, ok := w.m[id]
+	slot, ok := w.m[id]
 	if !ok {
-		ch = make(chan struct{})
-		w.m[id] = ch
+		slot = &waitSlot{ch: make(chan struct{})}
+		w.m[id] = slot
 	}
-	w.n[id]++
-	return ch
+	slot.n++
+	return slot
 }
 
 // unwait forgets a Wait call that returned without its channel closing.
-func (e *Engine) unwait(id TaskID, ch chan struct{}) {
+func (e *Engine) unwait(id TaskID, slot *waitSlot) {
 	w := &e.waits
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.m[id] != ch {
-		return // already closed and removed by the loop
+	if w.m[id] != slot {
+		return // already closed and removed by the committer
 	}
-	if w.n[id]--; w.n[id] <= 0 {
+	if slot.n--; slot.n <= 0 {
 		delete(w.m, id)
-		delete(w.n, id)
 	}
 }
 
+// finalViews returns, for the tasks of ids (those that became final or
+// were dropped in the tick just stepped) that Wait calls wait for, their
+// views as of this tick; nil when none is waited for. The loop calls it
+// under e.mu, right after the step; wakeFinal hands the views over once
+// the tick is durable.
+func (e *Engine) finalViews(ids []TaskID) []*TaskView {
+	if len(ids) == 0 {
+		return nil
+	}
+	w := &e.waits
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.m) == 0 {
+		return nil
+	}
+	var views []*TaskView
+	for i, id := range ids {
+		if _, ok := w.m[id]; !ok {
+			continue
+		}
+		t, ok := e.state.Tasks[id]
+		if !ok {
+			continue // dropped: the Wait call reads it again and reports it gone
+		}
+		if views == nil {
+			views = make([]*TaskView, len(ids))
+		}
+		v := machine.ViewOf(e.state, t)
+		views[i] = &v
+	}
+	return views
+}
+
 // wakeFinal closes the channels of tasks that became final (or were
-// dropped) in the last tick.
-func (e *Engine) wakeFinal(ids []TaskID) {
+// dropped) in a durable tick, handing them the views finalViews took
+// (views[i] is ids[i]'s; views may be nil).
+func (e *Engine) wakeFinal(ids []TaskID, views []*TaskView) {
 	if len(ids) == 0 {
 		return
 	}
 	w := &e.waits
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, id := range ids {
-		if ch, ok := w.m[id]; ok {
-			close(ch)
+	for i, id := range ids {
+		if slot, ok := w.m[id]; ok {
+			if views != nil {
+				slot.view = views[i]
+			}
+			close(slot.ch)
 			delete(w.m, id)
-			delete(w.n, id)
 		}
 	}
 }
