@@ -51,6 +51,14 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	if raceEnabled && !strings.Contains(os.Getenv("GORACE"), "atexit_sleep_ms") {
+		// A -race binary sleeps a second when it exits (atexit_sleep_ms=1000)
+		// so that goroutines still running can report races: a second of
+		// every CLI call and every stop, hundreds of seconds in all. A tenth
+		// of it keeps that window; races found earlier are reported as
+		// they happen (and fail the test that ran the process).
+		os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=100"))
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -28,6 +28,10 @@ var guests struct {
 }
 
 // goGuests builds examples/go/{coordinator,uppercase} once per test binary.
+// -trimpath: the module's bytes, hence its hash and its compiled code in
+// the cache, do not depend on the checkout's path (every worktree or fresh
+// clone compiled them anew), and uppercase is the module the sdk package's
+// conformance test compiles (the same flags, the same cache folder).
 func goGuests(t *testing.T) map[string][]byte {
 	t.Helper()
 	guests.once.Do(func() {
@@ -35,7 +39,7 @@ func goGuests(t *testing.T) map[string][]byte {
 		guests.wasm = map[string][]byte{}
 		for _, name := range []string{"coordinator", "uppercase"} {
 			out := filepath.Join(dir, name+".wasm")
-			cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./go/"+name)
+			cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-buildmode=c-shared", "-o", out, "./go/"+name)
 			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0", "GOFLAGS=")
 			if b, err := cmd.CombinedOutput(); err != nil {
 				guests.err = fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, b)
@@ -83,31 +87,48 @@ func TestWorkflowCoordinatorFanOutFanIn(t *testing.T) {
 	const items = 100
 	t0 := time.Now()
 	wasm := goGuests(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
 	quiet := slog.New(slog.DiscardHandler)
-	// Compiled code is kept in the user's cache folder (as sdk's conformance
-	// test does): a Go guest takes tens of seconds to compile under -race on
-	// a busy 2-core machine, and milliseconds to load from the cache.
+	// Compiled code is kept in the user's cache folder, shared with sdk's
+	// conformance test: a Go guest takes a minute or more to compile under
+	// -race on a busy 2-core machine, and milliseconds to load from the
+	// cache. The compiles are bounded by the test binary's -timeout alone
+	// (cold, under load, they took longer than the workflow's own bound).
 	cfg := host.Config{Logger: quiet}
 	if dir, err := os.UserCacheDir(); err == nil {
-		cfg.CacheDir = filepath.Join(dir, "wasmtask", "examples-workflow")
+		cfg.CacheDir = filepath.Join(dir, "wasmtask", "test-guests")
 	}
-	h, err := host.New(ctx, cfg)
+	h, err := host.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close(context.Background())
 	plugins := map[string]host.Plugin{}
-	for name, b := range wasm {
-		m, err := h.Load(ctx, b, 0)
-		if err != nil {
-			t.Fatalf("load %s: %v", name, err)
-		}
-		// The coordinator stages items children plus the fan-in.
-		plugins[name] = host.Plugin{Module: m, Limits: host.DefaultLimits().WithChildren(items + 1)}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, len(wasm))
+	for name, b := range wasm { // at once: each compile uses one core
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, err := h.Load(t.Context(), b, 0)
+			if err != nil {
+				errs <- fmt.Errorf("load %s: %w", name, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			// The coordinator stages items children plus the fan-in.
+			plugins[name] = host.Plugin{Module: m, Limits: host.DefaultLimits().WithChildren(items + 1)}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 	t.Logf("guests built and loaded in %s", time.Since(t0))
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
 	rec := &orderRecorder{next: host.NewExecutor(h, func(_ context.Context, handler string) (host.Plugin, error) {
 		p, ok := plugins[handler]
 		if !ok {

@@ -118,8 +118,10 @@ func TestConformance(t *testing.T) {
 	h := newHost(t)
 	for _, lang := range languages {
 		t.Run(lang, func(t *testing.T) {
+			t.Parallel() // compiles (a Go guest's takes long under -race) use a core each
 			for _, ex := range examples {
 				t.Run(ex, func(t *testing.T) {
+					t.Parallel()
 					m := load(t, h, dir, lang, ex)
 					for _, v := range vectors() {
 						if v.example != ex {
@@ -145,8 +147,10 @@ func TestConformanceReuse(t *testing.T) {
 	for _, mode := range []host.InstanceMode{host.InstancesReuse, host.InstancesReset} {
 		for _, lang := range languages {
 			t.Run(string(mode)+"/"+lang, func(t *testing.T) {
+				t.Parallel() // as in TestConformance
 				for _, ex := range examples {
 					t.Run(ex, func(t *testing.T) {
+						t.Parallel()
 						wasm := moduleBytes(t, dir, lang, ex)
 						p, err := h.NewPool(load(t, h, dir, lang, ex), host.InstancePolicy{Mode: mode}, wasm)
 						if err != nil {
@@ -172,13 +176,14 @@ func TestConformanceReuse(t *testing.T) {
 }
 
 // newHost returns a Host whose compiled code is kept in the user's cache
-// folder: a Go guest takes tens of seconds to compile under -race on a busy
-// 2-core machine, and milliseconds to load from the cache.
+// folder (shared with examples' workflow test): a Go guest takes a minute
+// or more to compile under -race on a busy 2-core machine, and
+// milliseconds to load from the cache.
 func newHost(t testing.TB) *host.Host {
 	t.Helper()
 	var cfg host.Config
 	if dir, err := os.UserCacheDir(); err == nil {
-		cfg.CacheDir = filepath.Join(dir, "wasmtask", "sdk-conformance")
+		cfg.CacheDir = filepath.Join(dir, "wasmtask", "test-guests")
 	}
 	h, err := host.New(context.Background(), cfg)
 	if err != nil {
@@ -401,8 +406,10 @@ func buildLanguage(root, dir, lang string) error {
 	var cmds []*exec.Cmd
 	if lang == "go" {
 		for _, ex := range examples {
-			cmd := exec.Command(goTool(), "build", "-buildmode=c-shared", "-o", moduleFile(dir, "go", ex), "./examples/go/"+ex)
-			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+			// -trimpath: the same bytes (hash, cached compiled code) from
+			// any checkout path, and as examples' workflow test builds them.
+			cmd := exec.Command(goTool(), "build", "-trimpath", "-buildvcs=false", "-buildmode=c-shared", "-o", moduleFile(dir, "go", ex), "./examples/go/"+ex)
+			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0", "GOFLAGS=")
 			cmds = append(cmds, cmd)
 		}
 	} else {
