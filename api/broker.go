@@ -136,14 +136,16 @@ var _ dispatch.Executor = (*Broker)(nil)
 
 // Attach tells the broker its engine (opened with the broker as Executor
 // and Runnable as Config.Runnable), sets the engine's capacity and starts
-// expiring leases. Close stops that.
+// expiring leases. Close stops that. In cluster mode it is called again
+// with each engine the node starts as the leader.
 func (b *Broker) Attach(e *dispatch.Engine) {
 	b.mu.Lock()
 	b.engine = e
 	b.mu.Unlock()
 	b.refresh()
-	b.attached.Store(true)
-	go b.expireLoop()
+	if b.attached.CompareAndSwap(false, true) {
+		go b.expireLoop()
+	}
 }
 
 // Close stops the expiry loop (if Attach started it).

@@ -30,6 +30,8 @@ type Client struct {
 	// (read-your-writes). Clients of one cluster may share one (c2.Index =
 	// c1.Index); nil sends none.
 	Index *IndexTracker
+
+	peers atomic.Pointer[clusterPeers] // FollowCluster (client_cluster.go)
 }
 
 // IndexTracker keeps the highest index observed; safe for concurrent use.
@@ -90,8 +92,25 @@ const leaderRetry = 15 * time.Second
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) (int, error) {
 	start := time.Now()
+	moves := 0
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		status, err := c.doOnce(ctx, method, path, body, contentType, out)
+		var ue *UnreachableError
+		if errors.As(err, &ue) && c.rotate(ue.URL) && notSent(ue.Err) && moves < c.peerCount() {
+			// A node of a followed cluster refused the connection: the
+			// request was not sent; send it to the next node at once.
+			moves++
+			if body != nil {
+				s, ok := body.(io.Seeker)
+				if !ok {
+					return status, err
+				}
+				if _, serr := s.Seek(0, io.SeekStart); serr != nil {
+					return status, err
+				}
+			}
+			continue
+		}
 		var e *Error
 		if !errors.As(err, &e) || e.Code != "no_leader" || time.Since(start) > leaderRetry {
 			return status, err
@@ -115,7 +134,8 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 }
 
 func (c *Client) doOnce(ctx context.Context, method, path string, body io.Reader, contentType string, out any) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	base := c.base()
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {
 		return 0, err
 	}
@@ -135,7 +155,7 @@ func (c *Client) doOnce(ctx context.Context, method, path string, body io.Reader
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
-		return 0, &UnreachableError{URL: c.BaseURL, Err: err}
+		return 0, &UnreachableError{URL: base, Err: err}
 	}
 	defer resp.Body.Close()
 	if c.Index != nil {
@@ -145,7 +165,7 @@ func (c *Client) doOnce(ctx context.Context, method, path string, body io.Reader
 	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return resp.StatusCode, &UnreachableError{URL: c.BaseURL, Err: err}
+		return resp.StatusCode, &UnreachableError{URL: base, Err: err}
 	}
 	if resp.StatusCode >= 400 {
 		e := decodeError(resp.StatusCode, b)
@@ -315,7 +335,7 @@ func (c *Client) TaskAfter(ctx context.Context, id string, after []string) (Task
 func (c *Client) PluginDeploy(ctx context.Context, name string, wasm, manifest []byte) (plugins.DeployResult, error) {
 	var out plugins.DeployResult
 	req := func() (*http.Request, error) {
-		r, err := http.NewRequestWithContext(ctx, "PUT", c.BaseURL+"/v1/plugins/"+url.PathEscape(name), bytes.NewReader(wasm))
+		r, err := http.NewRequestWithContext(ctx, "PUT", c.base()+"/v1/plugins/"+url.PathEscape(name), bytes.NewReader(wasm))
 		if err != nil {
 			return nil, err
 		}

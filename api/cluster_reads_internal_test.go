@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/wasmtask/wasmtask/cluster"
 )
 
 func TestLocalRead(t *testing.T) {
@@ -96,5 +98,41 @@ func TestClientSendsMinIndex(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("request %d sent %s %q, want %q (all: %q)", i, MinIndexHeader, got[i], want[i], got)
 		}
+	}
+}
+
+// A client following a cluster moves to another node when the one it
+// talks to refuses connections, and stays there.
+func TestClientFollowsCluster(t *testing.T) {
+	var hitsB int
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hitsB++
+		writeJSON(w, 200, TaskView{ID: "x"})
+	}))
+	defer b.Close()
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/cluster" {
+			writeJSON(w, 200, ClusterStatus{Status: cluster.Status{Servers: []cluster.Server{{ID: "a", HTTP: "http://" + r.Host}, {ID: "b", HTTP: b.URL}}}})
+			return
+		}
+		writeJSON(w, 200, TaskView{ID: "from-a"})
+	}))
+	c := NewClient(a.URL, "")
+	c.FollowCluster(t.Context())
+	if v, err := c.TaskGet(t.Context(), "x"); err != nil || v.ID != "from-a" {
+		t.Fatalf("before: %+v %v", v, err)
+	}
+	a.Close() // refuses connections from now on
+	for i := range 3 {
+		if v, err := c.TaskGet(t.Context(), "x"); err != nil || v.ID != "x" {
+			t.Fatalf("request %d after node a died: %+v %v", i, v, err)
+		}
+	}
+	if hitsB != 3 {
+		t.Errorf("node b answered %d requests, want 3", hitsB)
+	}
+	// A client that does not follow a cluster reports the dead node.
+	if _, err := NewClient(a.URL, "").TaskGet(t.Context(), "x"); err == nil {
+		t.Error("a client not following the cluster reached a dead node")
 	}
 }

@@ -114,6 +114,16 @@
 //     the others stored for rollbacks). Attempt counts stay per node (the
 //     leader's registry counts what it runs): GET /v1/plugins goes to the
 //     leader, ?local=1 shows a node's own registry.
+//   - Remote workers (wasmtask worker): each node has a broker, the
+//     executor of the engine it runs while it leads (api.Broker, attached
+//     to each new engine); followers forward the worker routes to the
+//     leader, so a worker needs one node's address, and the Go client it
+//     uses (api.Client.FollowCluster) learns the others from GET
+//     /v1/cluster and moves when its node refuses connections. A lease is
+//     the leader's broker's: after a failover the new leader's first tick
+//     closes the attempts the old one leased as lost and retries them,
+//     and a result for an old lease is refused (409), as after a restart
+//     of a single server. serve --workers 0 schedules only on every node.
 //   - A watched --plugins folder stays its own node's: a file there is
 //     loaded into that node's registry only, as on a single server (with
 //     its conflict rules against API deploys), and is not replicated.

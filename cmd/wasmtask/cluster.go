@@ -40,7 +40,7 @@ func clusterMode(c *cli.Context) bool {
 // serveCluster is serve in cluster mode: raft state in DATA_DIR/raft, the
 // engine running on whichever node leads, every other route forwarded to
 // it (api.ClusterFront).
-func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir string, reg *plugins.Registry, exec dispatch.Executor, m *metrics) error {
+func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir string, reg *plugins.Registry, broker *api.Broker, exec dispatch.Executor, m *metrics) error {
 	id, raftAddr, join := c.String("node-id"), c.String("raft-addr"), c.String("join")
 	switch {
 	case id == "":
@@ -87,7 +87,8 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 			front.SetServer(nil)
 			return
 		}
-		srv := api.New(api.Config{Engine: e, Plugins: reg, Token: token, Metrics: m.handler(), Logger: logger, Version: buildVersion(),
+		broker.Attach(e) // the leader's engine runs attempts here and on remote workers
+		srv := api.New(api.Config{Engine: e, Plugins: reg, Broker: broker, Token: token, Metrics: m.handler(), Logger: logger, Version: buildVersion(),
 			DiskUsage: func() api.DiskUsage { return diskUsage(dataDir) }})
 		srv.SetReady(true)
 		var hctx context.Context
@@ -97,7 +98,7 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 	}
 	raftDir := filepath.Join(dataDir, "raft")
 	node, err := cluster.Open(cluster.Config{NodeID: id, RaftAddr: raftAddr, HTTPAddr: self, Dir: raftDir, Bootstrap: c.Bool("bootstrap"),
-		Engine: dispatch.Config{Executor: exec, Workers: c.Int("workers"), Logger: logger, ValidateHandler: reg.Check, Node: id,
+		Engine: dispatch.Config{Executor: exec, Runnable: broker.Runnable, Workers: max(c.Int("workers"), 1), Logger: logger, ValidateHandler: reg.Check, Node: id,
 			DurableLeases: c.Bool("durable-leases")},
 		OnEngine: onEngine, Logger: logger, RaftLog: hclogWriter{logger}, Plugins: api.PluginApplier{Reg: reg}})
 	if err != nil {
@@ -125,6 +126,7 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 		return fail(exitFailed, "http server: %v", err)
 	}
 	front.StopWaits()
+	broker.StopLeasing() // remote attempts in flight may still report during the drain
 	if srv := front.Server(); srv != nil {
 		srv.StopWaits()
 		if e := node.Engine(); e != nil {

@@ -126,12 +126,6 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return fail(exitFailed, "%v", err)
 	}
-	if clusterMode(c) {
-		if c.Int("workers") < 1 {
-			return fail(exitUsage, "--workers 0 (remote workers only) is not available in cluster mode yet: give each node --workers 1 or more")
-		}
-		return serveCluster(c, hl, logger, dataDir, reg, &observedExecutor{next: host.NewExecutor(h, reg.Resolve), m: m, reg: reg}, m)
-	}
 	// The broker runs attempts on this process's workers and hands the
 	// others to remote ones (wasmtask worker); the metrics see both.
 	broker = api.NewBroker(api.BrokerConfig{Local: host.NewExecutor(h, reg.Resolve), LocalWorkers: c.Int("workers"), Plugins: reg,
@@ -139,6 +133,9 @@ func runServe(c *cli.Context) error {
 	defer broker.Close()
 	m.watchWorkers(broker)
 	exec := &observedExecutor{next: broker, m: m, reg: reg}
+	if clusterMode(c) {
+		return serveCluster(c, hl, logger, dataDir, reg, broker, exec, m)
+	}
 	engine, err := dispatch.Open(dispatch.Config{Dir: filepath.Join(dataDir, "engine"), Executor: exec, Runnable: broker.Runnable,
 		Workers: max(c.Int("workers"), 1), Logger: logger, ValidateHandler: reg.Check, DurableLeases: c.Bool("durable-leases"),
 		WAL: segwal.Options{Repair: c.Bool("repair")}, MaxPayloadMemory: payloadMemory,

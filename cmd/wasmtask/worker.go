@@ -69,6 +69,9 @@ func runWorker(c *cli.Context) error {
 		_, err := cl.HTTP.Transport.RoundTrip(nil)
 		return fail(exitUsage, "%v", err)
 	}
+	// Against a cluster, move to another node when this one cannot be
+	// reached (every node forwards to the leader).
+	cl.FollowCluster(c.Context)
 	_, logger := newLogger(c.App.ErrWriter, c.String("log-level"), c.Bool("log-json"))
 	w, err := worker.New(c.Context, worker.Config{Client: cl, Name: c.String("name"), Handlers: handlers, Concurrency: c.Int("concurrency"),
 		CacheDir: c.String("cache-dir"), DrainTimeout: c.Duration("drain-timeout"), AllowDirs: allow, Logger: logger,
