@@ -201,7 +201,11 @@
 // attempts' inputs; outputs on their way to the store), and every quarter
 // of it freed starts a collection, so payload garbage does not grow with
 // the GC's multiple of the live heap. Logs whose payloads were written
-// inline replay unchanged.
+// inline replay unchanged. Not spilled (inline at any size, so the bound
+// above does not cover them): children's inputs (they come encoded in a
+// Result), attempts' logs (bounded per attempt by the host's LogBytes),
+// and every payload when Config.Log is set (cluster mode: the log is all
+// a replica gets).
 //
 // # Disk faults
 //
