@@ -65,10 +65,15 @@ func (e *Engine) pend(tick *committedTick, events []Event) error {
 	return nil
 }
 
-// writeFrame writes the pending records as one WAL frame (not fsynced).
+// earlyDeferTicks bounds the ticks whose early starts wait for one write.
+const earlyDeferTicks = 4
+
+// writeFrame writes the pending records as one WAL frame (not fsynced),
+// then starts the attempts whose leases it wrote that start early.
 func (e *Engine) writeFrame() error {
 	p := &e.pending
 	if len(p.records) == 0 {
+		e.startEarly()
 		return nil
 	}
 	last, err := e.out.Append(p.records...)
@@ -93,7 +98,19 @@ func (e *Engine) writeFrame() error {
 		return fmt.Errorf("dispatch: engine stopped: write WAL: %w", err)
 	}
 	e.stats.appends.Add(1)
+	e.startEarly()
 	return nil
+}
+
+// startEarly starts the attempts of e.early, whose leases are written.
+func (e *Engine) startEarly() {
+	if len(e.early) > 0 && !e.stopping.Load() {
+		for _, job := range e.early {
+			e.start(job)
+		}
+	}
+	clear(e.early)
+	e.early, e.earlyTicks = e.early[:0], 0
 }
 
 // waitForSpace retries the Append of the pending records, which failed
@@ -174,30 +191,31 @@ func (e *Engine) failPending(err error) {
 	e.pending.ticks = nil
 }
 
-// splitEarly takes out of starts the attempts to start before the tick is
-// durable: those whose task's submission is (all but tasks submitted in
-// ticks still waiting for their fsync), unless Config.DurableLeases. The
+// splitEarly moves out of starts, to e.early, the attempts to start before
+// the tick is durable, once their leases are written (writeFrame): those
+// whose task's submission is durable (all but tasks submitted in ticks
+// still waiting for their fsync), unless Config.DurableLeases. The
 // committer starts the others once the tick is durable. The WAL orders
 // each attempt's result after its lease, so a durable result implies a
 // durable lease.
-func (e *Engine) splitEarly(starts []Job) (early, later []Job) {
+func (e *Engine) splitEarly(starts []Job) (later []Job) {
 	if e.cfg.DurableLeases || len(starts) == 0 {
-		return nil, starts
+		return starts
 	}
 	if g, ok := e.out.(EarlyStartGate); ok && !g.EarlyStartOK() {
-		return nil, starts
+		return starts
 	}
 	durable := e.durable.Load()
-	early, later = e.early[:0], starts[:0]
+	later = starts[:0]
 	for _, job := range starts {
 		if job.TaskSeq() <= durable {
-			early = append(early, job)
+			e.early = append(e.early, job)
 		} else {
 			later = append(later, job)
 		}
 	}
 	clear(starts[len(later):])
-	return early, later
+	return later
 }
 
 // committedTick is what a tick releases once its events are durable.
@@ -341,8 +359,13 @@ func (e *Engine) releaseFinished(inputs []any) {
 	e.cancelsMu.Lock()
 	defer e.cancelsMu.Unlock()
 	for _, in := range inputs {
-		r, ok := in.(machine.ResultInput)
-		if !ok {
+		var r machine.ResultInput
+		switch in := in.(type) {
+		case machine.ResultInput:
+			r = in
+		case *machine.ResultInput:
+			r = *in
+		default:
 			continue
 		}
 		if ctx, ok := e.cancels[r.Run]; ok && cancelOwner(e, r) {

@@ -53,7 +53,8 @@ type Engine struct {
 	// The committer (commitLoop) fsyncs appended ticks and releases them.
 	commits       chan []*committedTick
 	commitReady   chan struct{}       // holds a token while the committer is free
-	early         []Job               // loop-owned: the attempts a tick starts before its fsync (reused)
+	early         []Job               // loop-owned: attempts to start before their ticks' fsync, once their leases are written
+	earlyTicks    int                 // loop-owned: ticks whose early starts wait for the next write
 	pending       pendingTicks        // loop-owned: ticks stepped but not handed to the committer
 	spareArrays   chan releasedArrays // back from the committer, for the next Steps
 	committerDone chan struct{}

@@ -120,29 +120,30 @@ func (e *Engine) loop() {
 		}
 		e.mu.Unlock()
 		e.unpinHandled(inputs)
-		var early []Job
-		early, tick.starts = e.splitEarly(tick.starts)
+		tick.starts = e.splitEarly(tick.starts)
 		if err := e.pend(tick, batch.Events); err != nil {
 			e.stopLoop(err)
 			return
 		}
-		if len(early) > 0 {
+		if len(e.early) > 0 {
 			// Written before they start (fsynced later): a crash of the
 			// process keeps what it wrote, so their leases are found and
 			// closed as lost, counted against the lost-attempt budget.
-			// Not with a Pipeliner (raft): an entry in flight survives
-			// nothing that a pending one does not.
-			if _, replicated := e.out.(Pipeliner); !replicated {
+			// While inputs are queued, the next tick's leases join them in
+			// one write (for a few ticks at most): with few workers a tick
+			// holds one or two attempts, and a write per tick was a third
+			// of the loop's time. Not with a Pipeliner (raft): an entry in
+			// flight survives nothing that a pending one does not, so they
+			// start at once.
+			e.earlyTicks++
+			if _, replicated := e.out.(Pipeliner); replicated {
+				e.startEarly()
+			} else if e.earlyTicks >= earlyDeferTicks || len(e.inbox) == 0 && len(e.results) == 0 {
 				if err := e.writeFrame(); err != nil {
 					e.stopLoop(err)
 					return
 				}
 			}
-			for _, job := range early {
-				e.start(job)
-			}
-			clear(early)
-			e.early = early[:0]
 		}
 		e.stats.ticks.Add(1)
 		e.releaseFinished(inputs)
