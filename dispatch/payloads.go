@@ -114,6 +114,10 @@ func (e *Engine) unpinHandled(inputs []any) {
 			if in.Res.OutputRef != "" {
 				e.payloads.Unpin(in.Res.OutputRef)
 			}
+		case *machine.ResultInput:
+			if in.Res.OutputRef != "" {
+				e.payloads.Unpin(in.Res.OutputRef)
+			}
 		}
 	}
 }

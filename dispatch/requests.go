@@ -101,15 +101,20 @@ func (e *Engine) SubmitView(ctx context.Context, spec TaskSpec) (SubmitResult, T
 func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (machine.Reply, error) {
 	// Normalize is a pure function of the spec: run it here, beside the
 	// caller, rather than in the loop that every submission goes through.
-	if err := spec.Normalize(); err != nil {
+	// The input the loop will own is made first and its spec checked in
+	// place: a spec whose address Normalize and spill take escapes, and
+	// was a copy of its own on the heap.
+	in := &machine.SubmitInput{Spec: spec, Normalized: true, View: view}
+	if err := in.Spec.Normalize(); err != nil {
 		return machine.Reply{}, err
 	}
-	ref, err := e.spill(&spec)
+	ref, err := e.spill(&in.Spec)
 	if err != nil {
 		return machine.Reply{}, err
 	}
 	ch := replyChans.Get().(chan machine.Reply)
-	if err := e.send(ctx, &machine.SubmitInput{Spec: spec, Reply: ch, Normalized: true, View: view}); err != nil {
+	in.Reply = ch
+	if err := e.send(ctx, in); err != nil {
 		replyChans.Put(ch)
 		if ref != "" {
 			e.payloads.Unpin(ref) // the loop never saw it

@@ -53,9 +53,10 @@ func (e *Engine) start(job Job) {
 	}
 	e.cancels[job.Run] = ctx
 	e.cancelsMu.Unlock()
+	run, attempt := job.Run, job.Attempt // not job: a closure over it moved every Job to the heap
 	job.Heartbeat = func() {
 		select {
-		case e.results <- machine.HeartbeatInput{Run: job.Run, Attempt: job.Attempt}:
+		case e.results <- machine.HeartbeatInput{Run: run, Attempt: attempt}:
 		default: // the loop is busy; the next heartbeat renews the lease
 		}
 	}
@@ -152,9 +153,26 @@ func (r *runner) run(ctx *attemptCtx, job Job) {
 	if ctx.Err() == context.DeadlineExceeded && res.Outcome != OutcomeOK && res.Outcome != OutcomeTimeout {
 		res.Outcome, res.Error = OutcomeTimeout, fmt.Sprintf("attempt timed out (%s)", res.Error)
 	}
+	in := resultInputs.Get().(*machine.ResultInput)
+	*in = machine.ResultInput{Run: job.Run, Attempt: job.Attempt, Res: res}
 	select {
-	case e.results <- machine.ResultInput{Run: job.Run, Attempt: job.Attempt, Res: res}:
+	case e.results <- in:
 	case <-e.done:
+	}
+}
+
+// resultInputs hold results on their way to the loop, which puts them back
+// once it stepped them (recycleResults): a ResultInput sent as a value
+// cost an allocation of its size per attempt.
+var resultInputs = sync.Pool{New: func() any { return new(machine.ResultInput) }}
+
+// recycleResults returns the stepped inputs' results to resultInputs.
+func recycleResults(inputs []any) {
+	for _, in := range inputs {
+		if r, ok := in.(*machine.ResultInput); ok {
+			*r = machine.ResultInput{}
+			resultInputs.Put(r)
+		}
 	}
 }
 

@@ -301,6 +301,8 @@ func (c *Core) Step(now int64, inputs []any) (Batch, error) {
 			err = c.handleStarted(now, in)
 		case ResultInput:
 			err = c.handleResult(now, in)
+		case *ResultInput:
+			err = c.handleResult(now, *in)
 		case HeartbeatInput:
 			err = c.handleHeartbeat(now, in)
 		case CancelInput:
