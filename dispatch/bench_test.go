@@ -31,7 +31,8 @@ import (
 // Every task goes Submit -> WAL -> dispatch -> no-op executor -> WAL ->
 // completion, with the default WAL options (zstd, fsync on every commit,
 // preallocated segments), on the OS temp dir unless BENCHDIR says
-// otherwise. Reported per task: tasks/s, fsyncs/task and walB/task (frame
+// otherwise. Reported per task: tasks/s, fsyncs/task, writes/task (WAL frames
+// written: each a write syscall) and walB/task (frame
 // bytes written, headers included), cpu-us/task (the process's CPU time,
 // which other load on the machine disturbs less than the rate), and per
 // run us/fsync and tasks/tick. The rate under many submitters depends on
@@ -138,6 +139,7 @@ func benchNoopConfig(b *testing.B, submitters int, wait bool, cfg Config) {
 	w1 := e.WALStats()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
 	b.ReportMetric(float64(w1.Syncs-w0.Syncs)/float64(b.N), "fsyncs/task")
+	b.ReportMetric(float64(w1.Appends-w0.Appends)/float64(b.N), "writes/task")
 	if n := w1.Syncs - w0.Syncs; n > 0 {
 		b.ReportMetric(float64((w1.SyncTime-w0.SyncTime).Microseconds())/float64(n), "us/fsync")
 	}
