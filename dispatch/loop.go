@@ -147,6 +147,8 @@ func (e *Engine) loop() {
 		}
 		e.stats.ticks.Add(1)
 		e.releaseFinished(inputs)
+		recycleResults(inputs)
+		clear(inputs)
 		inputs = inputs[:0]
 		if len(snapReqs) > 0 {
 			// A snapshot being written waits for its events to be durable,
