@@ -65,6 +65,8 @@ type Broker struct {
 	stop     chan struct{}
 	done     chan struct{}
 	attached atomic.Bool
+
+	manifests manifestCache // the JSON of leased manifests
 }
 
 // closedMemory bounds the closed leases remembered for fencing answers
@@ -465,24 +467,44 @@ const (
 	resultConflict  = "conflict"
 )
 
-// result applies a worker's result for a lease (once).
-func (b *Broker) result(h WorkerHello, addr string, r WorkerResult) (status, why string) {
+// applyResults applies a worker's results, each once, and says what became
+// of each (in order): applied, duplicate or conflict (with why).
+func (b *Broker) applyResults(h WorkerHello, addr string, results []WorkerResult) []ResultStatus {
+	out := make([]ResultStatus, len(results))
+	done := make([]*remoteLease, len(results)) // applied: handed their result after the unlock
+	res := make([]dispatch.Result, len(results))
 	now := time.Now()
 	b.mu.Lock()
 	w, changed := b.helloLocked(h, addr, now)
-	if changed {
-		defer b.refresh() // after the unlocks below, on every path
+	for i, r := range results {
+		out[i].Lease = r.Lease
+		out[i].Status, out[i].Error, done[i], res[i] = b.resultLocked(w, r)
 	}
+	name := w.name
+	b.mu.Unlock()
+	for i, l := range done {
+		if l != nil {
+			l.done <- res[i]
+		} else if out[i].Status == resultConflict {
+			b.log.Info("worker result rejected", "worker", name, "lease", out[i].Lease, "reason", out[i].Error)
+		}
+	}
+	if changed {
+		b.refresh()
+	}
+	return out
+}
+
+// resultLocked applies r from w, once: it returns the lease to hand res to
+// when the result is applied.
+func (b *Broker) resultLocked(w *remoteWorker, r WorkerResult) (status, why string, _ *remoteLease, res dispatch.Result) {
 	l := b.leases[r.Lease]
 	switch {
 	case l == nil && b.closed[r.Lease] == "applied":
-		b.mu.Unlock()
-		return resultDuplicate, ""
+		return resultDuplicate, "", nil, res
 	case l == nil:
-		how, name := b.closed[r.Lease], w.name
 		w.stats.rejected++
-		b.mu.Unlock()
-		switch how {
+		switch b.closed[r.Lease] {
 		case "lost":
 			why = "its lease expired (no heartbeat within the lease timeout): the attempt was closed lost and retried"
 		case "canceled":
@@ -490,15 +512,13 @@ func (b *Broker) result(h WorkerHello, addr string, r WorkerResult) (status, why
 		default:
 			why = "no such live lease (the server restarted, or the lease was never given)"
 		}
-		b.log.Info("worker result rejected", "worker", name, "lease", r.Lease, "reason", why)
-		return resultConflict, why
+		return resultConflict, why, nil, res
 	case l.worker != w:
 		w.stats.rejected++
-		b.mu.Unlock()
-		return resultConflict, "the lease belongs to another worker"
+		return resultConflict, "the lease belongs to another worker", nil, res
 	}
 	b.closeLeaseLocked(l, "applied")
-	res := r.toResult()
+	res = r.toResult()
 	res.Worker = w.name
 	if res.Outcome == dispatch.OutcomeOK {
 		w.stats.done++
@@ -508,9 +528,7 @@ func (b *Broker) result(h WorkerHello, addr string, r WorkerResult) (status, why
 	if !res.StartedAt.IsZero() {
 		w.stats.start.observe(res.StartedAt.Sub(l.queuedAt))
 	}
-	b.mu.Unlock()
-	l.done <- res
-	return resultApplied, ""
+	return resultApplied, "", l, res
 }
 
 // expireLoop closes leases not renewed within the lease timeout as lost
@@ -592,6 +610,13 @@ func (b *Broker) servedLocked(handler string) bool {
 		}
 	}
 	return false
+}
+
+// isStopping reports whether StopLeasing was called.
+func (b *Broker) isStopping() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stopping
 }
 
 // StopLeasing answers lease requests with 503 from now on (the server is

@@ -356,3 +356,86 @@ func TestWorkerWithExpiredLeaseTakesNoMore(t *testing.T) {
 		t.Fatalf("second lease %+v", second)
 	}
 }
+
+// TestWorkerLeaseCarriesResults: results posted with a lease request are
+// applied before it leases (so the slot they free is filled in the same
+// round trip), each once, and fenced as on POST /v1/workers/result: a
+// duplicate is reported as such, a result for an expired lease is a
+// conflict that changes nothing and does not fail the request; max 0
+// reports without leasing, and is refused without results.
+func TestWorkerLeaseCarriesResults(t *testing.T) {
+	ctx := context.Background()
+	b := setupRemote(t, 0, 300*time.Millisecond, "")
+	w, slow := hello("box"), hello("slow")
+	// slow's lease expires: its late result rides on a lease request below.
+	lost := b.submit(t, api.TaskSpec{Handler: "echo", Backoff: &api.Backoff{Kind: "fixed", Base: "1ms"}})
+	expired := b.leaseOne(t, slow)
+	retried := b.leaseOne(t, w) // after the expiry: attempt 2
+	if retried.Task != lost || retried.Attempt != 2 {
+		t.Fatalf("retry %+v", retried)
+	}
+	first := b.submit(t, api.TaskSpec{Handler: "echo"})
+	firstLease := b.leaseOne(t, w)
+	second := b.submit(t, api.TaskSpec{Handler: "echo"})
+
+	res, err := b.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w, Max: 1, WaitMs: ms(10_000),
+		Results: []api.WorkerResult{okResult(firstLease.Lease, "one"), okResult(retried.Lease, "retried")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Results) != 2 || res.Results[0].Status != "applied" || res.Results[1].Status != "applied" {
+		t.Fatalf("statuses %+v", res.Results)
+	}
+	if len(res.Leases) != 1 || res.Leases[0].Task != second {
+		t.Fatalf("leases %+v, want the second task's", res.Leases)
+	}
+
+	tests := []struct {
+		name    string
+		req     api.LeaseRequest
+		status  []string // per result
+		leases  int
+		errCode int // 0: success
+	}{
+		{"duplicate and late result, report only", api.LeaseRequest{WorkerHello: slow, Max: 0,
+			Results: []api.WorkerResult{okResult(firstLease.Lease, "again"), okResult(expired.Lease, "late")}}, []string{"duplicate", "conflict"}, 0, 0},
+		{"result and lease", api.LeaseRequest{WorkerHello: w, Max: 4, WaitMs: ms(0),
+			Results: []api.WorkerResult{okResult(res.Leases[0].Lease, "two")}}, []string{"applied"}, 0, 0},
+		{"max 0 without results", api.LeaseRequest{WorkerHello: w, Max: 0}, nil, 0, 400},
+		{"unknown outcome", api.LeaseRequest{WorkerHello: w, Max: 1,
+			Results: []api.WorkerResult{{Lease: "x", Outcome: "fine"}}}, nil, 0, 400},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := b.cl.WorkerLease(ctx, tc.req)
+			var ae *api.Error
+			if tc.errCode != 0 {
+				if !errors.As(err, &ae) || ae.Status != tc.errCode {
+					t.Fatalf("err %v, want %d", err, tc.errCode)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out.Results) != len(tc.status) || len(out.Leases) != tc.leases {
+				t.Fatalf("response %+v", out)
+			}
+			for i, st := range tc.status {
+				if out.Results[i].Status != st || out.Results[i].Lease != tc.req.Results[i].Lease {
+					t.Fatalf("result %d: %+v, want %s", i, out.Results[i], st)
+				}
+			}
+			if tc.status[len(tc.status)-1] == "conflict" && !strings.Contains(out.Results[1].Error, "expired") {
+				t.Errorf("conflict error %q, want it to name the expiry", out.Results[1].Error)
+			}
+		})
+	}
+	for id, want := range map[string]string{first: "one", second: "two", lost: "retried"} {
+		v := b.wait(t, id)
+		a := v.Runs[0].Attempts
+		if v.State != "completed" || *a[len(a)-1].Output != want {
+			t.Errorf("task %s: %s, last attempt %+v, want output %q", id, v.State, a[len(a)-1], want)
+		}
+	}
+}

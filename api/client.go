@@ -32,6 +32,7 @@ type Client struct {
 	Index *IndexTracker
 
 	peers atomic.Pointer[clusterPeers] // FollowCluster (client_cluster.go)
+	manifests manifestsByJSON // WorkerLease's decoded manifests
 }
 
 // IndexTracker keeps the highest index observed; safe for concurrent use.

@@ -4,19 +4,75 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
+
+	"github.com/wasmtask/wasmtask/plugins"
 )
 
 // The remote worker side of the client (wasmtask worker uses it; see
 // workers.go for the protocol).
 
-// WorkerLease asks for up to req.Max attempts, waiting up to req.WaitMs.
+// WorkerLease asks for up to req.Max attempts, waiting up to req.WaitMs
+// (and reports req.Results, if any).
 func (c *Client) WorkerLease(ctx context.Context, req LeaseRequest) (LeaseResponse, error) {
-	var out LeaseResponse
-	_, err := c.doJSON(ctx, "POST", "/v1/workers/lease", req, &out)
+	// Manifests decoded once per distinct JSON: every lease of a plugin
+	// version carries the same one.
+	var wire struct {
+		LeaseResponse
+		Leases []struct {
+			Lease
+			Manifest json.RawMessage `json:"manifest,omitempty"`
+		} `json:"leases"`
+	}
+	_, err := c.doJSON(ctx, "POST", "/v1/workers/lease", req, &wire)
+	out := wire.LeaseResponse
+	if wire.Leases != nil {
+		out.Leases = make([]Lease, len(wire.Leases))
+	}
+	for i, wl := range wire.Leases {
+		out.Leases[i] = wl.Lease
+		if len(wl.Manifest) > 0 && string(wl.Manifest) != "null" {
+			m, merr := c.manifests.decode(wl.Manifest)
+			if merr != nil && err == nil {
+				err = fmt.Errorf("lease %s: manifest: %w", wl.Lease.Lease, merr)
+			}
+			out.Leases[i].Manifest, out.Leases[i].manifestJSON = m, wl.Manifest
+		}
+	}
 	return out, err
+}
+
+// ManifestJSON is the manifest as the server sent it (nil when the lease
+// was not decoded by Client.WorkerLease): a key for the manifest that
+// costs no encoding.
+func (l *Lease) ManifestJSON() []byte { return l.manifestJSON }
+
+// manifestsByJSON caches decoded manifests by their JSON (bounded: emptied
+// when full). The manifests it returns are shared: read them only.
+type manifestsByJSON struct {
+	mu sync.Mutex
+	m  map[string]*plugins.Manifest
+}
+
+func (c *manifestsByJSON) decode(raw []byte) (*plugins.Manifest, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m, ok := c.m[string(raw)]; ok {
+		return m, nil
+	}
+	m := new(plugins.Manifest)
+	if err := json.Unmarshal(raw, m); err != nil {
+		return nil, err
+	}
+	if c.m == nil || len(c.m) >= maxCachedManifests {
+		c.m = make(map[string]*plugins.Manifest)
+	}
+	c.m[string(raw)] = m
+	return m, nil
 }
 
 // WorkerHeartbeat renews leases. A 409 (no lease named is live) is an

@@ -43,7 +43,11 @@
 // the attempt ends lost (retried, without using max_attempts). The lease
 // names the exact module version (the plugin's active version at the lease,
 // or the pinned one), so a hot swap never changes a running attempt; the
-// worker fetches it by hash (GET /v1/modules/{version}). Deviation from a
+// worker fetches it by hash (GET /v1/modules/{version}). A lease request
+// may carry the results of finished attempts, applied before it leases, so
+// one round trip frees a worker's slots and fills them; its response is
+// written by hand (workerjson.go), each manifest encoded once per loaded
+// version. Deviation from a
 // per-handler capacity: the engine bounds attempts in flight as a whole,
 // so with workers serving different handlers an attempt can wait in the
 // queue for its kind of worker while another kind idles; give such workers

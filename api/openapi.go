@@ -114,7 +114,7 @@ func apiDocs() []opDoc {
 			responses: []respDoc{{200, "the cluster status after the change", ClusterStatus{}, ""}, {400, "id or raft_addr missing", ErrorBody{}, ""}, {503, "no leader", ErrorBody{}, ""}}},
 		{method: "DELETE", path: "/v1/cluster/servers/{id}", summary: "Cluster mode: remove a server from the configuration; forwarded to the leader",
 			responses: []respDoc{{200, "the cluster status after the change", ClusterStatus{}, ""}, {404, "no such server", ErrorBody{}, ""}, {503, "no leader", ErrorBody{}, ""}}},
-		{method: "POST", path: "/v1/workers/lease", summary: "Remote workers: lease up to max attempts of the handlers the worker serves, waiting up to wait_ms (long poll) for the first",
+		{method: "POST", path: "/v1/workers/lease", summary: "Remote workers: lease up to max attempts of the handlers the worker serves, waiting up to wait_ms (long poll) for the first; results of finished attempts may ride along (applied first, their fates in results)",
 			request: LeaseRequest{}, requestExample: `{"worker":"a1b2c3","name":"box-1","handlers":["resize"],"concurrency":8,"max":8,"wait_ms":5000}`,
 			responses: append([]respDoc{{200, "the leases (none when none came in time)", LeaseResponse{},
 				`{"leases":[{"lease":"t1#1.1.9f2c","task":"t1","run":"t1#1","attempt":1,"max_attempts":3,"handler":"resize","plugin":"resize","version":"sha256:ab","input":"aGk=","timeout_ms":30000,"remaining_ms":29990}],"lease_timeout_ms":10000,"heartbeat_ms":2500}`},

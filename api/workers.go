@@ -38,11 +38,22 @@ type LeaseRequest struct {
 	// WaitMs is how long to wait for the first attempt when none is ready
 	// (long poll). Default 5000, at most 30000; 0 answers at once.
 	WaitMs *int64 `json:"wait_ms,omitempty"`
+	// Results (optional) are finished attempts reported with the request,
+	// applied before any lease is taken exactly as POST /v1/workers/result
+	// applies them; their fates come back in LeaseResponse.Results. One
+	// request then both frees the worker's slots and fills them, where a
+	// result and a lease request cost two round trips. With results, Max
+	// may be 0 (report only: answered at once, no lease).
+	Results []WorkerResult `json:"results,omitempty"`
 }
 
 // LeaseResponse answers a lease request; no leases when none came in time.
 type LeaseResponse struct {
 	Leases []Lease `json:"leases"`
+	// Results: what became of LeaseRequest.Results, in their order (none
+	// when the request carried none). A conflict here does not fail the
+	// request.
+	Results []ResultStatus `json:"results,omitempty"`
 	// LeaseTimeoutMs: a lease not renewed for this long is lost.
 	LeaseTimeoutMs int64 `json:"lease_timeout_ms"`
 	// HeartbeatMs is how often the worker should send heartbeats.
@@ -71,6 +82,8 @@ type Lease struct {
 	RemainingMs int64             `json:"remaining_ms"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Parent      string            `json:"parent,omitempty"`
+
+	manifestJSON []byte // Manifest as received (Client.WorkerLease)
 }
 
 // HeartbeatRequest is the body of POST /v1/workers/heartbeat.
@@ -229,11 +242,20 @@ func (s *Server) workerLease(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req LeaseRequest
-	if !decodeWorkerBody(w, r, 1<<20, &req, &req.WorkerHello) {
+	if !decodeWorkerBody(w, r, s.resultBodyLimit(), &req, &req.WorkerHello) {
 		return
 	}
-	if req.Max < 1 || req.Max > 4096 {
-		writeError(w, &FieldError{Field: "max", Reason: fmt.Sprintf("want 1-4096 attempts, got %d", req.Max)})
+	fewest, reason := 1, "want 1-4096 attempts"
+	if len(req.Results) > 0 {
+		fewest, reason = 0, "want 0-4096 attempts (0: report the results only)"
+	}
+	if req.Max < fewest || req.Max > 4096 {
+		reason = fmt.Sprintf("%s, got %d", reason, req.Max)
+		writeError(w, &FieldError{Field: "max", Reason: reason})
+		return
+	}
+	if err := checkResults(req.Results); err != nil {
+		writeError(w, err)
 		return
 	}
 	wait := 5 * time.Second
@@ -243,6 +265,20 @@ func (s *Server) workerLease(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		wait = time.Duration(*req.WaitMs) * time.Millisecond
+	}
+	timeout, hb := s.leaseTimings()
+	out := LeaseResponse{LeaseTimeoutMs: timeout, HeartbeatMs: hb}
+	if len(req.Results) > 0 {
+		// First, so that the engine can lease the attempts that fill the
+		// slots these results free while this request waits for them.
+		out.Results = b.applyResults(req.WorkerHello, r.RemoteAddr, req.Results)
+		if req.Max == 0 || b.isStopping() {
+			// Reported: answered at once (a server shutting down takes
+			// results but gives no leases; the next request gets its 503).
+			out.Leases = []Lease{}
+			writeLeaseResponse(w, &out, &b.manifests)
+			return
+		}
 	}
 	extendWriteDeadline(w, wait+30*time.Second)
 	ctx, cancel := context.WithCancel(r.Context())
@@ -259,8 +295,7 @@ func (s *Server) workerLease(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	timeout, hb := s.leaseTimings()
-	out := LeaseResponse{Leases: make([]Lease, 0, len(leases)), LeaseTimeoutMs: timeout, HeartbeatMs: hb}
+	out.Leases = make([]Lease, 0, len(leases))
 	now := time.Now().UnixMilli()
 	for _, l := range leases {
 		j := l.job
@@ -268,7 +303,21 @@ func (s *Server) workerLease(w http.ResponseWriter, r *http.Request) {
 			Handler: j.Handler, Plugin: l.pin.Name, Version: l.pin.Version, Manifest: l.pin.Manifest, Input: j.Input,
 			TimeoutMs: j.TimeoutMs, RemainingMs: max(j.DeadlineMs-now, 1), Labels: j.Labels, Parent: string(j.Parent)})
 	}
-	writeJSON(w, 200, out)
+	writeLeaseResponse(w, &out, &b.manifests)
+}
+
+// resultBodyLimit bounds a request carrying results: the outputs, logs and
+// children of several attempts.
+func (s *Server) resultBodyLimit() int64 { return 4*s.cfg.MaxTaskBytes + 64<<20 }
+
+// checkResults validates posted results before any is applied.
+func checkResults(results []WorkerResult) error {
+	for i, res := range results {
+		if !validOutcome(res.Outcome) {
+			return &FieldError{Field: fmt.Sprintf("results[%d].outcome", i), Reason: fmt.Sprintf("unknown outcome %q", res.Outcome)}
+		}
+	}
+	return nil
 }
 
 func (s *Server) workerHeartbeat(w http.ResponseWriter, r *http.Request) {
@@ -295,28 +344,23 @@ func (s *Server) workerResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req ResultRequest
-	limit := 4*s.cfg.MaxTaskBytes + 64<<20 // outputs, logs and children of several attempts
-	if !decodeWorkerBody(w, r, limit, &req, &req.WorkerHello) {
+	if !decodeWorkerBody(w, r, s.resultBodyLimit(), &req, &req.WorkerHello) {
 		return
 	}
 	if len(req.Results) == 0 {
 		writeError(w, &FieldError{Field: "results", Reason: "want at least one result"})
 		return
 	}
-	for i, res := range req.Results {
-		if !validOutcome(res.Outcome) {
-			writeError(w, &FieldError{Field: fmt.Sprintf("results[%d].outcome", i), Reason: fmt.Sprintf("unknown outcome %q", res.Outcome)})
-			return
-		}
+	if err := checkResults(req.Results); err != nil {
+		writeError(w, err)
+		return
 	}
-	out := ResultResponse{Results: make([]ResultStatus, 0, len(req.Results))}
+	out := ResultResponse{Results: b.applyResults(req.WorkerHello, r.RemoteAddr, req.Results)}
 	conflicts := 0
-	for _, res := range req.Results {
-		st, why := b.result(req.WorkerHello, r.RemoteAddr, res)
-		if st == resultConflict {
+	for _, st := range out.Results {
+		if st.Status == resultConflict {
 			conflicts++
 		}
-		out.Results = append(out.Results, ResultStatus{Lease: res.Lease, Status: st, Error: why})
 	}
 	if conflicts == len(req.Results) {
 		msg := out.Results[0].Error
