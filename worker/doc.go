@@ -35,7 +35,12 @@
 //     stopped and reported lost, so the server retries them at once without
 //     using their max_attempts.
 //
-// Heartbeats carry every running lease in one request; results that finish
-// together go in one request, so a busy worker costs the server about one
-// lease and one result request per batch, not per attempt.
+// Heartbeats carry every running lease in one request. Results ride on
+// the next lease request (which waits up to 2 ms for the attempts the last
+// lease started to finish), so a busy worker with short attempts costs the
+// server one request per batch: its results in, the next leases out.
+// Results that finish while a lease request is out (a long poll), or with
+// no slot free, go to POST /v1/workers/result together; so do all of them
+// against a server that predates results on lease requests (its answer
+// lacks their fates).
 package worker

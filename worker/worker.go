@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,8 +65,29 @@ type Worker struct {
 	freed     chan struct{}       // signalled when a slot frees
 	heartbeat time.Duration       // the server's advice
 	deployed  map[string]*deploy  // by version + manifest
-	results   chan api.WorkerResult
+
+	// Results of finished attempts wait in pending for the next lease
+	// request, which carries them (one round trip frees slots and fills
+	// them), while the lease loop is about to send one (leaseState
+	// leasePreparing). Otherwise (a lease request is out, and a long poll
+	// may hold it for seconds; no slot is free; leasing ended; a server
+	// that ignores results on lease requests) the sender posts them to
+	// POST /v1/workers/result, woken by resultsReady.
+	pending      []api.WorkerResult
+	leaseState   leaseState
+	noPiggyback  bool // the server answered a lease request carrying results without their fates: it predates them
+	resultsReady chan struct{}
 }
+
+// leaseState is what the lease loop is doing, for the sender.
+type leaseState int
+
+const (
+	leasePreparing leaseState = iota // it sends the next lease request soon, with the pending results
+	leaseOut                         // a lease request is out
+	leaseIdle                        // it waits for a free slot
+	leaseEnded                       // it ended (drain)
+)
 
 type attempt struct {
 	lease   api.Lease
@@ -112,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, cl: cfg.Client, log: cfg.Logger,
 		hello:   api.WorkerHello{Worker: hex.EncodeToString(id[:]), Name: cfg.Name, Handlers: cfg.Handlers, Concurrency: cfg.Concurrency},
 		running: map[string]*attempt{}, freed: make(chan struct{}, 1), heartbeat: 2 * time.Second,
-		deployed: map[string]*deploy{}, results: make(chan api.WorkerResult, cfg.Concurrency)}
+		deployed: map[string]*deploy{}, resultsReady: make(chan struct{}, 1)}
 	h, err := host.New(ctx, host.Config{CacheDir: filepath.Join(cfg.CacheDir, "wazero-cache"), Max: cfg.Max, Logger: cfg.Logger,
 		MaxIdleInstances: cfg.Concurrency})
 	if err != nil {
@@ -145,13 +167,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	bg, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
-	senderDone := make(chan struct{})
+	senderDone, flush := make(chan struct{}), make(chan struct{})
 	go func() { defer wg.Done(); w.heartbeatLoop(bg) }()
-	go func() { defer wg.Done(); defer close(senderDone); w.sendLoop(bg) }()
+	go func() { defer wg.Done(); defer close(senderDone); w.sendLoop(bg, flush) }()
 	w.log.Info("worker started", "name", w.cfg.Name, "server", w.cl.BaseURL, "concurrency", w.cfg.Concurrency,
 		"handlers", w.hello.Handlers, "cache_dir", w.cfg.CacheDir)
 
 	err := w.leaseLoop(ctx)
+	w.setLeaseState(leaseEnded) // the sender reports every result from now on
 
 	// Drain: no more leases; running attempts finish or are stopped.
 	n := w.inFlight()
@@ -174,7 +197,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	for w.inFlight() > 0 {
 		<-w.freed
 	}
-	close(w.results) // the sender posts what is left, then stops
+	close(flush) // the sender posts what is left, then stops
 	select {
 	case <-senderDone:
 	case <-time.After(10 * time.Second):
@@ -209,16 +232,45 @@ func permanent(err error) bool {
 func (w *Worker) leaseLoop(ctx context.Context) error {
 	failures := 0
 	for ctx.Err() == nil {
-		free := w.cfg.Concurrency - w.inFlight()
+		w.mu.Lock()
+		free := w.cfg.Concurrency - len(w.running)
+		w.mu.Unlock()
 		if free <= 0 {
+			w.setLeaseState(leaseIdle)
 			select {
 			case <-w.freed:
 			case <-ctx.Done():
 			}
+			w.setLeaseState(leasePreparing)
 			continue
 		}
+		w.gather(ctx)
+		// Results finished meanwhile go with the request.
+		w.mu.Lock()
+		var results []api.WorkerResult
+		if !w.noPiggyback {
+			results = w.takePendingLocked()
+		}
+		w.leaseState = leaseOut
+		w.mu.Unlock()
 		wait := w.cfg.LeaseWait.Milliseconds()
-		res, err := w.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w.hello, Max: free, WaitMs: &wait})
+		res, err := w.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w.hello, Max: free, WaitMs: &wait, Results: results})
+		w.mu.Lock()
+		w.leaseState = leasePreparing
+		if len(results) > 0 && (err != nil || res.Results == nil) {
+			// Not known to be applied: sent again (a duplicate is applied
+			// once). No fates: a server from before results rode on lease
+			// requests ignored them; the sender posts them from now on.
+			w.pending = append(results, w.pending...)
+			if err == nil && !w.noPiggyback {
+				w.noPiggyback = true
+				w.log.Info("the server does not take results with lease requests (an older version): posting them apart")
+			}
+		}
+		w.mu.Unlock()
+		if w.noPiggyback {
+			w.signalResults()
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -241,6 +293,7 @@ func (w *Worker) leaseLoop(ctx context.Context) error {
 			w.log.Info("server answers again: leasing", "server", w.cl.BaseURL, "after_failures", failures)
 			failures = 0
 		}
+		w.logRefused(res.Results)
 		if res.HeartbeatMs > 0 {
 			w.mu.Lock()
 			w.heartbeat = time.Duration(res.HeartbeatMs) * time.Millisecond
@@ -251,6 +304,76 @@ func (w *Worker) leaseLoop(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// gatherWindow bounds how long the lease loop waits for running attempts
+// to finish before it asks for more (gather).
+const gatherWindow = 2 * time.Millisecond
+
+// gather waits, before a lease request, until no attempt runs or
+// gatherWindow passed, so that the request carries the results of the
+// attempts the last lease started: short attempts then cost one request
+// per batch (results in, leases out) rather than a lease request and a
+// result request, and the engine, which leases only up to the workers'
+// concurrency, can fill the slots those results free in the same round
+// trip. Long attempts cost their next lease request at most the window.
+func (w *Worker) gather(ctx context.Context) {
+	var timer *time.Timer
+	for {
+		w.mu.Lock()
+		running, skip := len(w.running), w.noPiggyback
+		w.mu.Unlock()
+		if running == 0 || skip {
+			break
+		}
+		if timer == nil {
+			timer = time.NewTimer(gatherWindow)
+		}
+		select {
+		case <-w.freed:
+			continue
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		break
+	}
+	if timer != nil {
+		timer.Stop()
+	}
+}
+
+// setLeaseState records what the lease loop does; the sender takes the
+// pending results when the loop will not send them soon.
+func (w *Worker) setLeaseState(st leaseState) {
+	w.mu.Lock()
+	w.leaseState = st
+	wake := st != leasePreparing && len(w.pending) > 0
+	w.mu.Unlock()
+	if wake {
+		w.signalResults()
+	}
+}
+
+// maxResultsPerRequest bounds the results one request carries.
+const maxResultsPerRequest = 256
+
+// takePendingLocked takes the results waiting to be reported (up to
+// maxResultsPerRequest), oldest first.
+func (w *Worker) takePendingLocked() []api.WorkerResult {
+	n := min(len(w.pending), maxResultsPerRequest)
+	if n == 0 {
+		return nil
+	}
+	out := slices.Clone(w.pending[:n])
+	w.pending = slices.Delete(w.pending, 0, n)
+	return out
+}
+
+func (w *Worker) signalResults() {
+	select {
+	case w.resultsReady <- struct{}{}:
+	default:
+	}
 }
 
 // start runs one leased attempt on its own goroutine.
@@ -271,15 +394,17 @@ func (w *Worker) start(l api.Lease) {
 			res.Error = fmt.Sprintf("worker %s stopped (drain timeout %s) before the attempt finished", w.cfg.Name, w.cfg.DrainTimeout)
 		}
 		// Sent even when the lease was lost: the server fences it off (409)
-		// and counts it, which is what an operator looks for.
-		w.results <- res // before it leaves running: Run closes results once none runs
+		// and counts it, which is what an operator looks for. Pending as it
+		// leaves running, so Run's drain (none running) finds it to post.
 		w.mu.Lock()
+		w.pending = append(w.pending, res)
 		delete(w.running, l.Lease)
 		w.mu.Unlock()
 		select {
 		case w.freed <- struct{}{}:
 		default:
 		}
+		w.signalResults()
 	}()
 }
 
@@ -315,7 +440,10 @@ func (w *Worker) execute(ctx context.Context, l api.Lease) api.WorkerResult {
 // local registry once: from the cache, or fetched from the server and
 // checked against its hash.
 func (w *Worker) ensure(ctx context.Context, l api.Lease) error {
-	m, _ := json.Marshal(l.Manifest)
+	m := l.ManifestJSON() // as received: no encoding per attempt
+	if m == nil && l.Manifest != nil {
+		m, _ = json.Marshal(l.Manifest)
+	}
 	key := l.Plugin + "@" + l.Version + string(m)
 	w.mu.Lock()
 	d := w.deployed[key]
@@ -406,30 +534,44 @@ func (w *Worker) stop(ids []string, lost bool) {
 	}
 }
 
-// sendLoop posts results, as many at once as finished meanwhile, retrying
-// while the server is unreachable. A result the server refuses (409: the
-// lease expired or was superseded) is logged and dropped.
-func (w *Worker) sendLoop(ctx context.Context) {
-	batch := make([]api.WorkerResult, 0, 64)
+// sendLoop posts the results no lease request will carry soon (one is out,
+// or leasing ended), as many at once as finished meanwhile, retrying while
+// the server is unreachable. Once flush closes it posts what is left and
+// returns. A result the server refuses (409: the lease expired or was
+// superseded) is logged and dropped.
+func (w *Worker) sendLoop(ctx context.Context, flush <-chan struct{}) {
 	for {
-		r, ok := <-w.results
-		if !ok {
+		final := false
+		select {
+		case <-w.resultsReady:
+		case <-flush:
+			final = true
+		}
+		for {
+			w.mu.Lock()
+			var batch []api.WorkerResult
+			if w.leaseState != leasePreparing || w.noPiggyback {
+				batch = w.takePendingLocked()
+			}
+			w.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			w.post(ctx, batch)
+		}
+		if final {
 			return
 		}
-		batch = append(batch[:0], r)
-	more:
-		for len(batch) < 256 {
-			select {
-			case r, ok := <-w.results:
-				if !ok {
-					break more
-				}
-				batch = append(batch, r)
-			default:
-				break more
-			}
+	}
+}
+
+// logRefused logs the results the server refused (409: another attempt
+// owns the run now).
+func (w *Worker) logRefused(statuses []api.ResultStatus) {
+	for _, st := range statuses {
+		if st.Status == "conflict" {
+			w.log.Info("result refused by the server (409): another attempt owns the run now", "lease", st.Lease, "reason", st.Error)
 		}
-		w.post(ctx, batch)
 	}
 }
 
@@ -438,11 +580,7 @@ func (w *Worker) post(ctx context.Context, batch []api.WorkerResult) {
 		out, err := w.cl.WorkerResults(ctx, api.ResultRequest{WorkerHello: w.hello, Results: batch})
 		var ae *api.Error
 		if err == nil || errors.As(err, &ae) && ae.Status == 409 {
-			for _, st := range out.Results {
-				if st.Status == "conflict" {
-					w.log.Info("result refused by the server (409): another attempt owns the run now", "lease", st.Lease, "reason", st.Error)
-				}
-			}
+			w.logRefused(out.Results)
 			return
 		}
 		if permanent(err) || ctx.Err() != nil {

@@ -3,7 +3,10 @@ package worker_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -41,6 +44,12 @@ func (l *lockedBuffer) String() string {
 // workers, with host/testdata/echo.wasm deployed as "echo".
 func server(t *testing.T) *api.Client {
 	t.Helper()
+	return serverWith(t, nil)
+}
+
+// serverWith is server with its handler wrapped by wrap (if not nil).
+func serverWith(t *testing.T, wrap func(http.Handler) http.Handler) *api.Client {
+	t.Helper()
 	ctx := context.Background()
 	quiet := slog.New(slog.DiscardHandler)
 	h, err := host.New(ctx, host.Config{Logger: quiet})
@@ -67,7 +76,11 @@ func server(t *testing.T) *api.Client {
 	if _, err := reg.Deploy(ctx, "echo", wasm, nil, "test"); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(api.Config{Engine: engine, Plugins: reg, Broker: br, Logger: quiet}))
+	var handler http.Handler = api.New(api.Config{Engine: engine, Plugins: reg, Broker: br, Logger: quiet})
+	if wrap != nil {
+		handler = wrap(handler)
+	}
+	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
 	return api.NewClient(srv.URL, "")
 }
@@ -147,5 +160,87 @@ func TestWorkerRefusedTokenEndsRun(t *testing.T) {
 	defer cancel()
 	if err := w.Run(ctx); err == nil || !strings.Contains(err.Error(), "token") {
 		t.Fatalf("Run with a wrong token: %v, want an error about the token", err)
+	}
+}
+
+// TestWorkerReportsResultsWithLeaseRequests: a worker posts the results of
+// finished attempts with its next lease request (one round trip per
+// batch) and every task completes once; against a server from before
+// that (it ignores the field: results would be lost), the worker notices
+// the missing fates and posts them to POST /v1/workers/result, and every
+// task still completes.
+func TestWorkerReportsResultsWithLeaseRequests(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		oldServer     bool
+		wantPiggyback bool
+	}{{"current server", false, true}, {"server ignoring results on leases", true, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var carried, leasesOut, posted int // results on lease requests, leases answered, results on /result
+			cl := serverWith(t, func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					body, _ := io.ReadAll(r.Body)
+					var req struct {
+						Results []json.RawMessage `json:"results"`
+					}
+					_ = json.Unmarshal(body, &req)
+					mu.Lock()
+					switch r.URL.Path {
+					case "/v1/workers/lease":
+						if tc.oldServer {
+							var m map[string]json.RawMessage
+							_ = json.Unmarshal(body, &m)
+							delete(m, "results")
+							body, _ = json.Marshal(m)
+						} else {
+							carried += len(req.Results)
+						}
+					case "/v1/workers/result":
+						posted += len(req.Results)
+					}
+					mu.Unlock()
+					r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+					next.ServeHTTP(w, r)
+					if r.URL.Path == "/v1/workers/lease" {
+						mu.Lock()
+						leasesOut++
+						mu.Unlock()
+					}
+				})
+			})
+			log := &lockedBuffer{}
+			stop := runWorker(t, cl, t.TempDir(), log)
+			const n = 40
+			specs := make([]api.TaskSpec, n)
+			for i := range specs {
+				in := "x"
+				specs[i] = api.TaskSpec{Handler: "echo", Input: &in}
+			}
+			res, err := cl.SubmitBatch(context.Background(), specs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range res {
+				v, err := cl.TaskWait(context.Background(), r.ID, 20*time.Second)
+				if err != nil || v.State != "completed" || len(v.Runs[0].Attempts) != 1 {
+					t.Fatalf("task %s: %v %+v", r.ID, err, v)
+				}
+			}
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if carried+posted < n {
+				t.Errorf("%d results on lease requests + %d posted apart, want at least %d", carried, posted, n)
+			}
+			if tc.wantPiggyback && carried < n/2 {
+				t.Errorf("only %d of %d results rode on lease requests (%d posted apart)", carried, n, posted)
+			}
+			if !tc.wantPiggyback && (carried != 0 || posted < n || !strings.Contains(log.String(), "does not take results with lease requests")) {
+				t.Errorf("old server: %d carried, %d posted; log:\n%s", carried, posted, log.String())
+			}
+		})
 	}
 }
