@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wasmtask/wasmtask/api"
+	"github.com/wasmtask/wasmtask/internal/cputime"
 )
 
 // BenchmarkRemoteWorkers: no-op WAT tasks through the server's own
@@ -19,34 +21,43 @@ import (
 // resumed for the measure, so tasks/s is execution alone (lease, run,
 // result, commit). lease-start-p50/p99-ms: from the engine's lease to the
 // attempt's start where it ran (the task view's leased_at and started_at,
-// millisecond resolution). With WASMTASK_E2E_BASE_BIN=path (a wasmtask
-// built from an earlier commit), "local-base" runs that binary's server
-// the same way, for a before/after in one run.
+// millisecond resolution). server-cpu-us/task and worker-cpu-us/task: the
+// CPU time (user + system, Linux only) the server and the workers used
+// per task, from the resume to the last task final. With
+// WASMTASK_E2E_BASE_BIN=path (a wasmtask built from an earlier commit),
+// each case runs first as "NAME-base" with that binary (server and
+// workers), for a before/after in one run.
 //
 //	go test ./e2e -run '^$' -bench 'RemoteWorkers|LeaseRoundTrip' -benchtime 5000x -count 3
 func BenchmarkRemoteWorkers(b *testing.B) {
 	base := os.Getenv("WASMTASK_E2E_BASE_BIN")
-	for _, tc := range []struct {
+	type benchCase struct {
 		name    string
-		workers int // remote; 0: local
-		bin     string
+		workers int    // remote; 0: local
+		bin     string // server and workers; "": this tree's
 		conc    string // each remote worker's --concurrency
-	}{{"local-base", 0, base, ""}, {"local", 0, "", ""}, {"remote-1", 1, "", "16"}, {"remote-2", 2, "", "16"},
+	}
+	var cases []benchCase
+	for _, tc := range []benchCase{{"local", 0, "", ""}, {"remote-1", 1, "", "16"}, {"remote-2", 2, "", "16"},
 		{"remote-1-c64", 1, "", "64"}, {"remote-2-c64", 2, "", "64"}} {
-		if tc.name == "local-base" && base == "" {
-			continue
+		if base != "" { // the same case on the earlier binary first, for a before/after in one run
+			cases = append(cases, benchCase{tc.name + "-base", tc.workers, base, tc.conc})
 		}
+		cases = append(cases, tc)
+	}
+	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
 			opts := serverOpts{workers: 16, bin: tc.bin}
 			if tc.workers > 0 {
-				opts = serverOpts{scheduleOnly: true}
+				opts = serverOpts{scheduleOnly: true, bin: tc.bin}
 			}
 			s := startServer(b, opts)
 			s.deploy("noop", module(b, "noop"))
 			var names []string
+			var wps []*workerProc
 			for i := range tc.workers {
 				name := fmt.Sprintf("w%d", i+1)
-				startWorker(b, s, name, "--concurrency", tc.conc)
+				wps = append(wps, startWorkerBin(b, s, cmp.Or(tc.bin, binPath), name, "--concurrency", tc.conc))
 				names = append(names, name)
 			}
 			waitConnected(b, s, names...)
@@ -59,6 +70,14 @@ func BenchmarkRemoteWorkers(b *testing.B) {
 				specs[i] = api.TaskSpec{Handler: "noop"}
 			}
 			submitBatches(b, s, specs)
+			cpuOf := func() (server, workers time.Duration) {
+				server = cputime.Of(s.cmd.Process.Pid)
+				for _, w := range wps {
+					workers += cputime.Of(w.cmd.Process.Pid)
+				}
+				return server, workers
+			}
+			cpuServer, cpuWorkers := cpuOf()
 			b.ResetTimer()
 			start := time.Now()
 			if _, err := s.client.EngineResume(ctx); err != nil {
@@ -67,6 +86,7 @@ func BenchmarkRemoteWorkers(b *testing.B) {
 			waitAllFinal(b, s, b.N, 5*time.Minute)
 			elapsed := time.Since(start)
 			b.StopTimer()
+			endServer, endWorkers := cpuOf()
 			var lat []time.Duration
 			for _, v := range allTasks(b, s) {
 				a := v.Runs[0].Attempts[0]
@@ -79,6 +99,12 @@ func BenchmarkRemoteWorkers(b *testing.B) {
 			}
 			slices.Sort(lat)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+			if endServer > 0 {
+				// CPU per task of each side: what a shared machine inflates far
+				// less than wall time.
+				b.ReportMetric(float64((endServer-cpuServer).Microseconds())/float64(b.N), "server-cpu-us/task")
+				b.ReportMetric(float64((endWorkers-cpuWorkers).Microseconds())/float64(b.N), "worker-cpu-us/task")
+			}
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "lease-start-p50-ms")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "lease-start-p99-ms")
 		})

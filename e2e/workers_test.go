@@ -30,6 +30,12 @@ type workerProc struct {
 // own cache directory and waits for its "worker started" line.
 func startWorker(t testing.TB, s *server, name string, extra ...string) *workerProc {
 	t.Helper()
+	return startWorkerBin(t, s, binPath, name, extra...)
+}
+
+// startWorkerBin is startWorker running bin (a wasmtask built elsewhere).
+func startWorkerBin(t testing.TB, s *server, bin, name string, extra ...string) *workerProc {
+	t.Helper()
 	args := append([]string{"worker", "--server", s.URL, "--name", name, "--cache-dir", t.TempDir(), "--concurrency", "4"}, extra...)
 	if s.opts.token != "" && !containsArg(extra, "--token") {
 		args = append(args, "--token", s.opts.token)
@@ -38,7 +44,7 @@ func startWorker(t testing.TB, s *server, name string, extra ...string) *workerP
 		args = append(args, "--ca", tlsCert)
 	}
 	w := &workerProc{t: t, name: name, log: &syncBuffer{}, exited: make(chan struct{})}
-	w.cmd = exec.Command(binPath, args...)
+	w.cmd = exec.Command(bin, args...)
 	w.cmd.Stdout, w.cmd.Stderr = w.log, w.log
 	w.cmd.Env = append(os.Environ(), "WASMTASK_TOKEN=", "WASMTASK_SERVER=", "WASMTASK_CA=")
 	if err := w.cmd.Start(); err != nil {
