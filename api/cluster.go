@@ -60,6 +60,7 @@ type ClusterFront struct {
 	replica                    *cluster.Replica
 	follower                   *Server
 	readsLocal, readsForwarded atomic.Uint64
+	peerLags                   atomic.Pointer[[]PeerLag] // cluster_peers.go
 }
 
 // ErrNoLeader is the client's error while the cluster has no leader.

@@ -88,9 +88,12 @@
 //     the sequence counts exactly what a state holds and is the same on
 //     every node for committed events. Waits on a follower wake at each
 //     entry applied and check the task's state (cheap: no view built).
-//     Per-peer lag: GET /v1/cluster on any node; in Prometheus, the
-//     leader's wasmtask_cluster_commit_index minus each node's
-//     wasmtask_cluster_applied_index.
+//   - Per-peer lag: GET /v1/cluster on any node asks every member for its
+//     applied index (lag: this node's commit index minus it); the leader
+//     measures it every 2 s for Prometheus, wasmtask_cluster_peer_lag{peer}
+//     (entries) and wasmtask_cluster_peer_up{peer} (api.ClusterFront.
+//     WatchPeers). hashicorp/raft keeps each follower's match index to
+//     itself, so the leader asks the followers' APIs, as GET /v1/cluster does.
 //   - Plugins are replicated (plugins.go): a deploy or rollback through
 //     any node reaches the leader (forwarded), which validates the module
 //     (compile, trial) and proposes one raft entry holding the change and

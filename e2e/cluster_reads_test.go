@@ -137,6 +137,27 @@ func TestClusterFollowerReads(t *testing.T) {
 		t.Errorf("GET an unknown task through a follower: %v, want 404", err)
 	}
 
+	// The leader reports each follower's lag; a follower that stops
+	// answering is reported down.
+	waitPeerMetric(t, leader, "up", followers[0].id, 1)
+	waitPeerMetric(t, leader, "up", followers[1].id, 1)
+	for _, f := range followers {
+		if lag := metricValue(t, leader, `wasmtask_cluster_peer_lag{peer="`+f.id+`"}`); lag < 0 || lag > 1000 {
+			t.Errorf("the leader reports follower %s %v entries behind", f.id, lag)
+		}
+		if v := metricValue(t, f, `wasmtask_cluster_peer_lag{`); v != -1 {
+			t.Errorf("follower %s reports a peer lag (%v); only the leader does", f.id, v)
+		}
+	}
+	if err := suspend(followers[1].s.cmd.Process); err != nil {
+		t.Fatal(err)
+	}
+	waitPeerMetric(t, leader, "up", followers[1].id, 0)
+	if err := resume(followers[1].s.cmd.Process); err != nil {
+		t.Fatal(err)
+	}
+	waitPeerMetric(t, leader, "up", followers[1].id, 1)
+
 	// kill -9 the leader: the followers answer reads meanwhile (a fresh
 	// client, no minimum index), from their own state.
 	leader.s.kill()
@@ -174,4 +195,21 @@ func indexOf(nodes []*clusterNode, n *clusterNode) int {
 func isNotFound(err error) bool {
 	var e *api.Error
 	return errors.As(err, &e) && e.Status == http.StatusNotFound
+}
+
+// waitPeerMetric waits until n's wasmtask_cluster_peer_<name>{peer} is want.
+func waitPeerMetric(t testing.TB, n *clusterNode, name, peer string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	line := `wasmtask_cluster_peer_` + name + `{peer="` + peer + `"}`
+	for {
+		got := metricValue(t, n, line)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s on %s: %v, want %v", line, n.id, got, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

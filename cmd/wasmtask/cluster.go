@@ -110,6 +110,10 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 	m.watchEngineOf(node.Engine)
 	m.watchCluster(node)
 	m.watchFollowerReads(front)
+	m.reg.MustRegister(peerLagCollector{front})
+	peersCtx, stopPeers := context.WithCancel(ctx)
+	defer stopPeers()
+	go front.WatchPeers(peersCtx, 2*time.Second)
 
 	hs := ln.httpServer(c, front)
 	hl.Info("listening", "addr", ln.url(), "data_dir", dataDir, "workers", c.Int("workers"), "node_id", id, "raft_addr", raftAddr, "raft_dir", raftDir)
@@ -224,6 +228,33 @@ func (m *metrics) watchFollowerReads(f *api.ClusterFront) {
 				}
 				return float64(forwarded)
 			}))
+	}
+}
+
+// peerLagCollector reports, on the leader, how far each other member is
+// behind (api.ClusterFront.WatchPeers measures it every 2 s).
+type peerLagCollector struct{ f *api.ClusterFront }
+
+var (
+	peerLagDesc = prometheus.NewDesc("wasmtask_cluster_peer_lag",
+		"On the leader: raft entries each other member has not applied yet (the leader's commit index minus the member's applied index), measured every 2s.", []string{"peer"}, nil)
+	peerUpDesc = prometheus.NewDesc("wasmtask_cluster_peer_up",
+		"On the leader: 1 if the member answered the last measure of its lag (within 1s), else 0.", []string{"peer"}, nil)
+)
+
+func (c peerLagCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- peerLagDesc
+	ch <- peerUpDesc
+}
+
+func (c peerLagCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.f.PeerLags() {
+		up := 0.0
+		if p.Up {
+			up = 1
+			ch <- prometheus.MustNewConstMetric(peerLagDesc, prometheus.GaugeValue, float64(p.Lag), p.ID)
+		}
+		ch <- prometheus.MustNewConstMetric(peerUpDesc, prometheus.GaugeValue, up, p.ID)
 	}
 }
 
