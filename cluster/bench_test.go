@@ -57,7 +57,7 @@ func BenchmarkLogStore(b *testing.B) {
 			b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
 		})
 		b.Run(fmt.Sprintf("events=%d/store=segwal-raft", events), func(b *testing.B) {
-			store, err := openWalStore(b.TempDir(), nil)
+			store, err := openWalStore(b.TempDir(), quietLog)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -159,10 +159,12 @@
 // range, replayed in order at open (a follower's conflicting suffix is
 // dropped and its indexes written again; after a prefix delete segwal
 // removes the segments that hold only deleted records). Reads by index
-// come from memory: the entries between raft's first and last index
-// (raft keeps TrailingLogs, 10240, after each snapshot and snapshots
-// every SnapshotThreshold, 8192, entries: at most about 18k entries of a
-// frame each, tens of MB at the 10-20 events per entry measured). The store is monotonic (raft.MonotonicLogStore): after
+// come from memory for the newest entries, up to 64 MiB of their data:
+// raft keeps TrailingLogs (10240) entries after each snapshot and
+// snapshots every SnapshotThreshold (8192), so up to 18k entries of a
+// frame each, hundreds of MB at the 230 events per entry measured under
+// load. Older entries (read when a follower catches up) are read back from
+// segwal by a reader kept where the last read stopped. The store is monotonic (raft.MonotonicLogStore): after
 // installing a snapshot raft deletes every entry rather than leaving a gap.
 // The stable store (term, vote) is a JSON file rewritten atomically; raft
 // writes it on elections only. Frames are stored uncompressed: raft

@@ -35,9 +35,12 @@ import (
 //     rebuilds exactly the entries raft last saw, whatever segments
 //     TruncateFront removed (it removes whole segments from the front,
 //     never a record that a kept one depends on).
-//   - Reads by index are served from memory: the entries between raft's
-//     first and last index stay in memory (raft keeps TrailingLogs entries
-//     after each snapshot, and snapshots every SnapshotThreshold entries).
+//   - Reads by index are served from memory: every entry's index, term and
+//     segwal sequence stay in memory, and the data of the newest ones up
+//     to walStoreMemory bytes (raft reads back the tail it replicates). An
+//     older entry's data is read back from segwal (a lagging follower's
+//     catch-up), through a Reader kept where the last read stopped, since
+//     such reads go forward one entry after another.
 //   - The stable store (current term, vote) is a small JSON file rewritten
 //     atomically (temporary file, fsync, rename, directory fsync). raft
 //     writes it only on elections.
@@ -54,15 +57,33 @@ type walStore struct {
 	mu      sync.RWMutex
 	first   uint64 // raft index of entries[0] (0: no entries)
 	entries []storedEntry
+	onDisk  int   // entries[:onDisk] hold no data in memory (read back)
+	inMem   int64 // bytes of data and extensions held in memory
+
+	readMu  sync.Mutex
+	readers []*backReader // at most maxBackReaders, kept between reads
 
 	stableMu sync.Mutex
 	stable   map[string][]byte
 }
 
 type storedEntry struct {
-	log raft.Log
-	seq uint64 // segwal sequence of its record
+	log raft.Log // without Data and Extensions once on disk only
+	seq uint64   // segwal sequence of its record
 }
+
+func (e *storedEntry) size() int64 { return int64(len(e.log.Data) + len(e.log.Extensions)) }
+
+// backReader reads old entries back in order: next is the sequence its
+// next record has.
+type backReader struct {
+	r    *segwal.Reader
+	next uint64
+}
+
+// maxBackReaders: one per follower catching up at a time, in a 3-node
+// cluster.
+const maxBackReaders = 2
 
 // Record types: the first byte of a record.
 const (
@@ -78,6 +99,11 @@ const (
 // walStoreSegment is the store's segment size: smaller than segwal's 64
 // MiB, so that compaction frees space sooner and replay holds less.
 var walStoreSegment int64 = 16 << 20
+
+// walStoreMemory bounds the entry data held in memory. raft keeps up to
+// TrailingLogs + SnapshotThreshold (18k) entries, each a frame of up to
+// hundreds of events under load: hundreds of MB if all were held.
+var walStoreMemory int64 = 64 << 20
 
 // errKeyNotFound is what raft expects of a StableStore for a missing key:
 // it compares the error's text with "not found".
@@ -135,6 +161,8 @@ func (s *walStore) replay(seq uint64, rec []byte) error {
 			s.first = l.Index
 		}
 		s.entries = append(s.entries, storedEntry{log: l, seq: seq})
+		s.inMem += s.entries[len(s.entries)-1].size()
+		s.evictLocked()
 	case recDelete:
 		lo, n := binary.Uvarint(rec[1:])
 		hi, k := binary.Uvarint(rec[1+max(n, 0):])
@@ -207,6 +235,24 @@ func (s *walStore) lastLocked() uint64 {
 	return s.first + uint64(len(s.entries)) - 1
 }
 
+// evictLocked drops the data of the oldest entries that hold it until the
+// rest fit in walStoreMemory (the newest entry always stays).
+func (s *walStore) evictLocked() {
+	for s.inMem > walStoreMemory && s.onDisk < len(s.entries)-1 {
+		e := &s.entries[s.onDisk]
+		s.inMem -= e.size()
+		e.log.Data, e.log.Extensions = nil, nil
+		s.onDisk++
+	}
+}
+
+// forget subtracts the entries' data held in memory (they are dropped).
+func (s *walStore) forget(from, to int) {
+	for i := max(from, s.onDisk); i < to; i++ {
+		s.inMem -= s.entries[i].size()
+	}
+}
+
 // deleteLocked drops the entries in [lo, hi] from memory. raft deletes a
 // prefix (compaction), a suffix (a conflicting tail) or everything (after
 // installing a snapshot), never a middle part.
@@ -217,20 +263,24 @@ func (s *walStore) deleteLocked(lo, hi uint64) {
 	}
 	switch {
 	case lo <= s.first && hi >= last:
-		s.first, s.entries = 0, nil
+		s.first, s.entries, s.onDisk, s.inMem = 0, nil, 0, 0
 	case lo <= s.first:
+		n := int(hi - s.first + 1)
+		s.forget(0, n)
 		// Copy the rest: the backing array would otherwise keep every
 		// compacted entry reachable.
-		s.entries = slices.Clone(s.entries[hi-s.first+1:])
+		s.entries = slices.Clone(s.entries[n:])
 		s.first = hi + 1
-	case hi >= last:
-		clear(s.entries[lo-s.first:])
-		s.entries = s.entries[:lo-s.first]
+		s.onDisk = max(s.onDisk-n, 0)
 	default:
-		// Not something raft does; keep the log consistent by cutting the
-		// suffix from lo (raft reads such a hole as missing entries anyway).
-		clear(s.entries[lo-s.first:])
-		s.entries = s.entries[:lo-s.first]
+		// A suffix (hi >= last). A middle part is not something raft
+		// does; the log stays consistent by cutting the suffix from lo
+		// (raft reads such a hole as missing entries anyway).
+		n := int(lo - s.first)
+		s.forget(n, len(s.entries))
+		clear(s.entries[n:])
+		s.entries = s.entries[:n]
+		s.onDisk = min(s.onDisk, n)
 	}
 }
 
@@ -251,12 +301,95 @@ func (s *walStore) LastIndex() (uint64, error) {
 // GetLog gets the entry at index (raft.ErrLogNotFound when there is none).
 func (s *walStore) GetLog(index uint64, l *raft.Log) error {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if len(s.entries) == 0 || index < s.first || index > s.lastLocked() {
+		s.mu.RUnlock()
 		return raft.ErrLogNotFound
 	}
-	*l = s.entries[index-s.first].log
+	i := int(index - s.first)
+	e, onDisk := s.entries[i], i < s.onDisk
+	s.mu.RUnlock()
+	if !onDisk {
+		*l = e.log
+		return nil
+	}
+	err := s.readBack(e.seq, l)
+	if err == nil && (l.Index != index || l.Term != e.log.Term) {
+		err = fmt.Errorf("cluster: raft log: record %d holds entry %d of term %d, expected %d of term %d", e.seq, l.Index, l.Term, index, e.log.Term)
+	}
+	if err != nil {
+		// Compacted meanwhile (its segment removed)?
+		s.mu.RLock()
+		gone := len(s.entries) == 0 || index < s.first
+		s.mu.RUnlock()
+		if gone {
+			return raft.ErrLogNotFound
+		}
+		return err
+	}
 	return nil
+}
+
+// readBack reads the entry stored in record seq from segwal.
+func (s *walStore) readBack(seq uint64, l *raft.Log) error {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	// A reader that stopped at or before seq goes on from there; else the
+	// least useful one is replaced.
+	var br *backReader
+	for _, r := range s.readers {
+		if r.next <= seq && (br == nil || r.next > br.next) {
+			br = r
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		if br == nil {
+			r, err := s.wal.NewReader(seq)
+			if err != nil {
+				return fmt.Errorf("cluster: raft log: read back record %d: %w", seq, err)
+			}
+			br = &backReader{r: r, next: seq}
+			if len(s.readers) == maxBackReaders {
+				s.readers[0].r.Close()
+				s.readers = s.readers[1:]
+			}
+			s.readers = append(s.readers, br)
+		}
+		for br.next <= seq && br.r.Next() {
+			br.next = br.r.Seq() + 1
+			if br.r.Seq() == seq {
+				rec := br.r.Record()
+				if len(rec) == 0 || rec[0] != recEntry {
+					return fmt.Errorf("cluster: raft log: record %d is not an entry", seq)
+				}
+				return decodeEntry(rec[1:], l)
+			}
+		}
+		// The reader ended (it sees the records that existed when it was
+		// made) or failed: drop it, and try once with a new one.
+		err := br.r.Err()
+		s.dropReader(br)
+		if attempt > 0 || err != nil {
+			if err == nil {
+				err = fmt.Errorf("record %d not found", seq)
+			}
+			return fmt.Errorf("cluster: raft log: read back: %w", err)
+		}
+		br = nil
+	}
+}
+
+func (s *walStore) dropReader(br *backReader) {
+	br.r.Close()
+	s.readers = slices.DeleteFunc(s.readers, func(r *backReader) bool { return r == br })
+}
+
+// closeReaders closes the kept readers (they hold segments TruncateFront
+// would remove). The caller holds readMu.
+func (s *walStore) closeReaders() {
+	for _, r := range s.readers {
+		r.r.Close()
+	}
+	s.readers = nil
 }
 
 func (s *walStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
@@ -301,7 +434,9 @@ func (s *walStore) StoreLogs(logs []*raft.Log) error {
 	seq := last - uint64(len(logs)) + 1
 	for i, l := range logs {
 		s.entries = append(s.entries, storedEntry{log: *l, seq: seq + uint64(i)})
+		s.inMem += s.entries[len(s.entries)-1].size()
 	}
+	s.evictLocked()
 	return nil
 }
 
@@ -326,8 +461,13 @@ func (s *walStore) DeleteRange(lo, hi uint64) error {
 	}
 	s.mu.Unlock()
 	// Records before the first kept entry's are entries deleted now or
-	// before, and delete records that only concern them.
-	if err := s.wal.TruncateFront(keepFrom); err != nil {
+	// before, and delete records that only concern them. Readers kept for
+	// reads back would hold their segments.
+	s.readMu.Lock()
+	s.closeReaders()
+	err := s.wal.TruncateFront(keepFrom)
+	s.readMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("cluster: raft log: %w", err)
 	}
 	return nil
@@ -406,4 +546,9 @@ func (s *walStore) GetUint64(key []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-func (s *walStore) Close() error { return s.wal.Close() }
+func (s *walStore) Close() error {
+	s.readMu.Lock()
+	s.closeReaders()
+	s.readMu.Unlock()
+	return s.wal.Close()
+}
