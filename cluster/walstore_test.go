@@ -411,7 +411,7 @@ func TestWalStoreReadsBack(t *testing.T) {
 		if inMem > walStoreMemory+64 || onDisk < n-20 {
 			t.Errorf("%s: %d bytes of data in memory, %d of %d entries on disk only; want <= %d bytes", stage, inMem, onDisk, n, walStoreMemory)
 		}
-		checkEntries(t, s, first, last, terms) // forward
+		checkEntries(t, s, first, last, terms)            // forward
 		for i := last; i >= first && i <= last; i -= 37 { // backward, skipping (i wraps below 0)
 			var l raft.Log
 			if err := s.GetLog(i, &l); err != nil || l.Index != i || !strings.HasPrefix(string(l.Data), fmt.Sprintf("entry %d ", i)) {
