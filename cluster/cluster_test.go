@@ -259,3 +259,44 @@ func snapshot(t *testing.T, n *Node) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A follower that was down catches up from the leader's log when the
+// entries it lacks are no longer in the leader's memory (walStoreMemory):
+// raft reads them back from segwal, in order.
+func TestCatchUpReadsBack(t *testing.T) {
+	old := walStoreMemory
+	walStoreMemory = 1 << 10
+	defer func() { walStoreMemory = old }()
+	c := newTestCluster(t)
+	defer c.closeAll()
+	n1 := c.start("n1", true)
+	c.start("n2", false)
+	c.start("n3", false)
+	c.leader()
+	for _, id := range []string{"n2", "n3"} {
+		if err := n1.Join(id, c.addrs[id], "http://"+id+".invalid"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	submitAndWait(t, n1.Engine(), "a", 20)
+	c.converged()
+	c.nodes["n3"].Close()
+	delete(c.nodes, "n3")
+	submitAndWait(t, n1.Engine(), "b", 300)
+	ws := n1.store.(*walStore)
+	ws.mu.RLock()
+	onDisk, last := ws.onDisk, ws.lastLocked()
+	ws.mu.RUnlock()
+	c.start("n3", false)
+	c.converged()
+	if st := c.nodes["n3"].Status(); st.Tasks != 320 {
+		t.Errorf("n3 holds %d tasks after catching up, want 320", st.Tasks)
+	}
+	ws.readMu.Lock()
+	readsBack := ws.readsBack
+	ws.readMu.Unlock()
+	if onDisk < 20 || readsBack == 0 {
+		t.Errorf("%d of the leader's %d entries were on disk only, %d read back: the test did not read back", onDisk, last, readsBack)
+	}
+	t.Logf("%d of the leader's %d entries on disk only; %d read back", onDisk, last, readsBack)
+}

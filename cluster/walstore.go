@@ -60,8 +60,9 @@ type walStore struct {
 	onDisk  int   // entries[:onDisk] hold no data in memory (read back)
 	inMem   int64 // bytes of data and extensions held in memory
 
-	readMu  sync.Mutex
-	readers []*backReader // at most maxBackReaders, kept between reads
+	readMu    sync.Mutex
+	readers   []*backReader // at most maxBackReaders, kept between reads
+	readsBack uint64        // entries read back from segwal (under readMu)
 
 	stableMu sync.Mutex
 	stable   map[string][]byte
@@ -361,6 +362,7 @@ func (s *walStore) readBack(seq uint64, l *raft.Log) error {
 				if len(rec) == 0 || rec[0] != recEntry {
 					return fmt.Errorf("cluster: raft log: record %d is not an entry", seq)
 				}
+				s.readsBack++
 				return decodeEntry(rec[1:], l)
 			}
 		}
