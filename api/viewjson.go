@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"maps"
 	"net/http"
@@ -112,22 +111,31 @@ func (o *indentedJSON) strings(k string, v []string, omitEmpty bool) {
 
 // value appends v through encoding/json, indented to the current depth
 // (for the rare nested structures not written by hand).
-func (o *indentedJSON) value(v any) {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		o.b = append(o.b, "null"...)
-		return
+// runPolicy writes a run policy (every view has one: {"once": {}} for
+// most) as the encoder does, fields in their struct order.
+func (o *indentedJSON) runPolicy(p *RunPolicy) {
+	o.open('{')
+	if p.Once != nil {
+		o.key("once")
+		o.b = append(o.b, "{}"...)
 	}
-	var buf bytes.Buffer
-	prefix := make([]byte, 0, 2*len(o.count))
-	for range len(o.count) {
-		prefix = append(prefix, "  "...)
+	if r := p.Repeat; r != nil {
+		o.key("repeat")
+		o.open('{')
+		o.intField("count", r.Count)
+		o.strOmit("every", r.Every)
+		o.close('}')
 	}
-	if json.Indent(&buf, raw, string(prefix), "  ") != nil {
-		o.b = append(o.b, raw...)
-		return
+	if c := p.Cron; c != nil {
+		o.key("cron")
+		o.open('{')
+		o.strField("expr", c.Expr)
+		o.intOmit("max_runs", c.MaxRuns)
+		o.strOmit("time_zone", c.TimeZone)
+		o.strOmit("misfire", c.Misfire)
+		o.close('}')
 	}
-	o.b = append(o.b, buf.Bytes()...)
+	o.close('}')
 }
 
 // appendJSONString appends s quoted as encoding/json does: plain ASCII
@@ -190,7 +198,7 @@ func (o *indentedJSON) taskView(v *TaskView) {
 	o.strOmit("concurrency_key", v.ConcurrencyKey)
 	if v.RunPolicy != nil {
 		o.key("run_policy")
-		o.value(v.RunPolicy)
+		o.runPolicy(v.RunPolicy)
 	}
 	o.intOmit("retries", v.Retries)
 	o.intOmit("pruned_runs", v.PrunedRuns)
