@@ -349,11 +349,12 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
 func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) {
 	id := dispatch.TaskID(r.PathValue("id"))
 	timeout := 30 * time.Second
-	if err := checkQuery(r.URL.Query(), "timeout"); err != nil {
+	q := r.URL.Query()
+	if err := checkQuery(q, "timeout"); err != nil {
 		writeError(w, err)
 		return
 	}
-	if t := r.URL.Query().Get("timeout"); t != "" {
+	if t := q.Get("timeout"); t != "" {
 		d, err := time.ParseDuration(t)
 		if err != nil || d < 0 {
 			writeError(w, &FieldError{Field: "timeout", Reason: fmt.Sprintf("want a Go duration such as \"30s\", got %q", t)})
