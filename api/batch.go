@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -117,52 +116,68 @@ type batchEntry struct {
 // returns the valid specs and, in order, an entry for every element.
 // length is the body's Content-Length (-1: unknown), to size the slices.
 func (s *Server) decodeBatch(body io.Reader, length int64) (valid []dispatch.TaskSpec, entries []batchEntry, err error) {
-	dec := json.NewDecoder(body)
 	bad := func(field, format string, args ...any) error {
 		return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
-	syntax := func(err error) error {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return bad("body", "the JSON ends too early")
-		}
-		return jsonFieldError(err)
-	}
-	if tok, err := dec.Token(); err != nil {
-		return nil, nil, syntax(err)
-	} else if tok != json.Delim('{') {
+	sc := newBatchScanner(body)
+	c, err := sc.next()
+	switch {
+	case err != nil:
+		return nil, nil, readErr(err)
+	case c != '{' && startsValue(c):
 		return nil, nil, bad("body", `want an object {"tasks": [task spec, ...]}`)
+	case c != '{':
+		return nil, nil, syntaxErr(c, "looking for beginning of value")
 	}
-	seen := false
-	var raw json.RawMessage // one buffer for every element
 	var shared stringCache
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, nil, syntax(err)
+	seen := false
+	for member := 0; ; member++ {
+		if c, err = sc.next(); err != nil {
+			return nil, nil, readErr(err)
 		}
-		if key, _ := tok.(string); key != "tasks" {
+		if member == 0 && c == '}' {
+			break
+		}
+		if c != '"' {
+			return nil, nil, syntaxErr(c, "looking for beginning of object key string")
+		}
+		key, err := sc.key()
+		if err != nil {
+			return nil, nil, readErr(err)
+		}
+		if key != "tasks" {
 			return nil, nil, bad(key, "unknown field (a batch is {\"tasks\": [task spec, ...]})")
 		}
 		if seen {
 			return nil, nil, bad("tasks", "given twice")
 		}
 		seen = true
-		if tok, err := dec.Token(); err != nil {
-			return nil, nil, syntax(err)
-		} else if tok != json.Delim('[') {
-			return nil, nil, bad("tasks", "want an array of task specs")
+		if c, err = sc.next(); err != nil {
+			return nil, nil, readErr(err)
+		} else if c != ':' {
+			return nil, nil, syntaxErr(c, "after object key")
 		}
-		for dec.More() {
+		if c, err = sc.next(); err != nil {
+			return nil, nil, readErr(err)
+		} else if c != '[' {
+			if startsValue(c) {
+				return nil, nil, bad("tasks", "want an array of task specs")
+			}
+			return nil, nil, syntaxErr(c, "looking for beginning of value")
+		}
+		if c, err = sc.next(); err != nil {
+			return nil, nil, readErr(err)
+		}
+		for c != ']' { // c starts an element
+			if !startsValue(c) {
+				return nil, nil, syntaxErr(c, "looking for beginning of value")
+			}
 			if len(entries) == maxBatchTasks {
 				return nil, nil, bad("tasks", "at most %d tasks per batch", maxBatchTasks)
 			}
-			raw = raw[:0]
-			if err := dec.Decode(&raw); err != nil {
-				return nil, nil, syntax(err)
+			raw, err := sc.value(c)
+			if err != nil {
+				return nil, nil, readErr(err)
 			}
 			if entries == nil {
 				// Sized for a batch of elements like the first: growing a
@@ -174,24 +189,44 @@ func (s *Server) decodeBatch(body io.Reader, length int64) (valid []dispatch.Tas
 				valid, entries = make([]dispatch.TaskSpec, 0, n), make([]batchEntry, 0, n)
 			}
 			spec, err := s.specFromBodyShared(raw, &shared)
-			if err != nil {
+			switch {
+			case err == nil:
+				entries = append(entries, batchEntry{valid: len(valid)})
+				valid = append(valid, spec)
+			case invalidElement(raw) != nil: // not JSON: the whole batch is refused
+				return nil, nil, invalidElement(raw)
+			default:
 				entries = append(entries, batchEntry{valid: -1, id: string(spec.ID), err: err})
-				continue
 			}
-			entries = append(entries, batchEntry{valid: len(valid)})
-			valid = append(valid, spec)
+			if c, err = sc.next(); err != nil {
+				return nil, nil, readErr(err)
+			}
+			switch c {
+			case ']':
+			case ',':
+				if c, err = sc.next(); err != nil {
+					return nil, nil, readErr(err)
+				}
+				if c == ']' {
+					return nil, nil, syntaxErr(c, "looking for beginning of value")
+				}
+			default:
+				return nil, nil, syntaxErr(c, "after array element")
+			}
 		}
-		if _, err := dec.Token(); err != nil { // ']'
-			return nil, nil, syntax(err)
+		if c, err = sc.next(); err != nil {
+			return nil, nil, readErr(err)
+		}
+		if c == '}' {
+			break
+		}
+		if c != ',' {
+			return nil, nil, syntaxErr(c, "after object key:value pair")
 		}
 	}
-	if _, err := dec.Token(); err != nil { // '}'
-		return nil, nil, syntax(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		if err != nil {
-			return nil, nil, syntax(err)
-		}
+	if end, err := sc.atEnd(); err != nil {
+		return nil, nil, readErr(err)
+	} else if !end {
 		return nil, nil, bad("body", "unexpected data after the batch object")
 	}
 	if entries == nil {
