@@ -185,8 +185,8 @@
 // An input or output larger than Config.InlinePayloadBytes (16 KiB; 1 KiB,
 // SmallPayloadBytes, once the inline payloads held take half of
 // MaxPayloadMemory, counted again at each snapshot) is not kept in the WAL
-// record or the state: Submit (and the worker, for an
-// output) writes it to the payload store (Dir/payloads, package payload:
+// record or the state: Submit (SubmitMany: a batch's inputs together;
+// the worker, for an output) writes it to the payload store (Dir/payloads, package payload:
 // content-addressed, fsynced and renamed into place) before the event
 // naming it (TaskSpec.InputRef, Attempt.OutputRef) is written, so a
 // durable reference always names a durable file. A runner reads the input

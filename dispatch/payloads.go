@@ -64,6 +64,36 @@ func (e *Engine) spill(spec *TaskSpec) (string, error) {
 		return "", nil
 	}
 	ref, err := e.payloads.Put(spec.Input)
+	return e.spilled(spec, ref, err)
+}
+
+// spillMany is spill for the specs of one batch: the inputs that do not
+// stay inline are stored together (payload.Store.PutMany: one fsync per
+// file and one per directory, not two per input one after the other),
+// every file durable before spillMany returns. errs[i] is specs[i]'s.
+func (e *Engine) spillMany(specs []*TaskSpec) (errs []error) {
+	errs = make([]error, len(specs))
+	var inputs [][]byte
+	var which []int // inputs[k] is specs[which[k]]'s
+	for i, spec := range specs {
+		if !e.keepInline(len(spec.Input)) {
+			inputs = append(inputs, spec.Input)
+			which = append(which, i)
+		}
+	}
+	if len(inputs) == 0 {
+		return errs
+	}
+	refs, putErrs := e.payloads.PutMany(inputs)
+	for k, i := range which {
+		_, errs[i] = e.spilled(specs[i], refs[k], putErrs[k])
+	}
+	return errs
+}
+
+// spilled records in spec where the payload store put its input (ref), or
+// keeps the input inline when the store had no room.
+func (e *Engine) spilled(spec *TaskSpec, ref string, err error) (string, error) {
 	if err != nil {
 		if IsNoSpace(err) {
 			// This submission is under way (the disk guard let it in): its

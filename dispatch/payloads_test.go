@@ -268,3 +268,66 @@ func TestPayloadsInlineRoom(t *testing.T) {
 		t.Fatal("with room again, a 10 KiB input was spilled")
 	}
 }
+
+// TestPayloadsSpillBatch: a batch's large inputs are stored together: every
+// file exists, readable, before SubmitMany returns, with one fsync per file
+// and one per payload directory (fewer than the two per input of storing
+// them one by one); a small input stays inline; the tasks run with their
+// inputs, across a restart.
+func TestPayloadsSpillBatch(t *testing.T) {
+	r := newEngineRig(t, func(c *Config) { c.InlinePayloadBytes = 1 << 10 })
+	head := func(in []byte) []byte { return bytes.ToUpper(in[:min(len(in), 16)]) } // an output that stays inline
+	r.ex.set(func(_ context.Context, j Job) Result { return Result{Outcome: OutcomeOK, Output: head(j.Input)} })
+	if err := r.e.Pause(r.ctx()); err != nil { // no output is stored meanwhile
+		t.Fatal(err)
+	}
+	const n = 256 // spread over most of the 256 directories, some twice or more
+	specs := make([]TaskSpec, n+1)
+	dirs := map[string]bool{}
+	for i := range n {
+		in := bytes.Repeat([]byte(fmt.Sprintf("input %d ", i)), 400)
+		specs[i] = TaskSpec{ID: TaskID(fmt.Sprintf("b%d", i)), Handler: "h", Input: in}
+		dirs[filepath.Dir(r.e.payloads.Path(payload.Ref(in)))] = true
+	}
+	specs[n] = TaskSpec{ID: "small", Handler: "h", Input: []byte("small")}
+	syncs := r.e.payloads.Syncs()
+	_, errs, err := r.e.SubmitMany(r.ctx(), specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("spec %d: %v", i, err)
+		}
+	}
+	if got, want := r.e.payloads.Syncs()-syncs, int64(n+len(dirs)); got != want {
+		t.Errorf("%d fsyncs for %d inputs in %d directories, want %d (not %d)", got, n, len(dirs), want, 2*n)
+	}
+	for i := range n {
+		in := specs[i].Input
+		if b, err := r.e.payloads.Get(payload.Ref(in), int64(len(in))); err != nil || !bytes.Equal(b, in) {
+			t.Fatalf("input %d in the store: %v", i, err)
+		}
+	}
+	if err := r.e.Resume(r.ctx()); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		for i := range n + 1 {
+			v := r.wait(specs[i].ID)
+			if v.State != TaskCompleted || !bytes.Equal(v.Output, head(specs[i].Input)) {
+				t.Fatalf("%s: task %s %s, output %d bytes", when, specs[i].ID, v.State, len(v.Output))
+			}
+		}
+		r.e.mu.RLock()
+		big, small := r.e.state.Tasks["b0"].Spec, r.e.state.Tasks["small"].Spec
+		r.e.mu.RUnlock()
+		if big.Input != nil || big.InputRef == "" || string(small.Input) != "small" || small.InputRef != "" {
+			t.Fatalf("%s: the big input is inline (%d bytes, ref %q) or the small one is not (%+v)", when, len(big.Input), big.InputRef, small)
+		}
+	}
+	check("live")
+	r.reopen()
+	check("after a restart")
+}

@@ -143,15 +143,28 @@ func (e *Engine) SubmitMany(ctx context.Context, specs []TaskSpec) (results []Su
 	ch := make(chan machine.Reply, len(specs))
 	in := make(machine.SubmitManyInput, 0, len(specs))
 	index := make([]int, 0, len(specs)) // in[k] is specs[index[k]]
+	normal := make([]TaskSpec, 0, len(specs))
 	for i, spec := range specs {
-		if errs[i] = spec.Normalize(); errs[i] != nil {
-			continue
-		}
-		if _, errs[i] = e.spill(&spec); errs[i] == nil {
-			in = append(in, machine.SubmitInput{Spec: spec, Reply: ch, Normalized: true})
+		if errs[i] = spec.Normalize(); errs[i] == nil {
+			normal = append(normal, spec)
 			index = append(index, i)
 		}
 	}
+	// The batch's large inputs are stored together, durable before the
+	// loop sees (and the WAL names) any of them.
+	toSpill := make([]*TaskSpec, len(normal))
+	for k := range normal {
+		toSpill[k] = &normal[k]
+	}
+	spillErrs := e.spillMany(toSpill)
+	kept := index[:0]
+	for k, i := range index {
+		if errs[i] = spillErrs[k]; errs[i] == nil {
+			in = append(in, machine.SubmitInput{Spec: normal[k], Reply: ch, Normalized: true})
+			kept = append(kept, i)
+		}
+	}
+	index = kept
 	if len(in) == 0 {
 		return results, errs, nil
 	}

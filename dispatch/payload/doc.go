@@ -6,8 +6,10 @@
 // writes a temporary file, fsyncs it, renames it into place and fsyncs the
 // directory before it returns, so a WAL record that names a payload (and
 // is written after Put returned) never points at a file a crash could take
-// back. Get reads a payload back and checks its size and hash: a file cut
-// short or altered is a *DamagedError naming the file, never wrong bytes.
+// back. PutMany stores a batch the same way with one fsync per file (a
+// few at once) and one per directory touched, all before it returns. Get
+// reads a payload back and checks its size and hash: a file cut short or
+// altered is a *DamagedError naming the file, never wrong bytes.
 //
 // Files are removed by a mark-and-sweep the engine runs after each
 // snapshot: BeginSweep (when the snapshot's state is captured) starts

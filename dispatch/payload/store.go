@@ -54,6 +54,7 @@ type Store struct {
 	marked  map[string]struct{} // payloads pinned when the sweep began or put since
 
 	files, bytes atomic.Int64 // what the directory holds (for metrics)
+	syncs        atomic.Int64 // fsyncs of files and directories (tests count them)
 
 	// renames serializes the stat-then-rename of writers of the same
 	// payload (striped by reference), so two concurrent Puts of the same
@@ -90,6 +91,9 @@ func (s *Store) Path(ref string) string {
 	return filepath.Join(s.dir, h[:2], h)
 }
 
+// Syncs returns how many fsyncs (of files and directories) the store made.
+func (s *Store) Syncs() int64 { return s.syncs.Load() }
+
 // Usage returns the number of payload files and their bytes.
 func (s *Store) Usage() (files, bytes int64) { return s.files.Load(), s.bytes.Load() }
 
@@ -99,56 +103,143 @@ func (s *Store) Usage() (files, bytes int64) { return s.files.Load(), s.bytes.Lo
 // written again. Errors wrap the file system's (errors.Is(err,
 // syscall.ENOSPC) on a full disk).
 func (s *Store) Put(b []byte) (string, error) {
-	ref := Ref(b)
-	s.Pin(ref)
-	if err := s.write(ref, b); err != nil {
-		s.Unpin(ref)
-		return "", err
-	}
-	return ref, nil
+	refs, errs := s.PutMany([][]byte{b})
+	return refs[0], errs[0]
 }
 
-func (s *Store) write(ref string, b []byte) error {
-	path := s.Path(ref)
-	sub := filepath.Dir(path)
-	if existing, err := os.ReadFile(path); err == nil {
+// PutMany stores every payload of bs durably, as Put stores one, and
+// returns their references (pinned), or for a payload that could not be
+// stored its error (its reference is then ""). Every file is written and
+// fsynced (a few at once: the file system commits concurrent fsyncs
+// together), renamed into place, and each directory that got one is
+// fsynced once, all before PutMany returns: a batch of n payloads costs n
+// file fsyncs and one per directory touched (at most 256), not 2n in a row.
+func (s *Store) PutMany(bs [][]byte) (refs []string, errs []error) {
+	refs, errs = make([]string, len(bs)), make([]error, len(bs))
+	staged := make([]stagedFile, len(bs))
+	parallel(len(bs), func(i int) {
+		ref := Ref(bs[i])
+		s.Pin(ref)
+		staged[i] = s.stage(ref, bs[i])
+	})
+	dirs := map[string][]int{} // directory -> the payloads placed in it
+	for i := range staged {
+		f := &staged[i]
+		if f.err == nil {
+			f.err = s.place(f)
+		}
+		if f.err == nil {
+			dir := filepath.Dir(f.path)
+			dirs[dir] = append(dirs[dir], i)
+		}
+	}
+	order := make([]string, 0, len(dirs))
+	for dir := range dirs {
+		order = append(order, dir)
+	}
+	parallel(len(order), func(k int) {
+		if err := s.syncDir(order[k]); err != nil {
+			for _, i := range dirs[order[k]] {
+				staged[i].err = fmt.Errorf("payload store: %w", err)
+			}
+		}
+	})
+	for i, f := range staged {
+		if f.err != nil {
+			s.Unpin(f.ref)
+			errs[i] = f.err
+			continue
+		}
+		refs[i] = f.ref
+	}
+	return refs, errs
+}
+
+// stagedFile is a payload written to its temporary file (or found stored
+// already) and not yet renamed into place.
+type stagedFile struct {
+	ref, path string
+	tmp       string // "" when the file is there with these bytes already
+	size      int64
+	err       error
+}
+
+// stage writes b to a temporary file beside its place and fsyncs it,
+// unless the file of ref holds b already.
+func (s *Store) stage(ref string, b []byte) stagedFile {
+	f := stagedFile{ref: ref, path: s.Path(ref), size: int64(len(b))}
+	if existing, err := os.ReadFile(f.path); err == nil {
 		if bytes.Equal(existing, b) {
 			// Written by an earlier Put, maybe one still between its rename
-			// and its directory fsync: make sure the name is durable too.
-			return segwal.SyncDir(sub)
+			// and its directory fsync: PutMany fsyncs the directory too.
+			return f
 		}
 		// A damaged copy: replace it.
 	}
-	if err := os.MkdirAll(sub, 0o750); err != nil {
-		return fmt.Errorf("payload store: %w", err)
+	if err := os.MkdirAll(filepath.Dir(f.path), 0o750); err != nil {
+		f.err = fmt.Errorf("payload store: %w", err)
+		return f
 	}
 	var suffix [8]byte
 	rand.Read(suffix[:])
-	tmp := path + ".tmp-" + hex.EncodeToString(suffix[:])
-	if err := writeSynced(tmp, b); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("payload store: write %s: %w", tmp, err)
+	f.tmp = f.path + ".tmp-" + hex.EncodeToString(suffix[:])
+	if err := s.writeSynced(f.tmp, b); err != nil {
+		os.Remove(f.tmp)
+		f.err = fmt.Errorf("payload store: write %s: %w", f.tmp, err)
 	}
-	stripe := &s.renames[ref[len(ref)-1]%uint8(len(s.renames))]
+	return f
+}
+
+// place renames a staged file into place and counts it.
+func (s *Store) place(f *stagedFile) error {
+	if f.tmp == "" {
+		return nil
+	}
+	stripe := &s.renames[f.ref[len(f.ref)-1]%uint8(len(s.renames))]
 	stripe.Lock()
-	_, statErr := os.Stat(path)
-	err := os.Rename(tmp, path)
+	_, statErr := os.Stat(f.path)
+	err := os.Rename(f.tmp, f.path)
 	stripe.Unlock()
 	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("payload store: %w", err)
-	}
-	if err := segwal.SyncDir(sub); err != nil {
+		os.Remove(f.tmp)
 		return fmt.Errorf("payload store: %w", err)
 	}
 	if statErr != nil {
 		s.files.Add(1)
-		s.bytes.Add(int64(len(b)))
+		s.bytes.Add(f.size)
 	}
 	return nil
 }
 
-func writeSynced(path string, b []byte) error {
+// parallel calls fn(0..n-1), at most putConcurrency at once.
+func parallel(n int, fn func(i int)) {
+	if n == 1 {
+		fn(0)
+		return
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, putConcurrency)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}
+
+// putConcurrency is how many files PutMany writes and fsyncs at once.
+const putConcurrency = 8
+
+// syncDir fsyncs dir, counted in syncs.
+func (s *Store) syncDir(dir string) error {
+	s.syncs.Add(1)
+	return segwal.SyncDir(dir)
+}
+
+func (s *Store) writeSynced(path string, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return err
@@ -157,6 +248,7 @@ func writeSynced(path string, b []byte) error {
 		f.Close()
 		return err
 	}
+	s.syncs.Add(1)
 	if err := f.Sync(); err != nil {
 		f.Close()
 		return err

@@ -3,6 +3,7 @@ package payload
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -236,4 +237,127 @@ func TestBudgetOnFreed(t *testing.T) {
 	if calls != 3 { // after 30, 60 and 90 bytes freed
 		t.Fatalf("OnFreed ran %d times for 100 bytes freed every 25, want 3", calls)
 	}
+}
+
+// TestPutMany stores a batch on real files: every payload readable, one
+// fsync per new file and one per directory touched (not two per payload),
+// a payload stored already and a repeated one counted once; a payload
+// whose directory cannot be made fails alone, unpinned.
+func TestPutMany(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Payloads whose references start with distinct 2-hex directories
+	// but one pair that shares a directory.
+	var batch [][]byte
+	seen := map[string]bool{}
+	var shared []byte
+	for i := 0; len(batch) < 40; i++ {
+		b := bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 10<<10)
+		dir := Ref(b)[len(RefPrefix):][:2]
+		if seen[dir] {
+			if shared == nil {
+				shared = b
+				batch = append(batch, b)
+			}
+			continue
+		}
+		seen[dir] = true
+		batch = append(batch, b)
+	}
+	stored := batch[1]
+	if _, err := s.Put(stored); err != nil {
+		t.Fatal(err)
+	}
+	s.Unpin(Ref(stored))
+	blocked := batch[2] // a file where its directory should be
+	if err := os.WriteFile(filepath.Join(s.Dir(), Ref(blocked)[len(RefPrefix):][:2]), nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	batch = append(batch, batch[0]) // the same bytes twice in one batch
+
+	syncs := s.Syncs()
+	refs, errs := s.PutMany(batch)
+	newFiles := len(batch) - 3 // not the stored one, the blocked one, the repeat
+	dirs := len(seen) - 1      // not the blocked one's
+	if got := s.Syncs() - syncs; got < int64(newFiles+dirs) || got > int64(newFiles+1+dirs) {
+		// The repeat may find its twin's file in place (no write) or not.
+		t.Errorf("%d fsyncs for %d new files in %d directories, want %d (one per file and one per directory)", got, newFiles, dirs, newFiles+dirs)
+	}
+	for i, b := range batch {
+		if i == 2 {
+			if errs[i] == nil || refs[i] != "" {
+				t.Errorf("the payload whose directory is a file: ref %q, err %v; want an error", refs[i], errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil || refs[i] != Ref(b) {
+			t.Fatalf("payload %d: ref %q, err %v", i, refs[i], errs[i])
+		}
+		if got, err := s.Get(refs[i], int64(len(b))); err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("Get payload %d: %v", i, err)
+		}
+	}
+	if files, _ := s.Usage(); files != int64(newFiles+1) {
+		t.Errorf("Usage: %d files, want %d", files, newFiles+1)
+	}
+	s.mu.Lock()
+	_, pinned := s.pins[Ref(blocked)]
+	twice := s.pins[Ref(batch[0])]
+	s.mu.Unlock()
+	if pinned || twice != 2 {
+		t.Errorf("pins: the failed payload pinned %v (want false), the repeated one %d times (want 2)", pinned, twice)
+	}
+	// What the batch stored is pinned: a sweep that finds nothing live
+	// removes none of it.
+	s.BeginSweep()
+	if n, _, err := s.Sweep(func(string) bool { return false }); err != nil || n != 0 {
+		t.Errorf("sweep removed %d files (%v), want 0: the batch pinned them all", n, err)
+	}
+}
+
+// BenchmarkPutBatch stores batches of 64 payloads of 20 KiB (fsync on, in
+// the OS temp dir; BENCHDIR elsewhere): one Put after another, as a batch
+// submit did, against PutMany.
+func BenchmarkPutBatch(b *testing.B) {
+	for _, mode := range []string{"one-by-one", "PutMany"} {
+		b.Run(mode, func(b *testing.B) {
+			s, err := Open(filepath.Join(benchDir(b), "payloads"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch := make([][]byte, 64)
+			for i := 0; i < b.N; i++ {
+				for k := range batch {
+					batch[k] = bytes.Repeat([]byte(fmt.Sprintf("%d/%d/%s ", i, k, mode)), 2<<10)[:20<<10]
+				}
+				if mode == "PutMany" {
+					if _, errs := s.PutMany(batch); errors.Join(errs...) != nil {
+						b.Fatal(errors.Join(errs...))
+					}
+					continue
+				}
+				for _, p := range batch {
+					if _, err := s.Put(p); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "payloads/s")
+		})
+	}
+}
+
+// benchDir is BENCHDIR or a new temporary directory.
+func benchDir(b *testing.B) string {
+	if d := os.Getenv("BENCHDIR"); d != "" {
+		dir, err := os.MkdirTemp(d, "payload-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(dir) })
+		return dir
+	}
+	return b.TempDir()
 }
