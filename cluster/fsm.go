@@ -152,7 +152,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, err
 	}
 	b := append([]byte(snapMagic), binary.AppendUvarint(nil, uint64(len(members)))...)
-	snap := &fsmSnapshot{head: append(b, members...), plugins: f.pluginMetaCopyLocked(), state: state}
+	snap := &fsmSnapshot{head: append(b, members...), plugins: f.pluginMetaCopyLocked(), state: state, log: f.log}
 	if f.pluginQ.apply != nil {
 		snap.module = f.pluginQ.apply.Module
 	}
@@ -209,6 +209,7 @@ type fsmSnapshot struct {
 	plugins map[string]*pluginMeta
 	module  func(version string) ([]byte, error)
 	state   []byte
+	log     *slog.Logger
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
@@ -216,7 +217,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	if module == nil {
 		module = func(v string) ([]byte, error) { return nil, fmt.Errorf("no plugin registry on this node") }
 	}
-	b, err := appendPluginSection(s.head, s.plugins, module)
+	b, err := appendPluginSection(s.head, s.plugins, module, s.log)
 	if err == nil {
 		_, err = sink.Write(append(b, s.state...))
 	}

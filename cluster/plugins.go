@@ -267,7 +267,7 @@ func (f *fsm) pluginMetaCopyLocked() map[string]*pluginMeta {
 // appendPluginSection writes the plugin state and the modules it names:
 // uvarint length + JSON, then for each version (sorted) uvarint length +
 // version, uvarint length + bytes.
-func appendPluginSection(b []byte, plugins map[string]*pluginMeta, module func(string) ([]byte, error)) ([]byte, error) {
+func appendPluginSection(b []byte, plugins map[string]*pluginMeta, module func(string) ([]byte, error), log *slog.Logger) ([]byte, error) {
 	head, err := json.Marshal(pluginSnapshot{Plugins: plugins})
 	if err != nil {
 		return nil, err
@@ -281,14 +281,26 @@ func appendPluginSection(b []byte, plugins map[string]*pluginMeta, module func(s
 	}
 	slices.Sort(versions)
 	versions = slices.Compact(versions)
-	b = binary.AppendUvarint(b, uint64(len(versions)))
+	// A version this node could not store (its deploy failed here) is left
+	// out rather than failing every snapshot, which would let the log grow
+	// without end; a node restored from it lacks that version (logged).
+	wasms := make(map[string][]byte, len(versions))
 	for _, v := range versions {
 		wasm, err := module(v)
 		if err != nil {
-			return nil, fmt.Errorf("cluster: snapshot: module %s: %w", v, err)
+			if log != nil {
+				log.Warn("cluster: snapshot without a plugin module this node does not hold", "version", v, "err", err)
+			}
+			continue
 		}
-		b = append(binary.AppendUvarint(b, uint64(len(v))), v...)
-		b = append(binary.AppendUvarint(b, uint64(len(wasm))), wasm...)
+		wasms[v] = wasm
+	}
+	b = binary.AppendUvarint(b, uint64(len(wasms)))
+	for _, v := range versions {
+		if wasm, ok := wasms[v]; ok {
+			b = append(binary.AppendUvarint(b, uint64(len(v))), v...)
+			b = append(binary.AppendUvarint(b, uint64(len(wasm))), wasm...)
+		}
 	}
 	return b, nil
 }
@@ -344,7 +356,7 @@ func (f *fsm) restorePlugins(plugins map[string]*pluginMeta, modules map[string]
 	for _, name := range names {
 		p := plugins[name]
 		for _, v := range slices.Sorted(maps.Keys(p.Versions)) {
-			if v != p.Active {
+			if v != p.Active && modules[v] != nil {
 				f.pluginQ.push(0, PluginChange{Op: "store", Version: v, Module: modules[v]})
 			}
 		}
