@@ -108,6 +108,11 @@ type remoteWorker struct {
 	polls    int // lease requests waiting
 	inFlight int
 	stats    workerStats
+	// runAvg is the mean run time of its attempts (exponentially weighted,
+	// by its clock); prefetch the attempts the engine may lease beyond its
+	// concurrency while they are short (updatePrefetchLocked).
+	runAvg   time.Duration
+	prefetch int
 }
 
 type workerStats struct {
@@ -195,10 +200,55 @@ func (b *Broker) capacityLocked() int {
 	n := b.cfg.LocalWorkers
 	for _, w := range b.workers {
 		if w.live {
-			n += w.concurrency
+			n += w.concurrency + w.prefetch
 		}
 	}
 	return n
+}
+
+// Prefetch: while a worker's attempts are short, the engine may lease as
+// many again as its concurrency, so that they wait, leased, in the queue
+// when its next lease request comes. Without it, the slots its results
+// free are filled only after those results reach the engine, which then
+// leases the next attempts and hands them to the waiting request: for
+// short attempts the worker spends most of its time waiting for that
+// round trip rather than running. An attempt waits in the queue about one
+// run time of the attempts ahead of it, which is why prefetch stops when
+// they run long (its timeout counts from the engine's lease).
+const (
+	prefetchOnBelow  = 10 * time.Millisecond // mean run time that starts prefetch
+	prefetchOffAbove = 25 * time.Millisecond // and that stops it
+)
+
+// observeRunLocked folds an attempt's run time into w.runAvg.
+func (w *remoteWorker) observeRunLocked(d time.Duration) {
+	d = max(d, 0)
+	if w.runAvg == 0 {
+		w.runAvg = d
+		return
+	}
+	w.runAvg += (d - w.runAvg) / 8
+}
+
+// updatePrefetchLocked sets w.prefetch from its attempts' run time; it
+// reports whether the capacity changed.
+func (w *remoteWorker) updatePrefetchLocked() bool {
+	want := w.prefetch
+	switch {
+	case w.stats.done+w.stats.failed == 0:
+	case w.runAvg < prefetchOnBelow:
+		want = w.concurrency
+	case w.runAvg > prefetchOffAbove:
+		want = 0
+	}
+	if want != 0 {
+		want = w.concurrency // it may have changed
+	}
+	if want == w.prefetch {
+		return false
+	}
+	w.prefetch = want
+	return true
 }
 
 func (w *remoteWorker) serves(handler string) bool {
@@ -480,6 +530,9 @@ func (b *Broker) applyResults(h WorkerHello, addr string, results []WorkerResult
 		out[i].Lease = r.Lease
 		out[i].Status, out[i].Error, done[i], res[i] = b.resultLocked(w, r)
 	}
+	if w.updatePrefetchLocked() {
+		changed = true
+	}
 	name := w.name
 	b.mu.Unlock()
 	for i, l := range done {
@@ -527,6 +580,9 @@ func (b *Broker) resultLocked(w *remoteWorker, r WorkerResult) (status, why stri
 	}
 	if !res.StartedAt.IsZero() {
 		w.stats.start.observe(res.StartedAt.Sub(l.queuedAt))
+		if !res.FinishedAt.IsZero() {
+			w.observeRunLocked(res.FinishedAt.Sub(res.StartedAt))
+		}
 	}
 	return resultApplied, "", l, res
 }
@@ -634,7 +690,7 @@ func (b *Broker) Workers() []WorkerInfo {
 	out := make([]WorkerInfo, 0, len(b.workers))
 	for _, w := range b.workers {
 		out = append(out, WorkerInfo{ID: w.id, Name: w.name, Address: w.addr, Handlers: slices.Clone(w.handlers), Concurrency: w.concurrency,
-			InFlight: w.inFlight, Connected: w.live, ConnectedAt: w.connectedAt.UTC().Format(time.RFC3339Nano),
+			Prefetch: w.prefetch, InFlight: w.inFlight, Connected: w.live, ConnectedAt: w.connectedAt.UTC().Format(time.RFC3339Nano),
 			LastHeartbeat: w.lastSeen.UTC().Format(time.RFC3339Nano),
 			Leases:        w.stats.leases, Done: w.stats.done, Failed: w.stats.failed, Lost: w.stats.lost, Rejected: w.stats.rejected,
 			LeaseWait: w.stats.wait.summary(), LeaseToStart: w.stats.start.summary(),

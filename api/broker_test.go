@@ -439,3 +439,79 @@ func TestWorkerLeaseCarriesResults(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerPrefetchWhileAttemptsRunShort: once a worker's attempts run
+// short, the engine leases as many again as its concurrency, queued for
+// its next lease request (so the slots its results free are filled at
+// once); when they run long it stops, and no more than its concurrency is
+// leased (a queued attempt's timeout runs).
+func TestWorkerPrefetchWhileAttemptsRunShort(t *testing.T) {
+	ctx := context.Background()
+	b := setupRemote(t, 0, 10*time.Second, "")
+	w := hello("box") // concurrency 4
+	for range 40 {
+		b.submit(t, api.TaskSpec{Handler: "echo"})
+	}
+	workerState := func() (api.WorkerInfo, int) {
+		t.Helper()
+		list, err := b.cl.Workers(ctx)
+		if err != nil || len(list.Workers) != 1 {
+			t.Fatalf("workers %+v %v", list, err)
+		}
+		return list.Workers[0], list.Queued
+	}
+	// exchange reports results of run time d for leases and leases up to 4.
+	exchange := func(leases []api.Lease, d time.Duration) []api.Lease {
+		t.Helper()
+		var results []api.WorkerResult
+		for _, l := range leases {
+			now := time.Now()
+			results = append(results, api.WorkerResult{Lease: l.Lease, Outcome: "ok", StartedAt: now.Add(-d), FinishedAt: now})
+		}
+		res, err := b.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w, Max: 4, WaitMs: ms(5000), Results: results})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Leases
+	}
+	waitQueued := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			info, queued := workerState()
+			if queued == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("queued %d, want %d (worker %+v)", queued, want, info)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	leases := exchange(nil, 0)
+	for len(leases) < 4 { // the engine leases them one tick after the other
+		leases = append(leases, exchange(nil, 0)...)
+	}
+	if info, _ := workerState(); info.Prefetch != 0 {
+		t.Fatalf("prefetch %d before any result", info.Prefetch)
+	}
+	leases = exchange(leases, 100*time.Microsecond)
+	waitQueued(4 + 4 - len(leases)) // prefetch 4 on top of the 4 in flight
+	if info, _ := workerState(); info.Prefetch != 4 || info.InFlight != len(leases) {
+		t.Fatalf("after short attempts: %+v", info)
+	}
+	for range 4 { // long attempts: the mean run time passes 25ms
+		leases = exchange(leases, 200*time.Millisecond)
+	}
+	if info, _ := workerState(); info.Prefetch != 0 {
+		t.Fatalf("after long attempts: prefetch %d, want 0", info.Prefetch)
+	}
+	// Queued ones drain as it leases; nothing new is leased beyond 4 in flight.
+	for range 3 {
+		leases = exchange(leases, 200*time.Millisecond)
+	}
+	info, queued := workerState()
+	if info.InFlight+queued > 4 {
+		t.Fatalf("in flight %d + queued %d beyond the concurrency 4 after prefetch stopped", info.InFlight, queued)
+	}
+}

@@ -31,8 +31,8 @@ type Client struct {
 	// c1.Index); nil sends none.
 	Index *IndexTracker
 
-	peers atomic.Pointer[clusterPeers] // FollowCluster (client_cluster.go)
-	manifests manifestsByJSON // WorkerLease's decoded manifests
+	peers     atomic.Pointer[clusterPeers] // FollowCluster (client_cluster.go)
+	manifests manifestsByJSON              // WorkerLease's decoded manifests
 }
 
 // IndexTracker keeps the highest index observed; safe for concurrent use.

@@ -47,7 +47,10 @@
 // may carry the results of finished attempts, applied before it leases, so
 // one round trip frees a worker's slots and fills them; its response is
 // written by hand (workerjson.go), each manifest encoded once per loaded
-// version. Deviation from a
+// version. While a worker's attempts run short (under 10 ms on average)
+// the engine may lease as many again as its concurrency (prefetch), queued
+// for its next lease request, so that the round trip through the engine
+// does not idle it. Deviation from a
 // per-handler capacity: the engine bounds attempts in flight as a whole,
 // so with workers serving different handlers an attempt can wait in the
 // queue for its kind of worker while another kind idles; give such workers

@@ -142,15 +142,18 @@ type ResultStatus struct {
 
 // WorkerInfo describes a remote worker in GET /v1/workers.
 type WorkerInfo struct {
-	ID            string   `json:"id"`
-	Name          string   `json:"name"`
-	Address       string   `json:"address"`
-	Handlers      []string `json:"handlers,omitempty"`
-	Concurrency   int      `json:"concurrency"`
-	InFlight      int      `json:"in_flight"`
-	Connected     bool     `json:"connected"`
-	ConnectedAt   string   `json:"connected_at"`
-	LastHeartbeat string   `json:"last_heartbeat"`
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Address     string   `json:"address"`
+	Handlers    []string `json:"handlers,omitempty"`
+	Concurrency int      `json:"concurrency"`
+	// Prefetch: attempts the engine may lease for it beyond Concurrency
+	// (queued for its next lease request) while its attempts run short.
+	Prefetch      int    `json:"prefetch"`
+	InFlight      int    `json:"in_flight"`
+	Connected     bool   `json:"connected"`
+	ConnectedAt   string `json:"connected_at"`
+	LastHeartbeat string `json:"last_heartbeat"`
 	// Attempts leased, finished ok, finished otherwise, lost (lease
 	// expired), and results refused (409).
 	Leases   uint64 `json:"leases"`
