@@ -41,10 +41,16 @@ type benchHTTP struct {
 }
 
 type benchConn struct {
-	c   net.Conn
-	r   *bufio.Reader
-	req []byte // the request being written
+	c    net.Conn
+	r    *bufio.Reader
+	req  []byte    // the request being written
+	idle time.Time // since when it waits in benchHTTP.idle
 }
+
+// staleAfter: a connection idle longer is checked before it is used, as
+// the server may have closed it (--idle-timeout, a restart): a request
+// written to it would fail, and a POST is not resent blindly.
+var staleAfter = time.Second
 
 // newBenchHTTP returns the lean client for cl's server.
 func newBenchHTTP(cl *api.Client) (*benchHTTP, error) {
@@ -82,14 +88,21 @@ func newBenchHTTP(cl *api.Client) (*benchHTTP, error) {
 }
 
 func (b *benchHTTP) get() (*benchConn, error) {
-	b.mu.Lock()
-	if n := len(b.idle); n > 0 {
+	for {
+		b.mu.Lock()
+		n := len(b.idle)
+		if n == 0 {
+			b.mu.Unlock()
+			break
+		}
 		c := b.idle[n-1]
 		b.idle = b.idle[:n-1]
 		b.mu.Unlock()
-		return c, nil
+		if time.Since(c.idle) < staleAfter || c.alive() {
+			return c, nil
+		}
+		c.c.Close()
 	}
-	b.mu.Unlock()
 	d := net.Dialer{Timeout: 10 * time.Second}
 	var c net.Conn
 	var err error
@@ -104,7 +117,22 @@ func (b *benchHTTP) get() (*benchConn, error) {
 	return &benchConn{c: c, r: bufio.NewReaderSize(c, 16<<10)}, nil
 }
 
+// alive reports whether an idle connection is still open: nothing to
+// read (the server sends nothing unasked) and no end of stream.
+func (c *benchConn) alive() bool {
+	if c.r.Buffered() > 0 {
+		return false
+	}
+	// A deadline already past would fail the read before it looks at the
+	// socket: a closed one answers at once, an open one within 1 ms.
+	c.c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	_, err := c.r.Peek(1)
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 func (b *benchHTTP) put(c *benchConn) {
+	c.idle = time.Now()
 	b.mu.Lock()
 	b.idle = append(b.idle, c)
 	b.mu.Unlock()

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/wasmtask/wasmtask/api"
 )
@@ -76,6 +78,12 @@ func TestBenchHTTP(t *testing.T) {
 			io.WriteString(w, `{"error": {"code": "not_found", "message": "no such route"}}`)
 		}
 	}))
+	var conns atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
 	srv.Start()
 	defer srv.Close()
 
@@ -124,6 +132,21 @@ func TestBenchHTTP(t *testing.T) {
 	}
 	if n := len(b.idle); n != 1 {
 		t.Errorf("%d idle connections after requests one at a time, want 1", n)
+	}
+
+	// An idle connection is checked before it is used: kept while open,
+	// dropped once the server closed it.
+	staleAfter = 0
+	defer func() { staleAfter = time.Second }()
+	before := conns.Load()
+	if status, _, err := b.do(ctx, "GET", "/echo", nil, nil); status != 200 || conns.Load() != before {
+		t.Errorf("an open idle connection checked: %d %v, %d connections, want the same one", status, err, conns.Load()-before)
+	}
+	if len(b.idle) == 1 {
+		b.idle[0].c.(interface{ CloseRead() error }).CloseRead() // as if the server had closed it
+	}
+	if status, out, err := b.do(ctx, "POST", "/echo", []byte("again"), nil); status != 200 || string(out) != "POST again" {
+		t.Errorf("after the server closed the idle connection: %d %q %v", status, out, err)
 	}
 
 	// A wrong token: the server's 401 as an *api.Error.
