@@ -102,7 +102,6 @@ func (s *Server) decodeBatchDecoder(body io.Reader, length int64) (valid []dispa
 	return valid, entries, nil
 }
 
-
 var batchBodies = []string{
 	`{"tasks": []}`, `{}`, ` { "tasks" : [ ] } `, `{"tasks":[{"handler":"h"}]}`,
 	`{"tasks": [{"handler": "h", "labels": {"a": "1"}}, {"handler": "h", "labels": {"a": "1"}}, {"id": "x", "handler": "h"}]}`,
