@@ -27,6 +27,8 @@ func workerCommand() *cli.Command {
 			"with backoff, logged once). SIGTERM or SIGINT drains: no new leases, running attempts get\n" +
 			"--drain-timeout to finish, those still running are reported lost (retried elsewhere).\n" +
 			"Needs no data directory beyond the cache; start `serve --workers 0` to run every attempt on workers.\n" +
+			"Against a cluster (serve --node-id), --server may be any node: it learns the others and moves\n" +
+			"to another when that one stops answering.\n" +
 			"The Go collector runs at GOGC=200 unless the GOGC environment variable says otherwise.",
 		Flags: clientFlags(
 			&cli.IntFlag{Name: "concurrency", Value: max(4, 2*runtime.GOMAXPROCS(0)), DefaultText: "2 per core, at least 4", Usage: "attempts run at once"},
