@@ -146,37 +146,8 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("last recovery: %d events replayed in %.3fs, %d tasks", rec.Recovery.EventsReplayed, rec.Recovery.Seconds, rec.Tasks)
-	waitFor(t, 3*time.Minute, "every run to be final", func() bool {
-		st, err := s.client.EngineStatus(ctx)
-		if err != nil {
-			return false
-		}
-		for _, state := range []string{"scheduled", "ready", "leased", "running", "retry_wait"} {
-			if st.Runs[state] > 0 {
-				return false
-			}
-		}
-		return true
-	})
-
-	// Every task, through the paginated list.
-	views := map[string]api.TaskView{}
-	cursor := ""
-	for {
-		l, err := s.client.TaskList(ctx, &api.TaskListParams{Limit: 1000, Cursor: cursor})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range l.Tasks {
-			if _, dup := views[v.ID]; dup {
-				t.Errorf("task %s listed twice", v.ID)
-			}
-			views[v.ID] = v
-		}
-		if cursor = l.NextCursor; cursor == "" {
-			break
-		}
-	}
+	s.waitRunsFinal(3 * time.Minute)
+	views := s.allTasks()
 
 	outcomes := map[string]int{}
 	states := map[string]int{}
@@ -242,5 +213,46 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	if len(acked) < 3000 {
 		t.Errorf("only %d tasks acknowledged; want several thousand", len(acked))
+	}
+}
+
+// waitRunsFinal waits until no run of s is scheduled, ready, leased,
+// running or waiting for a retry.
+func (s *server) waitRunsFinal(timeout time.Duration) {
+	s.t.Helper()
+	waitFor(s.t, timeout, "every run to be final", func() bool {
+		st, err := s.client.EngineStatus(context.Background())
+		if err != nil {
+			return false
+		}
+		for _, state := range []string{"scheduled", "ready", "leased", "running", "retry_wait"} {
+			if st.Runs[state] > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// allTasks returns every task of s, read through the paginated list; a
+// task listed twice fails the test.
+func (s *server) allTasks() map[string]api.TaskView {
+	s.t.Helper()
+	views := map[string]api.TaskView{}
+	cursor := ""
+	for {
+		l, err := s.client.TaskList(context.Background(), &api.TaskListParams{Limit: 1000, Cursor: cursor})
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for _, v := range l.Tasks {
+			if _, dup := views[v.ID]; dup {
+				s.t.Errorf("task %s listed twice", v.ID)
+			}
+			views[v.ID] = v
+		}
+		if cursor = l.NextCursor; cursor == "" {
+			return views
+		}
 	}
 }

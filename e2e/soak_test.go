@@ -100,18 +100,7 @@ func TestSoak(t *testing.T) {
 
 	// The last, clean run: everything acknowledged must finish.
 	s.start()
-	waitFor(t, 10*time.Minute, "every run to be final", func() bool {
-		st, err := s.client.EngineStatus(ctx)
-		if err != nil {
-			return false
-		}
-		for _, state := range []string{"scheduled", "ready", "leased", "running", "retry_wait"} {
-			if st.Runs[state] > 0 {
-				return false
-			}
-		}
-		return true
-	})
+	s.waitRunsFinal(10 * time.Minute)
 	st, err := s.client.EngineStatus(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -120,20 +109,7 @@ func TestSoak(t *testing.T) {
 		maxRSS = rss
 	}
 
-	views := map[string]api.TaskView{}
-	cursor := ""
-	for {
-		l, err := s.client.TaskList(ctx, &api.TaskListParams{Limit: 1000, Cursor: cursor})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range l.Tasks {
-			views[v.ID] = v
-		}
-		if cursor = l.NextCursor; cursor == "" {
-			break
-		}
-	}
+	views := s.allTasks()
 	completedRuns := 0
 	for _, v := range views {
 		for _, r := range v.Runs {
