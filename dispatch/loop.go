@@ -147,7 +147,7 @@ func (e *Engine) loop() {
 		}
 		e.stats.ticks.Add(1)
 		e.releaseFinished(inputs)
-		recycleResults(inputs)
+		recycleInputs(inputs)
 		clear(inputs)
 		inputs = inputs[:0]
 		if len(snapReqs) > 0 {

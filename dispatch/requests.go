@@ -49,6 +49,14 @@ func (e *Engine) stoppedErr() error {
 	return stoppedBy(e.err)
 }
 
+// submitInputs hold Submit's inputs to the loop (recycleInputs).
+var submitInputs = sync.Pool{New: func() any { return new(machine.SubmitInput) }}
+
+func putSubmitInput(in *machine.SubmitInput) {
+	*in = machine.SubmitInput{}
+	submitInputs.Put(in)
+}
+
 // replyChans are reply channels for Submit, which is the hot path: a
 // channel goes back to the pool only once its one reply was received.
 var replyChans = sync.Pool{New: func() any { return make(chan machine.Reply, 1) }}
@@ -104,17 +112,23 @@ func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (machine.
 	// The input the loop will own is made first and its spec checked in
 	// place: a spec whose address Normalize and spill take escapes, and
 	// was a copy of its own on the heap.
-	in := &machine.SubmitInput{Spec: spec, Normalized: true, View: view}
+	// It comes from submitInputs, to which the loop returns it once the
+	// tick that stepped it is written.
+	in := submitInputs.Get().(*machine.SubmitInput)
+	*in = machine.SubmitInput{Spec: spec, Normalized: true, View: view}
 	if err := in.Spec.Normalize(); err != nil {
+		putSubmitInput(in)
 		return machine.Reply{}, err
 	}
 	ref, err := e.spill(&in.Spec)
 	if err != nil {
+		putSubmitInput(in)
 		return machine.Reply{}, err
 	}
 	ch := replyChans.Get().(chan machine.Reply)
 	in.Reply = ch
 	if err := e.send(ctx, in); err != nil {
+		putSubmitInput(in)
 		replyChans.Put(ch)
 		if ref != "" {
 			e.payloads.Unpin(ref) // the loop never saw it

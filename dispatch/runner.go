@@ -162,16 +162,21 @@ func (r *runner) run(ctx *attemptCtx, job Job) {
 }
 
 // resultInputs hold results on their way to the loop, which puts them back
-// once it stepped them (recycleResults): a ResultInput sent as a value
+// once it stepped them (recycleInputs): a ResultInput sent as a value
 // cost an allocation of its size per attempt.
 var resultInputs = sync.Pool{New: func() any { return new(machine.ResultInput) }}
 
-// recycleResults returns the stepped inputs' results to resultInputs.
-func recycleResults(inputs []any) {
+// recycleInputs returns the inputs of a tick whose events are encoded (so
+// nothing refers to them any more: an event's spec points into its
+// SubmitInput) to their pools.
+func recycleInputs(inputs []any) {
 	for _, in := range inputs {
-		if r, ok := in.(*machine.ResultInput); ok {
-			*r = machine.ResultInput{}
-			resultInputs.Put(r)
+		switch in := in.(type) {
+		case *machine.ResultInput:
+			*in = machine.ResultInput{}
+			resultInputs.Put(in)
+		case *machine.SubmitInput:
+			putSubmitInput(in)
 		}
 	}
 }
