@@ -70,8 +70,9 @@
 // sequence they hold (20 digits, so lexical order is numeric), a 16-byte
 // segment header, then frames with a 28-byte header (type, flags, count,
 // first sequence, stored and raw length, CRC32C) and a payload of
-// length-prefixed records, raw, zstd-compressed (frames under 32 KiB) or
-// S2-compressed (larger frames, where zstd would cost as much as the fsync). A frame never crosses a segment, so a torn write
+// length-prefixed records, raw, zstd-compressed (frames of 4 to 32 KiB) or
+// S2-compressed (smaller frames, where zstd's fixed cost per call is most
+// of the work, and larger ones, where zstd would cost as much as the fsync). A frame never crosses a segment, so a torn write
 // can only damage the newest segment.
 //
 // # Platforms

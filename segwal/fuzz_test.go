@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // allocBytes returns the bytes f allocated (runtime.MemStats.TotalAlloc).
@@ -157,7 +159,11 @@ func decodeFrames(t *testing.T, frames []scannedFrame) ([]record, error) {
 	for _, f := range frames {
 		data := f.payload
 		if f.h.compressed() {
-			data, err = dec.DecodeAll(f.payload, nil)
+			if f.h.flags&flagS2 != 0 {
+				data, err = s2.Decode(nil, f.payload)
+			} else {
+				data, err = dec.DecodeAll(f.payload, nil)
+			}
 			if err != nil {
 				return recs, err
 			}
