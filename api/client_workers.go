@@ -19,31 +19,44 @@ import (
 // WorkerLease asks for up to req.Max attempts, waiting up to req.WaitMs
 // (and reports req.Results, if any).
 func (c *Client) WorkerLease(ctx context.Context, req LeaseRequest) (LeaseResponse, error) {
-	// Manifests decoded once per distinct JSON: every lease of a plugin
-	// version carries the same one.
-	var wire struct {
-		LeaseResponse
-		Leases []struct {
-			Lease
-			Manifest json.RawMessage `json:"manifest,omitempty"`
-		} `json:"leases"`
+	var body []byte
+	if _, err := c.doJSON(ctx, "POST", "/v1/workers/lease", req, &body); err != nil {
+		return LeaseResponse{}, err
 	}
-	_, err := c.doJSON(ctx, "POST", "/v1/workers/lease", req, &wire)
-	out := wire.LeaseResponse
-	if wire.Leases != nil {
-		out.Leases = make([]Lease, len(wire.Leases))
-	}
-	for i, wl := range wire.Leases {
-		out.Leases[i] = wl.Lease
-		if len(wl.Manifest) > 0 && string(wl.Manifest) != "null" {
-			m, merr := c.manifests.decode(wl.Manifest)
-			if merr != nil && err == nil {
-				err = fmt.Errorf("lease %s: manifest: %w", wl.Lease.Lease, merr)
-			}
-			out.Leases[i].Manifest, out.Leases[i].manifestJSON = m, wl.Manifest
+	out, manifests, ok := decodeLeaseResponse(body)
+	if !ok {
+		var wire struct {
+			LeaseResponse
+			Leases []struct {
+				Lease
+				Manifest json.RawMessage `json:"manifest,omitempty"`
+			} `json:"leases"`
+		}
+		if err := json.Unmarshal(body, &wire); err != nil {
+			return LeaseResponse{}, fmt.Errorf("decode POST /v1/workers/lease response: %w", err)
+		}
+		out, manifests = wire.LeaseResponse, nil
+		if wire.Leases != nil {
+			out.Leases = make([]Lease, len(wire.Leases))
+		}
+		for i, wl := range wire.Leases {
+			out.Leases[i] = wl.Lease
+			manifests = append(manifests, wl.Manifest)
 		}
 	}
-	return out, err
+	// Manifests decoded once per distinct JSON: every lease of a plugin
+	// version carries the same one.
+	for i, raw := range manifests {
+		if len(raw) == 0 || string(raw) == "null" {
+			continue
+		}
+		m, err := c.manifests.decode(raw)
+		if err != nil {
+			return LeaseResponse{}, fmt.Errorf("decode POST /v1/workers/lease response: lease %s: manifest: %w", out.Leases[i].Lease, err)
+		}
+		out.Leases[i].Manifest, out.Leases[i].manifestJSON = m, raw
+	}
+	return out, nil
 }
 
 // ManifestJSON is the manifest as the server sent it (nil when the lease

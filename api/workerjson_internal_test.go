@@ -53,3 +53,89 @@ func TestLeaseResponseJSONMatchesEncoder(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeLeaseResponseMatchesEncoding: the worker's hand-written
+// decoder gives what encoding/json gives, or gives up (and the client
+// falls back to encoding/json): on responses filled at random, as the
+// server writes them, indented, and with members it does not know; a
+// response of plain strings (what servers send) never makes it give up.
+func TestDecodeLeaseResponseMatchesEncoding(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	manifests := []*plugins.Manifest{nil, {}, {Placement: "remote", Env: map[string]string{"B": "<b>\n"}, Args: []string{"x"}}}
+	inputs := [][]byte{nil, {}, []byte("hi"), {0, 1, 2, 0xff, 0xfe}}
+	var cache manifestCache
+	plain := func(s string) bool {
+		for _, c := range []byte(s) {
+			if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				return false
+			}
+		}
+		return true
+	}
+	gaveUp := 0
+	for i := range 3000 {
+		var in LeaseResponse
+		fill(r, reflect.ValueOf(&in.Results).Elem())
+		fill(r, reflect.ValueOf(&in.LeaseTimeoutMs).Elem())
+		fill(r, reflect.ValueOf(&in.HeartbeatMs).Elem())
+		if r.IntN(4) > 0 {
+			in.Leases = make([]Lease, r.IntN(4))
+		}
+		for j := range in.Leases {
+			l := reflect.ValueOf(&in.Leases[j]).Elem()
+			for f := range l.NumField() {
+				if fd := l.Type().Field(f); fd.IsExported() && fd.Name != "Manifest" && fd.Name != "Input" {
+					fill(r, l.Field(f))
+				}
+			}
+			in.Leases[j].Manifest = manifests[r.IntN(len(manifests))]
+			in.Leases[j].Input = inputs[r.IntN(len(inputs))]
+		}
+		compact := appendLeaseResponse(nil, &in, &cache)
+		indented, _ := json.MarshalIndent(in, "", "  ")
+		unknown := append([]byte(`{"extra": 1, `), compact[1:]...)
+		for _, body := range [][]byte{compact, indented, unknown} {
+			got, raws, ok := decodeLeaseResponse(body)
+			if !ok {
+				gaveUp++
+				continue
+			}
+			var want LeaseResponse
+			if err := json.Unmarshal(body, &want); err != nil {
+				t.Fatal(err)
+			}
+			for j := range got.Leases {
+				if raws[j] != nil {
+					got.Leases[j].Manifest = new(plugins.Manifest)
+					if err := json.Unmarshal(raws[j], got.Leases[j].Manifest); err != nil {
+						t.Fatalf("case %d: manifest %q: %v", i, raws[j], err)
+					}
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("case %d: decoded\n%+v\nencoding/json:\n%+v\nfrom %s", i, got, want, body)
+			}
+		}
+		if _, _, ok := decodeLeaseResponse(unknown); ok {
+			t.Fatalf("case %d: an unknown member was not refused", i)
+		}
+		allPlain := true
+		for _, l := range in.Leases {
+			for _, s := range []string{l.Lease, l.Task, l.Run, l.Handler, l.Plugin, l.Version, l.Parent} {
+				allPlain = allPlain && plain(s)
+			}
+			for k, v := range l.Labels {
+				allPlain = allPlain && plain(k) && plain(v)
+			}
+		}
+		for _, rs := range in.Results {
+			allPlain = allPlain && plain(rs.Lease) && plain(rs.Status) && plain(rs.Error)
+		}
+		if _, _, ok := decodeLeaseResponse(compact); allPlain && !ok {
+			t.Fatalf("case %d: gave up on plain strings: %s", i, compact)
+		}
+	}
+	if gaveUp == 3*3000 {
+		t.Fatal("the decoder gave up on every response")
+	}
+}
