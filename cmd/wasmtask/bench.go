@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,7 +45,8 @@ func benchCommand() *cli.Command {
 			"ways: \"wait\", each task followed by a long-poll wait, from the submit request to the wait's\n" +
 			"answer (what a waiting client sees); \"finished_at\", no waits, from the submit request to the\n" +
 			"task's finished_at read afterwards (the engine alone; millisecond resolution).\n" +
-			"Without --handler it deploys a built-in no-op module as plugin bench-noop. Other tasks on the\n" +
+			"Without --handler it deploys a built-in no-op module as plugin bench-noop (--handler-wasm FILE:\n" +
+			"that module as plugin bench-wasm). Other tasks on the\n" +
 			"server disturb the throughput figures, which read the engine's counters.\n" +
 			"Every task of a run carries the label wasmtask-bench=<run id>, so they can be told apart and\n" +
 			"removed with wasmtask purge --label wasmtask-bench=<run id>; --cleanup does it at the end.",
@@ -56,7 +58,8 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "rates", Value: "200,1000", Usage: "offered rates of the latency scenarios, tasks/s (comma-separated; empty: skip)"},
 			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "length of each latency scenario"},
 			&cli.BoolFlag{Name: "cleanup", Usage: "purge this run's tasks (final ones) from the server at the end"},
-			&cli.StringFlag{Name: "instances", Value: "fresh", Usage: "instance policy of the built-in no-op (fresh, reuse or reset; see docs/manifest.md)"},
+			&cli.StringFlag{Name: "instances", Value: "fresh", Usage: "instance policy of the built-in no-op or --handler-wasm (fresh, reuse or reset; see docs/manifest.md)"},
+			&cli.StringFlag{Name: "handler-wasm", Usage: "deploy this module as plugin bench-wasm (policy --instances) and run it instead of the built-in no-op (BENCH_HANDLER=go scripts/bench-server.sh builds and runs a Go no-op)"},
 			&cli.StringFlag{Name: "client", Value: "lean", Usage: "HTTP client of the submits and waits: lean (persistent HTTP/1.1 connections, prepared request bodies: cheap on a machine shared with the server) or go (the Go client of package api, as a Go program would use it)"},
 		),
 		Action: runBench,
@@ -115,6 +118,9 @@ func runBench(c *cli.Context) error {
 		return fail(exitUsage, "--client: want lean or go, got %q", c.String("client"))
 	}
 	defer b.finish(c.Bool("cleanup"))
+	if file := c.String("handler-wasm"); file != "" && b.handler != "" {
+		return fail(exitUsage, "--handler and --handler-wasm exclude each other: --handler runs a deployed plugin, --handler-wasm deploys one")
+	}
 	if b.handler == "" {
 		policy, note := c.String("instances"), ""
 		var manifest []byte
@@ -125,14 +131,21 @@ func runBench(c *cli.Context) error {
 		default:
 			return fail(exitUsage, "--instances: want fresh, reuse or reset, got %q", policy)
 		}
-		res, err := cl.PluginDeploy(c.Context, "bench-noop", noopModule, manifest)
+		name, module, what := "bench-noop", noopModule, "built-in no-op"
+		if file := c.String("handler-wasm"); file != "" {
+			if module, err = os.ReadFile(file); err != nil {
+				return fail(exitUsage, "--handler-wasm: %v", err)
+			}
+			name, what = "bench-wasm", file
+		}
+		res, err := cl.PluginDeploy(c.Context, name, module, manifest)
 		if err != nil {
 			return apiFail(err)
 		}
-		b.handler = "bench-noop"
-		fmt.Fprintf(b.out, "handler bench-noop %s (built-in no-op%s)\n", res.Version, note)
+		b.handler = name
+		fmt.Fprintf(b.out, "handler %s %s (%s%s)\n", name, res.Version, what, note)
 	} else if c.IsSet("instances") {
-		return fail(exitUsage, "--instances applies to the built-in no-op; deploy --handler's plugin with the policy in its manifest")
+		return fail(exitUsage, "--instances applies to the built-in no-op and --handler-wasm; deploy --handler's plugin with the policy in its manifest")
 	}
 	if _, err := cl.EngineStatus(c.Context); err != nil {
 		return apiFail(err)
@@ -227,8 +240,8 @@ func (b *bench) finish(cleanup bool) {
 		return
 	}
 	fmt.Fprintf(b.out, "\ncleanup: %d tasks labelled %s purged", res.Purged, label)
-	if b.handler == "bench-noop" {
-		fmt.Fprint(b.out, " (the bench-noop plugin stays: plugins cannot be removed)")
+	if b.handler == "bench-noop" || b.handler == "bench-wasm" {
+		fmt.Fprintf(b.out, " (the %s plugin stays: plugins cannot be removed)", b.handler)
 	}
 	fmt.Fprintln(b.out)
 }
