@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	goruntime "runtime"
 	"testing"
 	"time"
 
@@ -308,5 +309,55 @@ func BenchmarkResetCost(b *testing.B) {
 			}
 			cputime.Report(b, cpu)
 		})
+	}
+}
+
+// BenchmarkAttemptParallel runs attempts from 8 x GOMAXPROCS goroutines at
+// once, as serve's workers do, through the Executor (handler resolution,
+// limits, result conversion) in a fresh instance each (fresh) or in a pool
+// of warm instances (reuse):
+//
+//	go test -run='^$' -bench=AttemptParallel -benchtime=2s ./host/
+func BenchmarkAttemptParallel(b *testing.B) {
+	guests := []struct {
+		name string
+		wasm func(testing.TB) []byte
+	}{
+		{name: "wat", wasm: func(tb testing.TB) []byte { return readWasm(tb, "bench") }},
+		{name: "go", wasm: goEchoWasm},
+	}
+	for _, g := range guests {
+		for _, mode := range []InstanceMode{InstancesFresh, InstancesReuse} {
+			b.Run(g.name+"/"+string(mode), func(b *testing.B) {
+				wasm := g.wasm(b)
+				h := newTestHost(b, Config{MaxIdleInstances: 8 * goruntime.GOMAXPROCS(0)})
+				m := mustLoad(b, h, wasm, 0)
+				p, err := h.NewPool(m, InstancePolicy{Mode: mode}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				x := NewExecutor(h, func(context.Context, string) (Plugin, error) {
+					return Plugin{Module: m, Limits: DefaultLimits(), Pool: p}, nil
+				})
+				job := dispatch.Job{Task: "t", Run: "t#1", Attempt: 1, MaxAttempts: 3, Handler: "bench",
+					Input: []byte("hello"), Labels: map[string]string{"wasmtask-bench": "x"}}
+				b.SetParallelism(8)
+				b.ReportAllocs()
+				b.ResetTimer()
+				cpu := cputime.Process()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if res := x.Execute(context.Background(), job); res.Outcome != dispatch.OutcomeOK {
+							b.Errorf("Outcome %s (%s)", res.Outcome, res.Error)
+							return
+						}
+					}
+				})
+				cputime.Report(b, cpu)
+				b.StopTimer()
+				st := p.Stats()
+				b.ReportMetric(float64(st.Created), "instances")
+			})
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/tetratelabs/wazero"
@@ -46,10 +47,15 @@ type Module struct {
 	// module's declared maximum when lower (memDeclaredMax); see memory.go.
 	memMaxPages    uint32
 	memDeclaredMax bool
-	compiled       wazero.CompiledModule
-	tableLimit     uint32              // the table limit compiled in, for a reset pool's variant (reset.go)
-	cfg            wazero.ModuleConfig // see moduleConfig
-	rt             *runtime
+	// memHint is the memory its instances grow to (bytes): an instance
+	// reserves it up front, so that a guest growing its memory step by
+	// step (a Go guest does, to megabytes) does not copy it at each step.
+	// Raised by every grow, set by every close (memory.go).
+	memHint    atomic.Uint64
+	compiled   wazero.CompiledModule
+	tableLimit uint32              // the table limit compiled in, for a reset pool's variant (reset.go)
+	cfg        wazero.ModuleConfig // see moduleConfig
+	rt         *runtime
 }
 
 // ValidationError says why a module was rejected, naming the import or

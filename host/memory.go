@@ -34,6 +34,7 @@ import (
 // experimental.MemoryAllocator: wazero asks it once, at instantiation.
 type guestMemory struct {
 	pool     *memPool
+	hint     *atomic.Uint64 // the module's memHint
 	buf      []byte
 	clean    uint64 // buf[clean:cap(buf)] is known to be zero (a reused buffer is dirty below)
 	max      uint64 // bytes: the limit, or the module's declared maximum when lower
@@ -44,6 +45,9 @@ type guestMemory struct {
 
 // Allocate implements experimental.MemoryAllocator.
 func (g *guestMemory) Allocate(capBytes, _ uint64) experimental.LinearMemory {
+	if g.hint != nil {
+		capBytes = max(capBytes, g.hint.Load())
+	}
 	g.buf, g.clean = g.pool.get(min(capBytes, g.max))
 	return g
 }
@@ -79,6 +83,10 @@ func (g *guestMemory) Reallocate(size uint64) []byte {
 	// one again.
 	g.pool.put(g.buf)
 	g.buf, g.clean = buf, clean
+	if g.hint != nil {
+		for h := g.hint.Load(); h < size && !g.hint.CompareAndSwap(h, size); h = g.hint.Load() {
+		}
+	}
 	return g.buf
 }
 
@@ -87,6 +95,12 @@ func (g *guestMemory) Reallocate(size uint64) []byte {
 // a stop), never while the guest runs but for Host.Close (see memPool.close).
 func (g *guestMemory) Free() {
 	if g.buf != nil {
+		if g.hint != nil && g.started {
+			// The size this instance ended at, not the largest ever: one
+			// instance that grew exceptionally does not make every later
+			// one reserve as much.
+			g.hint.Store(uint64(len(g.buf)))
+		}
 		g.pool.put(g.buf)
 		g.buf = nil
 	}
@@ -103,7 +117,7 @@ func (g *guestMemory) refusals() uint32 {
 // withMemory returns ctx for instantiating m: the instance's memory comes
 // from the host's allocator and is stored in *into.
 func (m *Module) withMemory(ctx context.Context, into **guestMemory) context.Context {
-	g := &guestMemory{pool: m.rt.mem, max: uint64(m.memMaxPages) * 65536, declared: m.memDeclaredMax}
+	g := &guestMemory{pool: m.rt.mem, hint: &m.memHint, max: uint64(m.memMaxPages) * 65536, declared: m.memDeclaredMax}
 	*into = g
 	return experimental.WithMemoryAllocator(ctx, g)
 }
