@@ -21,35 +21,49 @@ const poisonByte = 0xa5
 // fresh or warm, with released buffers poisoned or not.
 func TestFreshMemoryIsZero(t *testing.T) {
 	for _, poison := range []byte{0, poisonByte} {
-		h := newTestHost(t, Config{})
-		h.mem.poison = poison
-		m := mustLoad(t, h, readWasm(t, "dirty"), 0)
-		p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReuse, MaxUses: 1}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		runs := map[string]func(string) Result{
-			"fresh": func(in string) Result { return h.Run(context.Background(), m, Attempt{Input: []byte(in)}) },
-			"reuse": func(in string) Result { return p.Run(context.Background(), Attempt{Input: []byte(in)}) },
-		}
-		for _, dirtyBy := range []string{"fresh", "reuse"} {
-			for _, checkBy := range []string{"fresh", "reuse"} {
-				if res := runs[dirtyBy]("dirty"); res.Outcome != dispatch.OutcomeOK {
-					t.Fatalf("dirty: %s (%s)", res.Outcome, res.Error)
+		// reserve: instances reserve the 4 pages the module grew to
+		// (memHint), so every grow stays within the buffer; grow: no hint,
+		// so the grows to 2 and 3 pages move to other (dirty) buffers.
+		for _, reserve := range []bool{true, false} {
+			h := newTestHost(t, Config{})
+			h.mem.poison = poison
+			m := mustLoad(t, h, readWasm(t, "dirty"), 0)
+			p, err := h.NewPool(m, InstancePolicy{Mode: InstancesReuse, MaxUses: 1}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			run := func(by, in string) Result {
+				if !reserve {
+					m.memHint.Store(0)
 				}
-				res := runs[checkBy]("scan")
-				if res.Outcome != dispatch.OutcomeOK || string(res.Output) != le32(0) {
-					t.Errorf("poison %#x, dirtied by %s, checked by %s: %s (%s), output %x; want ok and 0 non-zero bytes",
-						poison, dirtyBy, checkBy, res.Outcome, res.Error, res.Output)
+				if by == "fresh" {
+					return h.Run(context.Background(), m, Attempt{Input: []byte(in)})
+				}
+				return p.Run(context.Background(), Attempt{Input: []byte(in)})
+			}
+			for _, dirtyBy := range []string{"fresh", "reuse"} {
+				for _, checkBy := range []string{"fresh", "reuse"} {
+					if res := run(dirtyBy, "dirty"); res.Outcome != dispatch.OutcomeOK {
+						t.Fatalf("dirty: %s (%s)", res.Outcome, res.Error)
+					}
+					res := run(checkBy, "scan")
+					if res.Outcome != dispatch.OutcomeOK || string(res.Output) != le32(0) {
+						t.Errorf("poison %#x, reserve %v, dirtied by %s, checked by %s: %s (%s), output %x; want ok and 0 non-zero bytes",
+							poison, reserve, dirtyBy, checkBy, res.Outcome, res.Error, res.Output)
+					}
 				}
 			}
+			// 8 attempts: without the reserve each takes buffers of 1, 2
+			// and 4 pages, from the pool but for the first attempt's.
+			want := MemoryPoolStats{Reused: 7, Made: 3, Bytes: 7 * 65536, Buffers: 3} // the first attempt grew without a hint
+			if !reserve {
+				want = MemoryPoolStats{Reused: 3 * 7, Made: 3, Bytes: 7 * 65536, Buffers: 3}
+			}
+			if st := h.MemoryPool(); st != want {
+				t.Errorf("poison %#x, reserve %v: pool %+v, want %+v", poison, reserve, st, want)
+			}
+			p.Close()
 		}
-		// Each attempt releases 1, 2 and 4 pages; from the second on they
-		// come back from the pool.
-		if st := h.MemoryPool(); st.Reused < 3*7 || st.Made > 3 {
-			t.Errorf("poison %#x: pool %+v, want 3 buffers made and the rest reused", poison, st)
-		}
-		p.Close()
 	}
 }
 
