@@ -35,6 +35,10 @@ type benchHTTP struct {
 	tls     *tls.Config // nil: plain TCP
 	auth    string      // "Authorization: Bearer ...\r\n" or ""
 	timeout time.Duration
+	// index, as api.Client's: the newest state sequence a cluster node
+	// answered (X-Wasmtask-Index), sent back so that a follower answers a
+	// wait with the task it was just given (read-your-writes).
+	index *api.IndexTracker
 
 	mu   sync.Mutex
 	idle []*benchConn
@@ -58,7 +62,10 @@ func newBenchHTTP(cl *api.Client) (*benchHTTP, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &benchHTTP{addr: u.Host, host: u.Host, timeout: 2 * time.Minute}
+	b := &benchHTTP{addr: u.Host, host: u.Host, timeout: 2 * time.Minute, index: cl.Index}
+	if b.index == nil {
+		b.index = new(api.IndexTracker)
+	}
 	switch u.Scheme {
 	case "http":
 		if u.Port() == "" {
@@ -185,6 +192,11 @@ func (b *benchHTTP) once(method, path string, body, buf []byte) (status int, out
 	c.req = append(c.req, b.host...)
 	c.req = append(c.req, "\r\n"...)
 	c.req = append(c.req, b.auth...)
+	if v := b.index.Load(); v > 0 {
+		c.req = append(c.req, api.MinIndexHeader+": "...)
+		c.req = strconv.AppendUint(c.req, v, 10)
+		c.req = append(c.req, "\r\n"...)
+	}
 	if body != nil {
 		c.req = append(c.req, "Content-Type: application/json\r\nContent-Length: "...)
 		c.req = strconv.AppendInt(c.req, int64(len(body)), 10)
@@ -224,6 +236,9 @@ func (b *benchHTTP) once(method, path string, body, buf []byte) (status int, out
 		c.c.Close()
 	} else {
 		b.put(c)
+	}
+	if v, err := strconv.ParseUint(resp.Header.Get(api.IndexHeader), 10, 64); err == nil {
+		b.index.Observe(v)
 	}
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
 		retryAfter = time.Duration(s) * time.Second

@@ -54,7 +54,10 @@ func TestBenchHTTP(t *testing.T) {
 			return
 		}
 		body, _ := io.ReadAll(r.Body)
+		w.Header().Set(api.IndexHeader, "7") // as a cluster node answers
 		switch r.URL.Path {
+		case "/index":
+			fmt.Fprintf(w, "min %s", r.Header.Get(api.MinIndexHeader))
 		case "/echo":
 			fmt.Fprintf(w, "%s %s", r.Method, body)
 		case "/chunked":
@@ -101,6 +104,7 @@ func TestBenchHTTP(t *testing.T) {
 		wantCode                 string
 	}{
 		{name: "post", method: "POST", path: "/echo", body: `{"a": 1}`, wantStatus: 200, want: `POST {"a": 1}`},
+		{name: "index sent back", method: "GET", path: "/index", wantStatus: 200, want: "min 7"},
 		{name: "get", method: "GET", path: "/echo", wantStatus: 200, want: "GET "},
 		{name: "chunked", method: "GET", path: "/chunked", wantStatus: 200, want: "part0 part1 part2 "},
 		{name: "busy then done", method: "POST", path: "/busy", body: "{}", wantStatus: 200, want: "done"},
