@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -513,5 +515,60 @@ func TestWorkerPrefetchWhileAttemptsRunShort(t *testing.T) {
 	info, queued := workerState()
 	if info.InFlight+queued > 4 {
 		t.Fatalf("in flight %d + queued %d beyond the concurrency 4 after prefetch stopped", info.InFlight, queued)
+	}
+}
+
+// TestWorkerTokenScope: the worker token (Config.WorkerToken) leases,
+// reports and fetches modules, and gets 403 naming the admin token on
+// every other route; the admin token still works everywhere.
+func TestWorkerTokenScope(t *testing.T) {
+	b := setupRemote(t, 0, 10*time.Second, "admin")
+	srv := httptest.NewServer(api.New(api.Config{Engine: b.engine, Plugins: b.reg, Broker: b.broker, Token: "admin", WorkerToken: "wk", Logger: discard}))
+	t.Cleanup(srv.Close)
+	lease := `{"worker":"w1","name":"w1","concurrency":1,"max":1,"wait_ms":0}`
+	result := `{"worker":"w1","name":"w1","concurrency":1,"results":[{"lease":"none","outcome":"ok"}]}`
+	tests := []struct {
+		token, method, path, body string
+		want                      int
+	}{
+		{"wk", "POST", "/v1/workers/lease", lease, 200},
+		{"wk", "POST", "/v1/workers/heartbeat", `{"worker":"w1","name":"w1","concurrency":1,"leases":[]}`, 200},
+		{"wk", "POST", "/v1/workers/result", result, 409}, // past the token: fenced
+		{"wk", "GET", "/v1/modules/" + b.echo, "", 200},
+		{"wk", "POST", "/v1/tasks", `{"handler":"echo"}`, 403},
+		{"wk", "GET", "/v1/tasks", "", 403},
+		{"wk", "GET", "/v1/workers", "", 403},
+		{"wk", "DELETE", "/v1/plugins/echo", "", 403},
+		{"wk", "POST", "/v1/engine/pause", "", 403},
+		{"admin", "POST", "/v1/workers/lease", lease, 200},
+		{"admin", "GET", "/v1/workers", "", 200},
+		{"wrong", "POST", "/v1/workers/lease", lease, 401},
+		{"", "GET", "/v1/modules/" + b.echo, "", 401},
+	}
+	for _, tc := range tests {
+		t.Run(tc.token+" "+tc.method+" "+tc.path, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, body)
+			}
+			if tc.want == 403 && !strings.Contains(string(body), "admin token") {
+				t.Errorf("403 body %s does not say which token the route needs", body)
+			}
+		})
+	}
+	if v, _ := b.cl.TaskList(context.Background(), &api.TaskListParams{}); len(v.Tasks) != 0 {
+		t.Errorf("the worker token's refused submission created tasks: %+v", v.Tasks)
 	}
 }

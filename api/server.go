@@ -28,6 +28,10 @@ type Config struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// every route except /healthz.
 	Token string
+	// WorkerToken, when set (with Token), is a second token good only for
+	// what a remote worker does: lease, heartbeat, report results, fetch
+	// modules (workerRoute). Any other route answers it 403.
+	WorkerToken string
 	// Metrics serves GET /metrics (a Prometheus handler); nil: 404.
 	Metrics http.Handler
 	Logger  *slog.Logger
@@ -199,13 +203,36 @@ func (s *Server) routes() []route {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Token != "" && r.URL.Path != "/healthz" && !isUIPath(r.URL.Path) {
 		got, ok := bearerToken(r.Header.Get("Authorization"))
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) != 1 {
+		switch {
+		case ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1:
+		case ok && s.cfg.WorkerToken != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.WorkerToken)) == 1:
+			if !workerRoute(r) {
+				writeError(w, &Error{Status: 403, Code: "forbidden", Message: fmt.Sprintf(
+					"the worker token (serve --worker-token) only leases, heartbeats, reports results and fetches modules; %s %s needs the admin token (--token)", r.Method, r.URL.Path)})
+				return
+			}
+		default:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wasmtask"`)
 			writeError(w, &Error{Status: 401, Code: "unauthorized", Message: "missing or wrong bearer token (set --token or WASMTASK_TOKEN)"})
 			return
 		}
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// workerRoute reports whether r is one of the routes the worker token may
+// use: the remote worker protocol and module fetch.
+func workerRoute(r *http.Request) bool {
+	switch {
+	case r.Method == http.MethodPost:
+		switch r.URL.Path {
+		case "/v1/workers/lease", "/v1/workers/heartbeat", "/v1/workers/result":
+			return true
+		}
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
+		return strings.HasPrefix(r.URL.Path, "/v1/modules/")
+	}
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -477,6 +477,33 @@ func TestWorkerTokenAndTLS(t *testing.T) {
 	}
 }
 
+// TestWorkerToken: serve --worker-token gives workers a token of their
+// own: a worker holding it runs attempts, and the same token cannot list
+// workers, submit or read tasks (403); --worker-token alone is refused.
+func TestWorkerToken(t *testing.T) {
+	t.Parallel()
+	if r := runCLI(t, nil, "serve", "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0", "--worker-token", "wk"); r.code != 2 || !strings.Contains(r.stderr, "--worker-token needs --token") {
+		t.Fatalf("serve --worker-token without --token: %s", r)
+	}
+	s := startServer(t, serverOpts{scheduleOnly: true, token: "admin", extra: []string{"--worker-token", "wk"}})
+	s.deploy("echo", hostModule(t, "echo"))
+	startWorker(t, s, "scoped", "--token", "wk")
+	res, err := s.client.Submit(context.Background(), api.TaskSpec{Handler: "echo", Input: ptr("scoped")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.client.TaskWait(context.Background(), res.Task.ID, 30*time.Second)
+	if err != nil || v.State != "completed" || *v.Output != "SCOPED" || v.Runs[0].Attempts[0].Worker != "scoped" {
+		t.Fatalf("%+v %v", v, err)
+	}
+	env := []string{"WASMTASK_SERVER=" + s.URL, "WASMTASK_TOKEN=wk"}
+	for _, args := range [][]string{{"workers"}, {"get", res.Task.ID}, {"submit", "echo"}} {
+		if r := runCLI(t, env, args...); r.code == 0 || !strings.Contains(r.stderr, "admin token") {
+			t.Errorf("wasmtask %v with the worker token: %s", args, r)
+		}
+	}
+}
+
 // TestWorkerDrainsOnSIGTERM: SIGTERM while an attempt runs: the worker
 // takes no new lease, finishes the attempt, reports it and exits 0.
 func TestWorkerDrainsOnSIGTERM(t *testing.T) {

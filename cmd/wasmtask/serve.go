@@ -34,6 +34,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "worker-lease-timeout", Value: 10 * time.Second, Usage: "a remote worker's lease not renewed by a heartbeat for this long is lost: the attempt is retried elsewhere (workers heartbeat 4 times per timeout)"},
 			&cli.BoolFlag{Name: "durable-leases", Usage: "start each attempt only once its lease is fsynced, so that even a power loss never runs an attempt twice, at the cost of one fsync wait per attempt (by default an attempt starts once its lease is written: a crash of the process is covered, one of the machine in that window may run it again)"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"WASMTASK_TOKEN"}, Usage: "require this bearer token on every route but /healthz"},
+			&cli.StringFlag{Name: "worker-token", EnvVars: []string{"WASMTASK_WORKER_TOKEN"}, Usage: "a second token, for wasmtask worker processes: it may only lease, heartbeat, report results and fetch modules (other routes answer it 403); needs --token"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "how long running attempts may take to finish on shutdown"},
 			&cli.UintFlag{Name: "max-memory-pages", Value: uint(host.DefaultMaxLimits().MemoryPages), Usage: "operator maximum of a plugin's memory (64 KiB pages)"},
 			&cli.UintFlag{Name: "max-table-elements", Value: uint(host.DefaultMaxLimits().TableElements), Usage: "operator maximum of a plugin's table elements (all tables together, 8 bytes each)"},
@@ -73,6 +74,12 @@ func runServe(c *cli.Context) error {
 	}
 	if d := c.Duration("worker-lease-timeout"); d < 100*time.Millisecond {
 		return fail(exitUsage, "--worker-lease-timeout must be at least 100ms, got %v", d)
+	}
+	if wt := c.String("worker-token"); wt != "" && (c.String("token") == "" || wt == c.String("token")) {
+		return fail(exitUsage, "--worker-token needs --token (the admin token), and must differ from it: without --token every route is open")
+	}
+	if c.String("worker-token") != "" && clusterMode(c) {
+		return fail(exitUsage, "--worker-token is not supported with --cluster yet: workers of a cluster use --token")
 	}
 	payloadMemory, payloadMemorySource := defaultPayloadMemory()
 	if b := c.Generic("max-payload-memory").(*byteSize); b.set {
@@ -174,7 +181,7 @@ func runServe(c *cli.Context) error {
 		hl.Info("watching plugins", "dir", dir)
 	}
 
-	srv := api.New(api.Config{Engine: engine, Plugins: reg, Broker: broker, Token: c.String("token"), Metrics: m.handler(), Logger: logger, Version: buildVersion(),
+	srv := api.New(api.Config{Engine: engine, Plugins: reg, Broker: broker, Token: c.String("token"), WorkerToken: c.String("worker-token"), Metrics: m.handler(), Logger: logger, Version: buildVersion(),
 		DiskUsage: func() api.DiskUsage { return diskUsage(dataDir) }})
 	historyCtx, stopHistory := context.WithCancel(ctx)
 	defer stopHistory()
