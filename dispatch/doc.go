@@ -50,9 +50,10 @@
 //     the free workers, drop final tasks past retention. Every change is an
 //     Event, applied through the reducer as it is decided.
 //  4. Encode the tick's events and queue the tick for the committer.
-//     Attempts of tasks whose submission is already durable start now,
-//     once the tick's events are written (see below); the others wait for
-//     the tick's fsync.
+//     Attempts of tasks whose submission is already durable start once
+//     the tick's events are written (see below): at the end of the tick,
+//     or, while more inputs are queued, with the next ticks' (one write
+//     for up to four ticks); the others wait for the tick's fsync.
 //  5. When the committer is free, write every queued tick's events as one
 //     segwal.Append (one frame, not yet fsynced) and hand them to it; while
 //     it is busy, go on stepping (writing a frame every 512 events, so the
@@ -75,7 +76,10 @@
 // the lease's fsync: a worker that reports a result gets its next attempt
 // in the same tick and starts it at once, so no fsync lies in the worker's
 // cycle (with few workers the fsync wait, not the engine, bounded the
-// rate). The guarantees hold:
+// rate). While inputs are queued, the leases of up to four ticks share one
+// write (with few workers a tick leases one or two attempts, and a write
+// per tick was a third of the loop's time); the attempts start right
+// after it. The guarantees hold:
 //
 //   - Nothing is acknowledged or visible before it is durable: replies,
 //     Wait wake-ups and readers still wait for the fsync of what they see.
