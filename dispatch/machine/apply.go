@@ -89,12 +89,10 @@ func Apply(s *State, e *Event) error {
 			p.children = slices.DeleteFunc(slices.Clone(p.children), func(id TaskID) bool { return id == e.Task })
 		}
 		s.JustFinal = append(s.JustFinal, e.Task) // wakes Wait, which then reports it gone
-		// Retention drops the oldest final task: pop it in O(1) rather
-		// than shifting the whole list.
 		if len(s.Finals) > 0 && s.Finals[0] == e.Task {
-			s.Finals = s.Finals[1:]
+			s.dropFinal(0)
 		} else if i := slices.Index(s.Finals, e.Task); i >= 0 {
-			s.Finals = slices.Delete(s.Finals, i, i+1)
+			s.dropFinal(i)
 		}
 	case EvDependencyAdded:
 		return applyDependencyAdded(s, e)
@@ -344,7 +342,3 @@ func violation(e *Event, r *Run, format string, args ...any) error {
 	return &InvariantError{Event: e.Type, Run: r.ID, Task: r.Task, Reason: fmt.Sprintf(format, args...)}
 }
 
-// finalBefore orders final tasks for retention: by FinalAt, then submission.
-func finalBefore(a, b *Task) bool {
-	return a.FinalAt < b.FinalAt || a.FinalAt == b.FinalAt && a.SubmitSeq < b.SubmitSeq
-}

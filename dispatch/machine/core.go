@@ -690,16 +690,15 @@ func (c *Core) freeSlot(id RunID) {
 // oldest final tasks beyond the retention count.
 func (c *Core) dropRetained(now int64) error {
 	for len(c.s.Finals) > 0 {
-		id := c.s.Finals[0]
-		t, ok := c.s.Tasks[id]
-		if !ok {
-			c.s.Finals = c.s.Finals[1:] // already dropped
-			continue
-		}
 		over := c.cfg.RetainCount > 0 && len(c.s.Finals) > c.cfg.RetainCount
-		old := c.cfg.RetainMs > 0 && t.FinalAt+c.cfg.RetainMs <= now
+		old := c.cfg.RetainMs > 0 && c.s.finalKeys[0].at+c.cfg.RetainMs <= now
 		if !over && !old {
 			return nil
+		}
+		id := c.s.Finals[0]
+		if _, ok := c.s.Tasks[id]; !ok {
+			c.s.dropFinal(0) // already dropped
+			continue
 		}
 		if err := c.emit(Event{Type: EvTaskDropped, At: now, Task: id}); err != nil {
 			return err
@@ -722,9 +721,7 @@ func (c *Core) nextWake() int64 {
 		consider(e.at)
 	}
 	if len(c.s.Finals) > 0 && c.cfg.RetainMs > 0 {
-		if t, ok := c.s.Tasks[c.s.Finals[0]]; ok {
-			consider(t.FinalAt + c.cfg.RetainMs)
-		}
+		consider(c.s.finalKeys[0].at + c.cfg.RetainMs)
 	}
 	return next
 }

@@ -175,7 +175,13 @@ func (s *State) removeFinalTree(t *Task) {
 		}
 	}
 	walk(t)
-	s.Finals = slices.DeleteFunc(slices.Clone(s.Finals), func(id TaskID) bool { return tree[id] })
+	finals, keys := make([]TaskID, 0, len(s.Finals)), make([]finalKey, 0, len(s.finalKeys))
+	for i, id := range s.Finals {
+		if !tree[id] {
+			finals, keys = append(finals, id), append(keys, s.finalKeys[i])
+		}
+	}
+	s.Finals, s.finalKeys = finals, keys
 }
 
 // handleDelete drops a final task and its subtree.

@@ -22,6 +22,10 @@ type State struct {
 	timers   dueHeap // scheduled and retry_wait runs by DueAt
 	leases   dueHeap // leased and running runs by LeaseExp
 	Finals   []TaskID
+	// finalKeys are the retention keys of Finals' tasks, in the same
+	// order: kept beside the ids so that ordering and retention need no
+	// map lookup per task (finals.go).
+	finalKeys []finalKey
 	counts   runCounts
 	Inflight int // leased + running
 
@@ -267,7 +271,7 @@ func (s *State) index(r *Run) {
 
 // reindex rebuilds the derived indexes from the maps (after a snapshot load).
 func (s *State) reindex() {
-	s.ready, s.timers, s.leases, s.Finals = nil, nil, nil, nil
+	s.ready, s.timers, s.leases, s.Finals, s.finalKeys = nil, nil, nil, nil, nil
 	s.keyHolder, s.blocked, s.Doomed = map[string]RunID{}, map[string]*readyHeap{}, nil
 	s.counts = runCounts{}
 	s.Inflight = 0
@@ -307,6 +311,7 @@ func (s *State) reindex() {
 	})
 	for _, t := range fins {
 		s.Finals = append(s.Finals, t.Spec.ID)
+		s.finalKeys = append(s.finalKeys, keyOf(t))
 	}
 }
 

@@ -191,27 +191,52 @@ func (s *State) retainable(t *Task) bool {
 
 // addFinal records t in the retention order (FinalAt, SubmitSeq).
 func (s *State) addFinal(t *Task) {
-	if n := len(s.Finals); n == 0 || finalBefore(s.Tasks[s.Finals[n-1]], t) {
+	k := keyOf(t)
+	if n := len(s.finalKeys); n == 0 || s.finalKeys[n-1].before(k) {
 		s.Finals = append(s.Finals, t.Spec.ID)
+		s.finalKeys = append(s.finalKeys, k)
 		return
 	}
 	// Tasks final in one tick share FinalAt and arrive out of submission
 	// order, so the place is near the end: gallop back from there, then
-	// search the last stride (each probe is a map lookup).
-	hi, step := len(s.Finals)-1, 1 // finals[hi] is not before t
+	// search the last stride.
+	hi, step := len(s.finalKeys)-1, 1 // finals[hi] is not before t
 	lo := hi - step
-	for lo >= 0 && !finalBefore(s.Tasks[s.Finals[lo]], t) {
+	for lo >= 0 && !s.finalKeys[lo].before(k) {
 		hi, step = lo, step*2
 		lo = hi - step
 	}
 	lo = max(lo, -1) // finals[lo] is before t, or lo is -1
-	i, _ := slices.BinarySearchFunc(s.Finals[lo+1:hi], t, func(id TaskID, t *Task) int {
-		if finalBefore(s.Tasks[id], t) {
+	i, _ := slices.BinarySearchFunc(s.finalKeys[lo+1:hi], k, func(f, k finalKey) int {
+		if f.before(k) {
 			return -1
 		}
 		return 1
 	})
 	s.Finals = slices.Insert(s.Finals, lo+1+i, t.Spec.ID)
+	s.finalKeys = slices.Insert(s.finalKeys, lo+1+i, k)
+}
+
+// finalKey orders final tasks for retention: by FinalAt, then submission.
+type finalKey struct {
+	at  int64
+	seq uint64
+}
+
+func keyOf(t *Task) finalKey { return finalKey{at: t.FinalAt, seq: t.SubmitSeq} }
+
+func (a finalKey) before(b finalKey) bool { return a.at < b.at || a.at == b.at && a.seq < b.seq }
+
+// dropFinal removes Finals[i] (and its key).
+func (s *State) dropFinal(i int) {
+	if i == 0 {
+		// Retention drops the oldest final task: pop it in O(1) rather
+		// than shifting the whole list.
+		s.Finals, s.finalKeys = s.Finals[1:], s.finalKeys[1:]
+		return
+	}
+	s.Finals = slices.Delete(s.Finals, i, i+1)
+	s.finalKeys = slices.Delete(s.finalKeys, i, i+1)
 }
 
 // reindexWorkflow rebuilds links, gating and finality from the tasks and
