@@ -341,4 +341,3 @@ func checkAttempt(e *Event, r *Run) error {
 func violation(e *Event, r *Run, format string, args ...any) error {
 	return &InvariantError{Event: e.Type, Run: r.ID, Task: r.Task, Reason: fmt.Sprintf(format, args...)}
 }
-

@@ -18,16 +18,16 @@ type State struct {
 
 	// Indexes derived from the maps; rebuilt by reindex after a snapshot
 	// load. Heap entries are invalidated lazily through Run.gen.
-	ready    readyHeap
-	timers   dueHeap // scheduled and retry_wait runs by DueAt
-	leases   dueHeap // leased and running runs by LeaseExp
-	Finals   []TaskID
+	ready  readyHeap
+	timers dueHeap // scheduled and retry_wait runs by DueAt
+	leases dueHeap // leased and running runs by LeaseExp
+	Finals []TaskID
 	// finalKeys are the retention keys of Finals' tasks, in the same
 	// order: kept beside the ids so that ordering and retention need no
 	// map lookup per task (finals.go).
 	finalKeys []finalKey
-	counts   runCounts
-	Inflight int // leased + running
+	counts    runCounts
+	Inflight  int // leased + running
 
 	// Workflow indexes (workflow.go).
 	keyHolder map[string]RunID      // concurrency key -> the run holding it
