@@ -164,7 +164,7 @@ func (c *Client) doOnce(ctx context.Context, method, path string, body io.Reader
 			c.Index.Observe(v)
 		}
 	}
-	b, err := io.ReadAll(resp.Body)
+	b, err := readResponse(resp)
 	if err != nil {
 		return resp.StatusCode, &UnreachableError{URL: base, Err: err}
 	}
@@ -434,4 +434,18 @@ func (c *Client) EngineStatus(ctx context.Context) (EngineStatus, error) {
 func IsUnreachable(err error) bool {
 	var u *UnreachableError
 	return errors.As(err, &u)
+}
+
+// readResponse reads a response's body: into one buffer of its length
+// when the server sent one (every JSON answer up to a few MiB), rather
+// than io.ReadAll's doubling.
+func readResponse(resp *http.Response) ([]byte, error) {
+	if n := resp.ContentLength; n > 0 && n <= 64<<20 {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(resp.Body)
 }
