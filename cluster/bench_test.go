@@ -178,7 +178,15 @@ func benchmarkSubmit(b *testing.B, submitters int) {
 				}
 			}
 			c.converged()
-			run(b, func() *dispatch.Engine { return n1.Engine() })
+			// Under load an election can move the leadership mid-run (the
+			// engine of a deposed n1 is nil): go on with the new leader's,
+			// as a client following the cluster would.
+			run(b, func() *dispatch.Engine {
+				if e := n1.Engine(); e != nil {
+					return e
+				}
+				return c.leader().Engine()
+			})
 			if st := n1.Status(); st.Commits > 0 {
 				b.ReportMetric(1000*st.CommitSeconds/float64(st.Commits), "commit-ms")
 				b.ReportMetric(float64(st.CommitEvents)/float64(st.Commits), "events/commit")

@@ -204,6 +204,19 @@
 //     benchmark process used 0.4-0.7 of a CPU, so it waits rather than
 //     computes; the FSM is a quarter of that CPU, not the bound.
 //
+// Result (BenchmarkSubmit, 3 rounds interleaved with the code of this
+// session's start, load average 22-24, fsyncs 1-5 ms): 32 submitters, 1
+// node 7.0-7.9k tasks/s, 3 nodes 4.5-5.5k (57-79 %, submit p50 3.4-4.3
+// ms), where the session's start measured 1.4-1.5k beside 8.1-13.4k
+// (14-18 %, p50 14-16 ms); 256 submitters, 1 node 18-33k, 3 nodes
+// 6.0-13.2k (32-40 %; bolt 4.6-4.7k). make bench-cluster (wasmtask bench,
+// real processes, through the leader, 2 rounds): 32 clients 1 node
+// 4.3-4.9k, 3 nodes 2.0-2.5k (46-51 %; start: 1.1-1.7k); 1 client
+// 286-337 vs 706-736 (41-46 %; start: 122-161); wait p50 at 200/s
+// 3.9-4.2 ms (start: 14.6-18.5 ms); a batch of 500, 3.0-5.8k vs 7.1-12.3k
+// (24-81 %: CPU-bound, each event is stepped by the leader and applied by
+// three FSMs on two cores).
+//
 // Left: the two serial store writes are raft's design (the leader writes
 // before it replicates); overlapping them needs a raft that counts the
 // leader's own write asynchronously (etcd's raft does), not a setting of
