@@ -14,7 +14,9 @@
 # (default 1000), DURATION (default 5s), SCENARIOS (default "32 batch wait"),
 # BENCH_FLAGS (extra `wasmtask bench` flags, e.g. "--instances reuse") and
 # SERVE_FLAGS (extra `wasmtask serve` flags) tune it. The bench client of
-# each run is the build under test (its client settings are part of it).
+# each run is the build under test (its client settings are part of it),
+# unless BENCH_BIN names one binary to run every bench (the servers alone
+# compared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -79,7 +81,7 @@ run() {
 	before=$(awk '{print $14+$15}' "/proc/$pid/stat")
 	local TIMEFORMAT='%U %S'
 	# shellcheck disable=SC2086
-	{ time "$bin" bench --server "$addr" "${args[@]}" ${BENCH_FLAGS:-} >"$work/out" 2>/dev/null; } 2>"$work/time" || true
+	{ time "${BENCH_BIN:-$bin}" bench --server "$addr" "${args[@]}" ${BENCH_FLAGS:-} >"$work/out" 2>/dev/null; } 2>"$work/time" || true
 	local after
 	after=$(awk '{print $14+$15}' "/proc/$pid/stat")
 	kill -TERM "$pid" 2>/dev/null || true
@@ -99,7 +101,7 @@ run() {
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs; $BASE_NAME vs $NEW_NAME"
-echo "# tasks $TASKS, batch $BATCH, latency at $RATE/s for $DURATION; bench flags: ${BENCH_FLAGS:-none}; serve flags: ${SERVE_FLAGS:-none}"
+echo "# tasks $TASKS, batch $BATCH, latency at $RATE/s for $DURATION; bench flags: ${BENCH_FLAGS:-none}; serve flags: ${SERVE_FLAGS:-none}; bench client: ${BENCH_BIN:-each build its own}"
 for round in $(seq 1 "$ROUNDS"); do
 	for scenario in $SCENARIOS; do
 		for side in base new; do
