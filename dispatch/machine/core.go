@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mathbits "math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -171,13 +172,13 @@ type Batch struct {
 // events, applies them through the reducer, and returns what the loop must
 // persist and do. It does no I/O, reads no clock and starts no goroutine.
 type Core struct {
-	s      *State
-	cfg    CoreConfig
-	slots  []RunID       // worker slot -> run holding it ("" = free)
-	names  []string      // worker slot -> its worker id (built once, not per lease)
-	slotOf map[RunID]int // inverse of slots
-	batch  *Batch
-	spare  []Event // events of a batch the loop is done with, for reuse
+	s     *State
+	cfg   CoreConfig
+	slots []RunID  // worker slot -> run holding it ("" = free)
+	names []string // worker slot -> its worker id (built once, not per lease)
+	free  []uint64 // bit i set: slot i is free (takeSlot takes the lowest)
+	batch *Batch
+	spare []Event // events of a batch the loop is done with, for reuse
 	// SpareStarts and SpareAcks are arrays of a batch the committer
 	// released, handed back for reuse (Engine.loop).
 	SpareStarts []Job
@@ -257,7 +258,9 @@ type CoreConfig struct {
 // NewCore returns a Core that changes s; entropy feeds the ULIDs of
 // tasks submitted without an id.
 func NewCore(s *State, cfg CoreConfig, entropy io.Reader) *Core {
-	return &Core{s: s, cfg: cfg, slots: make([]RunID, cfg.Workers), slotOf: map[RunID]int{}, Lost: true, entropy: entropy}
+	c := &Core{s: s, cfg: cfg, Lost: true, entropy: entropy}
+	c.addSlots(cfg.Workers)
+	return c
 }
 
 // SetWorkers sets the bound on attempts in flight (remote workers come and
@@ -265,9 +268,7 @@ func NewCore(s *State, cfg CoreConfig, entropy io.Reader) *Core {
 // bound below the attempts in flight lets them finish.
 func (c *Core) SetWorkers(n int) {
 	c.cfg.Workers = max(n, 0)
-	for len(c.slots) < c.cfg.Workers {
-		c.slots = append(c.slots, "")
-	}
+	c.addSlots(c.cfg.Workers)
 	for _, e := range c.parked {
 		c.s.ready.push(e) // stale ones (canceled meanwhile) drop out at peekValid
 	}
@@ -493,7 +494,7 @@ func (c *Core) handleResult(now int64, in ResultInput) error {
 		Output: res.Output, Module: res.Module, Log: res.Log, ExecStart: ran[0], ExecEnd: ran[1], Worker: validUTF8(res.Worker),
 		OutputRef: res.OutputRef, OutputSize: res.OutputSize}
 	c.decideAfterAttempt(now, r, &e)
-	c.freeSlot(r.ID)
+	c.freeSlot(r)
 	return c.emit(e)
 }
 
@@ -582,7 +583,7 @@ func (c *Core) closeAsLost(now int64, r *Run, typ EventType, why string) error {
 	e := Event{Type: typ, At: now, Task: r.Task, Run: r.ID, From: r.State, Attempt: len(r.Attempts),
 		Outcome: OutcomeLost, Retryable: true, Error: why}
 	c.decideAfterAttempt(now, r, &e)
-	c.freeSlot(r.ID)
+	c.freeSlot(r)
 	return c.emit(e)
 }
 
@@ -651,7 +652,7 @@ func (c *Core) leaseReady(now int64) error {
 				continue
 			}
 		}
-		slot := c.takeSlot(r.ID)
+		slot := c.takeSlot(r)
 		worker := c.workerName(slot)
 		attempt := len(r.Attempts) + 1
 		exp := now + t.Spec.TimeoutMs + c.cfg.LeaseGrace
@@ -668,22 +669,42 @@ func (c *Core) leaseReady(now int64) error {
 	return nil
 }
 
-func (c *Core) takeSlot(id RunID) int {
-	for i, held := range c.slots {
-		if held == "" {
-			c.slots[i] = id
-			c.slotOf[id] = i
+// addSlots grows the worker slots to n (free).
+func (c *Core) addSlots(n int) {
+	for i := len(c.slots); i < n; i++ {
+		c.slots = append(c.slots, "")
+		if i/64 >= len(c.free) {
+			c.free = append(c.free, 0)
+		}
+		c.free[i/64] |= 1 << (i % 64)
+	}
+}
+
+// takeSlot gives r the lowest free worker slot and returns its number
+// (from 1). A bitmap of free slots and the slot kept on the run replace a
+// scan of every slot and a map from run to slot.
+func (c *Core) takeSlot(r *Run) int {
+	for w, bits := range c.free {
+		if bits != 0 {
+			b := mathbits.TrailingZeros64(bits)
+			i := w*64 + b
+			c.free[w] &^= 1 << b
+			c.slots[i] = r.ID
+			r.slot = i + 1
 			return i + 1
 		}
 	}
 	return 0 // unreachable while inflight <= workers
 }
 
-func (c *Core) freeSlot(id RunID) {
-	if i, ok := c.slotOf[id]; ok {
+// freeSlot frees r's slot, if r holds one in this Core (a Run of a state
+// an earlier Core stepped may name a slot it no longer holds).
+func (c *Core) freeSlot(r *Run) {
+	if i := r.slot - 1; i >= 0 && i < len(c.slots) && c.slots[i] == r.ID {
 		c.slots[i] = ""
-		delete(c.slotOf, id)
+		c.free[i/64] |= 1 << (i % 64)
 	}
+	r.slot = 0
 }
 
 // dropRetained removes final tasks older than the retention time, and the

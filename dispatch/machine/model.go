@@ -459,6 +459,7 @@ type Run struct {
 	Reason string `cbor:"9,keyasint,omitempty" json:"reason,omitempty"`
 	gen    uint64 // bumped on every state change; invalidates index entries
 	task   *Task  // its task, kept by apply and reindex (saves a map lookup per event)
+	slot   int    // the worker slot (from 1) its open attempt holds in the Core that leased it; 0: none
 	// att0 is room for the first attempt (apply): a snapshot's capture
 	// and views clone Attempts, so nothing shares it but the run itself.
 	att0 [1]Attempt

@@ -24,7 +24,7 @@ type State struct {
 	Finals []TaskID
 	// finalKeys are the retention keys of Finals' tasks, in the same
 	// order: kept beside the ids so that ordering and retention need no
-	// map lookup per task (finals.go).
+	// map lookup per task (workflow.go).
 	finalKeys []finalKey
 	counts    runCounts
 	Inflight  int // leased + running
