@@ -168,7 +168,9 @@
 // installing a snapshot raft deletes every entry rather than leaving a gap.
 // The stable store (term, vote) is a JSON file rewritten atomically; raft
 // writes it on elections only. Frames are stored uncompressed: raft
-// entries are written on every node, where CPU is scarcer than bytes.
+// entries are written on every node, where CPU is scarcer than bytes
+// (BenchmarkSubmit, 3 rounds, 32 submitters: 3.5-5.5k tasks/s raw, 2.2-3.7k
+// with segwal's zstd; 256: within noise).
 // TestWalStoreLogs checks raft's LogStore semantics, TestWalStoreCrash
 // kills a writer with SIGKILL and finds every acknowledged entry, and
 // e2e TestClusterFailover kills the leader's process and sees it catch up.
