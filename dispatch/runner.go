@@ -80,8 +80,11 @@ type runnerJob struct {
 }
 
 // runRunner runs a, then the attempts handed to it while idle, until the
-// engine stops. Beyond Config.Workers idle runners it ends (attempts of
-// remote workers can take the count in flight past it for a while).
+// engine stops. Beyond the capacity's worth of idle runners (Config.Workers,
+// or SetCapacity's bound when higher) it ends. A server whose attempts run
+// on remote workers has Config.Workers 1 and a capacity of their slots:
+// bounded by Config.Workers alone, nearly every attempt started a runner
+// (a new goroutine, its stack grown again, the watch list copied twice).
 func (e *Engine) runRunner(a runnerJob) {
 	defer e.workers.Done()
 	r := &runner{e: e}
@@ -89,7 +92,7 @@ func (e *Engine) runRunner(a runnerJob) {
 	defer e.watch.remove(r)
 	for {
 		r.run(a.ctx, a.job)
-		if e.runnersIdle.Add(1) > int64(e.cfg.Workers) {
+		if e.runnersIdle.Add(1) > max(int64(e.cfg.Workers), e.capacity.Load()) {
 			e.runnersIdle.Add(-1)
 			return
 		}

@@ -266,3 +266,30 @@ func TestAttemptContextOwnCancel(t *testing.T) {
 		})
 	}
 }
+
+// TestRunnersKeptUpToCapacity: with SetCapacity above Config.Workers (a
+// server whose attempts run on remote workers), the runners of attempts
+// that ran at once stay idle for the next ones, up to the capacity, rather
+// than ending beyond Config.Workers.
+func TestRunnersKeptUpToCapacity(t *testing.T) {
+	r := newEngineRig(t, func(c *Config) { c.Workers = 1 })
+	r.e.SetCapacity(8)
+	g := newGate(t, false)
+	r.ex.fn = g.execute
+	for i := range 8 {
+		r.submit(TaskSpec{ID: TaskID(string(rune('a'+i))) + "-task"})
+	}
+	for range 8 {
+		g.next(t) // all eight run at once
+	}
+	g.open()
+	for i := range 8 {
+		r.wait(TaskID(string(rune('a'+i))) + "-task")
+	}
+	for deadline := time.Now().Add(10 * time.Second); r.e.runnersIdle.Load() < 8 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if n := r.e.runnersIdle.Load(); n != 8 {
+		t.Fatalf("%d idle runners after 8 attempts at once with capacity 8 (Config.Workers 1), want 8", n)
+	}
+}
