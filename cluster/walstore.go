@@ -363,7 +363,13 @@ func (s *walStore) readBack(seq uint64, l *raft.Log) error {
 					return fmt.Errorf("cluster: raft log: record %d is not an entry", seq)
 				}
 				s.readsBack++
-				return decodeEntry(rec[1:], l)
+				err := decodeEntry(rec[1:], l)
+				if len(rec) > 1<<20 {
+					// A large entry (a plugin's module): the reader's buffer
+					// holds its frame; do not keep that between reads.
+					s.dropReader(br)
+				}
+				return err
 			}
 		}
 		// The reader ended (it sees the records that existed when it was

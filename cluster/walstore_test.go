@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -438,4 +439,37 @@ func TestWalStoreReadsBack(t *testing.T) {
 	}
 	defer s.Close()
 	check("reopened", 101, 420, terms)
+}
+
+// TestWalStoreLargeEntryReadBack: an entry of a plugin's size read back
+// from segwal does not leave a reader holding its frame.
+func TestWalStoreLargeEntryReadBack(t *testing.T) {
+	old := walStoreMemory
+	walStoreMemory = 1 << 10
+	defer func() { walStoreMemory = old }()
+	s, err := openWalStore(t.TempDir(), quietLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = byte(i % 251)
+	}
+	if err := s.StoreLogs([]*raft.Log{{Index: 1, Term: 1, Type: raft.LogCommand, Data: big}}); err != nil {
+		t.Fatal(err)
+	}
+	storeRange(t, s, 2, 50, 1)
+	for range 2 {
+		var l raft.Log
+		if err := s.GetLog(1, &l); err != nil || !bytes.Equal(l.Data, big) {
+			t.Fatalf("GetLog(1): %d bytes, %v; want the 3 MiB written", len(l.Data), err)
+		}
+	}
+	s.readMu.Lock()
+	kept, readsBack := len(s.readers), s.readsBack
+	s.readMu.Unlock()
+	if kept != 0 || readsBack != 2 {
+		t.Errorf("%d readers kept after reading the large entry back, %d reads back; want 0 kept, 2 reads", kept, readsBack)
+	}
 }
