@@ -77,6 +77,7 @@ type Worker struct {
 	leaseState   leaseState
 	noPiggyback  bool // the server answered a lease request carrying results without their fates: it predates them
 	resultsReady chan struct{}
+	runs         chan *attempt // to the runners
 }
 
 // leaseState is what the lease loop is doing, for the sender.
@@ -91,6 +92,7 @@ const (
 
 type attempt struct {
 	lease   api.Lease
+	ctx     context.Context // ends at the attempt's deadline or when canceled
 	cancel  context.CancelFunc
 	dropped bool // the server no longer holds the lease: the attempt was stopped
 	drained bool // stopped by the drain timeout: reported lost
@@ -134,7 +136,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, cl: cfg.Client, log: cfg.Logger,
 		hello:   api.WorkerHello{Worker: hex.EncodeToString(id[:]), Name: cfg.Name, Handlers: cfg.Handlers, Concurrency: cfg.Concurrency},
 		running: map[string]*attempt{}, freed: make(chan struct{}, 1), heartbeat: 2 * time.Second,
-		deployed: map[string]*deploy{}, resultsReady: make(chan struct{}, 1)}
+		deployed: map[string]*deploy{}, resultsReady: make(chan struct{}, 1), runs: make(chan *attempt, cfg.Concurrency)}
 	h, err := host.New(ctx, host.Config{CacheDir: filepath.Join(cfg.CacheDir, "wazero-cache"), Max: cfg.Max, Logger: cfg.Logger,
 		MaxIdleInstances: cfg.Concurrency})
 	if err != nil {
@@ -170,6 +172,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	senderDone, flush := make(chan struct{}), make(chan struct{})
 	go func() { defer wg.Done(); w.heartbeatLoop(bg) }()
 	go func() { defer wg.Done(); defer close(senderDone); w.sendLoop(bg, flush) }()
+	var runners sync.WaitGroup
+	for range w.cfg.Concurrency {
+		runners.Add(1)
+		go func() { defer runners.Done(); w.runner() }()
+	}
 	w.log.Info("worker started", "name", w.cfg.Name, "server", w.cl.BaseURL, "concurrency", w.cfg.Concurrency,
 		"handlers", w.hello.Handlers, "cache_dir", w.cfg.CacheDir)
 
@@ -197,6 +204,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	for w.inFlight() > 0 {
 		<-w.freed
 	}
+	close(w.runs) // nothing is running: the runners end
+	runners.Wait()
 	close(flush) // the sender posts what is left, then stops
 	select {
 	case <-senderDone:
@@ -379,33 +388,44 @@ func (w *Worker) signalResults() {
 // start runs one leased attempt on its own goroutine.
 func (w *Worker) start(l api.Lease) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(l.RemainingMs)*time.Millisecond)
-	a := &attempt{lease: l, cancel: cancel}
+	a := &attempt{lease: l, ctx: ctx, cancel: cancel}
 	w.mu.Lock()
 	w.running[l.Lease] = a
 	w.mu.Unlock()
-	go func() {
-		defer cancel()
-		res := w.execute(ctx, l)
-		w.mu.Lock()
-		dropped, drained := a.dropped, a.drained
-		w.mu.Unlock()
-		if drained && !dropped {
-			res.Outcome, res.Retryable = string(dispatch.OutcomeLost), true
-			res.Error = fmt.Sprintf("worker %s stopped (drain timeout %s) before the attempt finished", w.cfg.Name, w.cfg.DrainTimeout)
-		}
-		// Sent even when the lease was lost: the server fences it off (409)
-		// and counts it, which is what an operator looks for. Pending as it
-		// leaves running, so Run's drain (none running) finds it to post.
-		w.mu.Lock()
-		w.pending = append(w.pending, res)
-		delete(w.running, l.Lease)
-		w.mu.Unlock()
-		select {
-		case w.freed <- struct{}{}:
-		default:
-		}
-		w.signalResults()
-	}()
+	w.runs <- a // buffered for Concurrency: never more are running
+}
+
+// runner runs the attempts start hands it until runs closes. Concurrency
+// runners live as long as Run: a goroutine per attempt grew its stack for
+// the guest call again every time.
+func (w *Worker) runner() {
+	for a := range w.runs {
+		w.run(a)
+	}
+}
+
+func (w *Worker) run(a *attempt) {
+	defer a.cancel()
+	res := w.execute(a.ctx, a.lease)
+	w.mu.Lock()
+	dropped, drained := a.dropped, a.drained
+	w.mu.Unlock()
+	if drained && !dropped {
+		res.Outcome, res.Retryable = string(dispatch.OutcomeLost), true
+		res.Error = fmt.Sprintf("worker %s stopped (drain timeout %s) before the attempt finished", w.cfg.Name, w.cfg.DrainTimeout)
+	}
+	// Sent even when the lease was lost: the server fences it off (409)
+	// and counts it, which is what an operator looks for. Pending as it
+	// leaves running, so Run's drain (none running) finds it to post.
+	w.mu.Lock()
+	w.pending = append(w.pending, res)
+	delete(w.running, a.lease.Lease)
+	w.mu.Unlock()
+	select {
+	case w.freed <- struct{}{}:
+	default:
+	}
+	w.signalResults()
 }
 
 // execute runs a lease's attempt through the host, as serve would.
