@@ -235,11 +235,22 @@ func (r *rawValue) UnmarshalJSON(b []byte) error {
 // Decoder.DisallowUnknownFields would, matching names as encoding/json
 // does (case-insensitively).
 func knownFields(b []byte, typ reflect.Type) error {
-	var members map[string]rawValue
-	if err := json.Unmarshal(b, &members); err != nil {
+	// Members in document order (not a map's), so that of two unknown
+	// members the error always names the first.
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return nil // not an object: the typed decode reported it
 	}
-	for name, raw := range members {
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		name, _ := t.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil
+		}
 		f, ok := jsonField(typ, name)
 		if !ok {
 			return fieldErr(name, "unknown field (see docs/task-spec.md for the task spec)")
