@@ -82,7 +82,6 @@ type attemptState struct {
 	failKind   int // -1 none, 0 permanent, 1 retryable
 	failMsg    string
 	children   []Child
-	childBase  string
 	violation  *abiViolation
 	heartbeat  func()
 	command    *Command     // nil in handler mode: exit codes are read as before
@@ -106,7 +105,11 @@ func (st *attemptState) violate(fn, reason string) {
 // whole attempt. It is built on first use: most handlers never ask.
 func (st *attemptState) taskInfo() []byte {
 	if st.info == nil {
-		st.info, _ = json.Marshal(st.task)
+		task := st.task
+		if task.Labels == nil {
+			task.Labels = map[string]string{} // "labels": {}, not null
+		}
+		st.info, _ = json.Marshal(task)
 	}
 	return st.info
 }
@@ -118,7 +121,7 @@ func (st *attemptState) stopRequested() bool {
 // childID derives a child's id from the parent run and the ordinal, so a
 // retried parent that submits the same children creates no duplicates.
 func (st *attemptState) childID(ordinal int) string {
-	return fmt.Sprintf("%s-c%d", st.childBase, ordinal)
+	return fmt.Sprintf("%s-c%d", childBase(st.task), ordinal)
 }
 
 // Run executes one attempt of m in a fresh, anonymous instance, closed
@@ -175,12 +178,9 @@ func (h *Host) begin(ctx context.Context, m *Module, a Attempt) *running {
 		}
 	}
 	a.Info.Module, a.Info.DeadlineMs = m.Hash, deadline.UnixMilli()
-	if a.Info.Labels == nil {
-		a.Info.Labels = map[string]string{}
-	}
 	at := &running{m: m, start: start, state: attemptState{
 		input: a.Input, task: a.Info, config: a.Config, limits: lim, failKind: -1,
-		childBase: childBase(a.Info), heartbeat: a.Heartbeat,
+		heartbeat:    a.Heartbeat,
 		softDeadline: deadline.Add(-lim.Grace), startedLate: late,
 	}}
 	st := &at.state

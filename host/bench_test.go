@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"os"
 	goruntime "runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -325,6 +327,7 @@ func BenchmarkAttemptParallel(b *testing.B) {
 	}{
 		{name: "wat", wasm: func(tb testing.TB) []byte { return readWasm(tb, "bench") }},
 		{name: "go", wasm: goEchoWasm},
+		{name: "gosdk", wasm: func(tb testing.TB) []byte { return goGuestWasm(tb, "gonoop") }},
 	}
 	for _, g := range guests {
 		for _, mode := range []InstanceMode{InstancesFresh, InstancesReuse} {
@@ -332,7 +335,7 @@ func BenchmarkAttemptParallel(b *testing.B) {
 				wasm := g.wasm(b)
 				h := newTestHost(b, Config{MaxIdleInstances: 8 * goruntime.GOMAXPROCS(0)})
 				m := mustLoad(b, h, wasm, 0)
-				p, err := h.NewPool(m, InstancePolicy{Mode: mode}, nil)
+				p, err := h.NewPool(m, InstancePolicy{Mode: mode, MaxUses: benchMaxUses}, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -361,3 +364,5 @@ func BenchmarkAttemptParallel(b *testing.B) {
 		}
 	}
 }
+
+var benchMaxUses, _ = strconv.Atoi(os.Getenv("BENCH_MAX_USES"))
