@@ -46,7 +46,12 @@
 //     memory past MaxMemoryPages discard it). The Host keeps at most
 //     Config.MaxIdleInstances idle across pools (the oldest is closed to
 //     make room) and closes those idle past their pool's IdleTimeout;
-//     Pool.Close drains a pool (the registry's hot swap).
+//     Pool.Close drains a pool (the registry's hot swap). An attempt that
+//     finds no idle instance while its pool runs one per core waits for
+//     one to come back, at most as long as making one takes, when the
+//     pool's attempts are short beside that (a Go guest: microseconds
+//     against milliseconds): a burst from many workers does not make an
+//     instance per worker.
 //  4. Limits (memory pages, table elements, timeout, output bytes, log
 //     bytes, children per attempt) come from the plugin and are clamped to the operator's
 //     maxima. The runtime closes the guest at its deadline

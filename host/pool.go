@@ -3,6 +3,8 @@ package host
 import (
 	"context"
 	"fmt"
+	goruntime "runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,8 +88,12 @@ type Pool struct {
 	reset  *resetVariant // reset policy: the module with its globals exported
 
 	// Guarded by h.idle.mu.
-	idle  []*instance // oldest first; attempts take the newest (warm caches)
-	stats PoolStats
+	idle     []*instance // oldest first; attempts take the newest (warm caches)
+	stats    PoolStats
+	live     int              // instances checked out by attempts, or being made for one
+	waiters  []chan *instance // attempts waiting for one to come back (acquire)
+	makeCost time.Duration    // moving average of making an instance (instantiate, _initialize)
+	runCost  time.Duration    // moving average of an attempt's call
 
 	closed atomic.Bool // by Close or Host.Close; read without the lock
 }
@@ -112,6 +118,7 @@ type instance struct {
 	initial *resetState  // reset policy: the state right after _initialize
 	mem     *guestMemory // its linear memory (memory.go)
 	uses    int
+	ran     time.Duration // its last attempt's call
 	idleAt  time.Time
 	bytes   int64 // linear memory when it went idle
 }
@@ -223,14 +230,16 @@ func (p *Pool) Run(ctx context.Context, a Attempt) Result {
 	}
 	at := p.h.begin(ctx, p.m, a)
 	defer at.end()
-	inst := p.take()
+	inst := p.acquire()
 	if inst != nil && inst.initial != nil && !inst.initial.restore(inst.mod) {
 		p.put(inst, false)
+		p.reserve()
 		inst = nil
 	}
 	if inst == nil {
 		var res Result
 		if inst, res = p.instantiate(at.ctx, at.st, a.Command); inst == nil {
+			p.unreserve()
 			if p.closed.Load() { // closed meanwhile (a reset pool's variant with it)
 				return p.h.Run(ctx, p.m, a)
 			}
@@ -245,6 +254,7 @@ func (p *Pool) Run(ctx context.Context, a Attempt) Result {
 	start := time.Now()
 	err := inst.handle.CallWithStack(at.ctx, inst.stack[:])
 	ran := time.Since(start)
+	inst.ran = ran
 	inst.streams.st = nil
 	code := int64(0)
 	if err == nil {
@@ -272,10 +282,96 @@ func (p *Pool) Run(ctx context.Context, a Attempt) Result {
 // most, and a 10 KiB allocation is nothing beside such an attempt.
 const stackRefreshAfter = time.Millisecond
 
-// take checks out the idle instance used last, if any.
-func (p *Pool) take() (inst *instance) {
+// acquire checks out the idle instance used last. When there is none it
+// returns nil, and the caller makes one (the pool counts it as live
+// already; unreserve when making it fails), unless the pool's attempts are
+// short and it has as many instances running as there are cores: then an
+// instance will come back sooner than a new one could be made (a Go
+// guest's takes milliseconds, its attempts microseconds), and the attempt
+// waits for it, at most as long as making one takes. So a burst of
+// attempts from many workers does not make one instance per worker.
+func (p *Pool) acquire() *instance {
 	s := &p.h.idle
 	s.mu.Lock()
+	if inst := p.takeLocked(); inst != nil {
+		s.mu.Unlock()
+		return inst
+	}
+	wait := p.waitLocked()
+	if wait <= 0 {
+		p.live++
+		s.mu.Unlock()
+		return nil
+	}
+	ch := make(chan *instance, 1)
+	p.waiters = append(p.waiters, ch)
+	s.mu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case inst := <-ch:
+		return inst
+	case <-t.C:
+	}
+	s.mu.Lock()
+	if i := slices.Index(p.waiters, ch); i >= 0 {
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+		p.live++
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	return <-ch // handed over meanwhile
+}
+
+// Waiting for an instance: only with at least waitAtLive instances
+// running, for at most the average time making one took (or
+// defaultMakeWait before the first), and not when attempts take half as
+// long as that or more.
+var waitAtLive = goruntime.GOMAXPROCS(0)
+
+const defaultMakeWait = 5 * time.Millisecond
+
+// waitLocked is how long an attempt that found no idle instance waits for
+// one; 0: make one now.
+func (p *Pool) waitLocked() time.Duration {
+	if p.live < waitAtLive || p.closed.Load() || p.h.idle.max <= 0 {
+		return 0
+	}
+	cost := p.makeCost
+	if cost <= 0 {
+		cost = defaultMakeWait
+	}
+	if p.runCost >= cost/2 {
+		return 0
+	}
+	return cost
+}
+
+// reserve and unreserve count an instance being made outside acquire.
+func (p *Pool) reserve() {
+	p.h.idle.mu.Lock()
+	p.live++
+	p.h.idle.mu.Unlock()
+}
+
+func (p *Pool) unreserve() {
+	p.h.idle.mu.Lock()
+	p.live--
+	p.h.idle.mu.Unlock()
+}
+
+// average moves a moving average an eighth of the way to d.
+func average(avg, d time.Duration) time.Duration {
+	if avg == 0 {
+		return d
+	}
+	return avg + (d-avg)/8
+}
+
+// takeLocked checks out the idle instance used last, if any.
+func (p *Pool) takeLocked() (inst *instance) {
+	s := &p.h.idle
 	if n := len(p.idle); n > 0 {
 		inst = p.idle[n-1]
 		p.idle[n-1] = nil
@@ -286,8 +382,8 @@ func (p *Pool) take() (inst *instance) {
 			delete(s.pools, p)
 		}
 		p.stats.Reused++
+		p.live++
 	}
-	s.mu.Unlock()
 	return inst
 }
 
@@ -296,6 +392,7 @@ func (p *Pool) take() (inst *instance) {
 // fails, inst is nil and res says why.
 func (p *Pool) instantiate(ctx context.Context, st *attemptState, c Command) (inst *instance, res Result) {
 	s := &p.h.idle
+	began := time.Now()
 	// The manifest's arguments, environment and mounts are the version's,
 	// the same for every attempt; a scratch directory lives as long as the
 	// instance.
@@ -337,6 +434,7 @@ func (p *Pool) instantiate(ctx context.Context, st *attemptState, c Command) (in
 	inst.handle = inst.mod.ExportedFunction(handleExport)
 	s.mu.Lock()
 	p.stats.Created++
+	p.makeCost = average(p.makeCost, time.Since(began))
 	s.mu.Unlock()
 	return inst, Result{}
 }
@@ -355,6 +453,17 @@ func (p *Pool) put(inst *instance, keep bool) {
 	now := time.Now()
 	var victims []*instance
 	s.mu.Lock()
+	p.runCost = average(p.runCost, inst.ran)
+	if keep && len(p.waiters) > 0 && !p.closed.Load() && !s.closed {
+		// Straight to an attempt waiting for one (acquire): still live.
+		ch := p.waiters[0]
+		p.waiters = slices.Delete(p.waiters, 0, 1)
+		p.stats.Reused++
+		s.mu.Unlock()
+		ch <- inst
+		return
+	}
+	p.live--
 	if !keep || p.closed.Load() || s.closed || s.max <= 0 {
 		p.stats.Discarded++
 		s.mu.Unlock()

@@ -468,3 +468,72 @@ func TestPoolScratchFull(t *testing.T) {
 		}
 	})
 }
+
+// TestPoolWaitsForBusyInstance: an attempt that finds no idle instance
+// while the pool runs as many as there are cores waits for one to come
+// back when attempts are short beside making an instance (it gets the
+// instance the running attempt returns: no second one is made), and makes
+// its own at once when attempts are long.
+func TestPoolWaitsForBusyInstance(t *testing.T) {
+	defer func(n int) { waitAtLive = n }(waitAtLive)
+	waitAtLive = 1
+	for _, tc := range []struct {
+		name        string
+		runCost     time.Duration
+		wantCreated int
+	}{
+		{name: "short attempts wait", runCost: time.Microsecond, wantCreated: 1},
+		{name: "long attempts do not", runCost: time.Minute, wantCreated: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newTestHost(t, Config{})
+			p, err := h.NewPool(mustLoad(t, h, readWasm(t, "heartbeat"), 0), InstancePolicy{Mode: InstancesReuse}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			inA, release := make(chan struct{}), make(chan struct{})
+			doneA := make(chan Result, 1)
+			go func() {
+				doneA <- p.Run(context.Background(), Attempt{Input: []byte("x"), Heartbeat: func() {
+					close(inA)
+					<-release
+				}})
+			}()
+			<-inA // A holds the only instance
+			h.idle.mu.Lock()
+			p.makeCost, p.runCost = time.Minute, tc.runCost
+			h.idle.mu.Unlock()
+			doneB := make(chan Result, 1)
+			go func() { doneB <- p.Run(context.Background(), Attempt{Input: []byte("x")}) }()
+			if tc.wantCreated == 1 {
+				waitFor(t, 10*time.Second, func() bool {
+					h.idle.mu.Lock()
+					defer h.idle.mu.Unlock()
+					return len(p.waiters) == 1
+				})
+			} else if res := <-doneB; res.Outcome != dispatch.OutcomeOK {
+				t.Fatalf("B: %s (%s)", res.Outcome, res.Error)
+			}
+			close(release)
+			for name, done := range map[string]chan Result{"A": doneA, "B": doneB} {
+				if tc.wantCreated == 2 && name == "B" {
+					continue
+				}
+				if res := <-done; res.Outcome != dispatch.OutcomeOK {
+					t.Fatalf("%s: %s (%s)", name, res.Outcome, res.Error)
+				}
+			}
+			st := p.Stats()
+			if st.Created != tc.wantCreated {
+				t.Errorf("created %d instances, want %d (%+v)", st.Created, tc.wantCreated, st)
+			}
+			h.idle.mu.Lock()
+			live := p.live
+			h.idle.mu.Unlock()
+			if live != 0 || st.Idle != tc.wantCreated {
+				t.Errorf("live %d, idle %d after both attempts; want 0 and %d", live, st.Idle, tc.wantCreated)
+			}
+		})
+	}
+}
