@@ -148,7 +148,12 @@ func applySubmitted(s *State, e *Event) error {
 			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "a task cannot wait for itself"}
 		}
 	}
-	t := &Task{Spec: *e.Spec, SubmitSeq: s.NextSubmitSeq, SubmittedAt: e.At}
+	t := s.taskMem // memory the submitter allocated (Core.handleSubmit), or none
+	s.taskMem = nil
+	if t == nil {
+		t = new(Task)
+	}
+	*t = Task{Spec: *e.Spec, SubmitSeq: s.NextSubmitSeq, SubmittedAt: e.At}
 	s.Tasks[e.Task] = t
 	s.NextSubmitSeq++
 	s.link(t)

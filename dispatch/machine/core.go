@@ -117,6 +117,10 @@ type (
 		// View: the caller wants the task's view as of this submission
 		// (Engine.SubmitView), released with the reply once the tick is durable.
 		View bool
+		// Mem, if set, is memory for the task (new(Task), allocated on the
+		// submitter's goroutine): a growing heap's page faults are then
+		// taken there, beside the caller, not in the loop.
+		Mem *Task
 	}
 	// SubmitManyInput is Engine.SubmitMany's: submissions handled in order
 	// in one tick, their replies released in that order on one channel.
@@ -403,7 +407,10 @@ func (c *Core) handleSubmit(now int64, in *SubmitInput) error {
 		c.reply(in.Reply, Reply{Err: err})
 		return nil
 	}
-	if err := c.submitTask(now, spec); err != nil {
+	c.s.taskMem = in.Mem
+	err := c.submitTask(now, spec)
+	c.s.taskMem = nil
+	if err != nil {
 		return err
 	}
 	c.reply(in.Reply, Reply{Submit: SubmitResult{Task: spec.ID}, View: c.viewFor(in, c.s.Tasks[spec.ID])})

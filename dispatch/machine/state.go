@@ -34,6 +34,11 @@ type State struct {
 	blocked   map[string]*readyHeap // ready runs waiting for a key, by key
 	Doomed    []doom                // tasks to cancel because a prerequisite failed; drained by Core
 	JustFinal []TaskID              // tasks that became final since the loop last looked (to wake Wait)
+	// taskMem is the memory for the next task submitted, when its
+	// submitter allocated it (SubmitInput.Mem): the loop then writes a
+	// task into pages already touched, rather than taking the page faults
+	// of a growing heap on its own time.
+	taskMem *Task
 }
 
 // NewState returns an empty State.
