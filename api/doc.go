@@ -50,9 +50,21 @@
 // version. While a worker's attempts run short (under 10 ms on average)
 // the engine may lease as many again as its concurrency (prefetch), queued
 // for its next lease request, so that the round trip through the engine
-// does not idle it. Deviation from a
-// per-handler capacity: the engine bounds attempts in flight as a whole,
-// so with workers serving different handlers an attempt can wait in the
-// queue for its kind of worker while another kind idles; give such workers
-// their own server or equal concurrency.
+// does not idle it.
+//
+// Deviation from a per-handler capacity: the engine bounds attempts in
+// flight as a whole (SetCapacity: local workers plus every worker's
+// concurrency and prefetch) and leases ready runs in priority order, and
+// Runnable only says whether some worker serves a handler at all. So with
+// workers serving different handlers (A: "a", B: "b") a backlog of "a"
+// ahead of "b" fills every slot with "a" attempts: A runs its share, the
+// rest wait in the queue for A (their timeouts running) and B idles until
+// the "a" backlog is leased. Workaround: give such workers their own
+// server. The fix needs the engine: Runnable refusing a handler whose
+// queued attempts already fill the free slots of the workers serving it,
+// and machine.Core parking refused runs per handler, with a call (a loop
+// input) that brings back the best n of one handler when a slot of its
+// workers frees. With today's single parked list each such wake-up would
+// re-push every parked run and lease pass would pop them all again,
+// O(backlog) per freed slot.
 package api
