@@ -63,6 +63,9 @@ func (f *ClusterFront) serveLocal(w http.ResponseWriter, r *http.Request) bool {
 	if n.IsLeader() {
 		return false
 	}
+	if !isUIPath(r.URL.Path) && !f.authorized(w, r) {
+		return true // 401 before any wait or lookup
+	}
 	if min, err := strconv.ParseUint(r.Header.Get(MinIndexHeader), 10, 64); err == nil && min > rep.AppliedSeq() {
 		ctx, cancel := context.WithTimeout(r.Context(), f.cfg.ReadWait)
 		caught := rep.WaitApplied(ctx, min)
