@@ -78,10 +78,18 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 	}
 	token := c.String("token")
 	var front *api.ClusterFront
+	// The node calls onEngine from its own goroutine as soon as it leads,
+	// which can be before cluster.Open has returned and front is built.
+	frontReady := make(chan struct{})
 	historyCtx, stopHistory := context.WithCancel(ctx)
 	defer stopHistory()
 	var stopServerHistory context.CancelFunc = func() {}
 	onEngine := func(e *dispatch.Engine) {
+		select {
+		case <-frontReady:
+		case <-ctx.Done():
+			return
+		}
 		stopServerHistory()
 		if e == nil {
 			front.SetServer(nil)
@@ -107,6 +115,7 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 	}
 	front = api.NewClusterFront(api.ClusterConfig{Node: node, Self: self, Token: token, Metrics: m.handler(), Logger: logger,
 		Plugins: reg, Version: buildVersion()})
+	close(frontReady)
 	m.watchEngineOf(node.Engine)
 	m.watchCluster(node)
 	m.watchFollowerReads(front)
