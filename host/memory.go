@@ -81,7 +81,7 @@ func (g *guestMemory) Reallocate(size uint64) []byte {
 	// wazero replaces its view of the memory with the new buffer when this
 	// returns, and no host function grows memory, so nothing reads the old
 	// one again.
-	g.pool.put(g.buf)
+	g.release()
 	g.buf, g.clean = buf, clean
 	if g.hint != nil {
 		for h := g.hint.Load(); h < size && !g.hint.CompareAndSwap(h, size); h = g.hint.Load() {
@@ -101,9 +101,16 @@ func (g *guestMemory) Free() {
 			// one reserve as much.
 			g.hint.Store(uint64(len(g.buf)))
 		}
-		g.pool.put(g.buf)
+		g.release()
 		g.buf = nil
 	}
+}
+
+// release gives g.buf back to the pool with the extent that may be dirty:
+// what this instance could write, and what an earlier owner wrote past it
+// (a buffer reserved larger than this instance grew).
+func (g *guestMemory) release() {
+	g.pool.put(g.buf[:max(uint64(len(g.buf)), min(g.clean, uint64(cap(g.buf))))])
 }
 
 // refusals reports the grows refused since the last reset.

@@ -208,3 +208,40 @@ func TestMemoryPoolBounded(t *testing.T) {
 		t.Errorf("a buffer released after Close was kept: %+v", st)
 	}
 }
+
+// TestReusedBufferDirtyPastItsLength: a buffer reserved larger than its
+// instance grew still carries what an earlier owner wrote past that
+// length; it goes back to the pool marked dirty up to there, so the next
+// instance that grows into it sees zeros (a C guest's malloc trapped on
+// such garbage before).
+func TestReusedBufferDirtyPastItsLength(t *testing.T) {
+	const page = 65536
+	p := newMemPool(64 * page)
+	defer p.close()
+	b := make([]byte, 4*page)
+	for i := range b {
+		b[i] = 0xff
+	}
+	p.put(b)
+	small := &guestMemory{pool: p, max: 4 * page}
+	small.Allocate(4*page, 4*page) // takes the dirty buffer, grows to 1 page only
+	if got := small.Reallocate(page); !allZero(got) {
+		t.Fatalf("the first page of a reused buffer is not zero")
+	}
+	small.Free()
+	big := &guestMemory{pool: p, max: 4 * page}
+	big.Allocate(4*page, 4*page)
+	big.Reallocate(page)
+	if got := big.Reallocate(4 * page); len(got) != 4*page || !allZero(got) {
+		t.Errorf("4 pages grown within a buffer an earlier instance left dirty past 1 page: not all zero")
+	}
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
