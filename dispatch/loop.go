@@ -108,6 +108,9 @@ func (e *Engine) loop() {
 			e.stopLoop(fmt.Errorf("dispatch: engine stopped: %w", err))
 			return
 		}
+		// Counted before anything of the tick can be released: a caller
+		// answered by this tick sees it in Stats.
+		e.stats.ticks.Add(1)
 		want := e.state.Applied + uint64(len(batch.Events))
 		e.state.Applied = want
 		tick := &committedTick{seq: want, acks: batch.Acks, cancels: batch.Cancels, starts: batch.Starts,
@@ -145,7 +148,6 @@ func (e *Engine) loop() {
 				}
 			}
 		}
-		e.stats.ticks.Add(1)
 		e.releaseFinished(inputs)
 		recycleInputs(inputs)
 		clear(inputs)
