@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,17 +14,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/wasmtask/wasmtask/api"
+	"github.com/wasmtask/wasmtask/internal/tmpfstest"
 )
 
 // mountTmpfs mounts a tmpfs of the given size (e.g. "64m") on a new
-// directory and unmounts it when the test ends (after the servers started
-// later are killed: cleanups run last-in first-out). It skips the test
-// unless the process may mount (root).
+// directory until the test ends (after the servers started later are
+// killed); it skips the test unless the process may mount (root).
 func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
 	return mountTmpfsOn(t, t.TempDir(), size)
@@ -34,48 +32,7 @@ func mountTmpfs(t *testing.T, size string) string {
 // mountTmpfsOn is mountTmpfs on dir, which must exist.
 func mountTmpfsOn(t *testing.T, dir, size string) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("this test fills a small tmpfs, and mounting one needs root: run it as root (sudo -E go test ./e2e -run 'TestDiskFull|TestDeployCompileCacheFull')")
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs on %s (%v: %s): this test needs one", dir, err, strings.TrimSpace(string(out)))
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-			exec.Command("umount", "-l", dir).Run()
-		}
-	})
-	return dir
-}
-
-// fillDisk writes a file in dir until the filesystem is full and returns
-// its path; removing it frees the space.
-func fillDisk(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill %s: %v", path, err)
-			}
-			break
-		}
-	}
-	// The last partial chunk leaves less than a block: write bytes one by
-	// one until not even that fits.
-	for {
-		if _, err := f.Write(chunk[:512]); err != nil {
-			break
-		}
-	}
-	return path
+	return tmpfstest.Mount(t, dir, size, "sudo -E go test ./e2e -run 'TestDiskFull|TestDeployCompileCacheFull'")
 }
 
 // tryNoop submits a noop task and returns the HTTP result.
@@ -141,7 +98,7 @@ func TestDiskFull(t *testing.T) {
 		acked = append(acked, id)
 	}
 
-	filler := fillDisk(t, mnt)
+	filler := tmpfstest.Fill(t, mnt)
 	// Until the watcher sees it (every 50ms), a submission may still be
 	// accepted into the WAL's headroom: durable, so acknowledged.
 	var refused httpResult
@@ -237,7 +194,7 @@ func TestDeployCompileCacheFull(t *testing.T) {
 	}
 	mountTmpfsOn(t, cacheDir, "1m")
 	s := startServer(t, serverOpts{dataDir: dataDir})
-	fillDisk(t, cacheDir) // after the start: a start prunes what is not compiled code
+	tmpfstest.Fill(t, cacheDir) // after the start: a start prunes what is not compiled code
 
 	version := s.deploy("noop", module(t, "noop"))
 	if version != "sha256:"+fmt.Sprintf("%x", sha256.Sum256(module(t, "noop"))) {
@@ -282,7 +239,7 @@ func TestDiskFullStalledWrite(t *testing.T) {
 		}
 		acked = append(acked, id)
 	}
-	filler := fillDisk(t, mnt)
+	filler := tmpfstest.Fill(t, mnt)
 
 	// 8,000 tasks of 700 random bytes (inline: under 1 KiB) in one tick: a
 	// frame of more than 5 MiB, more than the headroom (1 to 5 MiB of zeros).

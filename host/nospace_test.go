@@ -3,18 +3,15 @@
 package host
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/internal/tmpfstest"
 )
 
 // TestLoadOnFullDisk: the compile cache is an optimisation, so a module
@@ -25,7 +22,7 @@ func TestLoadOnFullDisk(t *testing.T) {
 	mnt := mountTmpfs(t, "1m")
 	cache := filepath.Join(mnt, "cache")
 	h := newTestHost(t, Config{CacheDir: cache})
-	filler := fillDisk(t, mnt)
+	filler := tmpfstest.Fill(t, mnt)
 	ctx := context.Background()
 
 	m, err := h.Load(ctx, readWasm(t, "echo"), 0)
@@ -69,46 +66,8 @@ func cacheFiles(t *testing.T, dir string) []string {
 }
 
 // mountTmpfs mounts a tmpfs of size (e.g. "1m") on a new directory until
-// the test ends (after the hosts it made closed), or skips the test
-// unless the process may mount one (root).
+// the test ends; it skips the test unless the process may mount (root).
 func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("this test fills a small tmpfs, and mounting one needs root: run it as root (sudo -E go test ./host -run TestLoadOnFullDisk)")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs on %s (%v: %s): this test needs one", dir, err, bytes.TrimSpace(out))
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-			exec.Command("umount", "-l", dir).Run()
-		}
-	})
-	return dir
-}
-
-// fillDisk writes a file in dir until its filesystem is full and returns
-// the file's path; removing it frees the space.
-func fillDisk(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 64<<10)
-	for size := len(chunk); size > 0; size /= 2 {
-		for {
-			if _, err := f.Write(chunk[:size]); err != nil {
-				if !errors.Is(err, syscall.ENOSPC) {
-					t.Fatalf("fill %s: %v", path, err)
-				}
-				break
-			}
-		}
-	}
-	return path
+	return tmpfstest.Mount(t, t.TempDir(), size, "sudo -E go test ./host -run TestLoadOnFullDisk")
 }
