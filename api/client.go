@@ -101,14 +101,8 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 			// A node of a followed cluster refused the connection: the
 			// request was not sent; send it to the next node at once.
 			moves++
-			if body != nil {
-				s, ok := body.(io.Seeker)
-				if !ok {
-					return status, err
-				}
-				if _, serr := s.Seek(0, io.SeekStart); serr != nil {
-					return status, err
-				}
+			if !rewind(body) {
+				return status, err
 			}
 			continue
 		}
@@ -117,14 +111,8 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 			return status, err
 		}
 		// No leader was serving: the request was not carried out; retry it.
-		if body != nil {
-			s, ok := body.(io.Seeker)
-			if !ok {
-				return status, err
-			}
-			if _, serr := s.Seek(0, io.SeekStart); serr != nil {
-				return status, err
-			}
+		if !rewind(body) {
+			return status, err
 		}
 		select {
 		case <-ctx.Done():
@@ -448,4 +436,18 @@ func readResponse(resp *http.Response) ([]byte, error) {
 		return b, nil
 	}
 	return io.ReadAll(resp.Body)
+}
+
+// rewind makes body readable again from its start for a resend: true for
+// no body or a body that seeks back, false when it cannot be sent again.
+func rewind(body io.Reader) bool {
+	if body == nil {
+		return true
+	}
+	s, ok := body.(io.Seeker)
+	if !ok {
+		return false
+	}
+	_, err := s.Seek(0, io.SeekStart)
+	return err == nil
 }
