@@ -59,7 +59,16 @@ func (e *Engine) PayloadStats() PayloadStats {
 // holds it. It returns the reference, pinned until the loop has handled
 // the submission (unpinHandled), or "" when the input stays inline. The
 // file is durable before spill returns, so before any WAL frame names it.
+// An input the client named by input_ref is pinned here too, by this
+// submission: unpinHandled releases one pin per InputRef, and must release
+// this submission's own, never the pin of a concurrent Put of the same
+// bytes (whose file a sweep could then remove before its submission
+// reaches the state).
 func (e *Engine) spill(spec *TaskSpec) (string, error) {
+	if spec.InputRef != "" {
+		e.payloads.Pin(spec.InputRef)
+		return spec.InputRef, nil
+	}
 	if e.keepInline(len(spec.Input)) {
 		return "", nil
 	}
@@ -76,6 +85,10 @@ func (e *Engine) spillMany(specs []*TaskSpec) (errs []error) {
 	var inputs [][]byte
 	var which []int // inputs[k] is specs[which[k]]'s
 	for i, spec := range specs {
+		if spec.InputRef != "" {
+			e.payloads.Pin(spec.InputRef) // as spill does
+			continue
+		}
 		if !e.keepInline(len(spec.Input)) {
 			inputs = append(inputs, spec.Input)
 			which = append(which, i)
@@ -126,7 +139,8 @@ func (e *Engine) putPayload(b []byte) (string, error) {
 
 // unpinHandled releases the pins of the payloads named by inputs the loop
 // has just stepped: what they named is in the state now (or was refused),
-// and a snapshot captured from now on sees it.
+// and a snapshot captured from now on sees it. Each such ref was pinned
+// once by its own submission or attempt (spill, spillMany, spillOutput).
 func (e *Engine) unpinHandled(inputs []any) {
 	for _, in := range inputs {
 		switch in := in.(type) {

@@ -331,3 +331,52 @@ func TestPayloadsSpillBatch(t *testing.T) {
 	r.reopen()
 	check("after a restart")
 }
+
+// TestPayloadsClientRefKeepsOthersPins: a submission naming a payload by
+// input_ref (stored by the client earlier, not put by this submission)
+// must not release a pin it never took: here the pin of a concurrent Put
+// of the same bytes whose submission has not reached the loop yet. Once
+// the referring task is deleted, a sweep must still keep that file.
+func TestPayloadsClientRefKeepsOthersPins(t *testing.T) {
+	for _, via := range []string{"Submit", "SubmitMany"} {
+		t.Run(via, func(t *testing.T) {
+			r := newEngineRig(t, func(c *Config) { c.InlinePayloadBytes = 16 })
+			r.ex.set(upper)
+			input := []byte(strings.Repeat("shared input ", 100))
+			// The concurrent submission: its input put (and pinned), its
+			// spec not yet in the state.
+			ref, err := r.e.payloads.Put(input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec := TaskSpec{ID: "by-ref", Handler: "h", InputRef: ref, InputSize: int64(len(input))}
+			switch via {
+			case "Submit":
+				if _, err := r.e.Submit(r.ctx(), spec); err != nil {
+					t.Fatal(err)
+				}
+			case "SubmitMany":
+				_, errs, err := r.e.SubmitMany(r.ctx(), []TaskSpec{spec})
+				if err == nil {
+					err = errs[0]
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if v := r.wait("by-ref"); string(v.Output) != strings.ToUpper(string(input)) {
+				t.Fatalf("the task by reference output %d bytes, want its input upper-cased (%d)", len(v.Output), len(input))
+			}
+			if _, err := r.e.Delete(r.ctx(), "by-ref"); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.e.Snapshot(r.ctx()); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.e.payloads.Check(ref, int64(len(input))); err != nil {
+				t.Fatalf("the sweep removed a payload the concurrent submission still pins: %v", err)
+			}
+			r.e.payloads.Unpin(ref) // the concurrent submission reached the state
+		})
+	}
+}
