@@ -41,36 +41,23 @@ func BenchmarkLogStore(b *testing.B) {
 			frame = binary.AppendUvarint(frame, uint64(len(r)))
 			frame = append(frame, r...)
 		}
-		b.Run(fmt.Sprintf("events=%d/store=raft-boltdb", events), func(b *testing.B) {
-			store, err := raftboltdb.NewBoltStore(filepath.Join(b.TempDir(), "raft.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer store.Close()
-			b.SetBytes(int64(len(frame)))
-			b.ResetTimer()
-			for i := range b.N {
-				if err := store.StoreLogs([]*raft.Log{{Index: uint64(i + 1), Term: 1, Type: raft.LogCommand, Data: frame}}); err != nil {
+		for _, st := range benchStores {
+			b.Run(fmt.Sprintf("events=%d/store=%s", events, st.name), func(b *testing.B) {
+				store, err := st.open(b.TempDir())
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
-		})
-		b.Run(fmt.Sprintf("events=%d/store=segwal-raft", events), func(b *testing.B) {
-			store, err := openWalStore(b.TempDir(), quietLog)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer store.Close()
-			b.SetBytes(int64(len(frame)))
-			b.ResetTimer()
-			for i := range b.N {
-				if err := store.StoreLogs([]*raft.Log{{Index: uint64(i + 1), Term: 1, Type: raft.LogCommand, Data: frame}}); err != nil {
-					b.Fatal(err)
+				defer store.Close()
+				b.SetBytes(int64(len(frame)))
+				b.ResetTimer()
+				for i := range b.N {
+					if err := store.StoreLogs([]*raft.Log{{Index: uint64(i + 1), Term: 1, Type: raft.LogCommand, Data: frame}}); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
-		})
+				b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
+			})
+		}
 		b.Run(fmt.Sprintf("events=%d/store=segwal", events), func(b *testing.B) {
 			wal, err := segwal.Open(filepath.Join(b.TempDir(), "wal"), segwal.Options{Sync: segwal.SyncNone, Preallocate: true})
 			if err != nil {
@@ -200,4 +187,22 @@ func benchmarkSubmit(b *testing.B, submitters int) {
 			}
 		})
 	}
+}
+
+type closingLogStore interface {
+	raft.LogStore
+	Close() error
+}
+
+// benchStores are the raft log stores BenchmarkLogStore compares.
+var benchStores = []struct {
+	name string
+	open func(dir string) (closingLogStore, error)
+}{
+	{"raft-boltdb", func(dir string) (closingLogStore, error) {
+		return raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db"))
+	}},
+	{"segwal-raft", func(dir string) (closingLogStore, error) {
+		return openWalStore(dir, quietLog)
+	}},
 }
