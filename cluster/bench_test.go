@@ -155,15 +155,7 @@ func benchmarkSubmit(b *testing.B, submitters int) {
 			c := newTestCluster(b)
 			c.workers, c.store = 16, store // workers as nodes=1
 			defer c.closeAll()
-			n1 := c.start("n1", true)
-			c.start("n2", false)
-			c.start("n3", false)
-			c.leader()
-			for _, id := range []string{"n2", "n3"} {
-				if err := n1.Join(id, c.addrs[id], "http://"+id+".invalid"); err != nil {
-					b.Fatal(err)
-				}
-			}
+			n1 := c.startThree()
 			c.converged()
 			// Under load an election can move the leadership mid-run (the
 			// engine of a deposed n1 is nil): go on with the new leader's,

@@ -69,6 +69,24 @@ func (c *testCluster) start(id string, bootstrap bool) *Node {
 	return n
 }
 
+// startThree starts n1 (bootstrapped, so the leader), n2 and n3, and has
+// n1 add the other two as voters; it returns n1.
+func (c *testCluster) startThree() *Node {
+	c.t.Helper()
+	n1 := c.start("n1", true)
+	c.start("n2", false)
+	c.start("n3", false)
+	if l := c.leader(); l != n1 {
+		c.t.Fatalf("leader %s, want the bootstrapped n1", l.cfg.NodeID)
+	}
+	for _, id := range []string{"n2", "n3"} {
+		if err := n1.Join(id, c.addrs[id], "http://"+id+".invalid"); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return n1
+}
+
 // registry is node id's plugin registry, or nil (an interface holding
 // no *fakeRegistry).
 func (c *testCluster) registry(id string) Plugins {
@@ -157,17 +175,7 @@ func waitCompleted(t *testing.T, ctx context.Context, e *dispatch.Engine, ids []
 func TestThreeNodesReplicateAndFailOver(t *testing.T) {
 	c := newTestCluster(t)
 	defer c.closeAll()
-	n1 := c.start("n1", true)
-	c.start("n2", false)
-	c.start("n3", false)
-	if l := c.leader(); l != n1 {
-		t.Fatalf("leader %s, want the bootstrapped n1", l.cfg.NodeID)
-	}
-	for _, id := range []string{"n2", "n3"} {
-		if err := n1.Join(id, c.addrs[id], "http://"+id+".invalid"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	n1 := c.startThree()
 	submitAndWait(t, n1.Engine(), "a", 200)
 	seq := c.converged()
 	if got := c.runs.Load(); got != 200 {
@@ -269,15 +277,7 @@ func TestCatchUpReadsBack(t *testing.T) {
 	defer func() { walStoreMemory = old }()
 	c := newTestCluster(t)
 	defer c.closeAll()
-	n1 := c.start("n1", true)
-	c.start("n2", false)
-	c.start("n3", false)
-	c.leader()
-	for _, id := range []string{"n2", "n3"} {
-		if err := n1.Join(id, c.addrs[id], "http://"+id+".invalid"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	n1 := c.startThree()
 	submitAndWait(t, n1.Engine(), "a", 20)
 	c.converged()
 	c.nodes["n3"].Close()
