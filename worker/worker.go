@@ -161,7 +161,8 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 func (w *Worker) Name() string { return w.cfg.Name }
 
 // Run leases and runs attempts until ctx ends, then drains: it stops
-// leasing, lets running attempts finish (up to Config.DrainTimeout),
+// leasing (a lease request out is answered first, and what it brought
+// runs), lets running attempts finish (up to Config.DrainTimeout),
 // reports their results and returns. It returns an error only for what
 // retrying cannot fix (a wrong token, a request the server refuses).
 func (w *Worker) Run(ctx context.Context) error {
@@ -263,7 +264,14 @@ func (w *Worker) leaseLoop(ctx context.Context) error {
 		w.leaseState = leaseOut
 		w.mu.Unlock()
 		wait := w.cfg.LeaseWait.Milliseconds()
-		res, err := w.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w.hello, Max: free, WaitMs: &wait, Results: results})
+		// A request out when ctx ends (the drain) is not abandoned: the
+		// server may have granted its leases already, and only its answer
+		// names them; unread, they would be leased to nobody until they
+		// expire. It comes back within its wait (a long poll with nothing
+		// to give answers empty then), and the drain runs what it brought.
+		reqCtx, cancelReq := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.LeaseWait+leaseAnswerSlack)
+		res, err := w.cl.WorkerLease(reqCtx, api.LeaseRequest{WorkerHello: w.hello, Max: free, WaitMs: &wait, Results: results})
+		cancelReq()
 		w.mu.Lock()
 		w.leaseState = leasePreparing
 		if len(results) > 0 && (err != nil || res.Results == nil) {
@@ -314,6 +322,11 @@ func (w *Worker) leaseLoop(ctx context.Context) error {
 	}
 	return nil
 }
+
+// leaseAnswerSlack bounds, beyond its long-poll wait, how long a lease
+// request may take (a server that stopped answering): on a drain, the
+// worker waits for the request out at most that long.
+const leaseAnswerSlack = 10 * time.Second
 
 // gatherWindow bounds how long the lease loop waits for running attempts
 // to finish before it asks for more (gather).

@@ -244,3 +244,66 @@ func TestWorkerReportsResultsWithLeaseRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestWorkerDrainRunsLeasesOfTheRequestOut: a drain that begins while a
+// lease request is out, after the server granted its leases but before
+// the answer came back, still runs those attempts and reports them before
+// Run returns: abandoning the request would leave them leased to nobody
+// until their leases expire (TestWorkerDrainsOnSIGTERM, e2e, was flaky so).
+// The server here holds its answer until the drain began.
+func TestWorkerDrainRunsLeasesOfTheRequestOut(t *testing.T) {
+	granted := make(chan struct{})
+	var once sync.Once
+	cl := serverWith(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/v1/workers/lease" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			var out struct {
+				Leases []json.RawMessage `json:"leases"`
+			}
+			_ = json.Unmarshal(rec.Body.Bytes(), &out)
+			if len(out.Leases) > 0 {
+				first := false
+				once.Do(func() { first = true; close(granted) })
+				if first {
+					// The drain begins now; a worker that abandons its
+					// request is gone before the answer is written.
+					select {
+					case <-r.Context().Done():
+					case <-time.After(300 * time.Millisecond):
+					}
+				}
+			}
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+		})
+	})
+	log := &lockedBuffer{}
+	stop := runWorker(t, cl, t.TempDir(), log)
+	in := "drain"
+	res, err := cl.Submit(context.Background(), api.TaskSpec{Handler: "echo", Input: &in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-granted:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no lease granted within 20s")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Reported before Run returned: well within the lease timeout (2s),
+	// after which the attempt would be lost and, with no worker, never run.
+	v, err := cl.TaskWait(context.Background(), res.Task.ID, time.Second)
+	if err != nil || v.State != "completed" || len(v.Runs[0].Attempts) != 1 || v.Runs[0].Attempts[0].Worker != "unit" || *v.Output != "DRAIN" {
+		t.Fatalf("after the drain: %v %s %+v\n%s", err, v.State, v.Runs, log.String())
+	}
+}
