@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/wasmtask/wasmtask/dispatch"
 	"github.com/wasmtask/wasmtask/host"
+	"github.com/wasmtask/wasmtask/internal/testguests"
 	"github.com/wasmtask/wasmtask/segwal"
 )
 
@@ -39,8 +39,7 @@ func goGuests(t *testing.T) map[string][]byte {
 		guests.wasm = map[string][]byte{}
 		for _, name := range []string{"coordinator", "uppercase"} {
 			out := filepath.Join(dir, name+".wasm")
-			cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-buildmode=c-shared", "-o", out, "./go/"+name)
-			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0", "GOFLAGS=")
+			cmd := testguests.GoBuild("", "./go/"+name, out)
 			if b, err := cmd.CombinedOutput(); err != nil {
 				guests.err = fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, b)
 				return
@@ -93,11 +92,7 @@ func TestWorkflowCoordinatorFanOutFanIn(t *testing.T) {
 	// -race on a busy 2-core machine, and milliseconds to load from the
 	// cache. The compiles are bounded by the test binary's -timeout alone
 	// (cold, under load, they took longer than the workflow's own bound).
-	cfg := host.Config{Logger: quiet}
-	if dir, err := os.UserCacheDir(); err == nil {
-		cfg.CacheDir = filepath.Join(dir, "wasmtask", "test-guests")
-	}
-	h, err := host.New(t.Context(), cfg)
+	h, err := host.New(t.Context(), host.Config{Logger: quiet, CacheDir: testguests.CacheDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,7 @@ package host
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -14,30 +10,11 @@ import (
 	"github.com/wasmtask/wasmtask/dispatch"
 )
 
-var goEcho struct {
-	once sync.Once
-	wasm []byte
-	err  error
-}
-
 // goEchoWasm builds testdata/goecho (the echo handler in Go) once per test
 // binary and returns the module bytes.
 func goEchoWasm(t testing.TB) []byte {
 	t.Helper()
-	goEcho.once.Do(func() {
-		out := filepath.Join(t.TempDir(), "goecho.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/goecho")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0", "GOFLAGS=")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			goEcho.err = &buildError{cmd: strings.Join(cmd.Args, " "), out: string(b), err: err}
-			return
-		}
-		goEcho.wasm, goEcho.err = os.ReadFile(out)
-	})
-	if goEcho.err != nil {
-		t.Fatalf("build the Go guest: %v", goEcho.err)
-	}
-	return goEcho.wasm
+	return goGuestWasm(t, "goecho")
 }
 
 type buildError struct {
@@ -71,7 +48,7 @@ func TestEcho(t *testing.T) {
 		{name: "wat", wasm: func(t testing.TB) []byte { return readWasm(t, "echo") }},
 		{name: "go", wasm: goEchoWasm},
 	}
-	h := newTestHost(t, Config{})
+	h := newGuestTestHost(t, Config{})
 	for _, g := range guests {
 		t.Run(g.name, func(t *testing.T) {
 			wasm := g.wasm(t)

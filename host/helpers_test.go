@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/wasmtask/wasmtask/internal/testguests"
 	"github.com/wasmtask/wasmtask/internal/wasmgen"
 )
 
@@ -29,6 +30,19 @@ func newTestHost(t testing.TB, cfg Config) *Host {
 		}
 	})
 	return h
+}
+
+// newGuestTestHost is newTestHost for tests that load Go guests: unless
+// cfg names one, its compiled code is kept in the compile cache folder the
+// sdk and examples tests share (testguests.CacheDir), where a Go guest
+// compiled once (a minute or more under -race on a busy machine) loads in
+// milliseconds for every later host and test run.
+func newGuestTestHost(t testing.TB, cfg Config) *Host {
+	t.Helper()
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = testguests.CacheDir()
+	}
+	return newTestHost(t, cfg)
 }
 
 // readWasm returns testdata/<name>.wasm.

@@ -99,8 +99,8 @@ func TestNoGuestMemoryAlias(t *testing.T) {
 		{name: "go guest", wasm: goEchoWasm, a: Attempt{Input: []byte("go guest output")}},
 		{name: "go guest reuse", wasm: goEchoWasm, a: Attempt{Input: []byte("go guest output")}, policy: InstancesReuse},
 	}
-	plain := newTestHost(t, Config{MemoryPoolBytes: -1})
-	pooled := newTestHost(t, Config{})
+	plain := newGuestTestHost(t, Config{MemoryPoolBytes: -1})
+	pooled := newGuestTestHost(t, Config{})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			wasm := tc.wasm(t)

@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/internal/testguests"
 )
 
 var goGuests sync.Map // testdata dir -> *goGuestBuild
@@ -22,7 +22,9 @@ type goGuestBuild struct {
 }
 
 // goGuestWasm builds testdata/<dir> for wasip1 (c-shared) once per test
-// binary and returns the module bytes.
+// binary and returns the module bytes (built as sdk and examples build
+// theirs: the same bytes from any checkout, for the shared compile cache;
+// see newGuestTestHost).
 func goGuestWasm(t testing.TB, dir string) []byte {
 	t.Helper()
 	v, _ := goGuests.LoadOrStore(dir, &goGuestBuild{})
@@ -35,8 +37,7 @@ func goGuestWasm(t testing.TB, dir string) []byte {
 		}
 		defer os.RemoveAll(tmp)
 		out := filepath.Join(tmp, dir+".wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/"+dir)
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0", "GOFLAGS=")
+		cmd := testguests.GoBuild("", "./testdata/"+dir, out)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			g.err = &buildError{cmd: strings.Join(cmd.Args, " "), out: string(b), err: err}
 			return
@@ -79,7 +80,7 @@ func runGoCounter(t *testing.T, p *Pool, input string) (Result, int) {
 // runtime started by _initialize, is kept. Both share one Host: a Go guest
 // takes tens of seconds to compile under -race.
 func TestPoolGoGuest(t *testing.T) {
-	h := newTestHost(t, Config{})
+	h := newGuestTestHost(t, Config{})
 	wasm := goGuestWasm(t, "gocounter")
 	m := mustLoad(t, h, wasm, 0)
 	t.Run("reuse", func(t *testing.T) { testGoGuestReuse(t, h, m) })

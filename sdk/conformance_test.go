@@ -21,6 +21,7 @@ import (
 	"github.com/wasmtask/wasmtask/host"
 
 	"github.com/wasmtask/wasmtask/internal/cputime"
+	"github.com/wasmtask/wasmtask/internal/testguests"
 )
 
 // languages are the guest languages, by the prefix of their example
@@ -181,11 +182,7 @@ func TestConformanceReuse(t *testing.T) {
 // milliseconds to load from the cache.
 func newHost(t testing.TB) *host.Host {
 	t.Helper()
-	var cfg host.Config
-	if dir, err := os.UserCacheDir(); err == nil {
-		cfg.CacheDir = filepath.Join(dir, "wasmtask", "test-guests")
-	}
-	h, err := host.New(context.Background(), cfg)
+	h, err := host.New(context.Background(), host.Config{CacheDir: testguests.CacheDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,11 +403,9 @@ func buildLanguage(root, dir, lang string) error {
 	var cmds []*exec.Cmd
 	if lang == "go" {
 		for _, ex := range examples {
-			// -trimpath: the same bytes (hash, cached compiled code) from
-			// any checkout path, and as examples' workflow test builds them.
-			cmd := exec.Command(goTool(), "build", "-trimpath", "-buildvcs=false", "-buildmode=c-shared", "-o", moduleFile(dir, "go", ex), "./examples/go/"+ex)
-			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0", "GOFLAGS=")
-			cmds = append(cmds, cmd)
+			// The same bytes (hash, cached compiled code) from any checkout
+			// path, and as examples' workflow test builds them.
+			cmds = append(cmds, testguests.GoBuild(goTool(), "./examples/go/"+ex, moduleFile(dir, "go", ex)))
 		}
 	} else {
 		cmds = append(cmds, exec.Command("bash", filepath.Join(root, "scripts", "build-examples-"+lang+".sh"), dir))
