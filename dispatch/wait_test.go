@@ -70,6 +70,13 @@ func TestWaitAnswersAtTheFinalTick(t *testing.T) {
 		defer r.e.waits.mu.Unlock()
 		return r.e.waits.m["a"] != nil
 	})
+	// a's start report (sent once its attempt has run startedReportDelay)
+	// makes a tick of its own: armed before it was committed, that tick,
+	// not a's final one, would take the armed commit.
+	waitFor(t, "a's start to be recorded", func() bool {
+		v, ok := r.e.Task("a")
+		return ok && len(v.Runs) == 1 && v.Runs[0].State == RunRunning
+	})
 	armed.Store(true)
 	close(finish)
 	select {
