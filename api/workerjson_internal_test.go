@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
 	"reflect"
@@ -138,4 +139,41 @@ func TestDecodeLeaseResponseMatchesEncoding(t *testing.T) {
 	if gaveUp == 3*3000 {
 		t.Fatal("the decoder gave up on every response")
 	}
+}
+
+// BenchmarkDecodeLeaseResponse: a response of 64 leases of wasmtask
+// bench's no-op tasks (a manifest, labels, a small input), as the worker
+// decodes it: the hand-written decoder, and encoding/json for scale.
+//
+//	go test -run='^$' -bench=DecodeLeaseResponse -benchmem ./api/
+func BenchmarkDecodeLeaseResponse(b *testing.B) {
+	out := LeaseResponse{LeaseTimeoutMs: 30000, HeartbeatMs: 10000, Results: []ResultStatus{{Lease: "l-00000000000000ff", Status: "ok"}}}
+	manifest := &plugins.Manifest{Placement: "remote"}
+	for i := range 64 {
+		out.Leases = append(out.Leases, Lease{
+			Lease: fmt.Sprintf("l-%016x", i), Task: fmt.Sprintf("t-%016x", i), Run: fmt.Sprintf("r-%016x", i),
+			Attempt: 1, MaxAttempts: 3, Handler: "bench-noop", Plugin: "bench-noop", Version: "sha256:0123456789abcdef",
+			Manifest: manifest, Input: []byte("hello"), TimeoutMs: 30000, RemainingMs: 29998,
+			Labels: map[string]string{"wasmtask-bench": "20261204T073017.436Z"},
+		})
+	}
+	var cache manifestCache
+	body := appendLeaseResponse(nil, &out, &cache)
+	b.Run("hand", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if got, _, ok := decodeLeaseResponse(body); !ok || len(got.Leases) != 64 {
+				b.Fatalf("%d leases, ok %v", len(got.Leases), ok)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var got LeaseResponse
+			if err := json.Unmarshal(body, &got); err != nil || len(got.Leases) != 64 {
+				b.Fatalf("%d leases, %v", len(got.Leases), err)
+			}
+		}
+	})
 }
