@@ -1,9 +1,5 @@
 package api
 
-import (
-	"unicode/utf8"
-)
-
 // decodeSpecFast decodes the usual task spec without reflection: an object
 // of the plain members (id, handler, input, input_b64, max_attempts,
 // timeout, priority, concurrency_key, not_before, tolerate_child_failures,
@@ -21,75 +17,44 @@ func decodeSpecFast(b []byte) (spec TaskSpec, ok bool) {
 // from spec to spec (handler, labels, concurrency key) from shared, when
 // not nil: the specs of a batch then hold one copy of each.
 func decodeSpecFastShared(b []byte, shared *stringCache) (spec TaskSpec, ok bool) {
-	if !utf8.Valid(b) {
-		return spec, false
-	}
-	p := specParser{b: b, shared: shared}
-	p.space()
-	if !p.byte('{') {
-		return spec, false
-	}
+	r := newJSONReader(b)
 	var seen uint16
-	p.space()
-	if p.byte('}') {
-		return spec, p.end()
-	}
-	for {
-		p.space()
-		key, ok := p.strBytes()
-		if !ok {
-			return spec, false
-		}
-		p.space()
-		if !p.byte(':') {
-			return spec, false
-		}
-		p.space()
-		bit, ok := specMembers[string(key)] // no copy for a map lookup
-		if !ok || seen&bit != 0 {
+	for more := r.openObject(); more; more = r.more('}') {
+		bit := specMembers[string(r.key())] // no copy for a map lookup
+		if bit == 0 || seen&bit != 0 {
 			return spec, false
 		}
 		seen |= bit
 		switch bit {
 		case memberID:
-			spec.ID, ok = p.str()
+			spec.ID = r.str()
 		case memberHandler:
-			spec.Handler, ok = p.sharedStr()
+			spec.Handler = shared.str(&r)
 		case memberInput:
-			var s string
-			s, ok = p.str()
+			s := r.str()
 			spec.Input = &s
 		case memberInputB64:
-			var s string
-			s, ok = p.str()
+			s := r.str()
 			spec.InputB64 = &s
 		case memberMaxAttempts:
-			spec.MaxAttempts, ok = p.int()
-			ok = ok && spec.MaxAttempts != 0 // an explicit 0 is refused by the full decoder
+			if spec.MaxAttempts = r.int(); spec.MaxAttempts == 0 {
+				r.fail() // an explicit 0 is refused by the full decoder
+			}
 		case memberTimeout:
-			spec.Timeout, ok = p.sharedStr()
+			spec.Timeout = shared.str(&r)
 		case memberPriority:
-			spec.Priority, ok = p.int()
+			spec.Priority = r.int()
 		case memberConcurrencyKey:
-			spec.ConcurrencyKey, ok = p.sharedStr()
+			spec.ConcurrencyKey = shared.str(&r)
 		case memberNotBefore:
-			spec.NotBefore, ok = p.str()
+			spec.NotBefore = r.str()
 		case memberTolerateChildFailures:
-			spec.TolerateChildFailures, ok = p.bool()
+			spec.TolerateChildFailures = r.bool()
 		case memberLabels:
-			spec.Labels, ok = p.labels()
-		}
-		if !ok {
-			return spec, false
-		}
-		p.space()
-		if p.byte('}') {
-			return spec, p.end()
-		}
-		if !p.byte(',') {
-			return spec, false
+			spec.Labels = shared.readLabels(&r)
 		}
 	}
+	return spec, r.end()
 }
 
 // The members decodeSpecFast knows, one bit each.
@@ -112,12 +77,6 @@ var specMembers = map[string]uint16{
 	"max_attempts": memberMaxAttempts, "timeout": memberTimeout, "priority": memberPriority,
 	"concurrency_key": memberConcurrencyKey, "not_before": memberNotBefore,
 	"tolerate_child_failures": memberTolerateChildFailures, "labels": memberLabels,
-}
-
-type specParser struct {
-	b      []byte
-	i      int
-	shared *stringCache // nil: every string is its own copy
 }
 
 // stringCache hands out one copy of each string it was asked for, up to
@@ -149,162 +108,46 @@ func (c *stringCache) get(b []byte) string {
 	return s
 }
 
-func (p *specParser) space() {
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
+// str reads a string, taking it from c if c is not nil.
+func (c *stringCache) str(r *jsonReader) string {
+	b := r.strBytes()
+	if !r.ok {
+		return ""
 	}
+	return c.of(b)
 }
 
-func (p *specParser) byte(c byte) bool {
-	if p.i < len(p.b) && p.b[p.i] == c {
-		p.i++
-		return true
+// of is b as a string, taken from c if c is not nil.
+func (c *stringCache) of(b []byte) string {
+	if c != nil {
+		return c.get(b)
 	}
-	return false
+	return string(b)
 }
 
-// end reports whether only white space follows.
-func (p *specParser) end() bool {
-	p.space()
-	return p.i == len(p.b)
-}
-
-// str reads a string without escapes or control characters.
-func (p *specParser) str() (string, bool) {
-	b, ok := p.strBytes()
-	if !ok {
-		return "", false
+// readLabels reads an object of strings (a repeated key keeps the last value,
+// as encoding/json does); of two objects in a row written alike, c (if
+// not nil) gives the second the first one's map.
+func (c *stringCache) readLabels(r *jsonReader) map[string]string {
+	r.space()
+	start := r.i
+	if c != nil && c.labels != nil && len(r.b)-start >= len(c.labelsRaw) &&
+		string(r.b[start:start+len(c.labelsRaw)]) == string(c.labelsRaw) {
+		r.i = start + len(c.labelsRaw)
+		return c.labels
 	}
-	return string(b), true
-}
-
-// sharedStr is str taking the string from p.shared, if any.
-func (p *specParser) sharedStr() (string, bool) {
-	b, ok := p.strBytes()
-	if !ok {
-		return "", false
-	}
-	if p.shared != nil {
-		return p.shared.get(b), true
-	}
-	return string(b), true
-}
-
-// strBytes reads a string without escapes or control characters and
-// returns its bytes (in p.b).
-func (p *specParser) strBytes() ([]byte, bool) {
-	if !p.byte('"') {
-		return nil, false
-	}
-	start := p.i
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			b := p.b[start:p.i]
-			p.i++
-			return b, true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		}
-		p.i++
-	}
-	return nil, false
-}
-
-// int reads an integer as JSON writes it (no fraction, no exponent, no
-// leading zeros), of at most 15 digits.
-func (p *specParser) int() (int, bool) {
-	neg := p.byte('-')
-	start := p.i
-	n := 0
-	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
-		n = n*10 + int(p.b[p.i]-'0')
-		p.i++
-	}
-	digits := p.i - start
-	if digits == 0 || digits > 15 || (digits > 1 && p.b[start] == '0') {
-		return 0, false
-	}
-	if p.i < len(p.b) {
-		switch p.b[p.i] {
-		case '.', 'e', 'E':
-			return 0, false
-		}
-	}
-	if neg {
-		n = -n
-	}
-	return n, true
-}
-
-func (p *specParser) bool() (bool, bool) {
-	rest := p.b[p.i:]
-	switch {
-	case len(rest) >= 4 && string(rest[:4]) == "true":
-		p.i += 4
-		return true, true
-	case len(rest) >= 5 && string(rest[:5]) == "false":
-		p.i += 5
-		return false, true
-	}
-	return false, false
-}
-
-// labels reads an object of strings (a repeated key keeps the last value,
-// as encoding/json does).
-func (p *specParser) labels() (map[string]string, bool) {
-	start := p.i
-	if !p.byte('{') {
-		return nil, false
-	}
-	if c := p.shared; c != nil && c.labels != nil && len(p.b)-start >= len(c.labelsRaw) &&
-		string(p.b[start:start+len(c.labelsRaw)]) == string(c.labelsRaw) {
-		p.i = start + len(c.labelsRaw)
-		return c.labels, true
-	}
-	m, ok := p.labelMembers()
-	if ok && p.shared != nil {
-		p.shared.labelsRaw = append(p.shared.labelsRaw[:0], p.b[start:p.i]...)
-		p.shared.labels = m
-	}
-	return m, ok
-}
-
-// labelMembers reads the members of a labels object, after its '{'.
-func (p *specParser) labelMembers() (map[string]string, bool) {
 	m := map[string]string{}
-	p.space()
-	if p.byte('}') {
-		return m, true
+	for more := r.openObject(); more; more = r.more('}') {
+		k := r.key()
+		if !r.ok {
+			break
+		}
+		key := c.of(k)
+		m[key] = c.str(r)
 	}
-	for {
-		p.space()
-		k, ok := p.sharedStr()
-		if !ok {
-			return nil, false
-		}
-		p.space()
-		if !p.byte(':') {
-			return nil, false
-		}
-		p.space()
-		v, ok := p.sharedStr()
-		if !ok {
-			return nil, false
-		}
-		m[k] = v
-		p.space()
-		if p.byte('}') {
-			return m, true
-		}
-		if !p.byte(',') {
-			return nil, false
-		}
+	if c != nil && r.ok {
+		c.labelsRaw = append(c.labelsRaw[:0], r.b[start:r.i]...)
+		c.labels = m
 	}
+	return m
 }

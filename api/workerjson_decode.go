@@ -1,10 +1,6 @@
 package api
 
-import (
-	"encoding/base64"
-	"strconv"
-	"unicode/utf8"
-)
+import "encoding/base64"
 
 // The worker decodes lease responses by hand: with encoding/json they
 // took a seventh of a no-op worker's CPU. decodeLeaseResponse handles JSON
@@ -12,305 +8,118 @@ import (
 // gives up (ok false) on anything else: an escape in a string, invalid
 // UTF-8, a member it does not know, a number with a fraction. The caller
 // then decodes the body with encoding/json, so the result never differs
-// (TestDecodeLeaseResponseMatchesEncoding).
-
-type leaseParser struct {
-	b  []byte
-	i  int
-	ok bool
-}
+// (TestDecodeLeaseResponseMatchesEncoding). It reads with jsonReader.
 
 // decodeLeaseResponse decodes b into out, with each lease's manifest as
 // raw JSON in manifests (nil where none); ok false: use encoding/json.
 func decodeLeaseResponse(b []byte) (out LeaseResponse, manifests [][]byte, ok bool) {
-	p := &leaseParser{b: b, ok: true}
-	p.object(func(key string) {
-		switch key {
+	r := newJSONReader(b)
+	for more := r.openObject(); more; more = r.more('}') {
+		switch string(r.key()) {
 		case "leases":
-			if p.null() {
+			if r.null() {
 				out.Leases = nil
-				return
+				continue
 			}
 			out.Leases = []Lease{}
 			manifests = manifests[:0]
-			p.array(func() {
+			for more := r.openArray(); more; more = r.more(']') {
 				var l Lease
 				var m []byte
-				p.lease(&l, &m)
+				decodeLease(&r, &l, &m)
 				out.Leases = append(out.Leases, l)
 				manifests = append(manifests, m)
-			})
+			}
 		case "results":
-			if p.null() {
+			if r.null() {
 				out.Results = nil
-				return
+				continue
 			}
 			out.Results = []ResultStatus{}
-			p.array(func() {
-				var r ResultStatus
-				p.object(func(key string) {
-					switch key {
+			for more := r.openArray(); more; more = r.more(']') {
+				var rs ResultStatus
+				for more := r.openObject(); more; more = r.more('}') {
+					switch string(r.key()) {
 					case "lease":
-						r.Lease = p.str()
+						rs.Lease = r.str()
 					case "status":
-						r.Status = p.str()
+						rs.Status = r.str()
 					case "error":
-						r.Error = p.str()
+						rs.Error = r.str()
 					default:
-						p.ok = false
+						r.fail()
 					}
-				})
-				out.Results = append(out.Results, r)
-			})
+				}
+				out.Results = append(out.Results, rs)
+			}
 		case "lease_timeout_ms":
-			out.LeaseTimeoutMs = p.int()
+			out.LeaseTimeoutMs = r.int64()
 		case "heartbeat_ms":
-			out.HeartbeatMs = p.int()
+			out.HeartbeatMs = r.int64()
 		default:
-			p.ok = false
+			r.fail()
 		}
-	})
-	p.ws()
-	if p.i != len(p.b) {
-		p.ok = false
 	}
-	return out, manifests, p.ok
+	return out, manifests, r.end()
 }
 
-func (p *leaseParser) lease(l *Lease, manifest *[]byte) {
-	p.object(func(key string) {
-		switch key {
+func decodeLease(r *jsonReader, l *Lease, manifest *[]byte) {
+	for more := r.openObject(); more; more = r.more('}') {
+		switch string(r.key()) {
 		case "lease":
-			l.Lease = p.str()
+			l.Lease = r.str()
 		case "task":
-			l.Task = p.str()
+			l.Task = r.str()
 		case "run":
-			l.Run = p.str()
+			l.Run = r.str()
 		case "attempt":
-			l.Attempt = int(p.int())
+			l.Attempt = r.int()
 		case "max_attempts":
-			l.MaxAttempts = int(p.int())
+			l.MaxAttempts = r.int()
 		case "handler":
-			l.Handler = p.str()
+			l.Handler = r.str()
 		case "plugin":
-			l.Plugin = p.str()
+			l.Plugin = r.str()
 		case "version":
-			l.Version = p.str()
+			l.Version = r.str()
 		case "manifest":
-			if p.null() {
+			if r.null() {
 				*manifest = nil
-				return
+				continue
 			}
-			start := p.i
-			p.skip()
-			*manifest = p.b[start:p.i]
+			*manifest = r.skip()
 		case "input":
-			if p.null() {
+			if r.null() {
 				l.Input = nil
-				return
+				continue
 			}
-			s := p.str()
+			s := r.strBytes()
 			in := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
-			n, err := base64.StdEncoding.Decode(in, []byte(s))
+			n, err := base64.StdEncoding.Decode(in, s)
 			if err != nil {
-				p.ok = false
+				r.fail()
 			}
 			l.Input = in[:n]
 		case "timeout_ms":
-			l.TimeoutMs = p.int()
+			l.TimeoutMs = r.int64()
 		case "remaining_ms":
-			l.RemainingMs = p.int()
+			l.RemainingMs = r.int64()
 		case "labels":
-			if p.null() {
+			if r.null() {
 				l.Labels = nil
-				return
+				continue
 			}
 			if l.Labels == nil {
 				l.Labels = map[string]string{}
 			}
-			p.object(func(key string) { l.Labels[key] = p.str() })
+			for more := r.openObject(); more; more = r.more('}') {
+				k := r.key()
+				l.Labels[string(k)] = r.str()
+			}
 		case "parent":
-			l.Parent = p.str()
+			l.Parent = r.str()
 		default:
-			p.ok = false
-		}
-	})
-}
-
-func (p *leaseParser) ws() {
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
+			r.fail()
 		}
 	}
-}
-
-// next skips whitespace and reports whether the next byte is c (and takes it).
-func (p *leaseParser) next(c byte) bool {
-	p.ws()
-	if p.ok && p.i < len(p.b) && p.b[p.i] == c {
-		p.i++
-		return true
-	}
-	return false
-}
-
-func (p *leaseParser) null() bool {
-	p.ws()
-	if p.ok && len(p.b)-p.i >= 4 && string(p.b[p.i:p.i+4]) == "null" {
-		p.i += 4
-		return true
-	}
-	return false
-}
-
-// object calls member for each member, positioned at its value.
-func (p *leaseParser) object(member func(key string)) {
-	if !p.next('{') {
-		p.ok = false
-		return
-	}
-	if p.next('}') {
-		return
-	}
-	for p.ok {
-		key := p.str()
-		if !p.next(':') {
-			p.ok = false
-			return
-		}
-		member(key)
-		if p.next(',') {
-			continue
-		}
-		if !p.next('}') {
-			p.ok = false
-		}
-		return
-	}
-}
-
-func (p *leaseParser) array(elem func()) {
-	if !p.next('[') {
-		p.ok = false
-		return
-	}
-	if p.next(']') {
-		return
-	}
-	for p.ok {
-		elem()
-		if p.next(',') {
-			continue
-		}
-		if !p.next(']') {
-			p.ok = false
-		}
-		return
-	}
-}
-
-// str reads a string holding no escape and valid UTF-8.
-func (p *leaseParser) str() string {
-	if !p.next('"') {
-		p.ok = false
-		return ""
-	}
-	start, ascii := p.i, true
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			s := p.b[start:p.i]
-			p.i++
-			if !ascii && !utf8.Valid(s) {
-				p.ok = false
-			}
-			return string(s)
-		case c == '\\' || c < 0x20:
-			p.ok = false
-			return ""
-		case c >= 0x80:
-			ascii = false
-		}
-		p.i++
-	}
-	p.ok = false
-	return ""
-}
-
-// int reads an integer (no fraction, no exponent).
-func (p *leaseParser) int() int64 {
-	p.ws()
-	start := p.i
-	if p.i < len(p.b) && p.b[p.i] == '-' {
-		p.i++
-	}
-	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
-		p.i++
-	}
-	n, err := strconv.ParseInt(string(p.b[start:p.i]), 10, 64)
-	if err != nil || p.i < len(p.b) && (p.b[p.i] == '.' || p.b[p.i] == 'e' || p.b[p.i] == 'E') {
-		p.ok = false
-	}
-	return n
-}
-
-// skip passes over one value of any kind (escapes included); encoding/json
-// checks it when it decodes the manifest.
-func (p *leaseParser) skip() {
-	p.ws()
-	depth := 0
-	for p.ok && p.i < len(p.b) {
-		c := p.b[p.i]
-		switch c {
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth < 0 {
-				p.ok = false
-				return
-			}
-		case '"':
-			for p.i++; p.i < len(p.b) && p.b[p.i] != '"'; p.i++ {
-				if p.b[p.i] == '\\' {
-					p.i++
-				}
-			}
-			if p.i >= len(p.b) {
-				p.ok = false
-				return
-			}
-		case ',', ':':
-			if depth == 0 {
-				return
-			}
-		}
-		p.i++
-		if depth == 0 && (c == '}' || c == ']' || c == '"') {
-			return
-		}
-		if depth == 0 && c != '{' && c != '[' {
-			// a literal (number, true, false, null): up to a delimiter
-			for p.i < len(p.b) && !isDelim(p.b[p.i]) {
-				p.i++
-			}
-			return
-		}
-	}
-	if depth != 0 {
-		p.ok = false
-	}
-}
-
-func isDelim(c byte) bool {
-	switch c {
-	case ',', '}', ']', ' ', '\t', '\n', '\r':
-		return true
-	}
-	return false
 }

@@ -177,3 +177,52 @@ func BenchmarkDecodeLeaseResponse(b *testing.B) {
 		}
 	})
 }
+
+// FuzzDecodeLeaseResponse: whatever the worker's hand-written decoder
+// accepts, encoding/json decodes to the same response (the manifests
+// decoded as Client.WorkerLease decodes them), or refuses too where a
+// manifest does not decode.
+func FuzzDecodeLeaseResponse(f *testing.F) {
+	var cache manifestCache
+	for _, out := range []LeaseResponse{
+		{},
+		{Leases: []Lease{}, LeaseTimeoutMs: 30000, HeartbeatMs: 10000},
+		{Leases: []Lease{{Lease: "l1", Task: "t1", Run: "r1", Attempt: 1, MaxAttempts: 3, Handler: "h", Plugin: "h", Version: "v",
+			Manifest: &plugins.Manifest{Placement: "remote", Env: map[string]string{"A": "<b>\n"}}, Input: []byte("hi"),
+			TimeoutMs: 100, RemainingMs: -1, Labels: map[string]string{"a": "1"}, Parent: "p"}},
+			Results: []ResultStatus{{Lease: "l0", Status: "conflict", Error: "gone"}}},
+	} {
+		f.Add(appendLeaseResponse(nil, &out, &cache))
+	}
+	for _, s := range []string{`{"leases":null,"results":null}`, `{"leases":[{"manifest":}]}`, `{"leases":[{"manifest":,"task":"t"}]}`, `{"leases":[{"manifest":tru}]}`,
+		`{"leases":[{"attempt":01}]}`, `{"leases":[{"input":"aGk"}]}`, `{"leases":[{"labels":{"a":"1"},"labels":{"b":"2"}}]}`,
+		`{"leases":[{"Lease":"x"}]}`, `{"heartbeat_ms":1.5}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, raws, ok := decodeLeaseResponse(b)
+		if !ok {
+			return
+		}
+		var want LeaseResponse
+		stdErr := json.Unmarshal(b, &want)
+		for j, raw := range raws {
+			if len(raw) == 0 || string(raw) == "null" {
+				continue
+			}
+			got.Leases[j].Manifest = new(plugins.Manifest)
+			if err := json.Unmarshal(raw, got.Leases[j].Manifest); err != nil {
+				if stdErr == nil {
+					t.Fatalf("%q: manifest %q does not decode (%v), encoding/json decodes the response", b, raw, err)
+				}
+				return
+			}
+		}
+		if stdErr != nil {
+			t.Fatalf("the hand-written decoder accepted %q, encoding/json refuses it: %v", b, stdErr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q decoded differently:\n%+v\nencoding/json:\n%+v", b, got, want)
+		}
+	})
+}
