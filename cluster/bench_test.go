@@ -84,13 +84,14 @@ func BenchmarkLogStore(b *testing.B) {
 // process on loopback (raft, with each log store): tasks/s from the first
 // submit to the last completion, and each Submit's latency (acknowledged
 // once durable: fsynced, or committed by a majority). 32 submitters (the
-// rate is then about 32 / the submit latency) and 256 (closer to what the
-// log can carry); the default 16 workers. For the segwal store, the
+// rate is then about 32 / the submit latency), 256 and 1024 (closer to
+// what the log can carry: where three nodes come nearest one); the
+// default 16 workers. For the segwal store, the
 // leader's and a follower's average fsync and raft entries per write.
 //
 //	go test ./cluster -run '^$' -bench BenchmarkSubmit -benchtime 3000x -count 3
 func BenchmarkSubmit(b *testing.B) {
-	for _, submitters := range []int{32, 256} {
+	for _, submitters := range []int{32, 256, 1024} {
 		b.Run(fmt.Sprintf("submitters=%d", submitters), func(b *testing.B) { benchmarkSubmit(b, submitters) })
 	}
 }
