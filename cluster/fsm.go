@@ -34,11 +34,38 @@ type fsm struct {
 	index   atomic.Uint64 // raft index of the last entry applied
 	seq     atomic.Uint64 // dispatch sequence of the last record applied
 	changed chan struct{} // closed and replaced after each apply (for waiters)
+
+	// While this node leads, its committed dispatch entries are applied on
+	// a goroutine of their own (applyQueued), not raft's FSM goroutine: in
+	// hashicorp/raft an entry's ApplyFuture answers only once the FSM's
+	// Apply returned, so the leader's own apply of each entry (decoding
+	// and reducing hundreds of events under load) was on every commit's
+	// path, and entries queued behind it. See doc.go, Throughput.
+	deferApply atomic.Bool
+	qmu        sync.Mutex
+	qcond      *sync.Cond // on qmu: the queue shrank or the applier stopped
+	queue      []queuedEntry
+	applying   bool // an applyQueued goroutine runs (under qmu)
 }
 
+// queuedEntry is a committed entry Apply handed to applyQueued. Its data
+// is raft's (the leader's own entry, or the log store's copy), which raft
+// never writes after handing it over.
+type queuedEntry struct {
+	index uint64
+	data  []byte
+}
+
+// maxQueued bounds the entries applyQueued may lag behind raft: past it,
+// Apply waits (and with it raft's commits), so that a starved applier
+// does not let the queue grow.
+const maxQueued = 64
+
 func newFSM(log *slog.Logger, plugins Plugins) *fsm {
-	return &fsm{log: log, state: dispatch.NewState(), members: map[string]string{}, changed: make(chan struct{}),
+	f := &fsm{log: log, state: dispatch.NewState(), members: map[string]string{}, changed: make(chan struct{}),
 		plugins: map[string]*pluginMeta{}, pluginQ: newPluginQueue(log, plugins)}
+	f.qcond = sync.NewCond(&f.qmu)
+	return f
 }
 
 type memberEntry struct {
@@ -47,25 +74,95 @@ type memberEntry struct {
 	Remove bool   `json:"remove,omitempty"`
 }
 
+// Apply is called by raft, in log order, on one goroutine. On the leader
+// (deferApply) it queues dispatch entries for applyQueued and returns at
+// once; any other entry first waits until what is queued was applied, so
+// that everything applies in log order, and applies at once (a plugin
+// change's proposer reads its result from the future).
 func (f *fsm) Apply(l *raft.Log) any {
+	if f.deferApply.Load() && l.Type == raft.LogCommand && len(l.Data) > 0 && l.Data[0] == entryEvents {
+		f.enqueue(queuedEntry{index: l.Index, data: l.Data})
+		return nil
+	}
+	f.drain()
 	if l.Type != raft.LogCommand || len(l.Data) == 0 {
 		f.index.Store(l.Index)
 		return nil
 	}
 	f.mu.Lock()
-	err := f.applyLocked(l.Index, l.Data)
-	if err != nil && f.err == nil {
-		f.err = fmt.Errorf("raft entry %d: %w", l.Index, err)
-		f.log.Error("cluster: an entry does not apply; this node's state is suspect (restart it to rebuild from the leader)", "index", l.Index, "err", err)
-	}
-	f.seq.Store(f.state.Applied)
-	f.index.Store(l.Index)
+	err := f.applyEntryLocked(l.Index, l.Data)
 	ch := f.changed
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
 	close(ch)
 	return err
 }
+
+// applyEntryLocked applies one entry and records how far the state got.
+func (f *fsm) applyEntryLocked(index uint64, data []byte) error {
+	err := f.applyLocked(index, data)
+	if err != nil && f.err == nil {
+		f.err = fmt.Errorf("raft entry %d: %w", index, err)
+		f.log.Error("cluster: an entry does not apply; this node's state is suspect (restart it to rebuild from the leader)", "index", index, "err", err)
+	}
+	f.seq.Store(f.state.Applied)
+	f.index.Store(index)
+	return err
+}
+
+func (f *fsm) enqueue(e queuedEntry) {
+	f.qmu.Lock()
+	defer f.qmu.Unlock()
+	for len(f.queue) >= maxQueued {
+		f.qcond.Wait()
+	}
+	f.queue = append(f.queue, e)
+	if !f.applying {
+		f.applying = true
+		go f.applyQueued()
+	}
+}
+
+// applyQueued applies the queued entries, all that queued meanwhile under
+// one lock, until the queue is empty.
+func (f *fsm) applyQueued() {
+	var batch []queuedEntry
+	for {
+		f.qmu.Lock()
+		clear(batch)
+		batch, f.queue = f.queue, batch[:0]
+		if len(batch) == 0 {
+			f.applying = false
+			f.qcond.Broadcast()
+			f.qmu.Unlock()
+			return
+		}
+		f.qcond.Broadcast()
+		f.qmu.Unlock()
+		f.mu.Lock()
+		for _, e := range batch {
+			f.applyEntryLocked(e.index, e.data)
+		}
+		ch := f.changed
+		f.changed = make(chan struct{})
+		f.mu.Unlock()
+		close(ch)
+	}
+}
+
+// drain waits until every queued entry is applied: the state then holds
+// every entry raft handed to Apply.
+func (f *fsm) drain() {
+	f.qmu.Lock()
+	for f.applying {
+		f.qcond.Wait()
+	}
+	f.qmu.Unlock()
+}
+
+// setLeading turns the leader's deferred apply on or off; off, the
+// entries still queued apply before any later one.
+func (f *fsm) setLeading(on bool) { f.deferApply.Store(on) }
 
 func (f *fsm) applyLocked(index uint64, data []byte) error {
 	switch data[0] {
@@ -101,6 +198,7 @@ func (f *fsm) applyLocked(index uint64, data []byte) error {
 // copyState returns a deep copy of the committed state, for a new leader's
 // engine.
 func (f *fsm) copyState() (*dispatch.State, error) {
+	f.drain()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.err != nil {
@@ -138,6 +236,7 @@ const (
 )
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.drain() // the snapshot holds every entry raft applied
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.err != nil {
@@ -161,6 +260,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	f.drain()
 	b, err := io.ReadAll(rc)
 	if err != nil {
 		return err

@@ -294,6 +294,7 @@ func (n *Node) startEngine() (done <-chan struct{}, retry <-chan time.Time) {
 	n.mu.Lock()
 	n.engine = e
 	n.mu.Unlock()
+	n.fsm.setLeading(true)
 	n.log.Info("cluster: engine started", "seq", seq, "tasks", tasks)
 	if n.cfg.OnEngine != nil {
 		n.cfg.OnEngine(e)
@@ -313,6 +314,7 @@ func (n *Node) stopEngine(why string) {
 		n.cfg.OnEngine(nil)
 	}
 	err := e.Close()
+	n.fsm.setLeading(false)
 	n.log.Info("cluster: engine stopped", "why", why, "err", err)
 }
 
@@ -397,6 +399,7 @@ func (n *Node) Close() error {
 	}
 	<-n.done
 	err := n.raft.Shutdown().Error()
+	n.fsm.drain() // its applier goroutine ends
 	n.closeStores()
 	return err
 }
