@@ -72,7 +72,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	// One SubmitMany for the valid specs: one input to the loop, one tick,
 	// one fsync, rather than a goroutine and a reply channel per task.
-	res, errs, err := s.cfg.Engine.SubmitMany(r.Context(), valid)
+	res, errs, err := s.cfg.Engine.SubmitValidMany(r.Context(), valid)
 	if err != nil { // none was answered: each gets the error, as before
 		res, errs = make([]dispatch.SubmitResult, len(valid)), make([]error, len(valid))
 		for k := range errs {
@@ -88,7 +88,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 			results[i] = BatchResult{ID: en.id, Status: e.Status, Error: e}
 		case errs[k] != nil:
 			e := toError(errs[k])
-			results[i] = BatchResult{ID: string(valid[k].ID), Status: e.Status, Error: e}
+			results[i] = BatchResult{ID: string(valid[k].ID()), Status: e.Status, Error: e}
 		case res[k].Duplicate:
 			results[i] = BatchResult{ID: string(res[k].Task), Status: 200, Duplicate: true}
 		default:
@@ -115,7 +115,7 @@ type batchEntry struct {
 // is converted (and its raw JSON dropped) before the next is read. It
 // returns the valid specs and, in order, an entry for every element.
 // length is the body's Content-Length (-1: unknown), to size the slices.
-func (s *Server) decodeBatch(body io.Reader, length int64) (valid []dispatch.TaskSpec, entries []batchEntry, err error) {
+func (s *Server) decodeBatch(body io.Reader, length int64) (valid []dispatch.ValidSpec, entries []batchEntry, err error) {
 	bad := func(field, format string, args ...any) error {
 		return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
@@ -186,9 +186,9 @@ func (s *Server) decodeBatch(body io.Reader, length int64) (valid []dispatch.Tas
 				if length > 0 {
 					n = min(maxBatchTasks, int(length/int64(len(raw)+1))+1)
 				}
-				valid, entries = make([]dispatch.TaskSpec, 0, n), make([]batchEntry, 0, n)
+				valid, entries = make([]dispatch.ValidSpec, 0, n), make([]batchEntry, 0, n)
 			}
-			spec, err := s.specFromBodyShared(raw, &shared)
+			spec, id, err := s.specFromBodyShared(raw, &shared)
 			switch {
 			case err == nil:
 				entries = append(entries, batchEntry{valid: len(valid)})
@@ -196,7 +196,7 @@ func (s *Server) decodeBatch(body io.Reader, length int64) (valid []dispatch.Tas
 			case invalidElement(raw) != nil: // not JSON: the whole batch is refused
 				return nil, nil, invalidElement(raw)
 			default:
-				entries = append(entries, batchEntry{valid: -1, id: string(spec.ID), err: err})
+				entries = append(entries, batchEntry{valid: -1, id: id, err: err})
 			}
 			if c, err = sc.next(); err != nil {
 				return nil, nil, readErr(err)

@@ -18,7 +18,7 @@ import (
 // decodeBatchDecoder is decodeBatch as it was written with encoding/json's
 // Decoder (tokens, and each element decoded into a RawMessage): the
 // reference the batch scanner is compared with.
-func (s *Server) decodeBatchDecoder(body io.Reader, length int64) (valid []dispatch.TaskSpec, entries []batchEntry, err error) {
+func (s *Server) decodeBatchDecoder(body io.Reader, length int64) (valid []dispatch.ValidSpec, entries []batchEntry, err error) {
 	dec := json.NewDecoder(body)
 	bad := func(field, format string, args ...any) error {
 		return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
@@ -73,11 +73,11 @@ func (s *Server) decodeBatchDecoder(body io.Reader, length int64) (valid []dispa
 				if length > 0 {
 					n = min(maxBatchTasks, int(length/int64(len(raw)+1))+1)
 				}
-				valid, entries = make([]dispatch.TaskSpec, 0, n), make([]batchEntry, 0, n)
+				valid, entries = make([]dispatch.ValidSpec, 0, n), make([]batchEntry, 0, n)
 			}
-			spec, err := s.specFromBodyShared(raw, &shared)
+			spec, id, err := s.specFromBodyShared(raw, &shared)
 			if err != nil {
-				entries = append(entries, batchEntry{valid: -1, id: string(spec.ID), err: err})
+				entries = append(entries, batchEntry{valid: -1, id: id, err: err})
 				continue
 			}
 			entries = append(entries, batchEntry{valid: len(valid)})
@@ -124,7 +124,7 @@ var batchBodies = []string{
 // outcome is what a batch decoder made of a body: the entries with their
 // specs or errors, or the error that refused it whole.
 // With field, a refusal names the field at fault.
-func batchOutcome(s *Server, decode func(io.Reader, int64) ([]dispatch.TaskSpec, []batchEntry, error), body string, field bool) string {
+func batchOutcome(s *Server, decode func(io.Reader, int64) ([]dispatch.ValidSpec, []batchEntry, error), body string, field bool) string {
 	valid, entries, err := decode(strings.NewReader(body), int64(len(body)))
 	if err != nil {
 		var fe *FieldError
@@ -148,7 +148,7 @@ func batchOutcome(s *Server, decode func(io.Reader, int64) ([]dispatch.TaskSpec,
 			}
 			continue
 		}
-		j, _ := json.Marshal(valid[e.valid])
+		j, _ := json.Marshal(valid[e.valid].Spec())
 		fmt.Fprintf(&b, "spec %s\n", j)
 	}
 	return b.String()
@@ -218,7 +218,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 	s := New(Config{})
 	for _, d := range []struct {
 		name   string
-		decode func(io.Reader, int64) ([]dispatch.TaskSpec, []batchEntry, error)
+		decode func(io.Reader, int64) ([]dispatch.ValidSpec, []batchEntry, error)
 	}{{"scanner", s.decodeBatch}, {"encoding-json", s.decodeBatchDecoder}} {
 		b.Run(d.name, func(b *testing.B) {
 			b.ReportAllocs()

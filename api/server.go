@@ -270,32 +270,32 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return b, nil
 }
 
-// specFromBody decodes, converts and checks a task spec, including that
-// its handler is deployed.
-func (s *Server) specFromBody(b []byte) (dispatch.TaskSpec, error) {
-	return s.specFromBodyShared(b, nil)
+// specFromBody decodes, converts and checks a task spec (Normalize runs
+// here, once: the engine takes the ValidSpec as it is), and then that its
+// handler is deployed.
+func (s *Server) specFromBody(b []byte) (dispatch.ValidSpec, error) {
+	spec, _, err := s.specFromBodyShared(b, nil)
+	return spec, err
 }
 
 // specFromBodyShared is specFromBody taking repeated strings from shared
-// (see decodeSpecFastShared).
-func (s *Server) specFromBodyShared(b []byte, shared *stringCache) (dispatch.TaskSpec, error) {
+// (see decodeSpecFastShared); id is the spec's, as far as it was read.
+func (s *Server) specFromBodyShared(b []byte, shared *stringCache) (spec dispatch.ValidSpec, id string, err error) {
 	js, ok := decodeSpecFastShared(b, shared)
 	if !ok {
-		var err error
 		if js, err = dispatch.DecodeSpecJSON(b); err != nil {
-			return dispatch.TaskSpec{}, err
+			return spec, "", err
 		}
 	}
-	spec, err := js.ToSpec()
-	if err != nil {
-		return spec, err
+	if spec, err = js.ToValidSpec(); err != nil {
+		return spec, js.ID, err
 	}
 	if s.cfg.Plugins != nil {
-		if err := s.cfg.Plugins.Check(spec.Handler); err != nil {
-			return spec, &FieldError{Field: "handler", Reason: strings.TrimPrefix(err.Error(), "plugins: not found: ")}
+		if err := s.cfg.Plugins.Check(spec.Handler()); err != nil {
+			return spec, js.ID, &FieldError{Field: "handler", Reason: strings.TrimPrefix(err.Error(), "plugins: not found: ")}
 		}
 	}
-	return spec, nil
+	return spec, js.ID, nil
 }
 
 func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
@@ -322,7 +322,7 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
 	}
 	// The view as of the submission's own tick: reading the task after
 	// Submit would wait for the fsync of whatever the loop stepped since.
-	res, v, err := s.cfg.Engine.SubmitView(r.Context(), spec)
+	res, v, err := s.cfg.Engine.SubmitValidView(r.Context(), spec)
 	if err != nil {
 		writeError(w, err)
 		return

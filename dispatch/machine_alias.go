@@ -38,6 +38,7 @@ type (
 	TaskState       = machine.TaskState
 	TaskView        = machine.TaskView
 	ValidationError = machine.ValidationError
+	ValidSpec       = machine.ValidSpec
 )
 
 const (
@@ -125,6 +126,9 @@ func JSONFieldError(err error) error { return machine.JSONFieldError(err) }
 
 // ParseSpecJSON decodes and validates a JSON task spec in one step.
 func ParseSpecJSON(b []byte) (TaskSpec, error) { return machine.ParseSpecJSON(b) }
+
+// Validate normalizes spec and seals it (ValidSpec).
+func Validate(spec TaskSpec) (ValidSpec, error) { return machine.Validate(spec) }
 
 // NewState returns an empty State.
 func NewState() *State { return machine.NewState() }

@@ -88,7 +88,7 @@ func (e *Engine) awaitReply(ctx context.Context, ch chan machine.Reply) (r machi
 // (Duplicate); a different spec under an existing id is ErrConflict. An
 // invalid spec is a *ValidationError naming the field.
 func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (SubmitResult, error) {
-	r, err := e.submit(ctx, spec, false)
+	r, err := e.submit(ctx, spec, false, false)
 	return r.Submit, err
 }
 
@@ -99,14 +99,25 @@ func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (SubmitResult, error
 // kept in the payload store is not read back into the view: its
 // Spec.InputRef names it (Task reads it).
 func (e *Engine) SubmitView(ctx context.Context, spec TaskSpec) (SubmitResult, TaskView, error) {
-	r, err := e.submit(ctx, spec, true)
+	r, err := e.submit(ctx, spec, true, false)
 	if err != nil || r.View == nil {
 		return r.Submit, TaskView{}, err
 	}
 	return r.Submit, *r.View, nil
 }
 
-func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (machine.Reply, error) {
+// SubmitValidView is SubmitView for a spec checked already (ValidSpec):
+// Normalize does not run again.
+func (e *Engine) SubmitValidView(ctx context.Context, spec ValidSpec) (SubmitResult, TaskView, error) {
+	r, err := e.submit(ctx, spec.Spec(), true, true)
+	if err != nil || r.View == nil {
+		return r.Submit, TaskView{}, err
+	}
+	return r.Submit, *r.View, nil
+}
+
+// submit submits spec, normalized already if valid.
+func (e *Engine) submit(ctx context.Context, spec TaskSpec, view, valid bool) (machine.Reply, error) {
 	// Normalize is a pure function of the spec: run it here, beside the
 	// caller, rather than in the loop that every submission goes through.
 	// The input the loop will own is made first and its spec checked in
@@ -116,9 +127,11 @@ func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (machine.
 	// tick that stepped it is written.
 	in := submitInputs.Get().(*machine.SubmitInput)
 	*in = machine.SubmitInput{Spec: spec, Normalized: true, View: view}
-	if err := in.Spec.Normalize(); err != nil {
-		putSubmitInput(in)
-		return machine.Reply{}, err
+	if !valid {
+		if err := in.Spec.Normalize(); err != nil {
+			putSubmitInput(in)
+			return machine.Reply{}, err
+		}
 	}
 	ref, err := e.spill(&in.Spec)
 	if err != nil {
@@ -157,10 +170,8 @@ func (e *Engine) submit(ctx context.Context, spec TaskSpec, view bool) (machine.
 // specs[i]; err is set when none could be submitted (the engine stopped,
 // ctx ended).
 func (e *Engine) SubmitMany(ctx context.Context, specs []TaskSpec) (results []SubmitResult, errs []error, err error) {
-	results, errs = make([]SubmitResult, len(specs)), make([]error, len(specs))
-	ch := make(chan machine.Reply, len(specs))
-	in := make(machine.SubmitManyInput, 0, len(specs))
-	index := make([]int, 0, len(specs)) // in[k] is specs[index[k]]
+	errs = make([]error, len(specs))
+	index := make([]int, 0, len(specs)) // normal[k] is specs[index[k]]
 	normal := make([]TaskSpec, 0, len(specs))
 	for i, spec := range specs {
 		if errs[i] = spec.Normalize(); errs[i] == nil {
@@ -168,6 +179,26 @@ func (e *Engine) SubmitMany(ctx context.Context, specs []TaskSpec) (results []Su
 			index = append(index, i)
 		}
 	}
+	return e.submitMany(ctx, normal, index, errs)
+}
+
+// SubmitValidMany is SubmitMany for specs checked already (ValidSpec):
+// Normalize does not run again.
+func (e *Engine) SubmitValidMany(ctx context.Context, specs []ValidSpec) (results []SubmitResult, errs []error, err error) {
+	index, normal := make([]int, len(specs)), make([]TaskSpec, len(specs))
+	for i := range specs {
+		normal[i], index[i] = specs[i].Spec(), i
+	}
+	return e.submitMany(ctx, normal, index, make([]error, len(specs)))
+}
+
+// submitMany submits the normalized specs normal of a caller's batch:
+// normal[k] is its spec index[k], errs has a slot for each of its specs
+// (those not in normal hold their error already).
+func (e *Engine) submitMany(ctx context.Context, normal []TaskSpec, index []int, errs []error) (results []SubmitResult, _ []error, err error) {
+	results = make([]SubmitResult, len(errs))
+	ch := make(chan machine.Reply, len(normal))
+	in := make(machine.SubmitManyInput, 0, len(normal))
 	// The batch's large inputs are stored together, durable before the
 	// loop sees (and the WAL names) any of them.
 	toSpill := make([]*TaskSpec, len(normal))

@@ -121,6 +121,29 @@ func parseDuration(field, s string) (int64, error) {
 // ToSpec converts a JSON spec into the engine's spec and validates it
 // (Normalize), returning a *ValidationError naming the field.
 func (s SpecJSON) ToSpec() (TaskSpec, error) {
+	d, err := s.convert()
+	if err != nil {
+		return d, err
+	}
+	if err := d.Normalize(); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// ToValidSpec is ToSpec returning the spec sealed (ValidSpec), for a
+// caller that hands it to the engine: Normalize runs once.
+func (s SpecJSON) ToValidSpec() (ValidSpec, error) {
+	d, err := s.convert()
+	if err != nil {
+		return ValidSpec{}, err
+	}
+	return Validate(d)
+}
+
+// convert is ToSpec before Normalize: the JSON-only checks (a required
+// handler, one input, durations and times that parse).
+func (s SpecJSON) convert() (TaskSpec, error) {
 	d := TaskSpec{ID: TaskID(s.ID), Handler: s.Handler, MaxAttempts: s.MaxAttempts,
 		Priority: s.Priority, Labels: s.Labels}
 	if s.Handler == "" {
@@ -205,9 +228,6 @@ func (s SpecJSON) ToSpec() (TaskSpec, error) {
 	d.TolerateChildFailures = s.TolerateChildFailures
 	for _, id := range s.After {
 		d.After = append(d.After, TaskID(id))
-	}
-	if err := d.Normalize(); err != nil {
-		return d, err
 	}
 	return d, nil
 }
