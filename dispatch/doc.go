@@ -146,10 +146,19 @@
 //
 // # Capacity
 //
-// The attempts in flight are bounded by Config.Workers, or by
+// The attempts that run at once are bounded by Config.Workers, or by
 // Engine.SetCapacity once called: a server with remote workers (api.Broker)
 // sets it to its own workers plus the connected workers' slots as they come
-// and go. Config.Runnable says whether anyone can run a handler now; a
+// and go. While attempts are short (a mean run time under 1 ms), the
+// engine leases ahead of that bound (leaseahead.go): up to about 1 ms of
+// work more, at most 16 times the bound, waits leased in the runners'
+// queue, so that a runner finishing an attempt starts the next at once
+// instead of waiting for a tick, and a tick steps many results and leases.
+// Stats.InFlight counts those leases too, and a crash closes them as lost
+// like any lease; a run that becomes ready meanwhile, of any priority,
+// waits for them (about 1 ms); an attempt's timeout counts from its start,
+// and the loop renews the lease of an attempt that waits in the queue for
+// half the lease grace, as a heartbeat would. Config.Runnable says whether anyone can run a handler now; a
 // ready run it refuses is set aside (not leased, so its timeout does not
 // start) and comes back at the next SetCapacity. Result.Worker, when an
 // executor sets it, names who ran the attempt in place of the slot name.

@@ -70,12 +70,16 @@ type Engine struct {
 	err       error // fatal error that stopped the loop (set before done closes)
 	recovery  RecoveryInfo
 
-	// Runners (runner.go): an idle one waits on idleRunners; runnersIdle counts them.
-	idleRunners chan runnerJob
-	runnersIdle atomic.Int64
-	watch       attemptWatch // the runners' start reports and deadlines (watch.go)
-	watching    atomic.Bool  // the watcher goroutine was started
-	epoch       time.Time    // Engine.mono counts from here
+	pool runPool // the runners and the attempts waiting for one (runner.go)
+	// Lease-ahead (leaseahead.go): the runners count the attempts they ran
+	// and their time; the loop sets leaseAhead from their mean.
+	runCount, runNanos atomic.Int64
+	leaseAhead         int   // loop-owned: attempts leased beyond the runner bound, in sixteenths of it
+	aheadCount         int64 // loop-owned: runCount and runNanos at the last decision
+	aheadNanos         int64
+	watch              attemptWatch // the runners' start reports and deadlines (watch.go)
+	watching           atomic.Bool  // the watcher goroutine was started
+	epoch              time.Time    // Engine.mono counts from here
 
 	waits waiters
 	// Events and record bytes written since the last snapshot, counted from
@@ -177,8 +181,8 @@ func newEngine(cfg Config, wal *segwal.Log, payloads *payload.Store) *Engine {
 		cfg: cfg, wal: wal, out: cfg.Log, log: cfg.Logger,
 		inbox: make(chan any, cfg.MaxBatch), results: make(chan any, 4*cfg.Workers+64),
 		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
-		cancels: map[RunID]*attemptCtx{}, idleRunners: make(chan runnerJob),
-		watch: newAttemptWatch(), epoch: time.Now(),
+		cancels: map[RunID]*attemptCtx{},
+		watch:   newAttemptWatch(), epoch: time.Now(),
 		// One group of ticks is committed at a time; the loop holds the next
 		// one (pending) until the committer gives back its token.
 		commits: make(chan []*committedTick, 1), commitReady: make(chan struct{}, 1), spareArrays: make(chan releasedArrays, 4), committerDone: make(chan struct{}), commitFailed: make(chan struct{}),
@@ -199,13 +203,10 @@ func (e *Engine) setState(state *State) {
 	e.state = state
 	e.durable.Store(state.Applied)
 	e.core = machine.NewCore(state, machine.CoreConfig{
-		Workers: e.cfg.Workers, Node: e.cfg.Node, LeaseGrace: e.cfg.LeaseGrace.Milliseconds(),
+		Workers: e.leaseBound(), Node: e.cfg.Node, LeaseGrace: e.cfg.LeaseGrace.Milliseconds(),
 		RetainMs: e.cfg.RetainFor.Milliseconds(), RetainCount: e.cfg.RetainCount, Rand: e.cfg.Rand,
 		ValidateHandler: e.cfg.ValidateHandler, Runnable: e.cfg.Runnable,
 	}, ulidEntropy())
-	if n := e.capacity.Load(); n >= 0 {
-		e.core.SetWorkers(int(n)) // a core rebuilt on a new state keeps SetCapacity's bound
-	}
 }
 
 // openOnLog starts an engine on Config.Log from Config.State (cluster

@@ -93,6 +93,7 @@ func (e *Engine) loop() {
 		inputs = kept
 
 		now := unixMs(e.cfg.Clock.Now())
+		inputs = e.renewQueued(now, inputs)
 		select {
 		case spare := <-e.spareArrays:
 			e.core.SpareStarts, e.core.SpareAcks = spare.starts, spare.acks
@@ -149,6 +150,7 @@ func (e *Engine) loop() {
 			}
 		}
 		e.releaseFinished(inputs)
+		e.adjustLeaseAhead()
 		recycleInputs(inputs)
 		clear(inputs)
 		inputs = inputs[:0]
@@ -188,14 +190,11 @@ func (e *Engine) SetCapacity(n int) {
 	}
 }
 
-// applyCapacity hands SetCapacity's bound to the core (in the loop).
+// applyCapacity hands SetCapacity's bound, and the lease-ahead, to the
+// core (in the loop).
 func (e *Engine) applyCapacity() {
-	n := int(e.capacity.Load())
-	if n < 0 {
-		n = e.cfg.Workers
-	}
 	e.mu.Lock()
-	e.core.SetWorkers(n)
+	e.core.SetWorkers(e.leaseBound())
 	e.mu.Unlock()
 }
 

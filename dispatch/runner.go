@@ -34,13 +34,17 @@ type runner struct {
 	reportAt atomic.Int64 // when the running attempt's start is to be reported
 	deadline atomic.Int64 // when the running attempt is to be stopped
 
+	next chan runnerJob // the attempt handed to it while idle (cap 1)
+
 	mu      sync.Mutex
 	started machine.StartedInput // the report the watcher sends; zero once sent or the attempt ended
 	cur     *attemptCtx          // the attempt running, nil between attempts
 }
 
-// start runs job on an idle runner, or on a new one when none is idle. The
-// number in flight is bounded by the core's lease accounting (Config.Workers).
+// start hands job to an idle runner, to a new one while fewer than the
+// runner bound (runnerBound) are alive, or else to the pool's queue, which
+// the runners take from as they finish: the core may lease ahead of the
+// runners (leaseAhead), and those attempts wait there, leased, for one.
 func (e *Engine) start(job Job) {
 	// The attempt's timeout counts from its start (runner.run), not from
 	// the tick that leased it: under load a runner may start it well after
@@ -61,16 +65,29 @@ func (e *Engine) start(job Job) {
 		}
 	}
 	a := runnerJob{ctx: ctx, job: job}
-	select {
-	case e.idleRunners <- a: // an idle runner was waiting for it (unbuffered)
-	default:
+	p := &e.pool
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		r := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		r.next <- a // never blocks: cap 1, and only this hand-off sends on it
+		return
+	}
+	if p.live < e.runnerBound() {
+		p.live++
+		p.mu.Unlock()
 		if e.watching.CompareAndSwap(false, true) {
 			e.workers.Add(1)
 			go e.watchAttempts()
 		}
 		e.workers.Add(1)
 		go e.runRunner(a)
+		return
 	}
+	p.queue = append(p.queue, a)
+	p.mu.Unlock()
 }
 
 // runnerJob is an attempt handed to a runner.
@@ -79,30 +96,91 @@ type runnerJob struct {
 	job Job
 }
 
-// runRunner runs a, then the attempts handed to it while idle, until the
-// engine stops. Beyond the capacity's worth of idle runners (Config.Workers,
-// or SetCapacity's bound when higher) it ends. A server whose attempts run
-// on remote workers has Config.Workers 1 and a capacity of their slots:
-// bounded by Config.Workers alone, nearly every attempt started a runner
-// (a new goroutine, its stack grown again, the watch list copied twice).
+// runPool holds the runners and the attempts waiting for one.
+type runPool struct {
+	mu    sync.Mutex
+	queue []runnerJob // leased attempts waiting for a runner, oldest first from head
+	head  int
+	idle  []*runner // runners waiting for an attempt, the most recent last (reused first)
+	live  int       // runners alive
+}
+
+// pop takes the oldest queued attempt (p.mu held).
+func (p *runPool) pop() (runnerJob, bool) {
+	if p.head == len(p.queue) {
+		return runnerJob{}, false
+	}
+	a := p.queue[p.head]
+	p.queue[p.head] = runnerJob{}
+	p.head++
+	if p.head == len(p.queue) {
+		p.queue, p.head = p.queue[:0], 0
+	}
+	return a, true
+}
+
+// idleRunners is the number of runners waiting for an attempt.
+func (e *Engine) idleRunners() int {
+	e.pool.mu.Lock()
+	defer e.pool.mu.Unlock()
+	return len(e.pool.idle)
+}
+
+// runnerBound is the number of attempts that run at once: Config.Workers,
+// or SetCapacity's bound once called (a server with remote workers: its
+// runners call the broker, which hands the attempts on), at least one so
+// that attempts leased before a capacity of 0 still run.
+func (e *Engine) runnerBound() int {
+	n := int(e.capacity.Load())
+	if n < 0 {
+		n = e.cfg.Workers
+	}
+	return max(n, 1)
+}
+
+// runRunner runs a, then the queued attempts and those handed to it while
+// idle, until the engine stops, or ends once more runners are alive than
+// runnerBound (the capacity went down). Idle runners stay: a server whose
+// attempts run on remote workers has Config.Workers 1 and a capacity of
+// their slots, and a runner per attempt was a new goroutine, its stack
+// grown again and the watch list copied twice.
 func (e *Engine) runRunner(a runnerJob) {
 	defer e.workers.Done()
-	r := &runner{e: e}
+	r := &runner{e: e, next: make(chan runnerJob, 1)}
 	e.watch.add(r)
 	defer e.watch.remove(r)
 	for {
 		r.run(a.ctx, a.job)
-		if e.runnersIdle.Add(1) > max(int64(e.cfg.Workers), e.capacity.Load()) {
-			e.runnersIdle.Add(-1)
+		var ok bool
+		if a, ok = e.nextJob(r); !ok {
 			return
 		}
-		select {
-		case a = <-e.idleRunners:
-			e.runnersIdle.Add(-1)
-		case <-e.done:
-			e.runnersIdle.Add(-1)
-			return
-		}
+	}
+}
+
+// nextJob is the runner's next attempt: the oldest queued one, or the
+// next one handed to it once idle. false: the runner ends.
+func (e *Engine) nextJob(r *runner) (runnerJob, bool) {
+	p := &e.pool
+	p.mu.Lock()
+	if e.stopping.Load() || p.live > e.runnerBound() {
+		// Stopping: queued attempts are not started (the next Open closes
+		// them as lost, as any attempt cut short).
+		p.live--
+		p.mu.Unlock()
+		return runnerJob{}, false
+	}
+	if a, ok := p.pop(); ok {
+		p.mu.Unlock()
+		return a, true
+	}
+	p.idle = append(p.idle, r)
+	p.mu.Unlock()
+	select {
+	case a := <-r.next:
+		return a, true
+	case <-e.done:
+		return runnerJob{}, false
 	}
 }
 
@@ -140,6 +218,8 @@ func (r *runner) run(ctx *attemptCtx, job Job) {
 	} else {
 		res = safeExecute(ctx, e.cfg.Executor, job)
 	}
+	e.runNanos.Add(e.mono() - begun)
+	e.runCount.Add(1)
 	job.Input = nil
 	release()
 	e.spillOutput(&res)

@@ -112,7 +112,7 @@ func TestRunnerStartReport(t *testing.T) {
 			if !tc.wantStarted && started > tasks/2 {
 				t.Errorf("%d of %d short attempts reported their start, want few", started, tasks)
 			}
-			if n := r.e.runnersIdle.Load(); n < 1 || n > int64(r.cfg.Workers) {
+			if n := r.e.idleRunners(); n < 1 || n > r.cfg.Workers {
 				t.Errorf("%d idle runners after the attempts, want 1..%d (Config.Workers)", n, r.cfg.Workers)
 			}
 		})
@@ -286,10 +286,10 @@ func TestRunnersKeptUpToCapacity(t *testing.T) {
 	for i := range 8 {
 		r.wait(TaskID(string(rune('a'+i))) + "-task")
 	}
-	for deadline := time.Now().Add(10 * time.Second); r.e.runnersIdle.Load() < 8 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); r.e.idleRunners() < 8 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
-	if n := r.e.runnersIdle.Load(); n != 8 {
+	if n := r.e.idleRunners(); n != 8 {
 		t.Fatalf("%d idle runners after 8 attempts at once with capacity 8 (Config.Workers 1), want 8", n)
 	}
 }
