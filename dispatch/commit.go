@@ -3,17 +3,34 @@ package dispatch
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wasmtask/wasmtask/dispatch/machine"
 )
 
-// pendingTicks are ticks stepped but not yet handed to the committer.
+// pendingTicks are ticks stepped but not yet fsynced: those whose events
+// are encoded but not written (the loop adds them, pend), then those
+// written, waiting for the committer's next fsync. The committer takes
+// them itself as soon as it is free (flush, then commit): it does not wait
+// for the loop to finish the tick it is stepping (it waited for that, a
+// third to a half of every fsync cycle, while the loop stepped a tick of
+// 40 tasks).
 type pendingTicks struct {
-	ticks   []*committedTick
-	records [][]byte // encoded events of those ticks not yet written
-	buf     []byte   // holds records
-	last    uint64   // the sequence of the last record
+	writeMu sync.Mutex // held from taking the records to their Append: frames in order
+
+	mu      sync.Mutex
+	ticks   []*committedTick // stepped, their records not yet written
+	records [][]byte         // encoded events of those ticks
+	buf     []byte           // holds records
+	last    uint64           // the sequence of the last record
+	early   []Job            // attempts to start once records are written (splitEarly)
+	written []*committedTick // written, waiting for the committer's fsync
+	closing bool             // the loop stopped: the committer commits what is written, then ends
+	// the arrays of the last frame written, for the next ones
+	spareRecords [][]byte
+	spareBuf     []byte
+	spareEarly   []Job
 }
 
 // frameEvents: events stepped while an fsync is in flight are written as
@@ -23,120 +40,171 @@ type pendingTicks struct {
 const frameEvents = 512
 
 // pend queues a stepped tick for the committer: its events are encoded now
-// and written with the next frame. When the committer is free, the pending
-// ticks are handed to it at once (one frame, one fsync); otherwise they wait
-// for the fsync in flight while the loop goes on stepping, and the next
-// fsync covers them all (group commit).
-func (e *Engine) pend(tick *committedTick, events []Event) error {
-	p := &e.pending
-	if len(events) > 0 {
-		bufStart := len(p.buf)
-		for i := range events {
-			start := len(p.buf)
-			var err error
-			if p.buf, err = machine.AppendEvent(p.buf, &events[i]); err != nil {
-				e.failPending(err)
-				return fmt.Errorf("dispatch: engine stopped: encode event: %w", err)
-			}
-			p.records = append(p.records, p.buf[start:len(p.buf):len(p.buf)])
+// (outside the lock the committer takes them under), written with the next
+// frame, and committed by the next fsync (group commit): the committer,
+// woken here, writes and fsyncs at once when free; otherwise they wait for
+// the fsync in flight while the loop goes on stepping. early are attempts
+// to start once the tick's events are written (splitEarly).
+func (e *Engine) pend(tick *committedTick, events []Event, early []Job) error {
+	enc := e.encBuf[:0]
+	ends := e.encEnds[:0]
+	for i := range events {
+		var err error
+		if enc, err = machine.AppendEvent(enc, &events[i]); err != nil {
+			e.failPending(err)
+			return fmt.Errorf("dispatch: engine stopped: encode event: %w", err)
 		}
-		p.last = tick.seq
+		ends = append(ends, len(enc))
+	}
+	e.encBuf, e.encEnds = enc, ends
+	if len(events) > 0 {
 		e.stats.events.Add(uint64(len(events)))
 		e.sinceSnapshot += len(events)
-		e.sinceSnapshotBytes += int64(len(p.buf) - bufStart)
+		e.sinceSnapshotBytes += int64(len(enc))
 		e.core.Recycle(events)
 	}
-	if len(events) > 0 || len(tick.acks) > 0 || len(tick.starts) > 0 || len(tick.cancels) > 0 ||
-		len(tick.finals) > 0 || len(tick.probes) > 0 {
+	keep := len(events) > 0 || len(tick.acks) > 0 || len(tick.starts) > 0 || len(tick.cancels) > 0 ||
+		len(tick.finals) > 0 || len(tick.probes) > 0
+	p := &e.pending
+	p.mu.Lock()
+	if len(enc) > 0 {
+		base := len(p.buf)
+		p.buf = append(p.buf, enc...)
+		start := base
+		for _, end := range ends {
+			p.records = append(p.records, p.buf[start:base+end:base+end])
+			start = base + end
+		}
+		p.last = tick.seq
+	}
+	if keep {
 		p.ticks = append(p.ticks, tick)
 	}
-	select {
-	case <-e.commitReady:
-		return e.handOff()
-	default:
+	p.early = append(p.early, early...)
+	records := len(p.records)
+	p.mu.Unlock()
+	if keep || len(early) > 0 {
+		e.wakeCommitter()
 	}
-	if len(p.records) >= frameEvents || (len(p.records) > 0 && e.pipelines()) {
+	if records >= frameEvents || (records > 0 && e.pipelines()) {
 		// A replicated Log takes a tick's frame at once while it has room
 		// in its pipeline: it commits it behind the entries in flight (a
 		// round trip to the followers, not a local fsync, is what the next
 		// tick would wait for).
-		return e.writeFrame()
+		return e.flush()
 	}
 	return nil
+}
+
+// wakeCommitter tells the committer that ticks are pending.
+func (e *Engine) wakeCommitter() {
+	select {
+	case e.commitWake <- struct{}{}:
+	default: // a wake-up is pending
+	}
 }
 
 // earlyDeferTicks bounds the ticks whose early starts wait for one write.
 const earlyDeferTicks = 4
 
-// writeFrame writes the pending records as one WAL frame (not fsynced),
-// then starts the attempts whose leases it wrote that start early.
-func (e *Engine) writeFrame() error {
+// flush writes the pending records as one WAL frame (not fsynced), queues
+// their ticks for the committer's fsync and starts the attempts whose
+// leases it wrote that start early. The loop and the committer both call
+// it; writeMu keeps frames in order.
+func (e *Engine) flush() error {
 	p := &e.pending
-	if len(p.records) == 0 {
-		e.startEarly()
-		return nil
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	select {
+	case <-e.commitFailed:
+		return e.commitErr
+	default:
 	}
-	last, err := e.out.Append(p.records...)
+	p.mu.Lock()
+	records, buf, last, ticks, early := p.records, p.buf, p.last, p.ticks, p.early
+	p.records, p.buf, p.early = p.spareRecords, p.spareBuf, p.spareEarly
+	p.spareRecords, p.spareBuf, p.spareEarly, p.ticks = nil, nil, nil, nil
+	p.mu.Unlock()
+	var err error
+	if len(records) > 0 {
+		err = e.writeRecords(records, last)
+	}
+	if err != nil {
+		failTicks(ticks, err)
+	} else {
+		e.startJobs(early)
+	}
+	clear(records)
+	clear(early)
+	p.mu.Lock()
+	if err == nil {
+		p.written = append(p.written, ticks...)
+	}
+	p.spareRecords, p.spareBuf, p.spareEarly = records[:0], buf[:0], early[:0]
+	p.mu.Unlock()
+	return err
+}
+
+// writeRecords appends records, the last of which should get sequence
+// last, as one frame.
+func (e *Engine) writeRecords(records [][]byte, last uint64) error {
+	got, err := e.out.Append(records...)
 	if err != nil && IsNoSpace(err) {
-		last, err = e.waitForSpace(err)
+		got, err = e.waitForSpace(err, records)
 	}
 	if e.wal != nil && e.disk.full.Load() == nil {
 		if ns := e.wal.NoSpace(); ns != nil {
 			e.disk.enter(ns) // written into the WAL's headroom: refuse new work now
 		}
 	}
-	if err == nil && last != p.last {
-		err = fmt.Errorf("the WAL gave the events sequences up to %d, the state expects %d", last, p.last)
+	if err == nil && got != last {
+		err = fmt.Errorf("the WAL gave the events sequences up to %d, the state expects %d", got, last)
 	}
-	clear(p.records)
-	p.records, p.buf = p.records[:0], p.buf[:0]
 	if err != nil {
-		e.failPending(err)
 		if e.wal == nil {
 			return fmt.Errorf("dispatch: engine stopped: write log: %w", err)
 		}
 		return fmt.Errorf("dispatch: engine stopped: write WAL: %w", err)
 	}
 	e.stats.appends.Add(1)
-	e.startEarly()
 	return nil
 }
 
-// startEarly starts the attempts of e.early, whose leases are written.
-func (e *Engine) startEarly() {
-	if len(e.early) > 0 && !e.stopping.Load() {
-		for _, job := range e.early {
+// startJobs starts attempts whose leases are written (early starts).
+func (e *Engine) startJobs(jobs []Job) {
+	if len(jobs) > 0 && !e.stopping.Load() {
+		for _, job := range jobs {
 			e.start(job)
 		}
 	}
-	clear(e.early)
-	e.early, e.earlyTicks = e.early[:0], 0
 }
 
-// waitForSpace retries the Append of the pending records, which failed
-// for lack of space (err), every DiskCheckEvery until it succeeds or the
-// engine is closed. Meanwhile new submissions are refused, every other
-// input to the loop fails with the *DiskFullError, and reads answer from
-// memory without waiting for these records to be durable (the ticks are
-// not acknowledged: a crash before space returns loses them, as it would
-// any tick not yet fsynced).
-func (e *Engine) waitForSpace(err error) (uint64, error) {
+// waitForSpace retries the Append of records, which failed for lack of
+// space (err), every DiskCheckEvery until it succeeds or the engine is
+// closed. Meanwhile new submissions are refused, every other input to the
+// loop fails with the *DiskFullError, and reads answer from memory without
+// waiting for these records to be durable (the ticks are not acknowledged:
+// a crash before space returns loses them, as it would any tick not yet
+// fsynced).
+func (e *Engine) waitForSpace(err error, records [][]byte) (uint64, error) {
 	e.disk.enter(err)
 	e.disk.stalled.Store(true)
 	defer e.disk.stalled.Store(false)
 	e.broadcast() // readers waiting for these ticks: stop waiting
-	e.log.Warn("dispatch: a WAL write failed for lack of space: retrying until space is freed", "events", len(e.pending.records), "err", err)
+	e.log.Warn("dispatch: a WAL write failed for lack of space: retrying until space is freed", "events", len(records), "err", err)
 	retry := time.NewTicker(e.cfg.DiskCheckEvery)
 	defer retry.Stop()
 	for {
 		select {
 		case <-retry.C:
 		case <-e.stop:
-			return 0, fmt.Errorf("closed while the disk was full (%d events were not written; none was acknowledged): %w", len(e.pending.records), err)
+			return 0, fmt.Errorf("closed while the disk was full (%d events were not written; none was acknowledged): %w", len(records), err)
+		case <-e.commitFailed:
+			return 0, fmt.Errorf("the engine stopped while the disk was full (%d events were not written; none was acknowledged): %w", len(records), err)
 		}
 		var last uint64
-		if last, err = e.out.Append(e.pending.records...); err == nil {
-			e.log.Info("dispatch: the WAL write that waited for space succeeded", "events", len(e.pending.records))
+		if last, err = e.out.Append(records...); err == nil {
+			e.log.Info("dispatch: the WAL write that waited for space succeeded", "events", len(records))
 			if e.wal == nil { // Config.Log: no watcher of a data dir ends the episode
 				e.disk.leave(e.disk.freeBytes.Load())
 			}
@@ -149,73 +217,54 @@ func (e *Engine) waitForSpace(err error) (uint64, error) {
 	}
 }
 
-// handOff writes what is pending and hands the ticks to the committer,
-// whose token (commitReady) the caller holds.
-func (e *Engine) handOff() error {
-	if err := e.writeFrame(); err != nil {
-		return err
-	}
-	p := &e.pending
-	group := p.ticks
-	p.ticks = nil
-	if len(group) == 0 {
-		e.commitReady <- struct{}{} // nothing to commit: give the token back
-		return nil
-	}
-	e.commits <- group
-	return nil
-}
-
-// handOffNow waits until the committer is free and hands it what is pending.
-func (e *Engine) handOffNow() error {
-	if len(e.pending.ticks) == 0 && len(e.pending.records) == 0 {
-		return nil
-	}
-	select {
-	case <-e.commitReady:
-		return e.handOff()
-	case <-e.commitFailed:
-		e.failPending(e.commitErr)
-		return e.commitErr
-	}
-}
-
-// failPending fails the callers of pending ticks: their events will never
-// be durable.
+// failPending fails the callers of ticks not yet written: their events
+// will never be durable.
 func (e *Engine) failPending(err error) {
-	for _, t := range e.pending.ticks {
+	p := &e.pending
+	p.mu.Lock()
+	ticks := p.ticks
+	p.ticks = nil
+	clear(p.records)
+	p.records, p.buf = p.records[:0], p.buf[:0]
+	clear(p.early)
+	p.early = p.early[:0]
+	p.mu.Unlock()
+	failTicks(ticks, err)
+}
+
+func failTicks(ticks []*committedTick, err error) {
+	for _, t := range ticks {
 		for _, a := range t.acks {
 			a.To <- machine.Reply{Err: stoppedBy(err)}
 		}
 	}
-	e.pending.ticks = nil
 }
 
-// splitEarly moves out of starts, to e.early, the attempts to start before
-// the tick is durable, once their leases are written (writeFrame): those
-// whose task's submission is durable (all but tasks submitted in ticks
-// still waiting for their fsync), unless Config.DurableLeases. The
-// committer starts the others once the tick is durable. The WAL orders
-// each attempt's result after its lease, so a durable result implies a
-// durable lease.
-func (e *Engine) splitEarly(starts []Job) (later []Job) {
+// splitEarly moves out of starts, into early, the attempts to start before
+// the tick is durable, once their leases are written (flush): those whose
+// task's submission is durable (all but tasks submitted in ticks still
+// waiting for their fsync), unless Config.DurableLeases. The committer
+// starts the others once the tick is durable. The WAL orders each
+// attempt's result after its lease, so a durable result implies a durable
+// lease.
+func (e *Engine) splitEarly(starts, early []Job) (later, early2 []Job) {
 	if e.cfg.DurableLeases || len(starts) == 0 {
-		return starts
+		return starts, early
 	}
 	if g, ok := e.out.(EarlyStartGate); ok && !g.EarlyStartOK() {
-		return starts
+		return starts, early
 	}
 	durable := e.durable.Load()
 	later = starts[:0]
 	for _, job := range starts {
 		if job.TaskSeq() <= durable {
-			e.early = append(e.early, job)
+			early = append(early, job)
 		} else {
 			later = append(later, job)
 		}
 	}
 	clear(starts[len(later):])
-	return later
+	return later, early
 }
 
 // committedTick is what a tick releases once its events are durable.
@@ -232,11 +281,11 @@ type committedTick struct {
 	idle       bool
 }
 
-// commitLoop is the committer: it fsyncs the group of ticks the loop
-// handed it (one fsync for every tick stepped since the previous one: group
-// commit), has them released in order and gives the loop its token back.
-// The loop meanwhile steps the next ticks, so its CPU time and the disk's
-// latency overlap instead of adding up.
+// commitLoop is the committer: whenever it is free and ticks are pending,
+// it writes them (flush), fsyncs every tick written (one fsync for every
+// tick stepped since the previous one: group commit), and has them
+// released in order. The loop meanwhile steps the next ticks, so its CPU
+// time and the disk's latency overlap instead of adding up.
 func (e *Engine) commitLoop() {
 	defer close(e.committerDone)
 	releases := make(chan []*committedTick, 2)
@@ -246,8 +295,27 @@ func (e *Engine) commitLoop() {
 		close(releases)
 		<-released
 	}()
-	e.commitReady <- struct{}{}
-	for group := range e.commits {
+	p := &e.pending
+	for {
+		if e.commitErr == nil {
+			if err := e.flush(); err != nil && e.commitErr == nil {
+				e.commitErr = err
+				close(e.commitFailed)
+			}
+		}
+		p.mu.Lock()
+		group := p.written
+		p.written = nil
+		closing := p.closing
+		p.mu.Unlock()
+		if len(group) == 0 {
+			if closing {
+				return
+			}
+			<-e.commitWake
+			continue
+		}
+		e.committing.Store(true)
 		seq := group[len(group)-1].seq
 		err := e.commitErr
 		if err == nil && seq > e.durable.Load() {
@@ -275,16 +343,13 @@ func (e *Engine) commitLoop() {
 			}
 		}
 		if err != nil {
-			for _, t := range group {
-				for _, a := range t.acks {
-					a.To <- machine.Reply{Err: stoppedBy(e.commitErr)}
-				}
-			}
-			continue // until the loop, seeing commitFailed, closes commits
+			failTicks(group, e.commitErr)
+			e.committing.Store(false)
+			continue // until the loop, seeing commitFailed, stops and closes
 		}
 		e.durable.Store(max(e.durable.Load(), seq))
 		releases <- group
-		e.commitReady <- struct{}{}
+		e.committing.Store(false)
 	}
 }
 
@@ -402,19 +467,21 @@ func (e *Engine) waitDurable(seq uint64) {
 	}
 }
 
-// stopLoop ends the loop: the committer finishes the ticks handed to it
-// (without starting their attempts), then shutdown.
+// stopLoop ends the loop: the committer commits the ticks stepped
+// (without starting their attempts) unless err, then shutdown.
 func (e *Engine) stopLoop(err error) {
 	e.stopping.Store(true)
-	if err == nil {
-		// Commit what was stepped: its callers get their answers.
-		if herr := e.handOffNow(); herr != nil {
-			err = herr
-		}
-	} else {
+	if err != nil {
 		e.failPending(err)
 	}
-	close(e.commits)
+	p := &e.pending
+	p.mu.Lock()
+	p.closing = true
+	p.mu.Unlock()
+	e.wakeCommitter()
 	<-e.committerDone
+	if err == nil {
+		err = e.commitErr // the ticks' callers got it
+	}
 	e.shutdown(err)
 }

@@ -54,16 +54,17 @@
 //     the tick's events are written (see below): at the end of the tick,
 //     or, while more inputs are queued, with the next ticks' (one write
 //     for up to four ticks); the others wait for the tick's fsync.
-//  5. When the committer is free, write every queued tick's events as one
-//     segwal.Append (one frame, not yet fsynced) and hand them to it; while
-//     it is busy, go on stepping (writing a frame every 512 events, so the
-//     write overlaps the fsync in flight).
-//  6. The committer fsyncs (segwal.Commit: one fsync for every tick handed
-//     over, a group commit), then releases the ticks in order: replies
+//  5. The committer, whenever it is free, takes every queued tick itself
+//     (it does not wait for the loop to finish the tick it is stepping),
+//     writes their events as one segwal.Append (one frame, not yet
+//     fsynced); while it is busy the loop goes on stepping (writing a
+//     frame itself every 512 events, so the write overlaps the fsync in
+//     flight).
+//  6. The committer fsyncs (segwal.Commit: one fsync for every tick
+//     written, a group commit), then releases the ticks in order: replies
 //     (a Submit returns only now), cancels of running attempts, attempts
-//     to start, Wait wake-ups, and gives the loop its token back. If the
-//     fsync fails nothing of those ticks is released and the engine stops
-//     (Err).
+//     to start, Wait wake-ups. If the fsync fails nothing of those ticks is
+//     released and the engine stops (Err).
 //  7. Meanwhile the loop maybe snapshots, arms the timer for the next due
 //     time and goes on with the next tick: its CPU time and the disk's
 //     latency overlap rather than add up, and the ticks stepped during one

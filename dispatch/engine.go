@@ -51,11 +51,13 @@ type Engine struct {
 	changed   chan struct{} // closed and replaced after every commit
 
 	// The committer (commitLoop) fsyncs appended ticks and releases them.
-	commits       chan []*committedTick
-	commitReady   chan struct{}       // holds a token while the committer is free
-	early         []Job               // loop-owned: attempts to start before their ticks' fsync, once their leases are written
+	commitWake    chan struct{}       // cap 1: ticks are pending (or the loop stopped)
+	committing    atomic.Bool         // the committer is fsyncing
+	early         []Job               // loop-owned: a tick's early starts, on their way to pending
 	earlyTicks    int                 // loop-owned: ticks whose early starts wait for the next write
-	pending       pendingTicks        // loop-owned: ticks stepped but not handed to the committer
+	encBuf        []byte              // loop-owned: a tick's encoded events, before they join pending
+	encEnds       []int               // loop-owned: where each of them ends in encBuf
+	pending       pendingTicks        // ticks stepped, not yet durable (commit.go)
 	spareArrays   chan releasedArrays // back from the committer, for the next Steps
 	committerDone chan struct{}
 	commitFailed  chan struct{} // closed when an fsync failed; commitErr says why
@@ -183,9 +185,9 @@ func newEngine(cfg Config, wal *segwal.Log, payloads *payload.Store) *Engine {
 		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
 		cancels: map[RunID]*attemptCtx{},
 		watch:   newAttemptWatch(), epoch: time.Now(),
-		// One group of ticks is committed at a time; the loop holds the next
-		// one (pending) until the committer gives back its token.
-		commits: make(chan []*committedTick, 1), commitReady: make(chan struct{}, 1), spareArrays: make(chan releasedArrays, 4), committerDone: make(chan struct{}), commitFailed: make(chan struct{}),
+		// One group of ticks is committed at a time; the committer takes
+		// the next (pending) as soon as it is free.
+		commitWake: make(chan struct{}, 1), spareArrays: make(chan releasedArrays, 4), committerDone: make(chan struct{}), commitFailed: make(chan struct{}),
 		groupCommit: cfg.Log != nil || cfg.WAL.Sync == segwal.SyncAlways,
 		snapshots:   &snapshotter{dir: filepath.Join(cfg.Dir, "snapshots"), retain: cfg.SnapshotRetain},
 		payloads:    payloads, budget: payload.NewBudget(cfg.MaxPayloadMemory),

@@ -24,10 +24,6 @@ func (e *Engine) loop() {
 	first := true
 	for {
 		if !first {
-			var ready chan struct{} // the committer is free: hand it what is pending
-			if len(e.pending.ticks) > 0 {
-				ready = e.commitReady
-			}
 			select {
 			case in := <-e.inbox:
 				inputs = append(inputs, in)
@@ -37,12 +33,6 @@ func (e *Engine) loop() {
 				timerC = nil
 			case <-e.poke:
 				e.applyCapacity()
-			case <-ready:
-				if err := e.handOff(); err != nil {
-					e.stopLoop(err)
-					return
-				}
-				continue
 			case <-e.commitFailed:
 				e.stopLoop(e.commitErr)
 				return
@@ -52,9 +42,10 @@ func (e *Engine) loop() {
 			}
 		}
 		first = false
-		if len(e.pending.ticks) > 0 {
-			// An fsync is in flight, and what this tick decides (early
-			// starts aside) waits for the next one: let the goroutines that
+		if e.durable.Load() < e.state.Applied {
+			// A tick stepped is not durable yet: an fsync is in flight or
+			// about to be, and what this tick decides (early starts aside)
+			// waits for the next one: let the goroutines that
 			// are ready (submitters, workers) queue their inputs first, for
 			// a larger tick. Measured (BenchmarkEngineNoop, 1024 workers):
 			// 1 -> 30-40 tasks per tick, 25 -> 20 us of CPU per task.
@@ -124,12 +115,21 @@ func (e *Engine) loop() {
 		}
 		e.mu.Unlock()
 		e.unpinHandled(inputs)
-		tick.starts = e.splitEarly(tick.starts)
-		if err := e.pend(tick, batch.Events); err != nil {
+		var early []Job
+		tick.starts, early = e.splitEarly(tick.starts, e.early[:0])
+		_, replicated := e.out.(Pipeliner)
+		if replicated && len(early) > 0 {
+			e.startJobs(early) // see below
+			clear(early)
+			early = early[:0]
+		}
+		e.early = early
+		if err := e.pend(tick, batch.Events, early); err != nil {
 			e.stopLoop(err)
 			return
 		}
-		if len(e.early) > 0 {
+		clear(early)
+		if len(early) > 0 && !replicated {
 			// Written before they start (fsynced later): a crash of the
 			// process keeps what it wrote, so their leases are found and
 			// closed as lost, counted against the lost-attempt budget.
@@ -140,10 +140,9 @@ func (e *Engine) loop() {
 			// flight survives nothing that a pending one does not, so they
 			// start at once.
 			e.earlyTicks++
-			if _, replicated := e.out.(Pipeliner); replicated {
-				e.startEarly()
-			} else if e.earlyTicks >= earlyDeferTicks || len(e.inbox) == 0 && len(e.results) == 0 {
-				if err := e.writeFrame(); err != nil {
+			if e.earlyTicks >= earlyDeferTicks || len(e.inbox) == 0 && len(e.results) == 0 {
+				e.earlyTicks = 0
+				if err := e.flush(); err != nil {
 					e.stopLoop(err)
 					return
 				}
@@ -156,11 +155,8 @@ func (e *Engine) loop() {
 		inputs = inputs[:0]
 		if len(snapReqs) > 0 {
 			// A snapshot being written waits for its events to be durable,
-			// and snapshotNow waits for it: hand them to the committer first.
-			if err := e.handOffNow(); err != nil {
-				e.stopLoop(err)
-				return
-			}
+			// and snapshotNow waits for it: the committer has them (pend
+			// woke it).
 			e.snapshotNow(snapReqs)
 		} else if e.snapshotDue() {
 			e.snapshot()
