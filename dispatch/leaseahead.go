@@ -37,10 +37,16 @@ const (
 	// leaseAheadWait: the attempts leased ahead of the runners are about
 	// this much of their work (at the mean run time of recent attempts)...
 	leaseAheadWait = time.Millisecond
-	// ... and at most this many times the runners.
-	leaseAheadMax    = 16
+	// ... and at most MaxLeaseAhead times the runners.
+	leaseAheadMax    = MaxLeaseAhead
 	leaseAheadWindow = 16 // attempts ended per decision
 )
+
+// MaxLeaseAhead: the attempts leased ahead of the runners are at most this
+// many times Config.Workers (or SetCapacity's bound), so at most 1 +
+// MaxLeaseAhead times that are leased at once: what a crash can close as
+// lost.
+const MaxLeaseAhead = 16
 
 // leaseBound is the core's bound on leased attempts: the runner bound
 // (Config.Workers or SetCapacity's) and the attempts leased ahead of it.
