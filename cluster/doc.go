@@ -227,6 +227,51 @@
 // (24-81 %: CPU-bound, each event is stepped by the leader and applied by
 // three FSMs on two cores).
 //
+// Later (session 6; BenchmarkSubmit now also runs 1024 submitters; a
+// stage trace timed each entry from its Apply to the leader's write, a
+// follower's write, the leader's FSM and the commit):
+//
+//   - The leader's FSM off the commit path (see Deviations): kept. At 256
+//     submitters on a quiet machine (load < 1) the leader's apply was 0.5
+//     of a 4.9 ms commit, and entries queued behind it; 3 nodes went from
+//     20.2-22.4k to 24.2-26.7k tasks/s (same runs). Under load (2-5) the
+//     in-process figures vary 2x from run to run and show no difference;
+//     with real processes (make bench-cluster, through the leader, load
+//     7-9) 2.8-5.6k before, 4.2-7.7k after. CPU per task is unchanged: the
+//     leader still applies every event twice.
+//   - Skipping the leader's apply altogether (an unsafe experiment, to
+//     bound the gain): 25-28k at 256 beside 20-22k. Doing it safely needs
+//     a committed state for raft's snapshots and for a deposed leader:
+//     replaying the skipped entries then only defers the same CPU; taking
+//     it from the engine (a copy of its state once every entry it stepped
+//     is committed, the loop held meanwhile) saves it, at the cost of
+//     pausing the loop for a copy of the whole state every snapshot.
+//     Not done.
+//   - Pipeline depth 1, 2, 4, 8 again, on a quiet machine: no difference
+//     (a deeper pipeline makes more, smaller writes on the follower, whose
+//     loop writes each AppendEntries with its own fsync).
+//   - Where the time goes at 32 submitters (quiet): the leader's write
+//     ends 0.43 ms after Apply (fsync 0.27), a follower's 0.57 ms later
+//     (its fsync 0.27 and the round trip), the commit 0.25 ms after that;
+//     a submit waits about twice that commit time (it waits for a slot in
+//     the pipeline, then its entry). CPU per task (user + sys over the
+//     run, 3 nodes in one process): about 110 us at 32 submitters, 63 us
+//     at 256, against 27 us for one node; a write cycle (three fsyncs,
+//     two round trips, some twenty goroutine hand-offs) costs about 0.5 ms
+//     of CPU, the FSMs about 9 us per task each.
+//   - At 1024 submitters in one process, the follower's write came 10.7 ms
+//     after the leader's (fsync 0.4 ms): Go polls the network only when a
+//     P has no runnable goroutine left (or every 10 ms, from sysmon), and
+//     the submitters, woken by channel sends, always are. With raft's
+//     in-memory transport (an experiment) 3 nodes ran 25-29k at 1024
+//     beside 19-23k over TCP. Separate processes do not share a run
+//     queue, and HTTP clients come through the netpoller like raft does:
+//     make bench-cluster (real processes, through the leader, --clients
+//     32,256,1024, load 5-9) measured 3 nodes at 55-86 % of one node in
+//     the runs where one node did not collapse under the load (one node
+//     is bound by HTTP there, not by the WAL). Through a follower, which
+//     forwards each write and answers once it applied it: 20-56 %.
+//
 // Left: the two serial store writes are raft's design (the leader writes
 // before it replicates); overlapping them needs a raft that counts the
 // leader's own write asynchronously (etcd's raft does), not a setting of
