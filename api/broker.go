@@ -113,6 +113,11 @@ type remoteWorker struct {
 	// concurrency while they are short (updatePrefetchLocked).
 	runAvg   time.Duration
 	prefetch int
+
+	// draining: it said it is stopping (a heartbeat with draining): it
+	// takes no attempts and is not counted in the capacity, and its lease
+	// requests are answered at once.
+	draining bool
 }
 
 type workerStats struct {
@@ -199,7 +204,7 @@ func (b *Broker) refresh() {
 func (b *Broker) capacityLocked() int {
 	n := b.cfg.LocalWorkers
 	for _, w := range b.workers {
-		if w.live {
+		if w.live && !w.draining {
 			n += w.concurrency + w.prefetch
 		}
 	}
@@ -418,9 +423,9 @@ func (b *Broker) lease(ctx context.Context, h WorkerHello, addr string, max int,
 	for {
 		b.mu.Lock()
 		got := b.takeLocked(w, max)
-		ch := b.changed
+		ch, draining := b.changed, w.draining
 		b.mu.Unlock()
-		if len(got) > 0 {
+		if len(got) > 0 || draining {
 			return got, nil
 		}
 		select {
@@ -437,8 +442,8 @@ func (b *Broker) lease(ctx context.Context, h WorkerHello, addr string, max int,
 
 // takeLocked takes up to max queued jobs w serves, oldest first.
 func (b *Broker) takeLocked(w *remoteWorker, max int) []*remoteLease {
-	if !w.live {
-		return nil // stalled or gone: its request may be answered to no one
+	if !w.live || w.draining {
+		return nil // stalled or gone: its request may be answered to no one; or stopping
 	}
 	var got []*remoteLease
 	now := time.Now()
@@ -481,11 +486,19 @@ func leaseID(j dispatch.Job) string {
 }
 
 // heartbeat renews w's leases in ids; it returns those to stop (their
-// attempt's context ended) and those no longer live (fenced off).
-func (b *Broker) heartbeat(h WorkerHello, addr string, ids []string) (cancel, lost []string) {
+// attempt's context ended) and those no longer live (fenced off). With
+// draining, w takes no more attempts, and its lease requests waiting are
+// answered now: a stopping worker need not wait out its long poll.
+func (b *Broker) heartbeat(h WorkerHello, addr string, ids []string, draining bool) (cancel, lost []string) {
 	now := time.Now()
 	b.mu.Lock()
 	w, changed := b.helloLocked(h, addr, now)
+	if draining && !w.draining {
+		w.draining, changed = true, true
+		b.log.Info("worker draining: no more leases for it", "worker", w.name, "addr", addr, "in_flight", w.inFlight)
+		close(b.changed) // its waiting lease requests look again, and end
+		b.changed = make(chan struct{})
+	}
 	var beats []func()
 	for _, id := range ids {
 		l := b.leases[id]
@@ -690,7 +703,7 @@ func (b *Broker) Workers() []WorkerInfo {
 	out := make([]WorkerInfo, 0, len(b.workers))
 	for _, w := range b.workers {
 		out = append(out, WorkerInfo{ID: w.id, Name: w.name, Address: w.addr, Handlers: slices.Clone(w.handlers), Concurrency: w.concurrency,
-			Prefetch: w.prefetch, InFlight: w.inFlight, Connected: w.live, ConnectedAt: w.connectedAt.UTC().Format(time.RFC3339Nano),
+			Prefetch: w.prefetch, InFlight: w.inFlight, Connected: w.live, Draining: w.draining, ConnectedAt: w.connectedAt.UTC().Format(time.RFC3339Nano),
 			LastHeartbeat: w.lastSeen.UTC().Format(time.RFC3339Nano),
 			Leases:        w.stats.leases, Done: w.stats.done, Failed: w.stats.failed, Lost: w.stats.lost, Rejected: w.stats.rejected,
 			LeaseWait: w.stats.wait.summary(), LeaseToStart: w.stats.start.summary(),

@@ -572,3 +572,70 @@ func TestWorkerTokenScope(t *testing.T) {
 		t.Errorf("the worker token's refused submission created tasks: %+v", v.Tasks)
 	}
 }
+
+// TestWorkerDrainingHeartbeat: a heartbeat saying the worker drains
+// answers its lease request waiting now, with no lease, instead of at the
+// end of its 30 s wait; from then on its lease requests are answered at
+// once and take nothing, it is listed draining and not counted in the
+// capacity, and the attempts go to other workers.
+func TestWorkerDrainingHeartbeat(t *testing.T) {
+	ctx := context.Background()
+	b := setupRemote(t, 0, 10*time.Second, "")
+	w := hello("w")
+	type answer struct {
+		res api.LeaseResponse
+		err error
+	}
+	polled := make(chan answer, 1)
+	go func() {
+		res, err := b.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w, Max: 4, WaitMs: ms(30_000)})
+		polled <- answer{res, err}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !connected(b.broker, "w") {
+		if time.Now().After(deadline) {
+			t.Fatal("the lease request did not reach the broker within 20s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := b.cl.WorkerHeartbeat(ctx, api.HeartbeatRequest{WorkerHello: w, Draining: true}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-polled:
+		if a.err != nil || a.res.Leases == nil || len(a.res.Leases) != 0 {
+			t.Fatalf("the waiting lease request answered %+v, %v; want no leases", a.res, a.err)
+		}
+	case <-time.After(15 * time.Second): // its wait is 30 s
+		t.Fatal("the waiting lease request was not answered after the draining heartbeat")
+	}
+	for _, wi := range b.broker.Workers() {
+		if wi.Name == "w" && !wi.Draining {
+			t.Errorf("GET /v1/workers: w not draining: %+v", wi)
+		}
+	}
+
+	id := b.submit(t, api.TaskSpec{Handler: "echo", Input: ptr("x")})
+	res, err := b.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w, Max: 4, WaitMs: ms(300)})
+	if err != nil || len(res.Leases) != 0 {
+		t.Fatalf("a draining worker's lease request got %+v, %v; want no leases", res.Leases, err)
+	}
+	// Not counted in the capacity: the engine leased nothing for it while
+	// that request waited (300 ms).
+	if n := b.broker.Queued(); n != 0 {
+		t.Errorf("%d attempts queued with only a draining worker connected, want 0", n)
+	}
+	l := b.leaseOne(t, hello("other"))
+	if l.Task != id {
+		t.Fatalf("other leased %+v, want task %s", l, id)
+	}
+}
+
+func connected(b *api.Broker, name string) bool {
+	for _, w := range b.Workers() {
+		if w.Name == name && w.Connected {
+			return true
+		}
+	}
+	return false
+}

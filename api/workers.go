@@ -90,6 +90,10 @@ type Lease struct {
 type HeartbeatRequest struct {
 	WorkerHello
 	Leases []string `json:"leases"`
+	// Draining: the worker is stopping (SIGTERM). It gets no more leases,
+	// and its lease request waiting, if any, is answered now (with what
+	// it took before, if anything) rather than at the end of its wait.
+	Draining bool `json:"draining,omitempty"`
 }
 
 // HeartbeatResponse lists the leases to stop (the task was canceled or
@@ -149,9 +153,11 @@ type WorkerInfo struct {
 	Concurrency int      `json:"concurrency"`
 	// Prefetch: attempts the engine may lease for it beyond Concurrency
 	// (queued for its next lease request) while its attempts run short.
-	Prefetch      int    `json:"prefetch"`
-	InFlight      int    `json:"in_flight"`
-	Connected     bool   `json:"connected"`
+	Prefetch  int  `json:"prefetch"`
+	InFlight  int  `json:"in_flight"`
+	Connected bool `json:"connected"`
+	// Draining: it said it is stopping; it takes no more attempts.
+	Draining      bool   `json:"draining,omitempty"`
 	ConnectedAt   string `json:"connected_at"`
 	LastHeartbeat string `json:"last_heartbeat"`
 	// Attempts leased, finished ok, finished otherwise, lost (lease
@@ -332,7 +338,7 @@ func (s *Server) workerHeartbeat(w http.ResponseWriter, r *http.Request) {
 	if !decodeWorkerBody(w, r, 4<<20, &req, &req.WorkerHello) {
 		return
 	}
-	cancel, lost := b.heartbeat(req.WorkerHello, r.RemoteAddr, req.Leases)
+	cancel, lost := b.heartbeat(req.WorkerHello, r.RemoteAddr, req.Leases, req.Draining)
 	if len(req.Leases) > 0 && len(lost) == len(req.Leases) {
 		writeError(w, &Error{Status: 409, Code: "conflict", Message: fmt.Sprintf("no lease named is live (expired, finished or unknown): %v", lost)})
 		return
