@@ -263,15 +263,7 @@ func (w *Worker) leaseLoop(ctx context.Context) error {
 		}
 		w.leaseState = leaseOut
 		w.mu.Unlock()
-		wait := w.cfg.LeaseWait.Milliseconds()
-		// A request out when ctx ends (the drain) is not abandoned: the
-		// server may have granted its leases already, and only its answer
-		// names them; unread, they would be leased to nobody until they
-		// expire. It comes back within its wait (a long poll with nothing
-		// to give answers empty then), and the drain runs what it brought.
-		reqCtx, cancelReq := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.LeaseWait+leaseAnswerSlack)
-		res, err := w.cl.WorkerLease(reqCtx, api.LeaseRequest{WorkerHello: w.hello, Max: free, WaitMs: &wait, Results: results})
-		cancelReq()
+		res, err := w.leaseOut(ctx, api.LeaseRequest{WorkerHello: w.hello, Max: free, Results: results})
 		w.mu.Lock()
 		w.leaseState = leasePreparing
 		if len(results) > 0 && (err != nil || res.Results == nil) {
@@ -323,10 +315,51 @@ func (w *Worker) leaseLoop(ctx context.Context) error {
 	return nil
 }
 
+// leaseOut sends a lease request (waiting up to LeaseWait on the server)
+// and returns its answer. A request out when ctx ends (the drain) is not
+// abandoned: the server may have granted its leases already, and only its
+// answer names them; unread, they would be leased to nobody until they
+// expire. So the worker tells the server it drains (a heartbeat with
+// draining), which answers the request now, with what it took if
+// anything, and the drain runs that. A server that predates draining
+// answers within the wait, as a long poll with nothing to give does. One
+// that does not answer the heartbeat within drainAskTimeout (hung, or cut
+// off) is given up on with the request: its leases, if it granted any,
+// expire and are retried.
+func (w *Worker) leaseOut(ctx context.Context, req api.LeaseRequest) (api.LeaseResponse, error) {
+	wait := w.cfg.LeaseWait.Milliseconds()
+	req.WaitMs = &wait
+	reqCtx, cancelReq := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.LeaseWait+leaseAnswerSlack)
+	defer cancelReq()
+	asked := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(asked)
+		askCtx, cancel := context.WithTimeout(reqCtx, drainAskTimeout)
+		defer cancel()
+		_, err := w.cl.WorkerHeartbeat(askCtx, api.HeartbeatRequest{WorkerHello: w.hello, Draining: true})
+		var ae *api.Error
+		if err != nil && !errors.As(err, &ae) && reqCtx.Err() == nil {
+			w.log.Warn("draining: the server did not answer; abandoning the lease request out (leases it granted, if any, expire and are retried)",
+				"server", w.cl.BaseURL, "err", err)
+			cancelReq()
+		}
+	})
+	res, err := w.cl.WorkerLease(reqCtx, req)
+	cancelReq() // ends the heartbeat, if it is still out
+	if !stop() {
+		<-asked
+	}
+	return res, err
+}
+
 // leaseAnswerSlack bounds, beyond its long-poll wait, how long a lease
-// request may take (a server that stopped answering): on a drain, the
-// worker waits for the request out at most that long.
+// request may take (a server that stopped answering).
 const leaseAnswerSlack = 10 * time.Second
+
+// drainAskTimeout bounds the draining heartbeat that asks the server to
+// answer the lease request out: a server that does not answer that in
+// time is taken for gone, and the request is abandoned.
+const drainAskTimeout = 2 * time.Second
 
 // gatherWindow bounds how long the lease loop waits for running attempts
 // to finish before it asks for more (gather).
