@@ -531,3 +531,52 @@ func TestWorkerDrainsOnSIGTERM(t *testing.T) {
 		t.Fatalf("after the drain: %s %+v %v", v.State, v.Runs[0].Attempts, err)
 	}
 }
+
+// TestIdleWorkerStopsPromptlyOnSIGTERM: an idle worker whose lease request
+// waits 30 s on the server (--lease-wait) exits 0 well before that on
+// SIGTERM: its draining heartbeat has the server answer the request at
+// once. With the server suspended (SIGSTOP: it answers nothing and drops
+// nothing) the worker gives the request up after 2 s rather than waiting
+// 40 s (the wait and the 10 s allowed beyond it). --lease-wait beyond the
+// server's 30 s limit is a usage error naming the flag.
+func TestIdleWorkerStopsPromptlyOnSIGTERM(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{scheduleOnly: true})
+	for _, tc := range []struct {
+		name      string
+		suspended bool
+		within    time.Duration
+	}{
+		{"server up", false, 10 * time.Second},
+		{"server suspended", true, 15 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := startWorker(t, s, "idle-"+strings.ReplaceAll(tc.name, " ", "-"), "--lease-wait", "30s")
+			waitConnected(t, s, w.name)
+			if tc.suspended {
+				if err := suspend(s.cmd.Process); err != nil {
+					t.Skip(err)
+				}
+				defer resume(s.cmd.Process)
+			}
+			start := time.Now()
+			w.signal(syscall.SIGTERM)
+			select {
+			case <-w.exited:
+			case <-time.After(tc.within):
+				t.Fatalf("the idle worker did not exit within %s of SIGTERM (its lease request waits 30s)", tc.within)
+			}
+			if code := w.cmd.ProcessState.ExitCode(); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, w.log.String())
+			}
+			t.Logf("exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+			if tc.suspended && !strings.Contains(w.log.String(), "abandoning the lease request out") {
+				t.Errorf("the log does not say the request was given up:\n%s", w.log.String())
+			}
+		})
+	}
+	r := runCLI(t, nil, "worker", "--server", s.URL, "--lease-wait", "31s")
+	if r.code != 2 || !strings.Contains(r.stderr, "--lease-wait must be between 1ms and 30s") {
+		t.Errorf("worker --lease-wait 31s: %s", r)
+	}
+}

@@ -36,6 +36,7 @@ func workerCommand() *cli.Command {
 			&cli.StringFlag{Name: "name", Usage: "name shown on the attempts this worker runs and by wasmtask workers (default: host-pid)"},
 			&cli.StringFlag{Name: "cache-dir", Value: filepath.Join(os.TempDir(), "wasmtask-worker-cache"), DefaultText: "$TMPDIR/wasmtask-worker-cache", EnvVars: []string{"WASMTASK_WORKER_CACHE"}, Usage: "module cache: fetched modules and their compiled code, kept across restarts"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "how long running attempts may take to finish on SIGTERM"},
+			&cli.DurationFlag{Name: "lease-wait", Value: 5 * time.Second, Usage: "how long a lease request waits on the server for attempts when none is ready (a long poll; 1ms-30s)"},
 			&cli.UintFlag{Name: "max-memory-pages", Value: uint(host.DefaultMaxLimits().MemoryPages), Usage: "this machine's maximum of a plugin's memory (64 KiB pages)"},
 			&cli.DurationFlag{Name: "max-timeout", Value: host.DefaultMaxLimits().Timeout, Usage: "this machine's maximum of an attempt's timeout"},
 			&cli.GenericFlag{Name: "allow-dir", Value: &repeated{}, Usage: "host directory under which a plugin manifest may mount directories (repeatable); none: no mounts"},
@@ -52,6 +53,9 @@ func runWorker(c *cli.Context) error {
 	}
 	if n := c.Int("concurrency"); n < 1 || n > 4096 {
 		return fail(exitUsage, "--concurrency must be between 1 and 4096, got %d", n)
+	}
+	if d := c.Duration("lease-wait"); d < time.Millisecond || d > 30*time.Second {
+		return fail(exitUsage, "--lease-wait must be between 1ms and 30s (the server's limit), got %s", d)
 	}
 	var handlers []string
 	for _, h := range strings.Split(c.String("handlers"), ",") {
@@ -81,7 +85,7 @@ func runWorker(c *cli.Context) error {
 	// the freed memory) took a fifth of a no-op worker's CPU.
 	setGCPercent()
 	w, err := worker.New(c.Context, worker.Config{Client: cl, Name: c.String("name"), Handlers: handlers, Concurrency: c.Int("concurrency"),
-		CacheDir: c.String("cache-dir"), DrainTimeout: c.Duration("drain-timeout"), AllowDirs: allow, Logger: logger,
+		CacheDir: c.String("cache-dir"), DrainTimeout: c.Duration("drain-timeout"), LeaseWait: c.Duration("lease-wait"), AllowDirs: allow, Logger: logger,
 		Max: host.Limits{MemoryPages: uint32(c.Uint("max-memory-pages")), Timeout: c.Duration("max-timeout")}})
 	if err != nil {
 		return fail(exitFailed, "%v", err)
