@@ -108,3 +108,41 @@ func TestLeaseAheadQueuedLeaseRenewed(t *testing.T) {
 		t.Fatalf("queued: %s, attempts %+v: want completed by its first attempt", v.State, v.Runs[0].Attempts)
 	}
 }
+
+// TestLeaseAheadCanceledWhileQueued: an attempt canceled while it waits,
+// leased ahead, for a runner ends canceled without running its handler.
+func TestLeaseAheadCanceledWhileQueued(t *testing.T) {
+	r := newEngineRig(t, func(c *Config) { c.Workers = 1 })
+	g := newGate(t, false)
+	held := atomic.Bool{}
+	var victimRan atomic.Bool
+	r.ex.set(func(ctx context.Context, j Job) Result {
+		if j.Task == "victim" {
+			victimRan.Store(true)
+		}
+		if held.Load() && j.Task == "long" {
+			return g.execute(ctx, j)
+		}
+		return Result{Outcome: OutcomeOK}
+	})
+	r.warmLeaseAhead(32)
+	held.Store(true)
+	r.submit(TaskSpec{ID: "long", TimeoutMs: 600_000})
+	g.next(t)
+	r.submit(TaskSpec{ID: "victim"})
+	r.barrier()
+	if v := r.view("victim"); v.Runs[0].State != RunLeased {
+		t.Fatalf("victim behind the long attempt: run %s, want leased ahead", v.Runs[0].State)
+	}
+	if err := r.e.Cancel(r.ctx(), "victim", "test"); err != nil {
+		t.Fatal(err)
+	}
+	g.open()
+	if v := r.wait("victim"); v.State != TaskCanceled {
+		t.Fatalf("victim: %s, want canceled", v.State)
+	}
+	r.wait("long")
+	if victimRan.Load() {
+		t.Fatal("the handler of the attempt canceled while queued ran")
+	}
+}

@@ -209,19 +209,25 @@ func (r *runner) run(ctx *attemptCtx, job Job) {
 	// every runner, where two timers per runner, reset and stopped on every
 	// attempt, cost more than a short attempt itself.
 	e.watch.due(r, begun+int64(startedReportDelay), ctx.deadlineMono)
-	// An input in the payload store is read now, held in the payload
-	// budget while the attempt runs.
-	release, failed := e.loadInput(&job)
 	var res Result
-	if failed != nil {
-		res = *failed
+	if ctx.Err() != nil {
+		// Canceled while it waited in the queue for a runner (lease-ahead):
+		// the handler never runs.
+		res = Result{Outcome: OutcomeCancelled, Error: "canceled before the attempt started"}
 	} else {
-		res = safeExecute(ctx, e.cfg.Executor, job)
+		// An input in the payload store is read now, held in the payload
+		// budget while the attempt runs.
+		release, failed := e.loadInput(&job)
+		if failed != nil {
+			res = *failed
+		} else {
+			res = safeExecute(ctx, e.cfg.Executor, job)
+		}
+		job.Input = nil
+		release()
 	}
 	e.runNanos.Add(e.mono() - begun)
 	e.runCount.Add(1)
-	job.Input = nil
-	release()
 	e.spillOutput(&res)
 	r.reportAt.Store(0)
 	r.deadline.Store(0)
