@@ -242,6 +242,15 @@ func moduleConfig(mode Mode) wazero.ModuleConfig {
 }
 
 func (h *Host) execute(ctx context.Context, m *Module, st *attemptState, c *Command) Result {
+	if m.Mode == ModeHandler && !c.needsFS() && len(c.Args) == 0 && len(c.Env) == 0 {
+		// The common case: the instance config is the same for every
+		// attempt of the plugin but for where stdout and stderr go, and a
+		// kept one routes them to this attempt (freshConfig).
+		fc := m.freshConfig(pluginName(st.task.Handler))
+		fc.streams.st = st
+		defer m.putFreshConfig(fc) // after the instance's Close, deferred below
+		return h.instantiateAndCall(ctx, m, st, fc.cfg)
+	}
 	cfg := m.cfg.WithStderr(&st.log.stderr)
 	cfg, afs, err := commandConfig(cfg, c, m.Mode, pluginName(st.task.Handler), st.input, st.hostLog)
 	if err != nil {
@@ -257,6 +266,12 @@ func (h *Host) execute(ctx context.Context, m *Module, st *attemptState, c *Comm
 	} else {
 		cfg = cfg.WithStdout(&st.log.stdout)
 	}
+	return h.instantiateAndCall(ctx, m, st, cfg)
+}
+
+// instantiateAndCall runs the attempt in a new instance of m made with
+// cfg, closed before it returns.
+func (h *Host) instantiateAndCall(ctx context.Context, m *Module, st *attemptState, cfg wazero.ModuleConfig) Result {
 	mod, err := m.rt.rt.InstantiateModule(m.withMemory(ctx, &st.mem), m.compiled, cfg)
 	if mod != nil {
 		defer mod.Close(context.Background())
@@ -269,17 +284,49 @@ func (h *Host) execute(ctx context.Context, m *Module, st *attemptState, c *Comm
 	if err != nil {
 		return classify(ctx, st, nil, 0, err)
 	}
+	var stack [1]uint64 // the calls' parameters and results: none, and one i32
 	if m.hasInit {
-		if _, err := mod.ExportedFunction("_initialize").Call(ctx); err != nil {
+		fn := m.initCalls.get(mod)
+		if err := fn.CallWithStack(ctx, stack[:]); err != nil {
 			return classify(ctx, st, mod.Memory(), 0, fmt.Errorf("_initialize: %w", err))
 		}
+		m.initCalls.put(mod, fn)
 	}
-	ret, err := mod.ExportedFunction(handleExport).Call(ctx)
+	fn := m.handleCalls.get(mod)
+	err = fn.CallWithStack(ctx, stack[:])
 	code := int64(0)
 	if err == nil {
-		code = int64(api.DecodeI32(ret[0]))
+		code = int64(api.DecodeI32(stack[0]))
+		m.handleCalls.put(mod, fn)
 	}
 	return classify(ctx, st, mod.Memory(), code, err)
+}
+
+// freshConfig is an instance config of a handler-mode module without
+// arguments, environment or files, kept between fresh attempts: building
+// one (WithArgs, WithStdout, WithStderr) copies wazero's config three
+// times per attempt. Its stdout and stderr write to the log of the attempt
+// it is lent to (streams.st); one attempt at a time uses it.
+type freshConfig struct {
+	name    string // argv[0]
+	cfg     wazero.ModuleConfig
+	streams *instanceStreams
+}
+
+// freshConfig returns a kept config for argv[0] name, or a new one.
+func (m *Module) freshConfig(name string) *freshConfig {
+	if fc, _ := m.freshConfigs.Get().(*freshConfig); fc != nil && fc.name == name {
+		return fc
+	}
+	streams := &instanceStreams{}
+	cfg := m.cfg.WithArgs(name).WithStdout(streams.stdout()).WithStderr(streams.stderr())
+	return &freshConfig{name: name, cfg: cfg, streams: streams}
+}
+
+// putFreshConfig keeps fc once its instance is closed.
+func (m *Module) putFreshConfig(fc *freshConfig) {
+	fc.streams.st = nil
+	m.freshConfigs.Put(fc)
 }
 
 func memoryOf(mod api.Module) api.Memory {

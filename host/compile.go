@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -55,7 +56,11 @@ type Module struct {
 	compiled   wazero.CompiledModule
 	tableLimit uint32              // the table limit compiled in, for a reset pool's variant (reset.go)
 	cfg        wazero.ModuleConfig // see moduleConfig
-	rt         *runtime
+	// initCalls and handleCalls keep the call engines of finished fresh
+	// attempts for the next instances (callengine.go).
+	initCalls, handleCalls callEngines
+	freshConfigs           sync.Pool // of *freshConfig (attempt.go)
+	rt                     *runtime
 }
 
 // ValidationError says why a module was rejected, naming the import or
@@ -181,6 +186,7 @@ func (h *Host) compile(ctx context.Context, wasm []byte, key moduleKey) (*Module
 	}
 	m.compiled = compiled
 	m.cfg = moduleConfig(m.Mode)
+	m.initCalls.name, m.handleCalls.name = "_initialize", handleExport
 	return m, nil
 }
 

@@ -29,6 +29,7 @@ type wasmLayout struct {
 	memMin         uint32
 	memMax         uint32 // declared maximum in pages; 0 when none
 	hasMem         bool
+	dataCount      bool // a data count section: code may name data segments by index
 }
 
 type tableDecl struct {
@@ -53,9 +54,11 @@ const tableElementBytes = 8
 var errLayout = errors.New("unsupported module layout")
 
 const (
-	sectionImport = 2
-	sectionTable  = 4
-	sectionMemory = 5
+	sectionImport    = 2
+	sectionTable     = 4
+	sectionMemory    = 5
+	sectionData      = 11
+	sectionDataCount = 12
 )
 
 // readLayout parses the table and memory sections of wasm. It returns
@@ -72,6 +75,8 @@ func readLayout(wasm []byte) (wasmLayout, error) {
 			l.tables, err = parseTables(body)
 		case sectionMemory:
 			err = l.parseMemory(body)
+		case sectionDataCount:
+			l.dataCount = true
 		}
 		return err
 	})
@@ -79,16 +84,18 @@ func readLayout(wasm []byte) (wasmLayout, error) {
 }
 
 // boundedModule returns wasm with every table's maximum set so that all
-// tables together can never hold more than tableLimit elements, and with
+// tables together can never hold more than tableLimit elements, with
 // (with dropMemMax) the memory's declared maximum removed, for the
-// allocator to enforce. It returns wasm itself when nothing changes.
+// allocator to enforce, and with its data segments merged where that
+// changes nothing (mergeDataSegments). It returns wasm itself when nothing
+// changes.
 func boundedModule(wasm []byte, l wasmLayout, tableLimit uint32, dropMemMax bool) []byte {
 	type patch struct {
 		start, end int    // the section replaced, header included
 		sec        []byte // its new encoding
 	}
 	var patches []patch
-	_ = eachSection(wasm, func(id byte, _ []byte, start, end int) error {
+	_ = eachSection(wasm, func(id byte, sectionBody []byte, start, end int) error {
 		var body []byte
 		switch {
 		case id == sectionTable && len(l.tables) > 0:
@@ -96,6 +103,10 @@ func boundedModule(wasm []byte, l wasmLayout, tableLimit uint32, dropMemMax bool
 		case id == sectionMemory && dropMemMax && l.hasMem && l.memMax > 0 && l.memMax >= l.memMin && l.memMax <= 65536:
 			body = appendU32(appendU32(nil, 1), 0) // one memory, flag 0: min only
 			body = appendU32(body, l.memMin)
+		case id == sectionData && !l.dataCount:
+			if body = mergeDataSegments(sectionBody); body == nil {
+				return nil
+			}
 		default:
 			return nil
 		}
