@@ -106,6 +106,7 @@ type callEngines struct {
 	name     string
 	compiled atomic.Pointer[byte] // the compiled module of the kept engines (wazevo's), set by the first put
 	free     sync.Pool            // of api.Function whose parent is nil
+	reused   atomic.Int64         // engines handed to another instance (tests)
 }
 
 // get returns a call engine of the export for mod, kept or new.
@@ -114,6 +115,7 @@ func (c *callEngines) get(mod api.Module) api.Function {
 		if me := l.moduleEngine(mod); me != nil && (*byte)(*(*unsafe.Pointer)(unsafe.Add(me, l.meCompiled))) == c.compiled.Load() {
 			if fn, _ := c.free.Get().(api.Function); fn != nil {
 				*(*unsafe.Pointer)(unsafe.Add(ptrOf(fn), l.parentOff)) = me
+				c.reused.Add(1)
 				return fn
 			}
 		}
@@ -122,23 +124,29 @@ func (c *callEngines) get(mod api.Module) api.Function {
 }
 
 // put keeps fn, a call engine of the export for mod whose call returned
-// without an error, for another instance of the same compiled module; not
-// when its stack grew (a deep call's stack is not kept).
+// without an error, for another instance of the same compiled module.
 func (c *callEngines) put(mod api.Module, fn api.Function) {
+	if c.keep(mod, fn) {
+		l := layout.Load()
+		*(*unsafe.Pointer)(unsafe.Add(ptrOf(fn), l.parentOff)) = nil // keep no closed instance alive
+		c.free.Put(fn)
+	}
+}
+
+// keep reports whether fn can be kept: a call engine of mod's compiled
+// module (the one of the engines kept already) with the stack it started
+// with (a deep call's grown stack is not kept).
+func (c *callEngines) keep(mod api.Module, fn api.Function) bool {
 	layoutOnce.Do(func() { layout.Store(findLayout(mod, fn)) })
 	l := layout.Load()
 	if l == nil || fn == nil || reflect.TypeOf(fn) != l.callEngine {
-		return
+		return false
 	}
 	fp := ptrOf(fn)
 	me := *(*unsafe.Pointer)(unsafe.Add(fp, l.parentOff))
 	if me == nil || me != l.moduleEngine(mod) || len(*(*[]byte)(unsafe.Add(fp, l.stackOff))) != l.initialStack {
-		return
+		return false
 	}
 	compiled := (*byte)(*(*unsafe.Pointer)(unsafe.Add(me, l.meCompiled)))
-	if !c.compiled.CompareAndSwap(nil, compiled) && c.compiled.Load() != compiled {
-		return
-	}
-	*(*unsafe.Pointer)(unsafe.Add(fp, l.parentOff)) = nil // keep no closed instance alive
-	c.free.Put(fn)
+	return c.compiled.CompareAndSwap(nil, compiled) || c.compiled.Load() == compiled
 }

@@ -29,7 +29,12 @@
 //     The host writes a maximum into every table (sections.go), so
 //     table.grow past the limit returns -1 instead of allocating.
 //  3. Run uses one fresh anonymous instance per attempt, closed afterwards:
-//     _initialize first when exported, then wasmtask_handle. Command-mode
+//     _initialize first when exported, then wasmtask_handle. What an
+//     instance never sees is kept between fresh attempts of a module:
+//     wazero's call engines (callengine.go: scratch stack and registers,
+//     pointed at the next instance) and the instance config of a handler
+//     without arguments, environment or files (its stdout and stderr
+//     routed to the attempt using it). Command-mode
 //     modules (_start, no wasmtask_handle) read stdin and write stdout.
 //     Extism plugins (modules importing extism:host/env, ModeExtism) run the
 //     export named by Attempt.Extism through package host/extism, with the

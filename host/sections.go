@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// The host reads two sections of a module itself, before wazero compiles
+// The host reads three sections of a module itself, before wazero compiles
 // it, because wazero offers no hook for them:
 //
 //   - the table section: wazero backs every table element with 8 bytes and
@@ -18,6 +18,9 @@ import (
 //     that every memory.grow the module can ever make reaches the host's
 //     allocator (memory.go), which refuses it at the same bound and records
 //     the refusal (a trap after a refused grow is an oom).
+//   - the data section: neighbouring segments are merged where that cannot
+//     change an instance's initial memory (datamerge.go): a Go guest's
+//     21,000 segments cost wazero 40 % of every instantiation.
 //
 // The rewritten bytes are what wazero compiles; Module.Hash stays the hash
 // of the bytes the user deployed. The guest cannot tell the difference.
