@@ -8,14 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wasmtask/wasmtask/api"
 	"github.com/wasmtask/wasmtask/dispatch"
-	"github.com/wasmtask/wasmtask/host"
+	"github.com/wasmtask/wasmtask/internal/servertest"
 	"github.com/wasmtask/wasmtask/plugins"
 )
 
@@ -32,33 +31,8 @@ type remoteBundle struct {
 
 func setupRemote(t *testing.T, localWorkers int, leaseTimeout time.Duration, token string) *remoteBundle {
 	t.Helper()
-	ctx := context.Background()
-	h, err := host.New(ctx, host.Config{Logger: discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close(context.Background()) })
-	reg, err := plugins.Open(ctx, filepath.Join(t.TempDir(), "plugins"), h, plugins.Options{Logger: discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	br := api.NewBroker(api.BrokerConfig{Local: host.NewExecutor(h, reg.Resolve), LocalWorkers: localWorkers, Plugins: reg,
-		LeaseTimeout: leaseTimeout, Logger: discard})
-	t.Cleanup(br.Close)
-	engine, err := dispatch.Open(dispatch.Config{Dir: t.TempDir(), Executor: br, Runnable: br.Runnable,
-		ValidateHandler: reg.Check, Workers: max(localWorkers, 1), Logger: discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { engine.Close() })
-	br.Attach(engine)
-	res, err := reg.Deploy(ctx, "echo", module(t, "echo"), nil, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.New(api.Config{Engine: engine, Plugins: reg, Broker: br, Token: token, Logger: discard}))
-	t.Cleanup(srv.Close)
-	return &remoteBundle{srv: srv, engine: engine, reg: reg, broker: br, cl: api.NewClient(srv.URL, token), echo: res.Version}
+	s := servertest.Start(t, servertest.Options{Remote: true, LocalWorkers: localWorkers, LeaseTimeout: leaseTimeout, API: api.Config{Token: token}})
+	return &remoteBundle{srv: s.HTTP, engine: s.Engine, reg: s.Plugin, broker: s.Broker, cl: s.Client, echo: s.Echo}
 }
 
 func hello(name string, handlers ...string) api.WorkerHello {

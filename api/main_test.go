@@ -5,11 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -18,7 +15,7 @@ import (
 
 	"github.com/wasmtask/wasmtask/api"
 	"github.com/wasmtask/wasmtask/dispatch"
-	"github.com/wasmtask/wasmtask/host"
+	"github.com/wasmtask/wasmtask/internal/servertest"
 	"github.com/wasmtask/wasmtask/plugins"
 )
 
@@ -38,7 +35,7 @@ type testBundle struct {
 	echo   string // version of the echo plugin
 }
 
-var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+var discard = servertest.Discard
 
 // dispatchAll lists every task of an engine.
 var dispatchAll = dispatch.ListFilter{Limit: 1 << 20}
@@ -47,48 +44,18 @@ var dispatchAll = dispatch.ListFilter{Limit: 1 << 20}
 // change the engine's config.
 func setup(t testing.TB, cfg api.Config, opts ...func(*dispatch.Config)) *testBundle {
 	t.Helper()
-	ctx := context.Background()
-	h, err := host.New(ctx, host.Config{Logger: discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close(context.Background()) })
-	reg, err := plugins.Open(ctx, filepath.Join(t.TempDir(), "plugins"), h, plugins.Options{Logger: discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecfg := dispatch.Config{Dir: t.TempDir(), Executor: host.NewExecutor(h, reg.Resolve),
-		ValidateHandler: reg.Check, Workers: 2, Logger: discard}
-	for _, o := range opts {
-		o(&ecfg)
-	}
-	engine, err := dispatch.Open(ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { engine.Close() })
-	res, err := reg.Deploy(ctx, "echo", module(t, "echo"), nil, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Engine, cfg.Plugins = engine, reg
-	if cfg.Logger == nil {
-		cfg.Logger = discard
-	}
-	b := &testBundle{api: api.New(cfg), engine: engine, reg: reg, echo: res.Version}
-	b.srv = httptest.NewServer(b.api)
-	t.Cleanup(b.srv.Close)
-	return b
+	s := servertest.Start(t, servertest.Options{API: cfg, Engine: func(c *dispatch.Config) {
+		for _, o := range opts {
+			o(c)
+		}
+	}})
+	return &testBundle{srv: s.HTTP, api: s.API, engine: s.Engine, reg: s.Plugin, echo: s.Echo}
 }
 
 // module reads host/testdata/NAME.wasm.
 func module(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "host", "testdata", name+".wasm"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return servertest.Module(t, name)
 }
 
 type response struct {

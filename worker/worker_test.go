@@ -16,9 +16,7 @@ import (
 	"time"
 
 	"github.com/wasmtask/wasmtask/api"
-	"github.com/wasmtask/wasmtask/dispatch"
-	"github.com/wasmtask/wasmtask/host"
-	"github.com/wasmtask/wasmtask/plugins"
+	"github.com/wasmtask/wasmtask/internal/servertest"
 	"github.com/wasmtask/wasmtask/worker"
 )
 
@@ -50,39 +48,7 @@ func server(t *testing.T) *api.Client {
 // serverWith is server with its handler wrapped by wrap (if not nil).
 func serverWith(t *testing.T, wrap func(http.Handler) http.Handler) *api.Client {
 	t.Helper()
-	ctx := context.Background()
-	quiet := slog.New(slog.DiscardHandler)
-	h, err := host.New(ctx, host.Config{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close(context.Background()) })
-	reg, err := plugins.Open(ctx, filepath.Join(t.TempDir(), "plugins"), h, plugins.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	br := api.NewBroker(api.BrokerConfig{Plugins: reg, LeaseTimeout: 2 * time.Second, Logger: quiet})
-	t.Cleanup(br.Close)
-	engine, err := dispatch.Open(dispatch.Config{Dir: t.TempDir(), Executor: br, Runnable: br.Runnable, ValidateHandler: reg.Check, Workers: 1, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { engine.Close() })
-	br.Attach(engine)
-	wasm, err := os.ReadFile(filepath.Join("..", "host", "testdata", "echo.wasm"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.Deploy(ctx, "echo", wasm, nil, "test"); err != nil {
-		t.Fatal(err)
-	}
-	var handler http.Handler = api.New(api.Config{Engine: engine, Plugins: reg, Broker: br, Logger: quiet})
-	if wrap != nil {
-		handler = wrap(handler)
-	}
-	srv := httptest.NewServer(handler)
-	t.Cleanup(srv.Close)
-	return api.NewClient(srv.URL, "")
+	return servertest.Start(t, servertest.Options{Remote: true, LeaseTimeout: 2 * time.Second, Wrap: wrap}).Client
 }
 
 // runWorker runs a worker on cacheDir until the returned stop is called.
