@@ -98,6 +98,7 @@ type remoteWorker struct {
 	id, name, addr string
 	handlers       []string // plugin names; empty: all
 	concurrency    int
+	ahead          int // attempts it holds beyond its concurrency (WorkerHello.Ahead)
 	connectedAt    time.Time
 	lastSeen       time.Time
 	live           bool
@@ -205,7 +206,7 @@ func (b *Broker) capacityLocked() int {
 	n := b.cfg.LocalWorkers
 	for _, w := range b.workers {
 		if w.live && !w.draining {
-			n += w.concurrency + w.prefetch
+			n += w.concurrency + w.ahead + w.prefetch
 		}
 	}
 	return n
@@ -392,10 +393,13 @@ func (b *Broker) helloLocked(h WorkerHello, addr string, now time.Time) (*remote
 		w.connectedAt = now
 		b.log.Info("worker connected", "worker", h.Name, "addr", addr, "concurrency", h.Concurrency, "handlers", strings.Join(h.Handlers, ","))
 	}
-	if w.concurrency != h.Concurrency || !slices.Equal(w.handlers, h.Handlers) {
+	if w.concurrency != h.Concurrency || w.ahead != h.Ahead || !slices.Equal(w.handlers, h.Handlers) {
 		changed = true
 	}
-	w.name, w.addr, w.concurrency, w.handlers, w.lastSeen = h.Name, addr, h.Concurrency, slices.Clone(h.Handlers), now
+	w.name, w.addr, w.concurrency, w.ahead, w.lastSeen = h.Name, addr, h.Concurrency, h.Ahead, now
+	if !slices.Equal(w.handlers, h.Handlers) {
+		w.handlers = slices.Clone(h.Handlers)
+	}
 	return w, changed
 }
 

@@ -28,6 +28,10 @@ type WorkerHello struct {
 	// Handlers are the plugin names it serves; none: every plugin.
 	Handlers    []string `json:"handlers,omitempty"`
 	Concurrency int      `json:"concurrency"`
+	// Ahead is how many attempts the worker holds leased beyond its
+	// concurrency (queued on it, to start when a slot frees) while its
+	// attempts run short; the server leases that many more for it. 0-4096.
+	Ahead int `json:"ahead,omitempty"`
 }
 
 // LeaseRequest is the body of POST /v1/workers/lease.
@@ -210,6 +214,8 @@ func (h *WorkerHello) check() error {
 		return &FieldError{Field: "name", Reason: "want the worker's name (1-128 bytes)"}
 	case h.Concurrency < 1 || h.Concurrency > 4096:
 		return &FieldError{Field: "concurrency", Reason: fmt.Sprintf("want 1-4096, got %d", h.Concurrency)}
+	case h.Ahead < 0 || h.Ahead > 4096:
+		return &FieldError{Field: "ahead", Reason: fmt.Sprintf("want 0-4096 (attempts held beyond the concurrency), got %d", h.Ahead)}
 	}
 	slices.Sort(h.Handlers)
 	h.Handlers = slices.Compact(h.Handlers)

@@ -15,8 +15,8 @@ import (
 
 // BenchmarkRemoteWorkers: no-op WAT tasks through the server's own
 // workers ("local", serve --workers 16) and through 1 and 2 remote
-// workers (serve --workers 0 + wasmtask worker --concurrency 16, and 64:
-// a deeper pipeline, results and leases in flight), all on
+// workers (serve --workers 0 + wasmtask worker at its default
+// concurrency, then --concurrency 16 and 64), all on
 // this machine. The engine is paused while the b.N tasks are submitted and
 // resumed for the measure, so tasks/s is execution alone (lease, run,
 // result, commit). lease-start-p50/p99-ms: from the engine's lease to the
@@ -38,8 +38,8 @@ func BenchmarkRemoteWorkers(b *testing.B) {
 		conc    string // each remote worker's --concurrency
 	}
 	var cases []benchCase
-	for _, tc := range []benchCase{{"local", 0, "", ""}, {"remote-1", 1, "", "16"}, {"remote-2", 2, "", "16"},
-		{"remote-1-c64", 1, "", "64"}, {"remote-2-c64", 2, "", "64"}} {
+	for _, tc := range []benchCase{{"local", 0, "", ""}, {"remote-1-default", 1, "", "default"}, {"remote-2-default", 2, "", "default"},
+		{"remote-1", 1, "", "16"}, {"remote-2", 2, "", "16"}, {"remote-1-c64", 1, "", "64"}, {"remote-2-c64", 2, "", "64"}} {
 		if base != "" { // the same case on the earlier binary first, for a before/after in one run
 			cases = append(cases, benchCase{tc.name + "-base", tc.workers, base, tc.conc})
 		}

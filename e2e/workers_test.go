@@ -34,9 +34,17 @@ func startWorker(t testing.TB, s *server, name string, extra ...string) *workerP
 }
 
 // startWorkerBin is startWorker running bin (a wasmtask built elsewhere).
+// It runs at --concurrency 4 unless extra names one ("--concurrency",
+// "default": the worker's default).
 func startWorkerBin(t testing.TB, s *server, bin, name string, extra ...string) *workerProc {
 	t.Helper()
-	args := append([]string{"worker", "--server", s.URL, "--name", name, "--cache-dir", t.TempDir(), "--concurrency", "4"}, extra...)
+	args := []string{"worker", "--server", s.URL, "--name", name, "--cache-dir", t.TempDir()}
+	if i := slices.Index(extra, "--concurrency"); i < 0 {
+		args = append(args, "--concurrency", "4")
+	} else if i+1 < len(extra) && extra[i+1] == "default" {
+		extra = slices.Delete(slices.Clone(extra), i, i+2)
+	}
+	args = append(args, extra...)
 	if s.opts.token != "" && !containsArg(extra, "--token") {
 		args = append(args, "--token", s.opts.token)
 	}

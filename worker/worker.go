@@ -77,7 +77,16 @@ type Worker struct {
 	leaseState   leaseState
 	noPiggyback  bool // the server answered a lease request carrying results without their fates: it predates them
 	resultsReady chan struct{}
+	leaseOutAt   time.Time     // when the lease request out was sent
 	runs         chan *attempt // to the runners
+
+	// Lease-ahead: while attempts run short, the worker holds ahead
+	// attempts leased beyond its concurrency, queued in runs, so that a
+	// runner that finished one starts the next at once rather than after
+	// a round trip to the server, and lease requests carry many results
+	// and leases each (see aheadFor).
+	runAvg time.Duration // mean run time of its attempts (exponentially weighted)
+	ahead  int
 }
 
 // leaseState is what the lease loop is doing, for the sender.
@@ -136,7 +145,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, cl: cfg.Client, log: cfg.Logger,
 		hello:   api.WorkerHello{Worker: hex.EncodeToString(id[:]), Name: cfg.Name, Handlers: cfg.Handlers, Concurrency: cfg.Concurrency},
 		running: map[string]*attempt{}, freed: make(chan struct{}, 1), heartbeat: 2 * time.Second,
-		deployed: map[string]*deploy{}, resultsReady: make(chan struct{}, 1), runs: make(chan *attempt, cfg.Concurrency)}
+		deployed: map[string]*deploy{}, resultsReady: make(chan struct{}, 1), runs: make(chan *attempt, cfg.Concurrency+maxAhead)}
 	h, err := host.New(ctx, host.Config{CacheDir: filepath.Join(cfg.CacheDir, "wazero-cache"), Max: cfg.Max, Logger: cfg.Logger,
 		MaxIdleInstances: cfg.Concurrency})
 	if err != nil {
@@ -243,7 +252,7 @@ func (w *Worker) leaseLoop(ctx context.Context) error {
 	failures := 0
 	for ctx.Err() == nil {
 		w.mu.Lock()
-		free := w.cfg.Concurrency - len(w.running)
+		free := w.cfg.Concurrency + w.ahead - len(w.running)
 		w.mu.Unlock()
 		if free <= 0 {
 			w.setLeaseState(leaseIdle)
@@ -257,13 +266,15 @@ func (w *Worker) leaseLoop(ctx context.Context) error {
 		w.gather(ctx)
 		// Results finished meanwhile go with the request.
 		w.mu.Lock()
+		free = min(w.cfg.Concurrency+w.ahead-len(w.running), maxLeasesPerRequest)
+		hello := w.helloLocked()
 		var results []api.WorkerResult
 		if !w.noPiggyback {
 			results = w.takePendingLocked()
 		}
-		w.leaseState = leaseOut
+		w.leaseState, w.leaseOutAt = leaseOut, time.Now()
 		w.mu.Unlock()
-		res, err := w.leaseOut(ctx, api.LeaseRequest{WorkerHello: w.hello, Max: free, Results: results})
+		res, err := w.leaseOut(ctx, api.LeaseRequest{WorkerHello: hello, Max: free, Results: results})
 		w.mu.Lock()
 		w.leaseState = leasePreparing
 		if len(results) > 0 && (err != nil || res.Results == nil) {
@@ -336,7 +347,7 @@ func (w *Worker) leaseOut(ctx context.Context, req api.LeaseRequest) (api.LeaseR
 		defer close(asked)
 		askCtx, cancel := context.WithTimeout(reqCtx, drainAskTimeout)
 		defer cancel()
-		_, err := w.cl.WorkerHeartbeat(askCtx, api.HeartbeatRequest{WorkerHello: w.hello, Draining: true})
+		_, err := w.cl.WorkerHeartbeat(askCtx, api.HeartbeatRequest{WorkerHello: w.helloNow(), Draining: true})
 		var ae *api.Error
 		if err != nil && !errors.As(err, &ae) && reqCtx.Err() == nil {
 			w.log.Warn("draining: the server did not answer; abandoning the lease request out (leases it granted, if any, expire and are retried)",
@@ -372,13 +383,21 @@ const gatherWindow = 2 * time.Millisecond
 // result request, and the engine, which leases only up to the workers'
 // concurrency, can fill the slots those results free in the same round
 // trip. Long attempts cost their next lease request at most the window.
+// While the worker leases ahead it waits only until half of what it may
+// hold is free, or a slot would idle: the other half runs while the
+// request is out.
 func (w *Worker) gather(ctx context.Context) {
 	var timer *time.Timer
 	for {
 		w.mu.Lock()
-		running, skip := len(w.running), w.noPiggyback
+		held, skip := len(w.running), w.noPiggyback
+		ready := held == 0
+		if w.ahead > 0 {
+			target := w.cfg.Concurrency + w.ahead
+			ready = held < w.cfg.Concurrency || target-held >= target/2
+		}
 		w.mu.Unlock()
-		if running == 0 || skip {
+		if ready || skip {
 			break
 		}
 		if timer == nil {
@@ -412,6 +431,54 @@ func (w *Worker) setLeaseState(st leaseState) {
 // maxResultsPerRequest bounds the results one request carries.
 const maxResultsPerRequest = 256
 
+// maxLeasesPerRequest is the most attempts a lease request may ask for
+// (the server's bound).
+const maxLeasesPerRequest = 4096
+
+// Lease-ahead bounds: the attempts held beyond the concurrency are about
+// aheadWork of work at the mean run time (so an attempt waits on the
+// worker about that long before it starts), and at most maxAhead. None
+// once attempts take aheadWork or longer: a slot's next attempt then
+// waits for a round trip, which is small beside its run.
+const (
+	aheadWork = 2 * time.Millisecond
+	maxAhead  = 256
+)
+
+// aheadFor is how many attempts to hold beyond concurrency at mean run
+// time avg (0: not known yet).
+func aheadFor(concurrency int, avg time.Duration) int {
+	if avg <= 0 {
+		return 0
+	}
+	return int(min(int64(concurrency)*int64(aheadWork)/int64(avg), maxAhead))
+}
+
+// observeRunLocked folds an attempt's run time into the mean and sets
+// how far the worker leases ahead.
+func (w *Worker) observeRunLocked(d time.Duration) {
+	d = max(d, time.Microsecond)
+	if w.runAvg == 0 {
+		w.runAvg = d
+	} else {
+		w.runAvg += (d - w.runAvg) / 16
+	}
+	w.ahead = aheadFor(w.cfg.Concurrency, w.runAvg)
+}
+
+// helloLocked is the worker's hello with how far it leases ahead now.
+func (w *Worker) helloLocked() api.WorkerHello {
+	h := w.hello
+	h.Ahead = w.ahead
+	return h
+}
+
+func (w *Worker) helloNow() api.WorkerHello {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.helloLocked()
+}
+
 // takePendingLocked takes the results waiting to be reported (up to
 // maxResultsPerRequest), oldest first.
 func (w *Worker) takePendingLocked() []api.WorkerResult {
@@ -438,7 +505,7 @@ func (w *Worker) start(l api.Lease) {
 	w.mu.Lock()
 	w.running[l.Lease] = a
 	w.mu.Unlock()
-	w.runs <- a // buffered for Concurrency: never more are running
+	w.runs <- a // buffered for Concurrency+maxAhead: never more are held
 }
 
 // runner runs the attempts start hands it until runs closes. Concurrency
@@ -452,8 +519,10 @@ func (w *Worker) runner() {
 
 func (w *Worker) run(a *attempt) {
 	defer a.cancel()
+	t0 := time.Now()
 	res := w.execute(a.ctx, a.lease)
 	w.mu.Lock()
+	w.observeRunLocked(time.Since(t0))
 	dropped, drained := a.dropped, a.drained
 	w.mu.Unlock()
 	if drained && !dropped {
@@ -570,7 +639,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 			ids = append(ids, id)
 		}
 		w.mu.Unlock()
-		res, err := w.cl.WorkerHeartbeat(ctx, api.HeartbeatRequest{WorkerHello: w.hello, Leases: ids})
+		res, err := w.cl.WorkerHeartbeat(ctx, api.HeartbeatRequest{WorkerHello: w.helloNow(), Leases: ids})
 		var ae *api.Error
 		switch {
 		case errors.As(err, &ae) && ae.Status == 409:
@@ -643,7 +712,7 @@ func (w *Worker) logRefused(statuses []api.ResultStatus) {
 
 func (w *Worker) post(ctx context.Context, batch []api.WorkerResult) {
 	for try := 0; ; try++ {
-		out, err := w.cl.WorkerResults(ctx, api.ResultRequest{WorkerHello: w.hello, Results: batch})
+		out, err := w.cl.WorkerResults(ctx, api.ResultRequest{WorkerHello: w.helloNow(), Results: batch})
 		var ae *api.Error
 		if err == nil || errors.As(err, &ae) && ae.Status == 409 {
 			w.logRefused(out.Results)
