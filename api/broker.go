@@ -707,7 +707,7 @@ func (b *Broker) Workers() []WorkerInfo {
 	out := make([]WorkerInfo, 0, len(b.workers))
 	for _, w := range b.workers {
 		out = append(out, WorkerInfo{ID: w.id, Name: w.name, Address: w.addr, Handlers: slices.Clone(w.handlers), Concurrency: w.concurrency,
-			Prefetch: w.prefetch, InFlight: w.inFlight, Connected: w.live, Draining: w.draining, ConnectedAt: w.connectedAt.UTC().Format(time.RFC3339Nano),
+			Prefetch: w.prefetch, Ahead: w.ahead, InFlight: w.inFlight, Connected: w.live, Draining: w.draining, ConnectedAt: w.connectedAt.UTC().Format(time.RFC3339Nano),
 			LastHeartbeat: w.lastSeen.UTC().Format(time.RFC3339Nano),
 			Leases:        w.stats.leases, Done: w.stats.done, Failed: w.stats.failed, Lost: w.stats.lost, Rejected: w.stats.rejected,
 			LeaseWait: w.stats.wait.summary(), LeaseToStart: w.stats.start.summary(),

@@ -613,3 +613,44 @@ func connected(b *api.Broker, name string) bool {
 	}
 	return false
 }
+
+// TestWorkerAheadRaisesItsCapacity: a worker that says it holds attempts
+// ahead of its concurrency (hello "ahead") gets that many more leased for
+// it, listed as ahead and in flight; an ahead out of range is refused
+// naming the field.
+func TestWorkerAheadRaisesItsCapacity(t *testing.T) {
+	ctx := context.Background()
+	b := setupRemote(t, 0, 10*time.Second, "")
+	for range 30 {
+		b.submit(t, api.TaskSpec{Handler: "echo"})
+	}
+	w := hello("box") // concurrency 4
+	w.Ahead = 6
+	var leases []api.Lease
+	deadline := time.Now().Add(10 * time.Second)
+	for len(leases) < 10 && time.Now().Before(deadline) { // the engine leases them a tick after the hello
+		res, err := b.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w, Max: 10 - len(leases), WaitMs: ms(1000)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases = append(leases, res.Leases...)
+	}
+	if len(leases) != 10 {
+		t.Fatalf("got %d leases, want concurrency 4 + ahead 6", len(leases))
+	}
+	list, err := b.cl.Workers(ctx)
+	if err != nil || len(list.Workers) != 1 {
+		t.Fatalf("workers %+v %v", list, err)
+	}
+	if info := list.Workers[0]; info.Ahead != 6 || info.InFlight != 10 {
+		t.Fatalf("worker listed with ahead %d, in flight %d; want 6 and 10", info.Ahead, info.InFlight)
+	}
+	for _, bad := range []int{-1, 4097} {
+		w.Ahead = bad
+		_, err := b.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w, Max: 1, WaitMs: ms(0)})
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(err.Error(), "ahead") {
+			t.Fatalf("ahead %d: %v, want a 400 naming ahead", bad, err)
+		}
+	}
+}

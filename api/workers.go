@@ -157,7 +157,11 @@ type WorkerInfo struct {
 	Concurrency int      `json:"concurrency"`
 	// Prefetch: attempts the engine may lease for it beyond Concurrency
 	// (queued for its next lease request) while its attempts run short.
-	Prefetch  int  `json:"prefetch"`
+	Prefetch int `json:"prefetch"`
+	// Ahead: attempts the worker holds leased beyond Concurrency (queued on
+	// it) while its attempts run short (WorkerHello.Ahead); InFlight counts
+	// them.
+	Ahead     int  `json:"ahead"`
 	InFlight  int  `json:"in_flight"`
 	Connected bool `json:"connected"`
 	// Draining: it said it is stopping; it takes no more attempts.

@@ -363,6 +363,11 @@ func (w *Worker) leaseOut(ctx context.Context, req api.LeaseRequest) (api.LeaseR
 	return res, err
 }
 
+// sendHold: while the worker leases ahead, results finished while a lease
+// request is out wait up to this long from its sending for the next
+// lease request to carry them, rather than a request of their own.
+const sendHold = 3 * time.Millisecond
+
 // leaseAnswerSlack bounds, beyond its long-poll wait, how long a lease
 // request may take (a server that stopped answering).
 const leaseAnswerSlack = 10 * time.Second
@@ -685,10 +690,27 @@ func (w *Worker) sendLoop(ctx context.Context, flush <-chan struct{}) {
 		for {
 			w.mu.Lock()
 			var batch []api.WorkerResult
-			if w.leaseState != leasePreparing || w.noPiggyback {
+			// While the worker leases ahead, a lease request out is
+			// answered within a round trip (leases wait for it on the
+			// server): its successor carries the results, unless it is
+			// out for longer (a long poll).
+			var hold time.Duration
+			if w.leaseState == leaseOut && w.ahead > 0 && !w.noPiggyback && !final {
+				hold = sendHold - time.Since(w.leaseOutAt)
+			}
+			if hold <= 0 && (w.leaseState != leasePreparing || w.noPiggyback) {
 				batch = w.takePendingLocked()
 			}
 			w.mu.Unlock()
+			if hold > 0 {
+				select {
+				case <-time.After(hold):
+					continue
+				case <-flush:
+					final = true
+					continue
+				}
+			}
 			if len(batch) == 0 {
 				break
 			}

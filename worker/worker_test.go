@@ -273,3 +273,52 @@ func TestWorkerDrainRunsLeasesOfTheRequestOut(t *testing.T) {
 		t.Fatalf("after the drain: %v %s %+v\n%s", err, v.State, v.Runs, log.String())
 	}
 }
+
+// TestWorkerLeasesAheadWhileAttemptsRunShort: once its attempts are known
+// to run short, a worker asks for more attempts than its concurrency and
+// says how many it holds ahead (the server leases that many more for it),
+// yet never runs more than its concurrency at once; every task completes
+// once.
+func TestWorkerLeasesAheadWhileAttemptsRunShort(t *testing.T) {
+	var mu sync.Mutex
+	var maxAsked, maxAhead int
+	cl := serverWith(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			if r.URL.Path == "/v1/workers/lease" {
+				var req api.LeaseRequest
+				_ = json.Unmarshal(body, &req)
+				mu.Lock()
+				maxAsked, maxAhead = max(maxAsked, req.Max), max(maxAhead, req.Ahead)
+				mu.Unlock()
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			next.ServeHTTP(w, r)
+		})
+	})
+	stop := runWorker(t, cl, t.TempDir(), &lockedBuffer{}) // concurrency 2
+	const n = 400
+	specs := make([]api.TaskSpec, n)
+	for i := range specs {
+		in := "x"
+		specs[i] = api.TaskSpec{Handler: "echo", Input: &in}
+	}
+	res, err := cl.SubmitBatch(context.Background(), specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		v, err := cl.TaskWait(context.Background(), r.ID, 30*time.Second)
+		if err != nil || v.State != "completed" || len(v.Runs) != 1 || len(v.Runs[0].Attempts) != 1 {
+			t.Fatalf("task %s: %v %+v", r.ID, err, v)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if maxAhead == 0 || maxAsked <= 2 {
+		t.Errorf("lease requests asked for at most %d attempts, held at most %d ahead: want more than the concurrency (2) once attempts run short", maxAsked, maxAhead)
+	}
+}
