@@ -50,11 +50,17 @@
 // version. While a worker's attempts run short (under 10 ms on average)
 // the engine may lease as many again as its concurrency (prefetch), queued
 // for its next lease request, so that the round trip through the engine
-// does not idle it.
+// does not idle it. A worker whose attempts run short also holds attempts
+// leased beyond its concurrency itself (about 2 ms of work, at most 256),
+// queued for its runners, and says how many in its hello ("ahead"): the
+// server counts them in its capacity, and the worker sends its next lease
+// request (carrying the results finished meanwhile) when half of what it
+// may hold is free, so the other half runs during the round trip and each
+// request carries many results and leases.
 //
 // Deviation from a per-handler capacity: the engine bounds attempts in
 // flight as a whole (SetCapacity: local workers plus every worker's
-// concurrency and prefetch) and leases ready runs in priority order, and
+// concurrency, ahead and prefetch) and leases ready runs in priority order, and
 // Runnable only says whether some worker serves a handler at all. So with
 // workers serving different handlers (A: "a", B: "b") a backlog of "a"
 // ahead of "b" fills every slot with "a" attempts: A runs its share, the

@@ -266,11 +266,17 @@ func (w *Worker) leaseLoop(ctx context.Context) error {
 		w.gather(ctx)
 		// Results finished meanwhile go with the request.
 		w.mu.Lock()
-		free = min(w.cfg.Concurrency+w.ahead-len(w.running), maxLeasesPerRequest)
+		// Again: the lease-ahead may have shrunk meanwhile (attempts ran
+		// longer), leaving no room; a request for none only reports.
+		free = max(min(w.cfg.Concurrency+w.ahead-len(w.running), maxLeasesPerRequest), 0)
 		hello := w.helloLocked()
 		var results []api.WorkerResult
 		if !w.noPiggyback {
 			results = w.takePendingLocked()
+		}
+		if free == 0 && len(results) == 0 {
+			w.mu.Unlock()
+			continue
 		}
 		w.leaseState, w.leaseOutAt = leaseOut, time.Now()
 		w.mu.Unlock()
