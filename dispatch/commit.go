@@ -271,7 +271,7 @@ func (e *Engine) splitEarly(starts, early []Job) (later, early2 []Job) {
 type committedTick struct {
 	seq     uint64 // the tick's last WAL sequence (the previous tick's if it wrote none)
 	acks    []machine.Ack
-	cancels []RunID
+	cancels []machine.AttemptRef
 	starts  []Job
 	finals  []TaskID // tasks that became final: their Wait calls wake
 	// finalViews: views of finals as of the tick, for their Wait calls
@@ -388,8 +388,8 @@ func (e *Engine) release(t *committedTick) {
 	}
 	if len(t.cancels) > 0 {
 		e.cancelsMu.Lock()
-		for _, id := range t.cancels {
-			if ctx, ok := e.cancels[id]; ok {
+		for _, c := range t.cancels {
+			if ctx, ok := e.cancels[c.Run]; ok && ctx.attempt == c.Attempt {
 				ctx.cancel()
 			}
 		}

@@ -645,8 +645,8 @@ func (c *coreSim) tick(inputs []any, subs []simSubmit, crash int) Batch {
 			c.fatalf("no reply released for %+v", in)
 		}
 	}
-	for _, id := range b.Cancels {
-		if j, ok := c.jobs[id]; ok {
+	for _, ref := range b.Cancels {
+		if j, ok := c.jobs[ref.Run]; ok && j.job.Attempt == ref.Attempt {
 			j.canceled = true
 		}
 	}
@@ -1267,7 +1267,9 @@ func (p *engineProp) finalChecks(s *State) {
 				p.fatalf("run %s is %s after the quiet phase", rid, r.State)
 			}
 			for _, a := range r.Attempts {
-				if a.Outcome != OutcomeLost && p.ex.dispatched[attemptKey(rid, a.Number)] == 0 {
+				// Lost, or canceled while it waited, leased ahead, for a
+				// runner: the only outcomes of an attempt never executed.
+				if a.Outcome != OutcomeLost && a.Outcome != OutcomeCancelled && p.ex.dispatched[attemptKey(rid, a.Number)] == 0 {
 					p.fatalf("attempt %d of %s has outcome %s but was never executed", a.Number, rid, a.Outcome)
 				}
 			}

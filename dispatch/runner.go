@@ -50,7 +50,7 @@ func (e *Engine) start(job Job) {
 	// the tick that leased it: under load a runner may start it well after
 	// the lease (or after the lease's fsync), and that wait is not the
 	// handler's time. Core renews the lease when the start comes late.
-	ctx := &attemptCtx{}
+	ctx := &attemptCtx{attempt: job.Attempt}
 	e.cancelsMu.Lock()
 	if prev, ok := e.cancels[job.Run]; ok {
 		prev.cancel() // the run's previous attempt is closed: release its context
@@ -312,6 +312,7 @@ func (r *runner) expire(at, now int64) {
 // canceled first), and contexts derived from it learn that error too
 // (they register through AfterFunc).
 type attemptCtx struct {
+	attempt      int       // the attempt's number: a cancel names it (machine.AttemptRef)
 	deadline     time.Time // set by the runner before the attempt runs
 	deadlineMono int64     // the same in Engine.mono's nanoseconds
 

@@ -161,6 +161,15 @@ type Ack struct {
 	R  Reply
 }
 
+// AttemptRef names an attempt of a run: a cancel names the attempt it is
+// for, so that it never reaches the run's next attempt (a lease that
+// expired while its worker still ran is retried at once: the retry may
+// start before the cancel of the expired attempt is released).
+type AttemptRef struct {
+	Run     RunID
+	Attempt int
+}
+
 // Batch is what one Step decided: events to append (already applied to the
 // state), replies to release after the fsync, attempts to start after it,
 // running attempts to cancel, and when to wake up next (0: no timer).
@@ -168,7 +177,7 @@ type Batch struct {
 	Events   []Event
 	Acks     []Ack
 	Starts   []Job
-	Cancels  []RunID
+	Cancels  []AttemptRef
 	NextWake int64
 }
 
@@ -604,7 +613,7 @@ func (c *Core) expireLeases(now int64) error {
 		if err := c.closeAsLost(now, e.run, EvLeaseExpired, "lease expired: the worker did not finish or renew in time"); err != nil {
 			return err
 		}
-		c.batch.Cancels = append(c.batch.Cancels, e.run.ID)
+		c.batch.Cancels = append(c.batch.Cancels, AttemptRef{Run: e.run.ID, Attempt: len(e.run.Attempts)})
 	}
 }
 

@@ -701,7 +701,7 @@ func TestCoreCancel(t *testing.T) {
 			if !r.s.Tasks["t"].Canceled || b.Events[0].Type != EvTaskCanceled {
 				t.Fatalf("cancel wrote %v, want EvTaskCanceled first", b.Events)
 			}
-			if got := slices.Contains(b.Cancels, "t#1"); got != tc.wantCancels {
+			if got := slices.Contains(b.Cancels, AttemptRef{Run: "t#1", Attempt: 1}); got != tc.wantCancels {
 				t.Errorf("Batch.Cancels %v, want t#1 listed: %v", b.Cancels, tc.wantCancels)
 			}
 			if tc.finish != nil {
@@ -742,7 +742,7 @@ func TestCoreCancelRepeatTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]RunID{"t#2"}, b.Cancels); diff != "" {
+	if diff := cmp.Diff([]AttemptRef{{Run: "t#2", Attempt: 1}}, b.Cancels); diff != "" {
 		t.Errorf("cancels (-want +got):\n%s", diff)
 	}
 	want := map[RunID]RunState{"t#1": RunCompleted, "t#2": RunRunning, "t#3": RunCanceled, "t#4": RunCanceled}
@@ -899,7 +899,7 @@ func TestCoreLeaseExpiry(t *testing.T) {
 			if len(b.Events) == 0 || b.Events[0].Type != EvLeaseExpired || b.Events[0].Outcome != OutcomeLost {
 				t.Fatalf("expiry wrote %v", b.Events)
 			}
-			if !slices.Contains(b.Cancels, "t#1") {
+			if !slices.Contains(b.Cancels, AttemptRef{Run: "t#1", Attempt: 1}) {
 				t.Errorf("the expired attempt's context is not cancelled: %v", b.Cancels)
 			}
 			// The freed worker goes to the next run by order: "other" was

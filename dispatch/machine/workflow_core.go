@@ -113,7 +113,7 @@ func (c *Core) cancelRuns(now int64, t *Task, reason string) error {
 				return err
 			}
 		case RunLeased, RunRunning:
-			c.batch.Cancels = append(c.batch.Cancels, r.ID)
+			c.batch.Cancels = append(c.batch.Cancels, AttemptRef{Run: r.ID, Attempt: len(r.Attempts)})
 		}
 	}
 	return nil
