@@ -366,3 +366,56 @@ func BenchmarkAttemptParallel(b *testing.B) {
 }
 
 var benchMaxUses, _ = strconv.Atoi(os.Getenv("BENCH_MAX_USES"))
+
+// BenchmarkFreshParts splits a fresh attempt (BenchmarkAttempt's host)
+// into what wazero costs and what the guest's _initialize costs:
+//
+//	instantiate  InstantiateModule and Close, as Run makes and closes an
+//	             instance (memory from the pool, the module's config),
+//	             no call
+//	initialize   the same with _initialize called (kept call engine, as Run)
+//
+// so that attempt - initialize is wasmtask_handle and the host's attempt
+// state, initialize - instantiate the guest's _initialize (a Go guest's
+// runtime start). Reproduce:
+// go test -run='^$' -bench='FreshParts|Attempt/(wat|go)/host$' -benchmem ./host/
+func BenchmarkFreshParts(b *testing.B) {
+	for _, g := range []struct {
+		name string
+		wasm func(testing.TB) []byte
+	}{
+		{name: "wat", wasm: func(tb testing.TB) []byte { return readWasm(tb, "bench") }},
+		{name: "go", wasm: goEchoWasm},
+	} {
+		for _, init := range []bool{false, true} {
+			name := g.name + "/instantiate"
+			if init {
+				name = g.name + "/initialize"
+			}
+			b.Run(name, func(b *testing.B) {
+				h := newTestHost(b, Config{})
+				m := mustLoad(b, h, g.wasm(b), 0)
+				ctx := context.Background()
+				var stack [1]uint64
+				b.ReportAllocs()
+				cpu := cputime.Process()
+				for b.Loop() {
+					var mem *guestMemory
+					mod, err := m.rt.rt.InstantiateModule(m.withMemory(ctx, &mem), m.compiled, m.cfg)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if init {
+						fn := m.initCalls.get(mod)
+						if err := fn.CallWithStack(ctx, stack[:]); err != nil {
+							b.Fatal(err)
+						}
+						m.initCalls.put(mod, fn)
+					}
+					mod.Close(ctx)
+				}
+				cputime.Report(b, cpu)
+			})
+		}
+	}
+}
