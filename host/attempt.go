@@ -285,6 +285,18 @@ func (h *Host) instantiateAndCall(ctx context.Context, m *Module, st *attemptSta
 		return classify(ctx, st, nil, 0, err)
 	}
 	var stack [1]uint64 // the calls' parameters and results: none, and one i32
+	if m.freshEntry {
+		// _initialize and wasmtask_handle in one call (entry.go).
+		fn := m.entryCalls.get(mod)
+		if err := fn.CallWithStack(ctx, stack[:]); err != nil {
+			if g := mod.ExportedGlobal(freshInitedExport); g == nil || g.Get() == 0 {
+				err = fmt.Errorf("_initialize: %w", err)
+			}
+			return classify(ctx, st, mod.Memory(), 0, err)
+		}
+		m.entryCalls.put(mod, fn)
+		return classify(ctx, st, mod.Memory(), int64(api.DecodeI32(stack[0])), nil)
+	}
 	if m.hasInit {
 		fn := m.initCalls.get(mod)
 		if err := fn.CallWithStack(ctx, stack[:]); err != nil {

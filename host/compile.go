@@ -44,6 +44,10 @@ type Module struct {
 	Exports       []string // function exports
 
 	hasInit bool
+	// freshEntry: the compiled module has the export freshEntryExport
+	// (entry.go), which a fresh attempt calls instead of _initialize and
+	// wasmtask_handle.
+	freshEntry bool
 	// memMaxPages is what memory.grow may reach: the limit, or the
 	// module's declared maximum when lower (memDeclaredMax); see memory.go.
 	memMaxPages    uint32
@@ -58,9 +62,9 @@ type Module struct {
 	cfg        wazero.ModuleConfig // see moduleConfig
 	// initCalls and handleCalls keep the call engines of finished fresh
 	// attempts for the next instances (callengine.go).
-	initCalls, handleCalls callEngines
-	freshConfigs           sync.Pool // of *freshConfig (attempt.go)
-	rt                     *runtime
+	initCalls, handleCalls, entryCalls callEngines
+	freshConfigs                       sync.Pool // of *freshConfig (attempt.go)
+	rt                                 *runtime
 }
 
 // ValidationError says why a module was rejected, naming the import or
@@ -166,15 +170,18 @@ func (h *Host) compile(ctx context.Context, wasm []byte, key moduleKey) (*Module
 	// reset pool, the only other user, is given them (NewPool).
 	m.tableLimit = key.tables
 	bounded := boundedModule(wasm, layout, key.tables, true)
-	compiled, err := rt.rt.CompileModule(ctx, bounded)
-	if noSpace(err) && rt.cache != nil {
-		// The compiled code could not be written to the cache: its disk
-		// is full. The cache only spares a later start the compile, so
-		// go on without it: wazero (v1.12) keeps what it compiled in
-		// memory before it writes the cache, and a second compile takes
-		// it from there; the next start with space writes the cache.
-		h.log.Warn("host: the compile cache's disk is full: module compiled without caching it", "module", key.hash, "err", err)
-		compiled, err = rt.rt.CompileModule(ctx, bounded)
+	src := bounded
+	if m.hasInit {
+		if e := withFreshEntry(bounded); e != nil {
+			src, m.freshEntry = e, true
+		}
+	}
+	compiled, err := h.compileBytes(ctx, rt, key.hash, src)
+	if err != nil && m.freshEntry && !noSpace(err) {
+		// Only a module that compiles without the entry is the entry's
+		// fault (entry.go); an invalid one is reported as it is.
+		m.freshEntry = false
+		compiled, err = h.compileBytes(ctx, rt, key.hash, bounded)
 	}
 	release()
 	if noSpace(err) {
@@ -186,8 +193,24 @@ func (h *Host) compile(ctx context.Context, wasm []byte, key moduleKey) (*Module
 	}
 	m.compiled = compiled
 	m.cfg = moduleConfig(m.Mode)
-	m.initCalls.name, m.handleCalls.name = "_initialize", handleExport
+	m.initCalls.name, m.handleCalls.name, m.entryCalls.name = "_initialize", handleExport, freshEntryExport
 	return m, nil
+}
+
+// compileBytes compiles wasm in rt, without the compile cache when its
+// disk is full.
+func (h *Host) compileBytes(ctx context.Context, rt *runtime, hash string, wasm []byte) (wazero.CompiledModule, error) {
+	compiled, err := rt.rt.CompileModule(ctx, wasm)
+	if noSpace(err) && rt.cache != nil {
+		// The compiled code could not be written to the cache: its disk
+		// is full. The cache only spares a later start the compile, so
+		// go on without it: wazero (v1.12) keeps what it compiled in
+		// memory before it writes the cache, and a second compile takes
+		// it from there; the next start with space writes the cache.
+		h.log.Warn("host: the compile cache's disk is full: module compiled without caching it", "module", hash, "err", err)
+		compiled, err = rt.rt.CompileModule(ctx, wasm)
+	}
+	return compiled, err
 }
 
 // unreadable reports a module whose sections the host could not read:

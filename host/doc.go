@@ -29,7 +29,8 @@
 //     The host writes a maximum into every table (sections.go), so
 //     table.grow past the limit returns -1 instead of allocating.
 //  3. Run uses one fresh anonymous instance per attempt, closed afterwards:
-//     _initialize first when exported, then wasmtask_handle. What an
+//     _initialize first when exported, then wasmtask_handle (in one call
+//     from the host, through an export the host adds: entry.go). What an
 //     instance never sees is kept between fresh attempts of a module:
 //     wazero's call engines (callengine.go: scratch stack and registers,
 //     pointed at the next instance) and the instance config of a handler

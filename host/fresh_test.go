@@ -92,8 +92,49 @@ func TestCallEngineReuseActive(t *testing.T) {
 	}
 	// sync.Pool drops a kept engine at times (two collections in a row,
 	// or at random under the race detector); most are taken again.
-	if init, handle := m.initCalls.reused.Load(), m.handleCalls.reused.Load(); init < 10 || handle < 10 {
-		t.Fatalf("of 49 attempts after the first, %d reused an _initialize engine and %d a wasmtask_handle engine", init, handle)
+	if !m.freshEntry {
+		t.Fatal("the module has no fresh entry (entry.go): its attempts call _initialize and wasmtask_handle apart")
+	}
+	if n := m.entryCalls.reused.Load(); n < 10 {
+		t.Fatalf("of 49 attempts after the first, %d reused a call engine", n)
+	}
+}
+
+// TestFreshEntry: a reactor's fresh attempt runs _initialize and
+// wasmtask_handle in one call (entry.go), for WAT modules with and without
+// globals of their own and for a Go guest, and a trap still says which of
+// the two it came from.
+func TestFreshEntry(t *testing.T) {
+	h := newGuestTestHost(t, Config{})
+	for _, tc := range []struct {
+		name   string
+		wasm   []byte
+		input  string
+		want   dispatch.Outcome
+		output string
+		prefix bool // the error starts with "_initialize: "
+	}{
+		{name: "reactor", wasm: readWasm(t, "reactor"), want: dispatch.OutcomeOK, output: le32(42)},
+		{name: "no globals", wasm: readWasm(t, "inittrap"), want: dispatch.OutcomeOK, output: "ok"},
+		{name: "_initialize traps", wasm: readWasm(t, "inittrap"), input: "x", want: dispatch.OutcomeTrap, prefix: true},
+		{name: "wasmtask_handle traps", wasm: readWasm(t, "inittrap"), input: "xx", want: dispatch.OutcomeTrap},
+		{name: "go", wasm: goEchoWasm(t), input: "go", want: dispatch.OutcomeOK, output: "GO"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := mustLoad(t, h, tc.wasm, 0)
+			if !m.freshEntry {
+				t.Fatal("the module has no fresh entry")
+			}
+			for range 3 { // with call engines kept from the attempt before
+				res := h.Run(context.Background(), m, Attempt{Input: []byte(tc.input)})
+				if res.Outcome != tc.want || string(res.Output) != tc.output {
+					t.Fatalf("%s (%s), output %q; want %s, %q", res.Outcome, res.Error, res.Output, tc.want, tc.output)
+				}
+				if got := strings.HasPrefix(res.Error, "_initialize: "); got != tc.prefix {
+					t.Fatalf("error %q: prefix _initialize %v, want %v", res.Error, got, tc.prefix)
+				}
+			}
+		})
 	}
 }
 
