@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -165,5 +166,43 @@ func TestBenchHTTP(t *testing.T) {
 	gone, _ := newBenchHTTP(api.NewClient(srv.URL, ""))
 	if _, _, err := gone.do(ctx, "GET", "/echo", nil, nil); !api.IsUnreachable(err) {
 		t.Errorf("closed server: %v, want unreachable", err)
+	}
+}
+
+// TestReadResponseHead: the lean client's response parser keeps the
+// status and the fields it acts on, whatever their case, skips an interim
+// 1xx answer and refuses a malformed head.
+func TestReadResponseHead(t *testing.T) {
+	for _, tc := range []struct {
+		name, head string
+		want       responseHead
+		wantErr    bool
+	}{
+		{name: "sized", head: "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 12\r\nX-Wasmtask-Index: 42\r\n\r\n",
+			want: responseHead{status: 201, length: 12, index: 42}},
+		{name: "lower-case fields", head: "HTTP/1.1 429 Too Many Requests\r\ncontent-length: 3\r\nretry-after: 2\r\nconnection: close\r\n\r\n",
+			want: responseHead{status: 429, length: 3, close: true, retryAfter: 2 * time.Second}},
+		{name: "chunked", head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+			want: responseHead{status: 200, length: -1, chunked: true}},
+		{name: "HTTP/1.0 closes", head: "HTTP/1.0 200 OK\nContent-Length: 0\n\n",
+			want: responseHead{status: 200, length: 0, close: true}},
+		{name: "interim 100 skipped", head: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n",
+			want: responseHead{status: 200, length: 1}},
+		{name: "not HTTP", head: "<html>\r\n\r\n", wantErr: true},
+		{name: "bad length", head: "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", wantErr: true},
+		{name: "cut short", head: "HTTP/1.1 200 OK\r\nContent-Len", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readResponseHead(bufio.NewReader(strings.NewReader(tc.head)))
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("readResponseHead = %+v, want an error", got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("readResponseHead = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
 	}
 }
