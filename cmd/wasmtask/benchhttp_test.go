@@ -206,3 +206,26 @@ func TestReadResponseHead(t *testing.T) {
 		})
 	}
 }
+
+// TestPollPause: the throughput scenario polls less often while much is
+// left and at least every 1 ms near the end, never overshooting half of
+// what the rate so far says is left.
+func TestPollPause(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		done, n int
+		elapsed time.Duration
+		want    time.Duration
+	}{
+		{name: "nothing done yet", done: 0, n: 100, elapsed: time.Second, want: 2 * time.Millisecond},
+		{name: "half done", done: 50, n: 100, elapsed: 10 * time.Millisecond, want: 5 * time.Millisecond},
+		{name: "much left", done: 10, n: 100, elapsed: time.Second, want: 20 * time.Millisecond},
+		{name: "almost done", done: 99, n: 100, elapsed: 10 * time.Millisecond, want: time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := pollPause(tc.done, tc.n, tc.elapsed); got != tc.want {
+				t.Errorf("pollPause(%d, %d, %v) = %v, want %v", tc.done, tc.n, tc.elapsed, got, tc.want)
+			}
+		})
+	}
+}
