@@ -31,7 +31,7 @@ func workerCommand() *cli.Command {
 			"to another when that one stops answering.\n" +
 			"The Go collector runs at GOGC=200 unless the GOGC environment variable says otherwise.",
 		Flags: clientFlags(
-			&cli.IntFlag{Name: "concurrency", Value: max(4, 2*runtime.GOMAXPROCS(0)), DefaultText: "2 per core, at least 4", Usage: "attempts run at once"},
+			&cli.IntFlag{Name: "concurrency", Value: max(16, 4*runtime.GOMAXPROCS(0)), DefaultText: "4 per core, at least 16", Usage: "attempts run at once, as serve --workers (more than the cores pays off for handlers that wait; set the cores for handlers that only compute)"},
 			&cli.StringFlag{Name: "handlers", Usage: "comma-separated plugin names to serve (default: every plugin)"},
 			&cli.StringFlag{Name: "name", Usage: "name shown on the attempts this worker runs and by wasmtask workers (default: host-pid)"},
 			&cli.StringFlag{Name: "cache-dir", Value: filepath.Join(os.TempDir(), "wasmtask-worker-cache"), DefaultText: "$TMPDIR/wasmtask-worker-cache", EnvVars: []string{"WASMTASK_WORKER_CACHE"}, Usage: "module cache: fetched modules and their compiled code, kept across restarts"},
