@@ -235,10 +235,10 @@
 //     submitters on a quiet machine (load < 1) the leader's apply was 0.5
 //     of a 4.9 ms commit, and entries queued behind it; 3 nodes went from
 //     20.2-22.4k to 24.2-26.7k tasks/s (same runs). Under load (2-5) the
-//     in-process figures vary 2x from run to run and show no difference;
-//     with real processes (make bench-cluster, through the leader, load
-//     7-9) 2.8-5.6k before, 4.2-7.7k after. CPU per task is unchanged: the
-//     leader still applies every event twice.
+//     in-process figures vary 2x from run to run and show no difference,
+//     nor do real processes (make bench-cluster, through the leader, load
+//     7-25: 2.0-5.6k before, 1.7-7.7k after). CPU per task is unchanged:
+//     the leader still applies every event twice.
 //   - Skipping the leader's apply altogether (an unsafe experiment, to
 //     bound the gain): 25-28k at 256 beside 20-22k. Doing it safely needs
 //     a committed state for raft's snapshots and for a deposed leader:
@@ -267,10 +267,12 @@
 //     beside 19-23k over TCP. Separate processes do not share a run
 //     queue, and HTTP clients come through the netpoller like raft does:
 //     make bench-cluster (real processes, through the leader, --clients
-//     32,256,1024, load 5-9) measured 3 nodes at 55-86 % of one node in
-//     the runs where one node did not collapse under the load (one node
-//     is bound by HTTP there, not by the WAL). Through a follower, which
-//     forwards each write and answers once it applied it: 20-56 %.
+//     32,256,1024 --batch 0 --rates '' --instances reuse) measured 3
+//     nodes at 33-86 % of one node at load 2.5-25 (one node is bound by
+//     HTTP there, not by the WAL, and varied 2-4x with the load; the code
+//     of this session's start measured 19-56 % in the same windows).
+//     Through a follower, which forwards each write and answers once it
+//     applied it: 15-56 %. Only a quiet machine can say more.
 //
 // Left: the two serial store writes are raft's design (the leader writes
 // before it replicates); overlapping them needs a raft that counts the
