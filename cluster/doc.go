@@ -266,11 +266,12 @@
 //     in-memory transport (an experiment) 3 nodes ran 25-29k at 1024
 //     beside 19-23k over TCP. Separate processes do not share a run
 //     queue, and HTTP clients come through the netpoller like raft does:
-//     make bench-cluster (real processes, through the leader, --clients
-//     32,256,1024 --batch 0 --rates '' --instances reuse) measured 3
-//     nodes at 33-86 % of one node at load 2.5-25 (one node is bound by
-//     HTTP there, not by the WAL, and varied 2-4x with the load; the code
-//     of this session's start measured 19-56 % in the same windows).
+//     make bench-cluster (real processes, through the leader, 32, 256 and
+//     1024 clients, no batch or latency scenarios, instances reuse)
+//     measured 3 nodes at 33-180 % of one node at load 2.5-25 (one node is
+//     bound by HTTP there, not by the WAL, and varied 2-4x with the load;
+//     the code of this session's start measured 19-71 % in the same
+//     windows).
 //     Through a follower, which forwards each write and answers once it
 //     applied it: 15-56 %. Only a quiet machine can say more.
 //
