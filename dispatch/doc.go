@@ -74,13 +74,13 @@
 //
 // An attempt whose task's submission is durable starts as soon as the
 // loop has leased it and written the lease to the WAL, without waiting for
-// the lease's fsync: a worker that reports a result gets its next attempt
-// in the same tick and starts it at once, so no fsync lies in the worker's
-// cycle (with few workers the fsync wait, not the engine, bounded the
-// rate). While inputs are queued, the leases of up to four ticks share one
-// write (with few workers a tick leases one or two attempts, and a write
-// per tick was a third of the loop's time); the attempts start right
-// after it. The guarantees hold:
+// the lease's fsync, so no fsync lies in the worker's cycle (with few
+// workers the fsync wait, not the engine, bounded the rate); and while
+// attempts are short the loop leases ahead of the workers (see Capacity),
+// so a worker that finished one takes the next from a queue without
+// waiting for a tick. While inputs are queued, the leases of up to four
+// ticks share one write; the attempts start right after it. The
+// guarantees hold:
 //
 //   - Nothing is acknowledged or visible before it is durable: replies,
 //     Wait wake-ups and readers still wait for the fsync of what they see.
