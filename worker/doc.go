@@ -33,7 +33,10 @@
 //   - SIGTERM (Run's context ends): drain. No more leases; running attempts
 //     get Config.DrainTimeout to finish and report; those still running are
 //     stopped and reported lost, so the server retries them at once without
-//     using their max_attempts.
+//     using their max_attempts. A lease request out is not abandoned (the
+//     server may have granted leases only its answer names): a heartbeat
+//     with draining has the server answer it now, and what it brought runs
+//     (a server that does not answer that heartbeat in 2 s is given up on).
 //
 // Heartbeats carry every running lease in one request. Results ride on
 // the next lease request (which waits up to 2 ms for the attempts the last
