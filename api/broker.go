@@ -62,6 +62,8 @@ type Broker struct {
 	closedIDs []string                 // closed's keys, oldest first (bounded)
 	stopping  bool
 
+	refreshMu sync.Mutex // serializes refresh: the engine gets the capacities in order
+
 	stop     chan struct{}
 	done     chan struct{}
 	attached atomic.Bool
@@ -192,8 +194,14 @@ func (b *Broker) Refresh() { b.refresh() }
 
 // refresh gives the engine the current capacity (and another look at the
 // runs Runnable refused). Never called with b.mu held... it does not block,
-// but the capacity is read under it.
+// but the capacity is read under it. Refreshes are serialized: two that
+// raced (a worker connecting while another's lease expired) could hand the
+// engine their capacities in the other order, the older last, and it
+// stayed until the next change (TestWorkerLeaseCarriesResults saw the
+// engine at capacity 0 with a worker connected).
 func (b *Broker) refresh() {
+	b.refreshMu.Lock()
+	defer b.refreshMu.Unlock()
 	b.mu.Lock()
 	e, n := b.engine, b.capacityLocked()
 	b.mu.Unlock()

@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,7 +60,9 @@ func (b *remoteBundle) leaseOne(t *testing.T, h api.WorkerHello) api.Lease {
 		t.Fatal(err)
 	}
 	if len(res.Leases) != 1 {
-		t.Fatalf("%s got %d leases, want 1", h.Name, len(res.Leases))
+		list, _ := b.cl.Workers(context.Background())
+		st, _ := b.cl.EngineStatus(context.Background())
+		t.Fatalf("%s got %d leases, want 1 (workers %+v; engine %+v)", h.Name, len(res.Leases), list, st)
 	}
 	return res.Leases[0]
 }
@@ -350,12 +354,37 @@ func TestWorkerLeaseCarriesResults(t *testing.T) {
 	if retried.Task != lost || retried.Attempt != 2 {
 		t.Fatalf("retry %+v", retried)
 	}
+	// box keeps its leases alive, as a worker running them would: on a
+	// loaded machine the steps below may take longer than the lease
+	// timeout, and an expiry would stall box's lease request out.
+	var beatMu sync.Mutex
+	beat := []string{retried.Lease}
+	stopBeats, beatsDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(beatsDone)
+		for {
+			select {
+			case <-stopBeats:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			beatMu.Lock()
+			leases := slices.Clone(beat)
+			beatMu.Unlock()
+			_, _ = b.cl.WorkerHeartbeat(ctx, api.HeartbeatRequest{WorkerHello: w, Leases: leases})
+		}
+	}()
 	first := b.submit(t, api.TaskSpec{Handler: "echo"})
 	firstLease := b.leaseOne(t, w)
+	beatMu.Lock()
+	beat = append(beat, firstLease.Lease)
+	beatMu.Unlock()
 	second := b.submit(t, api.TaskSpec{Handler: "echo"})
 
 	res, err := b.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w, Max: 1, WaitMs: ms(10_000),
 		Results: []api.WorkerResult{okResult(firstLease.Lease, "one"), okResult(retried.Lease, "retried")}})
+	close(stopBeats)
+	<-beatsDone
 	if err != nil {
 		t.Fatal(err)
 	}
