@@ -8,7 +8,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
+	"github.com/tetratelabs/wazero"
 	"github.com/wasmtask/wasmtask/dispatch"
 )
 
@@ -181,5 +183,40 @@ func TestCallEngineGrownStackNotKept(t *testing.T) {
 			om.Close(ctx)
 		}
 		mod.Close(ctx)
+	}
+}
+
+// TestKeptCallEngineStackZeroed: a call engine kept for the next fresh
+// instance (callengine.go) carries nothing of the call it ran: its stack,
+// where the finished call spilled its values, is all zeros.
+func TestKeptCallEngineStackZeroed(t *testing.T) {
+	if goruntime.GOARCH != "amd64" && goruntime.GOARCH != "arm64" {
+		t.Skip("wazero's compiler (whose call engines the host keeps) runs on amd64 and arm64 only")
+	}
+	h := newTestHost(t, Config{})
+	m := mustLoad(t, h, readWasm(t, "bench"), 0)
+	if res := h.Run(context.Background(), m, Attempt{Input: []byte("secret")}); res.Outcome != dispatch.OutcomeOK {
+		t.Fatalf("attempt: %s (%s)", res.Outcome, res.Error)
+	}
+	l := layout.Load()
+	if l == nil {
+		t.Fatal("wazero's call engine types are not the ones callengine.go expects")
+	}
+	// Run an attempt by hand to hold its call engine before and after put.
+	mod, err := m.rt.rt.InstantiateModule(context.Background(), m.compiled, wazero.NewModuleConfig().WithName(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mod.Close(context.Background())
+	fn := m.entryCalls.get(mod)
+	stack := *(*[]byte)(unsafe.Add(ptrOf(fn), l.stackOff))
+	for i := range stack {
+		stack[i] = 0xA5 // what a finished call could leave there
+	}
+	m.entryCalls.put(mod, fn)
+	for i, b := range stack {
+		if b != 0 {
+			t.Fatalf("kept call engine's stack byte %d of %d is %#x, want 0", i, len(stack), b)
+		}
 	}
 }
