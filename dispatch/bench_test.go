@@ -63,6 +63,8 @@ func BenchmarkEngineNoop(b *testing.B) {
 	// The default pool (2 x GOMAXPROCS): before lease-ahead, each slot
 	// waited for a tick per attempt and ticks carried 2 tasks.
 	b.Run("workers=default/submitters=256", func(b *testing.B) { benchNoop(b, 256, 0, false) })
+	// serve's default pool (4 per core, at least 16: serve --workers).
+	b.Run("workers=16/submitters=256", func(b *testing.B) { benchNoop(b, 256, 16, false) })
 	// The same with every attempt waiting for its lease's fsync (the cost
 	// of Config.DurableLeases).
 	b.Run("workers=default,durable-leases/submitters=256", func(b *testing.B) {
