@@ -87,6 +87,27 @@ func echo(t *testing.T, cl *api.Client, in string) api.TaskView {
 	return v
 }
 
+// echoBatch submits n echo tasks in one batch and waits (each up to
+// within) for every one to complete by its first and only attempt.
+func echoBatch(t *testing.T, cl *api.Client, n int, within time.Duration) {
+	t.Helper()
+	specs := make([]api.TaskSpec, n)
+	for i := range specs {
+		in := "x"
+		specs[i] = api.TaskSpec{Handler: "echo", Input: &in}
+	}
+	res, err := cl.SubmitBatch(context.Background(), specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		v, err := cl.TaskWait(context.Background(), r.ID, within)
+		if err != nil || v.State != "completed" || len(v.Runs) != 1 || len(v.Runs[0].Attempts) != 1 {
+			t.Fatalf("task %s: %v %+v", r.ID, err, v)
+		}
+	}
+}
+
 // TestWorkerCachesModulesAcrossRestarts: the first worker fetches the
 // module from the server; a worker started later on the same cache dir
 // finds it there. Both run attempts named after them and stop cleanly.
@@ -178,21 +199,7 @@ func TestWorkerReportsResultsWithLeaseRequests(t *testing.T) {
 			log := &lockedBuffer{}
 			stop := runWorker(t, cl, t.TempDir(), log)
 			const n = 40
-			specs := make([]api.TaskSpec, n)
-			for i := range specs {
-				in := "x"
-				specs[i] = api.TaskSpec{Handler: "echo", Input: &in}
-			}
-			res, err := cl.SubmitBatch(context.Background(), specs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range res {
-				v, err := cl.TaskWait(context.Background(), r.ID, 20*time.Second)
-				if err != nil || v.State != "completed" || len(v.Runs[0].Attempts) != 1 {
-					t.Fatalf("task %s: %v %+v", r.ID, err, v)
-				}
-			}
+			echoBatch(t, cl, n, 20*time.Second)
 			if err := stop(); err != nil {
 				t.Fatal(err)
 			}
@@ -297,22 +304,7 @@ func TestWorkerLeasesAheadWhileAttemptsRunShort(t *testing.T) {
 		})
 	})
 	stop := runWorker(t, cl, t.TempDir(), &lockedBuffer{}) // concurrency 2
-	const n = 400
-	specs := make([]api.TaskSpec, n)
-	for i := range specs {
-		in := "x"
-		specs[i] = api.TaskSpec{Handler: "echo", Input: &in}
-	}
-	res, err := cl.SubmitBatch(context.Background(), specs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range res {
-		v, err := cl.TaskWait(context.Background(), r.ID, 30*time.Second)
-		if err != nil || v.State != "completed" || len(v.Runs) != 1 || len(v.Runs[0].Attempts) != 1 {
-			t.Fatalf("task %s: %v %+v", r.ID, err, v)
-		}
-	}
+	echoBatch(t, cl, 400, 30*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
