@@ -570,8 +570,8 @@ func (p *crashParent) verify() {
 		t.Errorf("lost attempts were closed at %d different times, but there were only %d restarts", len(lostBy), p.starts)
 	}
 	for at, n := range lostBy {
-		if n > maxLeased(crashWorkers) {
-			t.Errorf("%d attempts lost in the restart at %d, with %d workers (%d leased at most)", n, at, crashWorkers, maxLeased(crashWorkers))
+		if n > MaxLeased(crashWorkers) {
+			t.Errorf("%d attempts lost in the restart at %d, with %d workers (%d leased at most)", n, at, crashWorkers, MaxLeased(crashWorkers))
 		}
 	}
 	if lost == 0 {

@@ -13,7 +13,7 @@ import (
 // that cycle (about two attempts per tick, a WAL write per tick), not what
 // the engine can do. So the core leases ahead of the runners: about
 // leaseAheadWait of work at the mean run time of recent attempts (at most
-// leaseAheadMax times the runner bound; none once attempts take longer
+// MaxLeaseAhead times the runner bound; none once attempts take longer
 // than leaseAheadWait). Those attempts wait, leased, in the pool's queue
 // (runPool), and a runner that finishes one takes the next from there at
 // once. The loop then steps many results and leases per tick, and the
@@ -38,29 +38,23 @@ const (
 	// this much of their work (at the mean run time of recent attempts)...
 	leaseAheadWait = time.Millisecond
 	// ... and at most MaxLeaseAhead times the runners.
-	leaseAheadMax    = MaxLeaseAhead
 	leaseAheadWindow = 16 // attempts ended per decision
 )
 
 // MaxLeaseAhead: the attempts leased ahead of the runners are at most this
-// many times Config.Workers (or SetCapacity's bound), so at most 1 +
-// MaxLeaseAhead times that are leased at once: what a crash can close as
-// lost.
+// many times Config.Workers (or SetCapacity's bound).
 const MaxLeaseAhead = 16
+
+// MaxLeased is the most attempts leased at once with a runner bound of
+// workers: what a crash can close as lost.
+func MaxLeased(workers int) int { return workers + workers*MaxLeaseAhead }
 
 // leaseBound is the core's bound on leased attempts: the runner bound
 // (Config.Workers or SetCapacity's) and the attempts leased ahead of it.
 func (e *Engine) leaseBound() int {
-	n := int(e.capacity.Load())
-	if n < 0 {
-		n = e.cfg.Workers
-	}
+	n := e.workerBound()
 	return n + n*e.leaseAhead/leaseAheadScale
 }
-
-// maxLeased is the most attempts leased at once with a runner bound of n:
-// what a crash can close as lost.
-func maxLeased(n int) int { return n + n*leaseAheadMax }
 
 // leaseAheadScale: e.leaseAhead counts sixteenths of the runner bound.
 const leaseAheadScale = 16
@@ -76,7 +70,7 @@ func (e *Engine) adjustLeaseAhead() {
 	ns := e.runNanos.Load()
 	mean := max((ns-e.aheadNanos)/(n-e.aheadCount), 1)
 	e.aheadCount, e.aheadNanos = n, ns
-	ahead := int(min(int64(leaseAheadWait)*leaseAheadScale/mean, leaseAheadMax*leaseAheadScale))
+	ahead := int(min(int64(leaseAheadWait)*leaseAheadScale/mean, MaxLeaseAhead*leaseAheadScale))
 	if ahead != e.leaseAhead {
 		e.leaseAhead = ahead
 		e.applyCapacity()

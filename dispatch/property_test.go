@@ -1295,8 +1295,8 @@ func (p *engineProp) finalChecks(s *State) {
 	for at, n := range lostAt {
 		if w, ok := p.dirty[at]; !ok {
 			p.fatalf("%d attempts lost by a restart at %d that followed an idle engine", n, at)
-		} else if n > maxLeased(w) {
-			p.fatalf("%d attempts lost by the restart at %d, the engine it replaced had %d workers (%d leased at most)", n, at, w, maxLeased(w))
+		} else if n > MaxLeased(w) {
+			p.fatalf("%d attempts lost by the restart at %d, the engine it replaced had %d workers (%d leased at most)", n, at, w, MaxLeased(w))
 		}
 	}
 }

@@ -131,11 +131,15 @@ func (e *Engine) idleRunners() int {
 // runners call the broker, which hands the attempts on), at least one so
 // that attempts leased before a capacity of 0 still run.
 func (e *Engine) runnerBound() int {
-	n := int(e.capacity.Load())
-	if n < 0 {
-		n = e.cfg.Workers
+	return max(e.workerBound(), 1)
+}
+
+// workerBound is SetCapacity's bound once called, else Config.Workers.
+func (e *Engine) workerBound() int {
+	if n := int(e.capacity.Load()); n >= 0 {
+		return n
 	}
-	return max(n, 1)
+	return e.cfg.Workers
 }
 
 // runRunner runs a, then the queued attempts and those handed to it while

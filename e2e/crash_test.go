@@ -210,8 +210,8 @@ func TestCrashRecovery(t *testing.T) {
 		len(acked), states, outcomes, present, len(unacked))
 	// Each kill cuts at most the attempts leased: one per worker, and
 	// those leased ahead of the workers while attempts are short.
-	if lost, most := outcomes["lost"], cycles*s.opts.workers*(1+dispatch.MaxLeaseAhead); lost == 0 || lost > most {
-		t.Errorf("%d attempts lost; want 1..%d (%d kills, %d workers, %d leased each at most)", lost, most, cycles, s.opts.workers, s.opts.workers*(1+dispatch.MaxLeaseAhead))
+	if lost, most := outcomes["lost"], cycles*dispatch.MaxLeased(s.opts.workers); lost == 0 || lost > most {
+		t.Errorf("%d attempts lost; want 1..%d (%d kills, %d workers, %d leased each at most)", lost, most, cycles, s.opts.workers, dispatch.MaxLeased(s.opts.workers))
 	}
 	if len(acked) < 3000 {
 		t.Errorf("only %d tasks acknowledged; want several thousand", len(acked))

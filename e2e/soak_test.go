@@ -154,8 +154,8 @@ func TestSoak(t *testing.T) {
 	}
 	// Each kill cuts at most the attempts leased: one per worker, and those
 	// leased ahead of the workers while attempts are short (as TestCrashRecovery).
-	if most := cycles * s.opts.workers * (1 + dispatch.MaxLeaseAhead); lostAttempts > most {
-		t.Errorf("%d lost attempts; at most %d expected (%d kills, %d workers, %d leased each at most)", lostAttempts, most, cycles, s.opts.workers, s.opts.workers*(1+dispatch.MaxLeaseAhead))
+	if most := cycles * dispatch.MaxLeased(s.opts.workers); lostAttempts > most {
+		t.Errorf("%d lost attempts; at most %d expected (%d kills, %d workers, %d leased each at most)", lostAttempts, most, cycles, s.opts.workers, dispatch.MaxLeased(s.opts.workers))
 	}
 
 	walBytes, snapBytes, otherBytes := dataDirSizes(t, s.opts.dataDir)
