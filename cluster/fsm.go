@@ -91,11 +91,18 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	err := f.applyEntryLocked(l.Index, l.Data)
-	ch := f.changed
-	f.changed = make(chan struct{})
+	ch := f.renewChangedLocked()
 	f.mu.Unlock()
 	close(ch)
 	return err
+}
+
+// renewChangedLocked replaces the changed channel (f.mu held) and returns
+// the old one, for the caller to close once it unlocked: waiters wake then.
+func (f *fsm) renewChangedLocked() chan struct{} {
+	ch := f.changed
+	f.changed = make(chan struct{})
+	return ch
 }
 
 // applyEntryLocked applies one entry and records how far the state got.
@@ -143,8 +150,7 @@ func (f *fsm) applyQueued() {
 		for _, e := range batch {
 			f.applyEntryLocked(e.index, e.data)
 		}
-		ch := f.changed
-		f.changed = make(chan struct{})
+		ch := f.renewChangedLocked()
 		f.mu.Unlock()
 		close(ch)
 	}
@@ -294,8 +300,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.state, f.members, f.err, f.plugins = state, members, nil, plugins
 	f.seq.Store(state.Applied)
-	ch := f.changed
-	f.changed = make(chan struct{})
+	ch := f.renewChangedLocked()
 	f.restorePlugins(plugins, modules)
 	f.mu.Unlock()
 	close(ch)
