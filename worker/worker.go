@@ -252,7 +252,7 @@ func (w *Worker) leaseLoop(ctx context.Context) error {
 	failures := 0
 	for ctx.Err() == nil {
 		w.mu.Lock()
-		free := w.cfg.Concurrency + w.ahead - len(w.running)
+		free := w.mayHoldLocked() - len(w.running)
 		w.mu.Unlock()
 		if free <= 0 {
 			w.setLeaseState(leaseIdle)
@@ -268,7 +268,7 @@ func (w *Worker) leaseLoop(ctx context.Context) error {
 		w.mu.Lock()
 		// Again: the lease-ahead may have shrunk meanwhile (attempts ran
 		// longer), leaving no room; a request for none only reports.
-		free = max(min(w.cfg.Concurrency+w.ahead-len(w.running), maxLeasesPerRequest), 0)
+		free = max(min(w.mayHoldLocked()-len(w.running), maxLeasesPerRequest), 0)
 		hello := w.helloLocked()
 		var results []api.WorkerResult
 		if !w.noPiggyback {
@@ -404,7 +404,7 @@ func (w *Worker) gather(ctx context.Context) {
 		held, skip := len(w.running), w.noPiggyback
 		ready := held == 0
 		if w.ahead > 0 {
-			target := w.cfg.Concurrency + w.ahead
+			target := w.mayHoldLocked()
 			ready = held < w.cfg.Concurrency || target-held >= target/2
 		}
 		w.mu.Unlock()
@@ -476,6 +476,10 @@ func (w *Worker) observeRunLocked(d time.Duration) {
 	}
 	w.ahead = aheadFor(w.cfg.Concurrency, w.runAvg)
 }
+
+// mayHoldLocked is how many attempts the worker may hold leased: its
+// concurrency and those leased ahead of it.
+func (w *Worker) mayHoldLocked() int { return w.cfg.Concurrency + w.ahead }
 
 // helloLocked is the worker's hello with how far it leases ahead now.
 func (w *Worker) helloLocked() api.WorkerHello {
