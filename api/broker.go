@@ -284,8 +284,7 @@ func (b *Broker) Execute(ctx context.Context, job dispatch.Job) dispatch.Result 
 	}
 	p := &pendingJob{ctx: ctx, job: job, queuedAt: time.Now(), local: local, assigned: make(chan *remoteLease, 1)}
 	b.queue = append(b.queue, p)
-	close(b.changed)
-	b.changed = make(chan struct{})
+	b.wakeLeasesLocked()
 	b.mu.Unlock()
 
 	select {
@@ -452,6 +451,13 @@ func (b *Broker) lease(ctx context.Context, h WorkerHello, addr string, max int,
 	}
 }
 
+// wakeLeasesLocked wakes the lease requests waiting (b.mu held): each
+// looks at the queue and its worker again.
+func (b *Broker) wakeLeasesLocked() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
 // takeLocked takes up to max queued jobs w serves, oldest first.
 func (b *Broker) takeLocked(w *remoteWorker, max int) []*remoteLease {
 	if !w.live || w.draining {
@@ -508,8 +514,7 @@ func (b *Broker) heartbeat(h WorkerHello, addr string, ids []string, draining bo
 	if draining && !w.draining {
 		w.draining, changed = true, true
 		b.log.Info("worker draining: no more leases for it", "worker", w.name, "addr", addr, "in_flight", w.inFlight)
-		close(b.changed) // its waiting lease requests look again, and end
-		b.changed = make(chan struct{})
+		b.wakeLeasesLocked() // its waiting lease requests look again, and end
 	}
 	var beats []func()
 	for _, id := range ids {
