@@ -21,7 +21,7 @@ import (
 //
 //	BenchmarkEngineNoop/submit-wait   one caller, Submit then Wait, one task at a time
 //	BenchmarkEngineNoop/submitters=N  N callers submit b.N tasks; ends when all completed
-//	                                  (1024 workers; workers=default/...: 2 x GOMAXPROCS;
+//	                                  (1024 workers; workers=default/...: DefaultWorkers;
 //	                                  workers=default,durable-leases/...: Config.DurableLeases)
 //	BenchmarkCoreNoop                 the loop's own share of a task: Step + event encoding
 //	BenchmarkRecovery                 Open over a log of ~1M events (full replay)
@@ -60,11 +60,13 @@ func BenchmarkEngineNoop(b *testing.B) {
 	for _, n := range []int{1, 64, 256, 1024} {
 		b.Run(fmt.Sprintf("submitters=%d", n), func(b *testing.B) { benchNoop(b, n, noopWorkers, false) })
 	}
-	// The default pool (2 x GOMAXPROCS): before lease-ahead, each slot
-	// waited for a tick per attempt and ticks carried 2 tasks.
+	// The default pool (DefaultWorkers: 4 per core, at least 16, as serve
+	// --workers): before lease-ahead, each slot waited for a tick per
+	// attempt.
 	b.Run("workers=default/submitters=256", func(b *testing.B) { benchNoop(b, 256, 0, false) })
-	// serve's default pool (4 per core, at least 16: serve --workers).
-	b.Run("workers=16/submitters=256", func(b *testing.B) { benchNoop(b, 256, 16, false) })
+	// A small pool (Config's default was 2 x GOMAXPROCS, 4 on 2 cores):
+	// lease-ahead keeps it busy between ticks.
+	b.Run("workers=4/submitters=256", func(b *testing.B) { benchNoop(b, 256, 4, false) })
 	// The same with every attempt waiting for its lease's fsync (the cost
 	// of Config.DurableLeases).
 	b.Run("workers=default,durable-leases/submitters=256", func(b *testing.B) {

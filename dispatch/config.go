@@ -12,6 +12,20 @@ import (
 	"github.com/wasmtask/wasmtask/segwal"
 )
 
+// DefaultWorkersText says what DefaultWorkers returns, for help texts and
+// docs (serve --workers, wasmtask worker --concurrency).
+const DefaultWorkersText = "4 per core, at least 16"
+
+// DefaultWorkers is the number of attempts one process runs at once unless
+// told otherwise: Config.Workers, serve --workers, wasmtask worker
+// --concurrency and the host's idle instances all default to it. More
+// attempts than cores pay off for handlers that wait (an http_request, a
+// slow downstream) and cost little for those that compute (they share the
+// cores); the floor of 16 keeps a small machine's pool from waiting on
+// fsyncs (an attempt's lease and result each wait for one unless leased
+// ahead).
+func DefaultWorkers() int { return max(16, 4*runtime.GOMAXPROCS(0)) }
+
 // Config configures an Engine. Zero values are defaults.
 type Config struct {
 	// Dir is the data directory: the WAL lives in Dir/wal, snapshots in
@@ -19,7 +33,7 @@ type Config struct {
 	Dir string
 	// Executor runs attempts. Required.
 	Executor Executor
-	// Workers bounds the attempts in flight. Default 2 x GOMAXPROCS.
+	// Workers bounds the attempts in flight. Default DefaultWorkers().
 	Workers int
 	// Clock defaults to SystemClock.
 	Clock Clock
@@ -183,7 +197,7 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("dispatch: Config.Workers must be positive, got %d", c.Workers)
 	}
 	if c.Workers == 0 {
-		c.Workers = 2 * runtime.GOMAXPROCS(0)
+		c.Workers = DefaultWorkers()
 	}
 	if c.Clock == nil {
 		c.Clock = SystemClock{}

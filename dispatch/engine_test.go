@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -1105,6 +1106,36 @@ func TestOpenConfigErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestConfigDefaultWorkers: a zero Config.Workers is DefaultWorkers, 4 per
+// core with a floor of 16, the same default as serve --workers and wasmtask
+// worker --concurrency.
+func TestConfigDefaultWorkers(t *testing.T) {
+	tests := []struct {
+		procs, want int
+	}{
+		{procs: 1, want: 16},
+		{procs: 2, want: 16},
+		{procs: 4, want: 16},
+		{procs: 5, want: 20},
+		{procs: 16, want: 64},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("procs=%d", tc.procs), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(tc.procs))
+			if got := DefaultWorkers(); got != tc.want {
+				t.Errorf("DefaultWorkers() = %d, want %d", got, tc.want)
+			}
+			cfg := Config{Dir: t.TempDir(), Executor: &recorder{}}
+			if err := cfg.normalize(); err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Workers != tc.want {
+				t.Errorf("Config.Workers defaulted to %d, want %d", cfg.Workers, tc.want)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/wasmtask/wasmtask/dispatch"
 	"github.com/wasmtask/wasmtask/host/extism"
 )
 
@@ -33,7 +34,7 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxIdleInstances bounds the warm instances kept idle across all pools
 	// (plugins with the reuse policy): more than the attempts that can run
-	// at once would never be used. Default 2 x GOMAXPROCS (dispatch's
+	// at once would never be used. Default dispatch.DefaultWorkers() (the
 	// default worker count); serve sets it to --workers. Negative: none.
 	MaxIdleInstances int
 	// MemoryPoolBytes bounds the guest memory kept from closed instances
@@ -104,7 +105,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		cfg.CompileConcurrency = goruntime.GOMAXPROCS(0)
 	}
 	if cfg.MaxIdleInstances == 0 {
-		cfg.MaxIdleInstances = 2 * goruntime.GOMAXPROCS(0)
+		cfg.MaxIdleInstances = dispatch.DefaultWorkers()
 	}
 	h := &Host{cfg: cfg, log: cfg.Logger, runtimes: map[runtimeKey]*runtime{}, modules: map[moduleKey]*moduleEntry{},
 		compileSem: make(chan struct{}, cfg.CompileConcurrency)}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -30,7 +29,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "data-dir", Value: "wasmtask-data", EnvVars: []string{"WASMTASK_DATA_DIR"}, Usage: "data directory (WAL, snapshots, plugin store)"},
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7070", EnvVars: []string{"WASMTASK_ADDR"}, Usage: "listen address (port 0 picks a free port)"},
 			&cli.StringFlag{Name: "plugins", Usage: "directory of NAME.wasm modules to load and watch"},
-			&cli.IntFlag{Name: "workers", Value: max(16, 4*runtime.GOMAXPROCS(0)), DefaultText: "4 per core, at least 16", Usage: "attempts this process runs at once (more than the cores pays off for handlers that wait); 0: schedule only, every attempt runs on a remote worker (wasmtask worker)"},
+			&cli.IntFlag{Name: "workers", Value: dispatch.DefaultWorkers(), DefaultText: dispatch.DefaultWorkersText, Usage: "attempts this process runs at once (more than the cores pays off for handlers that wait); 0: schedule only, every attempt runs on a remote worker (wasmtask worker)"},
 			&cli.DurationFlag{Name: "worker-lease-timeout", Value: 10 * time.Second, Usage: "a remote worker's lease not renewed by a heartbeat for this long is lost: the attempt is retried elsewhere (workers heartbeat 4 times per timeout)"},
 			&cli.BoolFlag{Name: "durable-leases", Usage: "start each attempt only once its lease is fsynced, so that even a power loss never runs an attempt twice, at the cost of one fsync wait per attempt (by default an attempt starts once its lease is written: a crash of the process is covered, one of the machine in that window may run it again)"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"WASMTASK_TOKEN"}, Usage: "require this bearer token on every route but /healthz"},

@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/wasmtask/wasmtask/api"
+	"github.com/wasmtask/wasmtask/dispatch"
 	"github.com/wasmtask/wasmtask/host"
 	"github.com/wasmtask/wasmtask/worker"
 )
@@ -31,7 +31,7 @@ func workerCommand() *cli.Command {
 			"to another when that one stops answering.\n" +
 			"The Go collector runs at GOGC=200 unless the GOGC environment variable says otherwise.",
 		Flags: clientFlags(
-			&cli.IntFlag{Name: "concurrency", Value: max(16, 4*runtime.GOMAXPROCS(0)), DefaultText: "4 per core, at least 16", Usage: "attempts run at once, as serve --workers (more than the cores pays off for handlers that wait; set the cores for handlers that only compute)"},
+			&cli.IntFlag{Name: "concurrency", Value: dispatch.DefaultWorkers(), DefaultText: dispatch.DefaultWorkersText, Usage: "attempts run at once, as serve --workers (more than the cores pays off for handlers that wait; set the cores for handlers that only compute)"},
 			&cli.StringFlag{Name: "handlers", Usage: "comma-separated plugin names to serve (default: every plugin)"},
 			&cli.StringFlag{Name: "name", Usage: "name shown on the attempts this worker runs and by wasmtask workers (default: host-pid)"},
 			&cli.StringFlag{Name: "cache-dir", Value: filepath.Join(os.TempDir(), "wasmtask-worker-cache"), DefaultText: "$TMPDIR/wasmtask-worker-cache", EnvVars: []string{"WASMTASK_WORKER_CACHE"}, Usage: "module cache: fetched modules and their compiled code, kept across restarts"},
