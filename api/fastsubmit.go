@@ -1,0 +1,582 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// FastListener serves the single task submission (POST /v1/tasks with a
+// Content-Length body, the request of the many-clients workload) on plain
+// HTTP/1.1 connections itself, and hands every connection that sends
+// anything else to the http.Server it is given to (through Accept), with
+// the bytes read so far, to be served by net/http from then on.
+//
+// Why: net/http's work per request beyond reading and writing the socket
+// (a goroutine and a read syscall that watch the connection while the
+// handler runs, a context, a header map, two buffers per request) was a
+// quarter of the server's CPU per single submit. The handler is the same
+// (Server.submitTask, after the same bearer check): only the reading of
+// the request and the writing of the answer are done here, byte for byte
+// what net/http writes but for the order of the header lines.
+//
+// A connection stays here only while its requests are of the plain shape
+// fastRequest accepts (see there: POST /v1/tasks, HTTP/1.1, a Host, a
+// Content-Length within fastBodyMax, the right token if one is set, no
+// Expect, Transfer-Encoding, Upgrade or Connection other than keep-alive,
+// well-formed header lines that fit in the read buffer); at the first
+// other request the connection goes to net/http, which answers that
+// request and the rest. Not used over TLS or in cluster mode (the
+// forwarding front is another handler).
+type FastListener struct {
+	net.Listener
+	s       *Server
+	timeout FastTimeouts
+
+	conns chan net.Conn // to net/http (Accept)
+	errs  chan error
+	done  chan struct{}
+	once  sync.Once
+
+	mu       sync.Mutex
+	active   map[*fastConn]struct{}
+	closing  atomic.Bool
+	inFlight atomic.Int64 // requests being answered
+}
+
+// FastTimeouts are the http.Server timeouts the fast path keeps to.
+type FastTimeouts struct {
+	ReadHeader, Read, Write, Idle time.Duration
+}
+
+// fastBodyMax bounds the body of a request served here (a larger one goes
+// to net/http).
+const fastBodyMax = 64 << 10
+
+// fastHeadMax bounds the request head served here: it must fit in the
+// connection's read buffer.
+const fastHeadMax = 4 << 10
+
+// NewFastListener serves s's single submissions on ln (plain TCP) and
+// passes every other connection to whoever calls Accept (http.Server.Serve).
+func (s *Server) NewFastListener(ln net.Listener, t FastTimeouts) *FastListener {
+	f := &FastListener{Listener: ln, s: s, timeout: t, conns: make(chan net.Conn), errs: make(chan error, 1),
+		done: make(chan struct{}), active: map[*fastConn]struct{}{}}
+	go f.acceptLoop()
+	return f
+}
+
+func (f *FastListener) acceptLoop() {
+	var pause time.Duration
+	for {
+		c, err := f.Listener.Accept()
+		if err != nil {
+			var ne interface{ Temporary() bool }
+			if errors.As(err, &ne) && ne.Temporary() && !f.closing.Load() {
+				// A temporary error (out of descriptors): as net/http does.
+				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+				time.Sleep(pause)
+				continue
+			}
+			select {
+			case f.errs <- err:
+			case <-f.done:
+			}
+			return
+		}
+		pause = 0
+		fc := &fastConn{f: f, c: c}
+		f.mu.Lock()
+		if f.closing.Load() {
+			f.mu.Unlock()
+			c.Close()
+			continue
+		}
+		f.active[fc] = struct{}{}
+		f.mu.Unlock()
+		go fc.serve()
+	}
+}
+
+// Accept returns the next connection for net/http.
+func (f *FastListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-f.conns:
+		return c, nil
+	case err := <-f.errs:
+		return nil, err
+	case <-f.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting; connections served here close once their
+// request in progress is answered (Wait waits for that).
+func (f *FastListener) Close() error {
+	var err error
+	f.once.Do(func() {
+		f.closing.Store(true)
+		err = f.Listener.Close()
+		close(f.done)
+		f.mu.Lock()
+		for fc := range f.active {
+			fc.wake()
+		}
+		f.mu.Unlock()
+	})
+	return err
+}
+
+// Wait waits until the requests being answered here are answered, or ctx
+// ends (http.Server.Shutdown does the same for its own connections).
+func (f *FastListener) Wait(ctx context.Context) {
+	for f.inFlight.Load() > 0 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// fastConn is one connection served by the fast path.
+type fastConn struct {
+	f    *FastListener
+	c    net.Conn
+	r    *bufio.Reader
+	busy atomic.Bool // answering a request (Close lets it finish)
+
+	req  http.Request
+	url  url.URL
+	body bytes.Reader
+	w    fastResponse
+}
+
+// wake makes an idle connection's read return, so that it sees closing.
+func (fc *fastConn) wake() {
+	if !fc.busy.Load() {
+		fc.c.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+func (fc *fastConn) drop() {
+	fc.f.mu.Lock()
+	delete(fc.f.active, fc)
+	fc.f.mu.Unlock()
+}
+
+func (fc *fastConn) serve() {
+	defer fc.drop()
+	fc.r = bufio.NewReaderSize(fc.c, fastHeadMax)
+	fc.req.URL = &fc.url
+	fc.req.Header = http.Header{}
+	fc.req.Body = io.NopCloser(&fc.body)
+	fc.req.RemoteAddr = fc.c.RemoteAddr().String()
+	fc.w.h = http.Header{}
+	t := fc.f.timeout
+	for first := true; ; first = false {
+		// Waiting for a request: the idle timeout between requests (the
+		// read timeout if none), the header timeout before the first.
+		wait := t.Idle
+		if wait <= 0 {
+			wait = t.Read
+		}
+		if first || wait <= 0 {
+			wait = t.ReadHeader
+		}
+		fc.setReadDeadline(wait)
+		if fc.f.closing.Load() {
+			fc.c.Close()
+			return
+		}
+		if _, err := fc.r.Peek(1); err != nil {
+			fc.c.Close()
+			return
+		}
+		fc.busy.Store(true)
+		fc.f.inFlight.Add(1)
+		if fc.f.closing.Load() { // Close ran between the check and busy
+			fc.f.inFlight.Add(-1)
+			fc.c.Close()
+			return
+		}
+		ok := fc.serveOne()
+		fc.busy.Store(false)
+		fc.f.inFlight.Add(-1)
+		if !ok {
+			return
+		}
+	}
+}
+
+func (fc *fastConn) setReadDeadline(d time.Duration) {
+	if d > 0 {
+		fc.c.SetReadDeadline(time.Now().Add(d))
+	} else {
+		fc.c.SetReadDeadline(time.Time{})
+	}
+}
+
+// serveOne answers one request here or hands the connection to net/http;
+// false: the connection is closed or handed over.
+func (fc *fastConn) serveOne() bool {
+	t := fc.f.timeout
+	if t.ReadHeader > 0 {
+		fc.c.SetReadDeadline(time.Now().Add(t.ReadHeader))
+	}
+	head, n, ok := fc.peekHead()
+	if !ok {
+		return fc.handOff()
+	}
+	length, ok := fc.parse(head)
+	if !ok {
+		return fc.handOff()
+	}
+	// The head is served here: the body follows it.
+	if t.Read > 0 {
+		fc.c.SetReadDeadline(time.Now().Add(t.Read))
+	}
+	fc.r.Discard(n)
+	body := fc.w.body[:0]
+	body = slices.Grow(body, length)[:length]
+	if _, err := io.ReadFull(fc.r, body); err != nil {
+		fc.c.Close()
+		return false
+	}
+	fc.body.Reset(body)
+	fc.req.ContentLength = int64(length)
+	if t.Write > 0 {
+		fc.c.SetWriteDeadline(time.Now().Add(t.Write))
+	}
+	fc.w.reset()
+	if !fc.handle() {
+		fc.c.Close()
+		return false
+	}
+	fc.w.body = body
+	closing := fc.f.closing.Load()
+	out := fc.w.appendResponse(fc.w.out[:0], closing)
+	fc.w.out = out
+	if _, err := fc.c.Write(out); err != nil || closing {
+		fc.c.Close()
+		return false
+	}
+	return true
+}
+
+// handle runs the handler; false if it panicked (net/http then closes the
+// connection and logs the panic: so does this).
+func (fc *fastConn) handle() (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			fc.f.s.cfg.Logger.Error("http: panic serving "+fc.req.RemoteAddr, "panic", p, "stack", string(buf))
+			ok = false
+		}
+	}()
+	fc.f.s.submitTask(&fc.w, &fc.req)
+	return true
+}
+
+// peekHead returns the request head (up to and without its empty line)
+// and its length with the empty line, if it is all in the read buffer
+// within fastHeadMax.
+func (fc *fastConn) peekHead() (head []byte, n int, ok bool) {
+	for {
+		buf, err := fc.r.Peek(fc.r.Buffered())
+		if err != nil {
+			return nil, 0, false
+		}
+		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+			return buf[:i+2], i + 4, true
+		}
+		if len(buf) >= fastHeadMax {
+			return nil, 0, false
+		}
+		// More of the head is on its way: read it (Peek fills the buffer).
+		if _, err := fc.r.Peek(len(buf) + 1); err != nil {
+			return nil, 0, false
+		}
+	}
+}
+
+// handOff gives the connection, with what was read of it, to net/http.
+func (fc *fastConn) handOff() bool {
+	fc.c.SetDeadline(time.Time{})
+	var c net.Conn = fc.c
+	if fc.r.Buffered() > 0 {
+		c = &prefixConn{Conn: fc.c, r: fc.r}
+	}
+	select {
+	case fc.f.conns <- c:
+	case <-fc.f.done:
+		fc.c.Close()
+	}
+	return false
+}
+
+// prefixConn reads what its bufio.Reader holds before the connection.
+type prefixConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+// CloseWrite half-closes a TCP connection (net/http does before it closes
+// one on an error, so that the client reads the answer).
+func (p *prefixConn) CloseWrite() error {
+	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if p.r != nil {
+		if p.r.Buffered() > 0 {
+			return p.r.Read(b)
+		}
+		p.r = nil
+	}
+	return p.Conn.Read(b)
+}
+
+// parse reads a request head (lines ended by CRLF, the last one's
+// included) and reports whether it is one served here: see FastListener.
+// It fills fc.req and returns the Content-Length.
+func (fc *fastConn) parse(head []byte) (length int, ok bool) {
+	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	if string(line) != "POST /v1/tasks HTTP/1.1" {
+		return 0, false
+	}
+	var host, auth []byte
+	length = -1
+	for len(rest) > 0 {
+		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		k, v, found := bytes.Cut(line, []byte(":"))
+		if !found || !validFieldName(k) || !validFieldValue(v) {
+			return 0, false
+		}
+		v = bytes.Trim(v, " \t")
+		switch {
+		case asciiFold(k, "host"):
+			if host != nil || !validHost(v) {
+				return 0, false
+			}
+			host = v
+		case asciiFold(k, "content-length"):
+			if length >= 0 {
+				return 0, false
+			}
+			n, err := strconv.Atoi(string(v))
+			if err != nil || n < 0 || n > fastBodyMax || len(v) > 6 || v[0] < '0' || v[0] > '9' {
+				return 0, false
+			}
+			length = n
+		case asciiFold(k, "authorization"):
+			if auth != nil {
+				return 0, false
+			}
+			auth = v
+		case asciiFold(k, "connection"):
+			if !asciiFold(v, "keep-alive") {
+				return 0, false
+			}
+		case asciiFold(k, "transfer-encoding"), asciiFold(k, "expect"), asciiFold(k, "upgrade"),
+			asciiFold(k, "te"), asciiFold(k, "trailer"):
+			return 0, false
+		}
+	}
+	if host == nil || length < 0 {
+		return 0, false
+	}
+	if tok := fc.f.s.cfg.Token; tok != "" {
+		// The admin token only: any other answer (401, 403, a worker
+		// token's refusal) is net/http's.
+		const prefix = "Bearer "
+		if len(auth) <= len(prefix) || !asciiFold(auth[:len(prefix)], prefix) ||
+			subtle.ConstantTimeCompare(bytes.TrimLeft(auth[len(prefix):], " "), []byte(tok)) != 1 {
+			return 0, false
+		}
+	}
+	r := &fc.req
+	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = http.MethodPost, "HTTP/1.1", 1, 1
+	fc.url = url.URL{Path: "/v1/tasks"}
+	if string(host) != r.Host {
+		r.Host = string(host)
+	}
+	clear(r.Header)
+	return length, true
+}
+
+// asciiFold reports whether b equals the lower-case s, ignoring ASCII case.
+func asciiFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(s) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldName: a token (RFC 9110), no spaces before the colon.
+func validFieldName(k []byte) bool {
+	if len(k) == 0 {
+		return false
+	}
+	for _, c := range k {
+		if c >= 0x80 || !tokenChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChar = func() (t [128]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// validFieldValue: visible ASCII, spaces and tabs (no control bytes, no
+// obsolete line folding, no bytes past ASCII: net/http decides those).
+func validFieldValue(v []byte) bool {
+	for _, c := range v {
+		if (c < 0x20 && c != '\t') || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost: the characters of a host name, an IPv4 or bracketed IPv6
+// address, and a port (net/http checks more; anything else goes there).
+func validHost(h []byte) bool {
+	if len(h) == 0 {
+		return false
+	}
+	for _, c := range h {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.', c == '-', c == ':', c == '[', c == ']', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// fastResponse is the http.ResponseWriter of a request served here: it
+// keeps the answer to write it in one piece.
+type fastResponse struct {
+	h      http.Header
+	status int
+	buf    []byte // the body
+	body   []byte // the request body's buffer, kept for the next request
+	out    []byte // the whole response
+}
+
+func (w *fastResponse) reset() {
+	clear(w.h)
+	w.status = 0
+	w.buf = w.buf[:0]
+}
+
+func (w *fastResponse) Header() http.Header { return w.h }
+
+func (w *fastResponse) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *fastResponse) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.buf = append(w.buf, b...)
+	return len(b), nil
+}
+
+// appendResponse appends the response as net/http writes it: the status
+// line, the handler's header lines (sorted), Date, Content-Length, and
+// Connection: close when the server is closing.
+func (w *fastResponse) appendResponse(out []byte, closing bool) []byte {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(w.status), 10)
+	out = append(out, ' ')
+	out = append(out, http.StatusText(w.status)...)
+	out = append(out, "\r\n"...)
+	keys := make([]string, 0, 4)
+	for k := range w.h {
+		if k != "Content-Length" && k != "Date" && k != "Connection" {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range w.h[k] {
+			out = append(out, k...)
+			out = append(out, ": "...)
+			out = append(out, v...)
+			out = append(out, "\r\n"...)
+		}
+	}
+	out = append(out, "Date: "...)
+	out = appendHTTPDate(out)
+	out = append(out, "\r\nContent-Length: "...)
+	out = strconv.AppendInt(out, int64(len(w.buf)), 10)
+	out = append(out, "\r\n"...)
+	if closing {
+		out = append(out, "Connection: close\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	return append(out, w.buf...)
+}
+
+// httpDate caches the Date header's value, formatted once a second.
+var httpDate struct {
+	mu   sync.Mutex
+	sec  int64
+	text []byte
+}
+
+func appendHTTPDate(out []byte) []byte {
+	now := time.Now()
+	httpDate.mu.Lock()
+	if s := now.Unix(); s != httpDate.sec {
+		httpDate.sec = s
+		httpDate.text = now.UTC().AppendFormat(httpDate.text[:0], http.TimeFormat)
+	}
+	out = append(out, httpDate.text...)
+	httpDate.mu.Unlock()
+	return out
+}
