@@ -44,11 +44,14 @@ type FastListener struct {
 	net.Listener
 	s       *Server
 	timeout FastTimeouts
+	bodyMax int64 // fastBodyMax, or the server's MaxTaskBytes if lower
 
 	conns chan net.Conn // to net/http (Accept)
 	errs  chan error
 	done  chan struct{}
 	once  sync.Once
+
+	served atomic.Int64 // requests answered here
 
 	mu       sync.Mutex
 	active   map[*fastConn]struct{}
@@ -62,7 +65,8 @@ type FastTimeouts struct {
 }
 
 // fastBodyMax bounds the body of a request served here (a larger one goes
-// to net/http).
+// to net/http, as one over the server's MaxTaskBytes does: net/http closes
+// the connection after its 413).
 const fastBodyMax = 64 << 10
 
 // fastHeadMax bounds the request head served here: it must fit in the
@@ -73,7 +77,7 @@ const fastHeadMax = 4 << 10
 // passes every other connection to whoever calls Accept (http.Server.Serve).
 func (s *Server) NewFastListener(ln net.Listener, t FastTimeouts) *FastListener {
 	f := &FastListener{Listener: ln, s: s, timeout: t, conns: make(chan net.Conn), errs: make(chan error, 1),
-		done: make(chan struct{}), active: map[*fastConn]struct{}{}}
+		done: make(chan struct{}), active: map[*fastConn]struct{}{}, bodyMax: min(fastBodyMax, s.cfg.MaxTaskBytes)}
 	go f.acceptLoop()
 	return f
 }
@@ -138,6 +142,9 @@ func (f *FastListener) Close() error {
 	})
 	return err
 }
+
+// Served counts the requests answered by the fast path.
+func (f *FastListener) Served() int64 { return f.served.Load() }
 
 // Wait waits until the requests being answered here are answered, or ctx
 // ends (http.Server.Shutdown does the same for its own connections).
@@ -262,6 +269,7 @@ func (fc *fastConn) serveOne() bool {
 		return false
 	}
 	fc.w.body = body
+	fc.f.served.Add(1)
 	closing := fc.f.closing.Load()
 	out := fc.w.appendResponse(fc.w.out[:0], closing)
 	fc.w.out = out
@@ -297,7 +305,12 @@ func (fc *fastConn) peekHead() (head []byte, n int, ok bool) {
 			return nil, 0, false
 		}
 		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
-			return buf[:i+2], i + 4, true
+			return buf[:i+2], i + 4, bareLineEnd(buf[:i+4]) < 0
+		}
+		if bareLineEnd(buf) >= 0 {
+			// A line ended by LF alone (or a CR alone), which net/http
+			// reads: its head would never end here.
+			return nil, 0, false
 		}
 		if len(buf) >= fastHeadMax {
 			return nil, 0, false
@@ -307,6 +320,20 @@ func (fc *fastConn) peekHead() (head []byte, n int, ok bool) {
 			return nil, 0, false
 		}
 	}
+}
+
+// bareLineEnd is the index of the first LF not after a CR or CR not
+// before an LF in b, -1 if none (a CR at its end may be followed by its LF).
+func bareLineEnd(b []byte) int {
+	for i, c := range b {
+		switch {
+		case c == '\n' && (i == 0 || b[i-1] != '\r'):
+			return i
+		case c == '\r' && i+1 < len(b) && b[i+1] != '\n':
+			return i
+		}
+	}
+	return -1
 }
 
 // handOff gives the connection, with what was read of it, to net/http.
@@ -349,63 +376,12 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 	return p.Conn.Read(b)
 }
 
-// parse reads a request head (lines ended by CRLF, the last one's
-// included) and reports whether it is one served here: see FastListener.
-// It fills fc.req and returns the Content-Length.
+// parse reads a request head (parseFastHead) and, if it is one served
+// here, fills fc.req and returns the Content-Length.
 func (fc *fastConn) parse(head []byte) (length int, ok bool) {
-	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
-	if string(line) != "POST /v1/tasks HTTP/1.1" {
+	host, length, ok := parseFastHead(head, fc.f.s.cfg.Token, fc.f.bodyMax)
+	if !ok {
 		return 0, false
-	}
-	var host, auth []byte
-	length = -1
-	for len(rest) > 0 {
-		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
-		k, v, found := bytes.Cut(line, []byte(":"))
-		if !found || !validFieldName(k) || !validFieldValue(v) {
-			return 0, false
-		}
-		v = bytes.Trim(v, " \t")
-		switch {
-		case asciiFold(k, "host"):
-			if host != nil || !validHost(v) {
-				return 0, false
-			}
-			host = v
-		case asciiFold(k, "content-length"):
-			if length >= 0 {
-				return 0, false
-			}
-			n, err := strconv.Atoi(string(v))
-			if err != nil || n < 0 || n > fastBodyMax || len(v) > 6 || v[0] < '0' || v[0] > '9' {
-				return 0, false
-			}
-			length = n
-		case asciiFold(k, "authorization"):
-			if auth != nil {
-				return 0, false
-			}
-			auth = v
-		case asciiFold(k, "connection"):
-			if !asciiFold(v, "keep-alive") {
-				return 0, false
-			}
-		case asciiFold(k, "transfer-encoding"), asciiFold(k, "expect"), asciiFold(k, "upgrade"),
-			asciiFold(k, "te"), asciiFold(k, "trailer"):
-			return 0, false
-		}
-	}
-	if host == nil || length < 0 {
-		return 0, false
-	}
-	if tok := fc.f.s.cfg.Token; tok != "" {
-		// The admin token only: any other answer (401, 403, a worker
-		// token's refusal) is net/http's.
-		const prefix = "Bearer "
-		if len(auth) <= len(prefix) || !asciiFold(auth[:len(prefix)], prefix) ||
-			subtle.ConstantTimeCompare(bytes.TrimLeft(auth[len(prefix):], " "), []byte(tok)) != 1 {
-			return 0, false
-		}
 	}
 	r := &fc.req
 	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = http.MethodPost, "HTTP/1.1", 1, 1
@@ -415,6 +391,73 @@ func (fc *fastConn) parse(head []byte) (length int, ok bool) {
 	}
 	clear(r.Header)
 	return length, true
+}
+
+// parseFastHead reads a request head (lines ended by CRLF, the last one's
+// included) and reports whether it is one served here (see FastListener):
+// with token set, it must carry it. It returns the Host and the
+// Content-Length. What it accepts, net/http reads alike (FuzzParseFastHead).
+func parseFastHead(head []byte, token string, bodyMax int64) (host []byte, length int, ok bool) {
+	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	if string(line) != "POST /v1/tasks HTTP/1.1" {
+		return nil, 0, false
+	}
+	var auth []byte
+	length = -1
+	for len(rest) > 0 {
+		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		k, v, found := bytes.Cut(line, []byte(":"))
+		if !found || !validFieldName(k) || !validFieldValue(v) {
+			return nil, 0, false
+		}
+		v = bytes.Trim(v, " \t")
+		switch {
+		case asciiFold(k, "host"):
+			if host != nil || !validHost(v) {
+				return nil, 0, false
+			}
+			host = v
+		case asciiFold(k, "content-length"):
+			if length >= 0 || len(v) == 0 || len(v) > 9 {
+				return nil, 0, false
+			}
+			n := 0
+			for _, c := range v {
+				if c < '0' || c > '9' {
+					return nil, 0, false
+				}
+				n = n*10 + int(c-'0')
+			}
+			if int64(n) > bodyMax {
+				return nil, 0, false
+			}
+			length = n
+		case asciiFold(k, "authorization"):
+			if auth != nil {
+				return nil, 0, false
+			}
+			auth = v
+		case asciiFold(k, "connection"):
+			if !asciiFold(v, "keep-alive") {
+				return nil, 0, false
+			}
+		case asciiFold(k, "transfer-encoding"), asciiFold(k, "expect"), asciiFold(k, "upgrade"),
+			asciiFold(k, "te"), asciiFold(k, "trailer"):
+			return nil, 0, false
+		}
+	}
+	if host == nil || length < 0 {
+		return nil, 0, false
+	}
+	if token != "" {
+		// The admin token only: any other answer (401, 403, a worker
+		// token's refusal) is net/http's.
+		got, ok := bearerToken(string(auth))
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			return nil, 0, false
+		}
+	}
+	return host, length, true
 }
 
 // asciiFold reports whether b equals the lower-case s, ignoring ASCII case.
