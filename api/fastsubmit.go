@@ -190,14 +190,14 @@ func (fc *fastConn) serve() {
 	fc.w.h = http.Header{}
 	t := fc.f.timeout
 	for first := true; ; first = false {
-		// Waiting for a request: the idle timeout between requests (the
-		// read timeout if none), the header timeout before the first.
-		wait := t.Idle
-		if wait <= 0 {
-			wait = t.Read
-		}
-		if first || wait <= 0 {
-			wait = t.ReadHeader
+		// Waiting for a request, as net/http does: the header timeout
+		// before the first, the idle timeout (the read timeout if none;
+		// none if neither is set) between requests.
+		wait := t.ReadHeader
+		if !first {
+			if wait = t.Idle; wait <= 0 {
+				wait = t.Read
+			}
 		}
 		fc.setReadDeadline(wait)
 		if fc.f.closing.Load() {
