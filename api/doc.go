@@ -29,6 +29,11 @@
 // as a stream, and those decoded at once share Config.BatchMemory (429
 // with Retry-After past it; 413 past Config.MaxBatchBytes for one batch).
 //
+// FastListener (fastsubmit.go), used by wasmtask serve on plain listeners,
+// answers the single submission (POST /v1/tasks of the plain HTTP/1.1
+// form) without net/http, through the same handler, and hands every other
+// connection to net/http with what it read of it.
+//
 // # Remote workers
 //
 // A Broker is the engine's executor when remote workers may connect
