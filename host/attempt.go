@@ -139,13 +139,13 @@ func (h *Host) Run(ctx context.Context, m *Module, a Attempt) Result {
 // running is an attempt between begin and end, whatever instance runs it.
 // One allocation holds it and its state: a warm attempt costs microseconds.
 type running struct {
-	state      attemptState
-	st         *attemptState   // &state
-	ctx        context.Context // the guest's calls run under it; carries st
-	m          *Module
-	start      time.Time
-	cancelHard context.CancelFunc
-	stopWatch  func() bool // nil when the caller's context cannot be canceled
+	state     attemptState
+	st        *attemptState   // &state
+	ctx       context.Context // &hard: the guest's calls run under it; carries st
+	hard      hardCtx
+	m         *Module
+	start     time.Time
+	stopWatch func() bool // nil when the caller's context cannot be canceled
 }
 
 // end releases the attempt's deadline timer and its watch of the caller's
@@ -154,7 +154,7 @@ func (at *running) end() {
 	if at.stopWatch != nil {
 		at.stopWatch()
 	}
-	at.cancelHard()
+	at.hard.cancel()
 }
 
 // begin sets up the state and the context of one attempt; the caller
@@ -190,17 +190,19 @@ func (h *Host) begin(ctx context.Context, m *Module, a Attempt) *running {
 
 	// The guest is stopped at the deadline, or a grace period after the
 	// caller cancels; cancelled() and heartbeat() report the stop first.
-	hard, cancelHard := context.WithDeadline(context.Background(), deadline)
-	at.cancelHard = cancelHard
-	if ctx.Done() != nil {
-		at.stopWatch = context.AfterFunc(ctx, func() {
-			if errors.Is(ctx.Err(), context.Canceled) {
-				st.canceled.Store(true)
-				time.AfterFunc(lim.Grace, cancelHard)
-			}
-		})
+	at.hard.start(st, deadline)
+	at.ctx = &at.hard
+	watch := func() {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			st.canceled.Store(true)
+			time.AfterFunc(lim.Grace, at.hard.cancel)
+		}
 	}
-	at.ctx = context.WithValue(hard, stateKey{}, st)
+	if af, ok := ctx.(afterFuncer); ok {
+		at.stopWatch = af.AfterFunc(watch) // what context.AfterFunc would call, without its wrapper
+	} else if ctx.Done() != nil {
+		at.stopWatch = context.AfterFunc(ctx, watch)
+	}
 	return at
 }
 
