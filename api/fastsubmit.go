@@ -160,6 +160,8 @@ type fastConn struct {
 	c    net.Conn
 	r    *bufio.Reader
 	busy atomic.Bool // answering a request (Close lets it finish)
+	// rd and wd: the read and write deadlines set (zero: none).
+	rd, wd time.Time
 
 	req  http.Request
 	url  url.URL
@@ -199,7 +201,9 @@ func (fc *fastConn) serve() {
 				wait = t.Read
 			}
 		}
-		fc.setReadDeadline(wait)
+		if fc.r.Buffered() == 0 {
+			fc.setReadDeadline(wait)
+		}
 		if fc.f.closing.Load() {
 			fc.c.Close()
 			return
@@ -224,20 +228,39 @@ func (fc *fastConn) serve() {
 	}
 }
 
+// setReadDeadline makes reads end d from now (never if d is 0), give or
+// take an eighth of d: a deadline set earlier that ends between 7/8 d
+// and d from now stays. Each setting costs a timer update, and a
+// connection answering a submission every few hundred microseconds would
+// make four per request as net/http does (idle, head, body, write).
 func (fc *fastConn) setReadDeadline(d time.Duration) {
-	if d > 0 {
-		fc.c.SetReadDeadline(time.Now().Add(d))
-	} else {
-		fc.c.SetReadDeadline(time.Time{})
+	if d <= 0 {
+		if !fc.rd.IsZero() {
+			fc.rd = time.Time{}
+			fc.c.SetReadDeadline(fc.rd)
+		}
+		return
 	}
+	now := time.Now()
+	if left := fc.rd.Sub(now); !fc.rd.IsZero() && left <= d && left >= d-d/8 {
+		return
+	}
+	fc.rd = now.Add(d)
+	fc.c.SetReadDeadline(fc.rd)
+}
+
+// headBuffered reports whether a whole request head is in the read buffer.
+func (fc *fastConn) headBuffered() bool {
+	buf, _ := fc.r.Peek(fc.r.Buffered())
+	return bytes.Contains(buf, []byte("\r\n\r\n"))
 }
 
 // serveOne answers one request here or hands the connection to net/http;
 // false: the connection is closed or handed over.
 func (fc *fastConn) serveOne() bool {
 	t := fc.f.timeout
-	if t.ReadHeader > 0 {
-		fc.c.SetReadDeadline(time.Now().Add(t.ReadHeader))
+	if !fc.headBuffered() {
+		fc.setReadDeadline(t.ReadHeader)
 	}
 	head, n, ok := fc.peekHead()
 	if !ok {
@@ -248,8 +271,8 @@ func (fc *fastConn) serveOne() bool {
 		return fc.handOff()
 	}
 	// The head is served here: the body follows it.
-	if t.Read > 0 {
-		fc.c.SetReadDeadline(time.Now().Add(t.Read))
+	if fc.r.Buffered() < n+length {
+		fc.setReadDeadline(t.Read)
 	}
 	fc.r.Discard(n)
 	body := fc.w.body[:0]
@@ -261,7 +284,10 @@ func (fc *fastConn) serveOne() bool {
 	fc.body.Reset(body)
 	fc.req.ContentLength = int64(length)
 	if t.Write > 0 {
-		fc.c.SetWriteDeadline(time.Now().Add(t.Write))
+		if now := time.Now(); fc.wd.Sub(now) < t.Write-t.Write/8 {
+			fc.wd = now.Add(t.Write)
+			fc.c.SetWriteDeadline(fc.wd)
+		}
 	}
 	fc.w.reset()
 	if !fc.handle() {
