@@ -169,3 +169,57 @@ func TestFastSubmitAnswersAsNetHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestFastSubmitShutdown: http.Server.Shutdown closes the fast path's
+// listener; a keep-alive connection it served and left idle is then closed
+// by the server (the client reads the end of the stream), new connections
+// are refused, and Wait returns with nothing in flight.
+func TestFastSubmitShutdown(t *testing.T) {
+	b := setup(t, api.Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := b.api.NewFastListener(ln, api.FastTimeouts{ReadHeader: time.Minute, Idle: time.Minute})
+	hs := &http.Server{Handler: b.api}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(fast) }()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute)) // a bound: the server closes it at once
+	body := `{"handler": "echo"}`
+	fmt.Fprintf(c, "POST /v1/tasks HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusCreated || fast.Served() != 1 {
+		t.Fatalf("status %d, %d served by the fast path; want 201, 1", resp.StatusCode, fast.Served())
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := hs.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	fast.Wait(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("Wait ran out of time with nothing in flight")
+	}
+	if err := <-served; err != http.ErrServerClosed {
+		t.Errorf("Serve returned %v, want http.ErrServerClosed", err)
+	}
+	if n, err := r.ReadByte(); err != io.EOF {
+		t.Errorf("the idle connection read %q, %v after Shutdown; want it closed (EOF)", n, err)
+	}
+	if c2, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		c2.Close()
+		t.Error("a new connection was accepted after Shutdown")
+	}
+}
