@@ -166,7 +166,7 @@ type fastConn struct {
 
 	req  http.Request
 	url  url.URL
-	body bytes.Reader
+	body fastBody
 	w    fastResponse
 }
 
@@ -188,7 +188,7 @@ func (fc *fastConn) serve() {
 	fc.r = bufio.NewReaderSize(fc.c, fastHeadMax)
 	fc.req.URL = &fc.url
 	fc.req.Header = http.Header{}
-	fc.req.Body = io.NopCloser(&fc.body)
+	fc.req.Body = &fc.body
 	fc.req.RemoteAddr = fc.c.RemoteAddr().String()
 	fc.w.h = http.Header{}
 	t := fc.f.timeout
@@ -283,6 +283,7 @@ func (fc *fastConn) serveOne() bool {
 		return false
 	}
 	fc.body.Reset(body)
+	fc.body.b = body
 	fc.req.ContentLength = int64(length)
 	if t.Write > 0 {
 		if now := time.Now(); fc.wd.Sub(now) < t.Write-t.Write/8 {
@@ -560,6 +561,17 @@ func validHost(h []byte) bool {
 	}
 	return true
 }
+
+// fastBody is the body of a request served here, read whole before its
+// handler runs: submitTask takes its bytes as they are (they are the
+// connection's buffer, valid until the handler returns; the spec decoded
+// from them copies what it keeps).
+type fastBody struct {
+	bytes.Reader
+	b []byte
+}
+
+func (*fastBody) Close() error { return nil }
 
 // fastResponse is the http.ResponseWriter of a request served here: it
 // keeps the answer to write it in one piece.

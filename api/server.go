@@ -310,8 +310,10 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	b, err := readBody(w, r, s.cfg.MaxTaskBytes)
-	if err != nil {
+	var b []byte
+	if fb, ok := r.Body.(*fastBody); ok {
+		b = fb.b // FastListener read it whole, within MaxTaskBytes
+	} else if b, err = readBody(w, r, s.cfg.MaxTaskBytes); err != nil {
 		writeError(w, err)
 		return
 	}
