@@ -223,3 +223,26 @@ func TestFastSubmitShutdown(t *testing.T) {
 		t.Error("a new connection was accepted after Shutdown")
 	}
 }
+
+// TestFastSubmitGoClient: the submissions of the Go client (its
+// User-Agent, Accept-Encoding, token, index and keep-alive connections)
+// are of the form the fast path answers, and come back as the client
+// expects (201, then 200 for the same spec).
+func TestFastSubmitGoClient(t *testing.T) {
+	fast := startRaw(t, api.Config{Token: "tok"}, true)
+	cl := api.NewClient("http://"+fast.addr, "tok")
+	defer cl.HTTP.CloseIdleConnections()
+	spec := api.TaskSpec{ID: "go-client", Handler: "echo", Labels: map[string]string{"k": "v"}}
+	for i, wantDup := range []bool{false, true} {
+		res, err := cl.Submit(context.Background(), spec)
+		if err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+		if res.Task.ID != "go-client" || res.Duplicate != wantDup {
+			t.Errorf("submit %d: task %q, duplicate %v; want go-client, %v", i, res.Task.ID, res.Duplicate, wantDup)
+		}
+	}
+	if n := fast.fast.Served(); n != 2 {
+		t.Errorf("the fast path answered %d of the Go client's 2 submissions", n)
+	}
+}
