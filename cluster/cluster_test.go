@@ -42,6 +42,14 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// testRaftTimeout is the nodes' heartbeat and election timeout: raft's
+// default. Shorter ones (300 ms, earlier) made followers call elections
+// when a loaded machine (load 20-25 on 2 cores) left raft's goroutines
+// unscheduled that long, so the leader changed under a test or a
+// benchmark that expected it to stay; a failover takes a second or two
+// longer instead.
+const testRaftTimeout = time.Second
+
 func newTestCluster(t testing.TB) *testCluster {
 	return &testCluster{t: t, nodes: map[string]*Node{}, dirs: map[string]string{}, addrs: map[string]string{}}
 }
@@ -58,7 +66,7 @@ func (c *testCluster) start(id string, bootstrap bool) *Node {
 	n, err := Open(Config{NodeID: id, RaftAddr: c.addrs[id], HTTPAddr: "http://" + id + ".invalid", Dir: c.dirs[id], Bootstrap: bootstrap,
 		Engine: dispatch.Config{Executor: exec, Workers: cmp.Or(c.workers, 8), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLog: io.Discard,
-		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, SnapshotThreshold: c.snapshotEvery, LogStore: c.store,
+		HeartbeatTimeout: testRaftTimeout, ElectionTimeout: testRaftTimeout, SnapshotThreshold: c.snapshotEvery, LogStore: c.store,
 		Plugins: c.registry(id)})
 	if err != nil {
 		c.t.Fatal(err)
@@ -106,7 +114,7 @@ func (c *testCluster) closeAll() {
 // leader waits until one of the running nodes leads and runs its engine.
 func (c *testCluster) leader() *Node {
 	c.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, n := range c.nodes {
 			if n.IsLeader() && n.Engine() != nil {
@@ -115,7 +123,7 @@ func (c *testCluster) leader() *Node {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	c.t.Fatal("no leader with a running engine within 10s")
+	c.t.Fatal("no leader with a running engine within 30s")
 	return nil
 }
 
