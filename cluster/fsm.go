@@ -31,9 +31,9 @@ type fsm struct {
 	plugins map[string]*pluginMeta // replicated plugin state (plugins.go)
 	pluginQ *pluginQueue           // this node's registry carries out the plugin changes
 
-	index   atomic.Uint64 // raft index of the last entry applied
-	seq     atomic.Uint64 // dispatch sequence of the last record applied
-	changed chan struct{} // closed and replaced after each apply (for waiters)
+	index atomic.Uint64 // raft index of the last entry applied
+	seq   atomic.Uint64 // dispatch sequence of the last record applied
+	waits waiters       // Replica's waits, woken as entries apply
 
 	// While this node leads, its committed dispatch entries are applied on
 	// a goroutine of their own (applyQueued), not raft's FSM goroutine: in
@@ -62,7 +62,7 @@ type queuedEntry struct {
 const maxQueued = 64
 
 func newFSM(log *slog.Logger, plugins Plugins) *fsm {
-	f := &fsm{log: log, state: dispatch.NewState(), members: map[string]string{}, changed: make(chan struct{}),
+	f := &fsm{log: log, state: dispatch.NewState(), members: map[string]string{},
 		plugins: map[string]*pluginMeta{}, pluginQ: newPluginQueue(log, plugins)}
 	f.qcond = sync.NewCond(&f.qmu)
 	return f
@@ -91,18 +91,19 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	err := f.applyEntryLocked(l.Index, l.Data)
-	ch := f.renewChangedLocked()
+	finals := f.takeFinalsLocked()
 	f.mu.Unlock()
-	close(ch)
+	f.waits.wake(finals, f.seq.Load())
 	return err
 }
 
-// renewChangedLocked replaces the changed channel (f.mu held) and returns
-// the old one, for the caller to close once it unlocked: waiters wake then.
-func (f *fsm) renewChangedLocked() chan struct{} {
-	ch := f.changed
-	f.changed = make(chan struct{})
-	return ch
+// takeFinalsLocked returns the tasks the entries applied since the last
+// call made final (f.mu held), for the caller to wake their waits once
+// it unlocked.
+func (f *fsm) takeFinalsLocked() []dispatch.TaskID {
+	finals := f.state.JustFinal
+	f.state.JustFinal = nil
+	return finals
 }
 
 // applyEntryLocked applies one entry and records how far the state got.
@@ -150,9 +151,9 @@ func (f *fsm) applyQueued() {
 		for _, e := range batch {
 			f.applyEntryLocked(e.index, e.data)
 		}
-		ch := f.renewChangedLocked()
+		finals := f.takeFinalsLocked()
 		f.mu.Unlock()
-		close(ch)
+		f.waits.wake(finals, f.seq.Load())
 	}
 }
 
@@ -300,10 +301,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.state, f.members, f.err, f.plugins = state, members, nil, plugins
 	f.seq.Store(state.Applied)
-	ch := f.renewChangedLocked()
 	f.restorePlugins(plugins, modules)
 	f.mu.Unlock()
-	close(ch)
+	f.waits.wakeAll()
 	return nil
 }
 
@@ -334,7 +334,3 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (*fsmSnapshot) Release() {}
-
-// changedCh is closed at the next entry applied (or snapshot restored);
-// call it under the read lock, then check the state.
-func (f *fsm) changedCh() chan struct{} { return f.changed }

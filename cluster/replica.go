@@ -48,14 +48,17 @@ func (r *Replica) Stats() (st dispatch.Stats) {
 
 // WaitWithoutInput blocks until task id is final in the committed state
 // or ctx ends (then it returns the view as it is, with ctx's error), as
-// Engine.WaitWithoutInput. It checks the task at each entry applied.
+// Engine.WaitWithoutInput. It wakes when an entry makes the task final
+// (fsm.waits), not at every entry.
 func (r *Replica) WaitWithoutInput(ctx context.Context, id dispatch.TaskID) (dispatch.TaskView, error) {
+	f := r.n.fsm
 	for {
 		var exists, final bool
-		var changed chan struct{}
-		r.n.fsm.read(func(s *dispatch.State) {
-			exists, final = dispatch.TaskFinal(s, id)
-			changed = r.n.fsm.changedCh()
+		var woken chan struct{}
+		f.read(func(s *dispatch.State) {
+			if exists, final = dispatch.TaskFinal(s, id); exists && !final {
+				woken = f.waits.task(id)
+			}
 		})
 		if !exists {
 			return dispatch.TaskView{}, fmt.Errorf("%w: %q", dispatch.ErrNotFound, id)
@@ -65,8 +68,9 @@ func (r *Replica) WaitWithoutInput(ctx context.Context, id dispatch.TaskID) (dis
 			return v, nil
 		}
 		select {
-		case <-changed:
+		case <-woken:
 		case <-ctx.Done():
+			f.waits.dropTask(id, woken)
 			v, ok := r.TaskWithoutInput(id)
 			if !ok {
 				return v, fmt.Errorf("%w: %q", dispatch.ErrNotFound, id)
@@ -85,16 +89,21 @@ func (r *Replica) AppliedSeq() uint64 { return r.n.fsm.seq.Load() }
 // WaitApplied waits until this node's state holds sequence seq, or ctx
 // ends; it reports whether the node got there.
 func (r *Replica) WaitApplied(ctx context.Context, seq uint64) bool {
+	f := r.n.fsm
 	for {
-		var changed chan struct{}
-		r.n.fsm.read(func(*dispatch.State) { changed = r.n.fsm.changedCh() })
-		if r.n.fsm.seq.Load() >= seq {
+		var woken chan struct{}
+		f.read(func(*dispatch.State) {
+			if f.seq.Load() < seq {
+				woken = f.waits.seq(seq)
+			}
+		})
+		if woken == nil {
 			return true
 		}
 		select {
-		case <-changed:
+		case <-woken:
 		case <-ctx.Done():
-			return r.n.fsm.seq.Load() >= seq
+			return f.seq.Load() >= seq
 		}
 	}
 }

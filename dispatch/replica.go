@@ -14,6 +14,8 @@ import (
 // ApplyRecord decodes one record, the seq-th, and applies it to s through
 // the reducer. A record at or below s.Applied is skipped (applied already:
 // reported false); one past s.Applied+1 is an error (a gap in the log).
+// The tasks it made final are appended to s.JustFinal, which the caller
+// clears.
 func ApplyRecord(s *State, seq uint64, rec []byte) (applied bool, err error) {
 	if seq <= s.Applied {
 		return false, nil
@@ -29,9 +31,10 @@ func ApplyRecord(s *State, seq uint64, rec []byte) (applied bool, err error) {
 		return false, fmt.Errorf("dispatch: record %d: %w", seq, err)
 	}
 	s.Applied = seq
-	// What a loop would drain: the cancellations are in the log already,
-	// and a replica wakes no Wait call.
-	s.Doomed, s.JustFinal = nil, nil
+	// What a loop would drain: the cancellations are in the log already.
+	// s.JustFinal is left to the caller, which wakes its waits for those
+	// tasks and clears it (cluster's FSM, once per entry).
+	s.Doomed = nil
 	return true, nil
 }
 
