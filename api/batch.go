@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/wasmtask/wasmtask/dispatch"
@@ -61,7 +62,9 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 
-	valid, entries, err := s.decodeBatch(http.MaxBytesReader(w, r.Body, limit), r.ContentLength)
+	buf := batchBufs.Get().(*batchBuf)
+	defer buf.put()
+	valid, entries, err := s.decodeBatchInto(buf, http.MaxBytesReader(w, r.Body, limit), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -79,7 +82,8 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 			errs[k] = err
 		}
 	}
-	results := make([]BatchResult, len(entries))
+	results := slices.Grow(buf.results[:0], len(entries))[:len(entries)] // each is set below
+	buf.valid, buf.entries, buf.results = valid, entries, results
 	for i, en := range entries {
 		k := en.valid
 		switch {
@@ -111,11 +115,43 @@ type batchEntry struct {
 	err   error
 }
 
-// decodeBatch reads {"tasks": [...]} one element at a time. Each element
+// batchBuf holds the slices of one batch request (its specs, entries and
+// results, about 400 bytes per task), kept for the next one: a server
+// taking batches of thousands otherwise makes megabytes of fresh garbage
+// per request, new pages while its heap grows.
+type batchBuf struct {
+	valid   []dispatch.ValidSpec
+	entries []batchEntry
+	results []BatchResult
+}
+
+var batchBufs = sync.Pool{New: func() any { return new(batchBuf) }}
+
+// put clears what b's slices hold (nothing of a batch stays reachable)
+// and gives b back, unless they grew past a batch's bound.
+func (b *batchBuf) put() {
+	if cap(b.valid) > maxBatchTasks || cap(b.entries) > maxBatchTasks || cap(b.results) > maxBatchTasks {
+		return
+	}
+	// Whole capacities: a batch refused half decoded appended to them.
+	clear(b.valid[:cap(b.valid)])
+	clear(b.entries[:cap(b.entries)])
+	clear(b.results[:cap(b.results)])
+	b.valid, b.entries, b.results = b.valid[:0], b.entries[:0], b.results[:0]
+	batchBufs.Put(b)
+}
+
+// decodeBatch is decodeBatchInto with new slices.
+func (s *Server) decodeBatch(body io.Reader, length int64) (valid []dispatch.ValidSpec, entries []batchEntry, err error) {
+	return s.decodeBatchInto(new(batchBuf), body, length)
+}
+
+// decodeBatchInto reads {"tasks": [...]} one element at a time, into
+// buf's slices when they are large enough. Each element
 // is converted (and its raw JSON dropped) before the next is read. It
 // returns the valid specs and, in order, an entry for every element.
 // length is the body's Content-Length (-1: unknown), to size the slices.
-func (s *Server) decodeBatch(body io.Reader, length int64) (valid []dispatch.ValidSpec, entries []batchEntry, err error) {
+func (s *Server) decodeBatchInto(buf *batchBuf, body io.Reader, length int64) (valid []dispatch.ValidSpec, entries []batchEntry, err error) {
 	bad := func(field, format string, args ...any) error {
 		return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
@@ -186,7 +222,13 @@ func (s *Server) decodeBatch(body io.Reader, length int64) (valid []dispatch.Val
 				if length > 0 {
 					n = min(maxBatchTasks, int(length/int64(len(raw)+1))+1)
 				}
-				valid, entries = make([]dispatch.ValidSpec, 0, n), make([]batchEntry, 0, n)
+				valid, entries = buf.valid[:0], buf.entries[:0]
+				if cap(valid) < n {
+					valid = make([]dispatch.ValidSpec, 0, n)
+				}
+				if cap(entries) < n {
+					entries = make([]batchEntry, 0, n)
+				}
 			}
 			spec, id, err := s.specFromBodyShared(raw, &shared)
 			switch {

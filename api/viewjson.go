@@ -304,7 +304,7 @@ func (o *indentedJSON) send(w http.ResponseWriter, status int) {
 	}
 	w.WriteHeader(status)
 	w.Write(o.b)
-	if cap(o.b) <= 64<<10 {
+	if cap(o.b) <= 1<<20 { // a batch's answer (~80 bytes a task) is kept too
 		jsonBufs.Put(o)
 	}
 }
