@@ -3,11 +3,14 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,15 +55,22 @@ type Broker struct {
 	log    *slog.Logger
 	engine *dispatch.Engine
 
-	mu        sync.Mutex
-	queue     []*pendingJob
-	changed   chan struct{} // closed (and replaced) when a job is queued
-	localFree int
-	workers   map[string]*remoteWorker // by instance id
-	leases    map[string]*remoteLease  // live leases by id
-	closed    map[string]string        // recently closed lease id -> how (applied, lost, canceled)
-	closedIDs []string                 // closed's keys, oldest first (bounded)
-	stopping  bool
+	mu    sync.Mutex
+	queue []*brokerJob
+	// changed is closed when a job is queued (or a worker drains), to wake
+	// the lease requests waiting; a request that looks at the queue renews
+	// it if it was closed (changedClosed), so a burst of jobs costs one
+	// channel, not one each.
+	changed       chan struct{}
+	changedClosed bool
+	localFree     int
+	workers       map[string]*remoteWorker // by instance id
+	leases        map[string]*brokerJob    // live leases by id
+	closed        map[string]string        // recently closed lease id -> how (applied, lost, canceled)
+	closedIDs     []string                 // closed's keys, a ring of closedMemory (closedNext: the oldest once full)
+	closedNext    int
+	idRand        *mrand.ChaCha8 // lease ids' random part (seeded from crypto/rand)
+	stopping      bool
 
 	refreshMu sync.Mutex // serializes refresh: the engine gets the capacities in order
 
@@ -75,26 +85,31 @@ type Broker struct {
 // ("duplicate" rather than "conflict" for a result posted twice).
 const closedMemory = 1 << 16
 
-type pendingJob struct {
+// brokerJob is an attempt the engine handed the broker: queued until a
+// worker takes it, then, if a remote worker took it, its lease. One
+// object and one channel per attempt: the engine's runner waits on done
+// alone, woken once, by the attempt's result (or by runLocally when a
+// local worker takes it).
+type brokerJob struct {
 	ctx      context.Context
 	job      dispatch.Job
 	queuedAt time.Time
-	local    bool              // a local worker may run it
-	assigned chan *remoteLease // nil lease: run it locally; buffered 1
-	taken    bool
-}
+	local    bool                 // a local worker may run it
+	done     chan dispatch.Result // buffered 1: the result, or runLocally
+	taken    bool                 // no longer queued
 
-type remoteLease struct {
+	// The remote lease, once a remote worker took it (worker not nil).
 	id       string
-	job      dispatch.Job
 	pin      plugins.Pinned
 	worker   *remoteWorker
-	queuedAt time.Time
 	leasedAt time.Time
 	seen     time.Time // last heartbeat (or the lease)
 	canceled bool      // the attempt's context ended: the worker is told to stop
-	done     chan dispatch.Result
 }
+
+// runLocally, sent on a brokerJob's done, tells its runner that a local
+// worker took it (an outcome is never empty otherwise).
+var runLocally = dispatch.Result{}
 
 type remoteWorker struct {
 	id, name, addr string
@@ -111,12 +126,6 @@ type remoteWorker struct {
 	polls    int // lease requests waiting
 	inFlight int
 	stats    workerStats
-	// runAvg is the mean run time of its attempts (exponentially weighted,
-	// by its clock); prefetch the attempts the engine may lease beyond its
-	// concurrency while they are short (updatePrefetchLocked).
-	runAvg   time.Duration
-	prefetch int
-
 	// draining: it said it is stopping (a heartbeat with draining): it
 	// takes no attempts and is not counted in the capacity, and its lease
 	// requests are answered at once.
@@ -142,9 +151,11 @@ func NewBroker(cfg BrokerConfig) *Broker {
 	if cfg.Local == nil {
 		cfg.LocalWorkers = 0
 	}
+	var seed [32]byte
+	_, _ = rand.Read(seed[:])
 	return &Broker{cfg: cfg, log: cfg.Logger, changed: make(chan struct{}), localFree: cfg.LocalWorkers,
-		workers: map[string]*remoteWorker{}, leases: map[string]*remoteLease{}, closed: map[string]string{},
-		stop: make(chan struct{}), done: make(chan struct{})}
+		workers: map[string]*remoteWorker{}, leases: map[string]*brokerJob{}, closed: map[string]string{},
+		idRand: mrand.NewChaCha8(seed), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 var _ dispatch.Executor = (*Broker)(nil)
@@ -214,55 +225,10 @@ func (b *Broker) capacityLocked() int {
 	n := b.cfg.LocalWorkers
 	for _, w := range b.workers {
 		if w.live && !w.draining {
-			n += w.concurrency + w.ahead + w.prefetch
+			n += w.concurrency + w.ahead
 		}
 	}
 	return n
-}
-
-// Prefetch: while a worker's attempts are short, the engine may lease as
-// many again as its concurrency, so that they wait, leased, in the queue
-// when its next lease request comes. Without it, the slots its results
-// free are filled only after those results reach the engine, which then
-// leases the next attempts and hands them to the waiting request: for
-// short attempts the worker spends most of its time waiting for that
-// round trip rather than running. An attempt waits in the queue about one
-// run time of the attempts ahead of it, which is why prefetch stops when
-// they run long (its timeout counts from the engine's lease).
-const (
-	prefetchOnBelow  = 10 * time.Millisecond // mean run time that starts prefetch
-	prefetchOffAbove = 25 * time.Millisecond // and that stops it
-)
-
-// observeRunLocked folds an attempt's run time into w.runAvg.
-func (w *remoteWorker) observeRunLocked(d time.Duration) {
-	d = max(d, 0)
-	if w.runAvg == 0 {
-		w.runAvg = d
-		return
-	}
-	w.runAvg += (d - w.runAvg) / 8
-}
-
-// updatePrefetchLocked sets w.prefetch from its attempts' run time; it
-// reports whether the capacity changed.
-func (w *remoteWorker) updatePrefetchLocked() bool {
-	want := w.prefetch
-	switch {
-	case w.stats.done+w.stats.failed == 0:
-	case w.runAvg < prefetchOnBelow:
-		want = w.concurrency
-	case w.runAvg > prefetchOffAbove:
-		want = 0
-	}
-	if want != 0 {
-		want = w.concurrency // it may have changed
-	}
-	if want == w.prefetch {
-		return false
-	}
-	w.prefetch = want
-	return true
 }
 
 func (w *remoteWorker) serves(handler string) bool {
@@ -282,31 +248,39 @@ func (b *Broker) Execute(ctx context.Context, job dispatch.Job) dispatch.Result 
 		b.mu.Unlock()
 		return b.runLocal(ctx, job)
 	}
-	p := &pendingJob{ctx: ctx, job: job, queuedAt: time.Now(), local: local, assigned: make(chan *remoteLease, 1)}
+	p := &brokerJob{ctx: ctx, job: job, queuedAt: time.Now(), local: local, done: make(chan dispatch.Result, 1)}
 	b.queue = append(b.queue, p)
 	b.wakeLeasesLocked()
 	b.mu.Unlock()
 
 	select {
-	case l := <-p.assigned:
-		return b.run(ctx, job, l)
+	case res := <-p.done:
+		return b.settled(ctx, job, res)
 	case <-ctx.Done():
 	}
 	b.mu.Lock()
-	if p.taken { // assigned as the context ended
+	switch {
+	case !p.taken:
+		b.queue = slices.DeleteFunc(b.queue, func(q *brokerJob) bool { return q == p })
 		b.mu.Unlock()
-		return b.run(ctx, job, <-p.assigned)
+		return ended(ctx, "before a worker took it")
+	case p.worker == nil || b.leases[p.id] != p:
+		// Taken locally (or answered) as the context ended, or its result
+		// or expiry came at the last moment: done is sent, or about to be.
+		b.mu.Unlock()
+		return b.settled(ctx, job, <-p.done)
 	}
-	b.queue = slices.DeleteFunc(b.queue, func(q *pendingJob) bool { return q == p })
+	p.canceled = true
 	b.mu.Unlock()
-	return ended(ctx, "before a worker took it")
+	return b.awaitCanceled(ctx, p)
 }
 
-func (b *Broker) run(ctx context.Context, job dispatch.Job, l *remoteLease) dispatch.Result {
-	if l == nil {
+// settled is what Execute returns for what came on a job's done.
+func (b *Broker) settled(ctx context.Context, job dispatch.Job, res dispatch.Result) dispatch.Result {
+	if res.Outcome == runLocally.Outcome {
 		return b.runLocal(ctx, job)
 	}
-	return b.awaitRemote(ctx, l)
+	return res
 }
 
 // ended is the result of an attempt whose context ended (timeout or cancel).
@@ -328,7 +302,7 @@ func (b *Broker) runLocal(ctx context.Context, job dispatch.Job) dispatch.Result
 			b.queue = slices.Delete(b.queue, i, i+1)
 			b.localFree--
 			p.taken = true
-			p.assigned <- nil
+			p.done <- runLocally
 			break
 		}
 	}
@@ -341,20 +315,10 @@ func (b *Broker) runLocal(ctx context.Context, job dispatch.Job) dispatch.Result
 // cancellation at its next heartbeat, and stops at its deadline itself.
 func (b *Broker) stopGrace() time.Duration { return min(2*time.Second, b.cfg.LeaseTimeout) }
 
-func (b *Broker) awaitRemote(ctx context.Context, l *remoteLease) dispatch.Result {
-	select {
-	case res := <-l.done: // answered already (a plugin that could not be pinned)
-		return res
-	default:
-	}
-	select {
-	case res := <-l.done:
-		return res
-	case <-ctx.Done():
-	}
-	b.mu.Lock()
-	l.canceled = true
-	b.mu.Unlock()
+// awaitCanceled waits, up to stopGrace, for the result of remote attempt
+// l whose context ended (l.canceled is set: its worker's next heartbeat
+// tells it to stop), then closes the lease itself.
+func (b *Broker) awaitCanceled(ctx context.Context, l *brokerJob) dispatch.Result {
 	t := time.NewTimer(b.stopGrace())
 	defer t.Stop()
 	select {
@@ -374,15 +338,17 @@ func (b *Broker) awaitRemote(ctx context.Context, l *remoteLease) dispatch.Resul
 	return res
 }
 
-func (b *Broker) closeLeaseLocked(l *remoteLease, how string) {
+func (b *Broker) closeLeaseLocked(l *brokerJob, how string) {
 	delete(b.leases, l.id)
 	l.worker.inFlight--
 	b.closed[l.id] = how
-	b.closedIDs = append(b.closedIDs, l.id)
-	if len(b.closedIDs) > closedMemory {
-		delete(b.closed, b.closedIDs[0])
-		b.closedIDs = b.closedIDs[1:]
+	if len(b.closedIDs) < closedMemory {
+		b.closedIDs = append(b.closedIDs, l.id)
+		return
 	}
+	delete(b.closed, b.closedIDs[b.closedNext])
+	b.closedIDs[b.closedNext] = l.id
+	b.closedNext = (b.closedNext + 1) % closedMemory
 }
 
 // hello registers or refreshes a worker from a request. Called with b.mu
@@ -412,7 +378,7 @@ func (b *Broker) helloLocked(h WorkerHello, addr string, now time.Time) (*remote
 
 // lease hands worker up to max queued attempts it serves, waiting up to
 // wait for the first one. It returns no lease when none came or ctx ended.
-func (b *Broker) lease(ctx context.Context, h WorkerHello, addr string, max int, wait time.Duration) ([]*remoteLease, error) {
+func (b *Broker) lease(ctx context.Context, h WorkerHello, addr string, max int, wait time.Duration) ([]*brokerJob, error) {
 	b.mu.Lock()
 	if b.stopping {
 		b.mu.Unlock()
@@ -434,6 +400,9 @@ func (b *Broker) lease(ctx context.Context, h WorkerHello, addr string, max int,
 	for {
 		b.mu.Lock()
 		got := b.takeLocked(w, max)
+		if b.changedClosed { // woken before: a new channel for the next change
+			b.changed, b.changedClosed = make(chan struct{}), false
+		}
 		ch, draining := b.changed, w.draining
 		b.mu.Unlock()
 		if len(got) > 0 || draining {
@@ -454,16 +423,18 @@ func (b *Broker) lease(ctx context.Context, h WorkerHello, addr string, max int,
 // wakeLeasesLocked wakes the lease requests waiting (b.mu held): each
 // looks at the queue and its worker again.
 func (b *Broker) wakeLeasesLocked() {
-	close(b.changed)
-	b.changed = make(chan struct{})
+	if !b.changedClosed {
+		close(b.changed)
+		b.changedClosed = true
+	}
 }
 
 // takeLocked takes up to max queued jobs w serves, oldest first.
-func (b *Broker) takeLocked(w *remoteWorker, max int) []*remoteLease {
+func (b *Broker) takeLocked(w *remoteWorker, max int) []*brokerJob {
 	if !w.live || w.draining {
 		return nil // stalled or gone: its request may be answered to no one; or stopping
 	}
-	var got []*remoteLease
+	var got []*brokerJob
 	now := time.Now()
 	kept := b.queue[:0]
 	for _, p := range b.queue {
@@ -475,32 +446,40 @@ func (b *Broker) takeLocked(w *remoteWorker, max int) []*remoteLease {
 		if err != nil {
 			// As the local executor does: the plugin may be deployed later.
 			p.taken = true
-			l := &remoteLease{id: "unpinned", worker: w, done: make(chan dispatch.Result, 1)}
-			l.done <- dispatch.Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: err.Error()}
-			p.assigned <- l
+			p.done <- dispatch.Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: err.Error()}
 			continue
 		}
-		l := &remoteLease{id: leaseID(p.job), job: p.job, pin: pin, worker: w, queuedAt: p.queuedAt, leasedAt: now, seen: now,
-			done: make(chan dispatch.Result, 1)}
-		b.leases[l.id] = l
+		p.taken = true
+		p.id, p.pin, p.worker, p.leasedAt, p.seen = b.leaseIDLocked(p.job), pin, w, now, now
+		b.leases[p.id] = p
 		w.inFlight++
 		w.stats.leases++
 		w.stats.wait.observe(now.Sub(p.queuedAt))
-		p.taken = true
-		p.assigned <- l
-		got = append(got, l)
+		if got == nil {
+			got = make([]*brokerJob, 0, min(max, len(b.queue)))
+		}
+		got = append(got, p)
 	}
 	clear(b.queue[len(kept):])
 	b.queue = kept
 	return got
 }
 
-// leaseID is the fencing token: run, attempt and 64 random bits, so that
-// no two leases share an id, across restarts too.
-func leaseID(j dispatch.Job) string {
+// leaseIDLocked is the fencing token: run, attempt and 64 random bits (16
+// hex digits), so that no two leases share an id, across restarts too.
+// The bits come from a ChaCha8 stream seeded from crypto/rand: ids need
+// to be unique, not secret (the token authorizes), and a read of the
+// system's source per lease cost more than the rest of the id.
+func (b *Broker) leaseIDLocked(j dispatch.Job) string {
+	buf := make([]byte, 0, len(j.Run)+24)
+	buf = append(buf, j.Run...)
+	buf = append(buf, '.')
+	buf = strconv.AppendInt(buf, int64(j.Attempt), 10)
+	buf = append(buf, '.')
 	var r [8]byte
-	_, _ = rand.Read(r[:])
-	return fmt.Sprintf("%s.%d.%s", j.Run, j.Attempt, hex.EncodeToString(r[:]))
+	binary.LittleEndian.PutUint64(r[:], b.idRand.Uint64())
+	buf = hex.AppendEncode(buf, r[:])
+	return string(buf)
 }
 
 // heartbeat renews w's leases in ids; it returns those to stop (their
@@ -551,7 +530,7 @@ const (
 // of each (in order): applied, duplicate or conflict (with why).
 func (b *Broker) applyResults(h WorkerHello, addr string, results []WorkerResult) []ResultStatus {
 	out := make([]ResultStatus, len(results))
-	done := make([]*remoteLease, len(results)) // applied: handed their result after the unlock
+	done := make([]*brokerJob, len(results)) // applied: handed their result after the unlock
 	res := make([]dispatch.Result, len(results))
 	now := time.Now()
 	b.mu.Lock()
@@ -559,9 +538,6 @@ func (b *Broker) applyResults(h WorkerHello, addr string, results []WorkerResult
 	for i, r := range results {
 		out[i].Lease = r.Lease
 		out[i].Status, out[i].Error, done[i], res[i] = b.resultLocked(w, r)
-	}
-	if w.updatePrefetchLocked() {
-		changed = true
 	}
 	name := w.name
 	b.mu.Unlock()
@@ -580,7 +556,7 @@ func (b *Broker) applyResults(h WorkerHello, addr string, results []WorkerResult
 
 // resultLocked applies r from w, once: it returns the lease to hand res to
 // when the result is applied.
-func (b *Broker) resultLocked(w *remoteWorker, r WorkerResult) (status, why string, _ *remoteLease, res dispatch.Result) {
+func (b *Broker) resultLocked(w *remoteWorker, r WorkerResult) (status, why string, _ *brokerJob, res dispatch.Result) {
 	l := b.leases[r.Lease]
 	switch {
 	case l == nil && b.closed[r.Lease] == "applied":
@@ -610,9 +586,6 @@ func (b *Broker) resultLocked(w *remoteWorker, r WorkerResult) (status, why stri
 	}
 	if !res.StartedAt.IsZero() {
 		w.stats.start.observe(res.StartedAt.Sub(l.queuedAt))
-		if !res.FinishedAt.IsZero() {
-			w.observeRunLocked(res.FinishedAt.Sub(res.StartedAt))
-		}
 	}
 	return resultApplied, "", l, res
 }
@@ -679,10 +652,8 @@ func (b *Broker) failUnservedLocked() {
 			continue
 		}
 		p.taken = true
-		l := &remoteLease{id: "unserved", done: make(chan dispatch.Result, 1)}
-		l.done <- dispatch.Result{Outcome: dispatch.OutcomeLost, Retryable: true,
+		p.done <- dispatch.Result{Outcome: dispatch.OutcomeLost, Retryable: true,
 			Error: fmt.Sprintf("no connected worker serves handler %q any more", p.job.Handler)}
-		p.assigned <- l
 	}
 	clear(b.queue[len(kept):])
 	b.queue = kept
@@ -720,7 +691,7 @@ func (b *Broker) Workers() []WorkerInfo {
 	out := make([]WorkerInfo, 0, len(b.workers))
 	for _, w := range b.workers {
 		out = append(out, WorkerInfo{ID: w.id, Name: w.name, Address: w.addr, Handlers: slices.Clone(w.handlers), Concurrency: w.concurrency,
-			Prefetch: w.prefetch, Ahead: w.ahead, InFlight: w.inFlight, Connected: w.live, Draining: w.draining, ConnectedAt: w.connectedAt.UTC().Format(time.RFC3339Nano),
+			Ahead: w.ahead, InFlight: w.inFlight, Connected: w.live, Draining: w.draining, ConnectedAt: w.connectedAt.UTC().Format(time.RFC3339Nano),
 			LastHeartbeat: w.lastSeen.UTC().Format(time.RFC3339Nano),
 			Leases:        w.stats.leases, Done: w.stats.done, Failed: w.stats.failed, Lost: w.stats.lost, Rejected: w.stats.rejected,
 			LeaseWait: w.stats.wait.summary(), LeaseToStart: w.stats.start.summary(),

@@ -445,12 +445,13 @@ func TestWorkerLeaseCarriesResults(t *testing.T) {
 	}
 }
 
-// TestWorkerPrefetchWhileAttemptsRunShort: once a worker's attempts run
-// short, the engine leases as many again as its concurrency, queued for
-// its next lease request (so the slots its results free are filled at
-// once); when they run long it stops, and no more than its concurrency is
-// leased (a queued attempt's timeout runs).
-func TestWorkerPrefetchWhileAttemptsRunShort(t *testing.T) {
+// TestWorkerLeasedUpToConcurrencyAndAhead: the engine leases for a worker
+// its concurrency plus the lease-ahead it announces (WorkerHello.Ahead),
+// queued for its next lease request; when it announces none (attempts
+// that run long, or a worker older than ahead) no more than its
+// concurrency is leased for it: the server does not estimate a lease-ahead
+// of its own (it did: prefetch, which reports 0 now).
+func TestWorkerLeasedUpToConcurrencyAndAhead(t *testing.T) {
 	ctx := context.Background()
 	b := setupRemote(t, 0, 10*time.Second, "")
 	w := hello("box") // concurrency 4
@@ -465,59 +466,52 @@ func TestWorkerPrefetchWhileAttemptsRunShort(t *testing.T) {
 		}
 		return list.Workers[0], list.Queued
 	}
-	// exchange reports results of run time d for leases and leases up to 4.
-	exchange := func(leases []api.Lease, d time.Duration) []api.Lease {
+	// exchange reports results of run time d for leases and leases up to max.
+	exchange := func(leases []api.Lease, d time.Duration, max int) []api.Lease {
 		t.Helper()
 		var results []api.WorkerResult
 		for _, l := range leases {
 			now := time.Now()
 			results = append(results, api.WorkerResult{Lease: l.Lease, Outcome: "ok", StartedAt: now.Add(-d), FinishedAt: now})
 		}
-		res, err := b.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w, Max: 4, WaitMs: ms(5000), Results: results})
+		res, err := b.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w, Max: max, WaitMs: ms(5000), Results: results})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res.Leases
 	}
-	waitQueued := func(want int) {
+	waitHeld := func(want int) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			info, queued := workerState()
-			if queued == want {
+			if info.InFlight+queued == want {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("queued %d, want %d (worker %+v)", queued, want, info)
+				t.Fatalf("in flight %d + queued %d, want %d (worker %+v)", info.InFlight, queued, want, info)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	leases := exchange(nil, 0)
-	for len(leases) < 4 { // the engine leases them one tick after the other
-		leases = append(leases, exchange(nil, 0)...)
+	w.Ahead = 4
+	leases := exchange(nil, 0, 4)
+	waitHeld(8) // 4 + 4 ahead: some leased to it, the rest queued for it
+	for len(leases) < 8 {
+		leases = append(leases, exchange(nil, 0, 8-len(leases))...)
 	}
-	if info, _ := workerState(); info.Prefetch != 0 {
-		t.Fatalf("prefetch %d before any result", info.Prefetch)
+	if info, _ := workerState(); info.Ahead != 4 || info.Prefetch != 0 || info.InFlight != 8 {
+		t.Fatalf("with ahead 4: %+v", info)
 	}
-	leases = exchange(leases, 100*time.Microsecond)
-	waitQueued(4 + 4 - len(leases)) // prefetch 4 on top of the 4 in flight
-	if info, _ := workerState(); info.Prefetch != 4 || info.InFlight != len(leases) {
-		t.Fatalf("after short attempts: %+v", info)
-	}
-	for range 4 { // long attempts: the mean run time passes 25ms
-		leases = exchange(leases, 200*time.Millisecond)
-	}
-	if info, _ := workerState(); info.Prefetch != 0 {
-		t.Fatalf("after long attempts: prefetch %d, want 0", info.Prefetch)
-	}
-	// Queued ones drain as it leases; nothing new is leased beyond 4 in flight.
-	for range 3 {
-		leases = exchange(leases, 200*time.Millisecond)
+	// Long attempts: the worker announces no lease-ahead; what is queued
+	// drains as it leases, and nothing beyond its concurrency is leased.
+	w.Ahead = 0
+	for range 4 {
+		leases = exchange(leases, 200*time.Millisecond, 4)
 	}
 	info, queued := workerState()
-	if info.InFlight+queued > 4 {
-		t.Fatalf("in flight %d + queued %d beyond the concurrency 4 after prefetch stopped", info.InFlight, queued)
+	if info.InFlight+queued > 4 || info.Prefetch != 0 {
+		t.Fatalf("in flight %d + queued %d beyond the concurrency 4 without ahead (worker %+v)", info.InFlight, queued, info)
 	}
 }
 
