@@ -1,6 +1,12 @@
 package api
 
-import "encoding/base64"
+import (
+	"encoding/base64"
+	"encoding/json"
+	"time"
+
+	"github.com/wasmtask/wasmtask/dispatch"
+)
 
 // The worker decodes lease responses by hand: with encoding/json they
 // took a seventh of a no-op worker's CPU. decodeLeaseResponse handles JSON
@@ -122,4 +128,203 @@ func decodeLease(r *jsonReader, l *Lease, manifest *[]byte) {
 			r.fail()
 		}
 	}
+}
+
+// The server decodes the bodies of lease and result requests by hand too
+// (decodeLeaseRequest, decodeResultRequest): with encoding/json they were
+// a sixth of the server's CPU per remote attempt (reflection, and a
+// string per field). Same rule: JSON as the worker writes it, anything
+// else (an escape, a member it does not know or in another case, a null
+// where a value belongs, a member given twice that holds an array) makes
+// the caller decode with encoding/json, so the result never differs
+// (FuzzDecodeWorkerRequest).
+
+// decodeLeaseRequest decodes a POST /v1/workers/lease body; ok false: use
+// encoding/json.
+func decodeLeaseRequest(b []byte) (req LeaseRequest, ok bool) {
+	r := newJSONReader(b)
+	var seen workerMembers
+	for more := r.openObject(); more; more = r.more('}') {
+		k := r.key()
+		switch string(k) {
+		case "max":
+			req.Max = r.int()
+		case "wait_ms":
+			if r.null() {
+				req.WaitMs = nil
+				continue
+			}
+			n := r.int64()
+			req.WaitMs = &n
+		case "results":
+			req.Results = decodeWorkerResults(&r, &seen)
+		default:
+			decodeHelloMember(&r, k, &req.WorkerHello, &seen)
+		}
+	}
+	return req, r.end()
+}
+
+// decodeResultRequest decodes a POST /v1/workers/result body; ok false:
+// use encoding/json.
+func decodeResultRequest(b []byte) (req ResultRequest, ok bool) {
+	r := newJSONReader(b)
+	var seen workerMembers
+	for more := r.openObject(); more; more = r.more('}') {
+		k := r.key()
+		if string(k) == "results" {
+			req.Results = decodeWorkerResults(&r, &seen)
+			continue
+		}
+		decodeHelloMember(&r, k, &req.WorkerHello, &seen)
+	}
+	return req, r.end()
+}
+
+// workerMembers records the members holding arrays read so far: given
+// twice, encoding/json decodes the second into the first's elements (a
+// merge), which these decoders leave to it.
+type workerMembers struct{ handlers, results bool }
+
+// once gives up if *seen is set, and sets it.
+func (r *jsonReader) once(seen *bool) {
+	if *seen {
+		r.fail()
+	}
+	*seen = true
+}
+
+// decodeHelloMember reads member k of a WorkerHello (embedded in the
+// request); any other member gives up.
+func decodeHelloMember(r *jsonReader, k []byte, h *WorkerHello, seen *workerMembers) {
+	switch string(k) {
+	case "worker":
+		h.Worker = r.str()
+	case "name":
+		h.Name = r.str()
+	case "concurrency":
+		h.Concurrency = r.int()
+	case "ahead":
+		h.Ahead = r.int()
+	case "handlers":
+		r.once(&seen.handlers)
+		if r.null() {
+			h.Handlers = nil
+			return
+		}
+		h.Handlers = []string{}
+		for more := r.openArray(); more; more = r.more(']') {
+			h.Handlers = append(h.Handlers, r.str())
+		}
+	default:
+		r.fail()
+	}
+}
+
+func decodeWorkerResults(r *jsonReader, seen *workerMembers) []WorkerResult {
+	r.once(&seen.results)
+	if r.null() {
+		return nil
+	}
+	out := []WorkerResult{}
+	var module string // the previous result's: most name the same one
+	for more := r.openArray(); more; more = r.more(']') {
+		out = append(out, WorkerResult{})
+		decodeWorkerResult(r, &out[len(out)-1], &module)
+	}
+	return out
+}
+
+// outcomeNames: a known outcome is decoded into its constant (no string
+// allocated per result).
+var outcomeNames = func() map[string]string {
+	m := map[string]string{}
+	for _, o := range []dispatch.Outcome{dispatch.OutcomeOK, dispatch.OutcomeFailed, dispatch.OutcomeTrap, dispatch.OutcomeTimeout,
+		dispatch.OutcomeCancelled, dispatch.OutcomeOOM, dispatch.OutcomeOutputTooLarge, dispatch.OutcomeABIViolation, dispatch.OutcomeLost} {
+		m[string(o)] = string(o)
+	}
+	return m
+}()
+
+func decodeWorkerResult(r *jsonReader, res *WorkerResult, module *string) {
+	children := false
+	for more := r.openObject(); more; more = r.more('}') {
+		switch string(r.key()) {
+		case "lease":
+			res.Lease = r.str()
+		case "outcome":
+			s := r.strBytes()
+			if o, ok := outcomeNames[string(s)]; ok {
+				res.Outcome = o
+			} else {
+				res.Outcome = string(s)
+			}
+		case "retryable":
+			res.Retryable = r.bool()
+		case "error":
+			res.Error = r.str()
+		case "module":
+			if s := r.strBytes(); string(s) != *module {
+				*module = string(s)
+			}
+			res.Module = *module
+		case "output":
+			res.Output = r.base64()
+		case "log":
+			res.Log = r.base64()
+		case "started_at":
+			res.StartedAt = r.time()
+		case "finished_at":
+			res.FinishedAt = r.time()
+		case "children":
+			r.once(&children)
+			if r.null() {
+				res.Children = nil
+				continue
+			}
+			res.Children = []json.RawMessage{}
+			for more := r.openArray(); more; more = r.more(']') {
+				raw := r.skip()
+				// Objects only (a task spec is one), checked as
+				// encoding/json checks a RawMessage, and copied as it does.
+				if len(raw) == 0 || raw[0] != '{' || !json.Valid(raw) {
+					r.fail()
+					break
+				}
+				res.Children = append(res.Children, append(json.RawMessage(nil), raw...))
+			}
+		default:
+			r.fail()
+		}
+	}
+}
+
+// base64 reads a string of standard base64 into new bytes, or a null
+// (nil), as encoding/json reads a []byte.
+func (r *jsonReader) base64() []byte {
+	if r.null() {
+		return nil
+	}
+	s := r.strBytes()
+	if !r.ok {
+		return nil
+	}
+	out := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+	n, err := base64.StdEncoding.Decode(out, s)
+	if err != nil {
+		r.fail()
+		return nil
+	}
+	return out[:n]
+}
+
+// time reads a string in RFC 3339 as time.Time's UnmarshalJSON does (a
+// null gives up: it would leave the field as it was).
+func (r *jsonReader) time() time.Time {
+	s := r.strBytes()
+	var t time.Time
+	if r.ok && t.UnmarshalText(s) != nil {
+		r.fail()
+	}
+	return t
 }

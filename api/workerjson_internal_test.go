@@ -1,12 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/wasmtask/wasmtask/plugins"
 )
@@ -223,6 +225,175 @@ func FuzzDecodeLeaseResponse(f *testing.F) {
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q decoded differently:\n%+v\nencoding/json:\n%+v", b, got, want)
+		}
+	})
+}
+
+// randomWorkerRequests returns n lease and result requests filled at
+// random (strings from randomStrings, so some need escapes; times with
+// and without fractions and offsets; children as the host writes them),
+// marshaled as the client marshals them.
+func randomWorkerRequests(r *rand.Rand, n int) (bodies [][]byte) {
+	str := func() string { return randomStrings[r.IntN(len(randomStrings))] }
+	times := []time.Time{{}, time.Date(2026, 12, 4, 16, 0, 0, 123456789, time.UTC), time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("", 3600))}
+	bytesOf := [][]byte{nil, {}, []byte("hi"), {0, 1, 2, 0xff}}
+	hello := func() WorkerHello {
+		h := WorkerHello{Worker: str(), Name: str(), Concurrency: r.IntN(20), Ahead: r.IntN(3) * 100}
+		switch r.IntN(3) {
+		case 1:
+			h.Handlers = []string{}
+		case 2:
+			h.Handlers = []string{str(), str()}
+		}
+		return h
+	}
+	results := func() []WorkerResult {
+		if r.IntN(4) == 0 {
+			return nil
+		}
+		out := make([]WorkerResult, r.IntN(4))
+		for i := range out {
+			out[i] = WorkerResult{Lease: str(), Outcome: []string{"ok", "failed", "trap"}[r.IntN(3)], Retryable: r.IntN(2) == 0,
+				Output: bytesOf[r.IntN(len(bytesOf))], Log: bytesOf[r.IntN(len(bytesOf))], StartedAt: times[r.IntN(len(times))],
+				FinishedAt: times[r.IntN(len(times))]}
+			if r.IntN(2) == 0 {
+				out[i].Error, out[i].Module = str(), str()
+			}
+			switch r.IntN(3) {
+			case 1:
+				out[i].Children = []json.RawMessage{}
+			case 2:
+				out[i].Children = []json.RawMessage{json.RawMessage(`{"handler":"child","input":"x"}`), json.RawMessage(`{"handler":"c2","labels":{"a":"b"}}`)}
+			}
+		}
+		return out
+	}
+	for range n {
+		var v any
+		if r.IntN(2) == 0 {
+			req := LeaseRequest{WorkerHello: hello(), Max: r.IntN(300), Results: results()}
+			if r.IntN(2) == 0 {
+				req.WaitMs = new(int64)
+				*req.WaitMs = int64(r.IntN(6000))
+			}
+			v = req
+		} else {
+			v = ResultRequest{WorkerHello: hello(), Results: results()}
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			panic(err)
+		}
+		bodies = append(bodies, b)
+	}
+	return bodies
+}
+
+// checkWorkerRequestDecoders decodes b with the hand-written decoders
+// and, where they do not give up, with encoding/json: the two must agree
+// (and encoding/json must accept what they accept). It returns whether
+// the lease (or result) decoder took b.
+func checkWorkerRequestDecoders(t *testing.T, b []byte) (leaseOK, resultOK bool) {
+	t.Helper()
+	if got, ok := decodeLeaseRequest(b); ok {
+		var want LeaseRequest
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatalf("the lease request decoder accepted %q, encoding/json refuses it: %v", b, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q decoded differently as a lease request:\n%+v\nencoding/json:\n%+v", b, got, want)
+		}
+		leaseOK = true
+	}
+	if got, ok := decodeResultRequest(b); ok {
+		var want ResultRequest
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatalf("the result request decoder accepted %q, encoding/json refuses it: %v", b, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q decoded differently as a result request:\n%+v\nencoding/json:\n%+v", b, got, want)
+		}
+		resultOK = true
+	}
+	return leaseOK, resultOK
+}
+
+// TestDecodeWorkerRequestsMatchEncoding: the server's hand-written
+// decoders of lease and result requests give what encoding/json gives, or
+// give up (unmarshalWorkerBody then uses encoding/json), on requests
+// filled at random, as clients write them and indented; and they do not
+// give up on what a worker sends for no-op tasks.
+func TestDecodeWorkerRequestsMatchEncoding(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	took := 0
+	for _, b := range randomWorkerRequests(r, 4000) {
+		var indented bytes.Buffer
+		if err := json.Indent(&indented, b, "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		for _, body := range [][]byte{b, indented.Bytes()} {
+			if l, res := checkWorkerRequestDecoders(t, body); l || res {
+				took++
+			}
+		}
+	}
+	if took == 0 {
+		t.Fatal("the decoders gave up on every request")
+	}
+	now := time.Now()
+	typical := LeaseRequest{WorkerHello: WorkerHello{Worker: "9a514420b78c", Name: "w1", Concurrency: 16, Ahead: 40}, Max: 20, WaitMs: new(int64),
+		Results: []WorkerResult{{Lease: "01KBMX8ZJ0W0Q3E0G6Z0S1K8PQ#1.1.2d1c3f35b1877e31", Outcome: "ok", Module: "sha256:7a70", StartedAt: now, FinishedAt: now}}}
+	b, _ := json.Marshal(typical)
+	if _, ok := decodeLeaseRequest(b); !ok {
+		t.Fatalf("gave up on a worker's lease request: %s", b)
+	}
+	b, _ = json.Marshal(ResultRequest{WorkerHello: typical.WorkerHello, Results: typical.Results})
+	if _, ok := decodeResultRequest(b); !ok {
+		t.Fatalf("gave up on a worker's result request: %s", b)
+	}
+}
+
+func FuzzDecodeWorkerRequest(f *testing.F) {
+	for _, b := range randomWorkerRequests(rand.New(rand.NewPCG(9, 10)), 12) {
+		f.Add(b)
+	}
+	for _, s := range []string{`{"results":[{"lease":"a","error":"x"}],"results":[{"lease":"b"}]}`, `{"handlers":["a"],"handlers":null}`,
+		`{"Max":1}`, `{"max":1.0}`, `{"wait_ms":null,"wait_ms":5}`, `{"results":[{"started_at":null}]}`, `{"results":[{"started_at":"2026-12-04T16:00:00Z"}]}`,
+		`{"results":[{"started_at":"2026-12-04 16:00:00Z"}]}`, `{"results":[{"output":"aGk"}]}`, `{"results":[{"children":[null]}]}`,
+		`{"results":[{"children":[{"a":1},]}]}`, `{"results":[{"children":[{"a":tru}]}]}`, `{"results":[{"retryable":null}]}`, `{"concurrency":01}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkWorkerRequestDecoders(t, b)
+	})
+}
+
+// BenchmarkDecodeWorkerRequest: a lease request carrying 64 results of
+// no-op attempts, as the server decodes it: by hand, and with
+// encoding/json for scale.
+//
+//	go test -run='^$' -bench=DecodeWorkerRequest -benchmem ./api/
+func BenchmarkDecodeWorkerRequest(b *testing.B) {
+	now := time.Now()
+	req := LeaseRequest{WorkerHello: WorkerHello{Worker: "9a514420b78c", Name: "w1", Concurrency: 16, Ahead: 40}, Max: 64, WaitMs: new(int64)}
+	for i := range 64 {
+		req.Results = append(req.Results, WorkerResult{Lease: fmt.Sprintf("01KBMX8ZJ0W0Q3E0G6Z0S1K8PQ#%d.1.2d1c3f35b1877e31", i), Outcome: "ok",
+			Module: "sha256:7a70028e3c44af996c36c903afdba05d3b466359ed8a582194b9ccc3b4f1123f", StartedAt: now, FinishedAt: now})
+	}
+	body, _ := json.Marshal(req)
+	b.Run("hand", func(b *testing.B) {
+		for b.Loop() {
+			if _, ok := decodeLeaseRequest(body); !ok {
+				b.Fatal("gave up")
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		for b.Loop() {
+			var out LeaseRequest
+			if err := json.Unmarshal(body, &out); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }

@@ -237,7 +237,7 @@ func (s *Server) brokerOr404(w http.ResponseWriter) *Broker {
 func decodeWorkerBody(w http.ResponseWriter, r *http.Request, limit int64, v any, hello *WorkerHello) bool {
 	b, err := readBody(w, r, limit)
 	if err == nil {
-		if jerr := json.Unmarshal(b, v); jerr != nil {
+		if jerr := unmarshalWorkerBody(b, v); jerr != nil {
 			err = &Error{Status: 400, Code: "invalid", Message: "body: " + jerr.Error()}
 		} else {
 			err = hello.check()
@@ -248,6 +248,26 @@ func decodeWorkerBody(w http.ResponseWriter, r *http.Request, limit int64, v any
 		return false
 	}
 	return true
+}
+
+// unmarshalWorkerBody decodes a worker request's body into v: lease and
+// result requests by hand when they are as workers write them
+// (decodeLeaseRequest, decodeResultRequest), anything else with
+// encoding/json.
+func unmarshalWorkerBody(b []byte, v any) error {
+	switch v := v.(type) {
+	case *LeaseRequest:
+		if req, ok := decodeLeaseRequest(b); ok {
+			*v = req
+			return nil
+		}
+	case *ResultRequest:
+		if req, ok := decodeResultRequest(b); ok {
+			*v = req
+			return nil
+		}
+	}
+	return json.Unmarshal(b, v)
 }
 
 func (s *Server) leaseTimings() (timeout, heartbeat int64) {
