@@ -181,7 +181,12 @@ const maxBusyRetries = 30
 
 func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) (int, error) {
 	var b []byte
-	if in != nil {
+	if a, ok := in.(jsonAppender); ok {
+		if b, ok = a.appendJSON(nil); !ok {
+			b = nil
+		}
+	}
+	if in != nil && b == nil {
 		var err error
 		if b, err = json.Marshal(in); err != nil {
 			return 0, err

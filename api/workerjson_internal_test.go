@@ -234,6 +234,19 @@ func FuzzDecodeLeaseResponse(f *testing.F) {
 // and without fractions and offsets; children as the host writes them),
 // marshaled as the client marshals them.
 func randomWorkerRequests(r *rand.Rand, n int) (bodies [][]byte) {
+	for _, v := range randomWorkerRequestValues(r, n) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			panic(err)
+		}
+		bodies = append(bodies, b)
+	}
+	return bodies
+}
+
+// randomWorkerRequestValues returns n lease and result requests filled at
+// random (see randomWorkerRequests).
+func randomWorkerRequestValues(r *rand.Rand, n int) (reqs []any) {
 	str := func() string { return randomStrings[r.IntN(len(randomStrings))] }
 	times := []time.Time{{}, time.Date(2026, 12, 4, 16, 0, 0, 123456789, time.UTC), time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("", 3600))}
 	bytesOf := [][]byte{nil, {}, []byte("hi"), {0, 1, 2, 0xff}}
@@ -280,13 +293,9 @@ func randomWorkerRequests(r *rand.Rand, n int) (bodies [][]byte) {
 		} else {
 			v = ResultRequest{WorkerHello: hello(), Results: results()}
 		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			panic(err)
-		}
-		bodies = append(bodies, b)
+		reqs = append(reqs, v)
 	}
-	return bodies
+	return reqs
 }
 
 // checkWorkerRequestDecoders decodes b with the hand-written decoders
@@ -396,4 +405,39 @@ func BenchmarkDecodeWorkerRequest(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestWorkerRequestJSONMatchesEncoder: the worker's hand-written lease
+// and result requests are byte for byte what json.Marshal writes, on
+// requests filled at random; where it declines (a time or a child
+// json.Marshal would write otherwise or refuse), json.Marshal is used.
+func TestWorkerRequestJSONMatchesEncoder(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	reqs := randomWorkerRequestValues(r, 4000)
+	odd := ResultRequest{WorkerHello: WorkerHello{Worker: "w", Name: "n", Concurrency: 1}, Results: []WorkerResult{
+		{Lease: "l", Outcome: "ok", StartedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Lease: "l", Outcome: "ok", StartedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 24*3600))},
+		{Lease: "l", Outcome: "ok", Children: []json.RawMessage{json.RawMessage(`{ "handler": "<x>" }`)}},
+	}}
+	for _, res := range odd.Results {
+		reqs = append(reqs, ResultRequest{WorkerHello: odd.WorkerHello, Results: []WorkerResult{res}})
+	}
+	declined := 0
+	for i, v := range reqs {
+		got, ok := v.(jsonAppender).appendJSON(nil)
+		want, err := json.Marshal(v)
+		if !ok {
+			declined++
+			continue
+		}
+		if err != nil {
+			t.Fatalf("case %d: written by hand, json.Marshal refuses it: %v", i, err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("case %d: hand-written JSON differs from encoding/json\ngot:\n%s\nwant:\n%s", i, got, want)
+		}
+	}
+	if declined != len(odd.Results) {
+		t.Fatalf("declined %d requests, want the %d odd ones", declined, len(odd.Results))
+	}
 }
