@@ -50,22 +50,36 @@
 // or the pinned one), so a hot swap never changes a running attempt; the
 // worker fetches it by hash (GET /v1/modules/{version}). A lease request
 // may carry the results of finished attempts, applied before it leases, so
-// one round trip frees a worker's slots and fills them; its response is
-// written by hand (workerjson.go), each manifest encoded once per loaded
-// version. While a worker's attempts run short (under 10 ms on average)
-// the engine may lease as many again as its concurrency (prefetch), queued
-// for its next lease request, so that the round trip through the engine
-// does not idle it. A worker whose attempts run short also holds attempts
-// leased beyond its concurrency itself (about 2 ms of work, at most 256),
-// queued for its runners, and says how many in its hello ("ahead"): the
-// server counts them in its capacity, and the worker sends its next lease
-// request (carrying the results finished meanwhile) when half of what it
-// may hold is free, so the other half runs during the round trip and each
-// request carries many results and leases.
+// one round trip frees a worker's slots and fills them. The hot path is
+// written by hand both ways (workerjson.go, workerjson_decode.go): the
+// lease response (each manifest encoded once per loaded version), the
+// request bodies as the worker writes them (anything else is decoded with
+// encoding/json), and the worker's requests (Client).
+//
+// Lease-ahead: a worker whose attempts run short holds attempts leased
+// beyond its concurrency, queued for its runners, and says how many in
+// its hello ("ahead"); the server counts them in its capacity, and the
+// worker sends its next lease request (carrying the results finished
+// meanwhile) when half of what it may hold is free, so the other half runs
+// during the round trip and each request carries many results and leases.
+// The worker sizes it (package worker: about 4 ms of attempts at the rate
+// they finish, or 4 lease round trips if longer, at least its concurrency,
+// at most 256, none once attempts run long). The server makes no estimate
+// of its own. It did (session 5: "prefetch", leasing as many again as a
+// worker's concurrency while its attempts ran under 10 ms on the server's
+// measure), and the two estimates added up in the capacity, each blind to
+// the other. The worker's was kept because only the worker sees what
+// decides it: how fast its slots free (its cores, shared or not), its
+// round trip to the server, and whether an attempt can start the moment
+// a slot frees (one queued on the worker can; one queued on the server
+// waits a round trip). An older worker, which sends no "ahead", gets its
+// concurrency only: correct, but with short attempts its slots idle
+// during each round trip (WorkerInfo.Prefetch stays in GET /v1/workers,
+// always 0).
 //
 // Deviation from a per-handler capacity: the engine bounds attempts in
 // flight as a whole (SetCapacity: local workers plus every worker's
-// concurrency, ahead and prefetch) and leases ready runs in priority order, and
+// concurrency and ahead) and leases ready runs in priority order, and
 // Runnable only says whether some worker serves a handler at all. So with
 // workers serving different handlers (A: "a", B: "b") a backlog of "a"
 // ahead of "b" fills every slot with "a" attempts: A runs its share, the

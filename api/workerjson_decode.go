@@ -29,10 +29,11 @@ func decodeLeaseResponse(b []byte) (out LeaseResponse, manifests [][]byte, ok bo
 			}
 			out.Leases = []Lease{}
 			manifests = manifests[:0]
+			var prev Lease // the previous lease's handler, plugin and version, shared when repeated
 			for more := r.openArray(); more; more = r.more(']') {
 				var l Lease
 				var m []byte
-				decodeLease(&r, &l, &m)
+				decodeLease(&r, &l, &m, &prev)
 				out.Leases = append(out.Leases, l)
 				manifests = append(manifests, m)
 			}
@@ -69,7 +70,7 @@ func decodeLeaseResponse(b []byte) (out LeaseResponse, manifests [][]byte, ok bo
 	return out, manifests, r.end()
 }
 
-func decodeLease(r *jsonReader, l *Lease, manifest *[]byte) {
+func decodeLease(r *jsonReader, l *Lease, manifest *[]byte, prev *Lease) {
 	for more := r.openObject(); more; more = r.more('}') {
 		switch string(r.key()) {
 		case "lease":
@@ -83,11 +84,11 @@ func decodeLease(r *jsonReader, l *Lease, manifest *[]byte) {
 		case "max_attempts":
 			l.MaxAttempts = r.int()
 		case "handler":
-			l.Handler = r.str()
+			l.Handler = r.strLike(&prev.Handler)
 		case "plugin":
-			l.Plugin = r.str()
+			l.Plugin = r.strLike(&prev.Plugin)
 		case "version":
-			l.Version = r.str()
+			l.Version = r.strLike(&prev.Version)
 		case "manifest":
 			if r.null() {
 				*manifest = nil
@@ -264,10 +265,7 @@ func decodeWorkerResult(r *jsonReader, res *WorkerResult, module *string) {
 		case "error":
 			res.Error = r.str()
 		case "module":
-			if s := r.strBytes(); string(s) != *module {
-				*module = string(s)
-			}
-			res.Module = *module
+			res.Module = r.strLike(module)
 		case "output":
 			res.Output = r.base64()
 		case "log":
@@ -327,4 +325,14 @@ func (r *jsonReader) time() time.Time {
 		r.fail()
 	}
 	return t
+}
+
+// strLike reads a string; when it equals *prev it returns *prev (no new
+// string), else it becomes *prev: most leases of a response name the same
+// handler, plugin and version.
+func (r *jsonReader) strLike(prev *string) string {
+	if b := r.strBytes(); string(b) != *prev {
+		*prev = string(b)
+	}
+	return *prev
 }

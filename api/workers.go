@@ -155,8 +155,9 @@ type WorkerInfo struct {
 	Address     string   `json:"address"`
 	Handlers    []string `json:"handlers,omitempty"`
 	Concurrency int      `json:"concurrency"`
-	// Prefetch: attempts the engine may lease for it beyond Concurrency
-	// (queued for its next lease request) while its attempts run short.
+	// Prefetch is always 0: the server no longer leases for a worker
+	// beyond its concurrency and Ahead (doc.go, "Lease-ahead"); kept for
+	// clients that read it.
 	Prefetch int `json:"prefetch"`
 	// Ahead: attempts the worker holds leased beyond Concurrency (queued on
 	// it) while its attempts run short (WorkerHello.Ahead); InFlight counts

@@ -38,6 +38,23 @@
 //     with draining has the server answer it now, and what it brought runs
 //     (a server that does not answer that heartbeat in 2 s is given up on).
 //
+// # Lease-ahead
+//
+// While attempts run short the worker holds some leased beyond its
+// concurrency, queued for its runners (aheadFor), and announces how many
+// (WorkerHello.Ahead) so that the server leases them: about aheadWindow
+// (4 ms) of attempts at the rate they finish, or aheadRTTs (4) lease round
+// trips' worth if those are slower, at least the concurrency, at most
+// concurrency x aheadWork (2 ms) / mean run time and maxAhead (256). A
+// lease request goes out when half of that is free, so the other half
+// covers the round trip. This is the one lease-ahead estimate: the server
+// makes none (its "prefetch" is gone, see api/doc.go), because only the
+// worker sees how fast its slots free and what a round trip costs it, and
+// an attempt queued here starts the moment a slot frees. The first bound
+// alone (session 6) held 256 no-op attempts, ~13 ms of them, on a 2-core
+// machine: slots do not all run at once, so the mean run time overstates
+// the rate; the finish rate is what they actually ran at.
+//
 // Heartbeats carry every running lease in one request. Results ride on
 // the next lease request (which waits up to 2 ms for the attempts the last
 // lease started to finish), so a busy worker with short attempts costs the

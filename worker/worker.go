@@ -65,6 +65,9 @@ type Worker struct {
 	freed     chan struct{}       // signalled when a slot frees
 	heartbeat time.Duration       // the server's advice
 	deployed  map[string]*deploy  // by version + manifest
+	// lastDeploy is the deploy of the last lease ensured: most leases
+	// name the same version and manifest as the one before.
+	lastDeploy *deploy
 
 	// Results of finished attempts wait in pending for the next lease
 	// request, which carries them (one round trip frees slots and fills
@@ -119,6 +122,11 @@ type attempt struct {
 type deploy struct {
 	done chan struct{}
 	err  error
+	// What it deployed, to recognize the next lease of the same version
+	// and manifest without building its key (lastDeploy).
+	plugin, version string
+	manifest        []byte
+	pin             string // plugin@version, for the resolver (pinKey)
 }
 
 // pinKey carries an attempt's pinned handler (plugin@version) to the
@@ -620,7 +628,8 @@ func (w *Worker) run(a *attempt) {
 func (w *Worker) execute(ctx context.Context, l api.Lease) api.WorkerResult {
 	started := time.Now()
 	out := api.WorkerResult{Lease: l.Lease}
-	if err := w.ensure(ctx, l); err != nil {
+	pin, err := w.ensure(ctx, l)
+	if err != nil {
 		out.Outcome, out.Retryable = string(dispatch.OutcomeFailed), true
 		out.Error = fmt.Sprintf("worker %s cannot load %s@%s: %v", w.cfg.Name, l.Plugin, l.Version, err)
 		out.StartedAt, out.FinishedAt = started, time.Now()
@@ -629,7 +638,7 @@ func (w *Worker) execute(ctx context.Context, l api.Lease) api.WorkerResult {
 	job := dispatch.Job{Task: dispatch.TaskID(l.Task), Run: dispatch.RunID(l.Run), Handler: l.Handler, Input: l.Input,
 		Attempt: l.Attempt, MaxAttempts: l.MaxAttempts, DeadlineMs: started.UnixMilli() + l.RemainingMs, TimeoutMs: l.TimeoutMs,
 		Worker: w.cfg.Name, Labels: l.Labels, Parent: dispatch.TaskID(l.Parent)}
-	res := w.exec.Execute(context.WithValue(ctx, pinKey{}, l.Plugin+"@"+l.Version), job)
+	res := w.exec.Execute(context.WithValue(ctx, pinKey{}, pin), job)
 	if res.StartedAt.IsZero() || res.FinishedAt.IsZero() {
 		res.StartedAt, res.FinishedAt = started, time.Now()
 	}
@@ -647,33 +656,38 @@ func (w *Worker) execute(ctx context.Context, l api.Lease) api.WorkerResult {
 // ensure deploys the lease's module version (with its manifest) in the
 // local registry once: from the cache, or fetched from the server and
 // checked against its hash.
-func (w *Worker) ensure(ctx context.Context, l api.Lease) error {
+// It returns plugin@version, what the attempt resolves to.
+func (w *Worker) ensure(ctx context.Context, l api.Lease) (string, error) {
 	m := l.ManifestJSON() // as received: no encoding per attempt
 	if m == nil && l.Manifest != nil {
 		m, _ = json.Marshal(l.Manifest)
 	}
-	key := l.Plugin + "@" + l.Version + string(m)
 	w.mu.Lock()
-	d := w.deployed[key]
-	if d == nil {
-		d = &deploy{done: make(chan struct{})}
-		w.deployed[key] = d
-		w.mu.Unlock()
-		d.err = w.deploy(ctx, l)
-		if d.err != nil {
-			w.mu.Lock()
-			delete(w.deployed, key) // try again with the next lease
+	d := w.lastDeploy
+	if d == nil || d.plugin != l.Plugin || d.version != l.Version || string(d.manifest) != string(m) {
+		key := l.Plugin + "@" + l.Version + string(m)
+		if d = w.deployed[key]; d == nil {
+			d = &deploy{done: make(chan struct{}), plugin: l.Plugin, version: l.Version, manifest: m, pin: l.Plugin + "@" + l.Version}
+			w.deployed[key] = d
 			w.mu.Unlock()
+			d.err = w.deploy(ctx, l)
+			w.mu.Lock()
+			if d.err != nil {
+				delete(w.deployed, key) // try again with the next lease
+			} else {
+				w.lastDeploy = d
+			}
+			w.mu.Unlock()
+			close(d.done)
+			return d.pin, d.err
 		}
-		close(d.done)
-		return d.err
 	}
 	w.mu.Unlock()
 	select {
 	case <-d.done:
-		return d.err
+		return d.pin, d.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return "", ctx.Err()
 	}
 }
 
