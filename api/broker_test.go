@@ -154,11 +154,14 @@ func TestWorkerLeaseExpiryFencesLateResult(t *testing.T) {
 }
 
 func TestWorkerHeartbeatKeepsLeaseAndRelaysCancel(t *testing.T) {
-	b := setupRemote(t, 0, 300*time.Millisecond, "")
+	// Heartbeats 5 times per lease timeout, for 2.5 lease timeouts: the
+	// lease lives on, with room for a loaded machine's late wake-ups (at
+	// 300 ms and a heartbeat every 200 ms it failed under load 25).
+	b := setupRemote(t, 0, time.Second, "")
 	id := b.submit(t, api.TaskSpec{Handler: "echo"})
 	w := hello("box")
 	l := b.leaseOne(t, w)
-	for range 6 { // 1.2 s: four lease timeouts
+	for range 13 {
 		time.Sleep(200 * time.Millisecond)
 		hb, err := b.cl.WorkerHeartbeat(context.Background(), api.HeartbeatRequest{WorkerHello: w, Leases: []string{l.Lease}})
 		if err != nil || len(hb.Lost) != 0 || len(hb.Cancel) != 0 {
