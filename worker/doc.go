@@ -43,7 +43,7 @@
 // While attempts run short the worker holds some leased beyond its
 // concurrency, queued for its runners (aheadFor), and announces how many
 // (WorkerHello.Ahead) so that the server leases them: about aheadWindow
-// (4 ms) of attempts at the rate they finish, or aheadRTTs (4) lease round
+// (8 ms) of attempts at the rate they finish, or aheadRTTs (4) lease round
 // trips' worth if those are slower, at least the concurrency, at most
 // concurrency x aheadWork (2 ms) / mean run time and maxAhead (256). A
 // lease request goes out when half of that is free, so the other half

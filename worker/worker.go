@@ -480,10 +480,14 @@ const maxLeasesPerRequest = 4096
 // finishes in aheadWindow, or in aheadRTTs lease round trips if longer,
 // at the measured rate (and at least the concurrency, so that a slow
 // measure cannot shrink it to nothing: the rate it measures depends on it).
+// 8 ms rather than less: each request then carries tens of results and
+// leases, and at 4 ms (half as many per request) the server's CPU per
+// remote attempt rose by about a tenth (BenchmarkRemoteWorkers, shared
+// machine) for 3-5 ms less lease -> start.
 const (
 	aheadWork   = 2 * time.Millisecond
 	maxAhead    = 256
-	aheadWindow = 4 * time.Millisecond
+	aheadWindow = 8 * time.Millisecond
 	aheadRTTs   = 4
 	// rateWindow is the period over which the finish rate is measured.
 	rateWindow = 20 * time.Millisecond
