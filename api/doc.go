@@ -62,9 +62,8 @@
 // worker sends its next lease request (carrying the results finished
 // meanwhile) when half of what it may hold is free, so the other half runs
 // during the round trip and each request carries many results and leases.
-// The worker sizes it (package worker: about 8 ms of attempts at the rate
-// they finish, or 4 lease round trips if longer, at least its concurrency,
-// at most 256, none once attempts run long). The server makes no estimate
+// The worker sizes it (package worker: about 2 ms of work at its mean run
+// time, at most 256, none once attempts run long). The server makes no estimate
 // of its own. It did (session 5: "prefetch", leasing as many again as a
 // worker's concurrency while its attempts ran under 10 ms on the server's
 // measure), and the two estimates added up in the capacity, each blind to

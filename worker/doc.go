@@ -42,18 +42,22 @@
 //
 // While attempts run short the worker holds some leased beyond its
 // concurrency, queued for its runners (aheadFor), and announces how many
-// (WorkerHello.Ahead) so that the server leases them: about aheadWindow
-// (8 ms) of attempts at the rate they finish, or aheadRTTs (4) lease round
-// trips' worth if those are slower, at least the concurrency, at most
-// concurrency x aheadWork (2 ms) / mean run time and maxAhead (256). A
-// lease request goes out when half of that is free, so the other half
-// covers the round trip. This is the one lease-ahead estimate: the server
-// makes none (its "prefetch" is gone, see api/doc.go), because only the
-// worker sees how fast its slots free and what a round trip costs it, and
-// an attempt queued here starts the moment a slot frees. The first bound
-// alone (session 6) held 256 no-op attempts, ~13 ms of them, on a 2-core
-// machine: slots do not all run at once, so the mean run time overstates
-// the rate; the finish rate is what they actually ran at.
+// (WorkerHello.Ahead) so that the server leases them: concurrency x
+// aheadWork (2 ms) / mean run time, at most maxAhead (256), none once
+// attempts run long. A lease request goes out when half of that is free,
+// so the other half covers the round trip. This is the one lease-ahead
+// estimate: the server makes none (its "prefetch" is gone, see
+// api/doc.go), because only the worker sees how fast its slots free and
+// what a round trip costs it, and an attempt queued here starts the moment
+// a slot frees.
+//
+// Tried and dropped (session 7): bounding it also by the finish rate
+// (about 4-8 ms of attempts as they finish). With no-op attempts the rule
+// above holds 256 (slots share the cores, so the mean run time overstates
+// the rate), ~10-13 ms of lease -> start; the rate bound cut that by a
+// third, but the server's CPU per remote attempt rose by about a sixth:
+// smaller batches, and lease requests that found the server's queue not
+// yet refilled took a few attempts each.
 //
 // Heartbeats carry every running lease in one request. Results ride on
 // the next lease request (which waits up to 2 ms for the attempts the last

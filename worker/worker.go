@@ -90,15 +90,6 @@ type Worker struct {
 	// and leases each (see aheadFor).
 	runAvg time.Duration // mean run time of its attempts (exponentially weighted)
 	ahead  int
-	// The rate at which attempts finish (per second, exponentially
-	// weighted over rateWindow periods) and the round trip of lease
-	// requests answered with work: they size the lease-ahead to what
-	// covers a round trip or two, rather than to what would be run in
-	// aheadWork if every slot ran at once (aheadFor).
-	rate     float64
-	rateN    int
-	rateAt   time.Time
-	leaseRTT time.Duration
 }
 
 // leaseState is what the lease loop is doing, for the sender.
@@ -300,9 +291,6 @@ func (w *Worker) leaseLoop(ctx context.Context) error {
 		res, err := w.leaseOut(ctx, api.LeaseRequest{WorkerHello: hello, Max: free, Results: results})
 		w.mu.Lock()
 		w.leaseState = leasePreparing
-		if err == nil && len(res.Leases) > 0 {
-			w.observeLeaseRTTLocked(time.Since(w.leaseOutAt))
-		}
 		if len(results) > 0 && (err != nil || res.Results == nil) {
 			// Not known to be applied: sent again (a duplicate is applied
 			// once). No fates: a server from before results rode on lease
@@ -466,84 +454,35 @@ const maxResultsPerRequest = 256
 // (the server's bound).
 const maxLeasesPerRequest = 4096
 
-// Lease-ahead bounds: the attempts held beyond the concurrency are at
-// most about aheadWork of work at the mean run time, and at most
-// maxAhead. None once attempts take aheadWork or longer: a slot's next
-// attempt then waits for a round trip, which is small beside its run.
-//
-// Short attempts do not all run at once (they share the cores), so that
-// bound overestimates: with no-op attempts it was maxAhead, and an
-// attempt waited leased ~13 ms before it started (lease -> start). What
-// the lease-ahead must cover is the lease round trip: a request goes out
-// when half of what the worker may hold is free, and the other half must
-// keep its slots busy until the answer. So it is also at most what
-// finishes in aheadWindow, or in aheadRTTs lease round trips if longer,
-// at the measured rate (and at least the concurrency, so that a slow
-// measure cannot shrink it to nothing: the rate it measures depends on it).
-// 8 ms rather than less: each request then carries tens of results and
-// leases, and at 4 ms (half as many per request) the server's CPU per
-// remote attempt rose by about a tenth (BenchmarkRemoteWorkers, shared
-// machine) for 3-5 ms less lease -> start.
+// Lease-ahead bounds: the attempts held beyond the concurrency are about
+// aheadWork of work at the mean run time (so an attempt waits on the
+// worker about that long before it starts), and at most maxAhead. None
+// once attempts take aheadWork or longer: a slot's next attempt then
+// waits for a round trip, which is small beside its run.
 const (
-	aheadWork   = 2 * time.Millisecond
-	maxAhead    = 256
-	aheadWindow = 8 * time.Millisecond
-	aheadRTTs   = 4
-	// rateWindow is the period over which the finish rate is measured.
-	rateWindow = 20 * time.Millisecond
+	aheadWork = 2 * time.Millisecond
+	maxAhead  = 256
 )
 
 // aheadFor is how many attempts to hold beyond concurrency at mean run
-// time avg (0: not known yet), finish rate (per second; 0: not known yet)
-// and lease round trip rtt.
-func aheadFor(concurrency int, avg time.Duration, rate float64, rtt time.Duration) int {
+// time avg (0: not known yet).
+func aheadFor(concurrency int, avg time.Duration) int {
 	if avg <= 0 {
 		return 0
 	}
-	n := int(min(int64(concurrency)*int64(aheadWork)/int64(avg), maxAhead))
-	if rate > 0 {
-		window := max(aheadWindow, aheadRTTs*rtt)
-		n = min(n, max(int(rate*window.Seconds()), concurrency))
-	}
-	return n
+	return int(min(int64(concurrency)*int64(aheadWork)/int64(avg), maxAhead))
 }
 
-// observeRunLocked folds an attempt's run time into the mean (and its end
-// into the finish rate) and sets how far the worker leases ahead.
-func (w *Worker) observeRunLocked(d time.Duration, now time.Time) {
+// observeRunLocked folds an attempt's run time into the mean and sets
+// how far the worker leases ahead.
+func (w *Worker) observeRunLocked(d time.Duration) {
 	d = max(d, time.Microsecond)
 	if w.runAvg == 0 {
 		w.runAvg = d
 	} else {
 		w.runAvg += (d - w.runAvg) / 16
 	}
-	w.rateN++
-	switch el := now.Sub(w.rateAt); {
-	case w.rateAt.IsZero() || el > 50*rateWindow:
-		// The first, or after an idle spell: a new measure.
-		w.rateAt, w.rateN = now, 0
-	case el >= rateWindow:
-		r := float64(w.rateN) / el.Seconds()
-		if w.rate == 0 {
-			w.rate = r
-		} else {
-			w.rate += (r - w.rate) / 4
-		}
-		w.rateAt, w.rateN = now, 0
-	}
-	w.ahead = aheadFor(w.cfg.Concurrency, w.runAvg, w.rate, w.leaseRTT)
-}
-
-// observeLeaseRTTLocked folds the round trip of a lease request answered
-// with work into w.leaseRTT (capped: a long poll that waited for work is
-// not a round trip).
-func (w *Worker) observeLeaseRTTLocked(d time.Duration) {
-	d = min(d, 20*time.Millisecond)
-	if w.leaseRTT == 0 {
-		w.leaseRTT = d
-	} else {
-		w.leaseRTT += (d - w.leaseRTT) / 8
-	}
+	w.ahead = aheadFor(w.cfg.Concurrency, w.runAvg)
 }
 
 // mayHoldLocked is how many attempts the worker may hold leased: its
@@ -605,9 +544,8 @@ func (w *Worker) run(a *attempt) {
 	defer a.cancel()
 	t0 := time.Now()
 	res := w.execute(a.ctx, a.lease)
-	now := time.Now()
 	w.mu.Lock()
-	w.observeRunLocked(now.Sub(t0), now)
+	w.observeRunLocked(time.Since(t0))
 	dropped, drained := a.dropped, a.drained
 	w.mu.Unlock()
 	if drained && !dropped {
