@@ -94,8 +94,10 @@
 //     rather than the raft index: raft hands the FSM only command entries
 //     (no-ops and barriers advance the index without reaching it), while
 //     the sequence counts exactly what a state holds and is the same on
-//     every node for committed events. Waits on a follower wake at each
-//     entry applied and check the task's state (cheap: no view built).
+//     every node for committed events. A wait on a follower wakes when an
+//     entry made its task final or reached its sequence (waiters.go), not
+//     at every entry: woken at every entry, a thousand waits through a
+//     follower kept it seconds behind the leader (issue 14's p99 418 ms).
 //   - Per-peer lag: GET /v1/cluster on any node asks every member for its
 //     applied index (lag: this node's commit index minus it); the leader
 //     measures it every 2 s for Prometheus, wasmtask_cluster_peer_lag{peer}
@@ -279,6 +281,31 @@
 // before it replicates); overlapping them needs a raft that counts the
 // leader's own write asynchronously (etcd's raft does), not a setting of
 // hashicorp/raft v1.7.2.
+//
+// Session 7 (machine shared, load 2-30; BenchmarkSubmit now reports
+// cpu-us/task, the process's CPU per task, steadier than rates there):
+//
+//   - CPU per task, 20000 tasks: 1 node 19-48 us; 3 nodes in one process
+//     65-125 us at 256 submitters, 130-190 us at 32. A profile at 32
+//     (60000 tasks): the log store's writes 23 % (fdatasync 15 %, pwrite
+//     6 %), the FSMs' decode and reduce 23 % (the leader's 9 %), GC 11 %,
+//     raft's transport 8 %, the engine's loop 7 %. When the run is bound
+//     by CPU (256 and more submitters, batches, real processes on 2
+//     cores), 3 nodes can reach 50 % of one node only once they use at
+//     most twice its CPU per task: today 3-4 times.
+//   - raft pipelining off (a transport whose AppendEntriesPipeline says
+//     unsupported: each follower gets one AppendEntries at a time, with
+//     all that queued meanwhile, so a lagging follower catches up with
+//     one fsync per batch instead of one per entry), and the engine's
+//     pipeline bound 64 instead of 2, alone and together: within the
+//     noise of 2 rounds at 32 and 256 submitters (one run 2x faster, the
+//     next 2x slower); not kept. Through a follower at 1,000 waiting
+//     clients/s pipelining off looked better at p99 (71 and 134 ms beside
+//     65 and 203 ms), too few runs to keep it.
+//   - The follower's waits (above) were the forwarding latency: base
+//     p50/p99 36/90 ms and 87/462 ms, now 17/65 and 62/203 ms (wasmtask
+//     bench, 1,000/s with waits, through a follower; interleaved, load
+//     3-30).
 //
 // # Snapshots
 //
