@@ -18,7 +18,7 @@ func TestLeaderCommitsWithoutWaitingForItsApply(t *testing.T) {
 	defer c.closeAll()
 	n1 := c.start("n1", true)
 	e := c.leader().Engine()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*testWait)
 	defer cancel()
 	submitAndWait(t, e, "a", 5)
 
@@ -34,7 +34,7 @@ func TestLeaderCommitsWithoutWaitingForItsApply(t *testing.T) {
 			n1.fsm.mu.Unlock()
 			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(testWait): // the FSM stays locked until then: any bound shows it
 		n1.fsm.mu.Unlock()
 		t.Fatal("the submit waited for the leader's FSM to apply its entry")
 	}

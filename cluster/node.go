@@ -47,6 +47,9 @@ type Config struct {
 	RaftLog io.Writer
 	// HeartbeatTimeout and ElectionTimeout are raft's (default 1s each).
 	HeartbeatTimeout, ElectionTimeout time.Duration
+	// LeaderLeaseTimeout is raft's: a leader that heard from no majority
+	// for this long steps down (default 500ms, at most HeartbeatTimeout).
+	LeaderLeaseTimeout time.Duration
 	// SnapshotThreshold: raft snapshots the state after this many entries
 	// (default 8192; each entry holds a frame of many events).
 	SnapshotThreshold uint64
@@ -123,6 +126,9 @@ func Open(cfg Config) (*Node, error) {
 	}
 	if cfg.ElectionTimeout > 0 {
 		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = min(cfg.LeaderLeaseTimeout, rc.HeartbeatTimeout)
 	}
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold

@@ -65,7 +65,7 @@ func (r *fakeRegistry) activeOf(name string) string {
 // waitActive waits until reg runs want for name.
 func waitActive(t *testing.T, node string, reg *fakeRegistry, name, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testWait)
 	for reg.activeOf(name) != want {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s runs %q for %s, want %s", node, reg.activeOf(name), name, want)

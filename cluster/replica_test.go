@@ -23,7 +23,7 @@ func TestReplicaReadsOnAFollower(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, rep := n1.Engine(), n2.Replica()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*testWait)
 	defer cancel()
 
 	for i, id := range []dispatch.TaskID{"t-1", "t-2", "t-3"} {
