@@ -43,6 +43,24 @@ start() {
 	exit 1
 }
 
+# bench LABEL URL: one `wasmtask bench` run. A run that fails (under load
+# an election can refuse submits: "leadership lost while committing log")
+# is reported with the nodes' last log lines, and the other scenarios still
+# run: set -e ended the script there, without the figures still to come.
+FAILED=0
+bench() {
+	local label=$1 url=$2 rc=0
+	"$BIN" bench --server "$url" "${ARGS[@]}" || rc=$?
+	if [ "$rc" -ne 0 ]; then
+		echo "=== $label: wasmtask bench failed (exit $rc); last lines of each server's log:"
+		for f in "$WORK"/*.log; do
+			echo "--- $(basename "$f")"
+			tail -n 5 "$f"
+		done
+		FAILED=1
+	fi
+}
+
 wait_leader() {
 	for _ in $(seq 1 200); do
 		"$BIN" cluster status --server "$1" 2>/dev/null | grep -q "^node .*, leader n1" && return 0
@@ -55,9 +73,9 @@ wait_leader() {
 for round in $(seq 1 "$ROUNDS"); do
 	echo "=== round $round: one node (serve), $(nproc) CPUs"
 	start single
-	"$BIN" bench --server "$ADDR" "${ARGS[@]}"
+	bench "round $round, one node" "$ADDR"
 	stop_all
-	rm -rf "${WORK:?}"/single
+	rm -rf "${WORK:?}"/single "${WORK:?}"/single.log
 
 	echo "=== round $round: three nodes (serve --node-id), through the leader"
 	start n1 --node-id n1 --raft-addr "127.0.0.1:$(free_port)" --bootstrap
@@ -70,10 +88,11 @@ for round in $(seq 1 "$ROUNDS"); do
 		[ "$("$BIN" cluster status --server "$LEADER" | grep -c 'applied')" -eq 3 ] && break
 		sleep 0.05
 	done
-	"$BIN" cluster status --server "$LEADER"
-	"$BIN" bench --server "$LEADER" "${ARGS[@]}"
+	"$BIN" cluster status --server "$LEADER" || true
+	bench "round $round, through the leader" "$LEADER"
 	echo "=== round $round: three nodes, through a follower"
-	"$BIN" bench --server "$FOLLOWER" "${ARGS[@]}"
+	bench "round $round, through a follower" "$FOLLOWER"
 	stop_all
-	rm -rf "${WORK:?}"/n1 "${WORK:?}"/n2 "${WORK:?}"/n3
+	rm -rf "${WORK:?}"/n1 "${WORK:?}"/n2 "${WORK:?}"/n3 "${WORK:?}"/n[123].log
 done
+exit "$FAILED"
