@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,6 +45,11 @@ func TestWorkerDrainEndsItsLeaseRequest(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hung := make(chan struct{})
+			var leaseOut chan struct{} // closed once a hung server holds a lease request
+			var leaseOnce sync.Once
+			if tc.log != "" {
+				leaseOut = make(chan struct{})
+			}
 			cl := serverWith(t, func(next http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					if r.URL.Path == "/v1/workers/heartbeat" && tc.heartbeat != nil {
@@ -53,6 +59,7 @@ func TestWorkerDrainEndsItsLeaseRequest(t *testing.T) {
 					if r.URL.Path == "/v1/workers/lease" && tc.log != "" {
 						// a hung server holds its lease requests too
 						_, _ = io.Copy(io.Discard, r.Body)
+						leaseOnce.Do(func() { close(leaseOut) })
 						select {
 						case <-r.Context().Done():
 						case <-hung:
@@ -72,7 +79,7 @@ func TestWorkerDrainEndsItsLeaseRequest(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- w.Run(ctx) }()
-			waitLeaseOut(t, cl, tc.log != "")
+			waitLeaseOut(t, cl, leaseOut)
 			start := time.Now()
 			cancel()
 			select {
@@ -92,11 +99,18 @@ func TestWorkerDrainEndsItsLeaseRequest(t *testing.T) {
 }
 
 // waitLeaseOut waits until the worker's first lease request reached the
-// server (it is listed connected), or, with hung, a moment.
-func waitLeaseOut(t *testing.T, cl *api.Client, hung bool) {
+// server (it is listed connected), or, with a hung server, until that
+// server holds it (leaseOut closed). (A fixed 200 ms wait for the latter
+// could end the worker before its request was out on a loaded machine, and
+// the request it should abandon would not exist.)
+func waitLeaseOut(t *testing.T, cl *api.Client, leaseOut <-chan struct{}) {
 	t.Helper()
-	if hung {
-		time.Sleep(200 * time.Millisecond)
+	if leaseOut != nil {
+		select {
+		case <-leaseOut:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the worker sent no lease request within 20s")
+		}
 		return
 	}
 	deadline := time.Now().Add(20 * time.Second)
