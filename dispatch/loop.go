@@ -192,6 +192,7 @@ func (e *Engine) applyCapacity() {
 	e.mu.Lock()
 	e.core.SetWorkers(e.leaseBound())
 	e.mu.Unlock()
+	e.startQueued()
 }
 
 // cancelOwner reports whether the finished attempt r is the one whose

@@ -90,6 +90,34 @@ func (e *Engine) start(job Job) {
 	p.mu.Unlock()
 }
 
+// startQueued starts runners for queued attempts while fewer than the
+// runner bound are alive. An attempt is queued when the bound is reached
+// at its start; if the bound then rises (SetCapacity: a remote worker
+// connected again), nothing else would start it until a busy runner
+// finished, which for a remote attempt is when its worker reports
+// (api TestWorkerLeaseCarriesResults waited out its 10 s for one: a
+// worker's heartbeat came late under -race, the capacity fell to 0 and
+// came back between the lease of an attempt and its start).
+func (e *Engine) startQueued() {
+	p := &e.pool
+	for {
+		p.mu.Lock()
+		if e.stopping.Load() || p.live >= e.runnerBound() {
+			p.mu.Unlock()
+			return
+		}
+		a, ok := p.pop()
+		if !ok {
+			p.mu.Unlock()
+			return
+		}
+		p.live++
+		p.mu.Unlock()
+		e.workers.Add(1)
+		go e.runRunner(a)
+	}
+}
+
 // runnerJob is an attempt handed to a runner.
 type runnerJob struct {
 	ctx *attemptCtx
