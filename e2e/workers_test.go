@@ -285,8 +285,8 @@ func holder(t testing.TB, s *server, workers ...*workerProc) *workerProc {
 }
 
 // TestWorkerKilledMidAttempt: kill -9 of the worker running an attempt
-// costs a lost attempt; another worker completes it within the lease
-// timeout and a second.
+// costs a lost attempt; another worker completes it once the lease
+// timeout passed (well before serve's default one).
 func TestWorkerKilledMidAttempt(t *testing.T) {
 	const leaseTimeout = time.Second
 	s := startServer(t, serverOpts{scheduleOnly: true, extra: []string{"--worker-lease-timeout", leaseTimeout.String()}})
@@ -313,8 +313,12 @@ func TestWorkerKilledMidAttempt(t *testing.T) {
 	if !strings.Contains(at[0].Error, "lease expired") {
 		t.Errorf("lost attempt's error %q", at[0].Error)
 	}
-	if took > leaseTimeout+time.Second {
-		t.Errorf("completed %v after the kill; want within the lease timeout (%v) + 1s", took, leaseTimeout)
+	// The 1 s lease expired it, not serve's default 10 s one: a bound well
+	// under 10 s shows that. It takes ~1.2 s on a quiet machine, but the
+	// retry runs a 200 ms spin on a -race worker, which load stretches
+	// (1.4 s at load 11-28, leaving 0.6 s of the old 1 s of slack).
+	if took > leaseTimeout+5*time.Second {
+		t.Errorf("completed %v after the kill; want within the lease timeout (%v) + 5s, well before serve's default 10s lease timeout", took, leaseTimeout)
 	}
 	t.Logf("completed on %s %v after %s was killed", other.name, took.Round(time.Millisecond), victim.name)
 }
