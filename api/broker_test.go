@@ -113,11 +113,19 @@ func TestWorkerLeaseRunsAttemptAndAppliesResultOnce(t *testing.T) {
 	}
 }
 
+// expiringLease is the lease timeout of tests in which one worker's lease
+// must expire while another's must not: the second worker's steps (a
+// lease, a result; heartbeats every 50 ms) must fit in it on a loaded
+// machine. At 300 ms, TestWorkerLeaseCarriesResults failed 3 of 40 runs
+// (4 at once under -race, load 11-12; and once in make test) on leases
+// that expired between its steps.
+const expiringLease = 2 * time.Second
+
 // TestWorkerLeaseExpiryFencesLateResult: a lease not renewed is lost, the
 // attempt is retried on another worker, and the first worker's late
 // heartbeat and result get 409 and change nothing.
 func TestWorkerLeaseExpiryFencesLateResult(t *testing.T) {
-	b := setupRemote(t, 0, 300*time.Millisecond, "")
+	b := setupRemote(t, 0, expiringLease, "")
 	id := b.submit(t, api.TaskSpec{Handler: "echo", Backoff: &api.Backoff{Kind: "fixed", Base: "1ms"}})
 	slow, fast := hello("slow"), hello("fast")
 	first := b.leaseOne(t, slow)
@@ -348,7 +356,7 @@ func TestWorkerWithExpiredLeaseTakesNoMore(t *testing.T) {
 // reports without leasing, and is refused without results.
 func TestWorkerLeaseCarriesResults(t *testing.T) {
 	ctx := context.Background()
-	b := setupRemote(t, 0, 300*time.Millisecond, "")
+	b := setupRemote(t, 0, expiringLease, "")
 	w, slow := hello("box"), hello("slow")
 	// slow's lease expires: its late result rides on a lease request below.
 	lost := b.submit(t, api.TaskSpec{Handler: "echo", Backoff: &api.Backoff{Kind: "fixed", Base: "1ms"}})
