@@ -64,6 +64,8 @@ func BenchmarkEngineNoop(b *testing.B) {
 	// --workers): before lease-ahead, each slot waited for a tick per
 	// attempt.
 	b.Run("workers=default/submitters=256", func(b *testing.B) { benchNoop(b, 256, 0, false) })
+	// serve's pool on up to 4 cores (16), named as before DefaultWorkers.
+	b.Run("workers=16/submitters=256", func(b *testing.B) { benchNoop(b, 256, 16, false) })
 	// A small pool (Config's default was 2 x GOMAXPROCS, 4 on 2 cores):
 	// lease-ahead keeps it busy between ticks.
 	b.Run("workers=4/submitters=256", func(b *testing.B) { benchNoop(b, 256, 4, false) })
