@@ -55,7 +55,9 @@ type Config struct {
 	// holds. A snapshot costs in proportion to the state, so this bounds
 	// its cost per event (a state of 100k retained tasks is not re-encoded
 	// every 100k events), while the WAL to replay stays proportional to the
-	// state too. Default 2; negative: SnapshotEvery alone decides.
+	// state too: raising it makes snapshots rarer and recovery longer
+	// (doc.go, "Snapshots and retention"). Default 4; negative:
+	// SnapshotEvery alone decides.
 	SnapshotStateRatio float64
 	// SnapshotEveryBytes also writes a snapshot once the WAL records since
 	// the last one hold this many bytes (and, under SnapshotStateRatio,
@@ -224,7 +226,7 @@ func (c *Config) normalize() error {
 		c.SnapshotEveryBytes = 64 << 20
 	}
 	if c.SnapshotStateRatio == 0 {
-		c.SnapshotStateRatio = 2
+		c.SnapshotStateRatio = 4
 	}
 	if c.SnapshotRetain <= 0 {
 		c.SnapshotRetain = 2
