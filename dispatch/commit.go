@@ -419,7 +419,10 @@ type releasedArrays struct {
 }
 
 // releaseFinished releases the contexts of attempts that finished in this
-// tick (in the loop: cancelOwner reads the state).
+// tick. A context is released only by its own attempt's result: a stale
+// result (a lost attempt's, after the run's next attempt started) must
+// not cancel a newer attempt. The context names its attempt, so this needs
+// no lookup in the state's run map (a cache miss per result).
 func (e *Engine) releaseFinished(inputs []any) {
 	e.cancelsMu.Lock()
 	defer e.cancelsMu.Unlock()
@@ -433,7 +436,7 @@ func (e *Engine) releaseFinished(inputs []any) {
 		default:
 			continue
 		}
-		if ctx, ok := e.cancels[r.Run]; ok && cancelOwner(e, r) {
+		if ctx, ok := e.cancels[r.Run]; ok && ctx.attempt == r.Attempt {
 			ctx.cancel()
 			delete(e.cancels, r.Run)
 		}

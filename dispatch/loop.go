@@ -195,13 +195,6 @@ func (e *Engine) applyCapacity() {
 	e.startQueued()
 }
 
-// cancelOwner reports whether the finished attempt r is the one whose
-// context is registered (a stale result must not cancel a newer attempt).
-func cancelOwner(e *Engine, r machine.ResultInput) bool {
-	run, ok := e.state.Runs[r.Run]
-	return !ok || len(run.Attempts) == r.Attempt
-}
-
 // idle judges the state after the tick, not whether the tick did work: a
 // tick with events but nothing in flight or due is followed by no other
 // (its timer was re-armed for the future), so waiting for one would hang.

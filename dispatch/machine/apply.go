@@ -86,7 +86,8 @@ func Apply(s *State, e *Event) error {
 		delete(s.Tasks, e.Task)
 		if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {
 			// A new slice: the parent may be captured by a snapshot.
-			p.children = slices.DeleteFunc(slices.Clone(p.children), func(id TaskID) bool { return id == e.Task })
+			pl := p.own()
+			pl.children = slices.DeleteFunc(slices.Clone(pl.children), func(id TaskID) bool { return id == e.Task })
 		}
 		s.JustFinal = append(s.JustFinal, e.Task) // wakes Wait, which then reports it gone
 		if len(s.Finals) > 0 && s.Finals[0] == e.Task {
@@ -126,7 +127,7 @@ func applyDependencyAdded(s *State, e *Event) error {
 		t.AddedAfter = append(t.AddedAfter, id)
 		s.addPrereq(t, id)
 	}
-	if t.waiting > 0 {
+	if t.waiting() > 0 {
 		for _, r := range t.runs {
 			if r.State == RunScheduled {
 				s.index(r) // gated now: its timer entry goes stale
@@ -214,7 +215,7 @@ func applyTransition(s *State, e *Event) error {
 	if !legal {
 		return violation(e, r, "illegal transition %s -> %s", e.From, e.To)
 	}
-	if e.From == RunReady && e.To == RunScheduled && s.taskOf(r).waiting == 0 {
+	if e.From == RunReady && e.To == RunScheduled && s.taskOf(r).waiting() == 0 {
 		return violation(e, r, "ready -> scheduled needs an unfinished prerequisite")
 	}
 	if e.To == RunReady {

@@ -531,14 +531,13 @@ type Task struct {
 	finalRuns int
 
 	// Derived by apply and reindex (workflow.go), never encoded.
-	final           bool
-	result          TaskState // when final: completed, failed or canceled
-	waiting         int       // prerequisites not yet completed
-	dependents      []TaskID  // tasks that wait for this one
-	children        []TaskID
-	pendingChildren int    // children not yet final
-	depth           int    // 0 for a root task
-	runs            []*Run // the runs named by Runs, in the same order: an index kept by apply and reindex
+	final  bool
+	result TaskState // when final: completed, failed or canceled
+	// links are the task's workflow relations, nil for a task in none
+	// (most tasks): apart they cost a pointer rather than 72 bytes in every
+	// task (the tasks a server retains are most of its heap).
+	links *taskLinks
+	runs  []*Run // the runs named by Runs, in the same order: an index kept by apply and reindex
 	// submitSeq is the WAL sequence of the task's submission when the
 	// running engine submitted it (0 when recovered: durable). The loop
 	// starts an attempt before its lease is durable only once this is.
@@ -551,6 +550,61 @@ type Task struct {
 	run0  Run
 	ids0  [1]RunID
 	runs0 [1]*Run
+}
+
+// taskLinks are the workflow relations of a task, derived by apply and
+// reindex (workflow.go). A copy of a Task shares them, as it shared the
+// slices before: applyRetried gives its copy links of its own.
+type taskLinks struct {
+	waiting         int      // prerequisites not yet completed
+	dependents      []TaskID // tasks that wait for this one
+	children        []TaskID
+	pendingChildren int // children not yet final
+	depth           int // 0 for a root task
+}
+
+// own returns t's links for a change, made on first use.
+func (t *Task) own() *taskLinks {
+	if t.links == nil {
+		t.links = &taskLinks{}
+	}
+	return t.links
+}
+
+// The links read through nil-safe accessors: a task in no workflow has none.
+func (t *Task) waiting() int {
+	if t.links == nil {
+		return 0
+	}
+	return t.links.waiting
+}
+
+func (t *Task) dependents() []TaskID {
+	if t.links == nil {
+		return nil
+	}
+	return t.links.dependents
+}
+
+func (t *Task) children() []TaskID {
+	if t.links == nil {
+		return nil
+	}
+	return t.links.children
+}
+
+func (t *Task) pendingChildren() int {
+	if t.links == nil {
+		return 0
+	}
+	return t.links.pendingChildren
+}
+
+func (t *Task) depth() int {
+	if t.links == nil {
+		return 0
+	}
+	return t.links.depth
 }
 
 // nextRunIndex is the index of the task's next run. Runs are kept in

@@ -89,7 +89,7 @@ func (c *Core) handleRetry(now int64, in RetryInput) error {
 	for range again {
 		i := t.nextRunIndex()
 		to := RunReady
-		if t.waiting > 0 {
+		if t.waiting() > 0 {
 			to = RunScheduled
 		}
 		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: t.Spec.ID, Run: c.runID(t.Spec.ID, i), Index: i, To: to, DueAt: now}); err != nil {
@@ -144,16 +144,21 @@ func applyRetried(s *State, e *Event) error {
 	nt.RetryFrom, nt.RetrySeq = nt.nextRunIndex(), s.NextSubmitSeq
 	// Its old dependents were canceled with it; those still waiting
 	// (none: a failed prerequisite dooms them) are kept, as reindex would.
-	nt.dependents = slices.DeleteFunc(slices.Clone(nt.dependents), func(id TaskID) bool {
-		d, ok := s.Tasks[id]
-		return !ok || d.final
-	})
-	nt.waiting = 0
+	if t.links != nil {
+		l := *t.links // the links of the copy are its own too
+		l.dependents = slices.DeleteFunc(slices.Clone(l.dependents), func(id TaskID) bool {
+			d, ok := s.Tasks[id]
+			return !ok || d.final
+		})
+		l.waiting = 0
+		nt.links = &l
+	}
 	for _, pid := range nt.prereqs() {
 		if p, ok := s.Tasks[pid]; ok && !p.final {
-			nt.waiting++
-			if !slices.Contains(p.dependents, nt.Spec.ID) {
-				p.dependents = append(p.dependents, nt.Spec.ID)
+			nt.own().waiting++
+			if !slices.Contains(p.dependents(), nt.Spec.ID) {
+				pl := p.own()
+				pl.dependents = append(pl.dependents, nt.Spec.ID)
 			}
 		}
 	}
@@ -168,7 +173,7 @@ func (s *State) removeFinalTree(t *Task) {
 	var walk func(t *Task)
 	walk = func(t *Task) {
 		tree[t.Spec.ID] = true
-		for _, id := range t.children {
+		for _, id := range t.children() {
 			if c, ok := s.Tasks[id]; ok {
 				walk(c)
 			}
@@ -218,7 +223,7 @@ func (c *Core) dropTree(now int64, t *Task, reason string, done map[TaskID]bool)
 		}
 		done[t.Spec.ID] = true
 		ids = append(ids, t.Spec.ID)
-		for _, id := range t.children {
+		for _, id := range t.children() {
 			if ch, ok := c.s.Tasks[id]; ok {
 				walk(ch)
 			}

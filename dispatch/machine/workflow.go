@@ -36,19 +36,20 @@ func (s *State) waitsFor(id TaskID) []TaskID {
 	if !ok || t.final {
 		return nil
 	}
-	if len(t.children) == 0 {
+	if len(t.children()) == 0 {
 		return t.prereqs()
 	}
-	return append(slices.Clip(t.prereqs()), t.children...)
+	return append(slices.Clip(t.prereqs()), t.children()...)
 }
 
 // link registers a new task with its parent and prerequisites.
 func (s *State) link(t *Task) {
 	if t.Spec.Parent != "" {
 		if p, ok := s.Tasks[t.Spec.Parent]; ok {
-			p.children = append(p.children, t.Spec.ID)
-			p.pendingChildren++
-			t.depth = p.depth + 1
+			pl := p.own()
+			pl.children = append(pl.children, t.Spec.ID)
+			pl.pendingChildren++
+			t.own().depth = pl.depth + 1
 		}
 	}
 	for _, id := range t.Spec.After {
@@ -64,8 +65,9 @@ func (s *State) addPrereq(t *Task, id TaskID) {
 	}
 	switch {
 	case !p.final:
-		t.waiting++
-		p.dependents = append(p.dependents, t.Spec.ID)
+		t.own().waiting++
+		pl := p.own()
+		pl.dependents = append(pl.dependents, t.Spec.ID)
 	case p.result != TaskCompleted:
 		s.Doomed = append(s.Doomed, doom{task: t.Spec.ID, reason: doomReason(p)})
 	}
@@ -90,27 +92,27 @@ func doomReason(p *Task) string {
 // be created (cron), and its children are final; then it tells its parent
 // and its dependents.
 func (s *State) maybeFinalize(t *Task, at int64) {
-	if t.final || t.finalRuns < len(t.Runs) || len(t.Runs) == 0 || t.pendingChildren > 0 || !t.runsComplete() {
+	if t.final || t.finalRuns < len(t.Runs) || len(t.Runs) == 0 || t.pendingChildren() > 0 || !t.runsComplete() {
 		return
 	}
 	t.final, t.FinalAt, t.result = true, at, s.resultOf(t)
 	s.JustFinal = append(s.JustFinal, t.Spec.ID)
 	if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {
-		p.pendingChildren--
+		p.own().pendingChildren--
 		s.maybeFinalize(p, at)
 	} else {
 		// Retention may drop a subtree only once its root is final: the
 		// parent's result still depends on its children.
 		s.addFinalTree(t)
 	}
-	for _, id := range t.dependents {
+	for _, id := range t.dependents() {
 		d, ok := s.Tasks[id]
 		if !ok || d.final {
 			continue
 		}
 		if t.result == TaskCompleted {
-			d.waiting--
-			if d.waiting == 0 {
+			d.own().waiting--
+			if d.waiting() == 0 {
 				for _, r := range d.runs {
 					if r.State == RunScheduled {
 						s.index(r) // now due: the timer heap promotes it
@@ -154,7 +156,7 @@ func (s *State) resultOf(t *Task) TaskState {
 		return TaskCanceled
 	}
 	if !t.Spec.TolerateChildFailures {
-		for _, id := range t.children {
+		for _, id := range t.children() {
 			if c, ok := s.Tasks[id]; ok && c.final && c.result != TaskCompleted && c.SubmitSeq >= t.RetrySeq {
 				if t.Canceled {
 					return TaskCanceled // its subtree was canceled with it
@@ -169,7 +171,7 @@ func (s *State) resultOf(t *Task) TaskState {
 // addFinalTree records t and its descendants (all final) for retention.
 func (s *State) addFinalTree(t *Task) {
 	s.addFinal(t)
-	for _, id := range t.children {
+	for _, id := range t.children() {
 		if c, ok := s.Tasks[id]; ok {
 			s.addFinalTree(c)
 		}
@@ -245,7 +247,7 @@ func (s *State) dropFinal(i int) {
 func (s *State) reindexWorkflow() {
 	tasks := make([]*Task, 0, len(s.Tasks))
 	for _, t := range s.Tasks {
-		t.final, t.result, t.waiting, t.dependents, t.children, t.pendingChildren, t.depth = false, "", 0, nil, nil, 0, 0
+		t.final, t.result, t.links = false, "", nil
 		tasks = append(tasks, t)
 	}
 	slices.SortFunc(tasks, func(a, b *Task) int { return cmp.Compare(a.SubmitSeq, b.SubmitSeq) })
@@ -253,18 +255,19 @@ func (s *State) reindexWorkflow() {
 	// parent, so walking backwards settles children before parents.
 	for _, t := range tasks {
 		if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {
-			p.children = append(p.children, t.Spec.ID)
-			t.depth = p.depth + 1
+			pl := p.own()
+			pl.children = append(pl.children, t.Spec.ID)
+			t.own().depth = pl.depth + 1
 		}
 	}
 	for i := len(tasks) - 1; i >= 0; i-- {
 		t := tasks[i]
-		for _, id := range t.children {
+		for _, id := range t.children() {
 			if !s.Tasks[id].final {
-				t.pendingChildren++
+				t.own().pendingChildren++
 			}
 		}
-		if t.FinalAt != 0 && t.finalRuns == len(t.Runs) && t.pendingChildren == 0 && t.runsComplete() {
+		if t.FinalAt != 0 && t.finalRuns == len(t.Runs) && t.pendingChildren() == 0 && t.runsComplete() {
 			t.final, t.result = true, s.resultOf(t)
 		}
 	}
@@ -274,8 +277,9 @@ func (s *State) reindexWorkflow() {
 		}
 		for _, id := range t.prereqs() {
 			if p, ok := s.Tasks[id]; ok && !p.final {
-				t.waiting++
-				p.dependents = append(p.dependents, t.Spec.ID)
+				t.own().waiting++
+				pl := p.own()
+				pl.dependents = append(pl.dependents, t.Spec.ID)
 			}
 		}
 	}
