@@ -401,11 +401,12 @@ func (e *Engine) release(t *committedTick) {
 		}
 	}
 	e.wakeFinal(t.finals, t.finalViews)
-	if cap(t.starts) > 0 || cap(t.acks) > 0 {
+	if cap(t.starts) > 0 || cap(t.acks) > 0 || cap(t.finals) > 0 {
 		clear(t.starts)
 		clear(t.acks)
+		clear(t.finals)
 		select {
-		case e.spareArrays <- releasedArrays{starts: t.starts[:0], acks: t.acks[:0]}:
+		case e.spareArrays <- releasedArrays{starts: t.starts[:0], acks: t.acks[:0], finals: t.finals[:0]}:
 		default:
 		}
 	}
@@ -416,6 +417,7 @@ func (e *Engine) release(t *committedTick) {
 type releasedArrays struct {
 	starts []Job
 	acks   []machine.Ack
+	finals []TaskID // State.JustFinal
 }
 
 // releaseFinished releases the contexts of attempts that finished in this

@@ -88,6 +88,9 @@ func (e *Engine) loop() {
 		select {
 		case spare := <-e.spareArrays:
 			e.core.SpareStarts, e.core.SpareAcks = spare.starts, spare.acks
+			if len(e.state.JustFinal) == 0 {
+				e.state.JustFinal = spare.finals // the loop's alone: readers do not look at it
+			}
 		default:
 		}
 		// Readers (Task, List, Wait, Stats) take e.mu for reading and then

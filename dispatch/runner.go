@@ -233,7 +233,7 @@ func (r *runner) run(ctx *attemptCtx, job Job) {
 	begun := e.mono()
 	ctx.deadlineMono = begun + int64(timeout)
 	r.mu.Lock()
-	r.started = machine.StartedInput{Run: job.Run, Attempt: job.Attempt, At: started.UnixMilli()}
+	r.started = job.Started(started.UnixMilli())
 	r.cur = ctx
 	r.mu.Unlock()
 	// The watcher reports the start once the attempt ran for
@@ -275,7 +275,7 @@ func (r *runner) run(ctx *attemptCtx, job Job) {
 		res.Outcome, res.Error = OutcomeTimeout, fmt.Sprintf("attempt timed out (%s)", res.Error)
 	}
 	in := resultInputs.Get().(*machine.ResultInput)
-	*in = machine.ResultInput{Run: job.Run, Attempt: job.Attempt, Res: res}
+	*in = job.Result(res)
 	select {
 	case e.results <- in:
 	case <-e.done:

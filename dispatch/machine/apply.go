@@ -80,7 +80,9 @@ func Apply(s *State, e *Event) error {
 			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "task is not final"}
 		}
 		for _, id := range t.Runs {
-			s.counts.add(s.Runs[id].State, -1)
+			r := s.Runs[id]
+			s.counts.add(r.State, -1)
+			r.task = nil // no longer the state's (runRef)
 			delete(s.Runs, id)
 		}
 		delete(s.Tasks, e.Task)

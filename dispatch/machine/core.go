@@ -55,6 +55,28 @@ type Job struct {
 	Heartbeat func()
 
 	taskSeq uint64 // Task.submitSeq: the WAL sequence that must be durable before an early start
+	ref     runRef // the leased run, for the attempt's start and result (Job.Started, Job.Result)
+}
+
+// runRef is the run a Job was leased from, so that the attempt's start and
+// result find it without a lookup in State.Runs (a cache miss in a map of
+// every retained run, on every result). It is used only while it is
+// still the state's: a run removed from the state (its task dropped, a
+// pruned cron run) loses its task pointer, and a ref from another State
+// or none is looked up by id as before.
+type runRef struct {
+	r *Run
+	s *State
+}
+
+// Started is the input reporting that j's attempt started at (unix ms).
+func (j *Job) Started(at int64) StartedInput {
+	return StartedInput{Run: j.Run, Attempt: j.Attempt, At: at, ref: j.ref}
+}
+
+// Result is the input carrying the result of j's attempt.
+func (j *Job) Result(res Result) ResultInput {
+	return ResultInput{Run: j.Run, Attempt: j.Attempt, Res: res, ref: j.ref}
 }
 
 // TaskSeq is the WAL sequence of the task's submission by the running
@@ -129,11 +151,13 @@ type (
 		Run     RunID
 		Attempt int
 		At      int64 // unix ms the worker started it; 0: unknown (the tick's time)
+		ref     runRef
 	}
 	ResultInput struct {
 		Run     RunID
 		Attempt int
 		Res     Result
+		ref     runRef
 	}
 	HeartbeatInput struct {
 		Run     RunID
@@ -439,16 +463,22 @@ func (c *Core) viewFor(in *SubmitInput, t *Task) *TaskView {
 
 // liveAttempt returns the run if attempt is its open attempt; results of
 // attempts already closed (a lease that expired, a restart) are stale.
-func (c *Core) liveAttempt(id RunID, attempt int, states ...RunState) *Run {
-	r, ok := c.s.Runs[id]
-	if !ok || len(r.Attempts) != attempt || !slices.Contains(states, r.State) {
+func (c *Core) liveAttempt(ref runRef, id RunID, attempt int, states ...RunState) *Run {
+	r := ref.r
+	if r == nil || ref.s != c.s || r.task == nil || r.ID != id {
+		var ok bool
+		if r, ok = c.s.Runs[id]; !ok {
+			return nil
+		}
+	}
+	if len(r.Attempts) != attempt || !slices.Contains(states, r.State) {
 		return nil
 	}
 	return r
 }
 
 func (c *Core) handleStarted(now int64, in StartedInput) error {
-	r := c.liveAttempt(in.Run, in.Attempt, RunLeased)
+	r := c.liveAttempt(in.ref, in.Run, in.Attempt, RunLeased)
 	if r == nil {
 		return nil
 	}
@@ -472,7 +502,7 @@ func (c *Core) handleStarted(now int64, in StartedInput) error {
 }
 
 func (c *Core) handleHeartbeat(now int64, in HeartbeatInput) error {
-	r := c.liveAttempt(in.Run, in.Attempt, RunLeased, RunRunning)
+	r := c.liveAttempt(runRef{}, in.Run, in.Attempt, RunLeased, RunRunning)
 	if r == nil {
 		return nil
 	}
@@ -484,7 +514,7 @@ func (c *Core) handleHeartbeat(now int64, in HeartbeatInput) error {
 }
 
 func (c *Core) handleResult(now int64, in ResultInput) error {
-	r := c.liveAttempt(in.Run, in.Attempt, RunLeased, RunRunning)
+	r := c.liveAttempt(in.ref, in.Run, in.Attempt, RunLeased, RunRunning)
 	if r == nil {
 		return nil
 	}
@@ -679,7 +709,7 @@ func (c *Core) leaseReady(now int64) error {
 			Task: r.Task, Run: r.ID, Handler: t.Spec.Handler, Input: t.Spec.Input, Attempt: attempt,
 			InputRef: t.Spec.InputRef, InputSize: t.Spec.InputSize,
 			MaxAttempts: t.Spec.MaxAttempts, DeadlineMs: now + t.Spec.TimeoutMs, Worker: worker, Labels: t.Spec.Labels,
-			Parent: t.Spec.Parent, TimeoutMs: t.Spec.TimeoutMs, taskSeq: t.submitSeq,
+			Parent: t.Spec.Parent, TimeoutMs: t.Spec.TimeoutMs, taskSeq: t.submitSeq, ref: runRef{r: r, s: c.s},
 		})
 	}
 	return nil

@@ -303,6 +303,7 @@ func (s *State) pruneCronRuns(t *Task) {
 			t.Pruned++
 			t.PrunedFailed = t.PrunedFailed || r.State == RunFailed
 			s.counts.add(r.State, -1)
+			r.task = nil // no longer the state's (runRef)
 			delete(s.Runs, r.ID)
 			continue
 		}
