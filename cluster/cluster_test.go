@@ -85,6 +85,19 @@ func (c *testCluster) start(id string, bootstrap bool) *Node {
 	return n
 }
 
+// startTwo starts n1 (bootstrapped, so the leader) and n2, and has n1
+// add n2 as a voter; it returns both.
+func (c *testCluster) startTwo() (leader, follower *Node) {
+	c.t.Helper()
+	n1 := c.start("n1", true)
+	n2 := c.start("n2", false)
+	c.leader()
+	if err := n1.Join("n2", c.addrs["n2"], "http://n2.invalid"); err != nil {
+		c.t.Fatal(err)
+	}
+	return n1, n2
+}
+
 // startThree starts n1 (bootstrapped, so the leader), n2 and n3, and has
 // n1 add the other two as voters; it returns n1.
 func (c *testCluster) startThree() *Node {

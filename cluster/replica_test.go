@@ -16,12 +16,7 @@ import (
 func TestReplicaReadsOnAFollower(t *testing.T) {
 	c := newTestCluster(t)
 	defer c.closeAll()
-	n1 := c.start("n1", true)
-	n2 := c.start("n2", false)
-	c.leader()
-	if err := n1.Join("n2", c.addrs["n2"], "http://n2.invalid"); err != nil {
-		t.Fatal(err)
-	}
+	n1, n2 := c.startTwo()
 	e, rep := n1.Engine(), n2.Replica()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*testWait)
 	defer cancel()
