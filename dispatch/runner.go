@@ -78,12 +78,7 @@ func (e *Engine) start(job Job) {
 	if p.live < e.runnerBound() {
 		p.live++
 		p.mu.Unlock()
-		if e.watching.CompareAndSwap(false, true) {
-			e.workers.Add(1)
-			go e.watchAttempts()
-		}
-		e.workers.Add(1)
-		go e.runRunner(a)
+		e.launch(a)
 		return
 	}
 	p.queue = append(p.queue, a)
@@ -113,9 +108,19 @@ func (e *Engine) startQueued() {
 		}
 		p.live++
 		p.mu.Unlock()
-		e.workers.Add(1)
-		go e.runRunner(a)
+		e.launch(a)
 	}
+}
+
+// launch starts a runner for a (counted in the pool's live already), and
+// the attempts' watcher with the first runner.
+func (e *Engine) launch(a runnerJob) {
+	if e.watching.CompareAndSwap(false, true) {
+		e.workers.Add(1)
+		go e.watchAttempts()
+	}
+	e.workers.Add(1)
+	go e.runRunner(a)
 }
 
 // runnerJob is an attempt handed to a runner.
