@@ -1,10 +1,15 @@
 package api
 
-import "unicode/utf8"
+import (
+	"encoding/base64"
+	"time"
+	"unicode/utf8"
+)
 
 // jsonReader reads JSON as wasmtask's own clients and server write it,
 // without reflection: the fast decoders of task specs (specfast.go) and of
-// lease responses (workerjson_decode.go) are built on it. It reads a
+// lease responses and of workers' lease and result requests
+// (workerjson_decode.go) are built on it. It reads a
 // subset: strings without escapes, control characters or invalid UTF-8;
 // integers as JSON writes them (no fraction, exponent or leading zero)
 // that fit an int64; true, false and null. On anything else it gives up:
@@ -278,4 +283,52 @@ func isDelim(c byte) bool {
 		return true
 	}
 	return false
+}
+
+// once gives up if *seen is set, and sets it.
+func (r *jsonReader) once(seen *bool) {
+	if *seen {
+		r.fail()
+	}
+	*seen = true
+}
+
+// base64 reads a string of standard base64 into new bytes, or a null
+// (nil), as encoding/json reads a []byte.
+func (r *jsonReader) base64() []byte {
+	if r.null() {
+		return nil
+	}
+	s := r.strBytes()
+	if !r.ok {
+		return nil
+	}
+	out := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+	n, err := base64.StdEncoding.Decode(out, s)
+	if err != nil {
+		r.fail()
+		return nil
+	}
+	return out[:n]
+}
+
+// time reads a string in RFC 3339 as time.Time's UnmarshalJSON does (a
+// null gives up: it would leave the field as it was).
+func (r *jsonReader) time() time.Time {
+	s := r.strBytes()
+	var t time.Time
+	if r.ok && t.UnmarshalText(s) != nil {
+		r.fail()
+	}
+	return t
+}
+
+// strLike reads a string; when it equals *prev it returns *prev (no new
+// string), else it becomes *prev: most leases of a response name the same
+// handler, plugin and version.
+func (r *jsonReader) strLike(prev *string) string {
+	if b := r.strBytes(); string(b) != *prev {
+		*prev = string(b)
+	}
+	return *prev
 }

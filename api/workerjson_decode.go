@@ -1,9 +1,7 @@
 package api
 
 import (
-	"encoding/base64"
 	"encoding/json"
-	"time"
 
 	"github.com/wasmtask/wasmtask/dispatch"
 )
@@ -100,13 +98,7 @@ func decodeLease(r *jsonReader, l *Lease, manifest *[]byte, prev *Lease) {
 				l.Input = nil
 				continue
 			}
-			s := r.strBytes()
-			in := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
-			n, err := base64.StdEncoding.Decode(in, s)
-			if err != nil {
-				r.fail()
-			}
-			l.Input = in[:n]
+			l.Input = r.base64()
 		case "timeout_ms":
 			l.TimeoutMs = r.int64()
 		case "remaining_ms":
@@ -186,14 +178,6 @@ func decodeResultRequest(b []byte) (req ResultRequest, ok bool) {
 // twice, encoding/json decodes the second into the first's elements (a
 // merge), which these decoders leave to it.
 type workerMembers struct{ handlers, results bool }
-
-// once gives up if *seen is set, and sets it.
-func (r *jsonReader) once(seen *bool) {
-	if *seen {
-		r.fail()
-	}
-	*seen = true
-}
 
 // decodeHelloMember reads member k of a WorkerHello (embedded in the
 // request); any other member gives up.
@@ -295,44 +279,4 @@ func decodeWorkerResult(r *jsonReader, res *WorkerResult, module *string) {
 			r.fail()
 		}
 	}
-}
-
-// base64 reads a string of standard base64 into new bytes, or a null
-// (nil), as encoding/json reads a []byte.
-func (r *jsonReader) base64() []byte {
-	if r.null() {
-		return nil
-	}
-	s := r.strBytes()
-	if !r.ok {
-		return nil
-	}
-	out := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
-	n, err := base64.StdEncoding.Decode(out, s)
-	if err != nil {
-		r.fail()
-		return nil
-	}
-	return out[:n]
-}
-
-// time reads a string in RFC 3339 as time.Time's UnmarshalJSON does (a
-// null gives up: it would leave the field as it was).
-func (r *jsonReader) time() time.Time {
-	s := r.strBytes()
-	var t time.Time
-	if r.ok && t.UnmarshalText(s) != nil {
-		r.fail()
-	}
-	return t
-}
-
-// strLike reads a string; when it equals *prev it returns *prev (no new
-// string), else it becomes *prev: most leases of a response name the same
-// handler, plugin and version.
-func (r *jsonReader) strLike(prev *string) string {
-	if b := r.strBytes(); string(b) != *prev {
-		*prev = string(b)
-	}
-	return *prev
 }
