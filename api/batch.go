@@ -141,11 +141,6 @@ func (b *batchBuf) put() {
 	batchBufs.Put(b)
 }
 
-// decodeBatch is decodeBatchInto with new slices.
-func (s *Server) decodeBatch(body io.Reader, length int64) (valid []dispatch.ValidSpec, entries []batchEntry, err error) {
-	return s.decodeBatchInto(new(batchBuf), body, length)
-}
-
 // decodeBatchInto reads {"tasks": [...]} one element at a time, into
 // buf's slices when they are large enough. Each element
 // is converted (and its raw JSON dropped) before the next is read. It

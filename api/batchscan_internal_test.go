@@ -15,6 +15,12 @@ import (
 	"github.com/wasmtask/wasmtask/dispatch"
 )
 
+// decodeBatch is decodeBatchInto with new slices (the handler passes
+// pooled ones).
+func (s *Server) decodeBatch(body io.Reader, length int64) (valid []dispatch.ValidSpec, entries []batchEntry, err error) {
+	return s.decodeBatchInto(new(batchBuf), body, length)
+}
+
 // decodeBatchDecoder is decodeBatch as it was written with encoding/json's
 // Decoder (tokens, and each element decoded into a RawMessage): the
 // reference the batch scanner is compared with.
