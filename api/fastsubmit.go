@@ -250,19 +250,10 @@ func (fc *fastConn) setReadDeadline(d time.Duration) {
 	fc.c.SetReadDeadline(fc.rd)
 }
 
-// headBuffered reports whether a whole request head is in the read buffer.
-func (fc *fastConn) headBuffered() bool {
-	buf, _ := fc.r.Peek(fc.r.Buffered())
-	return bytes.Contains(buf, []byte("\r\n\r\n"))
-}
-
 // serveOne answers one request here or hands the connection to net/http;
 // false: the connection is closed or handed over.
 func (fc *fastConn) serveOne() bool {
 	t := fc.f.timeout
-	if !fc.headBuffered() {
-		fc.setReadDeadline(t.ReadHeader)
-	}
 	head, n, ok := fc.peekHead()
 	if !ok {
 		return fc.handOff()
@@ -343,7 +334,9 @@ func (fc *fastConn) peekHead() (head []byte, n int, ok bool) {
 		if len(buf) >= fastHeadMax {
 			return nil, 0, false
 		}
-		// More of the head is on its way: read it (Peek fills the buffer).
+		// More of the head is on its way: read it (Peek fills the buffer),
+		// within the header timeout (set only now: a read may wait).
+		fc.setReadDeadline(fc.f.timeout.ReadHeader)
 		if _, err := fc.r.Peek(len(buf) + 1); err != nil {
 			return nil, 0, false
 		}
