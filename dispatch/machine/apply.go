@@ -11,6 +11,11 @@ import (
 // map-order dependence) and checks every event against the state: a
 // mismatch is an *InvariantError and leaves s unchanged.
 func Apply(s *State, e *Event) error {
+	if e.Type != EvRunCreated {
+		// Only the runs created right after a submission may use it: any
+		// other event may replace or drop the task (a retry, retention).
+		s.submitted = nil
+	}
 	switch e.Type {
 	case EvTaskSubmitted:
 		return applySubmitted(s, e)
@@ -158,13 +163,17 @@ func applySubmitted(s *State, e *Event) error {
 	}
 	*t = Task{Spec: *e.Spec, SubmitSeq: s.NextSubmitSeq, SubmittedAt: e.At}
 	s.Tasks[e.Task] = t
+	s.submitted = t
 	s.NextSubmitSeq++
 	s.link(t)
 	return nil
 }
 
 func applyRunCreated(s *State, e *Event) error {
-	t, ok := s.Tasks[e.Task]
+	t, ok := s.submitted, s.submitted != nil && s.submitted.Spec.ID == e.Task
+	if !ok {
+		t, ok = s.Tasks[e.Task]
+	}
 	if !ok {
 		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: "unknown task"}
 	}

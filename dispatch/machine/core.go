@@ -446,7 +446,11 @@ func (c *Core) handleSubmit(now int64, in *SubmitInput) error {
 	if err != nil {
 		return err
 	}
-	c.reply(in.Reply, Reply{Submit: SubmitResult{Task: spec.ID}, View: c.viewFor(in, c.s.Tasks[spec.ID])})
+	var view *TaskView
+	if in.View { // the lookup only for a submitter that asked for the view
+		view = c.viewFor(in, c.s.Tasks[spec.ID])
+	}
+	c.reply(in.Reply, Reply{Submit: SubmitResult{Task: spec.ID}, View: view})
 	return nil
 }
 

@@ -39,6 +39,10 @@ type State struct {
 	// task into pages already touched, rather than taking the page faults
 	// of a growing heap on its own time.
 	taskMem *Task
+	// submitted is the task the last event applied submitted, nil after
+	// any other event but EvRunCreated: its runs, created next, find it
+	// without a lookup in Tasks.
+	submitted *Task
 }
 
 // NewState returns an empty State.

@@ -35,7 +35,10 @@ func (c *Core) submitTask(now int64, spec *TaskSpec) error {
 	if err := c.emit(Event{Type: EvTaskSubmitted, At: now, Task: spec.ID, Spec: spec}); err != nil {
 		return err
 	}
-	t := c.s.Tasks[spec.ID]
+	t := c.s.submitted // the task just applied, without a lookup
+	if t == nil || t.Spec.ID != spec.ID {
+		t = c.s.Tasks[spec.ID]
+	}
 	if t == nil {
 		return nil // canceled and dropped in the same tick: cannot happen, but do not crash
 	}
