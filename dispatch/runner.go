@@ -67,12 +67,16 @@ func (e *Engine) start(job Job) {
 	a := runnerJob{ctx: ctx, job: job}
 	p := &e.pool
 	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
-		r := p.idle[n-1]
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		r.next <- a // never blocks: cap 1, and only this hand-off sends on it
+	if len(p.idle) > 0 {
+		if p.waking > 0 {
+			// A runner is being woken: it takes this attempt from the
+			// queue, or wakes another for it (wakeNext), so a burst of
+			// short attempts wakes a few runners, not one each.
+			p.queue = append(p.queue, a)
+			p.mu.Unlock()
+			return
+		}
+		p.handOff(a) // unlocks
 		return
 	}
 	if p.live < e.runnerBound() {
@@ -136,6 +140,47 @@ type runPool struct {
 	head  int
 	idle  []*runner // runners waiting for an attempt, the most recent last (reused first)
 	live  int       // runners alive
+	// waking counts the runners handed an attempt that have not yet
+	// taken it: while one is, start queues attempts rather than waking
+	// another idle runner.
+	waking int
+}
+
+// handOff gives a to the most recent idle runner (p.mu held, and
+// released here).
+func (p *runPool) handOff(a runnerJob) {
+	n := len(p.idle)
+	r := p.idle[n-1]
+	p.idle[n-1] = nil
+	p.idle = p.idle[:n-1]
+	p.waking++
+	p.mu.Unlock()
+	r.next <- a // never blocks: cap 1, and only this hand-off sends on it
+}
+
+// wakeNext hands the oldest queued attempt to an idle runner unless one is
+// being woken already, or else the queued attempts to new runners while
+// fewer than the runner bound are alive (e.pool.mu held, and released
+// here): a runner that
+// takes an attempt while more wait wakes one more, so the runners at work
+// grow with the queue, one wake at a time, while short attempts are run
+// by the runners already awake.
+func (e *Engine) wakeNext() {
+	p := &e.pool
+	if p.waking > 0 || p.head == len(p.queue) || e.stopping.Load() ||
+		len(p.idle) == 0 && p.live >= e.runnerBound() {
+		p.mu.Unlock()
+		return
+	}
+	if len(p.idle) > 0 {
+		a, _ := p.pop()
+		p.handOff(a)
+		return
+	}
+	// No runner idle: new ones for what is queued, up to the bound (a
+	// new runner takes its attempt at once, no wake to wait for).
+	p.mu.Unlock()
+	e.startQueued()
 }
 
 // pop takes the oldest queued attempt (p.mu held).
@@ -208,13 +253,16 @@ func (e *Engine) nextJob(r *runner) (runnerJob, bool) {
 		return runnerJob{}, false
 	}
 	if a, ok := p.pop(); ok {
-		p.mu.Unlock()
+		e.wakeNext() // unlocks
 		return a, true
 	}
 	p.idle = append(p.idle, r)
 	p.mu.Unlock()
 	select {
 	case a := <-r.next:
+		p.mu.Lock()
+		p.waking--
+		e.wakeNext() // unlocks
 		return a, true
 	case <-e.done:
 		return runnerJob{}, false

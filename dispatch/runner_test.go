@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -291,5 +292,56 @@ func TestRunnersKeptUpToCapacity(t *testing.T) {
 	}
 	if n := r.e.idleRunners(); n != 8 {
 		t.Fatalf("%d idle runners after 8 attempts at once with capacity 8 (Config.Workers 1), want 8", n)
+	}
+}
+
+// TestRunnersWakeForQueuedAttempts: start wakes one idle runner at a time
+// and queues the attempts that come while one is being woken (so a burst
+// of short attempts wakes a few runners rather than one each); every
+// attempt still runs at once up to Config.Workers, whether idle runners
+// or new ones take them.
+func TestRunnersWakeForQueuedAttempts(t *testing.T) {
+	for _, idle := range []int{0, 1, 3, 8} {
+		t.Run(fmt.Sprintf("idle=%d", idle), func(t *testing.T) {
+			r := newEngineRig(t, func(c *Config) { c.Workers = 8 })
+			ctx := context.Background()
+			round := func(name string, n int) {
+				t.Helper()
+				g := newGate(t, false)
+				r.ex.fn = g.execute
+				specs := make([]TaskSpec, n)
+				for i := range specs {
+					specs[i] = TaskSpec{ID: TaskID(fmt.Sprintf("%s-%d", name, i)), Handler: "h"}
+				}
+				// One SubmitMany: the attempts are leased in one tick and
+				// started in one release.
+				if _, errs, err := r.e.SubmitMany(ctx, specs); err != nil {
+					t.Fatal(err)
+				} else {
+					for _, err := range errs {
+						if err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				for range n {
+					g.next(t) // all n run at once
+				}
+				g.open()
+				for _, s := range specs {
+					r.wait(s.ID)
+				}
+			}
+			if idle > 0 {
+				round("warm", idle)
+				for deadline := time.Now().Add(20 * time.Second); r.e.idleRunners() < idle && time.Now().Before(deadline); {
+					time.Sleep(time.Millisecond)
+				}
+				if n := r.e.idleRunners(); n != idle {
+					t.Fatalf("%d idle runners after %d attempts at once, want %d", n, idle, idle)
+				}
+			}
+			round("burst", 8)
+		})
 	}
 }
