@@ -164,14 +164,14 @@
 // start) and comes back at the next SetCapacity. Result.Worker, when an
 // executor sets it, names who ran the attempt in place of the slot name.
 //
-// Attempts released together wake idle runners one at a time (runner.go
-// wakeNext): while one runner is being woken, the others wait in the
-// queue; the runner woken wakes the next as it takes its attempt, and
-// runners already awake take queued attempts as they finish. Short
-// attempts then run on the few runners awake instead of costing a
+// Attempts released together wake idle runners a few at a time (runner.go
+// wakeNext): while one runner per processor is being woken, the others
+// wait in the queue; a runner woken wakes the next as it takes its
+// attempt, and runners already awake take queued attempts as they finish.
+// Short attempts then run on the few runners awake instead of costing a
 // goroutine wake each (a quarter of the no-op engine's rate with 1,024
 // workers), and long ones still all run at once up to the bound, each
-// started one wake after the previous.
+// started a wake after the one before.
 //
 // # Recovery
 //

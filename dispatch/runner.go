@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,10 +69,11 @@ func (e *Engine) start(job Job) {
 	p := &e.pool
 	p.mu.Lock()
 	if len(p.idle) > 0 {
-		if p.waking > 0 {
-			// A runner is being woken: it takes this attempt from the
-			// queue, or wakes another for it (wakeNext), so a burst of
-			// short attempts wakes a few runners, not one each.
+		if p.waking >= maxWaking() {
+			// As many runners are being woken as can run at once: they
+			// take this attempt from the queue, or wake another for it
+			// (wakeNext), so a burst of short attempts wakes a few
+			// runners, not one each.
 			p.queue = append(p.queue, a)
 			p.mu.Unlock()
 			return
@@ -141,8 +143,8 @@ type runPool struct {
 	idle  []*runner // runners waiting for an attempt, the most recent last (reused first)
 	live  int       // runners alive
 	// waking counts the runners handed an attempt that have not yet
-	// taken it: while one is, start queues attempts rather than waking
-	// another idle runner.
+	// taken it: while maxWaking are, start queues attempts rather than
+	// waking another idle runner.
 	waking int
 }
 
@@ -158,16 +160,15 @@ func (p *runPool) handOff(a runnerJob) {
 	r.next <- a // never blocks: cap 1, and only this hand-off sends on it
 }
 
-// wakeNext hands the oldest queued attempt to an idle runner unless one is
-// being woken already, or else the queued attempts to new runners while
-// fewer than the runner bound are alive (e.pool.mu held, and released
-// here): a runner that
-// takes an attempt while more wait wakes one more, so the runners at work
-// grow with the queue, one wake at a time, while short attempts are run
-// by the runners already awake.
+// wakeNext hands the oldest queued attempt to an idle runner unless
+// maxWaking are being woken already, or else the queued attempts to new
+// runners while fewer than the runner bound are alive (e.pool.mu held, and
+// released here): a runner that takes an attempt while more wait wakes
+// one more, so the runners at work grow with the queue, a wake at a time,
+// while short attempts are run by the runners already awake.
 func (e *Engine) wakeNext() {
 	p := &e.pool
-	if p.waking > 0 || p.head == len(p.queue) || e.stopping.Load() ||
+	if p.waking >= maxWaking() || p.head == len(p.queue) || e.stopping.Load() ||
 		len(p.idle) == 0 && p.live >= e.runnerBound() {
 		p.mu.Unlock()
 		return
@@ -503,3 +504,8 @@ func (c *attemptCtx) end(state int32) {
 }
 
 func (c *attemptCtx) String() string { return "dispatch.attemptCtx" }
+
+// maxWaking is how many runners may be waking at once: one per processor,
+// so that the runners woken can all run at once (NumCPU is read once by
+// the runtime; GOMAXPROCS(0) takes the scheduler's lock).
+func maxWaking() int { return runtime.NumCPU() }
