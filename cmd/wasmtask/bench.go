@@ -256,12 +256,32 @@ func (r throughputResult) submitRate() float64   { return float64(r.tasks) / r.s
 func (r throughputResult) completeRate() float64 { return float64(r.tasks) / r.total.Seconds() }
 
 // finalRuns counts the engine's completed and failed runs.
-func (b *bench) finalRuns() (int, error) {
+func (b *bench) finalRuns() (runCount, error) {
 	st, err := b.cl.EngineStatus(b.ctx)
 	if err != nil {
-		return 0, apiFail(err)
+		return runCount{}, apiFail(err)
 	}
-	return st.Runs["completed"] + st.Runs["failed"], nil
+	var c runCount
+	for state, k := range st.Runs {
+		if isFinal(state) {
+			c.final += k
+		} else {
+			c.open += k
+		}
+	}
+	return c, nil
+}
+
+// runCount is the engine's runs as GET /v1/engine counts them: final ones
+// and the others. The engine keeps a bounded number of final tasks (100k
+// by default) and drops the oldest past that, so once a scenario passes
+// the bound the final count stops growing; the open count still falls
+// back to where it was when every submitted task has ended.
+type runCount struct{ final, open int }
+
+// doneSince reports whether n tasks submitted after base are all final.
+func (c runCount) doneSince(base runCount, n int) bool {
+	return c.final >= base.final+n || c.open <= base.open
 }
 
 // throughput submits n tasks from clients goroutines, size tasks per
@@ -301,17 +321,17 @@ func (b *bench) throughput(n, clients, size int) (throughputResult, error) {
 	}
 	r := throughputResult{tasks: n, submit: time.Since(start)}
 	for {
-		done, err := b.finalRuns()
+		now, err := b.finalRuns()
 		if err != nil {
 			return r, err
 		}
-		if done >= base+n {
+		if now.doneSince(base, n) {
 			break
 		}
 		select {
 		case <-b.ctx.Done():
 			return r, b.ctx.Err()
-		case <-time.After(pollPause(done-base, n, time.Since(start))):
+		case <-time.After(pollPause(now.final-base.final, n, time.Since(start))):
 		}
 	}
 	r.total = time.Since(start)
@@ -424,7 +444,7 @@ func (b *bench) latency(rate int, d time.Duration, wait bool) (latencyResult, er
 		fmt.Fprintf(b.out, "rate %d/s: %d errors, the first: %v\n", rate, res.errors, errMsg)
 	}
 	if !wait {
-		if err := b.finishedAt(base+len(submitted), submitted, &res); err != nil {
+		if err := b.finishedAt(base, submitted, &res); err != nil {
 			return res, err
 		}
 	}
@@ -432,15 +452,16 @@ func (b *bench) latency(rate int, d time.Duration, wait bool) (latencyResult, er
 	return res, nil
 }
 
-// finishedAt waits until the engine counts want final runs, then reads
-// the finished_at of the submitted tasks (newest first, through the list).
-func (b *bench) finishedAt(want int, submitted map[string]time.Time, res *latencyResult) error {
+// finishedAt waits until the submitted tasks are final (counted against
+// base, the engine's runs before them), then reads their finished_at
+// (newest first, through the list).
+func (b *bench) finishedAt(base runCount, submitted map[string]time.Time, res *latencyResult) error {
 	for {
-		done, err := b.finalRuns()
+		now, err := b.finalRuns()
 		if err != nil {
 			return err
 		}
-		if done >= want {
+		if now.doneSince(base, len(submitted)) {
 			break
 		}
 		select {

@@ -229,3 +229,29 @@ func TestPollPause(t *testing.T) {
 		})
 	}
 }
+
+// TestRunCountDoneSince: a scenario ends when its tasks are final, also
+// past the engine's bound on retained final tasks, where the final count
+// stops growing (a 200k-task bench against the default 100k bound waited
+// forever).
+func TestRunCountDoneSince(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		base, now runCount
+		n         int
+		want      bool
+	}{
+		{name: "all final, nothing dropped", base: runCount{final: 10}, now: runCount{final: 110}, n: 100, want: true},
+		{name: "some still open", base: runCount{final: 10}, now: runCount{final: 90, open: 20}, n: 100, want: false},
+		{name: "final count capped by retention", base: runCount{}, now: runCount{final: 100000}, n: 200000, want: true},
+		{name: "capped, some still open", base: runCount{}, now: runCount{final: 100000, open: 5}, n: 200000, want: false},
+		{name: "open work before the scenario", base: runCount{open: 3}, now: runCount{final: 100000, open: 3}, n: 200000, want: true},
+		{name: "open work before, one of ours left", base: runCount{open: 3}, now: runCount{final: 100000, open: 4}, n: 200000, want: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.now.doneSince(tc.base, tc.n); got != tc.want {
+				t.Errorf("%+v.doneSince(%+v, %d) = %v, want %v", tc.now, tc.base, tc.n, got, tc.want)
+			}
+		})
+	}
+}
