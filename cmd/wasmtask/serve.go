@@ -48,6 +48,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "disk-check-interval", Value: 250 * time.Millisecond, Usage: "how often the data dir's free space is read"},
 			&cli.BoolFlag{Name: "fast-submit", Value: true, Usage: "answer POST /v1/tasks on plain HTTP/1.1 connections with a lean reader and writer of its own instead of net/http (a quarter less CPU per single submission; every other request, and any connection over TLS, is net/http's); --fast-submit=false: net/http for all"},
 			&cli.DurationFlag{Name: "history-interval", Value: 10 * time.Second, Usage: "how often the dashboard's counters are sampled (an hour of samples is kept)"},
+			cpuProfileFlag,
 		}, append(networkFlags(), clusterFlags()...)...),
 		Action: runServe,
 	}
@@ -62,6 +63,11 @@ func runServe(c *cli.Context) error {
 	}
 	hl, logger := newLogger(c.App.ErrWriter, c.String("log-level"), c.Bool("log-json"))
 	setGCPercent()
+	stopProfile, err := startCPUProfile(c)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	dataDir := c.String("data-dir")
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return fail(exitFailed, "data dir: %v", err)

@@ -42,6 +42,7 @@ func workerCommand() *cli.Command {
 			&cli.GenericFlag{Name: "allow-dir", Value: &repeated{}, Usage: "host directory under which a plugin manifest may mount directories (repeatable); none: no mounts"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log as JSON"},
+			cpuProfileFlag,
 		),
 		Action: runWorker,
 	}
@@ -84,6 +85,11 @@ func runWorker(c *cli.Context) error {
 	// is small, so at GOGC=100 the collector (and the scavenger returning
 	// the freed memory) took a fifth of a no-op worker's CPU.
 	setGCPercent()
+	stopProfile, err := startCPUProfile(c)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	w, err := worker.New(c.Context, worker.Config{Client: cl, Name: c.String("name"), Handlers: handlers, Concurrency: c.Int("concurrency"),
 		CacheDir: c.String("cache-dir"), DrainTimeout: c.Duration("drain-timeout"), LeaseWait: c.Duration("lease-wait"), AllowDirs: allow, Logger: logger,
 		Max: host.Limits{MemoryPages: uint32(c.Uint("max-memory-pages")), Timeout: c.Duration("max-timeout")}})
