@@ -134,7 +134,7 @@ func applyDependencyAdded(s *State, e *Event) error {
 		t.AddedAfter = append(t.AddedAfter, id)
 		s.addPrereq(t, id)
 	}
-	if t.waiting() > 0 {
+	if t.linked().waiting > 0 {
 		for _, r := range t.runs {
 			if r.State == RunScheduled {
 				s.index(r) // gated now: its timer entry goes stale
@@ -226,7 +226,7 @@ func applyTransition(s *State, e *Event) error {
 	if !legal {
 		return violation(e, r, "illegal transition %s -> %s", e.From, e.To)
 	}
-	if e.From == RunReady && e.To == RunScheduled && s.taskOf(r).waiting() == 0 {
+	if e.From == RunReady && e.To == RunScheduled && s.taskOf(r).linked().waiting == 0 {
 		return violation(e, r, "ready -> scheduled needs an unfinished prerequisite")
 	}
 	if e.To == RunReady {

@@ -571,41 +571,16 @@ func (t *Task) own() *taskLinks {
 	return t.links
 }
 
-// The links read through nil-safe accessors: a task in no workflow has none.
-func (t *Task) waiting() int {
+// linked returns t's links to read: for a task in no workflow, the zero
+// links (shared, never written: a change goes through own).
+func (t *Task) linked() *taskLinks {
 	if t.links == nil {
-		return 0
+		return &noLinks
 	}
-	return t.links.waiting
+	return t.links
 }
 
-func (t *Task) dependents() []TaskID {
-	if t.links == nil {
-		return nil
-	}
-	return t.links.dependents
-}
-
-func (t *Task) children() []TaskID {
-	if t.links == nil {
-		return nil
-	}
-	return t.links.children
-}
-
-func (t *Task) pendingChildren() int {
-	if t.links == nil {
-		return 0
-	}
-	return t.links.pendingChildren
-}
-
-func (t *Task) depth() int {
-	if t.links == nil {
-		return 0
-	}
-	return t.links.depth
-}
+var noLinks taskLinks
 
 // nextRunIndex is the index of the task's next run. Runs are kept in
 // index order and the newest is never pruned (pruneCronRuns), so it is

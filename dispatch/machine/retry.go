@@ -89,7 +89,7 @@ func (c *Core) handleRetry(now int64, in RetryInput) error {
 	for range again {
 		i := t.nextRunIndex()
 		to := RunReady
-		if t.waiting() > 0 {
+		if t.linked().waiting > 0 {
 			to = RunScheduled
 		}
 		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: t.Spec.ID, Run: c.runID(t.Spec.ID, i), Index: i, To: to, DueAt: now}); err != nil {
@@ -156,7 +156,7 @@ func applyRetried(s *State, e *Event) error {
 	for _, pid := range nt.prereqs() {
 		if p, ok := s.Tasks[pid]; ok && !p.final {
 			nt.own().waiting++
-			if !slices.Contains(p.dependents(), nt.Spec.ID) {
+			if !slices.Contains(p.linked().dependents, nt.Spec.ID) {
 				pl := p.own()
 				pl.dependents = append(pl.dependents, nt.Spec.ID)
 			}
@@ -173,7 +173,7 @@ func (s *State) removeFinalTree(t *Task) {
 	var walk func(t *Task)
 	walk = func(t *Task) {
 		tree[t.Spec.ID] = true
-		for _, id := range t.children() {
+		for _, id := range t.linked().children {
 			if c, ok := s.Tasks[id]; ok {
 				walk(c)
 			}
@@ -223,7 +223,7 @@ func (c *Core) dropTree(now int64, t *Task, reason string, done map[TaskID]bool)
 		}
 		done[t.Spec.ID] = true
 		ids = append(ids, t.Spec.ID)
-		for _, id := range t.children() {
+		for _, id := range t.linked().children {
 			if ch, ok := c.s.Tasks[id]; ok {
 				walk(ch)
 			}

@@ -267,7 +267,7 @@ func (s *State) index(r *Run) {
 		s.ready.compact(s.counts.of(RunReady))
 	case RunScheduled, RunRetryWait:
 		t := s.taskOf(r)
-		if r.State == RunScheduled && t != nil && t.waiting() > 0 {
+		if r.State == RunScheduled && t != nil && t.linked().waiting > 0 {
 			return // gated by prerequisites: indexed again when the last one completes
 		}
 		s.timers.push(dueEntry{run: r, gen: r.gen, at: r.DueAt, seq: submitSeq(t)})

@@ -45,9 +45,9 @@ func (v TaskView) Final() bool {
 func ViewOf(s *State, t *Task) TaskView {
 	v := TaskView{ID: t.Spec.ID, Handler: t.Spec.Handler, Spec: t.Spec, SubmittedAt: t.SubmittedAt,
 		FinalAt: t.FinalAt, Canceled: t.Canceled, CancelNote: t.CancelNote, Parent: t.Spec.Parent,
-		Children: slices.Clone(t.children()), After: t.prereqs(), seq: t.SubmitSeq, State: s.StateOf(t),
+		Children: slices.Clone(t.linked().children), After: t.prereqs(), seq: t.SubmitSeq, State: s.StateOf(t),
 		Retries: t.Retries, PrunedRuns: t.Pruned}
-	if t.waiting() > 0 && !t.final {
+	if t.linked().waiting > 0 && !t.final {
 		for _, p := range v.After {
 			if pt := s.Tasks[p]; pt == nil || !pt.final || pt.result != TaskCompleted {
 				v.WaitingFor = append(v.WaitingFor, p)

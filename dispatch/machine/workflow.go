@@ -36,10 +36,10 @@ func (s *State) waitsFor(id TaskID) []TaskID {
 	if !ok || t.final {
 		return nil
 	}
-	if len(t.children()) == 0 {
+	if len(t.linked().children) == 0 {
 		return t.prereqs()
 	}
-	return append(slices.Clip(t.prereqs()), t.children()...)
+	return append(slices.Clip(t.prereqs()), t.linked().children...)
 }
 
 // link registers a new task with its parent and prerequisites.
@@ -92,7 +92,7 @@ func doomReason(p *Task) string {
 // be created (cron), and its children are final; then it tells its parent
 // and its dependents.
 func (s *State) maybeFinalize(t *Task, at int64) {
-	if t.final || t.finalRuns < len(t.Runs) || len(t.Runs) == 0 || t.pendingChildren() > 0 || !t.runsComplete() {
+	if t.final || t.finalRuns < len(t.Runs) || len(t.Runs) == 0 || t.linked().pendingChildren > 0 || !t.runsComplete() {
 		return
 	}
 	t.final, t.FinalAt, t.result = true, at, s.resultOf(t)
@@ -105,14 +105,14 @@ func (s *State) maybeFinalize(t *Task, at int64) {
 		// parent's result still depends on its children.
 		s.addFinalTree(t)
 	}
-	for _, id := range t.dependents() {
+	for _, id := range t.linked().dependents {
 		d, ok := s.Tasks[id]
 		if !ok || d.final {
 			continue
 		}
 		if t.result == TaskCompleted {
 			d.own().waiting--
-			if d.waiting() == 0 {
+			if d.linked().waiting == 0 {
 				for _, r := range d.runs {
 					if r.State == RunScheduled {
 						s.index(r) // now due: the timer heap promotes it
@@ -156,7 +156,7 @@ func (s *State) resultOf(t *Task) TaskState {
 		return TaskCanceled
 	}
 	if !t.Spec.TolerateChildFailures {
-		for _, id := range t.children() {
+		for _, id := range t.linked().children {
 			if c, ok := s.Tasks[id]; ok && c.final && c.result != TaskCompleted && c.SubmitSeq >= t.RetrySeq {
 				if t.Canceled {
 					return TaskCanceled // its subtree was canceled with it
@@ -171,7 +171,7 @@ func (s *State) resultOf(t *Task) TaskState {
 // addFinalTree records t and its descendants (all final) for retention.
 func (s *State) addFinalTree(t *Task) {
 	s.addFinal(t)
-	for _, id := range t.children() {
+	for _, id := range t.linked().children {
 		if c, ok := s.Tasks[id]; ok {
 			s.addFinalTree(c)
 		}
@@ -262,12 +262,12 @@ func (s *State) reindexWorkflow() {
 	}
 	for i := len(tasks) - 1; i >= 0; i-- {
 		t := tasks[i]
-		for _, id := range t.children() {
+		for _, id := range t.linked().children {
 			if !s.Tasks[id].final {
 				t.own().pendingChildren++
 			}
 		}
-		if t.FinalAt != 0 && t.finalRuns == len(t.Runs) && t.pendingChildren() == 0 && t.runsComplete() {
+		if t.FinalAt != 0 && t.finalRuns == len(t.Runs) && t.linked().pendingChildren == 0 && t.runsComplete() {
 			t.final, t.result = true, s.resultOf(t)
 		}
 	}

@@ -50,7 +50,7 @@ func (c *Core) submitTask(now int64, spec *TaskSpec) error {
 	for i := 1; i <= spec.RunCount(); i++ {
 		due := base + int64(i-1)*spec.Policy.EveryMs
 		to := RunReady
-		if due > now || t.waiting() > 0 || t.Canceled {
+		if due > now || t.linked().waiting > 0 || t.Canceled {
 			to = RunScheduled
 		}
 		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: spec.ID, Run: c.runID(spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
@@ -97,7 +97,7 @@ func (c *Core) cancelTask(now int64, t *Task, reason string, subtree bool) error
 		return err
 	}
 	if subtree {
-		for _, id := range slices.Clone(t.children()) {
+		for _, id := range slices.Clone(t.linked().children) {
 			if ch, ok := c.s.Tasks[id]; ok {
 				if err := c.cancelTask(now, ch, "parent "+string(t.Spec.ID)+" canceled", true); err != nil {
 					return err
@@ -167,7 +167,7 @@ func (c *Core) handleAfter(now int64, in AfterInput) error {
 		if err := c.emit(Event{Type: EvDependencyAdded, At: now, Task: in.Task, After: add}); err != nil {
 			return err
 		}
-		if t.waiting() > 0 {
+		if t.linked().waiting > 0 {
 			for _, r := range slices.Clone(t.runs) {
 				if r.State == RunReady {
 					if err := c.emit(Event{Type: EvRunTransition, At: now, Task: r.Task, Run: r.ID, From: RunReady, To: RunScheduled, Reason: "waits for a prerequisite declared later"}); err != nil {
@@ -187,7 +187,7 @@ func (c *Core) handleAfter(now int64, in AfterInput) error {
 // naming the child and the field; then nothing of it is written.
 func (c *Core) commitChildren(now int64, r *Run, children [][]byte) error {
 	parent := c.s.Tasks[r.Task]
-	if parent.depth()+1 > MaxDepth {
+	if parent.linked().depth+1 > MaxDepth {
 		return fmt.Errorf("children: task depth would exceed %d", MaxDepth)
 	}
 	if len(children) > MaxChildren {
@@ -316,7 +316,7 @@ func (c *Core) refillCron(now int64, t *Task) error {
 		}
 		i := t.nextRunIndex()
 		to := RunScheduled
-		if due <= now && t.waiting() == 0 {
+		if due <= now && t.linked().waiting == 0 {
 			to = RunReady
 		}
 		if err := c.emit(Event{Type: EvRunCreated, At: now, Task: t.Spec.ID, Run: c.runID(t.Spec.ID, i), Index: i, To: to, DueAt: due}); err != nil {
@@ -374,7 +374,7 @@ func (s *State) StateOf(t *Task) TaskState {
 	switch {
 	case running:
 		return TaskRunning
-	case done == len(t.runs) && len(t.runs) > 0 && t.pendingChildren() > 0:
+	case done == len(t.runs) && len(t.runs) > 0 && t.linked().pendingChildren > 0:
 		return TaskWaitingChildren
 	}
 	return TaskPending
