@@ -255,8 +255,8 @@ type throughputResult struct {
 func (r throughputResult) submitRate() float64   { return float64(r.tasks) / r.submit.Seconds() }
 func (r throughputResult) completeRate() float64 { return float64(r.tasks) / r.total.Seconds() }
 
-// finalRuns counts the engine's completed and failed runs.
-func (b *bench) finalRuns() (runCount, error) {
+// countRuns reads the engine's runs, final and open (runCount).
+func (b *bench) countRuns() (runCount, error) {
 	st, err := b.cl.EngineStatus(b.ctx)
 	if err != nil {
 		return runCount{}, apiFail(err)
@@ -288,7 +288,7 @@ func (c runCount) doneSince(base runCount, n int) bool {
 // request (1: POST /v1/tasks, more: the batch endpoint), and waits until
 // the engine counts n more final runs.
 func (b *bench) throughput(n, clients, size int) (throughputResult, error) {
-	base, err := b.finalRuns()
+	base, err := b.countRuns()
 	if err != nil {
 		return throughputResult{}, err
 	}
@@ -321,7 +321,7 @@ func (b *bench) throughput(n, clients, size int) (throughputResult, error) {
 	}
 	r := throughputResult{tasks: n, submit: time.Since(start)}
 	for {
-		now, err := b.finalRuns()
+		now, err := b.countRuns()
 		if err != nil {
 			return r, err
 		}
@@ -398,7 +398,7 @@ func (r latencyResult) pct(q float64) time.Duration {
 func (b *bench) latency(rate int, d time.Duration, wait bool) (latencyResult, error) {
 	n := int(float64(rate) * d.Seconds())
 	interval := time.Second / time.Duration(rate)
-	base, err := b.finalRuns()
+	base, err := b.countRuns()
 	if err != nil {
 		return latencyResult{}, err
 	}
@@ -457,7 +457,7 @@ func (b *bench) latency(rate int, d time.Duration, wait bool) (latencyResult, er
 // (newest first, through the list).
 func (b *bench) finishedAt(base runCount, submitted map[string]time.Time, res *latencyResult) error {
 	for {
-		now, err := b.finalRuns()
+		now, err := b.countRuns()
 		if err != nil {
 			return err
 		}
