@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wasmtask/wasmtask/dispatch"
+	"github.com/wasmtask/wasmtask/internal/testnet"
 )
 
 // testCluster runs nodes in this process on loopback ports.
@@ -49,15 +49,6 @@ const testHeartbeat = 2 * time.Second
 // a loaded one does not fail them.
 const testWait = time.Minute
 
-func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func newTestCluster(t testing.TB) *testCluster {
 	return &testCluster{t: t, nodes: map[string]*Node{}, dirs: map[string]string{}, addrs: map[string]string{}}
 }
@@ -65,7 +56,7 @@ func newTestCluster(t testing.TB) *testCluster {
 func (c *testCluster) start(id string, bootstrap bool) *Node {
 	c.t.Helper()
 	if c.dirs[id] == "" {
-		c.dirs[id], c.addrs[id] = c.t.TempDir(), freeAddr(c.t)
+		c.dirs[id], c.addrs[id] = c.t.TempDir(), testnet.Addr(c.t)
 	}
 	exec := dispatch.ExecutorFunc(func(ctx context.Context, job dispatch.Job) dispatch.Result {
 		c.runs.Add(1)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wasmtask/wasmtask/api"
+	"github.com/wasmtask/wasmtask/internal/testnet"
 )
 
 // Cluster mode (issue 14): three or four `wasmtask serve --node-id`
@@ -24,17 +24,6 @@ import (
 type clusterNode struct {
 	id, raftAddr string
 	s            *server
-}
-
-// freeTCPAddr returns a loopback address nothing listens on right now.
-func freeTCPAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // pluginsDir is a --plugins folder holding noop.wasm, shared by every node
@@ -50,7 +39,7 @@ func pluginsDir(t testing.TB) string {
 
 func startNode(t testing.TB, id, plugins string, extra ...string) *clusterNode {
 	t.Helper()
-	n := &clusterNode{id: id, raftAddr: freeTCPAddr(t)}
+	n := &clusterNode{id: id, raftAddr: testnet.Addr(t)}
 	n.s = startServer(t, serverOpts{plugins: plugins, workers: 8,
 		extra: append([]string{"--node-id", id, "--raft-addr", n.raftAddr}, extra...)})
 	return n
@@ -348,7 +337,6 @@ func TestClusterFailover(t *testing.T) {
 	for l.count() < total/3 {
 		time.Sleep(10 * time.Millisecond)
 	}
-	killedAt := time.Now()
 	leader.s.kill()
 	var survivors []*clusterNode
 	for _, n := range nodes {
@@ -361,7 +349,6 @@ func TestClusterFailover(t *testing.T) {
 	if took > 5*time.Second {
 		t.Errorf("a new leader took %v, want within 5s", took)
 	}
-	_ = killedAt
 	// The rest goes through the survivors.
 	if err := <-loadErr; err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmtask/wasmtask/internal/testnet"
 )
 
 // TestClusterRemoteWorker: three `serve --workers 0` nodes schedule only,
@@ -19,7 +21,7 @@ func TestClusterRemoteWorker(t *testing.T) {
 	}
 	plugins := pluginsDir(t)
 	start := func(id string, extra ...string) *clusterNode {
-		n := &clusterNode{id: id, raftAddr: freeTCPAddr(t)}
+		n := &clusterNode{id: id, raftAddr: testnet.Addr(t)}
 		n.s = startServer(t, serverOpts{plugins: plugins, scheduleOnly: true,
 			extra: append([]string{"--node-id", id, "--raft-addr", n.raftAddr, "--worker-lease-timeout", "3s"}, extra...)})
 		return n

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/wasmtask/wasmtask/api"
+	"github.com/wasmtask/wasmtask/internal/testnet"
 )
 
 // raceEnabled is set by race_test.go; the server binary is then built with
@@ -129,7 +130,7 @@ type server struct {
 	client *api.Client
 }
 
-// startServer starts `wasmtask serve --addr 127.0.0.1:0` and waits for its
+// startServer starts `wasmtask serve` on a free loopback port and waits for its
 // "listening" line. The process is killed when the test ends if it is still
 // running; a data race it reported fails the test.
 func startServer(t testing.TB, opts serverOpts) *server {
@@ -166,11 +167,14 @@ func tail(s string, n int) string {
 func (s *server) start() {
 	t := s.t
 	t.Helper()
-	workers, addr := s.opts.workers, "127.0.0.1:0"
+	workers := s.opts.workers
 	if s.opts.scheduleOnly {
 		workers = 0
 	}
-	if s.URL != "" { // a restart: the same port, so that remote workers find it again
+	// A port outside the ephemeral range (testnet), so that a restart can
+	// bind it again: remote workers and clients find the server there.
+	addr := testnet.Addr(t)
+	if s.URL != "" { // a restart
 		addr = strings.TrimPrefix(strings.TrimPrefix(s.URL, "http://"), "https://")
 	}
 	args := []string{"serve", "--data-dir", s.opts.dataDir, "--addr", addr, "--workers", fmt.Sprint(workers)}
