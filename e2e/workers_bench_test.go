@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,11 +28,16 @@ import (
 // per task, from the resume to the last task final. With
 // WASMTASK_E2E_BASE_BIN=path (a wasmtask built from an earlier commit),
 // each case runs first as "NAME-base" with that binary (server and
-// workers), for a before/after in one run.
+// workers), for a before/after in one run. With
+// WASMTASK_E2E_CPUPROFILE=DIR, the server and each worker of a case write
+// a Go CPU profile (--cpuprofile) of their whole run, submits included,
+// to DIR/NAME-serve.prof and DIR/NAME-wI.prof, stopped by SIGTERM at the
+// end of the case (go tool pprof -top BIN FILE).
 //
 //	go test ./e2e -run '^$' -bench 'RemoteWorkers|LeaseRoundTrip' -benchtime 5000x -count 3
 func BenchmarkRemoteWorkers(b *testing.B) {
 	base := os.Getenv("WASMTASK_E2E_BASE_BIN")
+	profDir := os.Getenv("WASMTASK_E2E_CPUPROFILE")
 	type benchCase struct {
 		name    string
 		workers int    // remote; 0: local
@@ -51,13 +58,20 @@ func BenchmarkRemoteWorkers(b *testing.B) {
 			if tc.workers > 0 {
 				opts = serverOpts{scheduleOnly: true, bin: tc.bin}
 			}
+			profile := func(who string) []string {
+				if profDir == "" {
+					return nil
+				}
+				return []string{"--cpuprofile", filepath.Join(profDir, fmt.Sprintf("%s-%s.prof", tc.name, who))}
+			}
+			opts.extra = profile("serve")
 			s := startServer(b, opts)
 			s.deploy("noop", module(b, "noop"))
 			var names []string
 			var wps []*workerProc
 			for i := range tc.workers {
 				name := fmt.Sprintf("w%d", i+1)
-				wps = append(wps, startWorkerBin(b, s, cmp.Or(tc.bin, binPath), name, "--concurrency", tc.conc))
+				wps = append(wps, startWorkerBin(b, s, cmp.Or(tc.bin, binPath), name, append([]string{"--concurrency", tc.conc}, profile(name)...)...))
 				names = append(names, name)
 			}
 			waitConnected(b, s, names...)
@@ -107,6 +121,17 @@ func BenchmarkRemoteWorkers(b *testing.B) {
 			}
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "lease-start-p50-ms")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "lease-start-p99-ms")
+			if profDir != "" { // the profiles are written as the processes stop
+				for _, w := range wps {
+					w.signal(syscall.SIGTERM)
+					select {
+					case <-w.exited:
+					case <-time.After(time.Minute):
+						b.Errorf("worker %s did not exit within a minute of SIGTERM", w.name)
+					}
+				}
+				s.stop(time.Minute)
+			}
 		})
 	}
 }
