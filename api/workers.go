@@ -335,13 +335,9 @@ func (s *Server) workerLease(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out.Leases = make([]Lease, 0, len(leases))
-	now := time.Now().UnixMilli()
-	for _, l := range leases {
-		j := l.job
-		out.Leases = append(out.Leases, Lease{Lease: l.id, Task: string(j.Task), Run: string(j.Run), Attempt: j.Attempt, MaxAttempts: j.MaxAttempts,
-			Handler: j.Handler, Plugin: l.pin.Name, Version: l.pin.Version, Manifest: l.pin.Manifest, Input: j.Input,
-			TimeoutMs: j.TimeoutMs, RemainingMs: max(j.DeadlineMs-now, 1), Labels: j.Labels, Parent: string(j.Parent)})
+	out.Leases = leases
+	if out.Leases == nil {
+		out.Leases = []Lease{}
 	}
 	writeLeaseResponse(w, &out, &b.manifests)
 }
