@@ -241,18 +241,32 @@ func failTicks(ticks []*committedTick, err error) {
 }
 
 // splitEarly moves out of starts, into early, the attempts to start before
-// the tick is durable, once their leases are written (flush): those whose
-// task's submission is durable (all but tasks submitted in ticks still
-// waiting for their fsync), unless Config.DurableLeases. The committer
-// starts the others once the tick is durable. The WAL orders each
-// attempt's result after its lease, so a durable result implies a durable
-// lease.
+// the tick is durable, once their leases are written (flush), unless
+// Config.DurableLeases: on the local WAL every attempt, also one of a task
+// submitted in a tick still waiting for its fsync (the written frame holds
+// the submission and the lease, and a crash of the process keeps it); on a
+// replicated Log those whose task's submission is durable (committed),
+// since an entry in flight can be dropped by a change of leader. The
+// committer starts the others once the tick is durable. The WAL orders
+// each attempt's result after its lease and its task's submission, so a
+// durable result implies both are durable.
 func (e *Engine) splitEarly(starts, early []Job) (later, early2 []Job) {
 	if e.cfg.DurableLeases || len(starts) == 0 {
 		return starts, early
 	}
 	if g, ok := e.out.(EarlyStartGate); ok && !g.EarlyStartOK() {
 		return starts, early
+	}
+	if e.wal != nil {
+		// A submission no longer waits for its fsync and a second
+		// goroutine hand-off before its attempt starts: at 1,000 tasks/s
+		// that chain (fsync, release, runner wake) came before the
+		// result's own tick and fsync, so a waiting client waited for two
+		// fsyncs in a row; now the result is mostly ready when the first
+		// ends (and shares it when the committer was busy).
+		early = append(early, starts...)
+		clear(starts)
+		return starts[:0], early
 	}
 	durable := e.durable.Load()
 	later = starts[:0]

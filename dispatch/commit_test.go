@@ -44,10 +44,16 @@ func (g *commitGate) release(fail error) {
 	g.mu.Unlock()
 }
 
-// gatedRig is an engine rig whose commits wait at a gate.
-func gatedRig(t *testing.T) (*engineRig, *commitGate) {
+// gatedRig is an engine rig whose commits wait at a gate; opts change its
+// Config further.
+func gatedRig(t *testing.T, opts ...func(*Config)) (*engineRig, *commitGate) {
 	gate := newCommitGate()
-	r := newEngineRig(t, func(c *Config) { c.beforeCommit = gate.hook })
+	r := newEngineRig(t, func(c *Config) {
+		c.beforeCommit = gate.hook
+		for _, o := range opts {
+			o(c)
+		}
+	})
 	t.Cleanup(func() { gate.release(nil) }) // before the rig's Close, should the test stop early
 	return r, gate
 }
@@ -85,19 +91,41 @@ func notWithin[T any](t *testing.T, what string, ch <-chan T) {
 }
 
 // TestCommitReleasesOnlyDurableTicks: while the fsync of a tick is held,
-// nothing of it leaves the engine (the Submit does not return, the attempt
-// does not start, readers wait rather than show it), yet the loop goes on
-// stepping and appending the next ticks. Letting the fsync go releases it all.
+// nothing of it is acknowledged or visible (the Submit does not return,
+// readers wait rather than show it), yet the loop goes on stepping and
+// appending the next ticks. Its attempt starts once the tick is written
+// (the submission and the lease, which a crash of the process keeps), or
+// with DurableLeases only after the fsync. Letting the fsync go releases
+// it all.
 func TestCommitReleasesOnlyDurableTicks(t *testing.T) {
-	r, gate := gatedRig(t)
+	for _, durableLeases := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable_leases=%v", durableLeases), func(t *testing.T) {
+			testCommitReleasesOnlyDurableTicks(t, durableLeases)
+		})
+	}
+}
+
+func testCommitReleasesOnlyDurableTicks(t *testing.T, durableLeases bool) {
+	started := make(chan struct{}, 4)
+	r, gate := gatedRig(t, func(c *Config) { c.DurableLeases = durableLeases })
+	r.ex.set(func(context.Context, Job) Result {
+		started <- struct{}{}
+		return Result{Outcome: OutcomeOK}
+	})
 	ctx := r.ctx()
 
 	submitted := submitAsync(ctx, r, "a")
 	<-gate.entered // the tick with a's submission and lease is appended, its fsync held
-	notWithin(t, "Submit returned", submitted)
-	if n := len(r.ex.calls()); n != 0 {
-		t.Fatalf("%d attempts started before their lease was durable", n)
+	if durableLeases {
+		notWithin(t, "the attempt started", started)
+	} else {
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the attempt of a submission written, its fsync held, did not start")
+		}
 	}
+	notWithin(t, "Submit returned", submitted)
 
 	read := make(chan TaskView, 1)
 	go func() {
@@ -132,10 +160,11 @@ func TestCommitReleasesOnlyDurableTicks(t *testing.T) {
 }
 
 // TestCommitFailureStopsEngine: a failed fsync fails the callers of the
-// ticks it covered, starts none of their attempts and stops the engine
-// with an error naming the fsync.
+// ticks it covered, starts none of their attempts (under DurableLeases;
+// by default a new task's attempt may start once its tick is written) and
+// stops the engine with an error naming the fsync.
 func TestCommitFailureStopsEngine(t *testing.T) {
-	r, gate := gatedRig(t)
+	r, gate := gatedRig(t, func(c *Config) { c.DurableLeases = true })
 	ctx := r.ctx()
 	submitted := submitAsync(ctx, r, "a")
 	<-gate.entered

@@ -73,15 +73,17 @@ type Config struct {
 	Rand func() float64
 	// MaxBatch bounds the inputs one tick drains. Default 4096.
 	MaxBatch int
-	// DurableLeases starts an attempt only once its lease is durable. By
-	// default an attempt of a task whose submission is durable starts as
-	// soon as its lease is written, while the lease's fsync is under way: a
-	// crash of the process keeps the written lease (the attempt is closed as
-	// lost, as usual), but a crash of the machine before the fsync can lose
-	// it, and the attempt then runs again under the same number. Set
-	// DurableLeases when that must never happen; each attempt then waits
-	// for one fsync before it starts (dispatch/doc.go, "Attempts start
-	// before their lease is durable").
+	// DurableLeases starts an attempt only once its lease (and its task's
+	// submission) is durable. By default an attempt starts as soon as its
+	// lease, and for a new task its submission, is written, while the
+	// fsync is under way: a crash of the process keeps what was written
+	// (the attempt is closed as lost, as usual), but a crash of the machine
+	// before the fsync can lose it, and the attempt then runs again under
+	// the same number (or, for a submission lost, after its submitter,
+	// never acknowledged, submits it again). Set DurableLeases when that
+	// must never happen; each attempt then waits for one fsync before it
+	// starts (dispatch/doc.go, "Attempts start before their lease is
+	// durable").
 	DurableLeases bool
 	// MaxPayloadMemory bounds the payload bytes held in memory for work in
 	// progress: submissions being received and written (AdmitPayload),
