@@ -228,6 +228,20 @@ func (c *Client) Submit(ctx context.Context, spec TaskSpec) (*SubmitResult, erro
 	return &SubmitResult{Task: v, Duplicate: status == http.StatusOK}, nil
 }
 
+// SubmitWait submits a task and waits, in the same request, up to wait for
+// it to be final (POST /v1/tasks?wait=): the task in the result is then
+// final, or as it was when wait passed. A server that does not know the
+// parameter answers at once (the task as submitted); TaskWait then waits.
+// The submission is durable once it returns nil, final or not.
+func (c *Client) SubmitWait(ctx context.Context, spec TaskSpec, wait time.Duration) (*SubmitResult, error) {
+	var v TaskView
+	status, err := c.doJSON(ctx, "POST", "/v1/tasks?wait="+wait.String(), spec, &v)
+	if err != nil {
+		return nil, err
+	}
+	return &SubmitResult{Task: v, Duplicate: status == http.StatusOK}, nil
+}
+
 // SubmitBatch submits several tasks in one request.
 func (c *Client) SubmitBatch(ctx context.Context, specs []TaskSpec) ([]BatchResult, error) {
 	var out struct {

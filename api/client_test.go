@@ -145,6 +145,24 @@ func TestClientTasks(t *testing.T) {
 	}
 }
 
+// TestClientSubmitWait: SubmitWait answers with the final view (POST
+// /v1/tasks?wait=), a duplicate as such, and a conflict as Submit does.
+func TestClientSubmitWait(t *testing.T) {
+	t.Parallel()
+	b := setup(t, api.Config{})
+	c := api.NewClient(b.srv.URL+"/", "")
+	ctx := context.Background()
+	res, err := c.SubmitWait(ctx, api.TaskSpec{ID: "c5", Handler: "echo", Input: ptr("bye")}, 20*time.Second)
+	if err != nil || res.Duplicate || res.Task.State != "completed" || res.Task.Output == nil || *res.Task.Output != "BYE" {
+		t.Fatalf("SubmitWait: %+v, %v; want c5 completed with BYE", res, err)
+	}
+	if res, err = c.SubmitWait(ctx, api.TaskSpec{ID: "c5", Handler: "echo", Input: ptr("bye")}, 20*time.Second); err != nil || !res.Duplicate || res.Task.State != "completed" {
+		t.Errorf("identical SubmitWait: %+v, %v; want a completed duplicate", res, err)
+	}
+	_, err = c.SubmitWait(ctx, api.TaskSpec{ID: "c5", Handler: "echo", Input: ptr("other")}, 20*time.Second)
+	wantAPIError(t, "conflicting SubmitWait", err, api.ErrConflict, 409, "id")
+}
+
 func TestClientPlugins(t *testing.T) {
 	t.Parallel()
 	b := setup(t, api.Config{})

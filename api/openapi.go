@@ -59,7 +59,8 @@ const taskViewExample = `{"id":"t1","handler":"uppercase","state":"completed","r
 func apiDocs() []opDoc {
 	taskResp := []respDoc{{200, "the task view", TaskView{}, taskViewExample}, {404, "no such task", ErrorBody{}, ""}}
 	return []opDoc{
-		{method: "POST", path: "/v1/tasks", summary: "Submit a task spec; answered once it is durable",
+		{method: "POST", path: "/v1/tasks", summary: "Submit a task spec; answered once it is durable (with wait, once it is final or the wait passed)",
+			query:   []paramDoc{{"wait", "Go duration (at most 5m): answer once the task is final or this long passed, with its view then (the status is the submission's: 201 or 200)"}},
 			request: TaskSpec{}, requestExample: `{"id":"t1","handler":"uppercase","input":"hello","max_attempts":3,"timeout":"30s","labels":{"team":"a"}}`,
 			responses: append([]respDoc{{201, "created (durable)", TaskView{}, taskViewExample}, {200, "identical resubmit of an existing id", TaskView{}, ""},
 				{409, "another spec under this id", ErrorBody{}, ""}}, append(errorResponses, writeUnavailable...)...)},

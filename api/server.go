@@ -317,6 +317,11 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	wait, err := submitWait(r, s.cfg.MaxWait)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	spec, err := s.specFromBody(b)
 	if err != nil {
 		writeError(w, err)
@@ -333,7 +338,49 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) {
 	if res.Duplicate {
 		status = http.StatusOK
 	}
+	if wait > 0 && !v.Final() {
+		// Submit and wait in one request: a waiting client no longer sends
+		// its GET .../wait after the 201 (a round trip that, once the
+		// attempt ran during the submission's fsync, came after the result).
+		// The submission is durable whatever the wait ends with: its answer
+		// is the 2xx, with the latest view when the task is not final.
+		if fv, ok := s.waitFinal(w, r, res.Task, wait); ok {
+			v = fv
+		}
+	}
 	writeTaskView(w, status, s.taskView(v))
+}
+
+// submitWait is the wait query parameter of a submission: how long to wait
+// for the task to be final before answering (0: not at all), at most
+// maxWait.
+func submitWait(r *http.Request, maxWait time.Duration) (time.Duration, error) {
+	if r.URL == nil || r.URL.RawQuery == "" {
+		return 0, nil
+	}
+	t := r.URL.Query().Get("wait")
+	if t == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(t)
+	if err != nil || d < 0 {
+		return 0, &FieldError{Field: "wait", Reason: fmt.Sprintf("want a Go duration such as \"30s\", got %q", t)}
+	}
+	return min(d, maxWait), nil
+}
+
+// waitFinal waits up to timeout for task id to be final (a long poll: the
+// response gets a write deadline of its own) and returns its view; false
+// when it could not read one (the server shuts down, the task is gone).
+func (s *Server) waitFinal(w http.ResponseWriter, r *http.Request, id dispatch.TaskID, timeout time.Duration) (dispatch.TaskView, bool) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + 30*time.Second))
+	s.openWaits.Add(1)
+	defer s.openWaits.Add(-1)
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	defer context.AfterFunc(s.stopping, cancel)()
+	v, err := s.reads().WaitWithoutInput(ctx, id)
+	return v, err == nil || errors.Is(err, context.DeadlineExceeded) && v.ID != ""
 }
 
 // refuseBody reads and drops a refused request's body (up to limit, a

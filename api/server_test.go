@@ -203,6 +203,68 @@ func TestWait(t *testing.T) {
 	}
 }
 
+// TestSubmitWait: POST /v1/tasks?wait=D submits (durable, same status
+// codes) and answers once the task is final or D passed, with the view
+// then; a bad wait is 400 naming it before anything is submitted; a
+// shutting-down server still answers the durable submission with its 2xx.
+func TestSubmitWait(t *testing.T) {
+	t.Parallel()
+	b := setup(t, api.Config{})
+	steps := []struct {
+		name, path, body string
+		pause, stop      bool
+		wantStatus       int
+		wantState        string
+		wantOutput       string
+		wantField        string
+	}{
+		{name: "final", path: "/v1/tasks?wait=20s", body: `{"id": "sw1", "handler": "echo", "input": "hello"}`,
+			wantStatus: 201, wantState: "completed", wantOutput: "HELLO"},
+		{name: "duplicate", path: "/v1/tasks?wait=20s", body: `{"id": "sw1", "handler": "echo", "input": "hello"}`,
+			wantStatus: 200, wantState: "completed", wantOutput: "HELLO"},
+		{name: "bad wait", path: "/v1/tasks?wait=soon", body: `{"id": "sw2", "handler": "echo"}`,
+			wantStatus: 400, wantField: "wait"},
+		{name: "negative wait", path: "/v1/tasks?wait=-1s", body: `{"id": "sw2", "handler": "echo"}`,
+			wantStatus: 400, wantField: "wait"},
+		{name: "timeout", path: "/v1/tasks?wait=50ms", body: `{"id": "sw3", "handler": "echo"}`, pause: true,
+			wantStatus: 201, wantState: "pending"},
+		{name: "no wait", path: "/v1/tasks?wait=0s", body: `{"id": "sw4", "handler": "echo"}`,
+			wantStatus: 201, wantState: "pending"},
+		{name: "shutting down", path: "/v1/tasks?wait=20s", body: `{"id": "sw5", "handler": "echo"}`, stop: true,
+			wantStatus: 201, wantState: "pending"},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if st.pause {
+				b.pause(t)
+			}
+			if st.stop {
+				b.api.StopWaits()
+			}
+			r := b.do(t, "POST", st.path, st.body)
+			if r.status != st.wantStatus {
+				t.Fatalf("POST %s: %d %s, want %d", st.path, r.status, r.body, st.wantStatus)
+			}
+			if st.wantField != "" {
+				if e := r.apiError(t); e.Field != st.wantField {
+					t.Errorf("POST %s: error %+v, want one naming %s", st.path, e, st.wantField)
+				}
+				if g := b.do(t, "GET", "/v1/tasks/sw2", nil); g.status != 404 {
+					t.Errorf("a refused submission was stored: GET %d %s", g.status, g.body)
+				}
+				return
+			}
+			v := r.view(t)
+			if v.State != st.wantState {
+				t.Errorf("POST %s: state %s, want %s (%s)", st.path, v.State, st.wantState, r.body)
+			}
+			if st.wantOutput != "" && (v.Output == nil || *v.Output != st.wantOutput) {
+				t.Errorf("POST %s: output %v, want %q", st.path, v.Output, st.wantOutput)
+			}
+		})
+	}
+}
+
 func TestListAndCancel(t *testing.T) {
 	t.Parallel()
 	b := setup(t, api.Config{})

@@ -42,8 +42,9 @@ func benchCommand() *cli.Command {
 		Description: "Throughput: --tasks tasks submitted one per request by each number of --clients, then in\n" +
 			"batches of --batch; the clock runs from the first submit until the engine counts them all final.\n" +
 			"Latency: for each of --rates, tasks submitted at that steady rate for --duration, measured two\n" +
-			"ways: \"wait\", each task followed by a long-poll wait, from the submit request to the wait's\n" +
-			"answer (what a waiting client sees); \"finished_at\", no waits, from the submit request to the\n" +
+			"ways: \"wait\", each task submitted with a wait (POST /v1/tasks?wait=1m0s; a server without it answers\n" +
+			"at once and the task is then long-polled), from the submit request to the final answer (what a\n" +
+			"waiting client sees); \"finished_at\", no waits, from the submit request to the\n" +
 			"task's finished_at read afterwards (the engine alone; millisecond resolution).\n" +
 			"Without --handler it deploys a built-in no-op module as plugin bench-noop (--handler-wasm FILE:\n" +
 			"that module as plugin bench-wasm). Other tasks on the\n" +
@@ -502,7 +503,13 @@ func (b *bench) submitAndWait(wait bool) (string, error) {
 	if b.lean != nil {
 		return b.submitAndWaitLean(wait)
 	}
-	res, err := b.cl.Submit(b.ctx, b.spec())
+	var res *api.SubmitResult
+	var err error
+	if wait {
+		res, err = b.cl.SubmitWait(b.ctx, b.spec(), time.Minute)
+	} else {
+		res, err = b.cl.Submit(b.ctx, b.spec())
+	}
 	if err != nil {
 		return "", err
 	}

@@ -175,7 +175,14 @@ func runSubmit(c *cli.Context) error {
 		spec.Labels[k] = v
 	}
 	cl := clientFrom(c)
-	res, err := cl.Submit(c.Context, spec)
+	var res *api.SubmitResult
+	if c.Bool("wait") {
+		// One request for a short task: submitted, then waited for on the
+		// server (waitAndPrint goes on waiting if it is not final yet).
+		res, err = cl.SubmitWait(c.Context, spec, min(c.Duration("wait-timeout"), 30*time.Second))
+	} else {
+		res, err = cl.Submit(c.Context, spec)
+	}
 	if err != nil {
 		return apiFail(err)
 	}
@@ -189,6 +196,9 @@ func runSubmit(c *cli.Context) error {
 			fmt.Fprintln(c.App.Writer, res.Task.ID)
 		}
 		return nil
+	}
+	if isFinal(res.Task.State) {
+		return printFinal(c, []api.TaskView{res.Task})
 	}
 	return waitAndPrint(c, cl, []string{res.Task.ID})
 }
@@ -310,12 +320,17 @@ func waitAndPrint(c *cli.Context, cl *api.Client, ids []string) error {
 	if progress {
 		fmt.Fprintln(c.App.ErrWriter)
 	}
+	return printFinal(c, views)
+}
+
+// printFinal prints final task views and fails unless all completed.
+func printFinal(c *cli.Context, views []api.TaskView) error {
 	failed := 0
 	for _, v := range views {
 		if v.State != "completed" {
 			failed++
 		}
-		if len(ids) == 1 {
+		if len(views) == 1 {
 			printTask(c, v)
 		} else if c.Bool("json") {
 			printJSON(c.App.Writer, v)
@@ -324,7 +339,7 @@ func waitAndPrint(c *cli.Context, cl *api.Client, ids []string) error {
 		}
 	}
 	if failed > 0 {
-		return &exitError{code: exitFailed, err: fmt.Errorf("%d of %d tasks did not complete", failed, len(ids))}
+		return &exitError{code: exitFailed, err: fmt.Errorf("%d of %d tasks did not complete", failed, len(views))}
 	}
 	return nil
 }
