@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"maps"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -20,52 +22,78 @@ import (
 // fsm is raft's state machine on every node: it applies each committed
 // entry through the dispatch reducer (dispatch.ApplyRecord, what recovery
 // uses) to its own State, so it always holds exactly the committed state.
-// On the leader the engine steps ahead on a copy of it (see doc.go).
+//
+// On the leader the engine steps ahead of the commit on a state of its
+// own, and the FSM skips the entries that engine produced (own): it only
+// advances its applied index and sequence, and its State falls behind
+// (stale). It catches up from this node's raft log when the committed
+// state is needed (a read, a new engine, an entry it must apply itself,
+// leadership lost), and raft's snapshots on the leader come from the
+// engine's committed state. See doc.go, "Applying once on the leader".
 type fsm struct {
-	log *slog.Logger
+	log  *slog.Logger
+	logs raft.LogStore // this node's log: a stale state catches up from it
 
 	mu      sync.RWMutex
-	state   *dispatch.State
-	members map[string]string      // node id -> HTTP address (replicated)
-	err     error                  // the first entry that failed to apply: the state is suspect
-	plugins map[string]*pluginMeta // replicated plugin state (plugins.go)
-	pluginQ *pluginQueue           // this node's registry carries out the plugin changes
+	state   *dispatch.State                               // nil while baseSnap holds it
+	members map[string]string                             // node id -> HTTP address (replicated)
+	err     error                                         // the first entry that failed to apply: the state is suspect
+	plugins map[string]*pluginMeta                        // replicated plugin state (plugins.go)
+	pluginQ *pluginQueue                                  // this node's registry carries out the plugin changes
+	engine  func(context.Context) ([]byte, uint64, error) // the leader's engine's committed state (Engine.CommittedState), nil on a follower
 
-	index atomic.Uint64 // raft index of the last entry applied
-	seq   atomic.Uint64 // dispatch sequence of the last record applied
-	waits waiters       // Replica's waits, woken as entries apply
+	// stateIndex: state holds every dispatch entry up to this raft index
+	// (0 after a snapshot was restored: from the log's first entry on, the
+	// state's sequence tells what it holds). baseSnap, when set, is the
+	// committed state at stateIndex in its snapshot encoding (taken from
+	// the engine for raft's snapshot), which replaces state on catching up.
+	stateIndex uint64
+	baseSnap   []byte
 
-	// While this node leads, its committed dispatch entries are applied on
-	// a goroutine of their own (applyQueued), not raft's FSM goroutine: in
-	// hashicorp/raft an entry's ApplyFuture answers only once the FSM's
-	// Apply returned, so the leader's own apply of each entry (decoding
-	// and reducing hundreds of events under load) was on every commit's
-	// path, and entries queued behind it. See doc.go, Throughput.
-	deferApply atomic.Bool
-	qmu        sync.Mutex
-	qcond      *sync.Cond // on qmu: the queue shrank or the applier stopped
-	queue      []queuedEntry
-	applying   bool // an applyQueued goroutine runs (under qmu)
+	index     atomic.Uint64 // raft index of the last entry applied (or skipped)
+	seq       atomic.Uint64 // dispatch sequence of the last record applied (or skipped)
+	skippedTo atomic.Uint64 // raft index of the last entry skipped: the state is stale while above stateIndex
+	waits     waiters       // Replica's waits, woken as entries apply
+	own       ownFrames     // the entries this node's engine handed to raft while it leads
 }
 
-// queuedEntry is a committed entry Apply handed to applyQueued. Its data
-// is raft's (the leader's own entry, or the log store's copy), which raft
-// never writes after handing it over.
-type queuedEntry struct {
-	index uint64
-	data  []byte
+// ownFrames are the entries (their data, as handed to raft.Apply) the
+// leader's engine produced and its FSM has not seen yet, in log order.
+// hashicorp/raft hands the leader's FSM the very Log it was given (the
+// same Data), so an entry is this engine's exactly when it is the front's
+// bytes: a new leader's entry, or one read back from the store, never is.
+type ownFrames struct {
+	mu     sync.Mutex
+	frames [][]byte
 }
 
-// maxQueued bounds the entries applyQueued may lag behind raft: past it,
-// Apply waits (and with it raft's commits), so that a starved applier
-// does not let the queue grow.
-const maxQueued = 64
+func (o *ownFrames) add(data []byte) {
+	o.mu.Lock()
+	o.frames = append(o.frames, data)
+	o.mu.Unlock()
+}
 
-func newFSM(log *slog.Logger, plugins Plugins) *fsm {
-	f := &fsm{log: log, state: dispatch.NewState(), members: map[string]string{},
+// take reports whether data is the next own entry, and forgets it.
+func (o *ownFrames) take(data []byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.frames) == 0 || len(data) == 0 || len(o.frames[0]) != len(data) || &o.frames[0][0] != &data[0] {
+		return false
+	}
+	o.frames[0] = nil
+	o.frames = o.frames[1:]
+	return true
+}
+
+func (o *ownFrames) reset() {
+	o.mu.Lock()
+	o.frames = nil
+	o.mu.Unlock()
+}
+
+func newFSM(log *slog.Logger, plugins Plugins, logs raft.LogStore) *fsm {
+	return &fsm{log: log, logs: logs, state: dispatch.NewState(), members: map[string]string{},
 		plugins: map[string]*pluginMeta{}, pluginQ: newPluginQueue(log, plugins)}
-	f.qcond = sync.NewCond(&f.qmu)
-	return f
 }
 
 type memberEntry struct {
@@ -74,33 +102,112 @@ type memberEntry struct {
 	Remove bool   `json:"remove,omitempty"`
 }
 
-// Apply is called by raft, in log order, on one goroutine. On the leader
-// (deferApply) it queues dispatch entries for applyQueued and returns at
-// once; any other entry first waits until what is queued was applied, so
-// that everything applies in log order, and applies at once (a plugin
-// change's proposer reads its result from the future).
+// Apply is called by raft, in log order, on one goroutine. An entry of
+// this node's own engine is skipped (its events are in the engine's
+// state already), without taking the state's lock: the leader's commits
+// never wait for a read or a catch-up.
 func (f *fsm) Apply(l *raft.Log) any {
-	if f.deferApply.Load() && l.Type == raft.LogCommand && len(l.Data) > 0 && l.Data[0] == entryEvents {
-		f.enqueue(queuedEntry{index: l.Index, data: l.Data})
-		return nil
-	}
-	f.drain()
 	if l.Type != raft.LogCommand || len(l.Data) == 0 {
 		f.index.Store(l.Index)
 		return nil
 	}
+	if l.Data[0] == entryEvents && f.own.take(l.Data) && f.skip(l) {
+		return nil
+	}
 	f.mu.Lock()
-	err := f.applyEntryLocked(l.Index, l.Data)
+	var err error
+	if l.Data[0] == entryEvents {
+		err = f.freshLocked() // the skipped entries first
+	}
+	if err == nil {
+		err = f.applyEntryLocked(l.Index, l.Data)
+	} else {
+		f.index.Store(l.Index)
+	}
 	finals := f.takeFinalsLocked()
 	f.mu.Unlock()
 	f.waits.wake(finals, f.seq.Load())
 	return err
 }
 
+// skip records an own entry as applied without applying it, if it follows
+// the sequence applied so far (otherwise it is applied as any other).
+func (f *fsm) skip(l *raft.Log) bool {
+	first, count, ok := frameSpan(l.Data[1:])
+	if !ok || count == 0 || first != f.seq.Load()+1 {
+		return false
+	}
+	f.seq.Store(first + count - 1)
+	f.skippedTo.Store(l.Index)
+	f.index.Store(l.Index)
+	// The sequence waits wake as on any entry; a task's wait (a read
+	// started before this node led) looks again, catching up first.
+	f.waits.wakeSkipped(f.seq.Load())
+	return true
+}
+
+// staleLocked reports whether the state lacks skipped entries (f.mu held).
+func (f *fsm) staleLocked() bool {
+	return f.baseSnap != nil || f.skippedTo.Load() > f.stateIndex
+}
+
+// freshLocked brings a stale state up to the last entry applied (f.mu
+// held for writing): from baseSnap if set, then the skipped entries read
+// back from this node's log, where the leader wrote them before they
+// were committed. Raft never compacts them first: a snapshot while the
+// state is stale sets baseSnap (Persist).
+func (f *fsm) freshLocked() error {
+	if !f.staleLocked() {
+		return nil
+	}
+	err := f.catchUpLocked()
+	if err != nil && f.err == nil {
+		f.err = fmt.Errorf("cluster: catch up from the log: %w", err)
+		f.log.Error("cluster: the committed state cannot catch up from this node's log; its state is suspect (restart it to rebuild from the leader)", "err", err)
+	}
+	return err
+}
+
+func (f *fsm) catchUpLocked() error {
+	if f.baseSnap != nil {
+		state, err := dispatch.DecodeState(f.baseSnap)
+		if err != nil {
+			f.state = dispatch.NewState() // suspect (f.err), but never nil
+			return fmt.Errorf("the engine's state: %w", err)
+		}
+		f.state, f.baseSnap = state, nil
+		defer f.waits.wakeAll() // the state was replaced
+	}
+	target := f.index.Load()
+	from := f.stateIndex + 1
+	if first, err := f.logs.FirstIndex(); err != nil {
+		return err
+	} else if first > from {
+		from = first // after a restored snapshot (stateIndex 0): its sequence skips what it holds
+	}
+	var l raft.Log
+	for i := from; i <= target; i++ {
+		if err := f.logs.GetLog(i, &l); err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+		if l.Type == raft.LogCommand && len(l.Data) > 0 && l.Data[0] == entryEvents {
+			if err := f.applyEventsLocked(l.Data[1:]); err != nil {
+				return fmt.Errorf("entry %d: %w", i, err)
+			}
+		}
+	}
+	f.stateIndex = target
+	f.waits.wake(f.takeFinalsLocked(), f.seq.Load())
+	return nil
+}
+
 // takeFinalsLocked returns the tasks the entries applied since the last
 // call made final (f.mu held), for the caller to wake their waits once
 // it unlocked.
 func (f *fsm) takeFinalsLocked() []dispatch.TaskID {
+	if f.state == nil {
+		return nil
+	}
 	finals := f.state.JustFinal
 	f.state.JustFinal = nil
 	return finals
@@ -113,78 +220,35 @@ func (f *fsm) applyEntryLocked(index uint64, data []byte) error {
 		f.err = fmt.Errorf("raft entry %d: %w", index, err)
 		f.log.Error("cluster: an entry does not apply; this node's state is suspect (restart it to rebuild from the leader)", "index", index, "err", err)
 	}
-	f.seq.Store(f.state.Applied)
+	if data[0] == entryEvents {
+		f.seq.Store(f.state.Applied)
+		f.stateIndex = index
+	}
 	f.index.Store(index)
 	return err
 }
 
-func (f *fsm) enqueue(e queuedEntry) {
-	f.qmu.Lock()
-	defer f.qmu.Unlock()
-	for len(f.queue) >= maxQueued {
-		f.qcond.Wait()
-	}
-	f.queue = append(f.queue, e)
-	if !f.applying {
-		f.applying = true
-		go f.applyQueued()
-	}
+// lead makes the FSM skip the entries of this node's engine (their data
+// handed to raft through own) and take raft's snapshots from committed,
+// the engine's committed state; follow ends it: the entries of that
+// engine still to come apply as any other.
+func (f *fsm) lead(committed func(context.Context) ([]byte, uint64, error)) {
+	f.mu.Lock()
+	f.engine = committed
+	f.mu.Unlock()
 }
 
-// applyQueued applies the queued entries, all that queued meanwhile under
-// one lock, until the queue is empty.
-func (f *fsm) applyQueued() {
-	var batch []queuedEntry
-	for {
-		f.qmu.Lock()
-		clear(batch)
-		batch, f.queue = f.queue, batch[:0]
-		if len(batch) == 0 {
-			f.applying = false
-			f.qcond.Broadcast()
-			f.qmu.Unlock()
-			return
-		}
-		f.qcond.Broadcast()
-		f.qmu.Unlock()
-		f.mu.Lock()
-		for _, e := range batch {
-			f.applyEntryLocked(e.index, e.data)
-		}
-		finals := f.takeFinalsLocked()
-		f.mu.Unlock()
-		f.waits.wake(finals, f.seq.Load())
-	}
+func (f *fsm) follow() {
+	f.own.reset()
+	f.mu.Lock()
+	f.engine = nil
+	f.mu.Unlock()
 }
-
-// drain waits until every queued entry is applied: the state then holds
-// every entry raft handed to Apply.
-func (f *fsm) drain() {
-	f.qmu.Lock()
-	for f.applying {
-		f.qcond.Wait()
-	}
-	f.qmu.Unlock()
-}
-
-// setLeading turns the leader's deferred apply on or off; off, the
-// entries still queued apply before any later one.
-func (f *fsm) setLeading(on bool) { f.deferApply.Store(on) }
 
 func (f *fsm) applyLocked(index uint64, data []byte) error {
 	switch data[0] {
 	case entryEvents:
-		if first, n := binary.Uvarint(data[1:]); n > 0 && first > f.state.Applied+1 {
-			// An entry of a leader's engine whose earlier entry failed
-			// (leadership lost): that engine stopped without releasing
-			// it, and every node skips it alike.
-			f.log.Warn("cluster: skipped an entry that does not follow the state (its leader's engine had stopped)", "first", first, "applied", f.state.Applied)
-			return nil
-		}
-		return decodeFrame(data[1:], func(seq uint64, rec []byte) error {
-			_, err := dispatch.ApplyRecord(f.state, seq, rec)
-			return err
-		})
+		return f.applyEventsLocked(data[1:])
 	case entryMember:
 		var m memberEntry
 		if err := json.Unmarshal(data[1:], &m); err != nil {
@@ -202,12 +266,32 @@ func (f *fsm) applyLocked(index uint64, data []byte) error {
 	return fmt.Errorf("unknown entry type %d", data[0])
 }
 
+// applyEventsLocked applies a frame of dispatch records (data without its
+// type byte). Records the state holds already are passed over.
+func (f *fsm) applyEventsLocked(data []byte) error {
+	first, count, ok := frameSpan(data)
+	switch {
+	case ok && first > f.state.Applied+1:
+		// An entry of a leader's engine whose earlier entry failed
+		// (leadership lost): that engine stopped without releasing
+		// it, and every node skips it alike.
+		f.log.Warn("cluster: skipped an entry that does not follow the state (its leader's engine had stopped)", "first", first, "applied", f.state.Applied)
+		return nil
+	case ok && first+count <= f.state.Applied+1:
+		return nil // held already (a state from a snapshot newer than its index)
+	}
+	return decodeFrame(data, func(seq uint64, rec []byte) error {
+		_, err := dispatch.ApplyRecord(f.state, seq, rec)
+		return err
+	})
+}
+
 // copyState returns a deep copy of the committed state, for a new leader's
 // engine.
 func (f *fsm) copyState() (*dispatch.State, error) {
-	f.drain()
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.freshLocked()
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -226,10 +310,19 @@ func (f *fsm) memberMap() map[string]string {
 	return maps.Clone(f.members)
 }
 
-// read runs fn with the committed state under the read lock.
+// read runs fn with the committed state under the read lock (a stale
+// one catches up first, under the write lock).
 func (f *fsm) read(fn func(s *dispatch.State)) {
 	f.mu.RLock()
-	defer f.mu.RUnlock()
+	if !f.staleLocked() {
+		defer f.mu.RUnlock()
+		fn(f.state)
+		return
+	}
+	f.mu.RUnlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.freshLocked()
 	fn(f.state)
 }
 
@@ -243,31 +336,50 @@ const (
 )
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	f.drain() // the snapshot holds every entry raft applied
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	f.mu.Lock() // Snapshot runs on raft's FSM goroutine: no entry applies meanwhile
+	defer f.mu.Unlock()
 	if f.err != nil {
 		return nil, f.err
-	}
-	state, err := dispatch.EncodeState(f.state)
-	if err != nil {
-		return nil, err
 	}
 	members, err := json.Marshal(f.members)
 	if err != nil {
 		return nil, err
 	}
 	b := append([]byte(snapMagic), binary.AppendUvarint(nil, uint64(len(members)))...)
-	snap := &fsmSnapshot{head: append(b, members...), plugins: f.pluginMetaCopyLocked(), state: state, log: f.log}
+	snap := &fsmSnapshot{head: append(b, members...), plugins: f.pluginMetaCopyLocked(), log: f.log}
 	if f.pluginQ.apply != nil {
 		snap.module = f.pluginQ.apply.Module
+	}
+	if f.staleLocked() && f.engine != nil {
+		// The leader: its engine's committed state, captured in Persist
+		// (beside later applies, which its commits need), at a sequence
+		// at or past this one; the entries after the snapshot's index
+		// that it holds already are passed over when they are replayed.
+		snap.fsm, snap.engine, snap.index, snap.seq = f, f.engine, f.index.Load(), f.seq.Load()
+		return snap, nil
+	}
+	if err := f.freshLocked(); err != nil {
+		return nil, err
+	}
+	if snap.state, err = dispatch.EncodeState(f.state); err != nil {
+		return nil, err
 	}
 	return snap, nil
 }
 
+// setBase records state, the committed state at raft index index that a
+// snapshot took from the engine, as the base a stale state catches up
+// from: raft may now compact the log up to that index.
+func (f *fsm) setBase(index uint64, state []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.staleLocked() && f.stateIndex < index {
+		f.state, f.baseSnap, f.stateIndex = nil, state, index
+	}
+}
+
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	f.drain()
 	b, err := io.ReadAll(rc)
 	if err != nil {
 		return err
@@ -300,6 +412,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.state, f.members, f.err, f.plugins = state, members, nil, plugins
+	f.baseSnap, f.stateIndex = nil, 0
+	f.skippedTo.Store(0)
 	f.seq.Store(state.Applied)
 	f.restorePlugins(plugins, modules)
 	f.mu.Unlock()
@@ -315,12 +429,36 @@ type fsmSnapshot struct {
 	module  func(version string) ([]byte, error)
 	state   []byte
 	log     *slog.Logger
+
+	// On the leader, state is the engine's committed state, taken in
+	// Persist, at sequence seq of raft index index or later.
+	fsm        *fsm
+	engine     func(context.Context) ([]byte, uint64, error)
+	index, seq uint64
 }
+
+// engineStateWait bounds Persist's wait for the engine's committed state
+// (a commit round trip, and the encoding).
+const engineStateWait = time.Minute
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	module := s.module
 	if module == nil {
 		module = func(v string) ([]byte, error) { return nil, fmt.Errorf("no plugin registry on this node") }
+	}
+	if s.engine != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), engineStateWait)
+		state, seq, err := s.engine(ctx)
+		cancel()
+		if err == nil && seq < s.seq {
+			err = fmt.Errorf("the engine's committed state is at sequence %d, the snapshot needs %d", seq, s.seq)
+		}
+		if err != nil {
+			sink.Cancel()
+			return fmt.Errorf("cluster: snapshot from the engine: %w", err)
+		}
+		s.state = state
+		s.fsm.setBase(s.index, state)
 	}
 	b, err := appendPluginSection(s.head, s.plugins, module, s.log)
 	if err == nil {

@@ -28,6 +28,7 @@ const (
 type raftLog struct {
 	r     *raft.Raft
 	stats *commitStats
+	own   *ownFrames // the entries this node's FSM skips (nil: none)
 	// earlyWindow: attempts may start before their lease is committed only
 	// this soon after a commit succeeded (see EarlyStartOK).
 	earlyWindow time.Duration
@@ -54,8 +55,8 @@ type commitStats struct {
 	commits, events, nanos atomic.Uint64
 }
 
-func newRaftLog(r *raft.Raft, applied uint64, stats *commitStats, earlyWindow time.Duration) *raftLog {
-	l := &raftLog{r: r, last: applied, committed: applied, stats: stats, earlyWindow: earlyWindow}
+func newRaftLog(r *raft.Raft, applied uint64, stats *commitStats, earlyWindow time.Duration, own *ownFrames) *raftLog {
+	l := &raftLog{r: r, last: applied, committed: applied, stats: stats, earlyWindow: earlyWindow, own: own}
 	l.lastOK.Store(time.Now().UnixNano()) // the leader's Barrier just committed
 	return l
 }
@@ -113,6 +114,9 @@ func (l *raftLog) Append(records ...[]byte) (uint64, error) {
 	l.last += uint64(len(records))
 	// No timeout: an Apply that timed out before raft took it would leave
 	// a gap that later entries (taken) would follow.
+	if l.own != nil {
+		l.own.add(data) // before raft may hand it to the FSM
+	}
 	l.inflight = append(l.inflight, pendingEntry{f: l.r.Apply(data, 0), last: l.last, events: uint64(len(records)), start: time.Now()})
 	return l.last, nil
 }
@@ -164,6 +168,17 @@ func (l *raftLog) Close() error {
 	l.closed = true
 	l.mu.Unlock()
 	return nil
+}
+
+// frameSpan reads the first sequence and the count of records of an
+// entryEvents frame (data without its type byte).
+func frameSpan(data []byte) (first, count uint64, ok bool) {
+	first, n := binary.Uvarint(data)
+	if n <= 0 {
+		return 0, 0, false
+	}
+	count, m := binary.Uvarint(data[n:])
+	return first, count, m > 0
 }
 
 // decodeFrame calls fn for each record of an entryEvents frame (data

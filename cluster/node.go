@@ -159,7 +159,7 @@ func Open(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("cluster: listen on --raft-addr %s: %w", cfg.RaftAddr, err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, fsm: newFSM(cfg.Logger, cfg.Plugins), trans: trans, store: store, notify: notify, heartbeat: rc.HeartbeatTimeout,
+	n := &Node{cfg: cfg, log: cfg.Logger, fsm: newFSM(cfg.Logger, cfg.Plugins, store), trans: trans, store: store, notify: notify, heartbeat: rc.HeartbeatTimeout,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	if cfg.Bootstrap {
 		existing, err := raft.HasExistingState(store, store, snaps)
@@ -287,7 +287,8 @@ func (n *Node) startEngine() (done <-chan struct{}, retry <-chan time.Time) {
 		return nil, again
 	}
 	cfg := n.cfg.Engine
-	cfg.Log, cfg.State, cfg.Dir = newRaftLog(n.raft, state.Applied, &n.commits, n.heartbeat/2), state, filepath.Join(n.cfg.Dir, "engine")
+	n.fsm.own.reset()
+	cfg.Log, cfg.State, cfg.Dir = newRaftLog(n.raft, state.Applied, &n.commits, n.heartbeat/2, &n.fsm.own), state, filepath.Join(n.cfg.Dir, "engine")
 	if cfg.Node == "" {
 		cfg.Node = n.cfg.NodeID
 	}
@@ -300,7 +301,7 @@ func (n *Node) startEngine() (done <-chan struct{}, retry <-chan time.Time) {
 	n.mu.Lock()
 	n.engine = e
 	n.mu.Unlock()
-	n.fsm.setLeading(true)
+	n.fsm.lead(e.CommittedState)
 	n.log.Info("cluster: engine started", "seq", seq, "tasks", tasks)
 	if n.cfg.OnEngine != nil {
 		n.cfg.OnEngine(e)
@@ -320,7 +321,7 @@ func (n *Node) stopEngine(why string) {
 		n.cfg.OnEngine(nil)
 	}
 	err := e.Close()
-	n.fsm.setLeading(false)
+	n.fsm.follow()
 	n.log.Info("cluster: engine stopped", "why", why, "err", err)
 }
 
@@ -405,7 +406,6 @@ func (n *Node) Close() error {
 	}
 	<-n.done
 	err := n.raft.Shutdown().Error()
-	n.fsm.drain() // its applier goroutine ends
 	n.closeStores()
 	return err
 }

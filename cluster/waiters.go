@@ -117,3 +117,21 @@ func (w *waiters) wakeAll() {
 	}
 	w.seqs = nil
 }
+
+// wakeSkipped wakes the waits of sequences up to applied and every task's
+// wait: the FSM skipped an entry of its own engine (fsm.skip), whose
+// finals it does not know; each looks again at the state (caught up).
+// On a leader there are rarely any: its reads go to the engine.
+func (w *waiters) wakeSkipped(applied uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, chs := range w.tasks {
+		for _, ch := range chs {
+			close(ch)
+		}
+		delete(w.tasks, id)
+	}
+	for len(w.seqs) > 0 && w.seqs[0].seq <= applied {
+		close(heap.Pop(&w.seqs).(seqWaiter).ch)
+	}
+}

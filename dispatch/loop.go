@@ -79,6 +79,10 @@ func (e *Engine) loop() {
 				snapReqs = append(snapReqs, sn.reply)
 				continue
 			}
+			if c, ok := in.(captureInput); ok {
+				c.reply <- machine.CaptureState(e.state) // between ticks: what was stepped so far
+				continue
+			}
 			kept = append(kept, in)
 		}
 		inputs = kept

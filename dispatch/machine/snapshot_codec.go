@@ -72,6 +72,9 @@ func CaptureState(s *State) *StateCapture {
 	return c
 }
 
+// Applied is the sequence the capture covers.
+func (c *StateCapture) Applied() uint64 { return c.applied }
+
 // Encode returns the CBOR of snapshotBody (what encMode.Marshal would
 // write for it) for the capture: tasks in submission order, then each
 // task's runs in the same order.
