@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/wasmtask/wasmtask/dispatch"
 	"github.com/wasmtask/wasmtask/internal/testnet"
 )
@@ -322,4 +324,65 @@ func TestCatchUpReadsBack(t *testing.T) {
 		t.Errorf("%d of the leader's %d entries were on disk only, %d read back: the test did not read back", onDisk, last, readsBack)
 	}
 	t.Logf("%d of the leader's %d entries on disk only; %d read back", onDisk, last, readsBack)
+}
+
+// Leadership moves from a leader whose FSM skipped its own entries (and
+// took raft's snapshots from its engine, so its log was compacted past
+// them) to another node and back: the former leader's committed state,
+// caught up from its snapshot base and log, is identical to the others'
+// at every step, and so is the engine's committed state on each leader.
+func TestLeaderChangeAfterSkippedEntries(t *testing.T) {
+	c := newTestCluster(t)
+	c.snapshotEvery = 8
+	defer c.closeAll()
+	n1 := c.startThree()
+	submitAndWait(t, n1.Engine(), "a", 60)
+	snapshot(t, n1) // from the engine: n1's FSM never applied these
+	n1.fsm.mu.Lock()
+	fromEngine := n1.fsm.baseSnap != nil
+	n1.fsm.mu.Unlock()
+	if !fromEngine {
+		t.Fatal("n1's snapshot was not taken from its engine (no base set)")
+	}
+	submitAndWait(t, n1.Engine(), "b", 40)
+	if first, err := n1.store.FirstIndex(); err != nil || first <= 1 {
+		t.Fatalf("n1's log starts at %d (%v): not compacted, the test would not need the snapshot's base", first, err)
+	}
+	seq := c.converged()
+	if s, d := engineDigest(t, n1.Engine()); s != seq || !digestIs(t, c.nodes["n2"], d) {
+		t.Errorf("n1's engine's committed state at %d differs from n2's at %d", s, seq)
+	}
+	for round, to := range []string{"n2", "n1"} {
+		from := c.leader()
+		if err := from.raft.LeadershipTransferToServer(raft.ServerID(to), raft.ServerAddress(c.addrs[to])).Error(); err != nil {
+			t.Fatalf("round %d: transfer to %s: %v", round, to, err)
+		}
+		l := c.leader()
+		if l.cfg.NodeID != to {
+			t.Fatalf("round %d: leader %s, want %s", round, l.cfg.NodeID, to)
+		}
+		submitAndWait(t, l.Engine(), fmt.Sprintf("c%d", round), 50)
+		snapshot(t, l)
+		submitAndWait(t, l.Engine(), fmt.Sprintf("d%d", round), 20)
+		seq := c.converged()
+		if s, d := engineDigest(t, l.Engine()); s != seq || !digestIs(t, from, d) {
+			t.Errorf("round %d: %s's engine's committed state at %d differs from the former leader %s's at %d", round, to, s, from.cfg.NodeID, seq)
+		}
+	}
+	if st := c.nodes["n3"].Status(); st.Tasks != 240 {
+		t.Errorf("n3 holds %d tasks, want 240", st.Tasks)
+	}
+	if got := c.runs.Load(); got != 240 {
+		t.Errorf("%d attempts ran for 240 tasks, want exactly 240", got)
+	}
+}
+
+// digestIs reports whether n's committed state has digest d.
+func digestIs(t *testing.T, n *Node, d string) bool {
+	t.Helper()
+	_, got, err := n.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got == d
 }

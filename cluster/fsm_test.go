@@ -2,18 +2,23 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/wasmtask/wasmtask/dispatch"
 )
 
-// The leader's commits do not wait for its own FSM to apply its dispatch
-// entries (hashicorp/raft answers an entry's future only once the FSM's
-// Apply returned): a submit is acknowledged while the FSM's state is
-// locked, as by a long read or an apply running behind, and the FSM then
-// applies what was queued, in order, before a snapshot or a later entry.
-func TestLeaderCommitsWithoutWaitingForItsApply(t *testing.T) {
+// The leader applies each event once: its FSM skips the entries its own
+// engine produced (advancing its index and sequence only), so its commits
+// never wait for the FSM (here locked, as by a long read); the committed
+// state, read on the leader, is caught up from the node's log and equals
+// the engine's committed state.
+func TestLeaderSkipsItsOwnEntries(t *testing.T) {
 	c := newTestCluster(t)
 	defer c.closeAll()
 	n1 := c.start("n1", true)
@@ -36,27 +41,24 @@ func TestLeaderCommitsWithoutWaitingForItsApply(t *testing.T) {
 		}
 	case <-time.After(testWait): // the FSM stays locked until then: any bound shows it
 		n1.fsm.mu.Unlock()
-		t.Fatal("the submit waited for the leader's FSM to apply its entry")
+		t.Fatal("the submit waited for the leader's FSM")
 	}
-	seq := e.DurableSeq()
-	if got := n1.fsm.seq.Load(); got >= seq {
-		n1.fsm.mu.Unlock()
-		t.Fatalf("the locked FSM is at sequence %d, the engine's durable one %d: nothing was queued", got, seq)
-	}
-	// A member entry applies after the queued ones, once they applied.
-	member := make(chan error, 1)
-	go func() { member <- n1.applyMember(memberEntry{ID: "n9", HTTP: "http://n9.invalid"}) }()
+	stale, applied, seq := n1.fsm.staleLocked(), n1.fsm.state.Applied, n1.fsm.seq.Load()
 	n1.fsm.mu.Unlock()
-	if err := <-member; err != nil {
-		t.Fatal(err)
-	}
-	if got := n1.fsm.seq.Load(); got < seq {
-		t.Errorf("the member entry applied at sequence %d, before the queued dispatch entries (%d)", got, seq)
+	if !stale || applied >= seq || seq < e.DurableSeq() {
+		t.Fatalf("the leader's FSM: stale %v, its state at %d, its sequence %d, the engine's durable %d: want a stale state behind a sequence at the engine's", stale, applied, seq, e.DurableSeq())
 	}
 	waitCompleted(t, ctx, e, []dispatch.TaskID{"b"})
-	snapshot(t, n1)
 	if !n1.Replica().WaitApplied(ctx, e.DurableSeq()) {
 		t.Fatalf("the leader's FSM did not reach the engine's durable sequence %d", e.DurableSeq())
+	}
+	engineSeq, engineDigest := engineDigest(t, e)
+	fsmSeq, fsmDigest, err := n1.Digest() // catches up from the log
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fsmSeq != engineSeq || fsmDigest != engineDigest {
+		t.Errorf("the leader's committed state caught up from its log: %d %s; the engine's: %d %s", fsmSeq, fsmDigest, engineSeq, engineDigest)
 	}
 	v, ok := n1.Replica().TaskWithoutInput("b")
 	if !ok || v.State != dispatch.TaskCompleted {
@@ -65,4 +67,146 @@ func TestLeaderCommitsWithoutWaitingForItsApply(t *testing.T) {
 	if st := n1.Status(); st.Tasks != 6 {
 		t.Errorf("the leader's committed state holds %d tasks, want 6", st.Tasks)
 	}
+}
+
+// engineDigest is Digest for an engine's committed state (once the
+// engine is idle: its state is then all committed).
+func engineDigest(t *testing.T, e *dispatch.Engine) (uint64, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	b, seq, err := e.CommittedState(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq, fmt.Sprintf("%x", sha256.Sum256(b))
+}
+
+// The skip path entry by entry, on an FSM fed by hand with the entries a
+// real leader committed: as a leader it skips its engine's entries (the
+// very bytes it handed to raft) and nothing else, an own entry that never
+// committed leaves nothing behind, and once it follows, the next entry
+// (another leader's bytes) applies on a state caught up from its log.
+// Its states then equal the real leader's, entry by entry.
+func TestFSMSkipsOnlyItsOwnCommittedEntries(t *testing.T) {
+	c := newTestCluster(t)
+	defer c.closeAll()
+	n1 := c.start("n1", true)
+	e := c.leader().Engine()
+	for i := range 4 {
+		submitAndWait(t, e, fmt.Sprintf("r%d", i), 5) // a few entries each
+	}
+	var all, entries []*raft.Log
+	last, err := n1.store.LastIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= last; i++ {
+		var l raft.Log
+		if err := n1.store.GetLog(i, &l); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, &l)
+		if l.Type == raft.LogCommand && len(l.Data) > 0 && l.Data[0] == entryEvents {
+			entries = append(entries, &l)
+		}
+	}
+	if len(entries) < 6 {
+		t.Fatalf("%d dispatch entries: too few for the test", len(entries))
+	}
+	// The expected committed state after each entry: a plain replica's.
+	want := make([]string, len(entries))
+	plain := newFSM(quietLog, nil, raft.NewInmemStore())
+	for i, l := range entries {
+		if err := applyOK(plain, l); err != nil {
+			t.Fatal(err)
+		}
+		want[i] = fsmDigest(t, plain)
+	}
+
+	// The node under test: its log holds the same entries.
+	logs := raft.NewInmemStore()
+	if err := logs.StoreLogs(all); err != nil {
+		t.Fatal(err)
+	}
+	f := newFSM(quietLog, nil, logs)
+	lead := len(entries) / 2
+	// Another node's entry first (applied), then its own: skipped.
+	if err := applyOK(f, copyLog(entries[0])); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range entries[1:lead] {
+		f.own.add(l.Data)
+	}
+	// A frame of its engine that never commits (leadership lost).
+	f.own.add(slices.Clone(entries[lead].Data))
+	for i, l := range entries[1:lead] {
+		if err := applyOK(f, l); err != nil {
+			t.Fatal(err)
+		}
+		f.mu.Lock()
+		stale := f.staleLocked()
+		f.mu.Unlock()
+		if !stale || f.seq.Load() != plainSeq(t, entries[1+i]) || f.index.Load() != l.Index {
+			t.Fatalf("own entry %d: stale %v, sequence %d, index %d: not skipped", l.Index, stale, f.seq.Load(), f.index.Load())
+		}
+	}
+	// Read while leading: caught up from the log, and the same as a replica's.
+	if got := fsmDigest(t, f); got != want[lead-1] {
+		t.Fatalf("caught up after entry %d: digest %s, want %s", entries[lead-1].Index, got, want[lead-1])
+	}
+	// Leadership lost: another leader's entry at the never-committed
+	// frame's place applies, before and after the engine stopped.
+	if err := applyOK(f, copyLog(entries[lead])); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.skippedTo.Load(); got >= entries[lead].Index {
+		t.Fatalf("another leader's entry %d was skipped (skipped to %d)", entries[lead].Index, got)
+	}
+	if got := fsmDigest(t, f); got != want[lead] {
+		t.Fatalf("after entry %d, another leader's: digest %s, want %s", entries[lead].Index, got, want[lead])
+	}
+	f.follow()
+	for i := lead + 1; i < len(entries); i++ {
+		if err := applyOK(f, copyLog(entries[i])); err != nil {
+			t.Fatal(err)
+		}
+		if got := fsmDigest(t, f); got != want[i] {
+			t.Fatalf("after entry %d as a follower: digest %s, want %s", entries[i].Index, got, want[i])
+		}
+	}
+}
+
+func applyOK(f *fsm, l *raft.Log) error {
+	if err, _ := f.Apply(l).(error); err != nil {
+		return fmt.Errorf("entry %d: %w", l.Index, err)
+	}
+	return nil
+}
+
+func copyLog(l *raft.Log) *raft.Log {
+	c := *l
+	c.Data = slices.Clone(l.Data)
+	return &c
+}
+
+func plainSeq(t *testing.T, l *raft.Log) uint64 {
+	first, count, ok := frameSpan(l.Data[1:])
+	if !ok {
+		t.Fatalf("entry %d: bad frame", l.Index)
+	}
+	return first + count - 1
+}
+
+func fsmDigest(t *testing.T, f *fsm) string {
+	t.Helper()
+	var d string
+	f.read(func(s *dispatch.State) {
+		b, err := dispatch.EncodeState(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d = fmt.Sprintf("%d/%x", s.Applied, sha256.Sum256(b))
+	})
+	return d
 }
