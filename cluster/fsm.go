@@ -151,6 +151,13 @@ func (f *fsm) staleLocked() bool {
 	return f.baseSnap != nil || f.skippedTo.Load() > f.stateIndex
 }
 
+// stale reports whether the state lacks skipped entries.
+func (f *fsm) stale() bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.staleLocked()
+}
+
 // freshLocked brings a stale state up to the last entry applied (f.mu
 // held for writing): from baseSnap if set, then the skipped entries read
 // back from this node's log, where the leader wrote them before they

@@ -72,7 +72,11 @@ func (n *Node) Status() Status {
 	}
 	members := n.fsm.memberMap()
 	st.LeaderHTTP = members[st.Leader]
-	n.fsm.read(func(s *dispatch.State) { st.Tasks = len(s.Tasks) })
+	if e := n.Engine(); e != nil && n.fsm.stale() {
+		st.Tasks = e.Stats().Tasks // rather than catching up on every status (metrics, peers)
+	} else {
+		n.fsm.read(func(s *dispatch.State) { st.Tasks = len(s.Tasks) })
+	}
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
 		for _, s := range cf.Configuration().Servers {
 			st.Servers = append(st.Servers, Server{ID: string(s.ID), RaftAddr: string(s.Address), HTTP: members[string(s.ID)],
