@@ -53,6 +53,11 @@ type walStore struct {
 	wal *segwal.Log
 
 	write sync.Mutex // one writer at a time: raft's loop, its snapshot goroutine
+	// StoreLogs' records, kept for the next write (under write): segwal
+	// copies them into its frame, and a buffer per write was a tenth of a
+	// three-node cluster's allocations.
+	scratch     []byte
+	scratchRecs [][]byte
 
 	mu      sync.RWMutex
 	first   uint64 // raft index of entries[0] (0: no entries)
@@ -423,14 +428,18 @@ func (s *walStore) StoreLogs(logs []*raft.Log) error {
 		}
 		size += 1 + 4*binary.MaxVarintLen64 + 1 + len(l.Extensions) + len(l.Data)
 	}
-	buf := make([]byte, 0, size)
-	records := make([][]byte, len(logs))
+	buf := slices.Grow(s.scratch[:0], size)
+	records := slices.Grow(s.scratchRecs[:0], len(logs))[:len(logs)]
 	for i, l := range logs {
 		start := len(buf)
 		buf = appendEntry(buf, l)
 		records[i] = buf[start:len(buf):len(buf)]
 	}
 	last, err := s.wal.Append(records...)
+	clear(records)
+	if cap(buf) <= maxScratch {
+		s.scratch, s.scratchRecs = buf[:0], records[:0]
+	}
 	if err != nil {
 		return fmt.Errorf("cluster: raft log: %w", err)
 	}
@@ -447,6 +456,9 @@ func (s *walStore) StoreLogs(logs []*raft.Log) error {
 	s.evictLocked()
 	return nil
 }
+
+// maxScratch bounds the buffer StoreLogs keeps between writes.
+const maxScratch = 4 << 20
 
 // DeleteRange deletes the entries in [lo, hi], durably: a delete record,
 // then, for a prefix, the segments that hold only deleted records.
