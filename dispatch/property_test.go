@@ -311,8 +311,8 @@ func quickSameState(a, b *State) error {
 			return fmt.Errorf("run %s differs: %+v vs %+v", id, ra, rb)
 		}
 	}
-	if fmt.Sprint(a.Counts()) != fmt.Sprint(b.Counts()) || a.Inflight != b.Inflight || !slices.Equal(a.Finals, b.Finals) {
-		return fmt.Errorf("derived state differs: %v/%d/%v vs %v/%d/%v", a.Counts(), a.Inflight, a.Finals, b.Counts(), b.Inflight, b.Finals)
+	if fmt.Sprint(a.Counts()) != fmt.Sprint(b.Counts()) || a.Inflight != b.Inflight || !slices.Equal(a.Finals(), b.Finals()) {
+		return fmt.Errorf("derived state differs: %v/%d/%v vs %v/%d/%v", a.Counts(), a.Inflight, a.Finals(), b.Counts(), b.Inflight, b.Finals())
 	}
 	return nil
 }
@@ -341,8 +341,8 @@ func sameState(a, b *State) error {
 	if fmt.Sprint(a.Counts()) != fmt.Sprint(b.Counts()) || a.Inflight != b.Inflight {
 		return fmt.Errorf("derived counters differ: %v/%d vs %v/%d", a.Counts(), a.Inflight, b.Counts(), b.Inflight)
 	}
-	if fmt.Sprint(a.Finals) != fmt.Sprint(b.Finals) {
-		return fmt.Errorf("final-task order differs: %v vs %v", a.Finals, b.Finals)
+	if fmt.Sprint(a.Finals()) != fmt.Sprint(b.Finals()) {
+		return fmt.Errorf("final-task order differs: %v vs %v", a.Finals(), b.Finals())
 	}
 	return nil
 }

@@ -84,8 +84,13 @@ func Apply(s *State, e *Event) error {
 		if !t.final {
 			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "task is not final"}
 		}
-		for _, id := range t.Runs {
-			r := s.Runs[id]
+		for i, id := range t.Runs {
+			var r *Run
+			if len(t.runs) == len(t.Runs) {
+				r = t.runs[i] // the same run, without a lookup
+			} else {
+				r = s.Runs[id]
+			}
 			s.counts.add(r.State, -1)
 			r.task = nil // no longer the state's (runRef)
 			delete(s.Runs, id)
@@ -97,9 +102,9 @@ func Apply(s *State, e *Event) error {
 			pl.children = slices.DeleteFunc(slices.Clone(pl.children), func(id TaskID) bool { return id == e.Task })
 		}
 		s.JustFinal = append(s.JustFinal, e.Task) // wakes Wait, which then reports it gone
-		if len(s.Finals) > 0 && s.Finals[0] == e.Task {
+		if fs := s.Finals(); len(fs) > 0 && fs[0] == e.Task {
 			s.dropFinal(0)
-		} else if i := slices.Index(s.Finals, e.Task); i >= 0 {
+		} else if i := slices.Index(fs, e.Task); i >= 0 {
 			s.dropFinal(i)
 		}
 	case EvDependencyAdded:
@@ -148,8 +153,12 @@ func applySubmitted(s *State, e *Event) error {
 	if e.Spec == nil || e.Task == "" || e.Spec.ID != e.Task {
 		return &InvariantError{Event: e.Type, Task: e.Task, Reason: "missing spec or id"}
 	}
-	if _, ok := s.Tasks[e.Task]; ok {
-		return &InvariantError{Event: e.Type, Task: e.Task, Reason: "task already exists"}
+	checked := s.newID == e.Task && e.Task != "" // absent: the Core just looked
+	s.newID = ""
+	if !checked {
+		if _, ok := s.Tasks[e.Task]; ok {
+			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "task already exists"}
+		}
 	}
 	for _, id := range e.Spec.After {
 		if _, ok := s.Tasks[id]; !ok && id == e.Task {
@@ -177,8 +186,13 @@ func applyRunCreated(s *State, e *Event) error {
 	if !ok {
 		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: "unknown task"}
 	}
-	if _, ok := s.Runs[e.Run]; ok {
-		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: "run already exists"}
+	// The first run of a task submitted by the event just before: no run
+	// has its id (a run id is its task's id, '#', its index; a dropped
+	// task's runs went with it), so it needs no lookup to check that.
+	if t != s.submitted || len(t.Runs) > 0 {
+		if _, ok := s.Runs[e.Run]; ok {
+			return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: "run already exists"}
+		}
 	}
 	if e.To != RunScheduled && e.To != RunReady {
 		return &InvariantError{Event: e.Type, Task: e.Task, Run: e.Run, Reason: fmt.Sprintf("a run starts scheduled or ready, not %s", e.To)}
@@ -334,9 +348,14 @@ func setState(s *State, r *Run, to RunState, at int64) {
 }
 
 func runIn(s *State, e *Event, states ...RunState) (*Run, error) {
-	r, ok := s.Runs[e.Run]
-	if !ok {
-		return nil, &InvariantError{Event: e.Type, Run: e.Run, Task: e.Task, Reason: "unknown run"}
+	// A hint still in the state (its task set) with the event's id is the
+	// run Runs holds under that id.
+	r := s.runHint
+	if r == nil || r.task == nil || r.ID != e.Run {
+		var ok bool
+		if r, ok = s.Runs[e.Run]; !ok {
+			return nil, &InvariantError{Event: e.Type, Run: e.Run, Task: e.Task, Reason: "unknown run"}
+		}
 	}
 	for _, st := range states {
 		if r.State == st {

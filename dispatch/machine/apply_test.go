@@ -74,7 +74,7 @@ func fingerprint(t *testing.T, s *State) string {
 	for _, st := range []RunState{RunScheduled, RunReady, RunLeased, RunRunning, RunRetryWait, RunCompleted, RunFailed, RunCanceled} {
 		w.WriteString(" " + string(st) + "=" + strconv.Itoa(s.counts.of(st)))
 	}
-	w.WriteString(" inflight=" + strconv.Itoa(s.Inflight) + " finals=" + strings.Join(taskIDs(s.Finals), ","))
+	w.WriteString(" inflight=" + strconv.Itoa(s.Inflight) + " finals=" + strings.Join(taskIDs(s.Finals()), ","))
 	w.WriteString(" ready=" + strconv.Itoa(s.ready.Len()) + " timers=" + strconv.Itoa(s.timers.Len()) + " leases=" + strconv.Itoa(s.leases.Len()))
 	for _, id := range slices.Sorted(maps.Keys(s.Tasks)) {
 		w.WriteString(" " + string(id) + ".finalRuns=" + strconv.Itoa(s.Tasks[id].finalRuns))
@@ -217,7 +217,7 @@ func TestApplyLegalEvents(t *testing.T) {
 				t.Fatalf("apply: %v", err)
 			}
 			r := s.Runs["t#1"]
-			got := want{state: r.State, attempts: len(r.Attempts), dueAt: r.DueAt, leaseExp: r.LeaseExp, inflight: s.Inflight, finals: len(s.Finals)}
+			got := want{state: r.State, attempts: len(r.Attempts), dueAt: r.DueAt, leaseExp: r.LeaseExp, inflight: s.Inflight, finals: len(s.Finals())}
 			if got != tc.want {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
@@ -295,14 +295,14 @@ func TestApplyTaskEvents(t *testing.T) {
 	})
 	t.Run("drop removes the task and its runs", func(t *testing.T) {
 		s := applyChain(t, applySetups["completed"])
-		if len(s.Finals) != 1 || s.Tasks["t"].FinalAt != 4 {
-			t.Fatalf("finals %v FinalAt %d, want [t] 4", s.Finals, s.Tasks["t"].FinalAt)
+		if len(s.Finals()) != 1 || s.Tasks["t"].FinalAt != 4 {
+			t.Fatalf("finals %v FinalAt %d, want [t] 4", s.Finals(), s.Tasks["t"].FinalAt)
 		}
 		if err := Apply(s, &Event{Type: EvTaskDropped, At: 10, Task: "t"}); err != nil {
 			t.Fatal(err)
 		}
-		if len(s.Tasks) != 0 || len(s.Runs) != 0 || len(s.Finals) != 0 || len(s.Counts()) != 0 {
-			t.Errorf("after drop tasks %d runs %d finals %v counts %v", len(s.Tasks), len(s.Runs), s.Finals, s.Counts())
+		if len(s.Tasks) != 0 || len(s.Runs) != 0 || len(s.Finals()) != 0 || len(s.Counts()) != 0 {
+			t.Errorf("after drop tasks %d runs %d finals %v counts %v", len(s.Tasks), len(s.Runs), s.Finals(), s.Counts())
 		}
 		// The id can be used again.
 		if err := Apply(s, &Event{Type: EvTaskSubmitted, At: 11, Task: "t", Spec: chainSpec}); err != nil {

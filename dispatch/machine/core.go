@@ -390,7 +390,9 @@ func (c *Core) Recycle(events []Event) {
 // engine, so state that got ahead of the disk is never observed by a
 // caller that was acknowledged.
 func (c *Core) emit(e Event) error {
-	if err := Apply(c.s, &e); err != nil {
+	err := Apply(c.s, &e)
+	c.s.runHint = nil
+	if err != nil {
 		return err
 	}
 	c.batch.Events = append(c.batch.Events, e)
@@ -398,6 +400,13 @@ func (c *Core) emit(e Event) error {
 		return c.cancelDoomed(e.At)
 	}
 	return nil
+}
+
+// emitRun is emit for an event that names r, a run the Core just found
+// in its state: Apply takes r rather than looking its id up in Runs.
+func (c *Core) emitRun(r *Run, e Event) error {
+	c.s.runHint = r
+	return c.emit(e)
 }
 
 func (c *Core) reply(to chan Reply, r Reply) {
@@ -440,9 +449,9 @@ func (c *Core) handleSubmit(now int64, in *SubmitInput) error {
 		c.reply(in.Reply, Reply{Err: err})
 		return nil
 	}
-	c.s.taskMem = in.Mem
+	c.s.taskMem, c.s.newID = in.Mem, spec.ID // found absent above
 	err := c.submitTask(now, spec)
-	c.s.taskMem = nil
+	c.s.taskMem, c.s.newID = nil, ""
 	if err != nil {
 		return err
 	}
@@ -486,7 +495,7 @@ func (c *Core) handleStarted(now int64, in StartedInput) error {
 	if r == nil {
 		return nil
 	}
-	if err := c.emit(Event{Type: EvAttemptStarted, At: now, Task: r.Task, Run: r.ID, Attempt: in.Attempt, ExecStart: in.At}); err != nil {
+	if err := c.emitRun(r, Event{Type: EvAttemptStarted, At: now, Task: r.Task, Run: r.ID, Attempt: in.Attempt, ExecStart: in.At}); err != nil {
 		return err
 	}
 	// The attempt's deadline counts from its start (Engine.start), which
@@ -502,7 +511,7 @@ func (c *Core) handleStarted(now int64, in StartedInput) error {
 	if exp-r.LeaseExp <= c.cfg.LeaseGrace/2 {
 		return nil
 	}
-	return c.emit(Event{Type: EvLeaseRenewed, At: now, Task: r.Task, Run: r.ID, Attempt: in.Attempt, LeaseExp: exp})
+	return c.emitRun(r, Event{Type: EvLeaseRenewed, At: now, Task: r.Task, Run: r.ID, Attempt: in.Attempt, LeaseExp: exp})
 }
 
 func (c *Core) handleHeartbeat(now int64, in HeartbeatInput) error {
@@ -545,7 +554,7 @@ func (c *Core) handleResult(now int64, in ResultInput) error {
 		OutputRef: res.OutputRef, OutputSize: res.OutputSize}
 	c.decideAfterAttempt(now, r, &e)
 	c.freeSlot(r)
-	return c.emit(e)
+	return c.emitRun(r, e)
 }
 
 // decideAfterAttempt sets e.To (and e.DueAt for a retry) for the attempt
@@ -706,7 +715,7 @@ func (c *Core) leaseReady(now int64) error {
 		worker := c.workerName(slot)
 		attempt := len(r.Attempts) + 1
 		exp := now + t.Spec.TimeoutMs + c.cfg.LeaseGrace
-		if err := c.emit(Event{Type: EvLeaseAcquired, At: now, Task: r.Task, Run: r.ID, From: RunReady, Attempt: attempt, Worker: worker, LeaseExp: exp}); err != nil {
+		if err := c.emitRun(r, Event{Type: EvLeaseAcquired, At: now, Task: r.Task, Run: r.ID, From: RunReady, Attempt: attempt, Worker: worker, LeaseExp: exp}); err != nil {
 			return err
 		}
 		c.batch.Starts = append(c.batch.Starts, Job{
@@ -760,13 +769,17 @@ func (c *Core) freeSlot(r *Run) {
 // dropRetained removes final tasks older than the retention time, and the
 // oldest final tasks beyond the retention count.
 func (c *Core) dropRetained(now int64) error {
-	for len(c.s.Finals) > 0 {
-		over := c.cfg.RetainCount > 0 && len(c.s.Finals) > c.cfg.RetainCount
-		old := c.cfg.RetainMs > 0 && c.s.finalKeys[0].at+c.cfg.RetainMs <= now
+	for {
+		fs := c.s.Finals()
+		if len(fs) == 0 {
+			return nil
+		}
+		over := c.cfg.RetainCount > 0 && len(fs) > c.cfg.RetainCount
+		old := c.cfg.RetainMs > 0 && c.s.finalKeys[c.s.finalsHead].at+c.cfg.RetainMs <= now
 		if !over && !old {
 			return nil
 		}
-		id := c.s.Finals[0]
+		id := fs[0]
 		if _, ok := c.s.Tasks[id]; !ok {
 			c.s.dropFinal(0) // already dropped
 			continue
@@ -775,7 +788,6 @@ func (c *Core) dropRetained(now int64) error {
 			return err
 		}
 	}
-	return nil
 }
 
 func (c *Core) nextWake() int64 {
@@ -791,8 +803,8 @@ func (c *Core) nextWake() int64 {
 	if e, ok := c.s.leases.peekValid(); ok {
 		consider(e.at)
 	}
-	if len(c.s.Finals) > 0 && c.cfg.RetainMs > 0 {
-		consider(c.s.finalKeys[0].at + c.cfg.RetainMs)
+	if len(c.s.Finals()) > 0 && c.cfg.RetainMs > 0 {
+		consider(c.s.finalKeys[c.s.finalsHead].at + c.cfg.RetainMs)
 	}
 	return next
 }

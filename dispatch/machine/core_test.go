@@ -1097,6 +1097,34 @@ func TestCoreRetention(t *testing.T) {
 			t.Errorf("rep#1 %s", r.run("rep#1").State)
 		}
 	})
+	t.Run("count, many ticks", func(t *testing.T) {
+		// Retention pops the oldest final task, tasks final in one tick
+		// arrive out of submission order: the order stays that of a
+		// state rebuilt from scratch, and the list reuses the room
+		// retention leaves rather than growing.
+		const keep = 8
+		r := newCoreRig(t, coreOpts{workers: 64, retainCount: keep})
+		for tick := range 300 {
+			r.now++
+			var in []any
+			for i := range 1 + tick%7 {
+				in = append(in, SubmitInput{Spec: TaskSpec{ID: TaskID(fmt.Sprintf("t%d-%d", tick, i)), Handler: "h"}})
+			}
+			r.step(in...)
+			// Finish the newest first: addFinal places them by submission.
+			slices.Reverse(r.pending)
+			r.drive(r.now, okResult)
+			if got, want := r.s.Finals(), rebuiltFinals(t, r.s); !slices.Equal(got, want) {
+				t.Fatalf("tick %d: Finals %v, a rebuilt state's %v", tick, got, want)
+			}
+			if got := len(r.s.Finals()); got != keep && tick > 3 {
+				t.Fatalf("tick %d: %d final tasks retained, want %d", tick, got, keep)
+			}
+		}
+		if c := cap(r.s.finals); c > 4*keep {
+			t.Errorf("the retention list grew to %d entries for %d tasks kept", c, keep)
+		}
+	})
 	t.Run("time", func(t *testing.T) {
 		r := newCoreRig(t, coreOpts{retainMs: 10_000})
 		r.mustSubmit(TaskSpec{ID: "a", Handler: "h"})
@@ -1141,4 +1169,19 @@ func sortFunc[T any](s []T, less func(a, b T) bool) {
 		}
 		return 0
 	})
+}
+
+// rebuiltFinals is the retention order of a state decoded from a
+// snapshot of s (reindex sorts it from scratch).
+func rebuiltFinals(t *testing.T, s *State) []TaskID {
+	t.Helper()
+	b, err := EncodeState(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := DecodeState(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Finals()
 }

@@ -180,13 +180,14 @@ func (s *State) removeFinalTree(t *Task) {
 		}
 	}
 	walk(t)
-	finals, keys := make([]TaskID, 0, len(s.Finals)), make([]finalKey, 0, len(s.finalKeys))
-	for i, id := range s.Finals {
+	old, oldKeys := s.Finals(), s.finalKeys[s.finalsHead:]
+	finals, keys := make([]TaskID, 0, len(old)), make([]finalKey, 0, len(old))
+	for i, id := range old {
 		if !tree[id] {
-			finals, keys = append(finals, id), append(keys, s.finalKeys[i])
+			finals, keys = append(finals, id), append(keys, oldKeys[i])
 		}
 	}
-	s.Finals, s.finalKeys = finals, keys
+	s.finals, s.finalKeys, s.finalsHead = finals, keys, 0
 }
 
 // handleDelete drops a final task and its subtree.
@@ -243,7 +244,7 @@ func (c *Core) dropTree(now int64, t *Task, reason string, done map[TaskID]bool)
 func (c *Core) handlePurge(now int64, in PurgeInput) error {
 	f := in.Filter
 	var match []*Task
-	for _, id := range c.s.Finals {
+	for _, id := range c.s.Finals() {
 		t, ok := c.s.Tasks[id]
 		if !ok || !t.final {
 			continue

@@ -21,9 +21,13 @@ type State struct {
 	ready  readyHeap
 	timers dueHeap // scheduled and retry_wait runs by DueAt
 	leases dueHeap // leased and running runs by LeaseExp
-	Finals []TaskID
-	// finalKeys are the retention keys of Finals' tasks, in the same
-	// order: kept beside the ids so that ordering and retention need no
+	// finals[finalsHead:] are the retainable final tasks in retention
+	// order (Finals); retention pops the oldest by moving finalsHead, and
+	// addFinal reuses the room it left (workflow.go).
+	finals     []TaskID
+	finalsHead int
+	// finalKeys are the retention keys of finals' tasks, at the same
+	// indexes: kept beside the ids so that ordering and retention need no
 	// map lookup per task (workflow.go).
 	finalKeys []finalKey
 	counts    runCounts
@@ -43,6 +47,15 @@ type State struct {
 	// any other event but EvRunCreated: its runs, created next, find it
 	// without a lookup in Tasks.
 	submitted *Task
+	// newID is the id of the task about to be submitted when the Core
+	// found it absent from Tasks just before (handleSubmit): its
+	// submission needs no second lookup to check that.
+	newID TaskID
+	// runHint is the run the next event applied names, when the Core has
+	// it at hand (it found it in this state just before emitting the
+	// event): Apply then finds it without a lookup in Runs. Cleared by
+	// every event.
+	runHint *Run
 }
 
 // NewState returns an empty State.
@@ -280,7 +293,7 @@ func (s *State) index(r *Run) {
 
 // reindex rebuilds the derived indexes from the maps (after a snapshot load).
 func (s *State) reindex() {
-	s.ready, s.timers, s.leases, s.Finals, s.finalKeys = nil, nil, nil, nil, nil
+	s.ready, s.timers, s.leases, s.finals, s.finalKeys, s.finalsHead = nil, nil, nil, nil, nil, 0
 	s.keyHolder, s.blocked, s.Doomed = map[string]RunID{}, map[string]*readyHeap{}, nil
 	s.counts = runCounts{}
 	s.Inflight = 0
@@ -319,7 +332,7 @@ func (s *State) reindex() {
 		return cmp.Or(cmp.Compare(a.FinalAt, b.FinalAt), cmp.Compare(a.SubmitSeq, b.SubmitSeq))
 	})
 	for _, t := range fins {
-		s.Finals = append(s.Finals, t.Spec.ID)
+		s.finals = append(s.finals, t.Spec.ID)
 		s.finalKeys = append(s.finalKeys, keyOf(t))
 	}
 }

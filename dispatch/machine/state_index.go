@@ -35,7 +35,7 @@ func (s *State) IndexSummary() string {
 		e := s.leases[i]
 		return e.run.ID, e.at, e.run.gen == e.gen
 	})
-	w.WriteString(" inflight=" + strconv.Itoa(s.Inflight) + " finals=" + strings.Join(taskIDStrings(s.Finals), ","))
+	w.WriteString(" inflight=" + strconv.Itoa(s.Inflight) + " finals=" + strings.Join(taskIDStrings(s.Finals()), ","))
 	counts := s.Counts()
 	for _, k := range []RunState{RunScheduled, RunReady, RunLeased, RunRunning, RunRetryWait, RunCompleted, RunFailed, RunCanceled} {
 		w.WriteString(" " + string(k) + "=" + strconv.Itoa(counts[k]))

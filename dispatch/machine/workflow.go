@@ -191,32 +191,54 @@ func (s *State) retainable(t *Task) bool {
 	return false
 }
 
+// Finals are the retainable final tasks, oldest first (FinalAt, then
+// SubmitSeq): the order retention drops them in. The slice is the
+// state's: read it, do not keep it.
+func (s *State) Finals() []TaskID { return s.finals[s.finalsHead:] }
+
 // addFinal records t in the retention order (FinalAt, SubmitSeq).
 func (s *State) addFinal(t *Task) {
 	k := keyOf(t)
-	if n := len(s.finalKeys); n == 0 || s.finalKeys[n-1].before(k) {
-		s.Finals = append(s.Finals, t.Spec.ID)
+	if n := len(s.finalKeys); n == cap(s.finalKeys) && s.finalsHead >= n/2 && n > 0 {
+		s.compactFinals() // full: reuse the room rather than grow
+	}
+	if n := len(s.finalKeys); n == s.finalsHead || s.finalKeys[n-1].before(k) {
+		s.finals = append(s.finals, t.Spec.ID)
 		s.finalKeys = append(s.finalKeys, k)
 		return
 	}
 	// Tasks final in one tick share FinalAt and arrive out of submission
 	// order, so the place is near the end: gallop back from there, then
 	// search the last stride.
-	hi, step := len(s.finalKeys)-1, 1 // finals[hi] is not before t
+	head := s.finalsHead
+	hi, step := len(s.finalKeys)-1, 1 // finalKeys[hi] is not before t
 	lo := hi - step
-	for lo >= 0 && !s.finalKeys[lo].before(k) {
+	for lo >= head && !s.finalKeys[lo].before(k) {
 		hi, step = lo, step*2
 		lo = hi - step
 	}
-	lo = max(lo, -1) // finals[lo] is before t, or lo is -1
+	lo = max(lo, head-1) // finalKeys[lo] is before t, or lo is head-1
 	i, _ := slices.BinarySearchFunc(s.finalKeys[lo+1:hi], k, func(f, k finalKey) int {
 		if f.before(k) {
 			return -1
 		}
 		return 1
 	})
-	s.Finals = slices.Insert(s.Finals, lo+1+i, t.Spec.ID)
+	s.finals = slices.Insert(s.finals, lo+1+i, t.Spec.ID)
 	s.finalKeys = slices.Insert(s.finalKeys, lo+1+i, k)
+}
+
+// compactFinals moves the retention order to the front of its arrays,
+// over the room the oldest tasks dropped left. addFinal does it when the
+// arrays are full and that room is at least half of them: with a full
+// retention, each task dropped then costs the copy of two entries, where
+// popping the front of a slice made append copy the whole order into new
+// arrays (new heap: page faults) every quarter of it.
+func (s *State) compactFinals() {
+	n := copy(s.finals, s.finals[s.finalsHead:])
+	copy(s.finalKeys, s.finalKeys[s.finalsHead:])
+	clear(s.finals[n:])
+	s.finals, s.finalKeys, s.finalsHead = s.finals[:n], s.finalKeys[:n], 0
 }
 
 // finalKey orders final tasks for retention: by FinalAt, then submission.
@@ -229,15 +251,20 @@ func keyOf(t *Task) finalKey { return finalKey{at: t.FinalAt, seq: t.SubmitSeq} 
 
 func (a finalKey) before(b finalKey) bool { return a.at < b.at || a.at == b.at && a.seq < b.seq }
 
-// dropFinal removes Finals[i] (and its key).
+// dropFinal removes Finals()[i] (and its key).
 func (s *State) dropFinal(i int) {
 	if i == 0 {
 		// Retention drops the oldest final task: pop it in O(1) rather
-		// than shifting the whole list.
-		s.Finals, s.finalKeys = s.Finals[1:], s.finalKeys[1:]
+		// than shifting the whole list (compactFinals reuses the room).
+		s.finals[s.finalsHead] = "" // the id's memory is not the list's any more
+		s.finalsHead++
+		if s.finalsHead == len(s.finals) {
+			s.finals, s.finalKeys, s.finalsHead = s.finals[:0], s.finalKeys[:0], 0
+		}
 		return
 	}
-	s.Finals = slices.Delete(s.Finals, i, i+1)
+	i += s.finalsHead
+	s.finals = slices.Delete(s.finals, i, i+1)
 	s.finalKeys = slices.Delete(s.finalKeys, i, i+1)
 }
 
