@@ -294,7 +294,7 @@ func quickSameState(a, b *State) error {
 	for id, ta := range a.Tasks {
 		tb, ok := b.Tasks[id]
 		if !ok || !ta.Spec.SameAs(&tb.Spec) || ta.SubmitSeq != tb.SubmitSeq || ta.SubmittedAt != tb.SubmittedAt ||
-			!slices.Equal(ta.Runs, tb.Runs) || ta.Canceled != tb.Canceled || ta.CancelNote != tb.CancelNote ||
+			!slices.Equal(ta.Runs, tb.Runs) || ta.Canceled != tb.Canceled || ta.MoreFields().CancelNote != tb.MoreFields().CancelNote ||
 			ta.FinalAt != tb.FinalAt || ta.FinalRuns() != tb.FinalRuns() {
 			return fmt.Errorf("task %s differs: %+v vs %+v", id, ta, tb)
 		}

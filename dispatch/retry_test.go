@@ -470,7 +470,7 @@ func TestOldSkipsStillCountTowardMaxRuns(t *testing.T) {
 			}
 			task := s.Tasks["c"]
 			if task.IsFinal() != tc.wantFinal {
-				t.Fatalf("task final=%v (skipped %d), want %v", task.IsFinal(), task.Skipped, tc.wantFinal)
+				t.Fatalf("task final=%v (skipped %d), want %v", task.IsFinal(), task.MoreFields().Skipped, tc.wantFinal)
 			}
 			if tc.wantFinal {
 				if err := machine.Apply(s, &Event{Type: EvTaskDropped, At: 4000, Task: "c"}); err != nil {

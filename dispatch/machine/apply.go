@@ -70,7 +70,8 @@ func Apply(s *State, e *Event) error {
 		if !ok {
 			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "unknown task"}
 		}
-		t.Canceled, t.CancelNote = true, e.Reason
+		t.Canceled = true
+		t.editMore().CancelNote = e.Reason
 		s.maybeFinalize(t, e.At) // a cron task with no open run ends here
 	case EvEnginePaused:
 		s.Paused = true
@@ -136,7 +137,8 @@ func applyDependencyAdded(s *State, e *Event) error {
 		}
 	}
 	for _, id := range e.After {
-		t.AddedAfter = append(t.AddedAfter, id)
+		m := t.editMore()
+		m.AddedAfter = append(m.AddedAfter, id)
 		s.addPrereq(t, id)
 	}
 	if t.linked().waiting > 0 {
@@ -209,7 +211,9 @@ func applyRunCreated(s *State, e *Event) error {
 		r = &Run{ID: e.Run, Task: e.Task, Index: e.Index, DueAt: e.DueAt, task: t}
 	}
 	if t.Spec.Policy.Kind == PolicyCron {
-		t.CronLast = max(t.CronLast, e.DueAt)
+		if e.DueAt > t.more().CronLast {
+			t.editMore().CronLast = e.DueAt
+		}
 	}
 	s.Runs[r.ID] = r
 	t.Runs = append(t.Runs, r.ID)
@@ -252,7 +256,7 @@ func applyTransition(s *State, e *Event) error {
 		} else {
 			// Before setState, which may finalize the task: a skipped
 			// run does not count toward max_runs.
-			t.Skipped++
+			t.editMore().Skipped++
 		}
 	}
 	if e.To == RunCanceled {
@@ -313,7 +317,7 @@ func applyFinished(s *State, e *Event) error {
 		r.DueAt = e.DueAt
 	}
 	if e.To == RunCanceled {
-		r.Reason = t.CancelNote // canceled while its attempt ran
+		r.Reason = t.more().CancelNote // canceled while its attempt ran
 	}
 	setState(s, r, e.To, e.At)
 	return nil

@@ -272,7 +272,7 @@ func TestApplyTaskEvents(t *testing.T) {
 		if err := Apply(s, &Event{Type: EvTaskCanceled, At: 9, Task: "t", Reason: "user"}); err != nil {
 			t.Fatal(err)
 		}
-		if tk := s.Tasks["t"]; !tk.Canceled || tk.CancelNote != "user" {
+		if tk := s.Tasks["t"]; !tk.Canceled || tk.more().CancelNote != "user" {
 			t.Errorf("task = %+v, want canceled with note", tk)
 		}
 		if r := s.Runs["t#1"]; r.State != RunRunning {

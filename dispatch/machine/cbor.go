@@ -168,11 +168,11 @@ func appendSpec(dst []byte, s *TaskSpec) ([]byte, error) {
 }
 
 func appendTask(dst []byte, t *Task) ([]byte, error) {
-	if len(t.AddedAfter) > 0 || t.Retries > 0 || t.Skipped > 0 || t.Pruned > 0 || t.CronLast != 0 {
+	if len(t.more().AddedAfter) > 0 || t.more().Retries > 0 || t.more().Skipped > 0 || t.more().Pruned > 0 || t.more().CronLast != 0 {
 		b, err := encMode.Marshal(t)
 		return append(dst, b...), err
 	}
-	dst = appendHead(dst, cborMap, 4+count(t.Canceled, t.CancelNote != "", t.FinalAt != 0))
+	dst = appendHead(dst, cborMap, 4+count(t.Canceled, t.more().CancelNote != "", t.FinalAt != 0))
 	var err error
 	if dst, err = appendSpec(append(dst, 1), &t.Spec); err != nil {
 		return dst, err
@@ -192,8 +192,8 @@ func appendTask(dst []byte, t *Task) ([]byte, error) {
 	if t.Canceled {
 		dst = append(dst, 5, cborTrue)
 	}
-	if t.CancelNote != "" {
-		dst = appendText(dst, 6, t.CancelNote)
+	if t.more().CancelNote != "" {
+		dst = appendText(dst, 6, t.more().CancelNote)
 	}
 	if t.FinalAt != 0 {
 		dst = appendInt(dst, 7, t.FinalAt)

@@ -75,7 +75,8 @@ func randomCBORState(r *rand.Rand, tasks int) *State {
 		t := &Task{Spec: *randomCBORSpec(r), SubmitSeq: uint64(tasks - i), SubmittedAt: r.Int64N(1 << 42)}
 		t.Spec.ID = id
 		if r.IntN(3) == 0 {
-			t.Canceled, t.CancelNote = true, "why"
+			t.Canceled = true
+			t.editMore().CancelNote = "why"
 		}
 		if r.IntN(2) == 0 {
 			t.FinalAt = r.Int64N(1 << 42)
@@ -113,7 +114,13 @@ func TestCBOREncodersMatchLibrary(t *testing.T) {
 		got, err := appendSpec(nil, spec)
 		check("spec", spec, got, err)
 		task := &Task{Spec: *spec, SubmitSeq: r.Uint64(), SubmittedAt: -r.Int64N(9), Runs: []RunID{"a#1", "a#2"}[:r.IntN(3)],
-			Canceled: r.IntN(2) == 0, CancelNote: []string{"", "n"}[r.IntN(2)], FinalAt: r.Int64N(3)}
+			Canceled: r.IntN(2) == 0, FinalAt: r.Int64N(3)}
+		switch r.IntN(3) { // none, set but empty, a cancel reason
+		case 1:
+			task.TaskMore = &TaskMore{}
+		case 2:
+			task.TaskMore = &TaskMore{CancelNote: "n"}
+		}
 		if r.IntN(4) == 0 {
 			task.Runs = nil
 		}

@@ -504,9 +504,45 @@ type Task struct {
 	SubmitSeq   uint64   `cbor:"2,keyasint" json:"submit_seq"` // submission order, ties in dispatch order
 	SubmittedAt int64    `cbor:"3,keyasint" json:"submitted_at_ms"`
 	Runs        []RunID  `cbor:"4,keyasint" json:"runs"`
-	Canceled    bool     `cbor:"5,keyasint,omitempty" json:"canceled,omitempty"`
-	CancelNote  string   `cbor:"6,keyasint,omitempty" json:"cancel_reason,omitempty"`
 	FinalAt     int64    `cbor:"7,keyasint,omitempty" json:"final_at_ms,omitempty"` // when the task became final
+	Canceled    bool     `cbor:"5,keyasint,omitempty" json:"canceled,omitempty"`
+	// Derived by apply and reindex (workflow.go), never encoded; beside
+	// Canceled, so that the three take one word.
+	final bool
+	res   taskResult // when final: completed, failed or canceled (result)
+
+	// TaskMore holds the fields few tasks set (a cancel reason, retries,
+	// cron bookkeeping), nil until one is: apart they cost a pointer in
+	// every task rather than 96 bytes. Encoded inline, under the keys they
+	// had as Task's own fields, so snapshots and events read the same
+	// either way. Read them through more(), change them through
+	// editMore(): a snapshot's capture and a retried task's original may
+	// share the old ones.
+	*TaskMore
+
+	finalRuns int
+	// links are the task's workflow relations, nil for a task in none
+	// (most tasks): apart they cost a pointer rather than 72 bytes in every
+	// task (the tasks a server retains are most of its heap).
+	links *taskLinks
+	runs  []*Run // the runs named by Runs, in the same order: an index kept by apply and reindex
+	// submitSeq is the WAL sequence of the task's submission when the
+	// running engine submitted it (0 when recovered: durable). The loop
+	// starts an attempt before its lease is durable only once this is.
+	submitSeq uint64
+
+	// Room for the task's first run and the first entries of Runs and
+	// runs (apply): most tasks have one run, which then costs no
+	// allocation of its own. A copy of the Task (a snapshot's capture, a
+	// retry) still shares them by pointer, as it would separate ones.
+	run0  Run
+	ids0  [1]RunID
+	runs0 [1]*Run
+}
+
+// TaskMore are the fields of a Task that few tasks set (Task.TaskMore).
+type TaskMore struct {
+	CancelNote string `cbor:"6,keyasint,omitempty" json:"cancel_reason,omitempty"`
 	// AddedAfter are prerequisites declared after submission.
 	AddedAfter []TaskID `cbor:"8,keyasint,omitempty" json:"added_after,omitempty"`
 	// Retries counts client retries (EvTaskRetried) of the task.
@@ -527,29 +563,73 @@ type Task struct {
 	// created for: the schedule goes on from it, not from the runs' due
 	// times, which a retry's backoff moves. 0 in snapshots written before
 	// it was kept (the runs' due times stand in then).
-	CronLast  int64 `cbor:"15,keyasint,omitempty" json:"cron_last_ms,omitempty"`
-	finalRuns int
+	CronLast int64 `cbor:"15,keyasint,omitempty" json:"cron_last_ms,omitempty"`
+}
 
-	// Derived by apply and reindex (workflow.go), never encoded.
-	final  bool
-	result TaskState // when final: completed, failed or canceled
-	// links are the task's workflow relations, nil for a task in none
-	// (most tasks): apart they cost a pointer rather than 72 bytes in every
-	// task (the tasks a server retains are most of its heap).
-	links *taskLinks
-	runs  []*Run // the runs named by Runs, in the same order: an index kept by apply and reindex
-	// submitSeq is the WAL sequence of the task's submission when the
-	// running engine submitted it (0 when recovered: durable). The loop
-	// starts an attempt before its lease is durable only once this is.
-	submitSeq uint64
+// more returns t's rarely set fields to read: for a task that set none,
+// the zero ones (shared, never written: a change goes through editMore).
+func (t *Task) more() *TaskMore {
+	if t.TaskMore == nil {
+		return &noMore
+	}
+	return t.TaskMore
+}
 
-	// Room for the task's first run and the first entries of Runs and
-	// runs (apply): most tasks have one run, which then costs no
-	// allocation of its own. A copy of the Task (a snapshot's capture, a
-	// retry) still shares them by pointer, as it would separate ones.
-	run0  Run
-	ids0  [1]RunID
-	runs0 [1]*Run
+var noMore TaskMore
+
+// MoreFields returns a copy of t's rarely set fields, zero when it set
+// none: the embedded *TaskMore is nil then, and reading its fields through
+// t would panic.
+func (t *Task) MoreFields() TaskMore { return *t.more() }
+
+// editMore returns t's rarely set fields to change: a copy of its own,
+// since a snapshot's capture of t (captured while t is not final) or the
+// original of a retried task may share the current ones.
+func (t *Task) editMore() *TaskMore {
+	m := new(TaskMore)
+	if t.TaskMore != nil {
+		*m = *t.TaskMore
+	}
+	t.TaskMore = m
+	return m
+}
+
+// taskResult is a final task's result in a byte (Task.res).
+type taskResult uint8
+
+const (
+	resNone taskResult = iota // not final
+	resCompleted
+	resFailed
+	resCanceled
+)
+
+// result is t's result when final: completed, failed or canceled ("" before).
+func (t *Task) result() TaskState {
+	switch t.res {
+	case resCompleted:
+		return TaskCompleted
+	case resFailed:
+		return TaskFailed
+	case resCanceled:
+		return TaskCanceled
+	}
+	return ""
+}
+
+// setResult records st (completed, failed or canceled; "" when t is live
+// again) as t's result.
+func (t *Task) setResult(st TaskState) {
+	switch st {
+	case TaskCompleted:
+		t.res = resCompleted
+	case TaskFailed:
+		t.res = resFailed
+	case TaskCanceled:
+		t.res = resCanceled
+	default:
+		t.res = resNone
+	}
 }
 
 // taskLinks are the workflow relations of a task, derived by apply and

@@ -77,7 +77,7 @@ func (c *Core) handleRetry(now int64, in RetryInput) error {
 	}
 	var again int
 	for _, r := range t.runs {
-		if r.Index >= t.RetryFrom && r.State != RunCompleted {
+		if r.Index >= t.more().RetryFrom && r.State != RunCompleted {
 			again++
 		}
 	}
@@ -106,7 +106,7 @@ func (s *State) checkRetry(t *Task) error {
 	switch {
 	case !t.final:
 		return notFinal("task %s is %s; only a failed or canceled task can be retried", id, s.StateOf(t))
-	case t.result == TaskCompleted:
+	case t.result() == TaskCompleted:
 		return notFinal("task %s is completed; only a failed or canceled task can be retried", id)
 	case t.Spec.Parent != "":
 		return notFinal("task %s is a child of %s; retry %s, whose handler submits it again", id, t.Spec.Parent, t.Spec.Parent)
@@ -114,8 +114,8 @@ func (s *State) checkRetry(t *Task) error {
 		return notFinal("task %s is a cron task, whose schedule ended; submit it again under a new id", id)
 	}
 	for _, pid := range t.prereqs() {
-		if p, ok := s.Tasks[pid]; ok && p.final && p.result != TaskCompleted {
-			return notFinal("task %s waits for %s, which is %s; retry %s first", id, pid, p.result, pid)
+		if p, ok := s.Tasks[pid]; ok && p.final && p.result() != TaskCompleted {
+			return notFinal("task %s waits for %s, which is %s; retry %s first", id, pid, p.result(), pid)
 		}
 	}
 	return nil
@@ -139,9 +139,11 @@ func applyRetried(s *State, e *Event) error {
 	}
 	s.Tasks[e.Task] = &nt
 	s.removeFinalTree(&nt)
-	nt.final, nt.result, nt.FinalAt, nt.Canceled, nt.CancelNote = false, "", 0, false, ""
-	nt.Retries++
-	nt.RetryFrom, nt.RetrySeq = nt.nextRunIndex(), s.NextSubmitSeq
+	nt.final, nt.res, nt.FinalAt, nt.Canceled = false, resNone, 0, false
+	m := nt.editMore() // the original keeps its own
+	m.CancelNote = ""
+	m.Retries++
+	m.RetryFrom, m.RetrySeq = nt.nextRunIndex(), s.NextSubmitSeq
 	// Its old dependents were canceled with it; those still waiting
 	// (none: a failed prerequisite dooms them) are kept, as reindex would.
 	if t.links != nil {
@@ -255,7 +257,7 @@ func (c *Core) handlePurge(now int64, in PurgeInput) error {
 		if f.OlderThanMs > 0 && t.FinalAt > now-f.OlderThanMs {
 			continue
 		}
-		if len(f.States) > 0 && !slices.Contains(f.States, t.result) ||
+		if len(f.States) > 0 && !slices.Contains(f.States, t.result()) ||
 			f.Handler != "" && t.Spec.Handler != f.Handler || !HasLabels(t.Spec.Labels, f.Labels) {
 			continue
 		}
@@ -301,8 +303,9 @@ func (s *State) pruneCronRuns(t *Task) {
 		if drop > 0 && r.State.Final() {
 			drop--
 			t.finalRuns--
-			t.Pruned++
-			t.PrunedFailed = t.PrunedFailed || r.State == RunFailed
+			m := t.editMore()
+			m.Pruned++
+			m.PrunedFailed = m.PrunedFailed || r.State == RunFailed
 			s.counts.add(r.State, -1)
 			r.task = nil // no longer the state's (runRef)
 			delete(s.Runs, r.ID)

@@ -44,12 +44,12 @@ func (v TaskView) Final() bool {
 // ViewOf returns a copy of t and its runs as callers see it.
 func ViewOf(s *State, t *Task) TaskView {
 	v := TaskView{ID: t.Spec.ID, Handler: t.Spec.Handler, Spec: t.Spec, SubmittedAt: t.SubmittedAt,
-		FinalAt: t.FinalAt, Canceled: t.Canceled, CancelNote: t.CancelNote, Parent: t.Spec.Parent,
+		FinalAt: t.FinalAt, Canceled: t.Canceled, CancelNote: t.more().CancelNote, Parent: t.Spec.Parent,
 		Children: slices.Clone(t.linked().children), After: t.prereqs(), seq: t.SubmitSeq, State: s.StateOf(t),
-		Retries: t.Retries, PrunedRuns: t.Pruned}
+		Retries: t.more().Retries, PrunedRuns: t.more().Pruned}
 	if t.linked().waiting > 0 && !t.final {
 		for _, p := range v.After {
-			if pt := s.Tasks[p]; pt == nil || !pt.final || pt.result != TaskCompleted {
+			if pt := s.Tasks[p]; pt == nil || !pt.final || pt.result() != TaskCompleted {
 				v.WaitingFor = append(v.WaitingFor, p)
 			}
 		}

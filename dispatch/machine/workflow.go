@@ -21,10 +21,10 @@ type doom struct {
 
 // prereqs returns every prerequisite of t (submitted and declared later).
 func (t *Task) prereqs() []TaskID {
-	if len(t.AddedAfter) == 0 {
+	if len(t.more().AddedAfter) == 0 {
 		return t.Spec.After
 	}
-	return append(slices.Clone(t.Spec.After), t.AddedAfter...)
+	return append(slices.Clone(t.Spec.After), t.more().AddedAfter...)
 }
 
 // waitsFor returns what task id waits for before it can be final: its
@@ -68,7 +68,7 @@ func (s *State) addPrereq(t *Task, id TaskID) {
 		t.own().waiting++
 		pl := p.own()
 		pl.dependents = append(pl.dependents, t.Spec.ID)
-	case p.result != TaskCompleted:
+	case p.result() != TaskCompleted:
 		s.Doomed = append(s.Doomed, doom{task: t.Spec.ID, reason: doomReason(p)})
 	}
 }
@@ -77,11 +77,11 @@ func (s *State) addPrereq(t *Task, id TaskID) {
 // and, when p was canceled, why it was, by the root cause rather than the
 // whole chain: "prerequisite C canceled (prerequisite A failed)".
 func doomReason(p *Task) string {
-	reason := fmt.Sprintf("prerequisite %s %s", p.Spec.ID, p.result)
-	if p.result != TaskCanceled || p.CancelNote == "" {
+	reason := fmt.Sprintf("prerequisite %s %s", p.Spec.ID, p.result())
+	if p.result() != TaskCanceled || p.more().CancelNote == "" {
 		return reason
 	}
-	cause := p.CancelNote
+	cause := p.more().CancelNote
 	if head, inner, ok := strings.Cut(cause, " ("); ok && strings.HasPrefix(head, "prerequisite ") && strings.HasSuffix(inner, ")") {
 		cause = strings.TrimSuffix(inner, ")") // p was canceled for a prerequisite: keep the root
 	}
@@ -95,7 +95,8 @@ func (s *State) maybeFinalize(t *Task, at int64) {
 	if t.final || t.finalRuns < len(t.Runs) || len(t.Runs) == 0 || t.linked().pendingChildren > 0 || !t.runsComplete() {
 		return
 	}
-	t.final, t.FinalAt, t.result = true, at, s.resultOf(t)
+	t.final, t.FinalAt = true, at
+	t.setResult(s.resultOf(t))
 	s.JustFinal = append(s.JustFinal, t.Spec.ID)
 	if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {
 		p.own().pendingChildren--
@@ -110,7 +111,7 @@ func (s *State) maybeFinalize(t *Task, at int64) {
 		if !ok || d.final {
 			continue
 		}
-		if t.result == TaskCompleted {
+		if t.result() == TaskCompleted {
 			d.own().waiting--
 			if d.linked().waiting == 0 {
 				for _, r := range d.runs {
@@ -135,13 +136,13 @@ func (t *Task) runsComplete() bool {
 
 // countedRuns is how many runs count toward a cron task's max_runs: every
 // run created, pruned ones included, but skipped misfires.
-func (t *Task) countedRuns() int { return t.nextRunIndex() - 1 - t.Skipped }
+func (t *Task) countedRuns() int { return t.nextRunIndex() - 1 - t.more().Skipped }
 
 // resultOf decides a final task's result from its runs and children.
 func (s *State) resultOf(t *Task) TaskState {
-	failed, canceled := t.PrunedFailed, false
+	failed, canceled := t.more().PrunedFailed, false
 	for _, r := range t.runs {
-		if r.Index < t.RetryFrom {
+		if r.Index < t.more().RetryFrom {
 			continue // an earlier generation: a retry started over
 		}
 		failed = failed || r.State == RunFailed
@@ -157,7 +158,7 @@ func (s *State) resultOf(t *Task) TaskState {
 	}
 	if !t.Spec.TolerateChildFailures {
 		for _, id := range t.linked().children {
-			if c, ok := s.Tasks[id]; ok && c.final && c.result != TaskCompleted && c.SubmitSeq >= t.RetrySeq {
+			if c, ok := s.Tasks[id]; ok && c.final && c.result() != TaskCompleted && c.SubmitSeq >= t.more().RetrySeq {
 				if t.Canceled {
 					return TaskCanceled // its subtree was canceled with it
 				}
@@ -199,8 +200,8 @@ func (s *State) Finals() []TaskID { return s.finals[s.finalsHead:] }
 // addFinal records t in the retention order (FinalAt, SubmitSeq).
 func (s *State) addFinal(t *Task) {
 	k := keyOf(t)
-	if n := len(s.finalKeys); n == cap(s.finalKeys) && s.finalsHead >= n/2 && n > 0 {
-		s.compactFinals() // full: reuse the room rather than grow
+	if n := len(s.finalKeys); n == cap(s.finalKeys) || n == cap(s.finals) {
+		s.roomForFinal()
 	}
 	if n := len(s.finalKeys); n == s.finalsHead || s.finalKeys[n-1].before(k) {
 		s.finals = append(s.finals, t.Spec.ID)
@@ -228,17 +229,27 @@ func (s *State) addFinal(t *Task) {
 	s.finalKeys = slices.Insert(s.finalKeys, lo+1+i, k)
 }
 
-// compactFinals moves the retention order to the front of its arrays,
-// over the room the oldest tasks dropped left. addFinal does it when the
-// arrays are full and that room is at least half of them: with a full
-// retention, each task dropped then costs the copy of two entries, where
-// popping the front of a slice made append copy the whole order into new
-// arrays (new heap: page faults) every quarter of it.
-func (s *State) compactFinals() {
-	n := copy(s.finals, s.finals[s.finalsHead:])
-	copy(s.finalKeys, s.finalKeys[s.finalsHead:])
-	clear(s.finals[n:])
-	s.finals, s.finalKeys, s.finalsHead = s.finals[:n], s.finalKeys[:n], 0
+// roomForFinal makes room in the full arrays of the retention order for
+// one more task. When a quarter of them or more is room that retention
+// left in front, the order moves there; otherwise it moves to arrays
+// twice its length. With retention dropping a task for each one added,
+// each task then costs the copy of a few entries and no new arrays; popping
+// the front of a slice made append copy the whole order (100k tasks by
+// default) into new arrays, new heap to fault in, every quarter of it.
+func (s *State) roomForFinal() {
+	head, n := s.finalsHead, len(s.finals)
+	if head > 0 && head >= n/4 {
+		m := copy(s.finals, s.finals[head:])
+		copy(s.finalKeys, s.finalKeys[head:])
+		clear(s.finals[m:])
+		s.finals, s.finalKeys, s.finalsHead = s.finals[:m], s.finalKeys[:m], 0
+		return
+	}
+	c := max(2*(n-head), 16)
+	finals, keys := make([]TaskID, n-head, c), make([]finalKey, n-head, c)
+	copy(finals, s.finals[head:])
+	copy(keys, s.finalKeys[head:])
+	s.finals, s.finalKeys, s.finalsHead = finals, keys, 0
 }
 
 // finalKey orders final tasks for retention: by FinalAt, then submission.
@@ -274,7 +285,7 @@ func (s *State) dropFinal(i int) {
 func (s *State) reindexWorkflow() {
 	tasks := make([]*Task, 0, len(s.Tasks))
 	for _, t := range s.Tasks {
-		t.final, t.result, t.links = false, "", nil
+		t.final, t.res, t.links = false, resNone, nil
 		tasks = append(tasks, t)
 	}
 	slices.SortFunc(tasks, func(a, b *Task) int { return cmp.Compare(a.SubmitSeq, b.SubmitSeq) })
@@ -295,7 +306,8 @@ func (s *State) reindexWorkflow() {
 			}
 		}
 		if t.FinalAt != 0 && t.finalRuns == len(t.Runs) && t.linked().pendingChildren == 0 && t.runsComplete() {
-			t.final, t.result = true, s.resultOf(t)
+			t.final = true
+			t.setResult(s.resultOf(t))
 		}
 	}
 	for _, t := range tasks {

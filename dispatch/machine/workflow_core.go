@@ -58,7 +58,7 @@ func (c *Core) submitTask(now int64, spec *TaskSpec) error {
 		}
 	}
 	if t.Canceled { // a prerequisite had already failed: cancel the new runs too
-		return c.cancelRuns(now, t, t.CancelNote)
+		return c.cancelRuns(now, t, t.more().CancelNote)
 	}
 	return nil
 }
@@ -151,8 +151,8 @@ func (c *Core) handleAfter(now int64, in AfterInput) error {
 			return fail(Invalid("after", "unknown task %q", id))
 		case seen[id] || slices.Contains(t.prereqs(), id):
 			continue // already a prerequisite: idempotent
-		case p.final && p.result != TaskCompleted:
-			return fail(Invalid("after", "prerequisite %s is already %s", id, p.result))
+		case p.final && p.result() != TaskCompleted:
+			return fail(Invalid("after", "prerequisite %s is already %s", id, p.result()))
 		}
 		seen[id] = true
 		add = append(add, id)
@@ -282,10 +282,10 @@ func (c *Core) refillCron(now int64, t *Task) error {
 	// The schedule goes on from the latest occurrence a run was created
 	// for; a run's DueAt is that occurrence only until a retry's backoff
 	// moves it (a state from an older snapshot has no CronLast: due times).
-	last := max(t.SubmittedAt, t.Spec.NotBeforeMs, t.CronLast+1) - 1
+	last := max(t.SubmittedAt, t.Spec.NotBeforeMs, t.more().CronLast+1) - 1
 	future := 0
 	for _, r := range t.runs {
-		if t.CronLast == 0 {
+		if t.more().CronLast == 0 {
 			last = max(last, r.DueAt)
 		}
 		if r.State == RunScheduled && r.DueAt > now {
@@ -362,7 +362,7 @@ func (c *Core) promoteCron(now int64, r *Run, t *Task) error {
 // StateOf summarizes a task as TaskView does.
 func (s *State) StateOf(t *Task) TaskState {
 	if t.final {
-		return t.result
+		return t.result()
 	}
 	running, done := false, 0
 	for _, r := range t.runs {
