@@ -46,6 +46,7 @@ type Engine struct {
 	results chan any
 	stop    chan struct{}
 	done    chan struct{}
+	async   AsyncExecutor // cfg.Executor, when it takes attempts without a runner waiting (runner.go)
 
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced after every commit
@@ -195,6 +196,9 @@ func newEngine(cfg Config, wal *segwal.Log, payloads *payload.Store) *Engine {
 		poke: make(chan struct{}, 1),
 	}
 	e.capacity.Store(-1)
+	if ax, ok := cfg.Executor.(AsyncExecutor); ok && ax.Async() {
+		e.async = ax // runner.go: asked once, not per attempt
+	}
 	if wal != nil {
 		e.out = wal
 	}

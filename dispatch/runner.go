@@ -307,6 +307,9 @@ func (r *runner) run(ctx *attemptCtx, job Job) {
 		if failed != nil {
 			res = *failed
 		} else {
+			if e.async != nil && r.handOn(e.async, ctx, job, started, begun, release) {
+				return
+			}
 			res = safeExecute(ctx, e.cfg.Executor, job)
 		}
 		job.Input = nil
@@ -315,12 +318,23 @@ func (r *runner) run(ctx *attemptCtx, job Job) {
 	e.runNanos.Add(e.mono() - begun)
 	e.runCount.Add(1)
 	e.spillOutput(&res)
+	r.unwatch()
+	e.report(ctx, &job, started, res)
+}
+
+// unwatch tells the watcher that the runner's attempt ended (or went on
+// to an AsyncExecutor).
+func (r *runner) unwatch() {
 	r.reportAt.Store(0)
 	r.deadline.Store(0)
 	r.mu.Lock()
 	r.started = machine.StartedInput{}
 	r.cur = nil
 	r.mu.Unlock()
+}
+
+// report sends the result of job's attempt, started at started, to the loop.
+func (e *Engine) report(ctx *attemptCtx, job *Job, started time.Time, res Result) {
 	if res.StartedAt.IsZero() || res.FinishedAt.IsZero() {
 		// The executor did not say when it ran: the runner's own times.
 		res.StartedAt, res.FinishedAt = started, e.cfg.Clock.Now()
@@ -334,6 +348,66 @@ func (r *runner) run(ctx *attemptCtx, job Job) {
 	case e.results <- in:
 	case <-e.done:
 	}
+}
+
+// asyncAttempt is an attempt an AsyncExecutor took: what its result needs
+// once the runner has gone on to the next.
+type asyncAttempt struct {
+	e       *Engine
+	ctx     *attemptCtx
+	job     Job // without its Input
+	started time.Time
+	begun   int64
+	release func()
+	beat    func()      // the engine's heartbeat of the attempt
+	running atomic.Bool // its start was reported
+}
+
+// handOn offers the attempt to ax; true: ax took it, and reports through
+// the attempt's done, while the runner goes on to the next.
+func (r *runner) handOn(ax AsyncExecutor, ctx *attemptCtx, job Job, started time.Time, begun int64, release func()) bool {
+	a := &asyncAttempt{e: r.e, ctx: ctx, job: job, started: started, begun: begun, release: release, beat: job.Heartbeat}
+	a.job.Input = nil
+	job.Heartbeat = a.heartbeat
+	if !ax.ExecuteAsync(ctx, job, a.done) {
+		return false
+	}
+	r.unwatch() // the watcher watches the runner's next attempt
+	return true
+}
+
+// heartbeat reports the attempt running the first time (an attempt handed
+// on is not reported after startedReportDelay: most end sooner, and their
+// result says when they started), then renews its lease.
+func (a *asyncAttempt) heartbeat() {
+	if !a.running.Load() {
+		select {
+		case a.e.results <- a.job.Started(a.started.UnixMilli()):
+			a.running.Store(true) // two at once both report: the second is ignored
+		default: // the loop is busy: the next heartbeat reports it
+		}
+	}
+	if a.beat != nil {
+		a.beat()
+	}
+}
+
+// done is the AsyncExecutor's report of the attempt's result.
+func (a *asyncAttempt) done(res Result) {
+	e := a.e
+	a.release()
+	if res.Outcome == "" {
+		res = Result{Outcome: OutcomeFailed, Retryable: true, Error: "executor returned no outcome"}
+	}
+	e.runNanos.Add(e.mono() - a.begun)
+	e.runCount.Add(1)
+	select {
+	case <-e.done:
+		return // stopped: the next Open closes the attempt as lost
+	default:
+	}
+	e.spillOutput(&res)
+	e.report(a.ctx, &a.job, a.started, res)
 }
 
 // resultInputs hold results on their way to the loop, which puts them back
