@@ -97,6 +97,13 @@ type brokerJob struct {
 	local    bool                 // a local worker may run it
 	done     chan dispatch.Result // buffered 1: the result, or runLocally
 	taken    bool                 // no longer queued
+	// async: the job came through ExecuteAsync, and its result goes to
+	// this (settle) rather than to done: no runner waits for it, so the
+	// broker stops it at its deadline (deadline, from ctx) and when ctx
+	// ends itself (expire), where Execute's select did.
+	async      func(dispatch.Result)
+	deadline   time.Time
+	canceledAt time.Time // when canceled was set
 
 	// The remote lease, once a remote worker took it (worker not nil).
 	id       string
@@ -297,6 +304,79 @@ func putBrokerJob(p *brokerJob) {
 	brokerJobs.Put(p)
 }
 
+var _ dispatch.AsyncExecutor = (*Broker)(nil)
+
+// Async reports whether ExecuteAsync takes attempts: with no local
+// workers (serve --workers 0).
+func (b *Broker) Async() bool { return b.cfg.LocalWorkers == 0 }
+
+// ExecuteAsync queues job for the next remote worker that asks, without
+// the engine's runner waiting for it (dispatch.AsyncExecutor): done gets
+// its result, or lost when the worker's lease expired, or a timeout or
+// cancellation the broker sees at its next expiry pass or heartbeat. A
+// server with local workers declines (they take queued attempts through
+// the runners waiting in Execute).
+func (b *Broker) ExecuteAsync(ctx context.Context, job dispatch.Job, done func(dispatch.Result)) bool {
+	if b.cfg.LocalWorkers > 0 {
+		return false
+	}
+	p := getBrokerJob()
+	p.ctx, p.job, p.queuedAt, p.async = ctx, job, time.Now(), done
+	p.deadline, _ = ctx.Deadline()
+	b.mu.Lock()
+	b.queue = append(b.queue, p)
+	b.wakeLeasesLocked()
+	b.mu.Unlock()
+	return true
+}
+
+// settlement is a job's result, handed over once b.mu is released
+// (settle): an async job's done sends to the engine's loop, which may be
+// waiting for b.mu (Runnable).
+type settlement struct {
+	p   *brokerJob
+	res dispatch.Result
+}
+
+// settle hands each job its result (b.mu not held).
+func settle(list []settlement) {
+	for _, st := range list {
+		st.p.settle(st.res)
+	}
+}
+
+// settle hands p its result: to its runner waiting in Execute, or to its
+// done (async), after which p is recycled.
+func (p *brokerJob) settle(res dispatch.Result) {
+	if p.async == nil {
+		p.done <- res
+		return
+	}
+	done := p.async
+	putBrokerJob(p)
+	done(res)
+}
+
+// pastDeadline reports whether async job p's attempt ran out of time by now.
+func (p *brokerJob) pastDeadline(now time.Time) bool {
+	return !p.deadline.IsZero() && !now.Before(p.deadline)
+}
+
+// endedAsync is the result of async job p whose context ended or whose
+// deadline passed.
+func (p *brokerJob) endedAsync(now time.Time, when string) dispatch.Result {
+	if p.ctx.Err() == context.DeadlineExceeded || p.ctx.Err() == nil && p.pastDeadline(now) {
+		return dispatch.Result{Outcome: dispatch.OutcomeTimeout, Retryable: true, Error: "attempt timed out " + when}
+	}
+	return dispatch.Result{Outcome: dispatch.OutcomeCancelled, Error: "attempt canceled " + when}
+}
+
+// stopping reports whether async job p is to stop: its context ended or
+// its deadline passed.
+func (p *brokerJob) stopping(now time.Time) bool {
+	return p.async != nil && (p.ctx.Err() != nil || p.pastDeadline(now))
+}
+
 // settled is what Execute returns for what came on a job's done.
 func (b *Broker) settled(ctx context.Context, job dispatch.Job, res dispatch.Result) dispatch.Result {
 	if res.Outcome == runLocally.Outcome {
@@ -427,12 +507,13 @@ func (b *Broker) lease(ctx context.Context, h WorkerHello, addr string, max int,
 	defer timer.Stop()
 	for {
 		b.mu.Lock()
-		got := b.takeLocked(w, max)
+		got, ended := b.takeLocked(w, max)
 		if b.changedClosed { // woken before: a new channel for the next change
 			b.changed, b.changedClosed = make(chan struct{}), false
 		}
 		ch, draining := b.changed, w.draining
 		b.mu.Unlock()
+		settle(ended)
 		if len(got) > 0 || draining {
 			return got, nil
 		}
@@ -459,12 +540,13 @@ func (b *Broker) wakeLeasesLocked() {
 
 // takeLocked takes up to max queued jobs w serves, oldest first, and
 // returns their leases. They are built here, under b.mu: once the lock is
-// released a job may end (canceled, expired) and be recycled.
-func (b *Broker) takeLocked(w *remoteWorker, most int) []Lease {
+// released a job may end (canceled, expired) and be recycled. ended: the
+// jobs it took that end without a lease (settle them once b.mu is
+// released).
+func (b *Broker) takeLocked(w *remoteWorker, most int) (got []Lease, ended []settlement) {
 	if !w.live || w.draining {
-		return nil // stalled or gone: its request may be answered to no one; or stopping
+		return nil, nil // stalled or gone: its request may be answered to no one; or stopping
 	}
-	var got []Lease
 	now := time.Now()
 	nowMs := now.UnixMilli()
 	kept := b.queue[:0]
@@ -473,11 +555,16 @@ func (b *Broker) takeLocked(w *remoteWorker, most int) []Lease {
 			kept = append(kept, p)
 			continue
 		}
+		if p.stopping(now) { // canceled, or out of time, while queued: no worker runs it
+			p.taken = true
+			ended = append(ended, settlement{p, p.endedAsync(now, "before a worker took it")})
+			continue
+		}
 		pin, err := b.cfg.Plugins.Pin(p.job.Handler)
 		if err != nil {
 			// As the local executor does: the plugin may be deployed later.
 			p.taken = true
-			p.done <- dispatch.Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: err.Error()}
+			ended = append(ended, settlement{p, dispatch.Result{Outcome: dispatch.OutcomeFailed, Retryable: true, Error: err.Error()}})
 			continue
 		}
 		p.taken = true
@@ -496,7 +583,7 @@ func (b *Broker) takeLocked(w *remoteWorker, most int) []Lease {
 	}
 	clear(b.queue[len(kept):])
 	b.queue = kept
-	return got
+	return got, ended
 }
 
 // leaseIDLocked is the fencing token: run, attempt and 64 random bits (16
@@ -537,6 +624,9 @@ func (b *Broker) heartbeat(h WorkerHello, addr string, ids []string, draining bo
 			continue
 		}
 		l.seen = now
+		if !l.canceled && l.stopping(now) {
+			l.canceled, l.canceledAt = true, now
+		}
 		if l.canceled {
 			cancel = append(cancel, id)
 		} else if l.job.Heartbeat != nil {
@@ -577,7 +667,7 @@ func (b *Broker) applyResults(h WorkerHello, addr string, results []WorkerResult
 	b.mu.Unlock()
 	for i, l := range done {
 		if l != nil {
-			l.done <- res[i]
+			l.settle(res[i])
 		} else if out[i].Status == resultConflict {
 			b.log.Info("worker result rejected", "worker", name, "lease", out[i].Lease, "reason", out[i].Error)
 		}
@@ -636,19 +726,38 @@ func (b *Broker) expireLoop() {
 			return
 		case <-tick.C:
 		}
-		if b.expire(time.Now()) {
+		changed, ended := b.expire(time.Now())
+		settle(ended)
+		if changed {
 			b.refresh()
 		}
 	}
 }
 
-// expire does one pass of expireLoop; it reports whether the capacity changed.
-func (b *Broker) expire(now time.Time) bool {
+// expire does one pass of expireLoop; it reports whether the capacity
+// changed, and returns the jobs that ended, to settle once b.mu is
+// released.
+func (b *Broker) expire(now time.Time) (changed bool, ended []settlement) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	changed := false
 	for _, l := range b.leases {
 		if now.Sub(l.seen) <= b.cfg.LeaseTimeout {
+			if l.async == nil {
+				continue
+			}
+			// An async attempt whose context ended or whose deadline
+			// passed: its worker is told to stop at its next heartbeat,
+			// and has stopGrace to report before the broker closes it,
+			// as awaitCanceled does for Execute.
+			if !l.canceled && l.stopping(now) {
+				l.canceled, l.canceledAt = true, now
+			}
+			if l.canceled && now.Sub(l.canceledAt) >= b.stopGrace() {
+				b.closeLeaseLocked(l, "canceled")
+				res := l.endedAsync(now, "on worker "+l.worker.name+", which did not report in time")
+				res.Worker = l.worker.name
+				ended = append(ended, settlement{l, res})
+			}
 			continue
 		}
 		b.closeLeaseLocked(l, "lost")
@@ -656,9 +765,21 @@ func (b *Broker) expire(now time.Time) bool {
 		l.worker.stalled = true
 		b.log.Warn("worker lease expired: the attempt is lost and will be retried", "worker", l.worker.name, "task", l.job.Task,
 			"run", l.job.Run, "attempt", l.job.Attempt, "silent_for", now.Sub(l.seen).Round(time.Millisecond))
-		l.done <- dispatch.Result{Outcome: dispatch.OutcomeLost, Retryable: true, Worker: l.worker.name,
-			Error: fmt.Sprintf("lease expired: worker %s (%s) sent no heartbeat for %s", l.worker.name, l.worker.addr, b.cfg.LeaseTimeout)}
+		ended = append(ended, settlement{l, dispatch.Result{Outcome: dispatch.OutcomeLost, Retryable: true, Worker: l.worker.name,
+			Error: fmt.Sprintf("lease expired: worker %s (%s) sent no heartbeat for %s", l.worker.name, l.worker.addr, b.cfg.LeaseTimeout)}})
 	}
+	// Async jobs still queued whose context ended or whose deadline passed.
+	kept := b.queue[:0]
+	for _, p := range b.queue {
+		if p.stopping(now) {
+			p.taken = true
+			ended = append(ended, settlement{p, p.endedAsync(now, "before a worker took it")})
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(b.queue[len(kept):])
+	b.queue = kept
 	for id, w := range b.workers {
 		if !w.live || !w.stalled && (w.polls > 0 || now.Sub(w.lastSeen) <= b.cfg.LeaseTimeout) {
 			if !w.live && now.Sub(w.lastSeen) > time.Hour {
@@ -670,15 +791,15 @@ func (b *Broker) expire(now time.Time) bool {
 		b.log.Warn("worker gone: not heard from within the lease timeout", "worker", w.name, "addr", w.addr, "timeout", b.cfg.LeaseTimeout, "lease_expired", w.stalled)
 	}
 	if changed {
-		b.failUnservedLocked()
+		ended = b.failUnservedLocked(ended)
 	}
-	return changed
+	return changed, ended
 }
 
 // failUnservedLocked hands back, as lost, queued attempts no worker left
 // can run: the engine retries them, and keeps them ready (Runnable) until
 // a worker that serves them connects.
-func (b *Broker) failUnservedLocked() {
+func (b *Broker) failUnservedLocked(ended []settlement) []settlement {
 	kept := b.queue[:0]
 	for _, p := range b.queue {
 		if p.local || b.servedLocked(p.job.Handler) {
@@ -686,11 +807,12 @@ func (b *Broker) failUnservedLocked() {
 			continue
 		}
 		p.taken = true
-		p.done <- dispatch.Result{Outcome: dispatch.OutcomeLost, Retryable: true,
-			Error: fmt.Sprintf("no connected worker serves handler %q any more", p.job.Handler)}
+		ended = append(ended, settlement{p, dispatch.Result{Outcome: dispatch.OutcomeLost, Retryable: true,
+			Error: fmt.Sprintf("no connected worker serves handler %q any more", p.job.Handler)}})
 	}
 	clear(b.queue[len(kept):])
 	b.queue = kept
+	return ended
 }
 
 // servedLocked reports whether a connected remote worker serves handler.

@@ -688,3 +688,119 @@ func TestWorkerAheadRaisesItsCapacity(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerAsyncAttemptEnds: with no local workers the engine hands
+// attempts to the broker without a runner waiting for each
+// (dispatch.AsyncExecutor), so the broker itself ends them: one whose
+// deadline passed or whose task was canceled while queued, before any
+// worker took it, and a leased one whose worker heartbeats but does not
+// report (its worker is told to stop; after the grace it is closed
+// timed out). A leased attempt shows running once its worker's first
+// heartbeat names it.
+func TestWorkerAsyncAttemptEnds(t *testing.T) {
+	ctx := context.Background()
+	// A worker that connects (its request takes nothing: Max 1 of a
+	// handler it serves while none is queued) and then asks no more: the
+	// engine leases up to its concurrency and the attempts stay queued
+	// in the broker.
+	connect := func(t *testing.T, b *remoteBundle, w api.WorkerHello) {
+		t.Helper()
+		if _, err := b.cl.WorkerLease(ctx, api.LeaseRequest{WorkerHello: w, Max: 1, WaitMs: ms(0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("queued past its deadline", func(t *testing.T) {
+		b := setupRemote(t, 0, 5*time.Second, "")
+		connect(t, b, hello("idle"))
+		id := b.submit(t, api.TaskSpec{Handler: "echo", Timeout: "200ms", MaxAttempts: 1})
+		v := b.wait(t, id)
+		a := v.Runs[0].Attempts
+		if v.State != "failed" || len(a) != 1 || a[0].Outcome != "timeout" || !strings.Contains(a[0].Error, "before a worker took it") {
+			t.Fatalf("task %s, attempts %+v; want failed, one attempt timed out before a worker took it", v.State, a)
+		}
+	})
+	t.Run("canceled while queued", func(t *testing.T) {
+		b := setupRemote(t, 0, 5*time.Second, "")
+		connect(t, b, hello("idle"))
+		id := b.submit(t, api.TaskSpec{Handler: "echo"})
+		waitQueued(t, b, 1)
+		if _, err := b.cl.TaskCancel(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if v := b.wait(t, id); v.State != "canceled" {
+			t.Fatalf("task %s %+v, want canceled", v.State, v.Runs)
+		}
+		waitQueued(t, b, 0)
+	})
+	t.Run("leased, its worker silent past the deadline", func(t *testing.T) {
+		b := setupRemote(t, 0, time.Second, "") // stopGrace: min(2s, lease timeout)
+		w := hello("mute")
+		id := b.submit(t, api.TaskSpec{Handler: "echo", Timeout: "3s", MaxAttempts: 1})
+		l := b.leaseOne(t, w)
+		// Heartbeats (5 per lease timeout): the first reports the attempt
+		// running (the loop takes it in its time), and past the deadline
+		// the worker is told to stop.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			hb, err := b.cl.WorkerHeartbeat(ctx, api.HeartbeatRequest{WorkerHello: w, Leases: []string{l.Lease}})
+			if err != nil || len(hb.Cancel)+len(hb.Lost) != 0 {
+				t.Fatalf("heartbeat before the deadline: %+v %v", hb, err)
+			}
+			v, err := b.cl.TaskGet(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Runs[0].State == "running" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("run %+v after heartbeats, want running", v.Runs)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for {
+			time.Sleep(200 * time.Millisecond)
+			hb, err := b.cl.WorkerHeartbeat(ctx, api.HeartbeatRequest{WorkerHello: w, Leases: []string{l.Lease}})
+			if err == nil && slices.Equal(hb.Cancel, []string{l.Lease}) {
+				break
+			}
+			if err != nil && !errors.Is(err, api.ErrConflict) || time.Now().After(deadline) {
+				t.Fatalf("no stop relayed past the deadline: %+v %v", hb, err)
+			}
+		}
+		// The worker goes on heartbeating (its lease does not expire) but
+		// does not report: the broker closes the attempt after the grace.
+		var v api.TaskView
+		var err error
+		for {
+			time.Sleep(200 * time.Millisecond)
+			_, _ = b.cl.WorkerHeartbeat(ctx, api.HeartbeatRequest{WorkerHello: w, Leases: []string{l.Lease}}) // 409 once closed
+			if v, err = b.cl.TaskGet(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			if v.State != "running" && v.State != "pending" || time.Now().After(deadline) {
+				break
+			}
+		}
+		a := v.Runs[0].Attempts
+		if v.State != "failed" || len(a) != 1 || a[0].Outcome != "timeout" || a[0].Worker != "mute" || !strings.Contains(a[0].Error, "did not report in time") {
+			t.Fatalf("task %s, attempts %+v; want failed, one attempt timed out on mute", v.State, a)
+		}
+		out, err := b.cl.WorkerResults(ctx, api.ResultRequest{WorkerHello: w, Results: []api.WorkerResult{okResult(l.Lease, "late")}})
+		if !errors.Is(err, api.ErrConflict) || out.Results[0].Status != "conflict" {
+			t.Fatalf("result after the broker closed the attempt: %+v %v, want 409", out, err)
+		}
+	})
+}
+
+// waitQueued waits until n attempts wait in the broker for a worker.
+func waitQueued(t *testing.T, b *remoteBundle, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for b.broker.Queued() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d attempts queued in the broker, want %d", b.broker.Queued(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

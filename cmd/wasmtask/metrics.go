@@ -130,11 +130,35 @@ type observedExecutor struct {
 func (o *observedExecutor) Execute(ctx context.Context, job dispatch.Job) dispatch.Result {
 	start := time.Now()
 	res := o.next.Execute(ctx, job)
-	name, _, _ := strings.Cut(job.Handler, "@")
+	o.observe(job.Handler, start, res)
+	return res
+}
+
+// Async: the executor it wraps takes attempts asynchronously.
+func (o *observedExecutor) Async() bool {
+	ax, ok := o.next.(dispatch.AsyncExecutor)
+	return ok && ax.Async()
+}
+
+// ExecuteAsync hands the attempt on when the executor it wraps takes it
+// so (the broker of serve --workers 0), observing its result as Execute does.
+func (o *observedExecutor) ExecuteAsync(ctx context.Context, job dispatch.Job, done func(dispatch.Result)) bool {
+	ax, ok := o.next.(dispatch.AsyncExecutor)
+	if !ok {
+		return false
+	}
+	start, handler := time.Now(), job.Handler
+	return ax.ExecuteAsync(ctx, job, func(res dispatch.Result) {
+		o.observe(handler, start, res)
+		done(res)
+	})
+}
+
+func (o *observedExecutor) observe(handler string, start time.Time, res dispatch.Result) {
+	name, _, _ := strings.Cut(handler, "@")
 	o.m.attempts.WithLabelValues(name, res.Module, string(res.Outcome)).Inc()
 	o.m.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
-	o.reg.RecordAttempt(job.Handler, res.Module, res.Outcome)
-	return res
+	o.reg.RecordAttempt(handler, res.Module, res.Outcome)
 }
 
 // fsyncHistogram turns the WAL's fsync latency counts into a Prometheus
