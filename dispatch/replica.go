@@ -23,7 +23,7 @@ func ApplyRecord(s *State, seq uint64, rec []byte) (applied bool, err error) {
 	if seq != s.Applied+1 {
 		return false, fmt.Errorf("dispatch: record %d follows %d: a gap in the log", seq, s.Applied)
 	}
-	ev, err := machine.DecodeEvent(rec)
+	ev, err := machine.DecodeEventIn(s, rec)
 	if err != nil {
 		return false, fmt.Errorf("dispatch: record %d: %w", seq, err)
 	}

@@ -134,7 +134,32 @@ func AppendEvent(dst []byte, e *Event) ([]byte, error) {
 
 // DecodeEvent parses one WAL record. Unknown types and trailing bytes are
 // errors, never skipped.
-func DecodeEvent(rec []byte) (Event, error) {
+func DecodeEvent(rec []byte) (Event, error) { return decodeEvent(rec, nil, nil) }
+
+// DecodeEventIn is DecodeEvent for a record that is applied to s next (a
+// replica's path, every event of the log on every follower): the task and
+// run ids s holds already are its own strings rather than a copy per
+// event, and a submission's spec is decoded straight into the memory of
+// its task, which Apply then fills (one allocation rather than a spec
+// copied into a task). The caller applies the event to s before decoding
+// another.
+func DecodeEventIn(s *State, rec []byte) (Event, error) {
+	var mem *Task
+	var spec *TaskSpec
+	if len(rec) > 0 && EventType(rec[0]) == EvTaskSubmitted {
+		mem = new(Task)
+		spec = &mem.Spec
+	}
+	e, err := decodeEvent(rec, s, spec)
+	if err == nil && mem != nil && e.Spec == spec {
+		s.taskMem = mem
+	}
+	return e, err
+}
+
+// decodeEvent decodes rec; with s, ids s holds are its strings; with spec,
+// a submission's spec is decoded there.
+func decodeEvent(rec []byte, s *State, spec *TaskSpec) (Event, error) {
 	var e Event
 	if len(rec) == 0 {
 		return e, fmt.Errorf("%w: empty record", ErrUnknownEvent)
@@ -143,7 +168,7 @@ func DecodeEvent(rec []byte) (Event, error) {
 	if t == evInvalid || int(t) >= len(eventNames) {
 		return e, fmt.Errorf("%w %d", ErrUnknownEvent, rec[0])
 	}
-	rest, ok := decodeEventBody(rec[1:], &e)
+	rest, ok := decodeEventBody(rec[1:], &e, s, spec)
 	if !ok {
 		// Anything the fast path does not fully understand (and every
 		// error) goes through the CBOR library, which decides.
@@ -318,7 +343,7 @@ func readString(b []byte, want byte) ([]byte, []byte, bool) {
 // lengths. It returns ok false, having decided nothing, for any other
 // input, valid or not: the caller then hands it to the library, so this
 // path never accepts what the library would reject or read differently.
-func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
+func decodeEventBody(b []byte, e *Event, s *State, specMem *TaskSpec) (rest []byte, ok bool) {
 	major, n, b, ok := readHead(b)
 	if !ok || major != cborMap || n > 21 {
 		return nil, false
@@ -351,8 +376,12 @@ func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
 			if len(b) == 0 || b[0]&0xe0 != cborMap {
 				return nil, false
 			}
-			spec := new(TaskSpec)
-			if rest, ok := decodeSpec(b, spec); ok {
+			spec := specMem
+			if spec == nil {
+				spec = new(TaskSpec)
+			}
+			*spec = TaskSpec{}
+			if rest, ok := decodeSpec(b, spec, e.Task); ok {
 				b = rest
 			} else {
 				*spec = TaskSpec{}
@@ -372,9 +401,9 @@ func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
 		case 1:
 			e.At = iv
 		case 2:
-			e.Task = TaskID(sv)
+			e.Task = s.taskID(sv)
 		case 3:
-			e.Run = RunID(sv)
+			e.Run = s.runID(sv)
 		case 4:
 			e.From = runStateOf(sv)
 		case 5:
@@ -410,6 +439,27 @@ func decodeEventBody(b []byte, e *Event) (rest []byte, ok bool) {
 		}
 	}
 	return b, true
+}
+
+// taskID is b as a TaskID: s's own string when s (if not nil) holds the
+// task (a lookup without a copy, rather than a string per event).
+func (s *State) taskID(b []byte) TaskID {
+	if s != nil {
+		if t, ok := s.Tasks[TaskID(b)]; ok {
+			return t.Spec.ID
+		}
+	}
+	return TaskID(b)
+}
+
+// runID is taskID for a run.
+func (s *State) runID(b []byte) RunID {
+	if s != nil {
+		if r, ok := s.Runs[RunID(b)]; ok {
+			return r.ID
+		}
+	}
+	return RunID(b)
 }
 
 // mapKeys reads the head of a map of at most max pairs whose keys are the
@@ -456,7 +506,7 @@ func readTextField(b []byte, dst *string) ([]byte, bool) {
 // same rule as decodeEventBody: anything else is reported, not decided.
 // Floats are read only as float64 (what a jitter like 0.1 needs); labels
 // only with keys in the encoded order, which rules out duplicates.
-func decodeSpec(b []byte, s *TaskSpec) ([]byte, bool) {
+func decodeSpec(b []byte, s *TaskSpec, task TaskID) ([]byte, bool) {
 	return mapKeys(b, 16, func(key byte, b []byte) ([]byte, bool) {
 		switch key {
 		case 11, 12, 13, 14:
@@ -466,10 +516,13 @@ func decodeSpec(b []byte, s *TaskSpec) ([]byte, bool) {
 		case 16:
 			return readIntField(b, &s.InputSize)
 		case 1:
-			var id string
-			b, ok := readTextField(b, &id)
-			s.ID = TaskID(id)
-			return b, ok
+			v, rest, ok := readString(b, cborText)
+			if string(v) == string(task) {
+				s.ID = task // the event's task (read first): one string
+			} else {
+				s.ID = TaskID(v)
+			}
+			return rest, ok
 		case 2:
 			return readTextField(b, &s.Handler)
 		case 3:

@@ -97,7 +97,7 @@ func TestEventFastEncodeMatchesLibrary(t *testing.T) {
 		}
 		// And the fast decoder reads it back as the library does.
 		var fast, lib Event
-		rest, ok := decodeEventBody(want, &fast)
+		rest, ok := decodeEventBody(want, &fast, nil, nil)
 		if !ok || len(rest) != 0 {
 			t.Fatalf("event %d: the fast decoder handed its own encoding over (ok %v, %d bytes left)", i, ok, len(rest))
 		}
@@ -131,7 +131,7 @@ func FuzzEventFastDecode(f *testing.F) {
 	f.Add([]byte{0xa1, 0x02, 0x62, 0xc3, 0x28})      // invalid UTF-8
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var fast Event
-		rest, ok := decodeEventBody(b, &fast)
+		rest, ok := decodeEventBody(b, &fast, nil, nil)
 		if !ok {
 			return
 		}
