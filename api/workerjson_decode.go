@@ -25,8 +25,13 @@ func decodeLeaseResponse(b []byte) (out LeaseResponse, manifests [][]byte, ok bo
 				out.Leases = nil
 				continue
 			}
-			out.Leases = []Lease{}
-			manifests = manifests[:0]
+			// Sized for the rest of the body at minLeaseJSON bytes a lease
+			// (a lease as the server writes it takes more): grown by
+			// append, the copies of a response of hundreds of leases were
+			// most of its decoding.
+			n := min((len(r.b)-r.i)/minLeaseJSON+1, maxResultsSized)
+			out.Leases = make([]Lease, 0, n)
+			manifests = make([][]byte, 0, n)
 			var prev Lease // the previous lease's handler, plugin and version, shared when repeated
 			for more := r.openArray(); more; more = r.more(']') {
 				var l Lease
@@ -40,7 +45,7 @@ func decodeLeaseResponse(b []byte) (out LeaseResponse, manifests [][]byte, ok bo
 				out.Results = nil
 				continue
 			}
-			out.Results = []ResultStatus{}
+			out.Results = make([]ResultStatus, 0, min((len(r.b)-r.i)/minStatusJSON+1, maxResultsSized))
 			for more := r.openArray(); more; more = r.more(']') {
 				var rs ResultStatus
 				for more := r.openObject(); more; more = r.more('}') {
@@ -228,6 +233,13 @@ func decodeWorkerResults(r *jsonReader, seen *workerMembers) []WorkerResult {
 const (
 	minResultJSON   = 120
 	maxResultsSized = 4096
+)
+
+// minLeaseJSON and minStatusJSON are about the shortest lease and result
+// status the server writes, for sizing decodeLeaseResponse's slices.
+const (
+	minLeaseJSON  = 200
+	minStatusJSON = 60
 )
 
 // outcomeNames: a known outcome is decoded into its constant (no string
