@@ -147,6 +147,12 @@ func (e *Engine) loop() {
 			// flight survives nothing that a pending one does not, so they
 			// start at once.
 			e.earlyTicks++
+			if e.earlyTicks < earlyDeferTicks && len(e.inbox) == 0 && len(e.results) == 0 {
+				// Let the goroutines that are ready (runners with results,
+				// submitters) queue their inputs first: under load they
+				// come within a Gosched and their tick joins this write.
+				runtime.Gosched()
+			}
 			if e.earlyTicks >= earlyDeferTicks || len(e.inbox) == 0 && len(e.results) == 0 {
 				e.earlyTicks = 0
 				if err := e.flush(); err != nil {
