@@ -78,7 +78,10 @@ func Apply(s *State, e *Event) error {
 	case EvEngineResumed:
 		s.Paused = false
 	case EvTaskDropped:
-		t, ok := s.Tasks[e.Task]
+		t, ok := s.taskHint, s.taskHint != nil && s.taskHint.Spec.ID == e.Task
+		if !ok {
+			t, ok = s.Tasks[e.Task]
+		}
 		if !ok {
 			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "unknown task"}
 		}

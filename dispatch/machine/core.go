@@ -391,7 +391,7 @@ func (c *Core) Recycle(events []Event) {
 // caller that was acknowledged.
 func (c *Core) emit(e Event) error {
 	err := Apply(c.s, &e)
-	c.s.runHint = nil
+	c.s.runHint, c.s.taskHint = nil, nil
 	if err != nil {
 		return err
 	}
@@ -780,10 +780,12 @@ func (c *Core) dropRetained(now int64) error {
 			return nil
 		}
 		id := fs[0]
-		if _, ok := c.s.Tasks[id]; !ok {
+		t, ok := c.s.Tasks[id]
+		if !ok {
 			c.s.dropFinal(0) // already dropped
 			continue
 		}
+		c.s.taskHint = t // Apply takes it without a second lookup
 		if err := c.emit(Event{Type: EvTaskDropped, At: now, Task: id}); err != nil {
 			return err
 		}

@@ -56,6 +56,10 @@ type State struct {
 	// event): Apply then finds it without a lookup in Runs. Cleared by
 	// every event.
 	runHint *Run
+	// taskHint is likewise the task the next event applied names, which
+	// the Core just found in Tasks (retention drops it): cleared by every
+	// event.
+	taskHint *Task
 }
 
 // NewState returns an empty State.
