@@ -192,7 +192,7 @@ func (f *ClusterFront) forward(w http.ResponseWriter, r *http.Request) {
 		}
 		px, _ = f.proxies.LoadOrStore(leader, rp)
 	}
-	r.Header.Set(forwardedHeader, f.cfg.Node.Status().NodeID)
+	r.Header.Set(forwardedHeader, f.cfg.Node.ID()) // not Status(), which copies the configuration and members and reads the state
 	px.(*httputil.ReverseProxy).ServeHTTP(w, r)
 }
 

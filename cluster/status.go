@@ -95,6 +95,9 @@ func (n *Node) LeaderHTTP() string {
 	return n.fsm.member(string(id))
 }
 
+// ID is this node's id (Config.NodeID), without the rest of Status.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
 // IsLeader reports whether this node leads.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
