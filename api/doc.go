@@ -56,6 +56,18 @@
 // request bodies as the worker writes them (anything else is decoded with
 // encoding/json), and the worker's requests (Client).
 //
+// With no local workers (serve --workers 0) the broker takes attempts
+// asynchronously (dispatch.AsyncExecutor): no engine runner waits for each
+// remote attempt, so the broker stops them itself. An attempt whose task
+// is canceled, or whose deadline passes, while it is queued ends at the
+// next lease request or expiry pass (a twentieth of the lease timeout, at
+// most 500 ms); a leased one is marked for its worker to stop (told at
+// its next heartbeat) and closed after min(2 s, lease timeout) if its
+// result does not come. A remote attempt shows running from its worker's
+// first heartbeat (its result says when it started). A server with local
+// workers parks a runner per queued attempt (Execute), which its local
+// workers take over.
+//
 // Lease-ahead: a worker whose attempts run short holds attempts leased
 // beyond its concurrency, queued for its runners, and says how many in
 // its hello ("ahead"); the server counts them in its capacity, and the
