@@ -710,7 +710,7 @@ func TestWorkerAsyncAttemptEnds(t *testing.T) {
 		}
 	}
 	t.Run("queued past its deadline", func(t *testing.T) {
-		b := setupRemote(t, 0, 5*time.Second, "")
+		b := setupRemote(t, 0, 10*time.Second, "")
 		connect(t, b, hello("idle"))
 		id := b.submit(t, api.TaskSpec{Handler: "echo", Timeout: "200ms", MaxAttempts: 1})
 		v := b.wait(t, id)
@@ -720,7 +720,7 @@ func TestWorkerAsyncAttemptEnds(t *testing.T) {
 		}
 	})
 	t.Run("canceled while queued", func(t *testing.T) {
-		b := setupRemote(t, 0, 5*time.Second, "")
+		b := setupRemote(t, 0, 10*time.Second, "")
 		connect(t, b, hello("idle"))
 		id := b.submit(t, api.TaskSpec{Handler: "echo"})
 		waitQueued(t, b, 1)
@@ -733,11 +733,11 @@ func TestWorkerAsyncAttemptEnds(t *testing.T) {
 		waitQueued(t, b, 0)
 	})
 	t.Run("leased, its worker silent past the deadline", func(t *testing.T) {
-		b := setupRemote(t, 0, time.Second, "") // stopGrace: min(2s, lease timeout)
+		b := setupRemote(t, 0, 2*time.Second, "") // stopGrace: min(2s, lease timeout); heartbeats every 200 ms
 		w := hello("mute")
 		id := b.submit(t, api.TaskSpec{Handler: "echo", Timeout: "3s", MaxAttempts: 1})
 		l := b.leaseOne(t, w)
-		// Heartbeats (5 per lease timeout): the first reports the attempt
+		// Heartbeats (10 per lease timeout): the first reports the attempt
 		// running (the loop takes it in its time), and past the deadline
 		// the worker is told to stop.
 		deadline := time.Now().Add(20 * time.Second)
