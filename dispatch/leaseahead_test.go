@@ -12,9 +12,10 @@ import (
 // its runners from then on.
 func (r *engineRig) warmLeaseAhead(n int) {
 	r.t.Helper()
+	round := warmRounds.Add(1)
 	specs := make([]TaskSpec, n)
 	for i := range specs {
-		specs[i] = TaskSpec{ID: TaskID(fmt.Sprintf("warm-%03d", i)), Handler: "h"}
+		specs[i] = TaskSpec{ID: TaskID(fmt.Sprintf("warm-%d-%03d", round, i)), Handler: "h"}
 	}
 	if _, _, err := r.e.SubmitMany(r.ctx(), specs); err != nil {
 		r.t.Fatal(err)
@@ -26,6 +27,9 @@ func (r *engineRig) warmLeaseAhead(n int) {
 	}
 	r.barrier()
 }
+
+// warmRounds numbers warmLeaseAhead's rounds: their task ids differ.
+var warmRounds atomic.Int64
 
 // TestLeaseAheadRunsAtMostWorkers: once attempts are short, the engine
 // leases more attempts than it has workers, but runs at most Workers at
@@ -45,9 +49,22 @@ func TestLeaseAheadRunsAtMostWorkers(t *testing.T) {
 		}
 		return Result{Outcome: OutcomeOK}
 	})
-	r.warmLeaseAhead(64)
+	// How far the engine leases ahead follows the measured run time of
+	// recent attempts: on a loaded machine (-race, a parallel suite) a
+	// round of no-op attempts can measure too long for more than a few.
+	// Warm up until it leases ahead at all, then hold as many tasks as it
+	// leases: none ends while they are held, so the bound stays.
+	tasks := 0
+	for round := 1; ; round++ {
+		r.warmLeaseAhead(64)
+		if tasks = r.e.leaseBound(); tasks > 2 { // read after barrier: the loop is idle
+			break
+		}
+		if round == 50 {
+			t.Fatalf("no lease ahead of 2 workers after %d rounds of 64 short attempts", round)
+		}
+	}
 	held.Store(true)
-	const tasks = 10
 	for i := range tasks {
 		r.submit(TaskSpec{ID: TaskID(fmt.Sprintf("t%d", i)), TimeoutMs: 600_000})
 	}
@@ -60,7 +77,7 @@ func TestLeaseAheadRunsAtMostWorkers(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 	if got := r.e.Stats().InFlight; got != tasks {
-		t.Fatalf("%d attempts leased with short attempts and %d tasks ready, want all %d leased ahead", got, tasks, tasks)
+		t.Fatalf("%d attempts leased with short attempts and %d tasks ready, want all %d leased ahead (the lease bound)", got, tasks, tasks)
 	}
 	g.open()
 	for i := range tasks {
