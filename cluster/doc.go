@@ -349,6 +349,13 @@
 // 118, 122, 89 without the decode change; 256 within noise (69, 46, 60
 // beside 62, 63, 57).
 //
+// BenchmarkFollowerApply (a follower's FSM applying a real run's entries,
+// 1000 tasks, one goroutine; 5 interleaved rounds, load 5-10): before
+// DecodeEventIn 16 allocations and 1776 B per task, 3.6-3.9 us in the two
+// quietest rounds; with it 9 and 1408 B, 3.3-3.6 us. Handing the decode's
+// lookups to Apply as well (the Core's runHint, taskHint, newID): no
+// difference, not kept.
+//
 // Larger raft batches: the engine's pipeline bound (entries in flight)
 // 1, 2 and 4, 2 rounds each at load 5-6: 64, 46 and 31 events per entry
 // at 32 submitters, 1.0-2.0 entries per store write, and no difference
