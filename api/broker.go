@@ -592,8 +592,8 @@ func (b *Broker) takeLocked(w *remoteWorker, most int) (got []Lease, ended []set
 // to be unique, not secret (the token authorizes), and a read of the
 // system's source per lease cost more than the rest of the id.
 func (b *Broker) leaseIDLocked(j *dispatch.Job) string {
-	buf := make([]byte, 0, len(j.Run)+24)
-	buf = append(buf, j.Run...)
+	var room [96]byte // on the stack: the id's one allocation is the string
+	buf := append(room[:0], j.Run...)
 	buf = append(buf, '.')
 	buf = strconv.AppendInt(buf, int64(j.Attempt), 10)
 	buf = append(buf, '.')
