@@ -354,13 +354,7 @@ func TestLeaderChangeAfterSkippedEntries(t *testing.T) {
 	}
 	for round, to := range []string{"n2", "n1"} {
 		from := c.leader()
-		if err := from.raft.LeadershipTransferToServer(raft.ServerID(to), raft.ServerAddress(c.addrs[to])).Error(); err != nil {
-			t.Fatalf("round %d: transfer to %s: %v", round, to, err)
-		}
-		l := c.leader()
-		if l.cfg.NodeID != to {
-			t.Fatalf("round %d: leader %s, want %s", round, l.cfg.NodeID, to)
-		}
+		l := transferLeadership(t, c, to)
 		submitAndWait(t, l.Engine(), fmt.Sprintf("c%d", round), 50)
 		snapshot(t, l)
 		submitAndWait(t, l.Engine(), fmt.Sprintf("d%d", round), 20)
@@ -374,6 +368,27 @@ func TestLeaderChangeAfterSkippedEntries(t *testing.T) {
 	}
 	if got := c.runs.Load(); got != 240 {
 		t.Errorf("%d attempts ran for 240 tasks, want exactly 240", got)
+	}
+}
+
+// transferLeadership moves the leadership to node to, asking again while
+// a transfer fails (a loaded machine can miss its election timeout), and
+// returns it once it leads with its engine.
+func transferLeadership(t *testing.T, c *testCluster, to string) *Node {
+	t.Helper()
+	deadline := time.Now().Add(testWait)
+	for {
+		l := c.leader()
+		if l.cfg.NodeID == to {
+			return l
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still leads, not %s, after %v", l.cfg.NodeID, to, testWait)
+		}
+		if err := l.raft.LeadershipTransferToServer(raft.ServerID(to), raft.ServerAddress(c.addrs[to])).Error(); err != nil {
+			t.Logf("transfer from %s to %s: %v (asking again)", l.cfg.NodeID, to, err)
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 }
 
