@@ -312,7 +312,6 @@ func (e *Engine) commitLoop() {
 	}()
 	p := &e.pending
 	lingered := false // this group waited for its new tasks' results (linger)
-	idle := false     // the committer waited for work since its last fsync
 	for {
 		if e.commitErr == nil {
 			if err := e.flush(); err != nil && e.commitErr == nil {
@@ -330,20 +329,16 @@ func (e *Engine) commitLoop() {
 				return
 			}
 			<-e.commitWake
-			idle = true
 			continue
 		}
-		// Only a committer that was idle lingers: under load the next
-		// ticks are written when an fsync ends, and waiting would only
-		// lengthen every cycle.
-		if idle && !lingered && e.commitErr == nil && e.linger(group) {
+		if !lingered && e.commitErr == nil && e.linger(group) {
 			lingered = true
 			p.mu.Lock()
 			p.written = append(group, p.written...)
 			p.mu.Unlock()
 			continue // write the results pended meanwhile: one fsync for all
 		}
-		lingered, idle = false, false
+		lingered = false
 		e.committing.Store(true)
 		seq := group[len(group)-1].seq
 		err := e.commitErr

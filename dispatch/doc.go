@@ -62,9 +62,8 @@
 //     frame itself every 512 events, so the write overlaps the fsync in
 //     flight).
 //  6. The committer fsyncs (segwal.Commit: one fsync for every tick
-//     written, a group commit); a tick alone, which found the committer
-//     idle, that started attempts of its own new tasks first waits for
-//     their results, up to half an fsync
+//     written, a group commit); a tick alone that started attempts of its
+//     own new tasks first waits for their results, up to half an fsync
 //     (linger.go), so that a short task's result shares its submission's
 //     fsync. Then it releases the ticks in order: replies
 //     (a Submit returns only now), cancels of running attempts, attempts

@@ -37,16 +37,15 @@ func (f *freshAttempts) observeFsync(d time.Duration) {
 	f.fsync += (d - f.fsync) / 8
 }
 
-// linger holds the fsync of group, when the committer was idle before it
-// (commitLoop) and it is a single tick, while attempts started early for
-// new tasks are running, until their results are pended (they then share
-// this fsync: a client waiting for a short task waits for one fsync, not
-// two in a row) or half the recent fsync time passes. It
+// linger holds the fsync of group while it is a single tick and attempts
+// started early for new tasks are running, until their results are pended
+// (they then share this fsync: a client waiting for a short task waits for
+// one fsync, not two in a row) or half the recent fsync time passes. It
 // reports whether it waited: the caller then writes what was pended
-// meanwhile and fsyncs it all, without lingering again. Under load the
-// committer goes from one fsync to the next and nothing waits; a tick that
-// is alone waits at most that bound, and after a wait that reached it none
-// does for lingerBackoff fsyncs.
+// meanwhile and fsyncs it all, without lingering again. Under load a group
+// holds several ticks and nothing waits; a tick that is alone waits at
+// most that bound, and after a wait that reached it none does for
+// lingerBackoff fsyncs.
 func (e *Engine) linger(group []*committedTick) bool {
 	f := &e.fresh
 	if f.skip > 0 {
