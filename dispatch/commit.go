@@ -173,9 +173,8 @@ func (e *Engine) writeRecords(records [][]byte, last uint64) error {
 // startJobs starts attempts whose leases are written (early starts).
 func (e *Engine) startJobs(jobs []Job) {
 	if len(jobs) > 0 && !e.stopping.Load() {
-		durable := e.durable.Load()
 		for _, job := range jobs {
-			e.startAttempt(job, e.freshStart(job, durable))
+			e.start(job)
 		}
 	}
 }
@@ -311,7 +310,6 @@ func (e *Engine) commitLoop() {
 		<-released
 	}()
 	p := &e.pending
-	lingered := false // this group waited for its new tasks' results (linger)
 	for {
 		if e.commitErr == nil {
 			if err := e.flush(); err != nil && e.commitErr == nil {
@@ -331,14 +329,6 @@ func (e *Engine) commitLoop() {
 			<-e.commitWake
 			continue
 		}
-		if !lingered && e.commitErr == nil && e.linger(group) {
-			lingered = true
-			p.mu.Lock()
-			p.written = append(group, p.written...)
-			p.mu.Unlock()
-			continue // write the results pended meanwhile: one fsync for all
-		}
-		lingered = false
 		e.committing.Store(true)
 		seq := group[len(group)-1].seq
 		err := e.commitErr
@@ -348,13 +338,11 @@ func (e *Engine) commitLoop() {
 			}
 			if err == nil && e.groupCommit {
 				var synced uint64
-				began := time.Now()
 				if ct, ok := e.out.(CommitterTo); ok {
 					synced, err = ct.CommitTo(seq)
 				} else {
 					synced, err = e.out.Commit()
 				}
-				e.fresh.observeFsync(time.Since(began))
 				if err == nil && synced < seq {
 					err = fmt.Errorf("the WAL made %d durable, the tick needs %d", synced, seq)
 				}
@@ -466,7 +454,6 @@ func (e *Engine) releaseFinished(inputs []any) {
 		}
 		if ctx, ok := e.cancels[r.Run]; ok && ctx.attempt == r.Attempt {
 			ctx.cancel()
-			e.settleFresh(ctx)
 			delete(e.cancels, r.Run)
 		}
 	}

@@ -140,8 +140,6 @@ type Config struct {
 	// beforeCommit, for tests, runs in the committer before each fsync
 	// (where it would be under SyncNone); an error stands for a failed fsync.
 	beforeCommit func() error
-	// commitLinger, for tests, replaces the bound of a linger (linger.go).
-	commitLinger time.Duration
 }
 
 // Log is where the committer writes the ticks' events: the segwal WAL in

@@ -62,10 +62,7 @@
 //     frame itself every 512 events, so the write overlaps the fsync in
 //     flight).
 //  6. The committer fsyncs (segwal.Commit: one fsync for every tick
-//     written, a group commit); a tick alone that started attempts of its
-//     own new tasks first waits for their results, up to half an fsync
-//     (linger.go), so that a short task's result shares its submission's
-//     fsync. Then it releases the ticks in order: replies
+//     written, a group commit), then releases the ticks in order: replies
 //     (a Submit returns only now), cancels of running attempts, attempts
 //     to start, Wait wake-ups. If the fsync fails nothing of those ticks is
 //     released and the engine stops (Err).

@@ -54,7 +54,6 @@ type Engine struct {
 	// The committer (commitLoop) fsyncs appended ticks and releases them.
 	commitWake    chan struct{}       // cap 1: ticks are pending (or the loop stopped)
 	committing    atomic.Bool         // the committer is fsyncing
-	fresh         freshAttempts       // attempts of new tasks started early (linger.go)
 	early         []Job               // loop-owned: a tick's early starts, on their way to pending
 	earlyTicks    int                 // loop-owned: ticks whose early starts wait for the next write
 	encBuf        []byte              // loop-owned: a tick's encoded events, before they join pending

@@ -46,19 +46,15 @@ type runner struct {
 // runner bound (runnerBound) are alive, or else to the pool's queue, which
 // the runners take from as they finish: the core may lease ahead of the
 // runners (leaseAhead), and those attempts wait there, leased, for one.
-func (e *Engine) start(job Job) { e.startAttempt(job, false) }
-
-// startAttempt is start; fresh: counted in e.fresh (freshStart).
-func (e *Engine) startAttempt(job Job, fresh bool) {
+func (e *Engine) start(job Job) {
 	// The attempt's timeout counts from its start (runner.run), not from
 	// the tick that leased it: under load a runner may start it well after
 	// the lease (or after the lease's fsync), and that wait is not the
 	// handler's time. Core renews the lease when the start comes late.
-	ctx := &attemptCtx{attempt: job.Attempt, fresh: fresh}
+	ctx := &attemptCtx{attempt: job.Attempt}
 	e.cancelsMu.Lock()
 	if prev, ok := e.cancels[job.Run]; ok {
 		prev.cancel() // the run's previous attempt is closed: release its context
-		e.settleFresh(prev)
 	}
 	e.cancels[job.Run] = ctx
 	e.cancelsMu.Unlock()
@@ -477,7 +473,6 @@ func (r *runner) expire(at, now int64) {
 // (they register through AfterFunc).
 type attemptCtx struct {
 	attempt      int       // the attempt's number: a cancel names it (machine.AttemptRef)
-	fresh        bool      // counted in Engine.fresh until its context is released (linger.go)
 	deadline     time.Time // set by the runner before the attempt runs
 	deadlineMono int64     // the same in Engine.mono's nanoseconds
 
