@@ -447,15 +447,23 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	next, took = waitLeader(t, 15*time.Second, others...)
+	termTakeover := mustStatus(t, next).Term
 	time.Sleep(max(time.Until(dueAt.Add(time.Second)), 1500*time.Millisecond)) // past the tasks' due time and the election timeout
 	if err := resume(stopped.s.cmd.Process); err != nil {
 		t.Fatal(err)
 	}
 	waitCompleted(t, next, total+more+due, time.Minute)
-	if again := checkExactlyOnce(t, next, dueIDs); again != 0 {
-		t.Errorf("%d of the delayed tasks ran an attempt again; none was in flight at the failover", again)
+	again = checkExactlyOnce(t, next, dueIDs)
+	st = waitConverged(t, 60*time.Second, 3, nodes...)
+	switch {
+	case again != 0 && st.Term == termTakeover:
+		t.Errorf("%d of the delayed tasks ran an attempt again; none was in flight at the failover and no leader changed since", again)
+	case again != 0:
+		// A loaded machine can stall the new leader past its lease too
+		// (the term moved on): attempts in flight at that change run
+		// again, as the at-least-once contract allows.
+		t.Logf("CLUSTER: %d of the delayed tasks ran an attempt again, after %d more leader elections (term %d -> %d) while they ran", again, st.Term-termTakeover, termTakeover, st.Term)
 	}
-	waitConverged(t, 60*time.Second, 3, nodes...)
 	time.Sleep(500 * time.Millisecond)
 	ranByStale := attemptsRun(t, []*clusterNode{stopped}) - quiet
 	t.Logf("CLUSTER: SIGSTOP of quiet leader %s with %d tasks coming due; %s led after %v; the resumed node ran %d attempts", stopped.id, due, next.id, took.Round(time.Millisecond), ranByStale)
