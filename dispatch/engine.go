@@ -229,7 +229,7 @@ func openOnLog(cfg Config) (*Engine, error) {
 	e := newEngine(cfg, nil, payloads)
 	state := cfg.State
 	if state == nil {
-		state = e.newState()
+		state = NewState()
 	}
 	state.Doomed, state.JustFinal = nil, nil
 	e.setState(state)
@@ -238,23 +238,6 @@ func openOnLog(cfg Config) (*Engine, error) {
 	go e.loop()
 	return e, nil
 }
-
-// newState is the state of an engine with no snapshot: its maps sized
-// for the final tasks it retains (Config.RetainCount), up to
-// presizedTasks. Measured (BenchmarkEngineNoop submitters=256, 200000x,
-// 3 rounds interleaved, shared machine at load 5-6): maps grown from
-// empty were 130 of the ~1,700 bytes allocated per task, each step new
-// heap to fault in; sized, 8-17 % fewer page faults and 4-9 % less CPU
-// per task. The cost: opening an engine makes ~7 MB of maps (the
-// dispatch tests, which open hundreds, take ~1 s more CPU).
-func (e *Engine) newState() *State {
-	return machine.NewStateFor(min(e.cfg.RetainCount, presizedTasks))
-}
-
-// presizedTasks bounds the room newState makes: about 3.5 MB per map at
-// 100k, address space that fills as tasks come; a larger retention grows
-// its maps beyond it as they fill.
-const presizedTasks = 128 << 10
 
 // recover loads the newest valid snapshot and replays the WAL after it.
 func (e *Engine) recover() (*State, error) {
@@ -267,7 +250,7 @@ func (e *Engine) recover() (*State, error) {
 		if first := e.wal.First(); first > 1 {
 			return nil, fmt.Errorf("dispatch: no usable snapshot, and the WAL starts at %d (older records were compacted): cannot recover %s", first, e.cfg.Dir)
 		}
-		state = e.newState()
+		state = NewState()
 	}
 	e.recovery.SnapshotSeq = state.Applied
 	if state.Applied > 0 {

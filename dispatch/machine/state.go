@@ -63,14 +63,8 @@ type State struct {
 }
 
 // NewState returns an empty State.
-func NewState() *State { return NewStateFor(0) }
-
-// NewStateFor returns an empty State whose task and run maps have room for
-// tasks tasks of one run each: an engine that will hold about that many
-// (its retained final tasks) makes them once, rather than growing them
-// step by step, each step new memory and a copy of every entry.
-func NewStateFor(tasks int) *State {
-	return &State{Tasks: make(map[TaskID]*Task, tasks), Runs: make(map[RunID]*Run, tasks), NextSubmitSeq: 1,
+func NewState() *State {
+	return &State{Tasks: map[TaskID]*Task{}, Runs: map[RunID]*Run{}, NextSubmitSeq: 1,
 		keyHolder: map[string]RunID{}, blocked: map[string]*readyHeap{}}
 }
 
