@@ -373,14 +373,23 @@ func submitWait(r *http.Request, maxWait time.Duration) (time.Duration, error) {
 // response gets a write deadline of its own) and returns its view; false
 // when it could not read one (the server shuts down, the task is gone).
 func (s *Server) waitFinal(w http.ResponseWriter, r *http.Request, id dispatch.TaskID, timeout time.Duration) (dispatch.TaskView, bool) {
+	v, err := s.longPoll(w, r, id, timeout)
+	return v, err == nil || errors.Is(err, context.DeadlineExceeded) && v.ID != ""
+}
+
+// longPoll waits up to timeout, or until the client goes or the server
+// stops, for task id to be final, and returns its view as it then is (the
+// error says why it is not final). A long poll outlives the server's write
+// timeout: the response gets its own deadline (not supported by every
+// ResponseWriter: then none).
+func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, id dispatch.TaskID, timeout time.Duration) (dispatch.TaskView, error) {
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + 30*time.Second))
 	s.openWaits.Add(1)
 	defer s.openWaits.Add(-1)
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
-	v, err := s.reads().WaitWithoutInput(ctx, id)
-	return v, err == nil || errors.Is(err, context.DeadlineExceeded) && v.ID != ""
+	return s.reads().WaitWithoutInput(ctx, id)
 }
 
 // refuseBody reads and drops a refused request's body (up to limit, a
@@ -438,15 +447,7 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request) {
 		}
 		timeout = min(d, s.cfg.MaxWait)
 	}
-	// A long poll outlives the server's write timeout; give this response
-	// its own deadline (not supported by every ResponseWriter: then none).
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + 30*time.Second))
-	s.openWaits.Add(1)
-	defer s.openWaits.Add(-1)
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	defer cancel()
-	defer context.AfterFunc(s.stopping, cancel)()
-	v, err := s.reads().WaitWithoutInput(ctx, id)
+	v, err := s.longPoll(w, r, id, timeout)
 	switch {
 	case err == nil:
 	case s.stopping.Err() != nil && !errors.Is(err, dispatch.ErrNotFound):

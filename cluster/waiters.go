@@ -101,17 +101,22 @@ func (w *waiters) wake(finals []dispatch.TaskID, applied uint64) {
 	}
 }
 
-// wakeAll closes every wait (a snapshot replaced the state): each looks
-// at the new state and waits again if it must.
-func (w *waiters) wakeAll() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+// wakeTasks closes every task's waits (w.mu held).
+func (w *waiters) wakeTasks() {
 	for id, chs := range w.tasks {
 		for _, ch := range chs {
 			close(ch)
 		}
 		delete(w.tasks, id)
 	}
+}
+
+// wakeAll closes every wait (a snapshot replaced the state): each looks
+// at the new state and waits again if it must.
+func (w *waiters) wakeAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.wakeTasks()
 	for _, s := range w.seqs {
 		close(s.ch)
 	}
@@ -125,12 +130,7 @@ func (w *waiters) wakeAll() {
 func (w *waiters) wakeSkipped(applied uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for id, chs := range w.tasks {
-		for _, ch := range chs {
-			close(ch)
-		}
-		delete(w.tasks, id)
-	}
+	w.wakeTasks()
 	for len(w.seqs) > 0 && w.seqs[0].seq <= applied {
 		close(heap.Pop(&w.seqs).(seqWaiter).ch)
 	}
