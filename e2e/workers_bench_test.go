@@ -19,7 +19,9 @@ import (
 // workers ("local", serve --workers 16) and through 1 and 2 remote
 // workers (serve --workers 0 + wasmtask worker at its default
 // concurrency, then --concurrency 16 and 64), all on
-// this machine. Warm-up tasks run first, until every remote worker has
+// this machine. The default is dispatch.DefaultWorkers(), 16 up to 4
+// cores, so there "remote-1" and "remote-1-default" are the same run
+// twice: a difference between them is the machine's noise. Warm-up tasks run first, until every remote worker has
 // run one (fetched and compiled the module, which the local case does at
 // the deploy). The engine is then paused while the b.N tasks are
 // submitted and resumed for the measure, so tasks/s is execution alone
