@@ -85,7 +85,7 @@ func Apply(s *State, e *Event) error {
 		if !ok {
 			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "unknown task"}
 		}
-		if !t.final {
+		if !t.IsFinal() {
 			return &InvariantError{Event: e.Type, Task: e.Task, Reason: "task is not final"}
 		}
 		for i, id := range t.Runs {
@@ -126,7 +126,7 @@ func applyDependencyAdded(s *State, e *Event) error {
 	if !ok {
 		return &InvariantError{Event: e.Type, Task: e.Task, Reason: "unknown task"}
 	}
-	if t.final {
+	if t.IsFinal() {
 		return &InvariantError{Event: e.Type, Task: e.Task, Reason: "task is final"}
 	}
 	for _, r := range t.runs {

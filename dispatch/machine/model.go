@@ -485,7 +485,7 @@ func (r *Run) attemptCounts(closing Outcome) (used, lost int) {
 }
 
 // IsFinal reports whether the task can no longer change (derived by apply).
-func (t *Task) IsFinal() bool { return t.final }
+func (t *Task) IsFinal() bool { return t.res != resNone }
 
 // FinalRuns counts the task's runs that are final (derived by apply).
 func (t *Task) FinalRuns() int { return t.finalRuns }
@@ -506,10 +506,9 @@ type Task struct {
 	Runs        []RunID  `cbor:"4,keyasint" json:"runs"`
 	FinalAt     int64    `cbor:"7,keyasint,omitempty" json:"final_at_ms,omitempty"` // when the task became final
 	Canceled    bool     `cbor:"5,keyasint,omitempty" json:"canceled,omitempty"`
-	// Derived by apply and reindex (workflow.go), never encoded; beside
-	// Canceled, so that the three take one word.
-	final bool
-	res   taskResult // when final: completed, failed or canceled (result)
+	// res is derived by apply and reindex (workflow.go), never encoded:
+	// resNone while the task is live, its result once final (IsFinal).
+	res taskResult
 
 	// TaskMore holds the fields few tasks set (a cancel reason, retries,
 	// cron bookkeeping), nil until one is: apart they cost a pointer in

@@ -104,7 +104,7 @@ func (c *Core) handleRetry(now int64, in RetryInput) error {
 func (s *State) checkRetry(t *Task) error {
 	id := t.Spec.ID
 	switch {
-	case !t.final:
+	case !t.IsFinal():
 		return notFinal("task %s is %s; only a failed or canceled task can be retried", id, s.StateOf(t))
 	case t.result() == TaskCompleted:
 		return notFinal("task %s is completed; only a failed or canceled task can be retried", id)
@@ -114,7 +114,7 @@ func (s *State) checkRetry(t *Task) error {
 		return notFinal("task %s is a cron task, whose schedule ended; submit it again under a new id", id)
 	}
 	for _, pid := range t.prereqs() {
-		if p, ok := s.Tasks[pid]; ok && p.final && p.result() != TaskCompleted {
+		if p, ok := s.Tasks[pid]; ok && p.IsFinal() && p.result() != TaskCompleted {
 			return notFinal("task %s waits for %s, which is %s; retry %s first", id, pid, p.result(), pid)
 		}
 	}
@@ -139,7 +139,7 @@ func applyRetried(s *State, e *Event) error {
 	}
 	s.Tasks[e.Task] = &nt
 	s.removeFinalTree(&nt)
-	nt.final, nt.res, nt.FinalAt, nt.Canceled = false, resNone, 0, false
+	nt.res, nt.FinalAt, nt.Canceled = resNone, 0, false
 	m := nt.editMore() // the original keeps its own
 	m.CancelNote = ""
 	m.Retries++
@@ -150,13 +150,13 @@ func applyRetried(s *State, e *Event) error {
 		l := *t.links // the links of the copy are its own too
 		l.dependents = slices.DeleteFunc(slices.Clone(l.dependents), func(id TaskID) bool {
 			d, ok := s.Tasks[id]
-			return !ok || d.final
+			return !ok || d.IsFinal()
 		})
 		l.waiting = 0
 		nt.links = &l
 	}
 	for _, pid := range nt.prereqs() {
-		if p, ok := s.Tasks[pid]; ok && !p.final {
+		if p, ok := s.Tasks[pid]; ok && !p.IsFinal() {
 			nt.own().waiting++
 			if !slices.Contains(p.linked().dependents, nt.Spec.ID) {
 				pl := p.own()
@@ -199,7 +199,7 @@ func (c *Core) handleDelete(now int64, in DeleteInput) error {
 		c.reply(in.Reply, Reply{Err: fmt.Errorf("%w: %q", ErrNotFound, in.Task)})
 		return nil
 	}
-	if !t.final {
+	if !t.IsFinal() {
 		c.reply(in.Reply, Reply{Err: notFinal("task %s is %s; only a final task can be deleted (cancel it first)", in.Task, c.s.StateOf(t))})
 		return nil
 	}
@@ -248,7 +248,7 @@ func (c *Core) handlePurge(now int64, in PurgeInput) error {
 	var match []*Task
 	for _, id := range c.s.Finals() {
 		t, ok := c.s.Tasks[id]
-		if !ok || !t.final {
+		if !ok || !t.IsFinal() {
 			continue
 		}
 		if len(match) >= MaxPurge {

@@ -44,7 +44,7 @@ func CaptureState(s *State) *StateCapture {
 	c := &StateCapture{applied: s.Applied, nextSubmitSeq: s.NextSubmitSeq, paused: s.Paused,
 		tasks: make([]capturedTask, 0, len(s.Tasks)), runs: make([]*Run, 0, len(s.Runs))}
 	for _, t := range s.Tasks {
-		final := t.final
+		final := t.IsFinal()
 		if !final {
 			cp := *t // Runs is only ever appended to: the copy's prefix stays valid
 			t = &cp

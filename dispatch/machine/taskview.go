@@ -47,9 +47,9 @@ func ViewOf(s *State, t *Task) TaskView {
 		FinalAt: t.FinalAt, Canceled: t.Canceled, CancelNote: t.more().CancelNote, Parent: t.Spec.Parent,
 		Children: slices.Clone(t.linked().children), After: t.prereqs(), seq: t.SubmitSeq, State: s.StateOf(t),
 		Retries: t.more().Retries, PrunedRuns: t.more().Pruned}
-	if t.linked().waiting > 0 && !t.final {
+	if t.linked().waiting > 0 && !t.IsFinal() {
 		for _, p := range v.After {
-			if pt := s.Tasks[p]; pt == nil || !pt.final || pt.result() != TaskCompleted {
+			if pt := s.Tasks[p]; pt == nil || !pt.IsFinal() || pt.result() != TaskCompleted {
 				v.WaitingFor = append(v.WaitingFor, p)
 			}
 		}

@@ -33,7 +33,7 @@ func (t *Task) prereqs() []TaskID {
 // are rejected.
 func (s *State) waitsFor(id TaskID) []TaskID {
 	t, ok := s.Tasks[id]
-	if !ok || t.final {
+	if !ok || t.IsFinal() {
 		return nil
 	}
 	if len(t.linked().children) == 0 {
@@ -64,7 +64,7 @@ func (s *State) addPrereq(t *Task, id TaskID) {
 		return // dropped by retention after it completed
 	}
 	switch {
-	case !p.final:
+	case !p.IsFinal():
 		t.own().waiting++
 		pl := p.own()
 		pl.dependents = append(pl.dependents, t.Spec.ID)
@@ -92,10 +92,10 @@ func doomReason(p *Task) string {
 // be created (cron), and its children are final; then it tells its parent
 // and its dependents.
 func (s *State) maybeFinalize(t *Task, at int64) {
-	if t.final || t.finalRuns < len(t.Runs) || len(t.Runs) == 0 || t.linked().pendingChildren > 0 || !t.runsComplete() {
+	if t.IsFinal() || t.finalRuns < len(t.Runs) || len(t.Runs) == 0 || t.linked().pendingChildren > 0 || !t.runsComplete() {
 		return
 	}
-	t.final, t.FinalAt = true, at
+	t.FinalAt = at
 	t.setResult(s.resultOf(t))
 	s.JustFinal = append(s.JustFinal, t.Spec.ID)
 	if p, ok := s.Tasks[t.Spec.Parent]; ok && t.Spec.Parent != "" {
@@ -108,7 +108,7 @@ func (s *State) maybeFinalize(t *Task, at int64) {
 	}
 	for _, id := range t.linked().dependents {
 		d, ok := s.Tasks[id]
-		if !ok || d.final {
+		if !ok || d.IsFinal() {
 			continue
 		}
 		if t.result() == TaskCompleted {
@@ -158,7 +158,7 @@ func (s *State) resultOf(t *Task) TaskState {
 	}
 	if !t.Spec.TolerateChildFailures {
 		for _, id := range t.linked().children {
-			if c, ok := s.Tasks[id]; ok && c.final && c.result() != TaskCompleted && c.SubmitSeq >= t.more().RetrySeq {
+			if c, ok := s.Tasks[id]; ok && c.IsFinal() && c.result() != TaskCompleted && c.SubmitSeq >= t.more().RetrySeq {
 				if t.Canceled {
 					return TaskCanceled // its subtree was canceled with it
 				}
@@ -182,7 +182,7 @@ func (s *State) addFinalTree(t *Task) {
 // retainable reports whether retention may drop t: t and every ancestor
 // is final.
 func (s *State) retainable(t *Task) bool {
-	for t.final {
+	for t.IsFinal() {
 		p, ok := s.Tasks[t.Spec.Parent]
 		if !ok || t.Spec.Parent == "" {
 			return true
@@ -285,7 +285,7 @@ func (s *State) dropFinal(i int) {
 func (s *State) reindexWorkflow() {
 	tasks := make([]*Task, 0, len(s.Tasks))
 	for _, t := range s.Tasks {
-		t.final, t.res, t.links = false, resNone, nil
+		t.res, t.links = resNone, nil
 		tasks = append(tasks, t)
 	}
 	slices.SortFunc(tasks, func(a, b *Task) int { return cmp.Compare(a.SubmitSeq, b.SubmitSeq) })
@@ -301,21 +301,20 @@ func (s *State) reindexWorkflow() {
 	for i := len(tasks) - 1; i >= 0; i-- {
 		t := tasks[i]
 		for _, id := range t.linked().children {
-			if !s.Tasks[id].final {
+			if !s.Tasks[id].IsFinal() {
 				t.own().pendingChildren++
 			}
 		}
 		if t.FinalAt != 0 && t.finalRuns == len(t.Runs) && t.linked().pendingChildren == 0 && t.runsComplete() {
-			t.final = true
 			t.setResult(s.resultOf(t))
 		}
 	}
 	for _, t := range tasks {
-		if t.final {
+		if t.IsFinal() {
 			continue
 		}
 		for _, id := range t.prereqs() {
-			if p, ok := s.Tasks[id]; ok && !p.final {
+			if p, ok := s.Tasks[id]; ok && !p.IsFinal() {
 				t.own().waiting++
 				pl := p.own()
 				pl.dependents = append(pl.dependents, t.Spec.ID)

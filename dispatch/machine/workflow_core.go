@@ -72,7 +72,7 @@ func (c *Core) cancelDoomed(now int64) error {
 		d := c.s.Doomed[0]
 		c.s.Doomed = c.s.Doomed[1:]
 		t, ok := c.s.Tasks[d.task]
-		if !ok || t.final {
+		if !ok || t.IsFinal() {
 			continue
 		}
 		if err := c.cancelTask(now, t, d.reason, false); err != nil {
@@ -85,7 +85,7 @@ func (c *Core) cancelDoomed(now int64) error {
 // cancelTask cancels t (and, with subtree, its children): its waiting runs
 // at once, its running attempts through their contexts.
 func (c *Core) cancelTask(now int64, t *Task, reason string, subtree bool) error {
-	if t.final {
+	if t.IsFinal() {
 		return nil
 	}
 	if !t.Canceled {
@@ -131,7 +131,7 @@ func (c *Core) handleAfter(now int64, in AfterInput) error {
 		return nil
 	}
 	fail := func(err error) error { c.reply(in.Reply, Reply{Err: err}); return nil }
-	if t.final || t.Canceled {
+	if t.IsFinal() || t.Canceled {
 		return fail(Invalid("after", "task %s is already %s", in.Task, c.s.StateOf(t)))
 	}
 	for _, r := range t.runs {
@@ -151,7 +151,7 @@ func (c *Core) handleAfter(now int64, in AfterInput) error {
 			return fail(Invalid("after", "unknown task %q", id))
 		case seen[id] || slices.Contains(t.prereqs(), id):
 			continue // already a prerequisite: idempotent
-		case p.final && p.result() != TaskCompleted:
+		case p.IsFinal() && p.result() != TaskCompleted:
 			return fail(Invalid("after", "prerequisite %s is already %s", id, p.result()))
 		}
 		seen[id] = true
@@ -274,7 +274,7 @@ func (c *Core) checkChild(spec *TaskSpec, siblings map[TaskID]bool) error {
 // run for the latest missed occurrence, catch_up one per occurrence (at
 // most MaxCatchUp; the occurrences missed beyond are dropped).
 func (c *Core) refillCron(now int64, t *Task) error {
-	if t.Canceled || t.final {
+	if t.Canceled || t.IsFinal() {
 		return nil
 	}
 	sched := cronOf(&t.Spec)
@@ -361,7 +361,7 @@ func (c *Core) promoteCron(now int64, r *Run, t *Task) error {
 
 // StateOf summarizes a task as TaskView does.
 func (s *State) StateOf(t *Task) TaskState {
-	if t.final {
+	if t.IsFinal() {
 		return t.result()
 	}
 	running, done := false, 0
