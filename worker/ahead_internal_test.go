@@ -29,3 +29,29 @@ func TestAheadFor(t *testing.T) {
 		})
 	}
 }
+
+// TestSteadyAhead: the announced lease-ahead is a power of two and keeps
+// still while aheadFor wavers around it, so that the server's capacity
+// does not change with every run time observed.
+func TestSteadyAhead(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		cur, want, got int
+	}{
+		{"none yet, none wanted", 0, 0, 0},
+		{"first: rounded down to a power of two", 0, 200, 128},
+		{"at the cap", 0, maxAhead, maxAhead},
+		{"wavers below the cap: kept", maxAhead, maxAhead - 40, maxAhead},
+		{"falls past three quarters: the next power down", 256, 180, 128},
+		{"rises just above: kept", 128, 200, 128},
+		{"doubles: up", 128, 256, 256},
+		{"long attempts: none", 64, 0, 0},
+		{"one", 0, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := steadyAhead(tc.cur, tc.want); got != tc.got {
+				t.Fatalf("steadyAhead(%d, %d) = %d, want %d", tc.cur, tc.want, got, tc.got)
+			}
+		})
+	}
+}

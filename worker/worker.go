@@ -482,7 +482,28 @@ func (w *Worker) observeRunLocked(d time.Duration) {
 	} else {
 		w.runAvg += (d - w.runAvg) / 16
 	}
-	w.ahead = aheadFor(w.cfg.Concurrency, w.runAvg)
+	w.ahead = steadyAhead(w.ahead, aheadFor(w.cfg.Concurrency, w.runAvg))
+}
+
+// steadyAhead is the lease-ahead to announce, at cur now, when aheadFor
+// says want: a power of two, changed only when want left [cur*3/4,
+// cur*2). The hello carries it, and each change is a new capacity for the
+// server's engine, which ends or starts runners to match: announced as
+// computed, it changed with almost every run time folded in (no-op
+// attempts near the cap), and the server spent ~8 % of its CPU per remote
+// task starting runners again.
+func steadyAhead(cur, want int) int {
+	if cur > 0 && want >= cur*3/4 && want < cur*2 {
+		return cur
+	}
+	if want <= 0 {
+		return 0
+	}
+	p := 1
+	for p*2 <= want {
+		p *= 2
+	}
+	return p
 }
 
 // mayHoldLocked is how many attempts the worker may hold leased: its
