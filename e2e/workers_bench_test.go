@@ -99,6 +99,11 @@ func BenchmarkRemoteWorkers(b *testing.B) {
 					b.Fatalf("after %d warm-up tasks not every worker of %v ran one", warm, names)
 				}
 			}
+			if warm+b.N > retainedTasks {
+				// waitAllFinal would wait its 5 minutes for tasks the server dropped.
+				b.Fatalf("%d warm-up + %d tasks: the server keeps at most %d final tasks (the engine's RetainCount default), so the end could not be seen; use -benchtime %dx or less",
+					warm, b.N, retainedTasks, retainedTasks-warm)
+			}
 			if _, err := s.client.EnginePause(ctx); err != nil {
 				b.Fatal(err)
 			}
@@ -161,6 +166,11 @@ func BenchmarkRemoteWorkers(b *testing.B) {
 		})
 	}
 }
+
+// retainedTasks is the engine's default RetainCount (dispatch.Config):
+// final tasks beyond it are dropped, and BenchmarkRemoteWorkers counts
+// final tasks to see the end.
+const retainedTasks = 100_000
 
 // allWorked reports whether each remote worker named ran an attempt.
 func allWorked(b *testing.B, s *server, names []string) bool {
