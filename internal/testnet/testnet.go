@@ -8,8 +8,14 @@
 // take the port between the probe and the real bind, and the node under
 // test fails with "address already in use". Ports below the range are never
 // handed out by the kernel; Addr picks one at random there and checks that
-// it is free. Only another test picking the same random port at the same
-// moment can collide. Only tests import it.
+// it is free. A port handed out is also reserved for the rest of the
+// process with a lock file under os.TempDir()/wasmtask-testnet (reserve):
+// test binaries run in parallel (make test runs every package at once, and
+// a package's parallel tests share the range), and a port one picked could
+// otherwise be picked again by another between its probe and its bind
+// (TestClusterFailover: "bind: address already in use" in a fresh-clone
+// make test). The kernel drops the lock when the process ends. Only tests
+// import it.
 package testnet
 
 import (
@@ -38,9 +44,15 @@ func addrFrom(t testing.TB, next func() int) string {
 	t.Helper()
 	var last error
 	for range 100 {
-		addr := fmt.Sprintf("127.0.0.1:%d", next())
+		port := next()
+		if !reserve(port) {
+			last = fmt.Errorf("port %d: handed out already (this process or another test binary)", port)
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
+			release(port)
 			last = err
 			continue
 		}

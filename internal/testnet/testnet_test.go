@@ -1,7 +1,12 @@
 package testnet
 
 import (
+	"bufio"
+	"fmt"
+	"io"
 	"net"
+	"os"
+	"os/exec"
 	"strconv"
 	"testing"
 )
@@ -30,20 +35,70 @@ func TestAddrIsFreeAndOutsideTheEphemeralRange(t *testing.T) {
 	}
 }
 
-func TestAddrSkipsABusyPort(t *testing.T) {
-	held := Addr(t)
-	ln, err := net.Listen("tcp", held)
+// ephemeralPort is a port nothing listens on now, from the kernel (not
+// reserved by this package).
+func ephemeralPort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	_, port, _ := net.SplitHostPort(held)
-	busy, _ := strconv.Atoi(port)
-	_, port, _ = net.SplitHostPort(Addr(t)) // free now, and not busy (held)
-	free, _ := strconv.Atoi(port)
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestAddrSkipsABusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().(*net.TCPAddr).Port
+	free := ephemeralPort(t)
 	tries := []int{busy, busy, free}
 	got := addrFrom(t, func() int { p := tries[0]; tries = tries[1:]; return p })
 	if want := "127.0.0.1:" + strconv.Itoa(free); got != want {
 		t.Fatalf("addrFrom with %d held = %s, want the next free one %s", busy, got, want)
+	}
+}
+
+// TestAddrNeverHandsOutAPortTwice: a port handed out stays reserved, in
+// this process and against another test binary, though nothing listens on it.
+func TestAddrNeverHandsOutAPortTwice(t *testing.T) {
+	if port := os.Getenv("TESTNET_HOLD"); port != "" { // the other process
+		p, _ := strconv.Atoi(port)
+		if !reserve(p) {
+			fmt.Println("not reserved")
+			os.Exit(1)
+		}
+		fmt.Println("held")
+		io.Copy(io.Discard, os.Stdin) // until the parent closes stdin
+		os.Exit(0)
+	}
+	first := ephemeralPort(t)
+	if got := addrFrom(t, func() int { return first }); got != "127.0.0.1:"+strconv.Itoa(first) {
+		t.Fatalf("first pick = %s", got)
+	}
+	other, next := ephemeralPort(t), ephemeralPort(t)
+	tries := []int{first, next}
+	if got, want := addrFrom(t, func() int { p := tries[0]; tries = tries[1:]; return p }), "127.0.0.1:"+strconv.Itoa(next); got != want {
+		t.Fatalf("after %d was handed out, addrFrom(%d, %d) = %s, want %s", first, first, next, got, want)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestAddrNeverHandsOutAPortTwice$")
+	cmd.Env = append(os.Environ(), "TESTNET_HOLD="+strconv.Itoa(other))
+	stdin, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); cmd.Wait() }()
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "held\n" {
+		t.Fatalf("the other process said %q, want held", line)
+	}
+	last := ephemeralPort(t)
+	tries = []int{other, last}
+	if got, want := addrFrom(t, func() int { p := tries[0]; tries = tries[1:]; return p }), "127.0.0.1:"+strconv.Itoa(last); got != want {
+		t.Fatalf("with %d held by process %d, addrFrom(%d, %d) = %s, want %s", other, cmd.Process.Pid, other, last, got, want)
 	}
 }
