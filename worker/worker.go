@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -500,11 +501,7 @@ func steadyAhead(cur, want int) int {
 	if want <= 0 {
 		return 0
 	}
-	p := 1
-	for p*2 <= want {
-		p *= 2
-	}
-	return p
+	return 1 << (bits.Len(uint(want)) - 1) // the largest power of two <= want
 }
 
 // mayHoldLocked is how many attempts the worker may hold leased: its

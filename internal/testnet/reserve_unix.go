@@ -13,6 +13,7 @@ import (
 var reserved = struct {
 	sync.Mutex
 	files map[int]*os.File
+	dir   string // the lock files' folder, once made ("" before)
 }{files: map[int]*os.File{}}
 
 // reserve takes port for this process: false when this process or another
@@ -24,11 +25,14 @@ func reserve(port int) bool {
 	if _, ok := reserved.files[port]; ok {
 		return false
 	}
-	dir := filepath.Join(os.TempDir(), "wasmtask-testnet")
-	if err := os.MkdirAll(dir, 0o777); err != nil {
-		return true // no lock files here: the probe alone decides, as before
+	if reserved.dir == "" {
+		dir := filepath.Join(os.TempDir(), "wasmtask-testnet")
+		if err := os.MkdirAll(dir, 0o777); err != nil {
+			return true // no lock files here: the probe alone decides, as before
+		}
+		reserved.dir = dir
 	}
-	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o666)
+	f, err := os.OpenFile(filepath.Join(reserved.dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
 		return true
 	}

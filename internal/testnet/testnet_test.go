@@ -46,6 +46,11 @@ func ephemeralPort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// ports gives addrFrom the ports to try, in order.
+func ports(list ...int) func() int {
+	return func() int { p := list[0]; list = list[1:]; return p }
+}
+
 func TestAddrSkipsABusyPort(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -54,8 +59,7 @@ func TestAddrSkipsABusyPort(t *testing.T) {
 	defer ln.Close()
 	busy := ln.Addr().(*net.TCPAddr).Port
 	free := ephemeralPort(t)
-	tries := []int{busy, busy, free}
-	got := addrFrom(t, func() int { p := tries[0]; tries = tries[1:]; return p })
+	got := addrFrom(t, ports(busy, busy, free))
 	if want := "127.0.0.1:" + strconv.Itoa(free); got != want {
 		t.Fatalf("addrFrom with %d held = %s, want the next free one %s", busy, got, want)
 	}
@@ -79,8 +83,7 @@ func TestAddrNeverHandsOutAPortTwice(t *testing.T) {
 		t.Fatalf("first pick = %s", got)
 	}
 	other, next := ephemeralPort(t), ephemeralPort(t)
-	tries := []int{first, next}
-	if got, want := addrFrom(t, func() int { p := tries[0]; tries = tries[1:]; return p }), "127.0.0.1:"+strconv.Itoa(next); got != want {
+	if got, want := addrFrom(t, ports(first, next)), "127.0.0.1:"+strconv.Itoa(next); got != want {
 		t.Fatalf("after %d was handed out, addrFrom(%d, %d) = %s, want %s", first, first, next, got, want)
 	}
 
@@ -97,8 +100,7 @@ func TestAddrNeverHandsOutAPortTwice(t *testing.T) {
 		t.Fatalf("the other process said %q, want held", line)
 	}
 	last := ephemeralPort(t)
-	tries = []int{other, last}
-	if got, want := addrFrom(t, func() int { p := tries[0]; tries = tries[1:]; return p }), "127.0.0.1:"+strconv.Itoa(last); got != want {
+	if got, want := addrFrom(t, ports(other, last)), "127.0.0.1:"+strconv.Itoa(last); got != want {
 		t.Fatalf("with %d held by process %d, addrFrom(%d, %d) = %s, want %s", other, cmd.Process.Pid, other, last, got, want)
 	}
 }
