@@ -32,7 +32,8 @@
 // FastListener (fastsubmit.go), used by wasmtask serve on plain listeners,
 // answers the single submission (POST /v1/tasks of the plain HTTP/1.1
 // form) without net/http, through the same handler, and hands every other
-// connection to net/http with what it read of it.
+// connection to net/http with what it read of it. On a cluster node
+// (ClusterFront.NewFastListener) it answers only while the node leads.
 //
 // # Remote workers
 //

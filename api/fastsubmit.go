@@ -39,13 +39,18 @@ import (
 // Expect, Transfer-Encoding, Upgrade or Connection other than keep-alive,
 // well-formed header lines that fit in the read buffer); at the first
 // other request the connection goes to net/http, which answers that
-// request and the rest. Not used over TLS or in cluster mode (the
-// forwarding front is another handler).
+// request and the rest. Not used over TLS. On a cluster node
+// (ClusterFront.NewFastListener) a submission is served here only while
+// the node leads; on a follower it goes to net/http and the front, which
+// forwards it.
 type FastListener struct {
 	net.Listener
-	s       *Server
+	// server is the Server whose submissions are answered here, nil while
+	// there is none (a cluster node that does not lead).
+	server func() *Server
+	// index: answers carry X-Wasmtask-Index, as the cluster front's do.
+	index   bool
 	timeout FastTimeouts
-	bodyMax int64 // fastBodyMax, or the server's MaxTaskBytes if lower
 
 	conns chan net.Conn // to net/http (Accept)
 	errs  chan error
@@ -77,8 +82,26 @@ const fastHeadMax = 4 << 10
 // NewFastListener serves s's single submissions on ln (plain TCP) and
 // passes every other connection to whoever calls Accept (http.Server.Serve).
 func (s *Server) NewFastListener(ln net.Listener, t FastTimeouts) *FastListener {
-	f := &FastListener{Listener: ln, s: s, timeout: t, conns: make(chan net.Conn), errs: make(chan error, 1),
-		done: make(chan struct{}), active: map[*fastConn]struct{}{}, bodyMax: min(fastBodyMax, s.cfg.MaxTaskBytes)}
+	return newFastListener(ln, t, func() *Server { return s }, false)
+}
+
+// NewFastListener serves the single submissions of the Server this node
+// leads with (SetServer) on ln, with X-Wasmtask-Index as ServeHTTP sets
+// it, and passes every other connection to whoever calls Accept (an
+// http.Server serving f). A connection that sends a submission while the
+// node does not lead goes there too, with that request, and stays: it is
+// forwarded from then on.
+//
+// Why: on the leader, net/http's share of a single submission is the
+// same quarter of the CPU as on one server, and there every submission of
+// the cluster is answered (a follower forwards its own).
+func (f *ClusterFront) NewFastListener(ln net.Listener, t FastTimeouts) *FastListener {
+	return newFastListener(ln, t, f.server.Load, true)
+}
+
+func newFastListener(ln net.Listener, t FastTimeouts, server func() *Server, index bool) *FastListener {
+	f := &FastListener{Listener: ln, server: server, index: index, timeout: t, conns: make(chan net.Conn), errs: make(chan error, 1),
+		done: make(chan struct{}), active: map[*fastConn]struct{}{}}
 	go f.acceptLoop()
 	return f
 }
@@ -258,7 +281,11 @@ func (fc *fastConn) serveOne() bool {
 	if !ok {
 		return fc.handOff()
 	}
-	length, ok := fc.parse(head)
+	s := fc.f.server()
+	if s == nil {
+		return fc.handOff()
+	}
+	length, ok := fc.parse(head, s)
 	if !ok {
 		return fc.handOff()
 	}
@@ -283,9 +310,14 @@ func (fc *fastConn) serveOne() bool {
 		}
 	}
 	fc.w.reset()
-	if !fc.handle() {
+	if !fc.handle(s) {
 		fc.c.Close()
 		return false
+	}
+	if fc.f.index && fc.w.h.Get(IndexHeader) == "" {
+		// What indexWriter sets; read once the handler is done, so never
+		// below the submission's own sequence.
+		fc.w.h.Set(IndexHeader, strconv.FormatUint(s.cfg.Engine.DurableSeq(), 10))
 	}
 	fc.w.body = body
 	fc.f.served.Add(1)
@@ -301,16 +333,16 @@ func (fc *fastConn) serveOne() bool {
 
 // handle runs the handler; false if it panicked (net/http then closes the
 // connection and logs the panic: so does this).
-func (fc *fastConn) handle() (ok bool) {
+func (fc *fastConn) handle(s *Server) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			buf := make([]byte, 64<<10)
 			buf = buf[:runtime.Stack(buf, false)]
-			fc.f.s.cfg.Logger.Error("http: panic serving "+fc.req.RemoteAddr, "panic", p, "stack", string(buf))
+			s.cfg.Logger.Error("http: panic serving "+fc.req.RemoteAddr, "panic", p, "stack", string(buf))
 			ok = false
 		}
 	}()
-	fc.f.s.submitTask(&fc.w, &fc.req)
+	s.submitTask(&fc.w, &fc.req)
 	return true
 }
 
@@ -398,9 +430,9 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 }
 
 // parse reads a request head (parseFastHead) and, if it is one served
-// here, fills fc.req and returns the Content-Length.
-func (fc *fastConn) parse(head []byte) (length int, ok bool) {
-	host, length, ok := parseFastHead(head, fc.f.s.cfg.Token, fc.f.bodyMax)
+// here (for s), fills fc.req and returns the Content-Length.
+func (fc *fastConn) parse(head []byte, s *Server) (length int, ok bool) {
+	host, length, ok := parseFastHead(head, s.cfg.Token, min(fastBodyMax, s.cfg.MaxTaskBytes))
 	if !ok {
 		return 0, false
 	}

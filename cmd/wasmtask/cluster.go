@@ -127,7 +127,14 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 	hs := ln.httpServer(c, front)
 	hl.Info("listening", "addr", ln.url(), "data_dir", dataDir, "workers", c.Int("workers"), "node_id", id, "raft_addr", raftAddr, "raft_dir", raftDir)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- ln.serve(hs) }()
+	var fast *api.FastListener
+	if ln.tls == nil && c.Bool("fast-submit") {
+		// As serve's: on the leader, single submissions skip net/http.
+		fast = front.NewFastListener(ln.Listener, api.FastTimeouts{ReadHeader: hs.ReadHeaderTimeout, Read: hs.ReadTimeout, Write: hs.WriteTimeout, Idle: hs.IdleTimeout})
+		go func() { serveErr <- hs.Serve(fast) }()
+	} else {
+		go func() { serveErr <- ln.serve(hs) }()
+	}
 	if join != "" {
 		go joinCluster(ctx, hl, join, token, api.JoinRequest{ID: id, RaftAddr: raftAddr, HTTP: self})
 	}
@@ -153,6 +160,9 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 	defer cancel()
 	if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		hl.Warn("http shutdown", "err", err)
+	}
+	if fast != nil {
+		fast.Wait(shutdownCtx) // the submissions it answers: as Shutdown does for net/http's
 	}
 	if err := node.Close(); err != nil {
 		return fail(exitFailed, "close cluster node: %v", err)
