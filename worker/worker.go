@@ -288,7 +288,16 @@ func (w *Worker) leaseLoop(ctx context.Context) error {
 			continue
 		}
 		w.leaseState, w.leaseOutAt = leaseOut, time.Now()
+		// Results beyond maxResultsPerRequest stay pending, and the sender,
+		// signalled while this loop was preparing, left them to it: a long
+		// poll would hold them for LeaseWait, and the engine, which counts
+		// their attempts as running, might lease nothing until they come
+		// (the last tasks of a burst waited 5 s that way).
+		left := len(w.pending) > 0
 		w.mu.Unlock()
+		if left {
+			w.signalResults()
+		}
 		res, err := w.leaseOut(ctx, api.LeaseRequest{WorkerHello: hello, Max: free, Results: results})
 		w.mu.Lock()
 		w.leaseState = leasePreparing
