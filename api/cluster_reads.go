@@ -95,16 +95,22 @@ func (f *ClusterFront) waitForward(resp *http.Response) error {
 	if m := resp.Request.Method; m == http.MethodGet || m == http.MethodHead {
 		return nil
 	}
-	seq, err := strconv.ParseUint(resp.Header.Get(IndexHeader), 10, 64)
+	f.waitIndex(resp.Request.Context(), resp.Header.Get(IndexHeader))
+	return nil
+}
+
+// waitIndex waits, up to WriteWait, until this node applied the leader's
+// index (an X-Wasmtask-Index value) of a write it forwarded.
+func (f *ClusterFront) waitIndex(ctx context.Context, index string) {
+	seq, err := strconv.ParseUint(index, 10, 64)
 	if err != nil || seq <= f.replica.AppliedSeq() {
-		return nil
+		return
 	}
-	ctx, cancel := context.WithTimeout(resp.Request.Context(), f.cfg.WriteWait)
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.WriteWait)
 	defer cancel()
 	if !f.replica.WaitApplied(ctx, seq) {
 		f.cfg.Logger.Debug("cluster: a forwarded write answers before this node applied it", "seq", seq, "applied", f.replica.AppliedSeq())
 	}
-	return nil
 }
 
 // indexWriter sets X-Wasmtask-Index as the answer starts (unless a

@@ -7,5 +7,5 @@ import "net"
 // X-Wasmtask-Index on its answers when index is set: what
 // ClusterFront.NewFastListener builds, without a raft node.
 func NewFastListenerOf(ln net.Listener, t FastTimeouts, server func() *Server, index bool) *FastListener {
-	return newFastListener(ln, t, server, index)
+	return newFastListener(ln, t, server, index, nil)
 }

@@ -40,16 +40,19 @@ import (
 // well-formed header lines that fit in the read buffer); at the first
 // other request the connection goes to net/http, which answers that
 // request and the rest. Not used over TLS. On a cluster node
-// (ClusterFront.NewFastListener) a submission is served here only while
-// the node leads; on a follower it goes to net/http and the front, which
-// forwards it.
+// (ClusterFront.NewFastListener) a submission is answered here while the
+// node leads, and forwarded to the leader from here (leanForward) while
+// another node leads.
 type FastListener struct {
 	net.Listener
 	// server is the Server whose submissions are answered here, nil while
 	// there is none (a cluster node that does not lead).
 	server func() *Server
 	// index: answers carry X-Wasmtask-Index, as the cluster front's do.
-	index   bool
+	index bool
+	// forward, on a cluster node, sends the submissions read while the
+	// node does not lead to the leader (nil: they go to net/http).
+	forward *leanForward
 	timeout FastTimeouts
 
 	conns chan net.Conn // to net/http (Accept)
@@ -82,25 +85,26 @@ const fastHeadMax = 4 << 10
 // NewFastListener serves s's single submissions on ln (plain TCP) and
 // passes every other connection to whoever calls Accept (http.Server.Serve).
 func (s *Server) NewFastListener(ln net.Listener, t FastTimeouts) *FastListener {
-	return newFastListener(ln, t, func() *Server { return s }, false)
+	return newFastListener(ln, t, func() *Server { return s }, false, nil)
 }
 
 // NewFastListener serves the single submissions of the Server this node
 // leads with (SetServer) on ln, with X-Wasmtask-Index as ServeHTTP sets
-// it, and passes every other connection to whoever calls Accept (an
-// http.Server serving f). A connection that sends a submission while the
-// node does not lead goes there too, with that request, and stays: it is
-// forwarded from then on.
+// it, forwards those it reads while another node leads (leanForward),
+// and passes every other connection to whoever calls Accept (an
+// http.Server serving f). A submission read while no leader is known, or
+// one that cannot go the lean way (a leader over https), goes there too,
+// with its connection, for good.
 //
 // Why: on the leader, net/http's share of a single submission is the
 // same quarter of the CPU as on one server, and there every submission of
 // the cluster is answered (a follower forwards its own).
 func (f *ClusterFront) NewFastListener(ln net.Listener, t FastTimeouts) *FastListener {
-	return newFastListener(ln, t, f.server.Load, true)
+	return newFastListener(ln, t, f.server.Load, true, newLeanForward(f.cfg.Node.LeaderHTTP, f.cfg.Self, f.cfg.Node.ID(), f.cfg.Token, f.waitIndex))
 }
 
-func newFastListener(ln net.Listener, t FastTimeouts, server func() *Server, index bool) *FastListener {
-	f := &FastListener{Listener: ln, server: server, index: index, timeout: t, conns: make(chan net.Conn), errs: make(chan error, 1),
+func newFastListener(ln net.Listener, t FastTimeouts, server func() *Server, index bool, forward *leanForward) *FastListener {
+	f := &FastListener{Listener: ln, server: server, index: index, forward: forward, timeout: t, conns: make(chan net.Conn), errs: make(chan error, 1),
 		done: make(chan struct{}), active: map[*fastConn]struct{}{}}
 	go f.acceptLoop()
 	return f
@@ -157,6 +161,9 @@ func (f *FastListener) Close() error {
 	f.once.Do(func() {
 		f.closing.Store(true)
 		err = f.Listener.Close()
+		if f.forward != nil {
+			f.forward.close()
+		}
 		close(f.done)
 		f.mu.Lock()
 		for fc := range f.active {
@@ -282,10 +289,18 @@ func (fc *fastConn) serveOne() bool {
 		return fc.handOff()
 	}
 	s := fc.f.server()
-	if s == nil {
-		return fc.handOff()
+	var length int
+	var leader, leaderHost string
+	switch {
+	case s != nil:
+		length, ok = fc.parse(head, s.cfg.Token, min(fastBodyMax, s.cfg.MaxTaskBytes))
+	case fc.f.forward != nil:
+		if leader, leaderHost, ok = fc.f.forward.targetNow(); ok {
+			length, ok = fc.parse(head, fc.f.forward.token, fastBodyMax)
+		}
+	default:
+		ok = false
 	}
-	length, ok := fc.parse(head, s)
 	if !ok {
 		return fc.handOff()
 	}
@@ -310,14 +325,18 @@ func (fc *fastConn) serveOne() bool {
 		}
 	}
 	fc.w.reset()
-	if !fc.handle(s) {
-		fc.c.Close()
-		return false
-	}
-	if fc.f.index && fc.w.h.Get(IndexHeader) == "" {
-		// What indexWriter sets; read once the handler is done, so never
-		// below the submission's own sequence.
-		fc.w.h.Set(IndexHeader, strconv.FormatUint(s.cfg.Engine.DurableSeq(), 10))
+	if s == nil {
+		fc.f.forward.forward(context.Background(), &fc.w, leader, leaderHost, body)
+	} else {
+		if !fc.handle(s) {
+			fc.c.Close()
+			return false
+		}
+		if fc.f.index && fc.w.h.Get(IndexHeader) == "" {
+			// What indexWriter sets; read once the handler is done, so
+			// never below the submission's own sequence.
+			fc.w.h.Set(IndexHeader, strconv.FormatUint(s.cfg.Engine.DurableSeq(), 10))
+		}
 	}
 	fc.w.body = body
 	fc.f.served.Add(1)
@@ -430,9 +449,10 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 }
 
 // parse reads a request head (parseFastHead) and, if it is one served
-// here (for s), fills fc.req and returns the Content-Length.
-func (fc *fastConn) parse(head []byte, s *Server) (length int, ok bool) {
-	host, length, ok := parseFastHead(head, s.cfg.Token, min(fastBodyMax, s.cfg.MaxTaskBytes))
+// here (with that token and body bound), fills fc.req and returns the
+// Content-Length.
+func (fc *fastConn) parse(head []byte, token string, bodyMax int64) (length int, ok bool) {
+	host, length, ok := parseFastHead(head, token, bodyMax)
 	if !ok {
 		return 0, false
 	}
