@@ -371,6 +371,26 @@
 // What is left of the followers' apply is mostly the new memory of each
 // task (page faults under heapSetType in a growing heap) and GC.
 //
+// Session 11 (another machine: fsync 0.15-0.25 ms, one server 17-26k
+// single submits/s at 32 clients). Real processes, wasmtask bench through
+// the leader, per-process CPU from /proc: at 32 clients the leader used
+// 102 us of CPU per task, each follower 33, one server 51; the leader's
+// profile showed net/http at 39 % of its samples, where one server
+// answers single submissions on its FastListener. The leader now does
+// too (ClusterFront.NewFastListener): 62-72 us per task. A follower
+// forwarding submissions through net/http and ReverseProxy used 136-163
+// us per task, more than the leader; leanForward (api/cluster_forward.go)
+// forwards them from the fast path over connections of its own: 55-61
+// us, and 2x the tasks/s through a follower (7.1-8.6k -> 14.0-15.2k at
+// 256 clients). make bench-cluster, 4 rounds (README, High
+// availability): three nodes through the leader at 51-72 % of one
+// server at 256 clients, 58-70 % at 1,024, 45-94 % with batches of 500,
+// 37-67 % at 32 and 28-35 % at one client. With a few clients the
+// commit's latency bounds the rate (two fsyncs in series, see above);
+// under load the CPU does, three nodes and the bench client on two
+// cores: at 32 clients they used about 132 us per task together, 2.6x
+// one server's, and 50 % of one server's rate needs at most 2x.
+//
 // # Snapshots
 //
 // raft snapshots the FSM every SnapshotThreshold entries: the node's API
