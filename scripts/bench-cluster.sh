@@ -4,8 +4,9 @@
 # cluster on loopback (serve --node-id ...), ROUNDS times each, alternating
 # so that both see the same machine load. The cluster is measured through
 # its leader and through a follower (which forwards to the leader).
-# Arguments are passed to `wasmtask bench` (default: --tasks 3000
-# --clients 1,32 --batch 500 --rates 200,1000 --duration 5s).
+# Arguments are passed to `wasmtask bench` (default: --tasks 5000
+# --clients 1,32,256 --batch 500 --rates 200,1000 --duration 5s: one
+# client shows a commit's latency, 256 the throughput under load).
 # WASMTASK_BIN=path measures that binary instead of building this tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ BIN=${WASMTASK_BIN:-$PWD/bin/wasmtask}
 [ -n "${WASMTASK_BIN:-}" ] || go build -o "$BIN" ./cmd/wasmtask
 ROUNDS=${ROUNDS:-2}
 ARGS=("$@")
-[ ${#ARGS[@]} -gt 0 ] || ARGS=(--tasks 3000 --clients 1,32 --batch 500 --rates 200,1000 --duration 5s)
+[ ${#ARGS[@]} -gt 0 ] || ARGS=(--tasks 5000 --clients 1,32,256 --batch 500 --rates 200,1000 --duration 5s)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/wasmtask-bench-cluster.XXXXXX")
 PIDS=()
 stop_all() {
