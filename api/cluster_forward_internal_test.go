@@ -155,6 +155,20 @@ func TestLeanForward(t *testing.T) {
 		t.Errorf("a submission with the wrong token got %d, want it handed to net/http (418 here)", resp.StatusCode)
 	}
 
+	// A submission another node forwarded here is not sent on (this node
+	// does not lead): net/http's, which answers it 503 no_leader.
+	c4, r4 := dialRaw(t, addr)
+	body := `{"handler": "echo"}`
+	fmt.Fprintf(c4, "POST /v1/tasks HTTP/1.1\r\nHost: follower\r\nAuthorization: Bearer tok\r\nx-wasmtask-forwarded-by: n3\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if resp, err := http.ReadResponse(r4, nil); err != nil || resp.StatusCode != http.StatusTeapot {
+		t.Errorf("a forwarded submission: %v %v; want it handed to net/http (418 here), not forwarded again", resp, err)
+	}
+	leader.mu.Lock()
+	if n := len(leader.got); n != 4 {
+		t.Errorf("the leader got %d submissions, want the 4 sent here first", n)
+	}
+	leader.mu.Unlock()
+
 	// The leader gone: 503 no_leader, with Retry-After.
 	leader.srv.Close()
 	gone := "http://" + leader.srv.Listener.Addr().String()

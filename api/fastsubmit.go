@@ -294,7 +294,10 @@ func (fc *fastConn) serveOne() bool {
 	switch {
 	case s != nil:
 		length, ok = fc.parse(head, s.cfg.Token, min(fastBodyMax, s.cfg.MaxTaskBytes))
-	case fc.f.forward != nil:
+	case fc.f.forward != nil && !hasField(head, forwardedHeader):
+		// (A submission another node forwarded here, which this node no
+		// longer leads, is net/http's: forward answers it 503 no_leader
+		// rather than send it round.)
 		if leader, leaderHost, ok = fc.f.forward.targetNow(); ok {
 			length, ok = fc.parse(head, fc.f.forward.token, fastBodyMax)
 		}
@@ -531,6 +534,20 @@ func parseFastHead(head []byte, token string, bodyMax int64) (host []byte, lengt
 		}
 	}
 	return host, length, true
+}
+
+// hasField reports whether the request head (as parseFastHead takes it)
+// has a header line named name, ignoring ASCII case.
+func hasField(head []byte, name string) bool {
+	_, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		if k, _, found := bytes.Cut(line, []byte(":")); found && bytes.EqualFold(k, []byte(name)) {
+			return true
+		}
+	}
+	return false
 }
 
 // asciiFold reports whether b equals the lower-case s, ignoring ASCII case.
