@@ -126,15 +126,9 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 
 	hs := ln.httpServer(c, front)
 	hl.Info("listening", "addr", ln.url(), "data_dir", dataDir, "workers", c.Int("workers"), "node_id", id, "raft_addr", raftAddr, "raft_dir", raftDir)
-	serveErr := make(chan error, 1)
-	var fast *api.FastListener
-	if ln.tls == nil && c.Bool("fast-submit") {
-		// As serve's: on the leader, single submissions skip net/http.
-		fast = front.NewFastListener(ln.Listener, api.FastTimeouts{ReadHeader: hs.ReadHeaderTimeout, Read: hs.ReadTimeout, Write: hs.WriteTimeout, Idle: hs.IdleTimeout})
-		go func() { serveErr <- hs.Serve(fast) }()
-	} else {
-		go func() { serveErr <- ln.serve(hs) }()
-	}
+	// As serve's: single submissions skip net/http, answered on the
+	// leader and forwarded by a follower.
+	fast, serveErr := ln.serveFast(c, hs, front.NewFastListener)
 	if join != "" {
 		go joinCluster(ctx, hl, join, token, api.JoinRequest{ID: id, RaftAddr: raftAddr, HTTP: self})
 	}

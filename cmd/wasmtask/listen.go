@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"github.com/wasmtask/wasmtask/api"
 	"golang.org/x/net/netutil"
 )
 
@@ -131,6 +132,20 @@ func (l *listener) serve(hs *http.Server) error {
 		return hs.ServeTLS(l.Listener, "", "")
 	}
 	return hs.Serve(l.Listener)
+}
+
+// serveFast serves hs on l from a goroutine, its error on the channel
+// returned; with --fast-submit on a plain listener, single submissions
+// through the FastListener newFast makes (nil otherwise).
+func (l *listener) serveFast(c *cli.Context, hs *http.Server, newFast func(net.Listener, api.FastTimeouts) *api.FastListener) (*api.FastListener, <-chan error) {
+	serveErr := make(chan error, 1)
+	if l.tls != nil || !c.Bool("fast-submit") {
+		go func() { serveErr <- l.serve(hs) }()
+		return nil, serveErr
+	}
+	fast := newFast(l.Listener, api.FastTimeouts{ReadHeader: hs.ReadHeaderTimeout, Read: hs.ReadTimeout, Write: hs.WriteTimeout, Idle: hs.IdleTimeout})
+	go func() { serveErr <- hs.Serve(fast) }()
+	return fast, serveErr
 }
 
 // url is the address clients use.

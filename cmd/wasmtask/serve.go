@@ -204,14 +204,7 @@ func runServe(c *cli.Context) error {
 	srv.SetReady(true)
 	hl.Info("listening", "addr", ln.url(), "data_dir", dataDir, "workers", c.Int("workers"),
 		"max_payload_memory", formatBytes(payloadMemory), "max_payload_memory_from", payloadMemorySource)
-	serveErr := make(chan error, 1)
-	var fast *api.FastListener
-	if ln.tls == nil && c.Bool("fast-submit") {
-		fast = srv.NewFastListener(ln.Listener, api.FastTimeouts{ReadHeader: hs.ReadHeaderTimeout, Read: hs.ReadTimeout, Write: hs.WriteTimeout, Idle: hs.IdleTimeout})
-		go func() { serveErr <- hs.Serve(fast) }()
-	} else {
-		go func() { serveErr <- ln.serve(hs) }()
-	}
+	fast, serveErr := ln.serveFast(c, hs, srv.NewFastListener)
 
 	select {
 	case <-ctx.Done():
