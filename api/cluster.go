@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,10 @@ type ClusterConfig struct {
 	// views answered here) and Version the server's, as in Config.
 	Plugins *plugins.Registry
 	Version string
+	// TLS is the client configuration of this node's requests to the
+	// others' APIs over https:// (joins, forwarded requests, peer lag);
+	// nil: the system roots.
+	TLS *tls.Config
 	// ReadWait bounds how long a follower waits to reach a read's
 	// X-Wasmtask-Min-Index before it forwards the read to the leader
 	// (default DefaultReadWait); WriteWait how long a write forwarded
@@ -82,7 +87,9 @@ func NewClusterFront(cfg ClusterConfig) *ClusterFront {
 	if cfg.WriteWait <= 0 {
 		cfg.WriteWait = DefaultWriteWait
 	}
-	f := &ClusterFront{cfg: cfg, mux: http.NewServeMux(), client: &http.Client{Timeout: 2 * time.Second, Transport: newTransport()},
+	t := newTransport()
+	t.TLSClientConfig = cfg.TLS
+	f := &ClusterFront{cfg: cfg, mux: http.NewServeMux(), client: &http.Client{Timeout: 2 * time.Second, Transport: t},
 		replica: cfg.Node.Replica()}
 	f.follower = New(Config{Replica: f.replica, Plugins: cfg.Plugins, Token: cfg.Token, Logger: cfg.Logger, Version: cfg.Version})
 	f.follower.SetReady(true)
@@ -176,6 +183,7 @@ func (f *ClusterFront) forward(w http.ResponseWriter, r *http.Request) {
 		// each burst ended and dialled again for the next.
 		t := newTransport()
 		t.MaxIdleConns, t.MaxIdleConnsPerHost = 1024, 1024
+		t.TLSClientConfig = f.cfg.TLS
 		rp.Transport = t
 		rp.FlushInterval = -1
 		rp.ModifyResponse = f.waitForward

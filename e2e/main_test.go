@@ -197,7 +197,9 @@ func (s *server) start() {
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout = s.log
 	s.cmd.Stderr = s.log
-	s.cmd.Env = append(append(os.Environ(), "WASMTASK_TOKEN=", "WASMTASK_SERVER="), s.opts.env...)
+	// WASMTASK_CA: a cluster node trusts the others' certificate (the
+	// suite's) for its joins and forwarded requests, as --ca would say.
+	s.cmd.Env = append(append(os.Environ(), "WASMTASK_TOKEN=", "WASMTASK_SERVER=", "WASMTASK_CA="+tlsCert), s.opts.env...)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

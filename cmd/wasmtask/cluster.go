@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ func clusterFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "bootstrap", Usage: "cluster mode: start a new cluster with this node as its only voter (first node, first start; ignored once the data dir holds raft state)"},
 		&cli.StringFlag{Name: "join", Usage: "cluster mode: API URL of any node of the cluster to join (it asks the leader to add this node as a voter; a restarted member rejoins as it is)"},
 		&cli.StringFlag{Name: "advertise", Usage: "cluster mode: the API URL the other nodes forward requests to (default: the listen address)"},
+		&cli.StringFlag{Name: "ca", EnvVars: []string{"WASMTASK_CA"}, Usage: "cluster mode: PEM file of the CA (or self-signed certificate) the other nodes' https:// certificates must chain to, for joins and forwarded requests; default: the system roots"},
 	}
 }
 
@@ -53,6 +55,13 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 	if join != "" {
 		if u, err := url.Parse(join); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 			return fail(exitUsage, "--join %q: want the API URL of a node, like http://127.0.0.1:7070", join)
+		}
+	}
+	var peerTLS *tls.Config // the other nodes' https:// APIs
+	if ca := c.String("ca"); ca != "" {
+		var err error
+		if peerTLS, err = api.CAConfig(ca); err != nil {
+			return fail(exitUsage, "--ca: %v", err)
 		}
 	}
 	ctx := c.Context
@@ -114,7 +123,7 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 		return fail(exitFailed, "%v", err)
 	}
 	front = api.NewClusterFront(api.ClusterConfig{Node: node, Self: self, Token: token, Metrics: m.handler(), Logger: logger,
-		Plugins: reg, Version: buildVersion()})
+		Plugins: reg, Version: buildVersion(), TLS: peerTLS})
 	close(frontReady)
 	m.watchEngineOf(node.Engine)
 	m.watchCluster(node)
@@ -130,7 +139,7 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 	// leader and forwarded by a follower.
 	fast, serveErr := ln.serveFast(c, hs, front.NewFastListener)
 	if join != "" {
-		go joinCluster(ctx, hl, join, token, api.JoinRequest{ID: id, RaftAddr: raftAddr, HTTP: self})
+		go joinCluster(ctx, hl, join, token, c.String("ca"), api.JoinRequest{ID: id, RaftAddr: raftAddr, HTTP: self})
 	}
 	select {
 	case <-ctx.Done():
@@ -166,8 +175,14 @@ func serveCluster(c *cli.Context, hl hclog.Logger, logger *slog.Logger, dataDir 
 }
 
 // joinCluster asks the cluster at addr to add this node, until it has.
-func joinCluster(ctx context.Context, hl hclog.Logger, addr, token string, req api.JoinRequest) {
+func joinCluster(ctx context.Context, hl hclog.Logger, addr, token, caFile string, req api.JoinRequest) {
 	cl := api.NewClient(addr, token)
+	if caFile != "" {
+		if err := cl.TrustCA(caFile); err != nil { // read once already (--ca): not expected
+			hl.Error("join the cluster", "err", err)
+			return
+		}
+	}
 	for delay := 200 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
 		_, err := cl.ClusterJoin(ctx, req)
 		if err == nil {
