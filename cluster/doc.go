@@ -72,15 +72,15 @@
 //     bench-cluster: waiting for the lease commit halves the completion rate
 //     with the default 16 workers (each attempt waits two commits, ~7-16 ms
 //     each on this loaded machine, instead of one).
-//   - Ticks go to raft as they are stepped, not one group per commit: while
-//     fewer than two entries are in flight (dispatch.Pipeliner), each
-//     tick's frame is applied at once, and the committer waits only for the
-//     entries of the ticks it releases (dispatch.CommitterTo); past that,
-//     ticks gather into the next entry. The single-node committer instead
-//     waits for the fsync in flight before writing the next group; with
-//     raft the round trip, not a local fsync, is the wait, and raft
-//     pipelines entries to the followers. raft's apply channel is buffered
-//     (BatchApplyCh) so the loop never waits for raft's leader loop.
+//   - Group commit, as on one node: while no entry is in flight
+//     (dispatch.Pipeliner, pipelineDepth), a tick's frame is applied to
+//     raft at once; while one is, ticks gather into the next entry, applied
+//     when the committer has seen the one in flight committed (it waits
+//     only for the entries of the ticks it releases, dispatch.CommitterTo).
+//     Until session 12 two entries could be in flight: on the quieter
+//     machine of sessions 11-12 one is measurably cheaper (Throughput).
+//     raft's apply channel is buffered (BatchApplyCh) so the loop never
+//     waits for raft's leader loop.
 //     A tick that starts attempts early does not force its frame out
 //     either (the single-node loop writes it first, so that a crash of the
 //     process keeps the leases; an entry in flight in raft keeps nothing a
@@ -213,7 +213,7 @@
 //     loop.go): kept; 4.7k -> 6.1-6.4k tasks/s at 256 submitters, less CPU,
 //     32 submitters within noise.
 //   - A deeper pipeline of entries (Pipeliner bound 1, 2, 4, 8, 16): no
-//     difference beyond noise; 2 kept. The bound only limits how many
+//     difference beyond noise; 2 kept (1 since session 12). The bound only limits how many
 //     entries are applied to raft tick by tick: raft's leader already
 //     writes everything queued as one batch, so depth changes the entry
 //     size, not the number of fsyncs.
@@ -361,7 +361,7 @@
 // at 32 submitters, 1.0-2.0 entries per store write, and no difference
 // in CPU per task or rate beyond the noise (32: 90/102, 83/119, 83/74 us;
 // 256: 55/56, 51/68, 53/59 us). MaxAppendEntries (64) never binds at
-// 1-2 entries per write. Bound kept at 2.
+// 1-2 entries per write. Bound kept at 2 (until session 12, below).
 //
 // Tried and not kept: the FSM's fresh state with its maps sized for the
 // retained tasks (machine.NewStateFor, as a fresh engine then had them;
@@ -390,6 +390,21 @@
 // under load the CPU does, three nodes and the bench client on two
 // cores: at 32 clients they used about 132 us per task together, 2.6x
 // one server's, and 50 % of one server's rate needs at most 2x.
+//
+// Session 12 (same machine as session 11, load < 4): one raft entry in
+// flight instead of two (pipelineDepth). Per-process CPU (c3 runs, 30000
+// tasks) put each entry at roughly 0.7 ms of CPU over the three nodes
+// (the leader's fsync and two AppendEntries written and answered, each
+// follower's decode, fsync and answer, a dozen goroutine wake-ups), so at
+// 32 clients, ~9 tasks an entry, the entries were about half the
+// cluster's CPU. One in flight: 2250 entries instead of 3260 for 30000
+// tasks, 357-429 ticks of CPU instead of 429-496. make bench-cluster's
+// scenarios, 2 interleaved rounds (done tasks/s; base, then one in
+// flight): through the leader, 32 clients 10.3k, 11.0k -> 12.7k, 12.8k
+// (one server 20.9k, 23.0k: 49 % -> 55-61 %); 256 and 1,024 clients and
+// one client within noise; waits at 1,000/s p50 3.6, 2.5 -> 2.6, 2.3 ms.
+// Through a follower: 32 clients 6.2k, 6.5k -> 8.2k, 8.5k; 256 12.5k,
+// 12.1k -> 14.6k, 14.0k.
 //
 // # Snapshots
 //
