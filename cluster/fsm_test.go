@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -210,3 +211,104 @@ func fsmDigest(t *testing.T, f *fsm) string {
 	})
 	return d
 }
+
+// A follower's snapshot is taken under the FSM's lock and encoded in
+// Persist, while later entries apply (raft's FSM goroutine does not wait
+// for the encoding): what Persist writes is the state when Snapshot ran,
+// tasks still in progress then included, however far the applies went
+// meanwhile (-race: the encoding reads nothing an apply writes).
+func TestFollowerSnapshotEncodesTheStateItWasTakenAt(t *testing.T) {
+	c := newTestCluster(t)
+	defer c.closeAll()
+	n1 := c.start("n1", true)
+	e := c.leader().Engine()
+	for i := range 4 {
+		submitAndWait(t, e, fmt.Sprintf("r%d", i), 20)
+	}
+	last, err := n1.store.LastIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []*raft.Log
+	for i := uint64(1); i <= last; i++ {
+		var l raft.Log
+		if err := n1.store.GetLog(i, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Type == raft.LogCommand && len(l.Data) > 0 && l.Data[0] == entryEvents {
+			entries = append(entries, &l)
+		}
+	}
+	f := newFSM(quietLog, nil, raft.NewInmemStore())
+	// Apply up to an entry after which some task is still in progress.
+	k, inProgress := 0, 0
+	for k < len(entries)-2 && (k < 3 || inProgress == 0) {
+		if err := applyOK(f, copyLog(entries[k])); err != nil {
+			t.Fatal(err)
+		}
+		k++
+		inProgress = 0
+		f.read(func(s *dispatch.State) {
+			for id := range s.Tasks {
+				if exists, final := dispatch.TaskFinal(s, id); exists && !final {
+					inProgress++
+				}
+			}
+		})
+	}
+	if inProgress == 0 {
+		t.Fatalf("no entry of %d leaves a task in progress", len(entries))
+	}
+	var want []byte
+	f.read(func(s *dispatch.State) {
+		if want, err = dispatch.EncodeState(s); err != nil {
+			t.Fatal(err)
+		}
+	})
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Half the later entries apply before Persist, the rest beside it.
+	mid := k + (len(entries)-k)/2
+	for _, l := range entries[k:mid] {
+		if err := applyOK(f, copyLog(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applied := make(chan error, 1)
+	go func() {
+		for _, l := range entries[mid:] {
+			if err := applyOK(f, copyLog(l)); err != nil {
+				applied <- err
+				return
+			}
+		}
+		applied <- nil
+	}()
+	var sink bufferSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-applied; err != nil {
+		t.Fatal(err)
+	}
+	if !sink.closed || !bytes.HasSuffix(sink.Bytes(), want) {
+		t.Fatalf("the snapshot (%d bytes, closed %v) does not end with the state at entry %d (%d bytes, %d tasks in progress)", sink.Len(), sink.closed, entries[k-1].Index, len(want), inProgress)
+	}
+	var final []byte
+	f.read(func(s *dispatch.State) { final, err = dispatch.EncodeState(s) })
+	if err != nil || bytes.Equal(final, want) {
+		t.Fatalf("the applies after the snapshot changed nothing (err %v): the test shows nothing", err)
+	}
+}
+
+// bufferSink is a raft.SnapshotSink in memory.
+type bufferSink struct {
+	bytes.Buffer
+	closed bool
+}
+
+func (s *bufferSink) ID() string    { return "test" }
+func (s *bufferSink) Cancel() error { return nil }
+func (s *bufferSink) Close() error  { s.closed = true; return nil }

@@ -42,6 +42,16 @@ func ApplyRecord(s *State, seq uint64, rec []byte) (applied bool, err error) {
 // submission order), which DecodeState reads back.
 func EncodeState(s *State) ([]byte, error) { return machine.EncodeState(s) }
 
+// StateCapture is a state taken for a snapshot: cheap to take (a final
+// task and its runs never change again, so only tasks in progress are
+// copied), encoded later beside further applies (its Encode writes what
+// EncodeState would have written when it was taken).
+type StateCapture = machine.StateCapture
+
+// CaptureState takes s for an encoding later (StateCapture). It must not
+// run concurrently with an apply to s; its Encode may.
+func CaptureState(s *State) *StateCapture { return machine.CaptureState(s) }
+
 // DecodeState decodes what EncodeState wrote.
 func DecodeState(b []byte) (*State, error) { return machine.DecodeState(b) }
 
