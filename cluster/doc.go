@@ -404,7 +404,19 @@
 // (one server 20.9k, 23.0k: 49 % -> 55-61 %); 256 and 1,024 clients and
 // one client within noise; waits at 1,000/s p50 3.6, 2.5 -> 2.6, 2.3 ms.
 // Through a follower: 32 clients 6.2k, 6.5k -> 8.2k, 8.5k; 256 12.5k,
-// 12.1k -> 14.6k, 14.0k.
+// 12.1k -> 14.6k, 14.0k. Then make bench-cluster, five rounds (README):
+// through the leader 41-59 % of one server at 32 clients (4 of 5 rounds
+// >= 48 %), 55-78 % at 256, 58-76 % at 1,024, 27-32 % with one client.
+// In process (BenchmarkSubmit, 2 rounds each): 32 submitters 47-57 us of
+// CPU per task beside 47-62 with two in flight, 64 events per commit
+// beside 44; 256 within noise.
+//
+// One client stays latency-bound: each task is two entries (its submit;
+// its lease and result, stepped while the submit's entry is in flight),
+// and the next submit waits behind the second. Joining the second to the
+// next submit would need the leader to hold an entry that nothing waits
+// for (a linger); not done: it delays every final state by the linger at
+// low rates, where a commit already costs the cluster ~0.5 ms of CPU.
 //
 // # Snapshots
 //
