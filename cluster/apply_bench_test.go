@@ -32,20 +32,7 @@ func BenchmarkFollowerApply(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	last, err := n1.store.LastIndex()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var entries []*raft.Log
-	for i := uint64(1); i <= last; i++ {
-		var l raft.Log
-		if err := n1.store.GetLog(i, &l); err != nil {
-			b.Fatal(err)
-		}
-		if l.Type == raft.LogCommand && len(l.Data) > 0 && l.Data[0] == entryEvents {
-			entries = append(entries, &l)
-		}
-	}
+	entries, _ := dispatchEntries(b, n1)
 	c.closeAll()
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -97,21 +97,7 @@ func TestFSMSkipsOnlyItsOwnCommittedEntries(t *testing.T) {
 	for i := range 4 {
 		submitAndWait(t, e, fmt.Sprintf("r%d", i), 5) // a few entries each
 	}
-	var all, entries []*raft.Log
-	last, err := n1.store.LastIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := uint64(1); i <= last; i++ {
-		var l raft.Log
-		if err := n1.store.GetLog(i, &l); err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, &l)
-		if l.Type == raft.LogCommand && len(l.Data) > 0 && l.Data[0] == entryEvents {
-			entries = append(entries, &l)
-		}
-	}
+	entries, all := dispatchEntries(t, n1)
 	if len(entries) < 6 {
 		t.Fatalf("%d dispatch entries: too few for the test", len(entries))
 	}
@@ -178,6 +164,27 @@ func TestFSMSkipsOnlyItsOwnCommittedEntries(t *testing.T) {
 	}
 }
 
+// dispatchEntries reads node n's raft log: its dispatch entries (frames
+// of events), and every entry.
+func dispatchEntries(t testing.TB, n *Node) (entries, all []*raft.Log) {
+	t.Helper()
+	last, err := n.store.LastIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= last; i++ {
+		var l raft.Log
+		if err := n.store.GetLog(i, &l); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, &l)
+		if l.Type == raft.LogCommand && len(l.Data) > 0 && l.Data[0] == entryEvents {
+			entries = append(entries, &l)
+		}
+	}
+	return entries, all
+}
+
 func applyOK(f *fsm, l *raft.Log) error {
 	if err, _ := f.Apply(l).(error); err != nil {
 		return fmt.Errorf("entry %d: %w", l.Index, err)
@@ -225,20 +232,7 @@ func TestFollowerSnapshotEncodesTheStateItWasTakenAt(t *testing.T) {
 	for i := range 4 {
 		submitAndWait(t, e, fmt.Sprintf("r%d", i), 20)
 	}
-	last, err := n1.store.LastIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var entries []*raft.Log
-	for i := uint64(1); i <= last; i++ {
-		var l raft.Log
-		if err := n1.store.GetLog(i, &l); err != nil {
-			t.Fatal(err)
-		}
-		if l.Type == raft.LogCommand && len(l.Data) > 0 && l.Data[0] == entryEvents {
-			entries = append(entries, &l)
-		}
-	}
+	entries, _ := dispatchEntries(t, n1)
 	f := newFSM(quietLog, nil, raft.NewInmemStore())
 	// Apply up to an entry after which some task is still in progress.
 	k, inProgress := 0, 0
@@ -260,6 +254,7 @@ func TestFollowerSnapshotEncodesTheStateItWasTakenAt(t *testing.T) {
 		t.Fatalf("no entry of %d leaves a task in progress", len(entries))
 	}
 	var want []byte
+	var err error
 	f.read(func(s *dispatch.State) {
 		if want, err = dispatch.EncodeState(s); err != nil {
 			t.Fatal(err)
