@@ -287,12 +287,14 @@ func (c peerLagCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func clusterCommand() *cli.Command {
-	show := func(c *cli.Context, st api.ClusterStatus) error {
+	// lags: st holds each member's applied index and lag (GET /v1/cluster
+	// measures them; a membership change answers the configuration only).
+	show := func(c *cli.Context, st api.ClusterStatus, lags bool) error {
 		if c.Bool("json") {
 			printJSON(c.App.Writer, st)
 			return nil
 		}
-		writeClusterStatus(c.App.Writer, st)
+		writeClusterStatus(c.App.Writer, st, lags)
 		return nil
 	}
 	return &cli.Command{
@@ -308,7 +310,7 @@ func clusterCommand() *cli.Command {
 					if err != nil {
 						return apiFail(err)
 					}
-					return show(c, st)
+					return show(c, st, true)
 				}},
 			{Name: "add", Usage: "add a voter: wasmtask cluster add NODE_ID RAFT_ADDR [--http URL] (serve --join does this by itself)", ArgsUsage: "NODE_ID RAFT_ADDR",
 				Flags: clientFlags(jsonFlag, &cli.StringFlag{Name: "http", Usage: "the new node's API URL (for forwarding; it also sends it when it starts with --join)"}),
@@ -320,7 +322,7 @@ func clusterCommand() *cli.Command {
 					if err != nil {
 						return apiFail(err)
 					}
-					return show(c, st)
+					return show(c, st, false)
 				}},
 			{Name: "remove", Usage: "remove a server from the cluster: wasmtask cluster remove NODE_ID", ArgsUsage: "NODE_ID", Flags: clientFlags(jsonFlag),
 				Action: func(c *cli.Context) error {
@@ -331,13 +333,15 @@ func clusterCommand() *cli.Command {
 					if err != nil {
 						return apiFail(err)
 					}
-					return show(c, st)
+					return show(c, st, false)
 				}},
 		},
 	}
 }
 
-func writeClusterStatus(w io.Writer, st api.ClusterStatus) {
+// writeClusterStatus prints st; lags: with each member's applied index
+// and lag (else the configuration only, and where to see them).
+func writeClusterStatus(w io.Writer, st api.ClusterStatus, lags bool) {
 	leader := st.Leader
 	if leader == "" {
 		leader = "none known (election under way or no quorum)"
@@ -356,9 +360,19 @@ func writeClusterStatus(w io.Writer, st api.ClusterStatus) {
 			role += ", leader"
 		}
 		lag := fmt.Sprintf("applied %d, lag %d", s.AppliedIndex, s.Lag)
-		if s.Error != "" {
+		switch {
+		case !lags:
+			lag = ""
+		case s.Error != "":
 			lag = "unreachable: " + s.Error
 		}
-		fmt.Fprintf(w, "  %-10s %-22s %-28s %s  %s\n", s.ID, s.RaftAddr, orDash(s.HTTP), role, lag)
+		line := fmt.Sprintf("  %-10s %-22s %-28s %s", s.ID, s.RaftAddr, orDash(s.HTTP), role)
+		if lag != "" {
+			line += "  " + lag
+		}
+		fmt.Fprintln(w, line)
+	}
+	if !lags {
+		fmt.Fprintln(w, "(wasmtask cluster status shows how far each member is behind)")
 	}
 }
