@@ -392,13 +392,14 @@
 // one server's, and 50 % of one server's rate needs at most 2x.
 //
 // Session 12 (same machine as session 11, load < 4): one raft entry in
-// flight instead of two (pipelineDepth). Per-process CPU (c3 runs, 30000
-// tasks) put each entry at roughly 0.7 ms of CPU over the three nodes
+// flight instead of two (pipelineDepth). Per-process CPU (from /proc,
+// wasmtask bench through the leader, 32 clients, 30000 tasks; real
+// processes) put each entry at roughly 0.7 ms of CPU over the three nodes
 // (the leader's fsync and two AppendEntries written and answered, each
 // follower's decode, fsync and answer, a dozen goroutine wake-ups), so at
 // 32 clients, ~9 tasks an entry, the entries were about half the
 // cluster's CPU. One in flight: 2250 entries instead of 3260 for 30000
-// tasks, 357-429 ticks of CPU instead of 429-496. make bench-cluster's
+// tasks, 3.6-4.3 s of CPU over the nodes instead of 4.3-5.0. The bench's
 // scenarios, 2 interleaved rounds (done tasks/s; base, then one in
 // flight): through the leader, 32 clients 10.3k, 11.0k -> 12.7k, 12.8k
 // (one server 20.9k, 23.0k: 49 % -> 55-61 %); 256 and 1,024 clients and
@@ -415,8 +416,14 @@
 // its lease and result, stepped while the submit's entry is in flight),
 // and the next submit waits behind the second. Joining the second to the
 // next submit would need the leader to hold an entry that nothing waits
-// for (a linger); not done: it delays every final state by the linger at
-// low rates, where a commit already costs the cluster ~0.5 ms of CPU.
+// for (a linger); not done: every final state would wait for the linger
+// at low rates.
+//
+// Through a follower, 32 clients run at about half the leader's rate: a
+// write forwarded there answers once the follower applied it (read your
+// writes for plain HTTP clients), and a follower learns of a commit only
+// with the next AppendEntries, which with one entry in flight follows
+// the leader's next write: about one commit more per forwarded write.
 //
 // # Snapshots
 //
