@@ -421,8 +421,8 @@
 // tick before writing it): one client went from 0.87-0.94k to 1.13-1.53k
 // tasks/s with a third less CPU (L 0.3 and 1 ms, 2 rounds), 32 and 256
 // clients and batches within noise, but a waiting client at 200 tasks/s
-// waited p50 2.7-3.3 ms instead of 1.6 (a Go timer of 0.3 ms fires about
-// a millisecond late in a quiet process). Not kept: it trades the latency
+// waited p50 2.7-3.3 ms instead of 1.6 (in a quiet process a Go timer of
+// 0.3 ms fires after 1.1 ms, measured here). Not kept: it trades the latency
 // every low-rate user sees for a benchmark of one sequential client. (An
 // attempt starts only once its task's submission is committed, so the
 // result arrives after the submit's commit and races the next submit for
