@@ -213,8 +213,9 @@
 //     loop.go): kept; 4.7k -> 6.1-6.4k tasks/s at 256 submitters, less CPU,
 //     32 submitters within noise.
 //   - A deeper pipeline of entries (Pipeliner bound 1, 2, 4, 8, 16): no
-//     difference beyond noise; 2 kept (1 since session 12). The bound only limits how many
-//     entries are applied to raft tick by tick: raft's leader already
+//     difference beyond noise; 2 kept (1 since session 12). The bound
+//     only limits how many entries are applied to raft tick by tick:
+//     raft's leader already
 //     writes everything queued as one batch, so depth changes the entry
 //     size, not the number of fsyncs.
 //   - raft Config: MaxAppendEntries (64) never binds (1.5-4 entries per

@@ -359,16 +359,13 @@ func writeClusterStatus(w io.Writer, st api.ClusterStatus, lags bool) {
 		if s.Leader {
 			role += ", leader"
 		}
-		lag := fmt.Sprintf("applied %d, lag %d", s.AppliedIndex, s.Lag)
+		line := fmt.Sprintf("  %-10s %-22s %-28s %s", s.ID, s.RaftAddr, orDash(s.HTTP), role)
 		switch {
 		case !lags:
-			lag = ""
 		case s.Error != "":
-			lag = "unreachable: " + s.Error
-		}
-		line := fmt.Sprintf("  %-10s %-22s %-28s %s", s.ID, s.RaftAddr, orDash(s.HTTP), role)
-		if lag != "" {
-			line += "  " + lag
+			line += "  unreachable: " + s.Error
+		default:
+			line += fmt.Sprintf("  applied %d, lag %d", s.AppliedIndex, s.Lag)
 		}
 		fmt.Fprintln(w, line)
 	}
